@@ -1,0 +1,81 @@
+"""Clocks: the wall clock, a fixed clock for unit tests, and the stored test clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.domain.errors import InvalidRequest
+
+TEST_CLOCK_KEY = {"pk": {"S": "PLATFORM"}, "sk": {"S": "TEST_CLOCK"}}
+TEST_CLOCK_CACHE_SECONDS = 1.0
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that only moves when told to (unit and integration tests)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start.astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance_to(self, target: datetime) -> datetime:
+        if target < self._now:
+            raise InvalidRequest.for_field("to", "the clock never moves back")
+        self._now = target.astimezone(UTC)
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        return self.advance_to(self._now + delta)
+
+
+class StoredTestClock:
+    """Wall clock plus an offset stored in DynamoDB, shared by every process of a local stage.
+
+    The offset is cached for a second so a request does not pay a read for every `now()`;
+    advancing updates the cache at once in this process.
+    """
+
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+        self._ddb = dynamodb_client
+        self._table = table_name
+        self._lock = threading.Lock()
+        self._offset: timedelta | None = None
+        self._loaded_at = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._current_offset()
+
+    def advance_to(self, target: datetime) -> datetime:
+        current = self.now()
+        if target < current:
+            raise InvalidRequest.for_field("to", "the test clock never moves back")
+        offset = self._current_offset() + (target - current)
+        self._ddb.put_item(
+            TableName=self._table,
+            Item={**TEST_CLOCK_KEY, "offset_seconds": {"N": repr(offset.total_seconds())}},
+        )
+        with self._lock:
+            self._offset = offset
+            self._loaded_at = time.monotonic()
+        return target
+
+    def _current_offset(self) -> timedelta:
+        with self._lock:
+            fresh = time.monotonic() - self._loaded_at < TEST_CLOCK_CACHE_SECONDS
+            if self._offset is None or not fresh:
+                item = self._ddb.get_item(
+                    TableName=self._table, Key=TEST_CLOCK_KEY, ConsistentRead=True
+                ).get("Item")
+                seconds = float(item["offset_seconds"]["N"]) if item else 0.0
+                self._offset = timedelta(seconds=seconds)
+                self._loaded_at = time.monotonic()
+            return self._offset

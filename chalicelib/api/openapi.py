@@ -1,0 +1,117 @@
+"""Builds the OpenAPI 3.1 document from the routes declared with `route(...)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from chalicelib.api.errors import STATUS_BY_TYPE
+from chalicelib.api.models import ErrorResponse
+from chalicelib.api.routing import ROUTES, Auth, RouteSpec
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+COMMON_ERROR_STATUSES = (400, 401, 403, 404, 500)
+_REASONS = {status: error_type for error_type, status in STATUS_BY_TYPE.items()}
+
+
+def build_openapi(version: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    _add_schema(ErrorResponse, schemas)
+    for spec in ROUTES:
+        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Membership billing API",
+            "version": version,
+            "description": "Subscriptions and payments for membership communities.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(spec: RouteSpec, schemas: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": f"{spec.method.lower()}_{_slug(spec.path)}",
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "parameters": _parameters(spec, schemas),
+        "responses": _responses(spec, schemas),
+    }
+    if spec.auth is not Auth.NONE:
+        operation["security"] = [{"apiKey": []}]
+        operation["description"] = f"Needs a {spec.auth.value} key."
+    if spec.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _add_schema(spec.body, schemas)}},
+        }
+    if spec.method == "POST":
+        operation["parameters"].append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        )
+    return operation
+
+
+def _parameters(spec: RouteSpec, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in spec.path_params
+    ]
+    if spec.query is not None:
+        query_schema = spec.query.model_json_schema(ref_template=REF_TEMPLATE)
+        schemas.update(query_schema.pop("$defs", {}))
+        required = set(query_schema.get("required", []))
+        for name, prop in query_schema.get("properties", {}).items():
+            parameters.append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
+    return parameters
+
+
+def _responses(spec: RouteSpec, schemas: dict[str, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    if spec.response is None:
+        responses[str(spec.status)] = {"description": "No content"}
+    else:
+        responses[str(spec.status)] = {
+            "description": "OK",
+            "content": {"application/json": {"schema": _add_schema(spec.response, schemas)}},
+        }
+    error_ref = {"$ref": REF_TEMPLATE.format(model=ErrorResponse.__name__)}
+    statuses = set(COMMON_ERROR_STATUSES) | set(spec.error_statuses)
+    if spec.auth is Auth.NONE:
+        statuses -= {401, 403}
+    for status in sorted(statuses):
+        responses[str(status)] = {
+            "description": _REASONS.get(status, "error"),
+            "content": {"application/json": {"schema": error_ref}},
+        }
+    return responses
+
+
+def _add_schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[_schema_name(model)] = schema
+    return {"$ref": REF_TEMPLATE.format(model=_schema_name(model))}
+
+
+def _schema_name(model: type[BaseModel]) -> str:
+    return model.__name__.replace("[", "_").replace("]", "").replace(",", "_")
+
+
+def _slug(path: str) -> str:
+    return path.strip("/").replace("/", "_").replace("{", "").replace("}", "").replace("-", "_")

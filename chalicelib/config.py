@@ -1,0 +1,116 @@
+"""Settings, read from the environment when first asked for.
+
+Chalice sets a stage's environment variables only while a request or invocation runs, so
+nothing here is read at import time. Local stages (`local`, `test`) take secrets from the
+environment; deployed stages read one JSON secret from Secrets Manager, cached per container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL_STAGES = frozenset({"local", "test"})
+SECRETS_CACHE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Secrets:
+    stripe_secret_key: str
+    webhook_secrets: tuple[str, ...]
+    platform_api_key: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    table_name: str
+    work_queue_url: str
+    aws_region: str
+    aws_endpoint_url: str | None
+    stripe_api_base: str | None
+    secrets_arn: str | None
+    test_clock_enabled: bool
+    email_sender: str
+    version: str
+    due_index_shards: int
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage in LOCAL_STAGES
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        stage = source.get("BILLING_STAGE", "local")
+        return cls(
+            stage=stage,
+            table_name=source.get("BILLING_TABLE_NAME", f"membership-billing-{stage}"),
+            work_queue_url=source.get("BILLING_WORK_QUEUE_URL", ""),
+            aws_region=source.get("AWS_DEFAULT_REGION", source.get("AWS_REGION", "us-east-1")),
+            aws_endpoint_url=source.get("AWS_ENDPOINT_URL") or None,
+            stripe_api_base=source.get("STRIPE_API_BASE") or None,
+            secrets_arn=source.get("BILLING_SECRETS_ARN") or None,
+            test_clock_enabled=_truthy(source.get("BILLING_TEST_CLOCK", "")),
+            email_sender=source.get("BILLING_EMAIL_SENDER", "billing@example.com"),
+            version=source.get("BILLING_VERSION", "0.1.0"),
+            due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
+        )
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def secrets_from_env(env: dict[str, str] | None = None) -> Secrets:
+    source = os.environ if env is None else env
+    webhook = source.get("STRIPE_WEBHOOK_SECRET", "whsec_local")
+    previous = source.get("STRIPE_WEBHOOK_SECRET_PREVIOUS", "")
+    return Secrets(
+        stripe_secret_key=source.get("STRIPE_SECRET_KEY", "sk_test_local"),
+        webhook_secrets=tuple(s for s in (webhook, previous) if s),
+        platform_api_key=source.get("BILLING_PLATFORM_API_KEY", "local-platform-key"),
+    )
+
+
+def secrets_from_json(raw: str) -> Secrets:
+    """The deployed secret: {"stripe_secret_key", "webhook_secrets": [..], "platform_api_key"}."""
+    data: dict[str, Any] = json.loads(raw)
+    webhook = data.get("webhook_secrets") or []
+    if isinstance(webhook, str):
+        webhook = [w for w in webhook.split(",") if w]
+    return Secrets(
+        stripe_secret_key=str(data["stripe_secret_key"]),
+        webhook_secrets=tuple(str(w) for w in webhook),
+        platform_api_key=str(data["platform_api_key"]),
+    )
+
+
+class SecretsProvider:
+    """Secrets for the current stage, cached for a few minutes so rotation is picked up."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._cached: Secrets | None = None
+        self._loaded_at = 0.0
+
+    def get(self) -> Secrets:
+        if self._settings.is_local or not self._settings.secrets_arn:
+            return secrets_from_env()
+        with self._lock:
+            fresh = time.monotonic() - self._loaded_at < SECRETS_CACHE_SECONDS
+            if self._cached is None or not fresh:
+                self._cached = self._load_from_secrets_manager(self._settings.secrets_arn)
+                self._loaded_at = time.monotonic()
+            return self._cached
+
+    def _load_from_secrets_manager(self, arn: str) -> Secrets:
+        from chalicelib.adapters.aws import aws_client
+
+        response = aws_client("secretsmanager", self._settings).get_secret_value(SecretId=arn)
+        return secrets_from_json(response["SecretString"])

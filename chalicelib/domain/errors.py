@@ -1,0 +1,73 @@
+"""Domain errors. Each maps to one HTTP status in api/errors.py (see API.md, Conventions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+class DomainError(Exception):
+    """Base class: a business rule refused the operation; nothing was changed."""
+
+    error_type = "internal"
+
+    def __init__(self, message: str, details: list[FieldProblem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[FieldProblem] = list(details or [])
+
+
+class InvalidRequest(DomainError):
+    error_type = "invalid_request"
+
+    @classmethod
+    def for_field(cls, field_name: str, message: str) -> InvalidRequest:
+        return cls(message, [FieldProblem(field_name, message)])
+
+
+class Unauthorized(DomainError):
+    error_type = "unauthorized"
+
+
+class Forbidden(DomainError):
+    error_type = "forbidden"
+
+
+class NotFound(DomainError):
+    error_type = "not_found"
+
+
+class Conflict(DomainError):
+    """Illegal transition, concurrent change, or idempotency key reused with another body."""
+
+    error_type = "conflict"
+
+
+class ConcurrentChange(Conflict):
+    """An optimistic-locking condition failed: someone else changed the item first."""
+
+
+class PaymentFailed(DomainError):
+    """The charge was declined or needs authentication; the payment is recorded as failed."""
+
+    error_type = "payment_failed"
+
+    def __init__(self, message: str, payment: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.payment = payment
+
+
+class RateLimited(DomainError):
+    error_type = "rate_limited"
+
+
+class Unavailable(DomainError):
+    """A dependency (Stripe, DynamoDB) failed transiently; safe to retry."""
+
+    error_type = "unavailable"

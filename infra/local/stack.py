@@ -1,0 +1,326 @@
+"""The local stack: moto server, localstripe, the AWS resources, chalice local and a scheduler loop.
+
+`make run` calls `main()`. The e2e tests start the same `LocalStack` on free ports.
+Every child runs in its own process group; `stop()` (and Ctrl-C) ends each group, so nothing
+is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(sys.executable).parent
+LOCAL_STAGE = "local"
+STARTUP_TIMEOUT_SECONDS = 60.0
+
+
+class StackError(RuntimeError):
+    """A one-line, user-facing reason why the stack could not start."""
+
+
+@dataclass
+class StackConfig:
+    billing_port: int = 8000
+    stripe_port: int = 8420
+    moto_port: int = 5000
+    platform_api_key: str = "local-platform-key"
+    stripe_secret_key: str = "sk_test_local"
+    webhook_secret: str = "whsec_local"
+    scheduler_interval_seconds: float = 5.0
+    run_scheduler: bool = True
+    log_dir: Path = field(default_factory=lambda: REPO_ROOT / ".local-stack" / "logs")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
+        source = os.environ if env is None else env
+        return cls(
+            billing_port=int(source.get("BILLING_PORT", "8000")),
+            stripe_port=int(source.get("STRIPE_PORT", "8420")),
+            moto_port=int(source.get("MOTO_PORT", "5000")),
+            platform_api_key=source.get("BILLING_PLATFORM_API_KEY", "local-platform-key"),
+            stripe_secret_key=source.get("STRIPE_SECRET_KEY", "sk_test_local"),
+            webhook_secret=source.get("STRIPE_WEBHOOK_SECRET", "whsec_local"),
+            scheduler_interval_seconds=float(source.get("SCHEDULER_INTERVAL_SECONDS", "5")),
+            log_dir=Path(
+                source.get("LOCAL_STACK_LOG_DIR", str(REPO_ROOT / ".local-stack" / "logs"))
+            ),
+        )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.billing_port}"
+
+    @property
+    def stripe_url(self) -> str:
+        return f"http://127.0.0.1:{self.stripe_port}"
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def table_name(self) -> str:
+        return f"membership-billing-{LOCAL_STAGE}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_port_free(port: int, name: str) -> None:
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            if sock.connect_ex((host, port)) == 0:
+                raise StackError(f"port {port} ({name}) is already in use; set {name} to another")
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"{url} exited early with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # the server answers; that is all we wait for
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            time.sleep(0.2)
+    raise StackError(f"{url} did not answer within {timeout:.0f} s")
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.resources: dict[str, str] = {}
+
+    def app_env(self) -> dict[str, str]:
+        """Environment for everything that runs the app against this stack."""
+        cfg = self.config
+        env = dict(os.environ)
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": cfg.moto_url,
+                "BILLING_STAGE": LOCAL_STAGE,
+                "BILLING_TABLE_NAME": cfg.table_name,
+                "BILLING_TEST_CLOCK": "true",
+                "BILLING_PLATFORM_API_KEY": cfg.platform_api_key,
+                "STRIPE_SECRET_KEY": cfg.stripe_secret_key,
+                "STRIPE_WEBHOOK_SECRET": cfg.webhook_secret,
+                "STRIPE_API_BASE": cfg.stripe_url,
+                "BILLING_API_URL": cfg.api_url,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update({key.upper(): value for key, value in self.resources.items()})
+        return env
+
+    def start(self) -> None:
+        cfg = self.config
+        for port, name in (
+            (cfg.billing_port, "BILLING_PORT"),
+            (cfg.stripe_port, "STRIPE_PORT"),
+            (cfg.moto_port, "MOTO_PORT"),
+        ):
+            ensure_port_free(port, name)
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._spawn(
+                "moto",
+                [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(cfg.moto_port)],
+            )
+            self._spawn(
+                "localstripe",
+                [str(BIN_DIR / "localstripe"), "--port", str(cfg.stripe_port), "--from-scratch"],
+            )
+            wait_for_http(
+                f"{cfg.moto_url}/moto-api/", STARTUP_TIMEOUT_SECONDS, self.processes["moto"]
+            )
+            wait_for_http(
+                f"{cfg.stripe_url}/v1/customers",
+                STARTUP_TIMEOUT_SECONDS,
+                self.processes["localstripe"],
+            )
+            self.resources = create_resources(self.app_env())
+            register_webhook(cfg)
+            self._spawn(
+                "api",
+                [
+                    str(BIN_DIR / "chalice"),
+                    "--project-dir",
+                    str(REPO_ROOT),
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(cfg.billing_port),
+                    "--stage",
+                    LOCAL_STAGE,
+                    "--no-autoreload",
+                ],
+            )
+            wait_for_http(f"{cfg.api_url}/healthz", STARTUP_TIMEOUT_SECONDS, self.processes["api"])
+            if cfg.run_scheduler:
+                self._spawn(
+                    "scheduler",
+                    [
+                        sys.executable,
+                        "-m",
+                        "infra.local.scheduler",
+                        "--interval",
+                        str(cfg.scheduler_interval_seconds),
+                    ],
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log_path = self.config.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=self.app_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.processes.values():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait(timeout=5)
+        self.processes.clear()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def create_resources(env: Mapping[str, str]) -> dict[str, str]:
+    """Create the table, queues and email identity on moto from the definitions in code."""
+    import boto3
+
+    from chalicelib.adapters.dynamodb.schema import ensure_table
+    from chalicelib.adapters.queues import ensure_queues
+
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    endpoint = env["AWS_ENDPOINT_URL"]
+    ensure_table(session.client("dynamodb", endpoint_url=endpoint), env["BILLING_TABLE_NAME"])
+    queues = ensure_queues(session.client("sqs", endpoint_url=endpoint), LOCAL_STAGE)
+    sender = env.get("BILLING_EMAIL_SENDER", "billing@example.com")
+    session.client("ses", endpoint_url=endpoint).verify_email_identity(EmailAddress=sender)
+    return {
+        "billing_work_queue_url": queues["work_queue_url"],
+        "billing_dead_letter_queue_url": queues["dead_letter_queue_url"],
+    }
+
+
+def register_webhook(config: StackConfig) -> None:
+    """Point localstripe's webhooks at our /webhooks/stripe, signed with our secret."""
+    data = urllib.parse.urlencode(
+        {"url": f"{config.api_url}/webhooks/stripe", "secret": config.webhook_secret}
+    ).encode()
+    request = urllib.request.Request(
+        f"{config.stripe_url}/_config/webhooks/billing", data=data, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def main() -> int:
+    config = StackConfig.from_env()
+    stack = LocalStack(config)
+    stopping: dict[str, Any] = {"signal": None}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"starting the local stack (logs in {config.log_dir}) ...", flush=True)
+        stack.start()
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(
+        "\n".join(
+            [
+                "membership billing is running:",
+                f"  API          {config.api_url}   (GET /healthz, /v1/openapi.json)",
+                f"  localstripe  {config.stripe_url}",
+                f"  moto         {config.moto_url}",
+                f"  platform key {config.platform_api_key}",
+                f"  webhooks     localstripe -> {config.api_url}/webhooks/stripe",
+                "Ctrl-C stops everything.",
+            ]
+        ),
+        flush=True,
+    )
+    try:
+        while True:
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    print(
+                        f"error: {name} exited with code {process.returncode}; "
+                        f"see {config.log_dir / (name + '.log')}",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""Integration fixtures: moto in-process, the shared table definition, chalice's test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib import bootstrap
+from chalicelib.adapters.aws import reset_clients
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.dynamodb.schema import ensure_table
+from chalicelib.adapters.queues import ensure_queues
+from chalicelib.config import Settings
+
+PLATFORM_KEY = "test-platform-key"
+TABLE_NAME = "membership-billing-test"
+START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Env:
+    client: Client
+    container: bootstrap.Container
+    clock: FixedClock
+    settings: Settings
+
+    def platform_headers(self, **extra: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {PLATFORM_KEY}",
+            "Content-Type": "application/json",
+            **extra,
+        }
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        reset_clients()
+        import boto3
+
+        ensure_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
+        queues = ensure_queues(boto3.client("sqs", region_name="us-east-1"), "test")
+        yield queues
+    reset_clients()
+
+
+@pytest.fixture
+def env(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    values: dict[str, Any] = {
+        "BILLING_STAGE": "test",
+        "BILLING_TABLE_NAME": TABLE_NAME,
+        "BILLING_WORK_QUEUE_URL": aws["work_queue_url"],
+        "BILLING_PLATFORM_API_KEY": PLATFORM_KEY,
+        "STRIPE_SECRET_KEY": "sk_test_integration",
+        "STRIPE_WEBHOOK_SECRET": "whsec_integration",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    clock = FixedClock(START)
+    container = bootstrap.Container(settings, clock=clock)
+    bootstrap.override_container(container)
+    from app import app
+
+    with Client(app) as client:
+        yield Env(client=client, container=container, clock=clock, settings=settings)
+    bootstrap.override_container(None)

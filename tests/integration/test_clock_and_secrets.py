@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import boto3
+import pytest
+
+from chalicelib.adapters.clock import StoredTestClock
+from chalicelib.config import SecretsProvider, Settings
+from chalicelib.domain.errors import InvalidRequest
+from tests.integration.conftest import TABLE_NAME
+
+
+def test_stored_test_clock_is_shared_through_dynamodb(aws: dict[str, str]) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    first, second = StoredTestClock(ddb, TABLE_NAME), StoredTestClock(ddb, TABLE_NAME)
+    target = first.now() + timedelta(days=40)
+    first.advance_to(target)
+    assert abs((second.now() - target).total_seconds()) < 2
+    with pytest.raises(InvalidRequest):
+        first.advance_to(target - timedelta(days=1))
+
+
+def test_deployed_stages_read_secrets_from_secrets_manager(aws: dict[str, str]) -> None:
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = client.create_secret(
+        Name="billing/dev",
+        SecretString=json.dumps(
+            {
+                "stripe_secret_key": "sk_test_dev",
+                "webhook_secrets": ["whsec_a"],
+                "platform_api_key": "dev-platform",
+            }
+        ),
+    )["ARN"]
+    settings = Settings.from_env({"BILLING_STAGE": "dev", "BILLING_SECRETS_ARN": arn})
+    secrets = SecretsProvider(settings).get()
+    assert secrets.platform_api_key == "dev-platform"
+    assert secrets.webhook_secrets == ("whsec_a",)

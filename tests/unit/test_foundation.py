@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.config import Settings, secrets_from_env, secrets_from_json
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.observability import REDACTED, redact
+
+
+def test_settings_come_from_the_environment_with_defaults() -> None:
+    settings = Settings.from_env({"BILLING_STAGE": "dev", "BILLING_TEST_CLOCK": "true"})
+    assert settings.stage == "dev"
+    assert settings.table_name == "membership-billing-dev"
+    assert settings.test_clock_enabled is True
+    assert settings.is_local is False
+    assert Settings.from_env({}).is_local is True
+
+
+def test_local_secrets_come_from_env_with_api_md_defaults() -> None:
+    secrets = secrets_from_env({})
+    assert secrets.platform_api_key == "local-platform-key"
+    assert secrets.stripe_secret_key == "sk_test_local"
+    assert secrets.webhook_secrets == ("whsec_local",)
+    rotated = secrets_from_env(
+        {"STRIPE_WEBHOOK_SECRET": "whsec_new", "STRIPE_WEBHOOK_SECRET_PREVIOUS": "whsec_old"}
+    )
+    assert rotated.webhook_secrets == ("whsec_new", "whsec_old")
+
+
+def test_deployed_secret_json_is_parsed() -> None:
+    secrets = secrets_from_json(
+        json.dumps(
+            {"stripe_secret_key": "sk", "webhook_secrets": ["a", "b"], "platform_api_key": "p"}
+        )
+    )
+    assert secrets.webhook_secrets == ("a", "b")
+    assert secrets_from_json(
+        json.dumps({"stripe_secret_key": "sk", "webhook_secrets": "a,b", "platform_api_key": "p"})
+    ).webhook_secrets == ("a", "b")
+
+
+def test_fixed_clock_moves_forward_only() -> None:
+    start = datetime(2026, 1, 31, tzinfo=UTC)
+    clock = FixedClock(start)
+    assert clock.advance(timedelta(days=1)) == start + timedelta(days=1)
+    with pytest.raises(InvalidRequest):
+        clock.advance_to(start)
+
+
+def test_redact_masks_card_data_and_secrets_recursively() -> None:
+    logged = redact(
+        {"card": {"number": "4242"}, "nested": [{"client_secret": "x", "ok": 1}], "id": "pay_1"}
+    )
+    assert logged == {
+        "card": REDACTED,
+        "nested": [{"client_secret": REDACTED, "ok": 1}],
+        "id": "pay_1",
+    }
