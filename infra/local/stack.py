@@ -282,6 +282,8 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # A shell that starts us in the background sets SIGINT to "ignore"; Ctrl-C must still work.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print(f"starting the local stack (logs in {config.log_dir}) ...", flush=True)
         stack.start()
