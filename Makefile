@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit integration e2e bench demo synth deploy clean install
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -40,6 +40,28 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+demo: $(STAMP)
+	$(BIN)/python -m infra.local.demo
+
+# Deployment (README, "Deploy"). STAGE is a stage of .chalice/config.json.
+STAGE ?= dev
+CDK_OUT ?= cdk.out
+# The CDK CLI, fetched from npm on first use; `make deploy CDK=cdk` uses one on PATH instead.
+CDK ?= npx --yes aws-cdk@2.1148.1
+CDK_FLAGS ?=
+# jsii (aws-cdk-lib's runtime) warns at every start that Node 20 is past its end of life.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
+
+# Writes $(CDK_OUT)/$(STAGE).template.json (no AWS credentials needed) and lints it.
+synth: $(STAMP)
+	rm -rf $(CDK_OUT)
+	BILLING_STAGE=$(STAGE) CDK_OUTDIR=$(CDK_OUT) $(BIN)/python infra/cdk/app.py
+	$(BIN)/cfn-lint $(CDK_OUT)/$(STAGE).template.json
+
+# Deploys exactly the assembly `synth` wrote and checked.
+deploy: synth
+	$(CDK) deploy --app $(CDK_OUT) --no-notices $(CDK_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,71 @@
 """The Chalice app: registers blueprints, schedules and the SQS worker. Nothing else lives here."""
 
-from chalice import Chalice
+import os
 
-from chalicelib.api import auth, health
+from chalice import Chalice, Rate
+from chalice.app import CloudWatchEvent, SQSEvent
+
+from chalicelib.adapters.queues import work_queue_name
+from chalicelib.api import auth, health, test_clock, webhooks
+from chalicelib.api import billing_history as billing_history_api
+from chalicelib.api import communities as admin_communities
+from chalicelib.api import payment_methods as admin_payment_methods
+from chalicelib.api import payments as payments_api
+from chalicelib.api import plans as admin_plans
+from chalicelib.api import profiles as admin_profiles
+from chalicelib.api import reports as reports_api
+from chalicelib.api import subscriptions as subscriptions_api
+from chalicelib.jobs import reconciliation, schedules, sweeps, worker
 
 app = Chalice(app_name="membership-billing")
 
 app.register_blueprint(auth.blueprint)
 app.register_blueprint(health.blueprint)
+app.register_blueprint(webhooks.blueprint)
+app.register_blueprint(admin_communities.blueprint)
+app.register_blueprint(admin_plans.blueprint)
+app.register_blueprint(admin_profiles.blueprint)
+app.register_blueprint(admin_payment_methods.blueprint)
+app.register_blueprint(test_clock.blueprint)
+app.register_blueprint(subscriptions_api.blueprint)
+app.register_blueprint(payments_api.blueprint)
+app.register_blueprint(reports_api.blueprint)
+app.register_blueprint(billing_history_api.blueprint)
+
+
+# Scheduled jobs (DESIGN.md section 8): each sweep fans due items out to the work queue.
+@app.schedule(Rate(schedules.RENEWALS_EVERY_MINUTES, unit=Rate.MINUTES), name="renewals")
+def renewals(event: CloudWatchEvent) -> None:
+    sweeps.scheduled_sweep("renewals", event.context)
+
+
+@app.schedule(
+    Rate(schedules.FAILED_PAYMENTS_EVERY_MINUTES, unit=Rate.MINUTES), name="failed_payments"
+)
+def failed_payments(event: CloudWatchEvent) -> None:
+    sweeps.scheduled_sweep("failed_payments", event.context)
+
+
+@app.schedule(Rate(schedules.EXPIRATIONS_EVERY_MINUTES, unit=Rate.MINUTES), name="expirations")
+def expirations(event: CloudWatchEvent) -> None:
+    sweeps.scheduled_sweep("expirations", event.context)
+
+
+@app.schedule(Rate(schedules.RECOVERY_EVERY_MINUTES, unit=Rate.MINUTES), name="pending_payments")
+def pending_payments(event: CloudWatchEvent) -> None:
+    sweeps.scheduled_sweep("pending_payments", event.context)
+
+
+@app.schedule(Rate(reconciliation.EVERY_MINUTES, unit=Rate.MINUTES), name="webhook_reconciliation")
+def webhook_reconciliation(event: CloudWatchEvent) -> None:
+    reconciliation.scheduled_reconciliation(event.context)
+
+
+@app.on_sqs_message(
+    queue=work_queue_name(os.environ.get("BILLING_STAGE", "local")),
+    batch_size=schedules.WORKER_BATCH_SIZE,
+    maximum_concurrency=schedules.WORKER_MAXIMUM_CONCURRENCY,
+    name="worker",
+)
+def worker_handler(event: SQSEvent) -> None:
+    worker.handle_sqs_event(event)

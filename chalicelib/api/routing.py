@@ -3,7 +3,8 @@
 `route(...)` registers a Chalice view on a blueprint *and* records the route's request and
 response models for the OpenAPI document, so the contract and the code cannot drift apart.
 The wrapper does everything routes have in common: auth kind check, body size limit, JSON and
-pydantic validation, query parsing, error mapping, correlation ids and metrics. Handlers receive
+pydantic validation, query parsing, Idempotency-Key on every authenticated POST
+(chalicelib/api/idempotency.py), error mapping, correlation ids and metrics. Handlers receive
 a RequestContext plus typed arguments and return a response model (or an ApiResponse).
 
     @route(bp, "/v1/plans", "POST", auth=Auth.COMMUNITY, body=CreatePlan, response=Plan,
@@ -24,7 +25,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 from chalice.app import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib.api.auth import Principal, api_key_authorizer, principal_from_request
 from chalicelib.api.errors import (
@@ -32,12 +33,14 @@ from chalicelib.api.errors import (
     error_response,
     validation_problems,
 )
+from chalicelib.api.idempotency import idempotency_key, request_fingerprint, run_idempotent
 from chalicelib.bootstrap import Container, container
 from chalicelib.domain.errors import (
     DomainError,
     FieldProblem,
     Forbidden,
     InvalidRequest,
+    NotFound,
     Unauthorized,
     Unavailable,
 )
@@ -56,6 +59,10 @@ ACCEPTED_CONTENT_TYPES = [
     "text/xml",
 ]
 _PATH_PARAM = re.compile(r"{([^}]+)}")
+
+
+class _NoBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 class Auth(enum.Enum):
@@ -163,24 +170,82 @@ def _serve(
     with correlation(request_id=request_id, community_id=principal.community_id):
         try:
             _check_auth(spec, principal)
+            _check_path_params(path_params)
+            key = idempotency_key(request) if _idempotent(spec) else None
             kwargs: dict[str, Any] = dict(path_params)
             if spec.query is not None:
                 kwargs["query"] = parse_query(request, spec.query)
             if spec.body is not None:
                 kwargs["body"] = parse_body(request, spec.body)
+            elif spec.auth is not Auth.NONE:
+                parse_body(request, _NoBody)  # a route without a body takes none (or `{}`)
             ctx = RequestContext(principal, request, container(), request_id)
-            result = handler(ctx, **kwargs)
-            return _to_response(spec, result)
+
+            def execute() -> Response:
+                return _execute(spec, handler, ctx, kwargs)
+
+            if key is None:
+                return execute()
+            fingerprint = request_fingerprint(
+                spec.method,
+                _concrete_path(spec.path, path_params),
+                dict(request.query_params or {}),
+                _raw_bytes(request),
+            )
+            return run_idempotent(ctx, key, fingerprint, execute)
         except DomainError as error:
-            if isinstance(error, Unavailable):
-                logger.warning("dependency_unavailable", extra={"reason": error.message})
-            return domain_error_response(error)
+            return _domain_error(error)
         except Exception:
-            logger.exception("unhandled_error", extra={"route": f"{spec.method} {spec.path}"})
-            count("UnhandledErrors")
-            return error_response("internal", "Internal error; it has been logged.")
+            return _internal_error(spec)
         finally:
             flush_metrics()
+
+
+def _execute(
+    spec: RouteSpec, handler: Handler, ctx: RequestContext, kwargs: dict[str, Any]
+) -> Response:
+    try:
+        return _to_response(spec, handler(ctx, **kwargs))
+    except DomainError as error:
+        return _domain_error(error)
+    except Exception:
+        return _internal_error(spec)
+
+
+def _domain_error(error: DomainError) -> Response:
+    if isinstance(error, Unavailable):
+        logger.warning("dependency_unavailable", extra={"reason": error.message})
+    return domain_error_response(error)
+
+
+def _internal_error(spec: RouteSpec) -> Response:
+    logger.exception("unhandled_error", extra={"route": f"{spec.method} {spec.path}"})
+    count("UnhandledErrors")
+    return error_response("internal", "Internal error; it has been logged.")
+
+
+MAX_PATH_PARAM_CHARS = 255
+
+
+def _check_path_params(path_params: dict[str, str]) -> None:
+    """No object has an id this long; DynamoDB would refuse it as a key (2048 bytes) with a 500."""
+    for value in path_params.values():
+        if len(value) > MAX_PATH_PARAM_CHARS:
+            raise NotFound("Not found.")
+
+
+def _raw_bytes(request: Request) -> bytes:
+    raw = request.raw_body or b""
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+def _idempotent(spec: RouteSpec) -> bool:
+    """Every authenticated POST honours Idempotency-Key (see chalicelib/api/idempotency.py)."""
+    return spec.method == "POST" and spec.auth is not Auth.NONE
+
+
+def _concrete_path(template: str, path_params: dict[str, str]) -> str:
+    return _PATH_PARAM.sub(lambda m: path_params.get(m.group(1), m.group(0)), template)
 
 
 def _request_id(request: Request) -> str:

@@ -29,6 +29,7 @@ class Plan:
     max_members: int | None
     status: PlanStatus
     created_at: datetime
+    version: int = 0  # optimistic locking: every stored change is conditional on it
 
     @property
     def free(self) -> bool:
@@ -45,6 +46,88 @@ class Plan:
 
     def archived(self) -> Plan:
         return replace(self, status="archived")
+
+    def with_terms(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        clear_description: bool = False,
+        failed_payment_grace_days: int | None = None,
+        retry_schedule_days: Sequence[int] | None = None,
+        max_members: int | None = None,
+        clear_max_members: bool = False,
+    ) -> Plan:
+        """The plan with its changeable terms changed; prices, currency and fee never change."""
+        grace = (
+            self.failed_payment_grace_days
+            if failed_payment_grace_days is None
+            else failed_payment_grace_days
+        )
+        retries = (
+            self.retry_schedule_days if retry_schedule_days is None else tuple(retry_schedule_days)
+        )
+        validate_retry_schedule(grace, retries)
+        if max_members is not None:
+            validate_max_members(max_members)
+        return replace(
+            self,
+            name=self.name if name is None else name,
+            description=None
+            if clear_description
+            else (self.description if description is None else description),
+            failed_payment_grace_days=grace,
+            retry_schedule_days=retries,
+            max_members=None
+            if clear_max_members
+            else (self.max_members if max_members is None else max_members),
+        )
+
+
+def new_plan(
+    *,
+    plan_id: str,
+    community_id: str,
+    name: str,
+    description: str | None,
+    currency: str,
+    prices: Mapping[str, int],
+    activation_fee: int,
+    failed_payment_grace_days: int,
+    retry_schedule_days: Sequence[int],
+    max_members: int | None,
+    now: datetime,
+) -> Plan:
+    """A new, active plan, after checking every rule on its terms."""
+    validate_prices(prices)
+    validate_retry_schedule(failed_payment_grace_days, retry_schedule_days)
+    if activation_fee < 0:
+        raise InvalidRequest.for_field("activation_fee", "An activation fee is never negative.")
+    if max_members is not None:
+        validate_max_members(max_members)
+    cycles: dict[BillingCycle, int] = {}
+    for cycle in BILLING_CYCLES:
+        if cycle in prices:
+            cycles[cycle] = prices[cycle]
+    return Plan(
+        id=plan_id,
+        community_id=community_id,
+        name=name,
+        description=description,
+        currency=currency,
+        prices=cycles,
+        activation_fee=activation_fee,
+        failed_payment_grace_days=failed_payment_grace_days,
+        retry_schedule_days=tuple(retry_schedule_days),
+        max_members=max_members,
+        status="active",
+        created_at=now,
+    )
+
+
+def validate_max_members(max_members: int) -> None:
+    if max_members < 1:
+        raise InvalidRequest.for_field("max_members", "A plan allows at least one member.")
 
 
 def validate_prices(prices: Mapping[str, int]) -> None:

@@ -9,6 +9,37 @@ from typing import Literal
 from chalicelib.domain.errors import InvalidRequest
 
 ProfileKind = Literal["customer", "dependent"]
+LinkRole = Literal["owner", "member"]
+SubscriptionStatus = Literal["inactive", "active", "failed_payment", "expiring", "cancelled"]
+SUBSCRIPTION_STATUSES: tuple[SubscriptionStatus, ...] = (
+    "inactive",
+    "active",
+    "failed_payment",
+    "expiring",
+    "cancelled",
+)
+ACCESS_STATUSES: frozenset[str] = frozenset({"active", "expiring"})
+# Subscriptions that may still charge (or be resumed and charge) the owner's card.
+LIVE_STATUSES: frozenset[str] = frozenset({"active", "failed_payment", "expiring"})
+AccessReason = Literal["free_access", "subscription"]
+
+
+@dataclass(frozen=True)
+class SubscriptionLink:
+    """A profile's part in one subscription: owner (billed) or member (has access)."""
+
+    subscription_id: str
+    role: LinkRole
+    status: SubscriptionStatus
+    payment_method_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Access:
+    profile_id: str
+    has_access: bool
+    reason: AccessReason | None
+    subscription_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -24,6 +55,9 @@ class Profile:
     currency: str
     created_at: datetime
     stripe_customer_id: str | None = None
+    # The connected account the Stripe customer lives on (None: the platform account).
+    stripe_customer_account: str | None = None
+    subscriptions: tuple[SubscriptionLink, ...] = ()
 
     @property
     def is_customer(self) -> bool:
@@ -32,6 +66,45 @@ class Profile:
     def ensure_customer(self, field_name: str) -> None:
         if not self.is_customer:
             raise InvalidRequest.for_field(field_name, f"Profile {self.id} is not a customer.")
+
+    def access(self) -> Access:
+        """Free access, or membership of an active or expiring subscription (DESIGN.md 2)."""
+        granting = tuple(
+            link.subscription_id
+            for link in self.subscriptions
+            if link.role == "member" and link.status in ACCESS_STATUSES
+        )
+        if self.free_access:
+            return Access(self.id, True, "free_access", granting)
+        if granting:
+            return Access(self.id, True, "subscription", granting)
+        return Access(self.id, False, None, ())
+
+    def live_subscriptions_paying_with(self, payment_method_id: str) -> tuple[str, ...]:
+        return tuple(
+            link.subscription_id
+            for link in self.subscriptions
+            if link.role == "owner"
+            and link.status in LIVE_STATUSES
+            and link.payment_method_id == payment_method_id
+        )
+
+    def with_details(
+        self,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        free_access: bool | None = None,
+    ) -> Profile:
+        """The profile with name, email or free access changed (email: customers only)."""
+        if email is not None and not self.is_customer:
+            raise InvalidRequest.for_field("email", "Dependents have no email.")
+        return replace(
+            self,
+            name=self.name if name is None else name,
+            email=self.email if email is None else email,
+            free_access=self.free_access if free_access is None else free_access,
+        )
 
     def with_credit(self, credit_balance: int) -> Profile:
         if credit_balance < 0:

@@ -23,3 +23,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     )
     with LocalStack(config) as running:
         yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `ledger_last` compare the whole run's ledger with Stripe: they run last."""
+    items.sort(key=lambda item: item.get_closest_marker("ledger_last") is not None)

@@ -1,0 +1,234 @@
+"""Scheduling at scale (DESIGN.md section 8): what a sweep reads, and what a renewal costs.
+
+Sweep figures, on in-process moto with the real table definition and queues:
+- `sweep_items_read_per_due_10k` / `_100k`: items DynamoDB returned to the renewal sweep
+  (Query pages, cursor reads), divided by the subscriptions that were due, with 1% due in a
+  table of 10,000 / 100,000 subscriptions that ALL carry a renewal due date (the realistic
+  case: every active subscription is in the due index, 99% of them due later).
+  `sweep_items_read_per_due` is the worse of the two.
+- `sweep_time_ratio_100k_vs_10k`: the sweep's own time (our code and the SDK: building,
+  sending and parsing the Queries, making the messages) over 1,000 due subscriptions in the
+  100k table, divided by the same 1,000-due sweep in the 10k table (there at 10% due). Same
+  due count, 10x the table: ~1 means the cost follows what is due. The emulator's own time is
+  left out (measured between `before-send` and `before-parse`) because moto answers a GSI
+  Query by walking every item of the table in Python, which DynamoDB does not do; that raw
+  figure is reported beside it as `sweep_time_ratio_100k_vs_10k_moto_wall`.
+Counts come from a botocore event hook: moto reports constant ConsumedCapacity.
+
+Renewal figures (`ddb_requests_per_renewal`, `stripe_calls_per_renewal`,
+`renewals_per_second_one_worker`) run the real renewal action through the worker against
+localstripe; see `renewal_figures`.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+SHARDS = 16
+COMMUNITY = "com_bench"
+T0 = datetime(2027, 1, 1, tzinfo=UTC)
+SPREAD = timedelta(days=100)  # due dates spread evenly: 1% due at T0 + 1 day
+TIMING_RUNS = 2
+RATIO_DUE = 1000  # the same due count in both tables: 10% of 10k, 1% of 100k
+
+
+class BackendTimer:
+    """Time spent inside the emulator (between sending a request and parsing its response).
+
+    moto answers in-process from the `before-send` event; our hook runs first, and
+    `before-parse` fires once the response is back. What is left of a sweep's wall time is
+    the client side: our code and the SDK, which is what runs on AWS too.
+    """
+
+    def __init__(self, *clients: Any) -> None:
+        self.seconds = 0.0
+        self._started: float | None = None
+        for client in clients:
+            client.meta.events.register_first("before-send", self._send)
+            client.meta.events.register("before-parse", self._parse)
+
+    def _send(self, **_: Any) -> None:
+        self._started = time.perf_counter()
+
+    def _parse(self, **_: Any) -> None:
+        if self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+
+class DynamoCounter:
+    """Counts DynamoDB requests and items read, per operation, with botocore event hooks."""
+
+    def __init__(self, client: Any) -> None:
+        self.requests: Counter[str] = Counter()
+        self.items: Counter[str] = Counter()
+        client.meta.events.register("before-call.dynamodb.*", self._before)
+        client.meta.events.register("after-call.dynamodb.*", self._after)
+
+    def _before(self, model: Any, **_: Any) -> None:
+        self.requests[model.name] += 1
+
+    def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in ("Query", "Scan"):
+            self.items[model.name] += int(parsed.get("ScannedCount", parsed.get("Count", 0)))
+        elif model.name == "GetItem":
+            self.items[model.name] += 1 if parsed.get("Item") else 0
+        elif model.name == "BatchGetItem":
+            self.items[model.name] += sum(len(v) for v in parsed.get("Responses", {}).values())
+        elif model.name == "TransactGetItems":
+            self.items[model.name] += len(parsed.get("Responses", []))
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.items.clear()
+
+
+def load_subscriptions(ddb: Any, table: str, count: int) -> None:
+    """`count` subscription items, each with a renewal due date, written 25 at a time."""
+    from chalicelib.adapters.dynamodb.due_index import due_attributes
+
+    step = SPREAD / count
+    batch: list[dict[str, Any]] = []
+    for i in range(count):
+        sub_id = f"sub_b{i:07d}"
+        due = due_attributes(sub_id, "renewal", T0 + step * (i + 1), SHARDS)
+        item = {
+            "pk": {"S": f"C#{COMMUNITY}#SUB#{sub_id}"},
+            "sk": {"S": "SUB"},
+            "id": {"S": sub_id},
+            "status": {"S": "active"},
+            "version": {"N": "3"},
+            **{name: {"S": value} for name, value in due.items()},
+        }
+        batch.append({"PutRequest": {"Item": item}})
+        if len(batch) == 25:
+            _write(ddb, table, batch)
+    _write(ddb, table, batch)
+
+
+def _write(ddb: Any, table: str, batch: list[dict[str, Any]]) -> None:
+    if not batch:
+        return
+    pending = {table: list(batch)}
+    while pending:
+        pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    batch.clear()
+
+
+def sweep_figures() -> dict[str, float | int | str]:
+    from moto import mock_aws
+
+    fake_credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    os.environ.update({**fake_credentials, "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    with mock_aws():
+        return _sweep_figures()
+
+
+def _sweep_figures() -> dict[str, float | int | str]:
+    from chalicelib.adapters.aws import reset_clients
+    from chalicelib.adapters.clock import FixedClock
+    from chalicelib.adapters.dynamodb.schema import ensure_table
+    from chalicelib.adapters.queues import ensure_queues
+    from chalicelib.bootstrap import Container
+    from chalicelib.config import Settings
+    from chalicelib.jobs.sweeps import sweep
+
+    reset_clients()
+    base = Settings.from_env({"BILLING_STAGE": "bench", "BILLING_DUE_INDEX_SHARDS": str(SHARDS)})
+    queues = ensure_queues(Container(base).sqs, "bench")
+    boxes: dict[int, Container] = {}
+    load_seconds: dict[int, float] = {}
+    for size in (10_000, 100_000):
+        settings = replace(
+            base, table_name=f"bench-{size}", work_queue_url=queues["work_queue_url"]
+        )
+        box = Container(settings, clock=FixedClock(T0))
+        ensure_table(box.dynamodb, settings.table_name)
+        started = time.perf_counter()
+        load_subscriptions(box.dynamodb, settings.table_name, size)
+        load_seconds[size] = time.perf_counter() - started
+        boxes[size] = box
+    counter = DynamoCounter(boxes[10_000].dynamodb)  # one cached client serves both tables
+    sqs = boxes[10_000].sqs
+    backend = BackendTimer(boxes[10_000].dynamodb, sqs)
+    runs = iter(range(1_000_000))
+
+    def one_sweep(size: int, due: int, to_sqs: bool) -> tuple[int, int, float, float]:
+        """(sent, items read, wall seconds, client-side seconds) of one renewal sweep."""
+        now = T0 + SPREAD * due / size  # due dates are spread evenly: exactly `due` are due
+        box = boxes[size]
+        sink = None if to_sqs else _discard
+        if to_sqs:  # a fresh, empty queue per run (SQS allows one purge a minute)
+            url = sqs.create_queue(QueueName=f"bench-work-{next(runs)}")["QueueUrl"]
+            box = Container(replace(box.settings, work_queue_url=url), clock=FixedClock(now))
+        counter.reset()
+        backend.seconds = 0.0
+        gc.collect()
+        gc.disable()  # a collection of moto's object graph would land on whichever run
+        try:
+            started = time.perf_counter()
+            result = sweep(box, ("renewal",), now=now, sink=sink)
+            wall = time.perf_counter() - started
+        finally:
+            gc.enable()
+        if to_sqs:
+            sqs.delete_queue(QueueUrl=box.settings.work_queue_url)
+        assert result.sent == due, (size, due, result.sent)
+        return result.sent, sum(counter.items.values()), wall, wall - backend.seconds
+
+    figures: dict[str, float | int | str] = {}
+    sent, items, _, _ = one_sweep(10_000, 100, to_sqs=True)  # 1% due, through SQS
+    figures["sweep_items_read_per_due_10k"] = round(items / sent, 4)
+    small = [one_sweep(10_000, RATIO_DUE, to_sqs=False) for _ in range(TIMING_RUNS + 1)]
+    large = [one_sweep(100_000, RATIO_DUE, to_sqs=False) for _ in range(TIMING_RUNS)]
+    figures["sweep_items_read_per_due_100k"] = round(large[0][1] / large[0][0], 4)  # 1% due
+    figures["sweep_items_read_per_due"] = max(
+        float(figures["sweep_items_read_per_due_10k"]),
+        float(figures["sweep_items_read_per_due_100k"]),
+    )
+    figures["sweep_dynamodb_requests_100k"] = sum(counter.requests.values())
+    figures["sweep_scans"] = counter.requests["Scan"]
+    small_client, large_client = min(r[3] for r in small), min(r[3] for r in large)
+    small_wall, large_wall = min(r[2] for r in small), min(r[2] for r in large)
+    figures["sweep_time_ratio_100k_vs_10k"] = round(large_client / small_client, 3)
+    figures["sweep_client_seconds_1000_due_10k"] = round(small_client, 4)
+    figures["sweep_client_seconds_1000_due_100k"] = round(large_client, 4)
+    figures["sweep_time_ratio_100k_vs_10k_moto_wall"] = round(large_wall / small_wall, 3)
+    figures["bench_load_seconds_100k"] = round(load_seconds[100_000], 1)
+    reset_clients()
+    return figures
+
+
+def _discard(batch: list[Any]) -> None:
+    del batch
+
+
+RENEWAL_KEYS = (
+    "ddb_requests_per_renewal",
+    "stripe_calls_per_renewal",
+    "renewals_per_second_one_worker",
+)
+
+
+def renewal_figures() -> dict[str, float | int | str]:
+    from chalicelib.jobs.actions import default_actions
+
+    if "renewal" not in default_actions():
+        reason = "pending: no renewal action in chalicelib/services/scheduled.py yet"
+        return dict.fromkeys(RENEWAL_KEYS, reason)
+    from bench.scheduling_renewals import renewal_figures as measure
+
+    return measure()
+
+
+def run() -> dict[str, float | int | str]:
+    figures = sweep_figures()
+    figures.update(renewal_figures())
+    return figures

@@ -1,0 +1,42 @@
+"""Snapshots of the cards subscriptions charge, so views and charges need no Stripe call.
+
+Item layout:
+- card  pk=`C#<cid>#CARD#<payment_method_id>`  sk=`CARD`
+        attrs: type="card_snapshot", id, profile_id, customer, type, brand, last4,
+        exp_month, exp_year
+Written when a card is first checked against Stripe (it belongs to the owner's customer);
+card details of a PaymentMethod do not change except the expiry; the webhooks (issue 5) refresh
+brand/last4/expiry on `payment_method.updated` and set `detached_at` on `.detached` (a detached
+card is checked on Stripe again, which refuses it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.adapters.dynamodb.items import from_item, to_item
+
+
+def card_key(community_id: str, payment_method_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"C#{community_id}#CARD#{payment_method_id}"}, "sk": {"S": "CARD"}}
+
+
+class CardSnapshots:
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def find(self, community_id: str, payment_method_id: str) -> dict[str, Any] | None:
+        item = self._client.get_item(
+            TableName=self._table, Key=card_key(community_id, payment_method_id)
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def put(self, community_id: str, snapshot: dict[str, Any]) -> None:
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **card_key(community_id, snapshot["id"]),
+                **to_item({"type": "card_snapshot", **snapshot}),
+            },
+        )

@@ -1,0 +1,455 @@
+"""Payment repository: the ledger (payments and their refunds).
+
+Item layout:
+- payment   pk=`C#<cid>#PAY#<payment_id>`  sk=`PAY`
+            attrs: type="payment", revision (optimistic lock of this item), the payment fields
+            (lines, totals, billed_to, payment_method, stripe refs, failure, period, charge_key),
+            billed_profile_id, profile_ids (billed profile + every line's profile, for filters)
+            gsi1pk=`C#<cid>#PAYS`               gsi1sk=`<created_at µs>#<payment_id>`
+                (list of the community, newest first; the 30-day report is a range on gsi1sk)
+            gsi2pk=`C#<cid>#SUB#<sid>#PAYS`     gsi2sk=`<created_at µs>#<payment_id>`
+                (payments of one subscription: billing history)
+            gsi3pk=`PI#<payment_intent_id>`     gsi3sk=`C#<cid>#PAY#<payment_id>`
+                (only once the PaymentIntent is known: webhooks find the payment by intent)
+            due_pk/due_at/due_group=pending_payment while `pending` (created_at + 5 min), so the
+                recovery pass finds payments left pending by a crash; removed on resolution.
+- refund    pk=`C#<cid>#PAY#<payment_id>`  sk=`REF#<refund_id>`
+            attrs: type="refund", id, payment_id, amount, status, reason, stripe_refund_id,
+            created_at
+
+Every write is a TransactWriteItems entry built here and committed by the service together
+with the subscription change, its audit event and its charge key.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
+from chalicelib.adapters.dynamodb.due_index import due_attributes
+from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
+from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
+from chalicelib.domain.errors import NotFound
+from chalicelib.domain.payments import (
+    BilledTo,
+    Payment,
+    PaymentFailure,
+    PaymentLine,
+    PaymentMethodSummary,
+    Refund,
+    StripeRefs,
+)
+from chalicelib.domain.periods import Period
+
+PENDING_RECOVERY_DELAY = timedelta(minutes=5)
+
+
+def payment_key(community_id: str, payment_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"C#{community_id}#PAY#{payment_id}"}, "sk": {"S": "PAY"}}
+
+
+def _sortable(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _period_to_dict(period: Period | None) -> dict[str, str] | None:
+    if period is None:
+        return None
+    return {"start": format_time(period.start), "end": format_time(period.end)}
+
+
+def _exact_time(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class StoredPayment:
+    payment: Payment
+    revision: int
+
+
+def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str, Any]:
+    created = _sortable(payment.created_at)
+    profile_ids = sorted(
+        {payment.billed_to.profile_id} | {ln.profile_id for ln in payment.lines if ln.profile_id}
+    )
+    attributes: dict[str, Any] = {
+        "type": "payment",
+        "revision": revision,
+        "id": payment.id,
+        "subscription_id": payment.subscription_id,
+        "community_id": payment.community_id,
+        "kind": payment.kind,
+        "status": payment.status,
+        "currency": payment.currency,
+        "lines": [
+            {
+                "kind": ln.kind,
+                "description": ln.description,
+                "plan_name": ln.plan_name,
+                "profile_id": ln.profile_id,
+                "unit_amount": ln.unit_amount,
+                "quantity": ln.quantity,
+                "amount": ln.amount,
+            }
+            for ln in payment.lines
+        ],
+        "subtotal": payment.subtotal,
+        "credit_applied": payment.credit_applied,
+        "total": payment.total,
+        "amount_paid": payment.amount_paid,
+        "amount_refunded": payment.amount_refunded,
+        "application_fee_amount": payment.application_fee_amount,
+        "billed_to": {
+            "profile_id": payment.billed_to.profile_id,
+            "name": payment.billed_to.name,
+            "email": payment.billed_to.email,
+        },
+        "billed_profile_id": payment.billed_to.profile_id,
+        "profile_ids": profile_ids,
+        "payment_method": (
+            {
+                "type": payment.payment_method.type,
+                "brand": payment.payment_method.brand,
+                "last4": payment.payment_method.last4,
+            }
+            if payment.payment_method
+            else None
+        ),
+        "stripe": {
+            "account_id": payment.stripe.account_id,
+            "payment_intent_id": payment.stripe.payment_intent_id,
+            "charge_id": payment.stripe.charge_id,
+        },
+        "failure": (
+            {
+                "code": payment.failure.code,
+                "decline_code": payment.failure.decline_code,
+                "message": payment.failure.message,
+            }
+            if payment.failure
+            else None
+        ),
+        "period": _period_to_dict(payment.period),
+        "period_exact": (
+            {"start": _exact_time(payment.period.start), "end": _exact_time(payment.period.end)}
+            if payment.period
+            else None
+        ),
+        "charge_key": payment.charge_key,
+        "created_at": format_time(payment.created_at),
+        "updated_at": format_time(payment.updated_at),
+        "created_exact": _exact_time(payment.created_at),
+        "updated_exact": _exact_time(payment.updated_at),
+        "status_before_dispute": payment.status_before_dispute,
+        "dispute_status": payment.dispute_status,
+        "gsi1pk": f"C#{payment.community_id}#PAYS",
+        "gsi1sk": f"{created}#{payment.id}",
+        "gsi2pk": f"C#{payment.community_id}#SUB#{payment.subscription_id}#PAYS",
+        "gsi2sk": f"{created}#{payment.id}",
+    }
+    if payment.stripe.payment_intent_id:
+        attributes["gsi3pk"] = f"PI#{payment.stripe.payment_intent_id}"
+        attributes["gsi3sk"] = f"C#{payment.community_id}#PAY#{payment.id}"
+    if payment.status == "pending":
+        attributes.update(
+            due_attributes(
+                payment.id,
+                "pending_payment",
+                payment.created_at + PENDING_RECOVERY_DELAY,
+                shards,
+            )
+        )
+    return attributes
+
+
+def payment_from_item(item: dict[str, Any]) -> StoredPayment:
+    def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items()}
+
+    lines = tuple(
+        PaymentLine(
+            kind=ln["kind"],
+            description=ln["description"],
+            plan_name=ln.get("plan_name"),
+            profile_id=ln.get("profile_id"),
+            unit_amount=int(ln["unit_amount"]),
+            quantity=int(ln["quantity"]),
+            amount=int(ln["amount"]),
+        )
+        for ln in item.get("lines", [])
+    )
+    billed = item["billed_to"]
+    method = item.get("payment_method")
+    stripe = _drop_none(item.get("stripe") or {})
+    failure = item.get("failure")
+    period_exact = item.get("period_exact")
+    payment = Payment(
+        id=item["id"],
+        subscription_id=item["subscription_id"],
+        community_id=item["community_id"],
+        kind=item["kind"],
+        status=item["status"],
+        currency=item["currency"],
+        lines=lines,
+        subtotal=int(item["subtotal"]),
+        credit_applied=int(item["credit_applied"]),
+        total=int(item["total"]),
+        amount_paid=int(item["amount_paid"]),
+        amount_refunded=int(item["amount_refunded"]),
+        application_fee_amount=int(item["application_fee_amount"]),
+        billed_to=BilledTo(billed["profile_id"], billed["name"], billed.get("email")),
+        payment_method=(
+            PaymentMethodSummary(
+                method.get("type", "card"), method.get("brand"), method.get("last4")
+            )
+            if method
+            else None
+        ),
+        stripe=StripeRefs(
+            stripe.get("account_id"), stripe.get("payment_intent_id"), stripe.get("charge_id")
+        ),
+        failure=(
+            PaymentFailure(failure["code"], failure.get("decline_code"), failure["message"])
+            if failure
+            else None
+        ),
+        period=(
+            Period(parse_time(period_exact["start"]), parse_time(period_exact["end"]))
+            if period_exact
+            else None
+        ),
+        charge_key=item["charge_key"],
+        created_at=parse_time(item["created_exact"]),
+        updated_at=parse_time(item["updated_exact"]),
+        status_before_dispute=item.get("status_before_dispute"),
+        dispute_status=item.get("dispute_status"),
+    )
+    return StoredPayment(payment, int(item["revision"]))
+
+
+def payment_view(payment: Payment) -> dict[str, Any]:
+    """The API.md payment object."""
+    attributes = payment_attributes(payment, 0, 1)
+    keys = [
+        "id",
+        "subscription_id",
+        "kind",
+        "status",
+        "currency",
+        "lines",
+        "subtotal",
+        "credit_applied",
+        "total",
+        "amount_paid",
+        "amount_refunded",
+        "application_fee_amount",
+        "billed_to",
+        "payment_method",
+        "stripe",
+        "failure",
+        "period",
+        "created_at",
+        "updated_at",
+    ]
+    view = {key: attributes.get(key) for key in keys}
+    view["lines"] = [
+        {
+            k: line.get(k)
+            for k in (
+                "kind",
+                "description",
+                "plan_name",
+                "profile_id",
+                "unit_amount",
+                "quantity",
+                "amount",
+            )
+        }
+        for line in attributes["lines"]
+    ]
+    return view
+
+
+def refund_view(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": refund.id,
+        "payment_id": refund.payment_id,
+        "amount": refund.amount,
+        "status": refund.status,
+        "created_at": format_time(refund.created_at),
+    }
+
+
+class PaymentRepository:
+    def __init__(self, client: Any, table: str, cursors: CursorCodec, due_shards: int) -> None:
+        self._client = client
+        self._table = table
+        self._cursors = cursors
+        self._shards = due_shards
+
+    @property
+    def table(self) -> str:
+        return self._table
+
+    # --- transaction entries ---------------------------------------------------------------
+    def create_entry(self, payment: Payment) -> dict[str, Any]:
+        item = payment_attributes(payment, 1, self._shards)
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {**payment_key(payment.community_id, payment.id), **to_item(item)},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def save_entry(self, stored: StoredPayment, updated: Payment) -> dict[str, Any]:
+        """Replace the payment, conditional on the revision it was read at."""
+        item = payment_attributes(updated, stored.revision + 1, self._shards)
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {**payment_key(updated.community_id, updated.id), **to_item(item)},
+                "ConditionExpression": "revision = :revision",
+                "ExpressionAttributeValues": {":revision": to_value(stored.revision)},
+            }
+        }
+
+    def refund_entry(self, community_id: str, refund: Refund) -> dict[str, Any]:
+        item = {
+            "pk": f"C#{community_id}#PAY#{refund.payment_id}",
+            "sk": f"REF#{refund.id}",
+            "type": "refund",
+            "id": refund.id,
+            "payment_id": refund.payment_id,
+            "amount": refund.amount,
+            "status": refund.status,
+            "reason": refund.reason,
+            "stripe_refund_id": refund.stripe_refund_id,
+            "created_at": _exact_time(refund.created_at),
+        }
+        return {"Put": {"TableName": self._table, "Item": to_item(item)}}
+
+    # --- reads ----------------------------------------------------------------------------
+    def find(self, community_id: str, payment_id: str) -> StoredPayment | None:
+        response = self._client.get_item(
+            TableName=self._table, Key=payment_key(community_id, payment_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return payment_from_item(from_item(item)) if item else None
+
+    def get(self, community_id: str, payment_id: str) -> StoredPayment:
+        found = self.find(community_id, payment_id)
+        if found is None:
+            raise NotFound(f"Payment {payment_id} not found.")
+        return found
+
+    def find_by_payment_intent(
+        self, payment_intent_id: str, community_id: str | None = None
+    ) -> StoredPayment | None:
+        """The payment charged by a PaymentIntent (gsi3), optionally only in one community."""
+        response = self._client.query(
+            TableName=self._table,
+            IndexName="gsi3",
+            KeyConditionExpression="gsi3pk = :pk",
+            ExpressionAttributeValues={":pk": to_value(f"PI#{payment_intent_id}")},
+            Limit=5,
+        )
+        for raw in response.get("Items", []):
+            item = from_item(raw)
+            if community_id is None or item.get("community_id") == community_id:
+                # The index is eventually consistent: read the item itself.
+                return self.find(item["community_id"], item["id"])
+        return None
+
+    def list(
+        self,
+        community_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        subscription_id: str | None = None,
+        profile_id: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+    ) -> tuple[builtins.list[Payment], bool, str | None]:
+        filters: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if subscription_id:
+            index, partition = "gsi2", f"C#{community_id}#SUB#{subscription_id}#PAYS"
+        else:
+            index, partition = "gsi1", f"C#{community_id}#PAYS"
+        values[":pk"] = to_value(partition)
+        if profile_id:
+            filters.append("contains(profile_ids, :profile)")
+            values[":profile"] = to_value(profile_id)
+        if status:
+            filters.append("#status = :status")
+            names["#status"] = "status"
+            values[":status"] = to_value(status)
+        if kind:
+            filters.append("#kind = :kind")
+            names["#kind"] = "kind"
+            values[":kind"] = to_value(kind)
+        page: Page = query_page(
+            self._client,
+            self._table,
+            self._cursors,
+            scope=f"payments:{partition}:{profile_id}:{status}:{kind}",
+            index=index,
+            key_condition=f"{index}pk = :pk",
+            values=values,
+            names=names or None,
+            filter_expression=" AND ".join(filters) or None,
+            limit=limit,
+            cursor=cursor,
+            newest_first=True,
+        )
+        return [payment_from_item(i).payment for i in page.items], page.has_more, page.next_cursor
+
+    def for_subscription(self, community_id: str, subscription_id: str) -> builtins.list[Payment]:
+        """Every payment of one subscription, newest first (billing history)."""
+        payments: builtins.list[Payment] = []
+        cursor: str | None = None
+        while True:
+            page, more, cursor = self.list(
+                community_id, limit=100, cursor=cursor, subscription_id=subscription_id
+            )
+            payments += page
+            if not more:
+                return payments
+
+    def created_since(self, community_id: str, since: datetime) -> builtins.list[dict[str, Any]]:
+        """Raw payment items created at or after `since` (a gsi1 range Query, paginated)."""
+        items: builtins.list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk >= :since",
+            "ExpressionAttributeValues": {
+                ":pk": to_value(f"C#{community_id}#PAYS"),
+                ":since": to_value(_sortable(since)),
+            },
+        }
+        while True:
+            response = self._client.query(**request)
+            items += [from_item(i) for i in response.get("Items", [])]
+            if not response.get("LastEvaluatedKey"):
+                return items
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def refunds(self, community_id: str, payment_id: str) -> builtins.list[dict[str, Any]]:
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": to_value(f"C#{community_id}#PAY#{payment_id}"),
+                ":prefix": to_value("REF#"),
+            },
+            ConsistentRead=True,
+        )
+        return [from_item(i) for i in response.get("Items", [])]

@@ -1,0 +1,335 @@
+"""Profile repository.
+
+Item layout:
+- profile  pk=`C#<cid>#PROFILE#<profile_id>`  sk=`PROFILE`
+           attrs: type="profile", id, community_id, kind, name, email?, account_holder_id?,
+           free_access, credit_balance, currency, created_at,
+           stripe_customer_id?, stripe_customer_account? (the connected account it lives on)
+           gsi1pk=`C#<cid>#PROFILES`                    gsi1sk=`<created_at>#<profile_id>`
+           gsi2pk=`C#<cid>#PROFILES#EMAIL#<email, lowercased>`  (customers)   gsi2sk=same
+           gsi3pk=`C#<cid>#PROFILES#FREE` (only while free_access)           gsi3sk=same
+- links    in the same partition, see profile_links.py (sk=`SUB#...`).
+Writes are UpdateItem of the fields they change, so a PATCH never overwrites a concurrent
+credit-balance change made by the subscription service (`credit_change_entry`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, bad_cursor, query_page
+from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
+from chalicelib.adapters.dynamodb.profile_links import (
+    link_from_item,
+    profile_ids_with_status,
+    profile_partition,
+)
+from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
+from chalicelib.adapters.dynamodb.transactions import is_condition_failure
+from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.profiles import Profile
+
+PROFILE_SK = "PROFILE"
+MAX_STATUS_BATCHES = 10
+
+
+def profile_key(community_id: str, profile_id: str) -> dict[str, Any]:
+    return {"pk": {"S": profile_partition(community_id, profile_id)}, "sk": {"S": PROFILE_SK}}
+
+
+def credit_change_entry(
+    table: str, community_id: str, profile_id: str, delta: int
+) -> dict[str, Any]:
+    """An Update entry adding `delta` (negative: spending) to the credit balance.
+
+    Spending is conditional on enough credit, so the balance never goes negative."""
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": profile_key(community_id, profile_id),
+        "UpdateExpression": "SET credit_balance = credit_balance + :delta",
+        "ExpressionAttributeValues": {":delta": to_value(delta)},
+        "ConditionExpression": "attribute_exists(pk)",
+    }
+    if delta < 0:
+        update["ConditionExpression"] = "credit_balance >= :needed"
+        update["ExpressionAttributeValues"][":needed"] = to_value(-delta)
+    return {"Update": update}
+
+
+@dataclass(frozen=True)
+class ProfileFilters:
+    kind: str | None = None
+    free_access: bool | None = None
+    email: str | None = None
+    subscription_status: str | None = None
+
+    def matches(self, profile: Profile) -> bool:
+        return (
+            (self.kind is None or profile.kind == self.kind)
+            and (self.free_access is None or profile.free_access == self.free_access)
+            and (
+                self.email is None
+                or (profile.email is not None and profile.email.lower() == self.email.lower())
+            )
+        )
+
+
+@dataclass(frozen=True)
+class ProfilePage:
+    profiles: list[Profile]
+    has_more: bool
+    next_cursor: str | None
+
+
+class ProfileRepository:
+    def __init__(self, client: Any, table: str, cursors: CursorCodec) -> None:
+        self._client = client
+        self._table = table
+        self._cursors = cursors
+
+    # --- writes -------------------------------------------------------------------------
+    def create(self, profile: Profile) -> None:
+        created = format_time(profile.created_at)
+        attributes: dict[str, Any] = {
+            "type": "profile",
+            "id": profile.id,
+            "community_id": profile.community_id,
+            "kind": profile.kind,
+            "name": profile.name,
+            "account_holder_id": profile.account_holder_id,
+            "credit_balance": profile.credit_balance,
+            "currency": profile.currency,
+            "created_at": created,
+            "gsi1pk": f"C#{profile.community_id}#PROFILES",
+            "gsi1sk": f"{created}#{profile.id}",
+            **self._email_attributes(profile),
+            **self._free_access_attributes(profile),
+        }
+        self._client.put_item(
+            TableName=self._table,
+            Item={**profile_key(profile.community_id, profile.id), **to_item(attributes)},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def save_details(self, profile: Profile) -> None:
+        """Store name, email and free access (and their index entries) of an existing profile."""
+        attributes = {
+            "name": profile.name,
+            **self._email_attributes(profile),
+            **self._free_access_attributes(profile),
+        }
+        sets: list[str] = []
+        removes: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        optional = ("email", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")
+        for position, name in enumerate(("name", "free_access", *optional)):
+            names[f"#a{position}"] = name
+            if name in attributes and attributes[name] is not None:
+                sets.append(f"#a{position} = :v{position}")
+                values[f":v{position}"] = to_value(attributes[name])
+            else:
+                removes.append(f"#a{position}")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=profile_key(profile.community_id, profile.id),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                raise NotFound(f"Profile {profile.id} not found.") from None
+            raise
+
+    def set_stripe_customer(
+        self,
+        community_id: str,
+        profile_id: str,
+        customer_id: str,
+        account: str | None,
+        previous_customer_id: str | None,
+    ) -> None:
+        """Record the profile's Stripe customer, unless another request recorded one first."""
+        condition = (
+            "attribute_not_exists(stripe_customer_id)"
+            if previous_customer_id is None
+            else "stripe_customer_id = :previous"
+        )
+        values: dict[str, Any] = {":customer": to_value(customer_id)}
+        if previous_customer_id is not None:
+            values[":previous"] = to_value(previous_customer_id)
+        expression = "SET stripe_customer_id = :customer"
+        if account is None:
+            expression += " REMOVE stripe_customer_account"
+        else:
+            expression += ", stripe_customer_account = :account"
+            values[":account"] = to_value(account)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=profile_key(community_id, profile_id),
+                UpdateExpression=expression,
+                ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+                ExpressionAttributeValues=values,
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                raise Conflict(
+                    "The profile's Stripe customer changed concurrently; retry."
+                ) from None
+            raise
+
+    @staticmethod
+    def _email_attributes(profile: Profile) -> dict[str, Any]:
+        if not profile.email:
+            return {"email": None}
+        created = format_time(profile.created_at)
+        return {
+            "email": profile.email,
+            "gsi2pk": f"C#{profile.community_id}#PROFILES#EMAIL#{profile.email.lower()}",
+            "gsi2sk": f"{created}#{profile.id}",
+        }
+
+    @staticmethod
+    def _free_access_attributes(profile: Profile) -> dict[str, Any]:
+        if not profile.free_access:
+            return {"free_access": False}
+        created = format_time(profile.created_at)
+        return {
+            "free_access": True,
+            "gsi3pk": f"C#{profile.community_id}#PROFILES#FREE",
+            "gsi3sk": f"{created}#{profile.id}",
+        }
+
+    # --- reads --------------------------------------------------------------------------
+    def find(self, community_id: str, profile_id: str) -> Profile | None:
+        """The profile with its subscription links (one strongly consistent Query)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {
+                ":pk": to_value(profile_partition(community_id, profile_id))
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._client.query(**kwargs)
+            items += [from_item(i) for i in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        profile_items = [i for i in items if i.get("sk") == PROFILE_SK]
+        if not profile_items:
+            return None
+        links = tuple(link_from_item(i) for i in items if i.get("type") == "profile_link")
+        return replace(profile_from_item(profile_items[0]), subscriptions=links)
+
+    def get(self, community_id: str, profile_id: str) -> Profile:
+        """The profile, or NotFound (also for another community's profile)."""
+        profile = self.find(community_id, profile_id)
+        if profile is None:
+            raise NotFound(f"Profile {profile_id} not found.")
+        return profile
+
+    def list(
+        self, community_id: str, filters: ProfileFilters, limit: int, cursor: str | None
+    ) -> ProfilePage:
+        if filters.subscription_status is not None:
+            return self._list_by_subscription_status(community_id, filters, limit, cursor)
+        conditions: list[str] = []
+        values: dict[str, Any] = {}
+        names: dict[str, str] = {}
+        if filters.email is not None:
+            index, partition = "gsi2", f"C#{community_id}#PROFILES#EMAIL#{filters.email.lower()}"
+        elif filters.free_access:
+            index, partition = "gsi3", f"C#{community_id}#PROFILES#FREE"
+        else:
+            index, partition = "gsi1", f"C#{community_id}#PROFILES"
+        if filters.kind is not None:
+            conditions.append("#kind = :kind")
+            names["#kind"] = "kind"
+            values[":kind"] = to_value(filters.kind)
+        if filters.free_access is not None and index != "gsi3":
+            conditions.append("free_access = :free")
+            values[":free"] = to_value(filters.free_access)
+        values[":pk"] = to_value(partition)
+        page: Page = query_page(
+            self._client,
+            self._table,
+            self._cursors,
+            scope=f"{index}:{partition}:{sorted(names.items())}:{sorted(conditions)}"
+            f":{filters.kind}:{filters.free_access}",
+            index=index,
+            key_condition=f"{index}pk = :pk",
+            values=values,
+            names=names or None,
+            filter_expression=" AND ".join(conditions) or None,
+            limit=limit,
+            cursor=cursor,
+            newest_first=True,
+        )
+        profiles = [self.get(community_id, item["id"]) for item in page.items]
+        return ProfilePage(profiles, page.has_more, page.next_cursor)
+
+    def _list_by_subscription_status(
+        self, community_id: str, filters: ProfileFilters, limit: int, cursor: str | None
+    ) -> ProfilePage:
+        """Profiles (by id) that own or are a member of a subscription in that status."""
+        scope = (
+            f"substatus:{community_id}:{filters.subscription_status}"
+            f":{filters.kind}:{filters.free_access}:{filters.email}"
+        )
+        after: str | None = None
+        if cursor is not None:
+            position = self._cursors.decode(scope, cursor)
+            if set(position) != {"after"}:
+                raise bad_cursor()
+            after = position["after"]
+        status = filters.subscription_status
+        assert status is not None
+        found: list[Profile] = []
+        more = True
+        for _ in range(MAX_STATUS_BATCHES):
+            ids, more = profile_ids_with_status(
+                self._client, self._table, community_id, status, after
+            )
+            for profile_id in ids:
+                after = profile_id
+                profile = self.find(community_id, profile_id)
+                if profile is not None and filters.matches(profile):
+                    found.append(profile)
+                if len(found) > limit:
+                    break
+            if len(found) > limit or not more:
+                break
+        if len(found) > limit:
+            returned = found[:limit]
+            next_cursor = self._cursors.encode(scope, {"after": returned[-1].id})
+            return ProfilePage(returned, True, next_cursor)
+        if more and after is not None:
+            # Read budget spent under a selective filter: a short page that goes on.
+            return ProfilePage(found, True, self._cursors.encode(scope, {"after": after}))
+        return ProfilePage(found, False, None)
+
+
+def profile_from_item(item: dict[str, Any]) -> Profile:
+    return Profile(
+        id=item["id"],
+        community_id=item["community_id"],
+        kind=item["kind"],
+        name=item["name"],
+        email=item.get("email"),
+        account_holder_id=item.get("account_holder_id"),
+        free_access=bool(item.get("free_access", False)),
+        credit_balance=int(item.get("credit_balance", 0)),
+        currency=item["currency"],
+        created_at=parse_time(item["created_at"]),
+        stripe_customer_id=item.get("stripe_customer_id"),
+        stripe_customer_account=item.get("stripe_customer_account"),
+    )

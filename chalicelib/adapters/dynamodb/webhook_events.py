@@ -1,0 +1,193 @@
+"""Stored Stripe events, the de-duplication marker, and the reconciliation cursors.
+
+Item layout (platform items: an event arrives before we know its community):
+- event:   pk `WHEVT#<event id>`, sk `WHEVT`; attributes event_id, type, account, community_id,
+           status, error, payload (the raw JSON text), created (Stripe's epoch seconds),
+           received_at, processed_at, attempts, expires_at (TTL, epoch seconds).
+           gsi1 `WHEVT#STATUS#<status>` / `<received_at>#<id>`  (list by status, newest first)
+           gsi2 `WHEVT#ALL` / `<received_at>#<id>`              (list all, newest first)
+           gsi3 `WHEVT#TYPE#<type>` / `<received_at>#<id>`      (list by type, newest first)
+- cursor:  pk `PLATFORM`, sk `WHEVT_CURSOR#<account id or "platform">`; created_gte (epoch s).
+
+The event item is the de-dup marker. It is written with the condition
+`attribute_not_exists(pk) OR status = failed` in the same TransactWriteItems as the event's
+effect: a processed or ignored event can never be applied again, while a failed one can be
+retried (by Stripe's redelivery, a replay or reconciliation) and then only once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
+from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
+from chalicelib.domain.webhook_events import EventStatus, WebhookEvent
+
+EVENT_SK = "WHEVT"
+NEW_OR_FAILED = "attribute_not_exists(pk) OR #status = :failed"
+BATCH_GET_LIMIT = 100
+
+
+def event_key(event_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"WHEVT#{event_id}"}, "sk": {"S": EVENT_SK}}
+
+
+def _cursor_key(account: str | None) -> dict[str, Any]:
+    return {"pk": {"S": "PLATFORM"}, "sk": {"S": f"WHEVT_CURSOR#{account or 'platform'}"}}
+
+
+def _timestamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def to_record(event: WebhookEvent) -> dict[str, Any]:
+    order = f"{_timestamp(event.received_at)}#{event.id}"
+    return to_item(
+        {
+            "pk": f"WHEVT#{event.id}",
+            "sk": EVENT_SK,
+            "event_id": event.id,
+            "type": event.type,
+            "account": event.account,
+            "community_id": event.community_id,
+            "status": event.status.value,
+            "error": event.error,
+            "payload": json.dumps(event.payload, separators=(",", ":")),
+            "created": event.created,
+            "received_at": _timestamp(event.received_at),
+            "processed_at": _timestamp(event.processed_at) if event.processed_at else None,
+            "attempts": event.attempts,
+            "expires_at": int(event.expires_at().timestamp()),
+            "gsi1pk": f"WHEVT#STATUS#{event.status.value}",
+            "gsi1sk": order,
+            "gsi2pk": "WHEVT#ALL",
+            "gsi2sk": order,
+            "gsi3pk": f"WHEVT#TYPE#{event.type}",
+            "gsi3sk": order,
+        }
+    )
+
+
+def from_record(item: dict[str, Any]) -> WebhookEvent:
+    return _from_data(from_item(item))
+
+
+def _from_data(data: dict[str, Any]) -> WebhookEvent:
+    received_at = _parse_timestamp(data["received_at"])
+    assert received_at is not None
+    return WebhookEvent(
+        id=data["event_id"],
+        type=data["type"],
+        account=data.get("account"),
+        created=int(data.get("created", 0)),
+        payload=json.loads(data["payload"]),
+        received_at=received_at,
+        status=EventStatus(data["status"]),
+        community_id=data.get("community_id"),
+        processed_at=_parse_timestamp(data.get("processed_at")),
+        error=data.get("error"),
+        attempts=int(data.get("attempts", 1)),
+    )
+
+
+class WebhookEventRepository:
+    def __init__(self, client: Any, table: str, cursors: CursorCodec) -> None:
+        self._ddb = client
+        self._table = table
+        self._cursors = cursors
+
+    def put_entry(self, event: WebhookEvent) -> dict[str, Any]:
+        """The TransactWriteItems entry that stores `event` unless it is already done."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": to_record(event),
+                "ConditionExpression": NEW_OR_FAILED,
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":failed": to_value(EventStatus.FAILED.value)},
+            }
+        }
+
+    def put(self, event: WebhookEvent) -> None:
+        """Store `event` on its own (no effect to apply). Raises ConditionalCheckFailed if done."""
+        entry = self.put_entry(event)["Put"]
+        self._ddb.put_item(**entry)
+
+    def get(self, event_id: str) -> WebhookEvent | None:
+        item = self._ddb.get_item(
+            TableName=self._table, Key=event_key(event_id), ConsistentRead=True
+        ).get("Item")
+        return from_record(item) if item else None
+
+    def known_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of `event_ids` are stored (any status), in one BatchGetItem per 100 ids."""
+        wanted = list(dict.fromkeys(event_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            keys = [event_key(i) for i in wanted[start : start + BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {
+                self._table: {"Keys": keys, "ProjectionExpression": "event_id"}
+            }
+            while request:
+                response = self._ddb.batch_get_item(RequestItems=request)
+                found |= {i["event_id"]["S"] for i in response["Responses"].get(self._table, [])}
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def list_page(
+        self, *, status: str | None, event_type: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[WebhookEvent], Page]:
+        """Newest first; by status (gsi1, type as a filter), by type (gsi3), or all (gsi2)."""
+        names: dict[str, str] | None = None
+        values: dict[str, Any]
+        filter_expression = None
+        if status is not None:
+            index, partition = "gsi1", f"WHEVT#STATUS#{status}"
+            if event_type is not None:
+                names = {"#type": "type"}
+                filter_expression = "#type = :type"
+        elif event_type is not None:
+            index, partition = "gsi3", f"WHEVT#TYPE#{event_type}"
+        else:
+            index, partition = "gsi2", "WHEVT#ALL"
+        pk_name = f"{index}pk"
+        values = {":pk": to_value(partition)}
+        if filter_expression:
+            values[":type"] = to_value(event_type)
+        page = query_page(
+            self._ddb,
+            self._table,
+            self._cursors,
+            scope=f"webhook-events:{partition}:{event_type or ''}",
+            index=index,
+            key_condition=f"{pk_name} = :pk",
+            values=values,
+            names=names,
+            filter_expression=filter_expression,
+            limit=limit,
+            cursor=cursor,
+            newest_first=True,
+        )
+        events = [_from_data(item) for item in page.items]
+        return events, page
+
+    def reconciliation_cursor(self, account: str | None) -> int | None:
+        item = self._ddb.get_item(
+            TableName=self._table, Key=_cursor_key(account), ConsistentRead=True
+        ).get("Item")
+        return int(item["created_gte"]["N"]) if item else None
+
+    def save_reconciliation_cursor(self, account: str | None, created_gte: int) -> None:
+        self._ddb.put_item(
+            TableName=self._table,
+            Item={**_cursor_key(account), "created_gte": {"N": str(created_gte)}},
+        )

@@ -1,0 +1,40 @@
+"""Emails through SES (welcome and receipt). The SES client is created on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.config import Settings
+
+
+@dataclass(frozen=True)
+class Email:
+    to: str
+    subject: str
+    body: str
+
+
+class SesMailer:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Any = None
+
+    def _ses(self) -> Any:
+        if self._client is None:
+            from chalicelib.adapters.aws import aws_client
+
+            self._client = aws_client("ses", self._settings)
+        return self._client
+
+    def send(self, email: Email) -> str:
+        """Send one plain-text email; returns SES's message id."""
+        response = self._ses().send_email(
+            Source=self._settings.email_sender,
+            Destination={"ToAddresses": [email.to]},
+            Message={
+                "Subject": {"Data": email.subject, "Charset": "UTF-8"},
+                "Body": {"Text": {"Data": email.body, "Charset": "UTF-8"}},
+            },
+        )
+        return str(response["MessageId"])

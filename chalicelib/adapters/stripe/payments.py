@@ -1,0 +1,259 @@
+"""Stripe payment gateway: off-session PaymentIntents, refunds, and lookups for recovery.
+
+Only this module knows Stripe's payment API. It answers with plain dataclasses:
+
+- `charge(request)` creates and confirms one PaymentIntent (`confirm=True, off_session=True`)
+  with `idempotency_key` = our payment id and our ids in `metadata`. On a community's connected
+  account it sends the `Stripe-Account` header and `application_fee_amount` (only there).
+  Declines (CardError) and `requires_action` come back as a failed `IntentOutcome`;
+  rate limits, timeouts, connection and API errors raise `Unavailable`: the caller leaves the
+  payment pending for the webhook / recovery pass and never sends the charge again.
+- `outcome_from_intent(intent)` reads a PaymentIntent (from an API answer or a webhook event).
+- `retrieve_intent`, `find_intents_by_metadata` (search on real Stripe; list + filter where the
+  search API is missing, as on localstripe), `refund`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chalicelib.adapters.stripe.client import request_options, stripe_client
+from chalicelib.config import SecretsProvider, Settings
+from chalicelib.domain.errors import InvalidRequest, Unavailable
+
+IntentStatus = Literal["succeeded", "failed", "pending"]
+AUTHENTICATION_REQUIRED = "authentication_required"
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 20
+
+
+@dataclass(frozen=True)
+class ChargeFailure:
+    code: str
+    decline_code: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "decline_code": self.decline_code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    payment_id: str
+    amount: int
+    currency: str
+    customer_id: str
+    payment_method_id: str
+    stripe_account_id: str | None
+    application_fee_amount: int
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class IntentOutcome:
+    """What Stripe did with one payment: succeeded, failed (with why), or still pending."""
+
+    status: IntentStatus
+    payment_intent_id: str | None
+    charge_id: str | None
+    failure: ChargeFailure | None = None
+    amount_received: int | None = None
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    amount: int
+    status: str
+
+
+def _id_of(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        found = value.get("id")
+        return str(found) if found else None
+    return str(getattr(value, "id", None) or "") or None
+
+
+def outcome_from_intent(intent: Mapping[str, Any]) -> IntentOutcome:
+    """Map a PaymentIntent (dict) to our outcome. Anything not final stays pending."""
+    status = intent.get("status")
+    intent_id = _id_of(intent.get("id"))
+    charge_id = _id_of(intent.get("latest_charge"))
+    if status == "succeeded":
+        received = intent.get("amount_received", intent.get("amount"))
+        return IntentOutcome("succeeded", intent_id, charge_id, amount_received=int(received or 0))
+    if status == "requires_action":
+        return IntentOutcome(
+            "failed",
+            intent_id,
+            charge_id,
+            ChargeFailure(
+                AUTHENTICATION_REQUIRED,
+                AUTHENTICATION_REQUIRED,
+                "The card needs the customer's authentication; it cannot be charged off-session.",
+            ),
+        )
+    if status in ("requires_payment_method", "canceled"):
+        error = intent.get("last_payment_error") or {}
+        return IntentOutcome(
+            "failed",
+            intent_id,
+            charge_id or _id_of(error.get("charge")),
+            ChargeFailure(
+                str(error.get("code") or ("canceled" if status == "canceled" else "card_declined")),
+                error.get("decline_code"),
+                str(error.get("message") or "The payment was not completed."),
+            ),
+        )
+    return IntentOutcome("pending", intent_id, charge_id)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    converted: dict[str, Any] = obj.to_dict()
+    return converted
+
+
+class StripePaymentGateway:
+    def __init__(self, settings: Settings, secrets: SecretsProvider) -> None:
+        self._settings = settings
+        self._secrets = secrets
+
+    @property
+    def _client(self) -> Any:
+        return stripe_client(self._settings, self._secrets.get().stripe_secret_key)
+
+    def charge(self, request: ChargeRequest) -> IntentOutcome:
+        import stripe
+
+        params: dict[str, Any] = {
+            "amount": request.amount,
+            "currency": request.currency,
+            "customer": request.customer_id,
+            "payment_method": request.payment_method_id,
+            "confirm": True,
+            "off_session": True,
+            "metadata": dict(request.metadata),
+        }
+        if request.stripe_account_id and request.application_fee_amount > 0:
+            params["application_fee_amount"] = request.application_fee_amount
+        options = request_options(request.stripe_account_id, idempotency_key=request.payment_id)
+        try:
+            intent = self._client.v1.payment_intents.create(params=params, options=options)
+        except stripe.CardError as error:
+            return _declined(error)
+        except stripe.IdempotencyError as error:
+            # A PaymentIntent with this key already exists: what happened is for recovery to read.
+            raise Unavailable(
+                f"Stripe reports an earlier request for this payment: {error}"
+            ) from None
+        except stripe.InvalidRequestError as error:
+            if _error_intent(error) is not None:
+                return _declined(error)
+            return IntentOutcome(
+                "failed",
+                None,
+                None,
+                ChargeFailure(
+                    str(error.code or "invalid_request"), None, str(error.user_message or error)
+                ),
+            )
+        except stripe.StripeError as error:
+            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+        return outcome_from_intent(_to_dict(intent))
+
+    def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        import stripe
+
+        try:
+            intent = self._client.v1.payment_intents.retrieve(
+                intent_id, options=request_options(stripe_account_id)
+            )
+        except stripe.InvalidRequestError:
+            raise
+        except stripe.StripeError as error:
+            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+        return _to_dict(intent)
+
+    def find_intents_by_metadata(
+        self, key: str, value: str, stripe_account_id: str | None
+    ) -> list[dict[str, Any]]:
+        """PaymentIntents whose metadata[key] == value (search; list + filter without search)."""
+        import stripe
+
+        options = request_options(stripe_account_id)
+        try:
+            try:
+                result = self._client.v1.payment_intents.search(
+                    params={"query": f"metadata['{key}']:'{value}'", "limit": LIST_PAGE_SIZE},
+                    options=options,
+                )
+                return [_to_dict(item) for item in result.data]
+            except stripe.InvalidRequestError:
+                return self._list_and_filter(key, value, options)
+        except stripe.StripeError as error:
+            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+
+    def _list_and_filter(
+        self, key: str, value: str, options: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
+        for _ in range(LIST_MAX_PAGES):
+            page = self._client.v1.payment_intents.list(params=params, options=options)
+            items = [_to_dict(item) for item in page.data]
+            found += [i for i in items if (i.get("metadata") or {}).get(key) == value]
+            if not page.has_more or not items:
+                return found
+            params["starting_after"] = items[-1]["id"]
+        raise Unavailable("Too many PaymentIntents to list; retry with Stripe's search API.")
+
+    def refund(
+        self,
+        payment_intent_id: str,
+        amount: int,
+        stripe_account_id: str | None,
+        refund_id: str,
+        metadata: Mapping[str, str],
+    ) -> RefundResult:
+        import stripe
+
+        params = {"payment_intent": payment_intent_id, "amount": amount, "metadata": dict(metadata)}
+        options = request_options(stripe_account_id, idempotency_key=refund_id)
+        try:
+            refund = _to_dict(self._client.v1.refunds.create(params=params, options=options))
+        except stripe.InvalidRequestError as error:
+            raise InvalidRequest.for_field(
+                "amount", f"Stripe refused the refund: {error.user_message or error}"
+            ) from None
+        except stripe.StripeError as error:
+            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+        return RefundResult(str(refund["id"]), int(refund["amount"]), str(refund["status"]))
+
+
+def _error_intent(error: Any) -> dict[str, Any] | None:
+    body = getattr(error, "json_body", None) or {}
+    intent = (body.get("error") or {}).get("payment_intent")
+    return intent if isinstance(intent, dict) else None
+
+
+def _declined(error: Any) -> IntentOutcome:
+    body = (getattr(error, "json_body", None) or {}).get("error") or {}
+    intent = _error_intent(error) or {}
+    return IntentOutcome(
+        "failed",
+        _id_of(intent.get("id")),
+        _id_of(body.get("charge")) or _id_of(intent.get("latest_charge")),
+        ChargeFailure(
+            str(body.get("code") or getattr(error, "code", None) or "card_declined"),
+            body.get("decline_code"),
+            str(body.get("message") or getattr(error, "user_message", None) or "Card declined."),
+        ),
+    )

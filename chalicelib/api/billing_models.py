@@ -1,0 +1,296 @@
+"""Request and response models of the Subscriptions, Payments and Reports sections of API.md.
+
+Response models mirror API.md field by field; services build plain dicts in exactly this shape
+(`chalicelib/services/views.py`) and the routes validate them through these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+
+from chalicelib.api.fields import ObjectId
+from chalicelib.api.models import ListQuery, QueryModel, RequestModel, ResponseModel
+
+BillingCycle = Literal["month", "year"]
+SubscriptionStatus = Literal["inactive", "active", "failed_payment", "expiring", "cancelled"]
+PaymentKind = Literal["activation", "renewal", "reactivation", "retry", "proration", "plan_change"]
+PaymentStatus = Literal[
+    "pending", "succeeded", "failed", "refunded", "partially_refunded", "disputed"
+]
+
+
+# --- requests -------------------------------------------------------------------------------
+class CreateSubscription(RequestModel):
+    plan_id: ObjectId
+    owner_id: ObjectId
+    member_ids: list[ObjectId] = Field(default_factory=list, max_length=100)
+    billing_cycle: BillingCycle
+    payment_method_id: ObjectId | None = None
+    waive_activation_fee: bool = False
+
+
+class UpdateSubscription(RequestModel):
+    """Only the fields given are changed (all-or-nothing)."""
+
+    plan_id: ObjectId | None = None
+    owner_id: ObjectId | None = None
+    member_ids: list[ObjectId] | None = Field(default=None, max_length=100)
+    billing_cycle: BillingCycle | None = None
+    payment_method_id: ObjectId | None = None
+    waive_activation_fee: bool | None = None
+
+
+class PreviewQuery(QueryModel):
+    action: Literal["activate", "reactivate", "renew"]
+
+
+class Activate(RequestModel):
+    payment_method_id: ObjectId | None = None
+
+
+class Cancel(RequestModel):
+    at: Literal["period_end", "now"]
+
+
+class Reactivate(RequestModel):
+    payment_method_id: ObjectId | None = None
+    owner_id: ObjectId | None = None
+    billing_cycle: BillingCycle | None = None
+    member_ids: list[ObjectId] | None = Field(default=None, max_length=100)
+
+
+class NewMember(RequestModel):
+    profile_id: ObjectId
+    activation_fee: Literal["charge", "waive"] = "charge"
+
+
+class AddMembers(RequestModel):
+    members: list[NewMember] = Field(min_length=1, max_length=100)
+    send_welcome_email: bool = False
+    send_receipt_email: bool = False
+
+
+class RemoveMemberQuery(QueryModel):
+    at: Literal["period_end", "now"] = "period_end"
+
+
+class ChangePlan(RequestModel):
+    plan_id: ObjectId
+    effective: Literal["now", "period_end"]
+
+
+class SubscriptionListQuery(ListQuery):
+    status: SubscriptionStatus | None = None
+    plan_id: ObjectId | None = None
+    owner_id: ObjectId | None = None
+    member_id: ObjectId | None = None
+
+
+class PaymentListQuery(ListQuery):
+    subscription_id: ObjectId | None = None
+    profile_id: ObjectId | None = None
+    status: PaymentStatus | None = None
+    kind: PaymentKind | None = None
+
+
+class CreateRefund(RequestModel):
+    amount: int | None = Field(default=None, ge=1, le=999_999_999_999)
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+# --- responses ------------------------------------------------------------------------------
+class PlanSummary(ResponseModel):
+    id: str
+    name: str
+    currency: str
+    unit_amount: int
+    activation_fee: int
+
+
+class BilledTo(ResponseModel):
+    profile_id: str
+    name: str
+    email: str | None
+
+
+class CardOnFile(ResponseModel):
+    id: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+
+
+class MemberFee(ResponseModel):
+    status: Literal["paid", "waived", "due"]
+    amount: int
+    payment_id: str | None
+
+
+class Removal(ResponseModel):
+    effective_at: str
+
+
+class MemberOut(ResponseModel):
+    profile_id: str
+    name: str
+    kind: Literal["customer", "dependent"]
+    added_at: str
+    activation_fee: MemberFee
+    removal: Removal | None
+
+
+class PeriodOut(ResponseModel):
+    start: str
+    end: str
+
+
+class PendingChanges(ResponseModel):
+    """Only the queued changes appear (`{}` when nothing is queued)."""
+
+    billing_cycle: BillingCycle | None = None
+    plan_id: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class Subscription(ResponseModel):
+    id: str
+    status: SubscriptionStatus
+    plan_id: str
+    plan: PlanSummary
+    billing_cycle: BillingCycle
+    owner_id: str
+    billed_to: BilledTo
+    payment_method: CardOnFile | None
+    members: list[MemberOut]
+    current_period: PeriodOut | None
+    pending_changes: PendingChanges
+    cancel_at: str | None
+    failed_at: str | None
+    next_retry_at: str | None
+    cancelled_at: str | None
+    cancellation_reason: Literal["requested", "payment_failed", "expired"] | None
+    waive_activation_fee: bool
+    created_at: str
+    activated_at: str | None
+    version: int
+
+
+class PaymentLineOut(ResponseModel):
+    kind: Literal["plan", "activation_fee", "proration", "credit"]
+    description: str
+    plan_name: str | None
+    profile_id: str | None
+    unit_amount: int
+    quantity: int
+    amount: int
+
+
+class PaymentMethodOut(ResponseModel):
+    type: str
+    brand: str | None
+    last4: str | None
+
+
+class StripeRefsOut(ResponseModel):
+    account_id: str | None
+    payment_intent_id: str | None
+    charge_id: str | None
+
+
+class FailureOut(ResponseModel):
+    code: str
+    decline_code: str | None
+    message: str
+
+
+class Payment(ResponseModel):
+    id: str
+    subscription_id: str
+    kind: PaymentKind
+    status: PaymentStatus
+    currency: str
+    lines: list[PaymentLineOut]
+    subtotal: int
+    credit_applied: int
+    total: int
+    amount_paid: int
+    amount_refunded: int
+    application_fee_amount: int
+    billed_to: BilledTo
+    payment_method: PaymentMethodOut | None
+    stripe: StripeRefsOut
+    failure: FailureOut | None
+    period: PeriodOut | None
+    created_at: str
+    updated_at: str
+
+
+class PreviewLine(PaymentLineOut):
+    pass
+
+
+class Preview(ResponseModel):
+    lines: list[PreviewLine]
+    subtotal: int
+    credit_applied: int
+    total: int
+    currency: str
+    application_fee_amount: int
+    period: PeriodOut | None
+
+
+class MembersAdded(ResponseModel):
+    subscription: Subscription
+    payment: Payment | None
+    emails_sent: list[str]
+    emails_skipped: list[str]
+
+
+class AuditEventOut(ResponseModel):
+    at: str
+    type: str
+    from_status: str | None
+    to_status: str | None
+    actor: Literal["api", "scheduler", "webhook"]
+    details: dict[str, Any]
+
+
+class RefundOut(ResponseModel):
+    id: str
+    payment_id: str
+    amount: int
+    status: Literal["pending", "succeeded", "failed"]
+    created_at: str
+
+
+class PaymentsLast30Days(ResponseModel):
+    count: int
+    amount_paid: int
+    amount_refunded: int
+    application_fees: int
+
+
+class ReportSummary(ResponseModel):
+    currency: str
+    subscriptions_by_status: dict[SubscriptionStatus, int]
+    mrr: int
+    members_with_access: int
+    payments_last_30_days: PaymentsLast30Days
+    failed_payment_outstanding: int
+
+
+class BillingHistoryEntry(ResponseModel):
+    subscription: Subscription
+    role: Literal["owner", "member"]
+    payments: list[Payment]
+
+
+class BillingHistory(ResponseModel):
+    data: list[BillingHistoryEntry]

@@ -1,0 +1,123 @@
+"""Charge plans: what a subscription operation would charge, and what happens if it succeeds.
+
+A `ChargePlan` is computed by a `Subscription.plan_*` method. The service then (DESIGN.md
+section 6) writes a pending payment (`payments.new_payment`) together with
+`subscription.begin_charge(plan, payment_id, now)` (which stores `plan.pending` on the
+subscription), calls Stripe, and resolves with `apply_charge_succeeded/failed(payment_id, now)`.
+Because the pending charge is stored on the subscription, a crash between Stripe and the
+resolution can be resolved later (webhook, recovery) from stored state alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from chalicelib.domain.members import Member
+from chalicelib.domain.payments import PaymentKind, PaymentLine, credit_line
+from chalicelib.domain.periods import Period
+from chalicelib.domain.plans import BillingCycle
+
+
+@dataclass(frozen=True)
+class PlanSnapshot:
+    """The plan terms a subscription is billed on (prices, currency and fee never change)."""
+
+    plan_id: str
+    name: str
+    currency: str
+    prices: dict[BillingCycle, int]
+    activation_fee: int
+    failed_payment_grace_days: int
+    retry_schedule_days: tuple[int, ...]
+    max_members: int | None
+
+    @property
+    def free(self) -> bool:
+        return all(amount == 0 for amount in self.prices.values())
+
+    def unit_amount(self, cycle: BillingCycle) -> int:
+        return self.prices[cycle]
+
+    def offers(self, cycle: BillingCycle) -> bool:
+        return cycle in self.prices
+
+
+@dataclass(frozen=True)
+class PendingCharge:
+    """A charge in flight, stored on the subscription until resolved.
+
+    Holds the subscription's values *after* success (`plan`, `billing_cycle`, `owner_id`,
+    `payment_method_id`, `members`, `period`), so success is a copy and failure is a no-op
+    (plus the failed-payment bookkeeping for renewals and retries). Members whose activation
+    fee is charged by this payment have fee status `due` here and become `paid` on success.
+    `period_anchor`/`period_index` describe `period` (period_index-th period of the anchor);
+    `pending_changes_*` are the subscription's queued changes after success.
+    """
+
+    kind: PaymentKind
+    payment_id: str | None
+    charge_key: str
+    started_at: datetime
+    credit_applied: int
+    credit_granted: int
+    billed_to_profile_id: str
+    plan: PlanSnapshot
+    billing_cycle: BillingCycle
+    owner_id: str
+    payment_method_id: str
+    members: tuple[Member, ...]
+    period: Period
+    period_anchor: datetime
+    period_index: int
+    pending_changes_billing_cycle: BillingCycle | None = None
+    pending_changes_plan: PlanSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class ChargePlan:
+    """The lines and totals to charge now and the pending charge to store meanwhile.
+
+    `needs_payment`: a payment record is written (subtotal > 0). `needs_stripe`: Stripe is
+    called (total > 0). When `needs_stripe` is false use `Subscription.settle_without_stripe`.
+    `base_version` is the subscription version it was planned from (begin_charge checks it).
+    `credit_granted` (cheaper plan now) is added to the owner's credit balance on success.
+    `credit_applied` comes from `billed_to_profile_id`'s credit balance and is reserved by
+    `begin_charge` (Outcome.credit_change), returned if the charge fails.
+    """
+
+    subscription_id: str
+    community_id: str
+    kind: PaymentKind
+    currency: str
+    lines: tuple[PaymentLine, ...]
+    subtotal: int
+    credit_applied: int
+    total: int
+    period: Period | None
+    billed_to_profile_id: str
+    payment_method_id: str
+    charge_key: str
+    base_version: int
+    credit_granted: int
+    pending: PendingCharge
+
+    @property
+    def needs_payment(self) -> bool:
+        return self.subtotal > 0
+
+    @property
+    def needs_stripe(self) -> bool:
+        return self.total > 0
+
+
+def with_credit(
+    lines: list[PaymentLine], credit_balance: int
+) -> tuple[tuple[PaymentLine, ...], int, int, int]:
+    """(lines incl. a credit line, subtotal, credit_applied, total) for a credit balance."""
+    subtotal = sum(line.amount for line in lines)
+    credit = min(subtotal, max(0, credit_balance))
+    all_lines = list(lines)
+    if credit:
+        all_lines.append(credit_line(credit))
+    return tuple(all_lines), subtotal, credit, subtotal - credit

@@ -1,0 +1,367 @@
+"""Payments: the ledger. A payment carries its own order summary and only moves forward.
+
+Public API for the service layer:
+- `new_payment(charge, payment_id, billed_to, payment_method, stripe_account_id,
+  application_fee_bps, now) -> Payment` (status `pending`; written before Stripe is called).
+- `payment.succeed(now, payment_intent_id=, charge_id=, payment_method=) -> PaymentChange`
+- `payment.fail(failure, now, payment_intent_id=) -> PaymentChange`
+- `payment.refund(amount | None, now) -> tuple[PaymentChange, int]` (the refunded amount);
+  `payment.record_refunded_total(total_refunded, now)` for refunds Stripe reports (webhooks).
+- `payment.open_dispute(now)`, `payment.close_dispute(won, now) -> PaymentChange`.
+- `charge_key(subscription_id, kind, period_start, version) -> str` (also on ChargePlan/Payment).
+- `application_fee_for(total, stripe_account_id, application_fee_bps) -> int` (previews).
+Every transition returns `PaymentChange(payment, changed)`; `changed=False` means the event was
+late or a duplicate (e.g. `failed` after `succeeded`) and nothing must be written.
+
+Invariants (checked on construction): subtotal == sum of the non-credit lines; a `credit` line of
+amount -credit_applied is present iff credit_applied > 0; total == subtotal - credit_applied
+== sum of all lines; total >= 0; 0 <= amount_refunded <= amount_paid <= total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from chalicelib.domain.errors import Conflict, InvalidRequest
+from chalicelib.domain.money import application_fee
+from chalicelib.domain.periods import Period
+
+if TYPE_CHECKING:
+    from chalicelib.domain.charges import ChargePlan
+
+PaymentKind = Literal["activation", "renewal", "reactivation", "retry", "proration", "plan_change"]
+PAYMENT_KINDS: tuple[PaymentKind, ...] = (
+    "activation",
+    "renewal",
+    "reactivation",
+    "retry",
+    "proration",
+    "plan_change",
+)
+PaymentStatus = Literal[
+    "pending", "succeeded", "failed", "refunded", "partially_refunded", "disputed"
+]
+PAYMENT_STATUSES: tuple[PaymentStatus, ...] = (
+    "pending",
+    "succeeded",
+    "failed",
+    "refunded",
+    "partially_refunded",
+    "disputed",
+)
+LineKind = Literal["plan", "activation_fee", "proration", "credit"]
+DisputeStatus = Literal["open", "won", "lost"]
+
+# Statuses in which money was taken (refunds and disputes apply to these).
+_COLLECTED: tuple[PaymentStatus, ...] = ("succeeded", "partially_refunded", "refunded", "disputed")
+
+
+@dataclass(frozen=True)
+class PaymentLine:
+    kind: LineKind
+    description: str
+    plan_name: str | None
+    profile_id: str | None
+    unit_amount: int
+    quantity: int
+    amount: int
+
+    def __post_init__(self) -> None:
+        if self.quantity < 1:
+            raise ValueError("a line has a quantity of at least 1")
+        if self.amount != self.unit_amount * self.quantity:
+            raise ValueError("line amount must equal unit_amount x quantity")
+        if (self.kind == "credit") != (self.amount < 0) and self.amount != 0:
+            raise ValueError("only credit lines are negative")
+
+
+def credit_line(credit_applied: int) -> PaymentLine:
+    return PaymentLine(
+        kind="credit",
+        description="Credit balance applied",
+        plan_name=None,
+        profile_id=None,
+        unit_amount=-credit_applied,
+        quantity=1,
+        amount=-credit_applied,
+    )
+
+
+@dataclass(frozen=True)
+class BilledTo:
+    profile_id: str
+    name: str
+    email: str | None
+
+
+@dataclass(frozen=True)
+class PaymentMethodSummary:
+    type: str
+    brand: str | None
+    last4: str | None
+
+
+@dataclass(frozen=True)
+class StripeRefs:
+    account_id: str | None = None
+    payment_intent_id: str | None = None
+    charge_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentFailure:
+    code: str
+    decline_code: str | None
+    message: str
+
+
+NOT_ATTEMPTED = PaymentFailure(
+    code="not_attempted", decline_code=None, message="Stripe holds no charge for this payment."
+)
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: str
+    subscription_id: str
+    community_id: str
+    kind: PaymentKind
+    status: PaymentStatus
+    currency: str
+    lines: tuple[PaymentLine, ...]
+    subtotal: int
+    credit_applied: int
+    total: int
+    amount_paid: int
+    amount_refunded: int
+    application_fee_amount: int
+    billed_to: BilledTo
+    payment_method: PaymentMethodSummary | None
+    stripe: StripeRefs
+    failure: PaymentFailure | None
+    period: Period | None
+    charge_key: str
+    created_at: datetime
+    updated_at: datetime
+    status_before_dispute: PaymentStatus | None = None
+    dispute_status: DisputeStatus | None = None
+
+    def __post_init__(self) -> None:
+        check_payment_invariants(self)
+
+    # --- transitions: each returns PaymentChange; changed=False means "nothing to write" ---
+
+    def succeed(
+        self,
+        now: datetime,
+        *,
+        payment_intent_id: str | None = None,
+        charge_id: str | None = None,
+        payment_method: PaymentMethodSummary | None = None,
+    ) -> PaymentChange:
+        """pending/failed -> succeeded (a PaymentIntent can succeed after an earlier failure,
+        e.g. after authentication: the ledger follows the money). Later statuses: no change."""
+        if self.status not in ("pending", "failed"):
+            return PaymentChange(self, changed=False)
+        stripe = replace(
+            self.stripe,
+            payment_intent_id=payment_intent_id or self.stripe.payment_intent_id,
+            charge_id=charge_id or self.stripe.charge_id,
+        )
+        updated = replace(
+            self,
+            status="succeeded",
+            amount_paid=self.total,
+            failure=None,
+            stripe=stripe,
+            payment_method=payment_method or self.payment_method,
+            updated_at=now,
+        )
+        return PaymentChange(updated, changed=True, previous_status=self.status)
+
+    def fail(
+        self, failure: PaymentFailure, now: datetime, *, payment_intent_id: str | None = None
+    ) -> PaymentChange:
+        """pending -> failed. Anything else (already failed, succeeded, refunded...): no change."""
+        if self.status != "pending":
+            return PaymentChange(self, changed=False)
+        stripe = replace(
+            self.stripe, payment_intent_id=payment_intent_id or self.stripe.payment_intent_id
+        )
+        updated = replace(self, status="failed", failure=failure, stripe=stripe, updated_at=now)
+        return PaymentChange(updated, changed=True, previous_status=self.status)
+
+    @property
+    def refundable_amount(self) -> int:
+        return self.amount_paid - self.amount_refunded
+
+    def refund(self, amount: int | None, now: datetime) -> tuple[PaymentChange, int]:
+        """Refund `amount` (default: all that is left). More than is left: InvalidRequest."""
+        if self.status not in ("succeeded", "partially_refunded"):
+            raise Conflict(f"Payment {self.id} is {self.status}; only paid payments are refunded.")
+        left = self.refundable_amount
+        if amount is None:
+            amount = left
+        if amount <= 0:
+            raise InvalidRequest.for_field("amount", "A refund amount is a positive integer.")
+        if amount > left:
+            raise InvalidRequest.for_field(
+                "amount", f"Only {left} {self.currency} is left to refund on payment {self.id}."
+            )
+        return self._with_refunded(self.amount_refunded + amount, now), amount
+
+    def record_refunded_total(self, total_refunded: int, now: datetime) -> PaymentChange:
+        """Stripe reports the cumulative amount refunded (e.g. `charge.refunded` from the
+        dashboard). Only moves forward: a smaller or equal total changes nothing."""
+        if self.status not in _COLLECTED or total_refunded <= self.amount_refunded:
+            return PaymentChange(self, changed=False)
+        if total_refunded > self.amount_paid:
+            raise InvalidRequest.for_field("amount_refunded", "More refunded than was paid.")
+        return self._with_refunded(total_refunded, now)
+
+    def _with_refunded(self, amount_refunded: int, now: datetime) -> PaymentChange:
+        status: PaymentStatus = (
+            "refunded" if amount_refunded == self.amount_paid else "partially_refunded"
+        )
+        if self.status == "disputed":
+            status = "disputed"
+        updated = replace(self, amount_refunded=amount_refunded, status=status, updated_at=now)
+        return PaymentChange(updated, changed=True, previous_status=self.status)
+
+    def open_dispute(self, now: datetime) -> PaymentChange:
+        if self.status == "disputed":
+            return PaymentChange(self, changed=False)
+        if self.status not in _COLLECTED:
+            return PaymentChange(self, changed=False)
+        updated = replace(
+            self,
+            status="disputed",
+            status_before_dispute=self.status,
+            dispute_status="open",
+            updated_at=now,
+        )
+        return PaymentChange(updated, changed=True, previous_status=self.status)
+
+    def close_dispute(self, won: bool, now: datetime) -> PaymentChange:
+        """Won: back to the status before the dispute. Lost: stays disputed (money gone)."""
+        if self.status != "disputed" or self.dispute_status != "open":
+            return PaymentChange(self, changed=False)
+        if won:
+            previous = self.status_before_dispute or "succeeded"
+            updated = replace(
+                self,
+                status=previous,
+                status_before_dispute=None,
+                dispute_status="won",
+                updated_at=now,
+            )
+        else:
+            updated = replace(self, dispute_status="lost", updated_at=now)
+        return PaymentChange(updated, changed=True, previous_status=self.status)
+
+
+@dataclass(frozen=True)
+class PaymentChange:
+    payment: Payment
+    changed: bool
+    previous_status: PaymentStatus | None = None
+
+
+@dataclass(frozen=True)
+class Refund:
+    """`POST /v1/payments/{id}/refunds` -> {id, payment_id, amount, status, created_at}."""
+
+    id: str
+    payment_id: str
+    amount: int
+    status: Literal["pending", "succeeded", "failed"]
+    reason: str | None
+    created_at: datetime
+    stripe_refund_id: str | None = None
+
+
+def check_payment_invariants(payment: Payment) -> None:
+    """Raise ValueError when a payment's amounts do not add up (never stored that way)."""
+    credit_lines = [line for line in payment.lines if line.kind == "credit"]
+    charge_lines = [line for line in payment.lines if line.kind != "credit"]
+    if payment.subtotal != sum(line.amount for line in charge_lines):
+        raise ValueError("subtotal must equal the sum of the non-credit lines")
+    if payment.credit_applied < 0 or payment.credit_applied > payment.subtotal:
+        raise ValueError("credit_applied must be within 0..subtotal")
+    if sum(line.amount for line in credit_lines) != -payment.credit_applied:
+        raise ValueError("the credit line must equal -credit_applied")
+    if len(credit_lines) != (1 if payment.credit_applied else 0):
+        raise ValueError("exactly one credit line when credit is applied, else none")
+    if payment.total != payment.subtotal - payment.credit_applied:
+        raise ValueError("total must equal subtotal - credit_applied")
+    if payment.total != sum(line.amount for line in payment.lines):
+        raise ValueError("total must equal the sum of all lines")
+    if payment.total < 0:
+        raise ValueError("total is never negative")
+    if not 0 <= payment.amount_refunded <= payment.amount_paid <= payment.total:
+        raise ValueError("0 <= amount_refunded <= amount_paid <= total")
+    if not 0 <= payment.application_fee_amount <= payment.total:
+        raise ValueError("the application fee is within 0..total")
+
+
+def new_payment(
+    charge: ChargePlan,
+    payment_id: str,
+    billed_to: BilledTo,
+    payment_method: PaymentMethodSummary | None,
+    stripe_account_id: str | None,
+    application_fee_bps: int,
+    now: datetime,
+) -> Payment:
+    """A pending payment for a charge plan. The application fee applies only on a
+    connected account (DESIGN.md section 3)."""
+    if billed_to.profile_id != charge.billed_to_profile_id:
+        raise ValueError("billed_to must be the profile the charge plan bills")
+    fee = application_fee_for(charge.total, stripe_account_id, application_fee_bps)
+    return Payment(
+        id=payment_id,
+        subscription_id=charge.subscription_id,
+        community_id=charge.community_id,
+        kind=charge.kind,
+        status="pending",
+        currency=charge.currency,
+        lines=charge.lines,
+        subtotal=charge.subtotal,
+        credit_applied=charge.credit_applied,
+        total=charge.total,
+        amount_paid=0,
+        amount_refunded=0,
+        application_fee_amount=fee,
+        billed_to=billed_to,
+        payment_method=payment_method,
+        stripe=StripeRefs(account_id=stripe_account_id),
+        failure=None,
+        period=charge.period,
+        charge_key=charge.charge_key,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def application_fee_for(total: int, stripe_account_id: str | None, application_fee_bps: int) -> int:
+    """The platform's fee on a charge: only on a community's connected account."""
+    return application_fee(total, application_fee_bps) if stripe_account_id else 0
+
+
+def charge_key(
+    subscription_id: str, kind: PaymentKind, period_start: datetime | None, version: int
+) -> str:
+    """The key that allows at most one charge per (subscription, period, kind).
+
+    A renewal is keyed by the period it pays for alone: one renewal per period, ever. Other
+    kinds can legitimately happen again in one period (an activation retried after a decline,
+    two member additions), so they are keyed by the current period's start and the
+    subscription version they were planned from: two workers planning from the same state get
+    the same key, and the first to write it wins.
+    """
+    start = period_start.strftime("%Y%m%dT%H%M%SZ") if period_start else "none"
+    if kind == "renewal":
+        return f"{subscription_id}#{start}#renewal"
+    return f"{subscription_id}#{start}#{kind}#v{version}"

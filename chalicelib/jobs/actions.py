@@ -1,0 +1,58 @@
+"""Which business action handles each due group.
+
+An action is `(container, community_id, subject_id, now) -> outcome` and lives in
+chalicelib/services/scheduled.py (the subscription lifecycle). It re-reads its subject, acts
+only if the subject is still in the state that made it due, and removes or moves the due
+attributes in the same conditional write that does the work, so running it twice is harmless.
+
+The registry is a container property (`container.scheduled_actions`), so tests can give a
+container other actions without touching this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from chalicelib.adapters.dynamodb.due_index import DueGroup
+
+if TYPE_CHECKING:
+    from chalicelib.bootstrap import Container
+
+Action = Callable[["Container", str, str, datetime], str]
+Actions = Mapping[DueGroup, Action]
+
+# The function of services/scheduled.py that handles each group.
+ACTION_NAMES: dict[DueGroup, str] = {
+    "renewal": "renew",
+    "failed_payment": "process_failed_payment",
+    "expiration": "expire",
+    "pending_payment": "recover_pending_payment",
+}
+
+# What the test clock reports for each outcome an action returns (anything else: not counted).
+OUTCOME_BUCKETS: dict[str, str] = {
+    "renewed": "renewed",
+    "renewal_failed": "renewals_failed",
+    "retried": "retried",
+    "retry_succeeded": "retried",
+    "retry_failed": "retried",
+    "cancelled": "cancelled",
+    "grace_cancelled": "cancelled",
+    "expired": "expired",
+}
+
+
+def default_actions() -> dict[DueGroup, Action]:
+    """The real actions from services/scheduled.py (a group without one is left out)."""
+    try:
+        from chalicelib.services import scheduled  # type: ignore[attr-defined,unused-ignore]
+    except ModuleNotFoundError:
+        return {}
+    found: dict[DueGroup, Action] = {}
+    for group, name in ACTION_NAMES.items():
+        action = getattr(scheduled, name, None)
+        if action is not None:
+            found[group] = action
+    return found

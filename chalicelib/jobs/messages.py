@@ -1,0 +1,78 @@
+"""The work-queue message: one due item of one group, as a sweep saw it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from chalicelib.adapters.dynamodb.due_index import DUE_GROUPS, DueGroup
+
+
+class PoisonMessage(ValueError):
+    """A message the worker can never process (malformed, unknown group)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as received from the work queue."""
+
+    body: str
+    receipt_handle: str
+
+
+class BatchFailed(RuntimeError):
+    """Some messages of a batch failed; the others were already deleted from the queue."""
+
+    def __init__(
+        self, failed_receipts: list[str], errors: list[str], outcomes: Counter[str]
+    ) -> None:
+        super().__init__(f"{len(failed_receipts)} message(s) failed: {errors}")
+        self.failed_receipts = failed_receipts
+        self.outcomes = outcomes  # of the whole batch, "failed" included
+
+
+@dataclass(frozen=True)
+class DueMessage:
+    group: DueGroup
+    pk: str
+    sk: str
+    community_id: str
+    subject_id: str
+    due_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str) -> DueMessage:
+        try:
+            data: Any = json.loads(body)
+        except ValueError:
+            raise PoisonMessage("message body is not JSON") from None
+        if not isinstance(data, dict):
+            raise PoisonMessage("message body is not a JSON object")
+        fields = ("group", "pk", "sk", "community_id", "subject_id", "due_at")
+        missing = [name for name in fields if not isinstance(data.get(name), str)]
+        if missing or set(data) - set(fields):
+            raise PoisonMessage(f"message fields wrong: missing {missing}, got {sorted(data)}")
+        if data["group"] not in DUE_GROUPS:
+            raise PoisonMessage(f"unknown due group {data['group']!r}")
+        return cls(**data)
+
+
+def community_of(pk: str) -> str:
+    """Tenant items have `pk` = `C#<community_id>#...` (schema.py's key convention)."""
+    parts = pk.split("#")
+    if len(parts) < 2 or parts[0] != "C" or not parts[1]:
+        raise PoisonMessage(f"not a tenant key: {pk!r}")
+    return parts[1]
+
+
+def subject_of(item: dict[str, Any]) -> str:
+    """The id of the subscription or payment an index entry belongs to (its `id` attribute)."""
+    value = item.get("id", {}).get("S")
+    if not value:
+        raise PoisonMessage(f"due item without an id: {item.get('pk')!r}/{item.get('sk')!r}")
+    return str(value)

@@ -1,0 +1,124 @@
+"""Webhook reconciliation: catch every event Stripe sent that never reached us.
+
+Scheduled (app.py) and run by the local runner as a sweep. For the platform account and every
+community's connected account it pages Stripe's Events API (`GET /v1/events`, filtered by
+`created >= cursor - overlap`), looks up which of those event ids are stored (one BatchGetItem
+per page) and feeds each missing event of a handled type through the same pipeline as a
+webhook delivery. The cursor is Stripe's own `created` time of the newest event seen (never our
+clock), stored per account; the overlap re-reads a few minutes because an event can appear in
+the list shortly after its `created` time. Without a cursor (first run) it reads all that
+Stripe still keeps (30 days). The order Stripe pages in does not matter: every event of the
+window is read and de-duplicated by id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.bootstrap import Container, container
+from chalicelib.domain.webhook_events import WebhookEvent
+from chalicelib.jobs.local_runner import JOBS
+from chalicelib.observability import count, flush_metrics, logger
+
+OVERLAP_SECONDS = 600
+EVERY_MINUTES = 15
+LAMBDA_SAFETY_SECONDS = 20.0
+COMMUNITY_PAGE = 100
+
+
+@dataclass
+class ReconciliationResult:
+    accounts: int = 0
+    events_listed: int = 0
+    events_fed: int = 0
+    failed: int = 0
+    complete: bool = True
+
+
+def reconcile(
+    box: Container, deadline: float | None = None, page_size: int = 100
+) -> ReconciliationResult:
+    from chalicelib.adapters.stripe.client import stripe_client
+    from chalicelib.adapters.stripe.events import StripeEvents
+
+    client = stripe_client(box.settings, box.secrets.get().stripe_secret_key)
+    events = StripeEvents(client, page_size)
+    store = box.webhook_events
+    service = box.webhooks
+    result = ReconciliationResult()
+    for account in _accounts(box):
+        if deadline is not None and time.monotonic() > deadline:
+            result.complete = False
+            break
+        result.accounts += 1
+        cursor = store.reconciliation_cursor(account)
+        since = max(cursor - OVERLAP_SECONDS, 0) if cursor is not None else 0
+        newest = cursor or 0
+        for page in events.pages(since, account):
+            newest = max(newest, *(int(e.get("created") or 0) for e in page))
+            _feed(box, service, store, page, result)
+        if newest:
+            store.save_reconciliation_cursor(account, newest)
+    return result
+
+
+def _feed(
+    box: Container,
+    service: Any,
+    store: Any,
+    events: list[dict[str, Any]],
+    result: ReconciliationResult,
+) -> None:
+    if not events:
+        return
+    result.events_listed += len(events)
+    known = store.known_ids(str(e["id"]) for e in events)
+    for payload in events:
+        if payload["id"] in known or not service.handles(str(payload.get("type"))):
+            continue
+        delivery = service.process(WebhookEvent.received(payload, box.clock.now()))
+        result.events_fed += 1
+        result.failed += delivery.status == "failed"
+        logger.warning(
+            "webhook_event_recovered",
+            extra={
+                "event_id": payload["id"],
+                "type": payload.get("type"),
+                "result": delivery.status,
+            },
+        )
+
+
+def _accounts(box: Container) -> Iterator[str | None]:
+    """The platform account, then every community's connected account."""
+    yield None
+    cursor: str | None = None
+    while True:
+        page = box.communities.list(COMMUNITY_PAGE, cursor)
+        for community in page.communities:
+            if community.stripe_account_id:
+                yield community.stripe_account_id
+        if not page.has_more:
+            return
+        cursor = page.next_cursor
+
+
+@JOBS.sweep("webhook_reconciliation")
+def reconciliation_sweep(box: Container) -> int:
+    return reconcile(box).events_fed
+
+
+def scheduled_reconciliation(context: Any = None) -> ReconciliationResult:
+    """Entry point of the scheduled Lambda (app.py)."""
+    deadline = None
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        remaining = context.get_remaining_time_in_millis() / 1000 - LAMBDA_SAFETY_SECONDS
+        deadline = time.monotonic() + max(remaining, 1.0)
+    result = reconcile(container(), deadline)
+    logger.info("webhook_reconciliation_done", extra=result.__dict__)
+    count("WebhookEventsRecovered", result.events_fed)
+    flush_metrics()
+    return result

@@ -1,0 +1,77 @@
+"""Community use cases (platform key): create with a first API key, read, change, keys."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Protocol
+
+from chalicelib.adapters.dynamodb.timestamps import whole_seconds
+from chalicelib.domain.communities import Community, validate_fee_bps
+from chalicelib.domain.ids import new_id
+from chalicelib.services.api_keys import ApiKeyService, IssuedKey
+from chalicelib.services.ports import Clock
+
+_UNSET: Any = object()
+
+
+class CommunityStore(Protocol):
+    def create(self, community: Community, extra: list[dict[str, Any]] | None = None) -> None: ...
+    def get(self, community_id: str) -> Community: ...
+    def save_changes(self, before: Community, after: Community) -> None: ...
+    def write_if_exists(self, community_id: str, entries: list[dict[str, Any]]) -> None: ...
+
+
+class CommunityService:
+    def __init__(self, store: CommunityStore, keys: ApiKeyService, clock: Clock) -> None:
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+
+    def create(
+        self,
+        name: str,
+        currency: str,
+        stripe_account_id: str | None,
+        application_fee_bps: int,
+    ) -> tuple[Community, IssuedKey]:
+        validate_fee_bps(application_fee_bps)
+        community = Community(
+            id=new_id("com"),
+            name=name,
+            currency=currency,
+            stripe_account_id=stripe_account_id,
+            application_fee_bps=application_fee_bps,
+            created_at=whole_seconds(self._clock.now()),
+        )
+        key, key_entry = self._keys.new_key(community.id)
+        self._store.create(community, extra=[key_entry])
+        return community, key
+
+    def update(
+        self,
+        community_id: str,
+        name: str = _UNSET,
+        stripe_account_id: str | None = _UNSET,
+        application_fee_bps: int = _UNSET,
+    ) -> Community:
+        before = self._store.get(community_id)
+        after = before
+        if name is not _UNSET:
+            after = replace(after, name=name)
+        if stripe_account_id is not _UNSET:
+            after = replace(after, stripe_account_id=stripe_account_id)
+        if application_fee_bps is not _UNSET:
+            validate_fee_bps(application_fee_bps)
+            after = replace(after, application_fee_bps=application_fee_bps)
+        if after != before:
+            self._store.save_changes(before, after)
+        return after
+
+    def issue_key(self, community_id: str) -> IssuedKey:
+        key, entry = self._keys.new_key(community_id)
+        self._store.write_if_exists(community_id, [entry])
+        return key
+
+    def revoke_key(self, community_id: str, key_id: str) -> None:
+        self._store.get(community_id)
+        self._keys.revoke(community_id, key_id)

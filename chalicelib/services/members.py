@@ -1,0 +1,140 @@
+"""Members of an active subscription: add (charged, prorated), remove (period end / now), restore.
+
+Emails after a successful addition (SES, best effort; the addition itself is already final):
+- `send_welcome_email`: a welcome to every added member who is a customer;
+- `send_receipt_email`: the payment's receipt to the profile billed (the owner, a customer).
+Dependents have no email: every added dependent is listed in `emails_skipped` when any email
+was asked for. `emails_sent` lists the profile ids that were mailed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from chalicelib.adapters.email import Email
+from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.members import MemberAddition
+from chalicelib.domain.payments import Payment
+from chalicelib.domain.profiles import Profile
+from chalicelib.domain.subscriptions import Subscription
+from chalicelib.observability import logger
+from chalicelib.services import subscriptions as subscription_service
+from chalicelib.services.charging import ChargeResult
+
+if TYPE_CHECKING:
+    from chalicelib.bootstrap import Container
+
+
+@dataclass(frozen=True)
+class MembersAdded:
+    subscription: Subscription
+    payment: Payment | None
+    emails_sent: list[str] = field(default_factory=list)
+    emails_skipped: list[str] = field(default_factory=list)
+
+
+def add(
+    container: Container,
+    community_id: str,
+    subscription_id: str,
+    additions: Sequence[MemberAddition],
+    *,
+    send_welcome_email: bool,
+    send_receipt_email: bool,
+) -> MembersAdded:
+    profiles: list[Profile] = []
+    for index, addition in enumerate(additions):
+        profiles.append(
+            subscription_service._profile(
+                container, community_id, addition.profile_id, f"members[{index}].profile_id"
+            )
+        )
+
+    def planner(sub: Subscription, now: datetime) -> ChargePlan:
+        return sub.plan_add_members(
+            list(additions),
+            now,
+            owner_credit=subscription_service.owner_credit(container, community_id, sub.owner_id),
+        )
+
+    result: ChargeResult = subscription_service.charged_change(
+        container, community_id, subscription_id, planner
+    )
+    subscription_service.fail_if_declined(container, result)
+    sent: list[str] = []
+    skipped: list[str] = []
+    if send_welcome_email or send_receipt_email:
+        skipped = [p.id for p in profiles if not p.is_customer or not p.email]
+    if send_welcome_email:
+        for profile in profiles:
+            if (
+                profile.is_customer
+                and profile.email
+                and _mail(container, profile.email, *_welcome(profile, result.subscription))
+            ):
+                sent.append(profile.id)
+    if send_receipt_email and result.payment is not None:
+        payment = result.payment
+        email = payment.billed_to.email
+        billed = payment.billed_to.profile_id
+        if email and _mail(container, email, *_receipt(payment)) and billed not in sent:
+            sent.append(billed)
+    return MembersAdded(result.subscription, result.payment, sent, skipped)
+
+
+def remove(
+    container: Container, community_id: str, subscription_id: str, profile_id: str, at: str
+) -> Subscription:
+    return subscription_service.transition(
+        container,
+        community_id,
+        subscription_id,
+        lambda sub, now: sub.remove_member(profile_id, at, now),  # type: ignore[arg-type]
+    )
+
+
+def restore(
+    container: Container, community_id: str, subscription_id: str, profile_id: str
+) -> Subscription:
+    return subscription_service.transition(
+        container,
+        community_id,
+        subscription_id,
+        lambda sub, now: sub.restore_member(profile_id, now),
+    )
+
+
+def _mail(container: Container, to: str, subject: str, body: str) -> bool:
+    try:
+        container.mailer.send(Email(to=to, subject=subject, body=body))
+    except Exception:
+        logger.exception("email_failed", extra={"subject": subject})
+        return False
+    return True
+
+
+def _welcome(profile: Profile, sub: Subscription) -> tuple[str, str]:
+    return (
+        f"Welcome to {sub.plan.name}",
+        f"Hello {profile.name},\n\nyou are now a member of {sub.plan.name} "
+        f"(subscription {sub.id}).\n",
+    )
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{amount / 100:.2f} {currency.upper()}" if amount >= 0 else f"{amount} {currency}"
+
+
+def _receipt(payment: Payment) -> tuple[str, str]:
+    lines = "\n".join(
+        f"  {line.description}: {line.quantity} x {line.unit_amount} = {line.amount}"
+        for line in payment.lines
+    )
+    return (
+        f"Receipt for payment {payment.id}",
+        f"Hello {payment.billed_to.name},\n\nthank you for your payment {payment.id}.\n\n"
+        f"{lines}\n\nTotal: {payment.total} {payment.currency} (minor units)\n",
+    )

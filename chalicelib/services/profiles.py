@@ -1,0 +1,81 @@
+"""Profile use cases: customers and their dependents, details, free access, access checks."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from chalicelib.adapters.dynamodb.timestamps import whole_seconds
+from chalicelib.domain.communities import Community
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.profiles import Access, Profile, ProfileKind, validate_new_profile
+from chalicelib.services.ports import Clock
+
+
+class ProfileStore(Protocol):
+    def create(self, profile: Profile) -> None: ...
+    def find(self, community_id: str, profile_id: str) -> Profile | None: ...
+    def get(self, community_id: str, profile_id: str) -> Profile: ...
+    def save_details(self, profile: Profile) -> None: ...
+
+
+class CommunityReader(Protocol):
+    def get(self, community_id: str) -> Community: ...
+
+
+class ProfileService:
+    def __init__(self, profiles: ProfileStore, communities: CommunityReader, clock: Clock) -> None:
+        self._profiles = profiles
+        self._communities = communities
+        self._clock = clock
+
+    def create(
+        self,
+        community_id: str,
+        *,
+        kind: ProfileKind,
+        name: str,
+        email: str | None,
+        account_holder_id: str | None,
+        free_access: bool,
+    ) -> Profile:
+        holder: Profile | None = None
+        if account_holder_id is not None:
+            holder = self._profiles.find(community_id, account_holder_id)
+            if holder is None:
+                raise InvalidRequest.for_field(
+                    "account_holder_id", f"Profile {account_holder_id} not found."
+                )
+        validate_new_profile(kind, email, holder)
+        profile = Profile(
+            id=new_id("prof"),
+            community_id=community_id,
+            kind=kind,
+            name=name,
+            email=email,
+            account_holder_id=account_holder_id,
+            free_access=free_access,
+            credit_balance=0,
+            currency=self._communities.get(community_id).currency,
+            created_at=whole_seconds(self._clock.now()),
+        )
+        self._profiles.create(profile)
+        return profile
+
+    def update(
+        self,
+        community_id: str,
+        profile_id: str,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        free_access: bool | None = None,
+    ) -> Profile:
+        profile = self._profiles.get(community_id, profile_id)
+        changed = profile.with_details(name=name, email=email, free_access=free_access)
+        if changed != profile:
+            self._profiles.save_details(changed)
+        return changed
+
+    def access(self, community_id: str, profile_id: str) -> Access:
+        return self._profiles.get(community_id, profile_id).access()

@@ -1,0 +1,152 @@
+"""The business actions the scheduler (issue 7) dispatches, one due subject at a time.
+
+Each is `(container, community_id, subject_id, now) -> outcome` (a short string), re-reads its
+subject, acts only when the subject is still due for exactly that action at `now`, and does
+its work in conditional writes, so a duplicate message or a second worker is harmless
+("not_due" / "not_pending"). Saving a subscription recomputes its due-index attributes from
+`Subscription.next_action` (adapters/dynamodb/subscriptions.py), so the index always says what
+is due next.
+
+- `renew(container, cid, subscription_id, now)` (group renewal): applies the queued cycle/plan
+  change and the pending member removals, charges the next period (anchored, DESIGN.md 3).
+  -> "renewed" | "renewal_failed" (now failed_payment) | "payment_pending" | "not_due" | "missing"
+- `process_failed_payment(container, cid, subscription_id, now)` (group failed_payment): the
+  retry when due (success starts a new cycle now) or the grace-end cancellation.
+  -> "retry_succeeded" | "retry_failed" | "grace_cancelled" | "payment_pending" | "not_due" | ...
+- `expire(container, cid, subscription_id, now)` (group expiration): expiring -> cancelled.
+  -> "expired" | "not_due" | "missing"
+- `recover_pending_payment(container, cid, payment_id, now)` (group pending_payment): resolves
+  a payment left pending from what Stripe did: the stored PaymentIntent id, else a search by
+  our metadata (payment_id). Never creates a PaymentIntent. When Stripe provably has none
+  (searched after the 5-minute delay), the payment fails as `not_attempted` and the normal
+  failed-payment flow follows.
+  -> "recovered_succeeded" | "recovered_failed" | "not_attempted" | "still_pending"
+     | "not_pending" | "missing"
+
+Raises Unavailable only for transient failures before anything was written (retry the message).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from chalicelib.adapters.dynamodb.payments import PENDING_RECOVERY_DELAY
+from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome, outcome_from_intent
+from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.errors import Conflict
+from chalicelib.domain.events import Actor
+from chalicelib.domain.payments import NOT_ATTEMPTED
+from chalicelib.domain.profiles import Profile
+from chalicelib.domain.subscriptions import Subscription
+from chalicelib.services.charging import PaymentPending, apply_change, charge, resolve
+
+if TYPE_CHECKING:
+    from chalicelib.bootstrap import Container
+
+ACTOR: Actor = "scheduler"
+
+
+def _due(sub: Subscription | None, action: str, now: datetime) -> bool:
+    if sub is None:
+        return False
+    scheduled = sub.next_action
+    return scheduled is not None and scheduled.action == action and scheduled.due_at <= now
+
+
+def _charge(
+    container: Container, sub: Subscription, plan: ChargePlan, owner: Profile, now: datetime
+) -> str:
+    community = container.communities.get(sub.community_id)
+    try:
+        result = charge(container, community, sub, plan, actor=ACTOR, now=now, billed=owner)
+    except PaymentPending:
+        return "payment_pending"
+    return "succeeded" if result.succeeded else "failed"
+
+
+def renew(container: Container, community_id: str, subscription_id: str, now: datetime) -> str:
+    sub = container.subscriptions.find(community_id, subscription_id)
+    if sub is None:
+        return "missing"
+    if not _due(sub, "renew", now):
+        return "not_due"
+    try:
+        owner = container.profiles.get(community_id, sub.owner_id)
+        plan = sub.plan_renewal(now, owner_credit=owner.credit_balance)
+        outcome = _charge(container, sub, plan, owner, now)
+    except Conflict:
+        return "not_due"  # someone else renewed or changed it first
+    return {"succeeded": "renewed", "failed": "renewal_failed"}.get(outcome, outcome)
+
+
+def process_failed_payment(
+    container: Container, community_id: str, subscription_id: str, now: datetime
+) -> str:
+    sub = container.subscriptions.find(community_id, subscription_id)
+    if sub is None:
+        return "missing"
+    try:
+        grace_over = sub.grace_ends_at is not None and now >= sub.grace_ends_at
+        if sub.status == "failed_payment" and sub.pending_charge is None and grace_over:
+            # A retry still scheduled when grace has ended is moot: the grace end wins.
+            apply_change(container, sub, sub.end_grace(now, actor=ACTOR))
+            return "grace_cancelled"
+        if _due(sub, "retry", now):
+            owner = container.profiles.get(community_id, sub.owner_id)
+            plan = sub.plan_retry(now, owner_credit=owner.credit_balance)
+            outcome = _charge(container, sub, plan, owner, now)
+            return {"succeeded": "retry_succeeded", "failed": "retry_failed"}.get(outcome, outcome)
+    except Conflict:
+        return "not_due"
+    return "not_due"
+
+
+def expire(container: Container, community_id: str, subscription_id: str, now: datetime) -> str:
+    sub = container.subscriptions.find(community_id, subscription_id)
+    if sub is None:
+        return "missing"
+    if not _due(sub, "expire", now):
+        return "not_due"
+    try:
+        apply_change(container, sub, sub.expire(now, actor=ACTOR))
+    except Conflict:
+        return "not_due"
+    return "expired"
+
+
+def recover_pending_payment(
+    container: Container, community_id: str, payment_id: str, now: datetime
+) -> str:
+    stored = container.payments.find(community_id, payment_id)
+    if stored is None:
+        return "missing"
+    payment = stored.payment
+    if payment.status != "pending":
+        return "not_pending"
+    if now < payment.created_at + PENDING_RECOVERY_DELAY:
+        return "not_due"  # Stripe's search may not show an intent made moments ago
+    gateway = container.payment_gateway
+    account = payment.stripe.account_id
+    if payment.stripe.payment_intent_id:
+        intents = [gateway.retrieve_intent(payment.stripe.payment_intent_id, account)]
+    else:
+        intents = gateway.find_intents_by_metadata("payment_id", payment_id, account)
+    if intents:
+        # Our idempotency key makes one intent per payment on Stripe; should a second one
+        # exist (localstripe ignores the key), the money follows the one that succeeded.
+        chosen = next((i for i in intents if i.get("status") == "succeeded"), intents[0])
+        outcome = outcome_from_intent(chosen)
+        if outcome.status == "pending":
+            return "still_pending"
+    else:
+        failure = NOT_ATTEMPTED
+        outcome = IntentOutcome(
+            "failed", None, None, ChargeFailure(failure.code, failure.decline_code, failure.message)
+        )
+    result = resolve(container, community_id, payment_id, outcome, actor=ACTOR)
+    if not intents:
+        return "not_attempted"
+    if not result.changed:
+        return "not_pending"
+    return "recovered_succeeded" if result.payment.status == "succeeded" else "recovered_failed"

@@ -1,0 +1,1 @@
+"""The CDK app that deploys the system to AWS (`make synth`, `make deploy`)."""

@@ -1,0 +1,113 @@
+"""Alarms, all sent to one SNS topic: a dead-lettered message, a failing function, 5xx answers."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.cdk.stage import StageSettings
+
+PERIOD = cdk.Duration.minutes(5)
+# Share of requests answered 5xx within PERIOD (API Gateway's 5XXError averages to a rate).
+API_5XX_RATE = 0.05
+WEBHOOK_5XX_RATE = 0.05
+
+
+class Monitoring(Construct):
+    def __init__(self, scope: Construct, construct_id: str, stage: StageSettings) -> None:
+        super().__init__(scope, construct_id)
+        self._stage = stage
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            topic_name=f"{stage.stack_name}-alarms",
+            display_name=f"{stage.stack_name} alarms",
+            enforce_ssl=True,
+        )
+        if stage.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(stage.alarm_email))
+
+    def dead_letters(self, queue: sqs.Queue) -> cloudwatch.Alarm:
+        metric = queue.metric_approximate_number_of_messages_visible(
+            period=PERIOD, statistic="Maximum"
+        )
+        return self._alarm(
+            "DeadLetterQueueNotEmpty",
+            "dlq-not-empty",
+            metric,
+            threshold=1,
+            description="A work message failed every retry and sits in the dead-letter queue.",
+        )
+
+    def function_errors(self, construct_id: str, function_name: str) -> cloudwatch.Alarm:
+        metric = cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions_map={"FunctionName": function_name},
+            statistic="Sum",
+            period=PERIOD,
+        )
+        return self._alarm(
+            construct_id,
+            f"{function_name.removeprefix(self._stage.stack_name + '-')}-errors",
+            metric,
+            threshold=1,
+            description=f"{function_name} raised errors.",
+        )
+
+    def api_5xx(self, api_name: str, resource: str | None = None) -> cloudwatch.Alarm:
+        dimensions = {"ApiName": api_name, "Stage": self._stage.api_gateway_stage}
+        if resource is None:
+            construct_id, suffix, threshold = "Api5xxRate", "api-5xx-rate", API_5XX_RATE
+            what = "The API"
+        else:
+            dimensions.update({"Resource": resource, "Method": "POST"})
+            construct_id, suffix, threshold = "Webhook5xxRate", "webhook-5xx-rate", WEBHOOK_5XX_RATE
+            what = f"POST {resource}"
+        metric = cloudwatch.Metric(
+            namespace="AWS/ApiGateway",
+            metric_name="5XXError",
+            dimensions_map=dimensions,
+            statistic="Average",
+            period=PERIOD,
+        )
+        return self._alarm(
+            construct_id,
+            suffix,
+            metric,
+            threshold=threshold,
+            description=f"{what} answered more than {threshold:.0%} of requests with 5xx.",
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
+
+    def _alarm(
+        self,
+        construct_id: str,
+        suffix: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        comparison: cloudwatch.ComparisonOperator = (
+            cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        ),
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_name=f"{self._stage.stack_name}-{suffix}",
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=comparison,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        alarm.add_ok_action(actions.SnsAction(self.topic))
+        return alarm

@@ -1,0 +1,142 @@
+"""The whole deployed system for one stage: chalice's Lambdas and API plus everything they use.
+
+`chalice.cdk.Chalice` packages app.py (the API, the authorizer, the schedules, the SQS worker)
+into a SAM template; this stack adds the table, queues, secret, roles, log groups and alarms,
+and then adjusts chalice's resources: each function gets its own role, name, log group and
+error alarm, the worker a timeout the queue's visibility timeout covers six times over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sam as sam
+from chalice.cdk import Chalice
+from constructs import Construct
+
+from chalicelib.adapters import queues
+from infra.cdk.api_gateway import configure_rest_api
+from infra.cdk.data import DataResources
+from infra.cdk.functions import (
+    REST_API_LOGICAL_ID,
+    Kind,
+    LambdaFunction,
+    has_route,
+    lambda_functions,
+    load_chalice_app,
+)
+from infra.cdk.monitoring import Monitoring
+from infra.cdk.permissions import FunctionRole
+from infra.cdk.stage import StageSettings
+
+WEBHOOK_PATH = "/webhooks/stripe"
+# Chalice must not create roles; every function's role is replaced by its own, and a function
+# still pointing here after that is one the stack did not secure (the synth stops).
+UNASSIGNED_ROLE_ARN = "arn:aws:iam::000000000000:role/assigned-by-infra-cdk"
+
+
+class BillingStack(cdk.Stack):
+    def __init__(
+        self, scope: Construct, stage: StageSettings, source_dir: Path, **kwargs: Any
+    ) -> None:
+        # The construct id is the stage name: chalice.cdk packages the app for the chalice
+        # stage named like the stack's construct path, i.e. `.chalice/config.json`'s stage.
+        super().__init__(
+            scope,
+            stage.name,
+            stack_name=stage.stack_name,
+            description=f"Membership billing ({stage.name}): API, jobs, table, queues, alarms",
+            **kwargs,
+        )
+        self.stage = stage
+        chalice_app = load_chalice_app(source_dir, stage.name)
+        self.functions = lambda_functions(chalice_app, queues.work_queue_name(stage.name))
+        self.data = DataResources(self, "Data", stage)
+        self.monitoring = Monitoring(self, "Monitoring", stage)
+        self.chalice = Chalice(
+            self, "Chalice", source_dir=str(source_dir), stage_config=self._chalice_config()
+        )
+        for function in self.functions:
+            self._configure(function)
+        self._refuse_unconfigured()
+        self.monitoring.dead_letters(self.data.dead_letter_queue)
+        if chalice_app.routes:
+            webhook = has_route(chalice_app, WEBHOOK_PATH, "POST")
+            api = self.chalice.get_resource(REST_API_LOGICAL_ID)
+            assert isinstance(api, sam.CfnApi)
+            configure_rest_api(api, stage.stack_name, [WEBHOOK_PATH] if webhook else [])
+            self.monitoring.api_5xx(stage.stack_name)
+            if webhook:
+                self.monitoring.api_5xx(stage.stack_name, WEBHOOK_PATH)
+                self._output(
+                    "WebhookUrl",
+                    cdk.Fn.sub(
+                        "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+                        f"/{stage.api_gateway_stage}{WEBHOOK_PATH}"
+                    ),
+                )
+        self._output("TableName", self.data.table.table_name)
+        self._output("WorkQueueUrl", self.data.work_queue.queue_url)
+        self._output("DeadLetterQueueUrl", self.data.dead_letter_queue.queue_url)
+        self._output("SecretArn", self.data.secret.secret_arn)
+        self._output("AlarmTopicArn", self.monitoring.topic.topic_arn)
+
+    def _chalice_config(self) -> dict[str, Any]:
+        return {
+            "environment_variables": {
+                "BILLING_STAGE": self.stage.name,
+                "BILLING_TABLE_NAME": self.data.table.table_name,
+                "BILLING_WORK_QUEUE_URL": self.data.work_queue.queue_url,
+                "BILLING_SECRETS_ARN": self.data.secret.secret_arn,
+                "BILLING_EMAIL_SENDER": self.stage.email_sender,
+            },
+            # Dependencies go to a layer cached by requirements.txt alone, so a code change
+            # repackages only the app (chalice's function package hashes the code as well).
+            "automatic_layer": True,
+            "manage_iam_role": False,
+            "iam_role_arn": UNASSIGNED_ROLE_ARN,
+            "autogen_policy": False,
+        }
+
+    def _configure(self, function: LambdaFunction) -> None:
+        cfn = self.chalice.get_resource(function.logical_id)
+        if not isinstance(cfn, sam.CfnFunction):
+            raise TypeError(f"{function.logical_id} is not a function in chalice's template")
+        name = self.stage.function_name(function.name)
+        access = FunctionRole(self, f"{function.logical_id}Access", function, self.stage, self.data)
+        log_group = logs.CfnLogGroup(
+            self,
+            f"{function.logical_id}Logs",
+            log_group_name=f"/aws/lambda/{name}",
+            retention_in_days=self.stage.log_retention_days,
+        )
+        log_group.apply_removal_policy(
+            cdk.RemovalPolicy.RETAIN if self.stage.is_production else cdk.RemovalPolicy.DESTROY
+        )
+        cfn.function_name = name
+        cfn.role = access.role.role_arn
+        if function.kind is Kind.WORKER:
+            cfn.timeout = queues.WORKER_TIMEOUT_SECONDS
+        # Created after its log group and its policy (the role it references already), so no
+        # invocation runs without them.
+        cfn.node.add_dependency(log_group, access.cfn_policy)
+        self.monitoring.function_errors(f"{function.logical_id}Errors", name)
+
+    def _refuse_unconfigured(self) -> None:
+        for child in self.chalice.sam_template.node.children:
+            if isinstance(child, sam.CfnFunction) and child.role == UNASSIGNED_ROLE_ARN:
+                raise ValueError(f"{child.node.id}: chalice packaged a function the stack missed")
+            if isinstance(child, cdk.CfnResource) and child.cfn_resource_type in {
+                "AWS::IAM::Role",
+                "AWS::Logs::LogGroup",
+            }:
+                raise ValueError(
+                    f"{child.node.id}: chalice created a {child.cfn_resource_type}; roles and log "
+                    "groups belong to infra/cdk (drop iam/log settings from .chalice/config.json)"
+                )
+
+    def _output(self, name: str, value: str) -> None:
+        cdk.CfnOutput(self, name, value=value)

@@ -1,0 +1,103 @@
+"""What one deployed stage looks like, read from `.chalice/config.json` and the environment.
+
+Chalice's own stage settings (environment variables, API Gateway stage, memory, timeouts) stay
+in `.chalice/config.json` and reach the Lambdas through chalice's packager; this module adds
+what only the infrastructure needs (retention, protection, who hears the alarms). No CDK import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib.config import LOCAL_STAGES
+
+APP_NAME = "membership-billing"
+PRODUCTION_STAGES = frozenset({"prod"})
+DEFAULT_EMAIL_SENDER = "billing@example.com"
+LOG_RETENTION_DAYS = {"prod": 90}
+DEFAULT_LOG_RETENTION_DAYS = 14
+
+
+class StageError(ValueError):
+    """The stage cannot be deployed as asked."""
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    name: str
+    api_gateway_stage: str
+    email_sender: str
+    alarm_email: str | None
+    log_retention_days: int
+
+    @property
+    def is_production(self) -> bool:
+        return self.name in PRODUCTION_STAGES
+
+    @property
+    def stack_name(self) -> str:
+        return f"{APP_NAME}-{self.name}"
+
+    @property
+    def table_name(self) -> str:
+        # The same default as chalicelib.config.Settings, so logs and docs name one table.
+        return f"{APP_NAME}-{self.name}"
+
+    @property
+    def secret_name(self) -> str:
+        return f"{APP_NAME}/{self.name}"
+
+    def function_name(self, chalice_name: str) -> str:
+        """The Lambda's name: chalice's own convention, `<app>-<stage>-<function>`."""
+        return f"{APP_NAME}-{self.name}-{chalice_name}"
+
+
+def load_stage(name: str, source_dir: Path, env: Mapping[str, str] | None = None) -> StageSettings:
+    """Settings of stage `name`; it must be a deployable stage of `.chalice/config.json`."""
+    environ = os.environ if env is None else env
+    if name in LOCAL_STAGES:
+        raise StageError(
+            f"stage {name!r} reads its secrets from the environment and cannot be deployed"
+        )
+    config = _chalice_config(source_dir)
+    stages: dict[str, Any] = config.get("stages", {})
+    if name not in stages:
+        known = ", ".join(sorted(s for s in stages if s not in LOCAL_STAGES))
+        raise StageError(f"no stage {name!r} in .chalice/config.json (deployable: {known})")
+    stage_config: dict[str, Any] = stages[name]
+    variables = {**config.get("environment_variables", {})}
+    variables.update(stage_config.get("environment_variables", {}))
+    declared = variables.get("BILLING_STAGE", name)
+    if declared != name:
+        raise StageError(
+            f".chalice/config.json stage {name!r} sets BILLING_STAGE={declared!r}; they must match"
+        )
+    sender = (
+        environ.get("BILLING_EMAIL_SENDER")
+        or variables.get("BILLING_EMAIL_SENDER")
+        or DEFAULT_EMAIL_SENDER
+    )
+    if name in PRODUCTION_STAGES and sender == DEFAULT_EMAIL_SENDER:
+        raise StageError(
+            f"stage {name!r} needs BILLING_EMAIL_SENDER, an address SES verified for this account"
+        )
+    return StageSettings(
+        name=name,
+        api_gateway_stage=str(
+            stage_config.get("api_gateway_stage", config.get("api_gateway_stage", "api"))
+        ),
+        email_sender=sender,
+        alarm_email=environ.get("BILLING_ALARM_EMAIL") or None,
+        log_retention_days=LOG_RETENTION_DAYS.get(name, DEFAULT_LOG_RETENTION_DAYS),
+    )
+
+
+def _chalice_config(source_dir: Path) -> dict[str, Any]:
+    path = source_dir / ".chalice" / "config.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

@@ -1,0 +1,350 @@
+"""`make demo`: a scripted tour of membership billing on the local stack, told as a timeline.
+
+A plan; a family subscription (a parent and two children); activation; a member added in the
+middle of the period; a month passing into a renewal; the card starting to decline; the failed
+renewal, a retry and the cancellation at the end of the grace period; and, beside it, a
+subscription cancelled at period end that expires. Time moves with the test clock
+(`POST /v1/test-clock/advance`), which runs the same sweep and worker code as the scheduled
+Lambdas. Everything goes through the HTTP API; cards are made on localstripe.
+
+Uses the stack on BILLING_PORT / STRIPE_PORT if one answers (e.g. `make run` in another
+terminal); otherwise starts one itself (logs in .local-stack/demo-logs) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from infra.local.stack import REPO_ROOT, LocalStack, StackConfig
+
+GOOD_CARD = "4242424242424242"
+DECLINING_CARD = "4000000000000341"  # attaches fine, every charge is declined
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+@dataclass
+class Api:
+    base: str
+    key: str
+
+    def __call__(self, method: str, path: str, body: Any = None, key: str | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {key or self.key}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            if error.code == 402:  # a declined charge: the body says what happened
+                return json.loads(raw)
+            raise DemoError(f"{method} {path} -> {error.code}: {raw.decode()[:500]}") from None
+        return json.loads(raw) if raw else None
+
+
+@dataclass
+class Timeline:
+    lines: list[str] = field(default_factory=list)
+    echo: Callable[[str], None] = print
+
+    def at(self, now: str, text: str) -> None:
+        when = datetime.fromisoformat(now.replace("Z", "+00:00")).strftime("%a %d %b %Y %H:%M")
+        self.add(f"{when}  {text}")
+
+    def detail(self, text: str) -> None:
+        self.add(f"{'':23}{text}")
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        self.echo(line)
+
+
+def money(amount: int, currency: str) -> str:
+    return f"{amount / 100:,.2f} {currency.upper()}"
+
+
+def stripe_card(stripe_url: str, number: str) -> str:
+    """A card payment method made directly on localstripe (as a browser would via Stripe.js)."""
+    form = urllib.parse.urlencode(
+        {
+            "type": "card",
+            "card[number]": number,
+            "card[exp_month]": "12",
+            "card[exp_year]": "2034",
+            "card[cvc]": "123",
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{stripe_url}/v1/payment_methods",
+        data=form,
+        method="POST",
+        headers={"Authorization": "Bearer sk_test_local"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.loads(response.read())["id"])
+
+
+def describe_payment(timeline: Timeline, payment: dict[str, Any]) -> None:
+    currency = payment["currency"]
+    for line in payment["lines"]:
+        quantity = f"{line['quantity']} x {money(line['unit_amount'], currency)}"
+        timeline.detail(
+            f"  {line['description']:<44} {quantity:>20} = {money(line['amount'], currency)}"
+        )
+    card = payment.get("payment_method") or {}
+    status = payment["status"]
+    verdict = f"{status.upper()}: {money(payment['total'], currency)}"
+    if card:
+        verdict += f" on {card.get('brand')} ending {card.get('last4')}"
+    failure = payment.get("failure")
+    if failure:
+        reasons = [failure.get("code"), failure.get("decline_code")]
+        verdict += f" ({'/'.join(str(r) for r in reasons if r)})"
+    timeline.detail(f"  {verdict}   [{payment['kind']} {payment['id']}]")
+
+
+def run_demo(
+    api_url: str, stripe_url: str, platform_key: str, echo: Callable[[str], None] = print
+) -> Timeline:
+    platform = Api(api_url, platform_key)
+    t = Timeline(echo=echo)
+
+    def clock() -> str:
+        return str(platform("GET", "/v1/test-clock")["now"])
+
+    def advance(body: dict[str, Any], why: str) -> dict[str, Any]:
+        answer: dict[str, Any] = platform("POST", "/v1/test-clock/advance", body)
+        done = {k: v for k, v in answer["processed"].items() if v}
+        t.at(answer["now"], f"-- test clock: {why}; scheduler processed {done or 'nothing'}")
+        return answer
+
+    created = platform("POST", "/v1/communities", {"name": "Riverside Climbing Club"})
+    api = Api(api_url, created["api_key"]["secret"])
+    t.at(
+        clock(),
+        f"Community {created['name']} ({created['id']}) opens, currency {created['currency']}",
+    )
+
+    family = api(
+        "POST",
+        "/v1/plans",
+        {
+            "name": "Family climbing",
+            "prices": {"month": 4000, "year": 40000},
+            "activation_fee": 1500,
+            "failed_payment_grace_days": 7,
+            "retry_schedule_days": [2, 5],
+        },
+    )
+    solo = api("POST", "/v1/plans", {"name": "Solo climbing", "prices": {"month": 2500}})
+    t.at(
+        clock(),
+        f"Plans: {family['name']} {money(family['prices']['month'], 'usd')}/member/month "
+        f"+ {money(family['activation_fee'], 'usd')} activation fee, retries after 2 and 5 days, "
+        f"7 days' grace; {solo['name']} {money(solo['prices']['month'], 'usd')}/month",
+    )
+
+    maria = api(
+        "POST",
+        "/v1/profiles",
+        {"kind": "customer", "name": "Maria Lopez", "email": "maria@example.com"},
+    )
+    leo = api(
+        "POST",
+        "/v1/profiles",
+        {"kind": "dependent", "name": "Leo Lopez", "account_holder_id": maria["id"]},
+    )
+    ana = api(
+        "POST",
+        "/v1/profiles",
+        {"kind": "dependent", "name": "Ana Lopez", "account_holder_id": maria["id"]},
+    )
+    card = api(
+        "POST",
+        f"/v1/profiles/{maria['id']}/payment-methods",
+        {"stripe_payment_method_id": stripe_card(stripe_url, GOOD_CARD)},
+    )
+    t.at(
+        clock(),
+        f"Maria Lopez signs up with her children Leo and Ana; "
+        f"card {card['brand']} ending {card['last4']}",
+    )
+
+    sub = api(
+        "POST",
+        "/v1/subscriptions",
+        {
+            "plan_id": family["id"],
+            "owner_id": maria["id"],
+            "member_ids": [maria["id"], leo["id"]],
+            "billing_cycle": "month",
+            "payment_method_id": card["id"],
+        },
+    )
+    t.at(
+        clock(),
+        f"Family subscription {sub['id']} created for Maria and Leo: status {sub['status']}",
+    )
+    sub = api("POST", f"/v1/subscriptions/{sub['id']}/activate", {})
+    period = sub["current_period"]
+    t.at(clock(), f"Activated: status {sub['status']}, period {period['start']} -> {period['end']}")
+    describe_payment(t, last_payment(api, sub["id"]))
+
+    sam = api(
+        "POST",
+        "/v1/profiles",
+        {"kind": "customer", "name": "Sam Okafor", "email": "sam@example.com"},
+    )
+    sam_card = api(
+        "POST",
+        f"/v1/profiles/{sam['id']}/payment-methods",
+        {"stripe_payment_method_id": stripe_card(stripe_url, GOOD_CARD)},
+    )
+    solo_sub = api(
+        "POST",
+        "/v1/subscriptions",
+        {
+            "plan_id": solo["id"],
+            "owner_id": sam["id"],
+            "member_ids": [sam["id"]],
+            "billing_cycle": "month",
+            "payment_method_id": sam_card["id"],
+        },
+    )
+    solo_sub = api("POST", f"/v1/subscriptions/{solo_sub['id']}/activate", {})
+    t.at(clock(), f"Sam Okafor activates Solo climbing ({solo_sub['id']})")
+    describe_payment(t, last_payment(api, solo_sub["id"]))
+    solo_sub = api("POST", f"/v1/subscriptions/{solo_sub['id']}/cancel", {"at": "period_end"})
+    t.at(
+        clock(),
+        f"Sam cancels at period end: status {solo_sub['status']}, ends {solo_sub['cancel_at']}",
+    )
+
+    advance({"days": 10}, "10 days pass")
+    added = api(
+        "POST",
+        f"/v1/subscriptions/{sub['id']}/members",
+        {"members": [{"profile_id": ana["id"], "activation_fee": "charge"}]},
+    )
+    t.at(clock(), f"Ana joins mid-period: {len(added['subscription']['members'])} members now")
+    if added.get("payment"):
+        describe_payment(t, added["payment"])
+
+    first_end = max(period["end"], solo_sub["cancel_at"])
+    answer = advance({"to": first_end}, "the first period ends")
+    sub = api("GET", f"/v1/subscriptions/{sub['id']}")
+    t.at(
+        answer["now"],
+        f"Family renewed: status {sub['status']}, next period ends {sub['current_period']['end']}",
+    )
+    describe_payment(t, last_payment(api, sub["id"]))
+    solo_sub = api("GET", f"/v1/subscriptions/{solo_sub['id']}")
+    t.at(
+        answer["now"],
+        f"Sam's subscription: status {solo_sub['status']} ({solo_sub['cancellation_reason']})",
+    )
+
+    declining = api(
+        "POST",
+        f"/v1/profiles/{maria['id']}/payment-methods",
+        {"stripe_payment_method_id": stripe_card(stripe_url, DECLINING_CARD)},
+    )
+    api("PATCH", f"/v1/subscriptions/{sub['id']}", {"payment_method_id": declining["id"]})
+    t.at(clock(), f"Maria switches to a card ending {declining['last4']}; it will start declining")
+
+    answer = advance({"to": sub["current_period"]["end"]}, "the second period ends")
+    sub = api("GET", f"/v1/subscriptions/{sub['id']}")
+    t.at(
+        answer["now"],
+        f"Renewal declined: status {sub['status']}, next retry {sub['next_retry_at']}",
+    )
+    describe_payment(t, last_payment(api, sub["id"]))
+
+    answer = advance({"to": sub["next_retry_at"]}, "to the first retry")
+    sub = api("GET", f"/v1/subscriptions/{sub['id']}")
+    t.at(
+        answer["now"], f"Retry declined: status {sub['status']}, next retry {sub['next_retry_at']}"
+    )
+    describe_payment(t, last_payment(api, sub["id"]))
+
+    answer = advance({"days": 7}, "the grace period runs out")
+    sub = api("GET", f"/v1/subscriptions/{sub['id']}")
+    t.at(
+        answer["now"],
+        f"Family subscription {sub['status']} ({sub['cancellation_reason']}) "
+        f"at {sub['cancelled_at']}",
+    )
+    access = api("GET", f"/v1/profiles/{leo['id']}/access")
+    t.detail(f"  Leo has access: {access['has_access']}")
+
+    payments = api("GET", f"/v1/payments?subscription_id={sub['id']}&limit=100")["data"]
+    paid = sum(p["amount_paid"] for p in payments)
+    t.add("")
+    t.add(f"Family billing history: {len(payments)} payments, {money(paid, 'usd')} collected")
+    for payment in sorted(payments, key=lambda p: p["created_at"]):
+        amount = money(payment["total"], payment["currency"])
+        t.detail(
+            f"  {payment['created_at']}  {payment['kind']:<10} {payment['status']:<10} {amount:>12}"
+        )
+    return t
+
+
+def last_payment(api: Api, subscription_id: str) -> dict[str, Any]:
+    payments = api("GET", f"/v1/payments?subscription_id={subscription_id}&limit=100")["data"]
+    if not payments:
+        raise DemoError(f"no payment for {subscription_id}")
+    return dict(max(payments, key=lambda p: (p["created_at"], p["id"])))
+
+
+def stack_answers(config: StackConfig) -> bool:
+    try:
+        with urllib.request.urlopen(f"{config.api_url}/healthz", timeout=2):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def main() -> int:
+    config = StackConfig.from_env()
+    with ExitStack() as stack:
+        if stack_answers(config):
+            print(f"using the stack already running on {config.api_url}\n", flush=True)
+        else:
+            config.run_scheduler = False  # the test clock runs the jobs itself in this tour
+            config.log_dir = REPO_ROOT / ".local-stack" / "demo-logs"
+            print(f"starting the local stack (logs in {config.log_dir}) ...", flush=True)
+            stack.enter_context(LocalStack(config))
+        try:
+            run_demo(
+                config.api_url,
+                config.stripe_url,
+                os.environ.get("BILLING_PLATFORM_API_KEY", config.platform_api_key),
+            )
+        except DemoError as error:
+            print(f"\ndemo stopped: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

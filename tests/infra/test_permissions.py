@@ -1,0 +1,149 @@
+"""Least privilege, checked on the synthesized template for whatever functions app.py declares:
+one role per function, every action named, every resource ours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.adapters import queues
+from chalicelib.adapters.dynamodb import schema
+from infra.cdk.permissions import FUNCTION_ACCESS
+from tests.infra.conftest import Synthesized
+
+ALLOWED_SERVICES = {"dynamodb", "sqs", "secretsmanager", "ses", "logs"}
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _policies(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    """Each function's logical id -> its one AWS::IAM::Policy (properties)."""
+    role_of = {
+        logical_id: fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        for logical_id, fn in synthesized.functions.items()
+    }
+    policies_of_role: dict[str, list[dict[str, Any]]] = {}
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        (role,) = policy["Properties"]["Roles"]
+        policies_of_role.setdefault(role["Ref"], []).append(policy["Properties"])
+    found = {}
+    for function_id, role_id in role_of.items():
+        (policy,) = policies_of_role[role_id]
+        found[function_id] = policy
+    return found
+
+
+def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {a for s in _statements(policy) for a in _listed(s["Action"])}
+
+
+def _logical_ids(synthesized: Synthesized) -> dict[str, str]:
+    table_id, _ = synthesized.only("AWS::DynamoDB::Table")
+    secret_id, _ = synthesized.only("AWS::SecretsManager::Secret")
+    work_id = next(
+        logical_id
+        for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
+        if q["Properties"]["QueueName"] == queues.work_queue_name(synthesized.stage)
+    )
+    return {"table": table_id, "secret": secret_id, "work_queue": work_id}
+
+
+def test_every_function_has_its_own_role_with_nothing_attached_but_its_policy(
+    synthesized: Synthesized,
+) -> None:
+    roles = synthesized.of_type("AWS::IAM::Role")
+    used = [fn["Properties"]["Role"]["Fn::GetAtt"] for fn in synthesized.functions.values()]
+    assert all(attribute == "Arn" and role in roles for role, attribute in used)
+    assert len({role for role, _ in used}) == len(synthesized.functions) == len(roles)
+    for role in roles.values():
+        props = role["Properties"]
+        assert "ManagedPolicyArns" not in props
+        assert "Policies" not in props
+        (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert set(_policies(synthesized)) == set(synthesized.functions)
+
+
+def test_no_policy_has_a_wildcard_action_or_a_foreign_resource(synthesized: Synthesized) -> None:
+    ids = _logical_ids(synthesized)
+    table_arn = {"Fn::GetAtt": [ids["table"], "Arn"]}
+    index_arns = [{"Fn::Join": ["", [table_arn, f"/index/{name}"]]} for name in schema.GSI_KEYS]
+    policies = _policies(synthesized)
+    assert len(policies) == len(synthesized.of_type("AWS::IAM::Policy"))
+    for function_id, policy in policies.items():
+        function_name = synthesized.functions[function_id]["Properties"]["FunctionName"]
+        for statement in _statements(policy):
+            assert statement["Effect"] == "Allow"
+            actions = _listed(statement["Action"])
+            resources = _listed(statement["Resource"])
+            services = {action.split(":")[0] for action in actions}
+            assert len(services) == 1 and services <= ALLOWED_SERVICES, actions
+            assert not any("*" in action for action in actions), (function_id, actions)
+            assert "dynamodb:Scan" not in actions
+            service = services.pop()
+            if service == "dynamodb":
+                if actions == ["dynamodb:Query"] and resources != [table_arn]:
+                    assert resources == index_arns, resources
+                else:
+                    assert resources == [table_arn], resources
+            elif service == "sqs":
+                assert resources == [{"Fn::GetAtt": [ids["work_queue"], "Arn"]}]
+            elif service == "secretsmanager":
+                assert actions == ["secretsmanager:GetSecretValue"]
+                assert resources == [{"Ref": ids["secret"]}]
+            elif service == "ses":
+                assert actions == ["ses:SendEmail"]
+                assert set(statement["Condition"]["StringEquals"]) == {"ses:FromAddress"}
+            else:
+                (arn,) = resources
+                assert arn["Fn::Join"][1][-1] == f":log-group:/aws/lambda/{function_name}:*"
+
+
+def test_each_kind_of_function_gets_only_what_its_work_needs(synthesized: Synthesized) -> None:
+    policies = _policies(synthesized)
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+    api = _actions(policies["APIHandler"])
+    assert writes <= api
+    assert {"secretsmanager:GetSecretValue", "ses:SendEmail"} <= api
+    assert not any(a.startswith("sqs:") for a in api)
+
+    authorizer_handlers = {
+        logical_id
+        for logical_id, fn in synthesized.functions.items()
+        if fn["Properties"]["Handler"].endswith("_authorizer")
+    }
+    assert authorizer_handlers
+    for logical_id in authorizer_handlers:
+        actions = _actions(policies[logical_id])
+        assert "dynamodb:GetItem" in actions and "secretsmanager:GetSecretValue" in actions
+        assert not actions & (writes | {"dynamodb:BatchWriteItem", "ses:SendEmail"})
+        assert not any(a.startswith("sqs:") for a in actions)
+
+    prefix = f"membership-billing-{synthesized.stage}-"
+    for logical_id, fn in synthesized.functions.items():
+        event_types = {e["Type"] for e in fn["Properties"].get("Events", {}).values()}
+        actions = _actions(policies[logical_id])
+        special = FUNCTION_ACCESS.get(fn["Properties"]["FunctionName"].removeprefix(prefix))
+        if "SQS" in event_types:
+            assert consume <= actions
+            assert "sqs:SendMessage" not in actions
+        elif "Schedule" in event_types and special is None:
+            # A sweep: reads the due index, saves its cursor, fans out to the work queue.
+            assert {"dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"} <= actions
+            secret_or_mail = {"secretsmanager:GetSecretValue", "ses:SendEmail"}
+            assert not actions & (consume | {"dynamodb:DeleteItem"} | secret_or_mail)
+        else:
+            assert not actions & consume, logical_id
+        if special is not None:
+            assert set(special.table_write) <= actions
+            assert ("secretsmanager:GetSecretValue" in actions) is special.secret
+            assert ("ses:SendEmail" in actions) is special.email
+            assert set(special.queue) == {a for a in actions if a.startswith("sqs:")}

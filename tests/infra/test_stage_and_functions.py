@@ -1,0 +1,119 @@
+"""Which stages can be deployed, and how the stack sorts chalice's functions (no synthesis)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from chalice import Chalice, Rate
+from chalice.app import CloudWatchEvent, S3Event, SQSEvent
+
+from chalicelib.adapters.queues import work_queue_name
+from infra.cdk.functions import Kind, UnsupportedFunction, has_route, lambda_functions
+from infra.cdk.stage import StageError, load_stage
+from tests.infra.conftest import REPO_ROOT
+
+WORK_QUEUE = work_queue_name("dev")
+
+
+def test_dev_and_prod_come_from_the_chalice_config() -> None:
+    dev = load_stage("dev", REPO_ROOT, env={})
+    assert (dev.name, dev.stack_name, dev.table_name) == (
+        "dev",
+        "membership-billing-dev",
+        "membership-billing-dev",
+    )
+    assert dev.api_gateway_stage == "api"
+    assert not dev.is_production
+    assert dev.function_name("worker") == "membership-billing-dev-worker"
+    prod = load_stage("prod", REPO_ROOT, env={"BILLING_EMAIL_SENDER": "billing@club.example"})
+    assert prod.is_production
+    assert prod.email_sender == "billing@club.example"
+    assert prod.log_retention_days > dev.log_retention_days
+
+
+def test_prod_needs_a_real_sender_address() -> None:
+    with pytest.raises(StageError, match="BILLING_EMAIL_SENDER"):
+        load_stage("prod", REPO_ROOT, env={})
+
+
+@pytest.mark.parametrize("stage", ["local", "test"])
+def test_local_stages_are_never_deployed(stage: str) -> None:
+    with pytest.raises(StageError, match="cannot be deployed"):
+        load_stage(stage, REPO_ROOT, env={})
+
+
+def test_an_unknown_stage_names_the_deployable_ones() -> None:
+    with pytest.raises(StageError, match=r"no stage 'qa'.*dev, prod"):
+        load_stage("qa", REPO_ROOT, env={})
+
+
+def test_a_stage_whose_billing_stage_disagrees_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".chalice").mkdir()
+    config = {
+        "version": "2.0",
+        "app_name": "membership-billing",
+        "stages": {"dev": {"environment_variables": {"BILLING_STAGE": "prod"}}},
+    }
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(StageError, match="must match"):
+        load_stage("dev", tmp_path, env={})
+
+
+def _app_with_every_kind(queue: str = WORK_QUEUE) -> Chalice:
+    app = Chalice(app_name="sample")
+
+    @app.authorizer()
+    def key_authorizer(auth_request: object) -> None: ...
+
+    @app.route("/webhooks/stripe", methods=["POST"])
+    def webhook() -> None: ...
+
+    @app.schedule(Rate(5, unit=Rate.MINUTES), name="renewals")
+    def renewals(event: CloudWatchEvent) -> None: ...
+
+    @app.on_sqs_message(queue=queue, name="worker")
+    def worker(event: SQSEvent) -> None: ...
+
+    return app
+
+
+def test_functions_are_sorted_by_kind_with_chalices_resource_names() -> None:
+    found = {
+        f.name: (f.kind, f.logical_id) for f in lambda_functions(_app_with_every_kind(), WORK_QUEUE)
+    }
+    assert found == {
+        "api_handler": (Kind.API, "APIHandler"),
+        "key_authorizer": (Kind.AUTHORIZER, "KeyAuthorizer"),
+        "renewals": (Kind.SCHEDULE, "Renewals"),
+        "worker": (Kind.WORKER, "Worker"),
+    }
+    app = _app_with_every_kind()
+    assert has_route(app, "/webhooks/stripe", "POST")
+    assert not has_route(app, "/webhooks/stripe", "GET")
+
+
+def test_a_worker_on_another_queue_stops_the_synth() -> None:
+    # E.g. app.py imported without BILLING_STAGE: it would listen to the local stage's queue.
+    app = _app_with_every_kind(queue=work_queue_name("local"))
+    with pytest.raises(UnsupportedFunction, match="membership-billing-local-work"):
+        lambda_functions(app, WORK_QUEUE)
+
+
+def test_a_function_without_a_permission_set_stops_the_synth() -> None:
+    app = _app_with_every_kind()
+
+    @app.on_s3_event(bucket="uploads")
+    def uploaded(event: S3Event) -> None: ...
+
+    with pytest.raises(UnsupportedFunction, match="uploaded"):
+        lambda_functions(app, WORK_QUEUE)
+
+    pure = Chalice(app_name="pure")
+
+    @pure.lambda_function()
+    def anything(event: object, context: object) -> None: ...
+
+    with pytest.raises(UnsupportedFunction, match="anything"):
+        lambda_functions(pure, WORK_QUEUE)

@@ -1,0 +1,263 @@
+"""The synthesized dev template has every resource the system needs, shaped by the code's own
+definitions (schema.py, queues.py), and it passes cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+from chalicelib.adapters import queues
+from chalicelib.adapters.dynamodb import schema
+from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
+from infra.cdk.stack import WEBHOOK_PATH
+from tests.infra.conftest import Synthesized
+
+ENV_VARS = (
+    "BILLING_STAGE",
+    "BILLING_TABLE_NAME",
+    "BILLING_WORK_QUEUE_URL",
+    "BILLING_SECRETS_ARN",
+    "BILLING_EMAIL_SENDER",
+)
+
+
+def _ref(logical_id: str) -> dict[str, str]:
+    return {"Ref": logical_id}
+
+
+def _by_name(items: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    return {item[key]: item for item in items}
+
+
+def test_the_table_is_built_from_the_single_definition(synthesized: Synthesized) -> None:
+    _, table = synthesized.only("AWS::DynamoDB::Table")
+    props = table["Properties"]
+    expected = schema.create_table_kwargs(f"membership-billing-{synthesized.stage}")
+    assert props["TableName"] == expected["TableName"]
+    assert props["KeySchema"] == expected["KeySchema"]
+    assert sorted(props["AttributeDefinitions"], key=str) == sorted(
+        expected["AttributeDefinitions"], key=str
+    )
+    deployed = _by_name(props["GlobalSecondaryIndexes"], "IndexName")
+    wanted = _by_name(expected["GlobalSecondaryIndexes"], "IndexName")
+    assert set(deployed) == set(wanted) == set(schema.GSI_KEYS)
+    for name, index in wanted.items():
+        assert deployed[name]["KeySchema"] == index["KeySchema"]
+        assert deployed[name]["Projection"] == index["Projection"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {
+        "AttributeName": schema.TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    # Not production: deletable, so a dev stack can be torn down.
+    assert props["DeletionProtectionEnabled"] is False
+    assert table["DeletionPolicy"] == "Delete"
+
+
+def test_the_work_queue_has_a_dead_letter_queue_and_outlasts_the_worker(
+    synthesized: Synthesized,
+) -> None:
+    by_name = {
+        q["Properties"]["QueueName"]: (logical_id, q["Properties"])
+        for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
+    }
+    dlq_id, dlq = by_name[queues.dead_letter_queue_name(synthesized.stage)]
+    _, work = by_name[queues.work_queue_name(synthesized.stage)]
+    assert work["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": queues.MAX_RECEIVE_COUNT,
+    }
+    assert dlq["MessageRetentionPeriod"] == queues.DLQ_RETENTION_SECONDS
+    assert work["VisibilityTimeout"] == queues.WORK_QUEUE_VISIBILITY_SECONDS
+    consumers = [
+        fn
+        for fn in synthesized.functions.values()
+        if any(e["Type"] == "SQS" for e in fn["Properties"].get("Events", {}).values())
+    ]
+    for fn in consumers:
+        assert work["VisibilityTimeout"] >= 6 * fn["Properties"]["Timeout"]
+        assert fn["Properties"]["Timeout"] == queues.WORKER_TIMEOUT_SECONDS
+
+
+def test_every_sqs_handler_binds_to_the_stacks_work_queue(synthesized: Synthesized) -> None:
+    work_queue = queues.work_queue_name(synthesized.stage)
+    for logical_id, fn in synthesized.functions.items():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event["Type"] != "SQS":
+                continue
+            queue_arn = event["Properties"]["Queue"]["Fn::Sub"]
+            assert queue_arn.endswith(f":{work_queue}"), (logical_id, queue_arn)
+
+
+def test_every_function_gets_the_settings_it_reads(synthesized: Synthesized) -> None:
+    table_id, _ = synthesized.only("AWS::DynamoDB::Table")
+    secret_id, _ = synthesized.only("AWS::SecretsManager::Secret")
+    work_id = next(
+        logical_id
+        for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
+        if q["Properties"]["QueueName"] == queues.work_queue_name(synthesized.stage)
+    )
+    assert synthesized.functions
+    for logical_id, fn in synthesized.functions.items():
+        variables = fn["Properties"]["Environment"]["Variables"]
+        assert set(ENV_VARS) <= set(variables), logical_id
+        assert variables["BILLING_STAGE"] == synthesized.stage
+        assert variables["BILLING_TABLE_NAME"] == _ref(table_id)
+        assert variables["BILLING_WORK_QUEUE_URL"] == _ref(work_id)
+        assert variables["BILLING_SECRETS_ARN"] == _ref(secret_id)
+        assert "@" in variables["BILLING_EMAIL_SENDER"]
+
+
+def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:
+    _, secret = synthesized.only("AWS::SecretsManager::Secret")
+    generate = secret["Properties"]["GenerateSecretString"]
+    assert json.loads(generate["SecretStringTemplate"]) == SECRET_TEMPLATE
+    assert generate["GenerateStringKey"] == GENERATED_SECRET_KEY
+    assert set(SECRET_TEMPLATE) | {GENERATED_SECRET_KEY} == {
+        "stripe_secret_key",
+        "webhook_secrets",
+        "platform_api_key",
+    }
+    assert secret["Properties"]["Name"] == f"membership-billing/{synthesized.stage}"
+
+
+def test_the_api_and_the_jobs_chalice_derives_are_all_there(synthesized: Synthesized) -> None:
+    template = Template.from_json(synthesized.template)
+    template.has_resource_properties(
+        "AWS::Serverless::Function", {"Handler": "app.app", "Runtime": "python3.11"}
+    )
+    api_id, api = synthesized.only("AWS::Serverless::Api")
+    assert api_id == "RestAPI"
+    assert api["Properties"]["StageName"] == "api"  # api_gateway_stage of .chalice/config.json
+    schedules = [
+        event["Properties"]["Schedule"]
+        for fn in synthesized.functions.values()
+        for event in fn["Properties"].get("Events", {}).values()
+        if event["Type"] == "Schedule"
+    ]
+    for expression in schedules:
+        assert expression.startswith(("rate(", "cron(")), expression
+    # Dependencies live in one layer, so the functions' own package is just the code.
+    _, layer = synthesized.only("AWS::Serverless::LayerVersion")
+    for fn in synthesized.functions.values():
+        assert fn["Properties"]["Layers"] == [{"Ref": "ManagedLayer"}]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+
+
+def test_each_function_has_its_name_and_a_log_group_with_retention(
+    synthesized: Synthesized,
+) -> None:
+    log_groups = {
+        lg["Properties"]["LogGroupName"]: (logical_id, lg["Properties"])
+        for logical_id, lg in synthesized.of_type("AWS::Logs::LogGroup").items()
+    }
+    names = set()
+    for logical_id, fn in synthesized.functions.items():
+        name = fn["Properties"]["FunctionName"]
+        assert name.startswith(f"membership-billing-{synthesized.stage}-")
+        assert len(name) <= 64
+        names.add(name)
+        group_id, group = log_groups[f"/aws/lambda/{name}"]
+        assert group["RetentionInDays"] == 14
+        assert group_id in fn["DependsOn"], logical_id
+    assert len(names) == len(synthesized.functions) == len(log_groups)
+
+
+def test_alarms_cover_dead_letters_function_errors_and_5xx(synthesized: Synthesized) -> None:
+    topic_id, _ = synthesized.only("AWS::SNS::Topic")
+    alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == [_ref(topic_id)]
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+    def dimensions(alarm: dict[str, Any]) -> dict[str, Any]:
+        return {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+
+    dlq_id = next(
+        logical_id
+        for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
+        if q["Properties"]["QueueName"] == queues.dead_letter_queue_name(synthesized.stage)
+    )
+    dlq_alarms = [
+        a
+        for a in alarms
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and dimensions(a) == {"QueueName": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
+    ]
+    assert len(dlq_alarms) == 1
+    assert dlq_alarms[0]["Threshold"] == 1
+    assert dlq_alarms[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+    errors = {
+        dimensions(a)["FunctionName"]
+        for a in alarms
+        if a["Namespace"] == "AWS/Lambda" and a["MetricName"] == "Errors"
+    }
+    assert errors == {fn["Properties"]["FunctionName"] for fn in synthesized.functions.values()}
+
+    _, api = synthesized.only("AWS::Serverless::Api")
+    api_name = api["Properties"]["Name"]
+    assert api_name == f"membership-billing-{synthesized.stage}"
+    api_5xx = [
+        dimensions(a)
+        for a in alarms
+        if a["Namespace"] == "AWS/ApiGateway" and a["MetricName"] == "5XXError"
+    ]
+    assert {"ApiName": api_name, "Stage": "api"} in api_5xx
+    if WEBHOOK_PATH in api["Properties"]["DefinitionBody"]["paths"]:
+        assert {
+            "ApiName": api_name,
+            "Stage": "api",
+            "Resource": WEBHOOK_PATH,
+            "Method": "POST",
+        } in api_5xx
+        # Per-method metrics exist only where they are switched on.
+        assert api["Properties"]["MethodSettings"] == [
+            {"ResourcePath": "/~1webhooks~1stripe", "HttpMethod": "POST", "MetricsEnabled": True}
+        ]
+
+
+def test_gateway_responses_use_the_error_envelope(synthesized: Synthesized) -> None:
+    _, api = synthesized.only("AWS::Serverless::Api")
+    responses = api["Properties"]["GatewayResponses"]
+    expected = {
+        "UNAUTHORIZED": ("401", "unauthorized"),
+        "ACCESS_DENIED": ("403", "forbidden"),
+        "DEFAULT_4XX": (None, "invalid_request"),
+        "DEFAULT_5XX": (None, "internal"),
+    }
+    for response_type, (status, error_type) in expected.items():
+        response = responses[response_type]
+        assert response.get("StatusCode") == status
+        # API Gateway puts a JSON string where the template says $context.error.messageString.
+        body = response["ResponseTemplates"]["application/json"].replace(
+            "$context.error.messageString", json.dumps("Unauthorized")
+        )
+        error = json.loads(body)["error"]
+        assert error["type"] == error_type
+        assert isinstance(error["message"], str) and error["message"]
+        assert error["details"] == []
+
+
+def test_outputs_name_what_an_operator_needs(synthesized: Synthesized) -> None:
+    template = Template.from_json(synthesized.template)
+    for name in ("EndpointURL", "TableName", "WorkQueueUrl", "SecretArn", "AlarmTopicArn"):
+        template.has_output(name, Match.any_value())
+
+
+def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), str(synthesized.template_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,137 @@
+"""Helpers for the admin API tests (issue 3): communities with keys, JSON calls, item counts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib import bootstrap
+from chalicelib.adapters.aws import reset_clients
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.dynamodb.schema import ensure_table
+from chalicelib.adapters.queues import ensure_queues
+from chalicelib.config import Settings
+from tests.integration.conftest import PLATFORM_KEY, START, TABLE_NAME, Env
+
+
+@pytest.fixture(scope="module")
+def shared_env() -> Iterator[Env]:
+    """One moto table + app per test module (tests stay apart by using their own community)."""
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        reset_clients()
+        import boto3
+
+        ensure_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
+        queues = ensure_queues(boto3.client("sqs", region_name="us-east-1"), "test")
+        values = {
+            "BILLING_STAGE": "test",
+            "BILLING_TABLE_NAME": TABLE_NAME,
+            "BILLING_WORK_QUEUE_URL": queues["work_queue_url"],
+            "BILLING_PLATFORM_API_KEY": PLATFORM_KEY,
+            "STRIPE_SECRET_KEY": "sk_test_integration",
+            "STRIPE_WEBHOOK_SECRET": "whsec_integration",
+        }
+        for key, value in values.items():
+            patch.setenv(key, value)
+        # Nothing here may reach real Stripe: a closed local port fails fast.
+        patch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")
+        settings = Settings.from_env()
+        clock = FixedClock(START)
+        container = bootstrap.Container(settings, clock=clock)
+        bootstrap.override_container(container)
+        from app import app
+
+        try:
+            with Client(app) as client:
+                yield Env(client=client, container=container, clock=clock, settings=settings)
+        finally:
+            bootstrap.override_container(None)
+            reset_clients()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def call(
+    env: Env,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str = PLATFORM_KEY,
+    headers: dict[str, str] | None = None,
+    raw: bytes | str | None = None,
+) -> Reply:
+    all_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    all_headers.update(headers or {})
+    payload: bytes | str | None = raw if raw is not None else None
+    if payload is None and body is not None:
+        payload = json.dumps(body)
+    response = getattr(env.client.http, method.lower())(path, headers=all_headers, body=payload)
+    text = response.body.decode() if isinstance(response.body, bytes) else response.body
+    return Reply(
+        response.status_code,
+        json.loads(text) if text else None,
+        {k.lower(): v for k, v in response.headers.items()},
+    )
+
+
+@dataclass
+class Tenant:
+    id: str
+    key: str
+
+
+def new_community(env: Env, **fields: Any) -> Tenant:
+    reply = call(env, "POST", "/v1/communities", {"name": "Climbing club", **fields})
+    assert reply.status == 201, reply.body
+    return Tenant(reply.body["id"], reply.body["api_key"]["secret"])
+
+
+def item_count(include_idempotency: bool = True) -> int:
+    """Items in the table, counted with a Scan: tests only (the app never scans)."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    count = 0
+    kwargs: dict[str, Any] = {"TableName": TABLE_NAME, "Select": "COUNT"}
+    if not include_idempotency:
+        kwargs["FilterExpression"] = "attribute_not_exists(#t) OR #t <> :idem"
+        kwargs["ExpressionAttributeNames"] = {"#t": "type"}
+        kwargs["ExpressionAttributeValues"] = {":idem": {"S": "idempotency"}}
+    while True:
+        page = client.scan(**kwargs)
+        count += int(page["Count"])
+        if "LastEvaluatedKey" not in page:
+            return count
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def item_counts() -> tuple[int, int]:
+    """(all items, items other than idempotency records), with one Scan: tests only."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    total = records = 0
+    kwargs: dict[str, Any] = {
+        "TableName": TABLE_NAME,
+        "ProjectionExpression": "#t",
+        "ExpressionAttributeNames": {"#t": "type"},
+    }
+    while True:
+        page = client.scan(**kwargs)
+        total += page["Count"]
+        records += sum(1 for i in page["Items"] if i.get("type", {}).get("S") == "idempotency")
+        if "LastEvaluatedKey" not in page:
+            return total, total - records
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,0 +1,208 @@
+"""Payment methods: the exact requests our Stripe adapter sends, on the platform account and on
+a community's connected account (localstripe ignores Stripe-Account, so a recording server
+answers here; tests/e2e/test_admin_e2e.py runs the same flow against localstripe)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.adapters.dynamodb.profile_links import put_link
+from chalicelib.adapters.dynamodb.transactions import transact
+from tests.integration.admin_helpers import Tenant, call, new_community, shared_env
+from tests.integration.admin_stripe_recorder import FakeStripe, fake_stripe
+from tests.integration.conftest import Env
+
+__all__ = ["shared_env"]
+
+
+@pytest.fixture
+def stripe_env(shared_env: Env) -> Iterator[tuple[Env, FakeStripe]]:
+    with fake_stripe() as stripe:
+        settings = dataclasses.replace(shared_env.settings, stripe_api_base=stripe.url)
+        container = bootstrap.Container(settings, clock=shared_env.clock)
+        bootstrap.override_container(container)
+        try:
+            yield dataclasses.replace(shared_env, container=container, settings=settings), stripe
+        finally:
+            bootstrap.override_container(shared_env.container)
+
+
+def _customer(env: Env, tenant: Tenant) -> str:
+    body = {"kind": "customer", "name": "Ann Lee", "email": "ann@example.com"}
+    reply = call(env, "POST", "/v1/profiles", body, key=tenant.key)
+    return str(reply.body["id"])
+
+
+def test_connected_account_requests_carry_the_stripe_account_header(
+    stripe_env: tuple[Env, FakeStripe],
+) -> None:
+    env, stripe = stripe_env
+    tenant = new_community(env, stripe_account_id="acct_conn1")
+    profile = _customer(env, tenant)
+    stripe.payment_methods.update(pm_a=None, pm_b=None)
+    path = f"/v1/profiles/{profile}/payment-methods"
+    reply = call(env, "POST", path, {"stripe_payment_method_id": "pm_a"}, key=tenant.key)
+    assert reply.status == 201
+    assert reply.body == {
+        "id": "pm_a",
+        "type": "card",
+        "brand": "visa",
+        "last4": "4242",
+        "exp_month": 12,
+        "exp_year": 2030,
+    }
+    create, attach = stripe.requests
+    assert (create.method, create.path) == ("POST", "/v1/customers")
+    assert create.headers["stripe-account"] == "acct_conn1"
+    assert create.headers["authorization"] == "Bearer sk_test_integration"
+    assert create.headers["idempotency-key"] == f"customer-{profile}-acct_conn1"
+    assert create.form == {
+        "name": "Ann Lee",
+        "email": "ann@example.com",
+        "metadata[community_id]": tenant.id,
+        "metadata[profile_id]": profile,
+    }
+    assert (attach.method, attach.path) == ("POST", "/v1/payment_methods/pm_a/attach")
+    assert attach.headers["stripe-account"] == "acct_conn1"
+    assert attach.form == {"customer": "cus_rec1"}
+    # Second card: the customer is reused, not created again.
+    assert (
+        call(env, "POST", path, {"stripe_payment_method_id": "pm_b"}, key=tenant.key).status == 201
+    )
+    assert [r.path for r in stripe.requests[2:]] == ["/v1/payment_methods/pm_b/attach"]
+    listed = call(env, "GET", path, key=tenant.key)
+    assert [c["id"] for c in listed.body["data"]] == ["pm_a", "pm_b"]
+    assert listed.body["has_more"] is False
+    lister = stripe.requests[-1]
+    assert lister.query == {"customer": "cus_rec1", "type": "card", "limit": "20"}
+    assert lister.headers["stripe-account"] == "acct_conn1"
+    setup = call(env, "POST", f"/v1/profiles/{profile}/setup-intents", key=tenant.key)
+    assert (setup.status, setup.body) == (201, {"client_secret": "seti_1_secret_x"})
+    intent = stripe.requests[-1]
+    assert intent.path == "/v1/setup_intents" and intent.headers["stripe-account"] == "acct_conn1"
+    assert intent.form["customer"] == "cus_rec1" and intent.form["usage"] == "off_session"
+    assert call(env, "DELETE", f"{path}/pm_b", key=tenant.key).status == 204
+    assert [r.path for r in stripe.requests[-2:]] == [
+        "/v1/payment_methods/pm_b",
+        "/v1/payment_methods/pm_b/detach",
+    ]
+    assert all(r.headers["stripe-account"] == "acct_conn1" for r in stripe.requests)
+
+
+def test_platform_account_has_no_header_and_a_new_account_gets_a_new_customer(
+    stripe_env: tuple[Env, FakeStripe],
+) -> None:
+    env, stripe = stripe_env
+    tenant = new_community(env)
+    profile = _customer(env, tenant)
+    stripe.payment_methods.update(pm_p=None, pm_q=None)
+    path = f"/v1/profiles/{profile}/payment-methods"
+    assert (
+        call(env, "POST", path, {"stripe_payment_method_id": "pm_p"}, key=tenant.key).status == 201
+    )
+    assert all("stripe-account" not in r.headers for r in stripe.requests)
+    assert stripe.requests[0].headers["idempotency-key"] == f"customer-{profile}-platform"
+    # The community connects its own account: cards now live on a customer there.
+    call(env, "PATCH", f"/v1/communities/{tenant.id}", {"stripe_account_id": "acct_new"})
+    assert call(env, "GET", path, key=tenant.key).body["data"] == []
+    assert (
+        call(env, "POST", path, {"stripe_payment_method_id": "pm_q"}, key=tenant.key).status == 201
+    )
+    create = [r for r in stripe.requests if r.path == "/v1/customers"]
+    assert len(create) == 2 and create[1].headers["stripe-account"] == "acct_new"
+
+
+def test_detach_is_refused_while_a_live_subscription_charges_the_card(
+    stripe_env: tuple[Env, FakeStripe],
+) -> None:
+    env, stripe = stripe_env
+    tenant = new_community(env)
+    profile = _customer(env, tenant)
+    stripe.payment_methods.update(pm_live=None, pm_old=None, pm_other="cus_someone_else")
+    path = f"/v1/profiles/{profile}/payment-methods"
+    for pm in ("pm_live", "pm_old"):
+        assert (
+            call(env, "POST", path, {"stripe_payment_method_id": pm}, key=tenant.key).status == 201
+        )
+    table, now = env.settings.table_name, env.clock.now()
+    transact(
+        env.container.dynamodb,
+        [
+            put_link(
+                table, tenant.id, profile, "sub_live", "owner", "failed_payment", now, "pm_live"
+            ),
+            put_link(table, tenant.id, profile, "sub_gone", "owner", "cancelled", now, "pm_old"),
+        ],
+    )
+    refused = call(env, "DELETE", f"{path}/pm_live", key=tenant.key)
+    assert (refused.status, refused.body["error"]["type"]) == (409, "conflict")
+    assert "sub_live" in refused.body["error"]["message"]
+    assert stripe.payment_methods["pm_live"] is not None
+    assert call(env, "DELETE", f"{path}/pm_old", key=tenant.key).status == 204
+    assert stripe.payment_methods["pm_old"] is None
+    # Somebody else's card, an unknown card, a malformed id: 404, nothing detached.
+    for pm in ("pm_other", "pm_unknown", "card_1"):
+        assert call(env, "DELETE", f"{path}/{pm}", key=tenant.key).status == 404
+    assert stripe.payment_methods["pm_other"] == "cus_someone_else"
+
+
+def test_stripe_refusals_and_outages_map_to_clear_errors(
+    stripe_env: tuple[Env, FakeStripe],
+) -> None:
+    env, stripe = stripe_env
+    tenant = new_community(env)
+    profile = _customer(env, tenant)
+    path = f"/v1/profiles/{profile}/payment-methods"
+    unknown = call(env, "POST", path, {"stripe_payment_method_id": "pm_nope"}, key=tenant.key)
+    assert unknown.status == 400
+    assert unknown.body["error"]["details"][0]["field"] == "stripe_payment_method_id"
+    stripe.payment_methods["pm_declined"] = None
+    stripe.fail_next.append(
+        (
+            402,
+            {
+                "error": {
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "message": "Your card was declined.",
+                }
+            },
+        )
+    )
+    declined = call(env, "POST", path, {"stripe_payment_method_id": "pm_declined"}, key=tenant.key)
+    assert declined.status == 400
+    assert declined.body["error"]["details"][0] == {
+        "field": "stripe_payment_method_id",
+        "message": "Your card was declined.",
+    }
+    stripe.fail_next.append((429, {"error": {"type": "invalid_request_error", "message": "slow"}}))
+    assert call(env, "GET", path, key=tenant.key).status == 429
+    stripe.fail_next.append((500, {"error": {"type": "api_error", "message": "boom"}}))
+    assert call(env, "GET", path, key=tenant.key).status == 503
+
+
+def test_dependents_have_no_payment_methods(stripe_env: tuple[Env, FakeStripe]) -> None:
+    env, stripe = stripe_env
+    tenant = new_community(env)
+    holder = _customer(env, tenant)
+    kid = call(
+        env,
+        "POST",
+        "/v1/profiles",
+        {"kind": "dependent", "name": "Kid", "account_holder_id": holder},
+        key=tenant.key,
+    ).body["id"]
+    for method, suffix, body in (
+        ("POST", "payment-methods", {"stripe_payment_method_id": "pm_1"}),
+        ("GET", "payment-methods", None),
+        ("POST", "setup-intents", None),
+        ("DELETE", "payment-methods/pm_1", None),
+    ):
+        reply = call(env, method, f"/v1/profiles/{kid}/{suffix}", body, key=tenant.key)
+        assert reply.status == 400, (method, suffix)
+        assert reply.body["error"]["details"][0]["field"] == "profile_id"
+    assert stripe.requests == []

@@ -1,0 +1,160 @@
+"""Refunds (full, partial, too much), payment lists, billing history and the report summary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.support.billing_api import Api, api_at, billing_env
+from tests.support.localstripe import localstripe_url, stripe_for
+
+__all__ = ["api_at", "billing_env", "localstripe_url"]
+
+APRIL = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def stripe_refunds(api: Api, intent_id: str) -> list[int]:
+    listed = stripe_for(api.stripe_url).v1.refunds.list(params={"payment_intent": intent_id})
+    return [int(r.amount) for r in listed.data]
+
+
+def test_partial_then_full_refund_and_never_more_than_is_left(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    plan = api.plan(prices={"month": 3000})
+    sub = api.active(plan, api.customer("Ada"))
+    [payment] = api.payments(sub["id"])
+    path = f"/v1/payments/{payment['id']}/refunds"
+
+    part = api.ok("POST", path, {"amount": 1000, "reason": "goodwill"}, 201)
+    assert (part["payment_id"], part["amount"], part["status"]) == (
+        payment["id"],
+        1000,
+        "succeeded",
+    )
+    assert part["id"].startswith("ref_")
+    after = api.ok("GET", f"/v1/payments/{payment['id']}")
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 1000)
+
+    too_much = api.call("POST", path, {"amount": 2001})
+    assert too_much.status == 400
+    assert too_much.body["error"]["details"][0]["field"] == "amount"
+    assert api.ok("GET", f"/v1/payments/{payment['id']}")["amount_refunded"] == 1000
+    assert api.call("POST", path, {"amount": 0}).status == 400
+
+    rest = api.ok("POST", path, {}, 201)
+    assert rest["amount"] == 2000
+    done = api.ok("GET", f"/v1/payments/{payment['id']}")
+    assert (done["status"], done["amount_paid"], done["amount_refunded"]) == (
+        "refunded",
+        3000,
+        3000,
+    )
+    assert sorted(stripe_refunds(api, payment["stripe"]["payment_intent_id"])) == [1000, 2000]
+    assert api.call("POST", path, {}).status == 409  # nothing is left
+    assert api.call("POST", "/v1/payments/pay_nope/refunds", {}).status == 404
+    assert "payment.refund_started" in api.events(sub["id"])
+    assert api.ok("GET", f"/v1/subscriptions/{sub['id']}")["status"] == "active"
+
+
+def test_payment_lists_filter_and_page(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    plan = api.plan()
+    owner = api.customer("Ada")
+    first = api.active(plan, owner)
+    second = api.active(plan, api.customer("Bo"))
+    declined = api.subscription(plan, api.customer("Cy", card="4000000000000341"))
+    assert api.call("POST", f"/v1/subscriptions/{declined['id']}/activate", {}).status == 402
+
+    page = api.ok("GET", "/v1/payments?limit=2")
+    assert len(page["data"]) == 2 and page["has_more"] is True
+    rest = api.ok("GET", f"/v1/payments?limit=2&starting_after={page['next_cursor']}")
+    assert len(rest["data"]) == 1 and rest["has_more"] is False
+    failed = api.ok("GET", "/v1/payments?status=failed")["data"]
+    assert [p["subscription_id"] for p in failed] == [declined["id"]]
+    mine = api.ok("GET", f"/v1/payments?profile_id={owner['id']}")["data"]
+    assert [p["subscription_id"] for p in mine] == [first["id"]]
+    assert len(api.ok("GET", "/v1/payments?kind=activation")["data"]) == 3
+    assert api.ok("GET", "/v1/payments?kind=renewal")["data"] == []
+    assert api.call("GET", "/v1/payments?status=bogus").status == 400
+    assert api.call("GET", "/v1/payments?starting_after=garbage").status == 400
+    subs = api.ok("GET", "/v1/subscriptions?status=active&limit=1")
+    assert len(subs["data"]) == 1 and subs["has_more"] is True
+    assert {s["id"] for s in api.ok("GET", "/v1/subscriptions?status=active")["data"]} == {
+        first["id"],
+        second["id"],
+    }
+    owned = api.ok("GET", f"/v1/subscriptions?owner_id={owner['id']}")["data"]
+    assert [s["id"] for s in owned] == [first["id"]]
+    membered = api.ok("GET", f"/v1/subscriptions?member_id={owner['id']}&status=active")["data"]
+    assert [s["id"] for s in membered] == [first["id"]]
+    # Another community sees none of it.
+    other = api.new()
+    assert other.ok("GET", "/v1/payments")["data"] == []
+    assert other.call("GET", f"/v1/payments/{failed[0]['id']}").status == 404
+    assert other.call("GET", f"/v1/subscriptions/{first['id']}").status == 404
+
+
+def test_billing_history_of_an_owner_and_a_dependent(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    plan = api.plan()
+    owner = api.customer("Ada")
+    kid = api.dependent(owner["id"])
+    old = api.active(plan, owner, [owner["id"], kid["id"]])
+    api.ok("POST", f"/v1/subscriptions/{old['id']}/cancel", {"at": "now"})
+    api.env.clock.advance(timedelta(days=1))
+    new = api.active(plan, owner, [kid["id"]])
+
+    history = api.ok("GET", f"/v1/profiles/{owner['id']}/billing-history")["data"]
+    assert [(h["subscription"]["id"], h["role"]) for h in history] == [
+        (new["id"], "owner"),
+        (old["id"], "owner"),
+    ]
+    assert history[1]["subscription"]["status"] == "cancelled"
+    assert [p["kind"] for p in history[1]["payments"]] == ["activation"]
+    assert history[0]["payments"][0]["total"] == 3000
+    kid_history = api.ok("GET", f"/v1/profiles/{kid['id']}/billing-history")["data"]
+    assert [(h["subscription"]["id"], h["role"]) for h in kid_history] == [
+        (new["id"], "member"),
+        (old["id"], "member"),
+    ]
+    assert api.call("GET", "/v1/profiles/prof_nope/billing-history").status == 404
+
+
+def test_report_summary_counts_with_queries(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    monthly = api.plan(prices={"month": 3000, "year": 30001})
+    yearly_owner = api.customer("Yan")
+    api.active(monthly, api.customer("Ada"))
+    api.active(monthly, yearly_owner, billing_cycle="year")
+    leaving = api.active(monthly, api.customer("Bo"))
+    api.ok("POST", f"/v1/subscriptions/{leaving['id']}/cancel", {"at": "period_end"})
+    api.subscription(monthly, api.customer("Cy"))
+    free = api.ok(
+        "POST",
+        "/v1/profiles",
+        {"kind": "customer", "name": "Vip", "email": "vip@example.com", "free_access": True},
+        201,
+    )
+    assert free["free_access"] is True
+    paid = api.payments(leaving["id"])[0]
+    api.ok("POST", f"/v1/payments/{paid['id']}/refunds", {"amount": 500}, 201)
+
+    report = api.ok("GET", "/v1/reports/summary")
+
+    assert report["currency"] == "usd"
+    assert report["subscriptions_by_status"] == {
+        "inactive": 1,
+        "active": 2,
+        "failed_payment": 0,
+        "expiring": 1,
+        "cancelled": 0,
+    }
+    assert report["mrr"] == 3000 + 2500  # 30001 / 12 = 2500.08 -> 2500
+    assert report["members_with_access"] == 4  # Ada, Yan, Bo (expiring) and Vip (free)
+    assert report["payments_last_30_days"] == {
+        "count": 3,
+        "amount_paid": 3000 + 30001 + 3000,
+        "amount_refunded": 500,
+        "application_fees": 0,
+    }
+    assert report["failed_payment_outstanding"] == 0

@@ -1,0 +1,162 @@
+"""The test clock routes: GET /v1/test-clock, POST /v1/test-clock/advance (API.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.jobs.local_runner import run_once
+from chalicelib.services import test_clock
+from tests.integration.conftest import START, Env
+from tests.integration.scheduling_fakes import GRACE, PERIOD, RETRY_AFTER, FakeBilling
+
+
+@dataclass
+class Clocked:
+    env: Env
+    box: bootstrap.Container
+    billing: FakeBilling
+
+    def advance(self, body: dict[str, Any]) -> Any:
+        return self.env.client.http.post(
+            "/v1/test-clock/advance", headers=self.env.platform_headers(), body=json.dumps(body)
+        )
+
+
+@pytest.fixture
+def clocked(env: Env) -> Iterator[Clocked]:
+    box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
+    billing = FakeBilling(box)
+    box.scheduled_actions = billing.actions()
+    bootstrap.override_container(box)
+    yield Clocked(env, box, billing)
+
+
+def test_routes_are_404_where_the_test_clock_is_off(env: Env) -> None:
+    assert not env.settings.test_clock_enabled
+    got = env.client.http.get("/v1/test-clock", headers=env.platform_headers())
+    assert got.status_code == 404
+    assert got.json_body["error"]["type"] == "not_found"
+    posted = env.client.http.post(
+        "/v1/test-clock/advance", headers=env.platform_headers(), body=json.dumps({"days": 1})
+    )
+    assert posted.status_code == 404
+    assert env.clock.now() == START
+
+
+def test_get_returns_now_and_needs_the_platform_key(clocked: Clocked) -> None:
+    got = clocked.env.client.http.get("/v1/test-clock", headers=clocked.env.platform_headers())
+    assert got.status_code == 200
+    assert got.json_body == {"now": "2026-01-15T12:00:00Z"}
+    anonymous = clocked.env.client.http.get(
+        "/v1/test-clock", headers={"Authorization": "Bearer nope"}
+    )
+    assert anonymous.status_code == 401
+
+
+BAD_ADVANCES: list[tuple[dict[str, Any], set[str]]] = [
+    ({}, {"days", "seconds", "to"}),
+    ({"days": 1, "seconds": 5}, {"days", "seconds"}),
+    ({"days": 1, "to": "2027-01-01T00:00:00Z"}, {"days", "to"}),
+    ({"days": -1}, {"days"}),
+    ({"seconds": -5}, {"seconds"}),
+    ({"days": "3"}, {"days"}),
+    ({"days": 1.5}, {"days"}),
+    ({"days": True}, {"days"}),
+    ({"days": 100000}, {"days"}),
+    ({"to": "2026-01-10T00:00:00Z"}, {"to"}),  # before now: never back
+    ({"to": "2027-01-01T00:00:00"}, {"to"}),  # no timezone
+    ({"to": "next tuesday"}, {"to"}),
+    ({"hours": 1}, {"hours"}),
+]
+
+
+def test_bad_advance_is_400_naming_the_field_and_moves_nothing(clocked: Clocked) -> None:
+    clocked.billing.add("sub_untouched", "renewal", START + timedelta(hours=1))
+    for body, fields in BAD_ADVANCES:
+        got = clocked.advance(body)
+        assert got.status_code == 400, (body, got.json_body)
+        assert got.json_body["error"]["type"] == "invalid_request"
+        assert {d["field"] for d in got.json_body["error"]["details"]} == fields, body
+        assert clocked.env.clock.now() == START
+    assert clocked.billing.history == []
+
+
+def test_advance_runs_every_action_due_on_the_way_in_time_order(clocked: Clocked) -> None:
+    billing = clocked.billing
+    billing.add("sub_monthly", "renewal", START + timedelta(days=10))
+    billing.add("sub_declining", "renewal", START + timedelta(days=1))
+    billing.declining.add("sub_declining")
+    billing.add("sub_leaving", "expiration", START + timedelta(days=2), status="expiring")
+    billing.add("sub_far", "renewal", START + timedelta(days=90))
+
+    got = clocked.advance({"days": 65})
+
+    assert got.status_code == 200, got.json_body
+    assert got.json_body == {
+        "now": "2026-03-21T12:00:00Z",
+        # sub_monthly at day 10 and again at day 40: the renewal scheduled inside the window
+        # was processed too. sub_declining: failed at day 1, retried days 4 and 7, cancelled
+        # at the end of its 7-day grace (day 8).
+        "processed": {
+            "renewed": 2,
+            "retried": 2,
+            "cancelled": 1,
+            "expired": 1,
+            "renewals_failed": 1,
+        },
+    }
+    assert clocked.env.clock.now() == START + timedelta(days=65)
+    assert billing.charges == [("sub_monthly", 2), ("sub_monthly", 3)]
+    day = timedelta(days=1)
+    acted = [(sub, outcome, now) for sub, outcome, now in billing.history]
+    assert acted == [
+        ("sub_declining", "renewal_failed", START + day),
+        ("sub_leaving", "expired", START + 2 * day),
+        ("sub_declining", "retry_failed", START + day + RETRY_AFTER),
+        ("sub_declining", "retry_failed", START + day + 2 * RETRY_AFTER),
+        ("sub_declining", "cancelled", START + day + GRACE),
+        ("sub_monthly", "renewed", START + 10 * day),
+        ("sub_monthly", "renewed", START + 10 * day + PERIOD),
+    ]
+    assert billing.load("sub_far")["period"]["N"] == "1"
+
+
+def test_advance_to_a_time_and_by_seconds(clocked: Clocked) -> None:
+    clocked.billing.add("sub_soon", "renewal", START + timedelta(seconds=30))
+    by_seconds = clocked.advance({"seconds": 29})
+    assert by_seconds.json_body["processed"]["renewed"] == 0
+    assert by_seconds.json_body["now"] == "2026-01-15T12:00:29Z"
+    to_time = clocked.advance({"to": "2026-01-15T13:00:00+01:00"})  # 12:00 UTC: no move
+    assert to_time.status_code == 400
+    to_time = clocked.advance({"to": "2026-01-15T14:00:00+01:00"})
+    assert to_time.status_code == 200
+    assert to_time.json_body == {
+        "now": "2026-01-15T13:00:00Z",
+        "processed": {
+            "renewed": 1,
+            "retried": 0,
+            "cancelled": 0,
+            "expired": 0,
+            "renewals_failed": 0,
+        },
+    }
+
+
+def test_scheduler_ticks_and_other_advances_wait_while_an_advance_runs(clocked: Clocked) -> None:
+    clocked.billing.add("sub_wait", "renewal", START - timedelta(seconds=1))
+    test_clock._take_lease(clocked.box)
+    assert test_clock.advance_in_progress(clocked.box)
+    assert run_once(clocked.box) == {}
+    assert clocked.advance({"days": 1}).status_code == 409
+    assert clocked.billing.history == []
+    test_clock._release_lease(clocked.box)
+
+    assert clocked.advance({"days": 1}).json_body["processed"]["renewed"] == 1
+    assert not test_clock.advance_in_progress(clocked.box)

@@ -1,0 +1,133 @@
+"""charge.refunded and charge.dispute.* events, built and signed as Stripe builds them (localstripe
+sends none), update our payments; late and repeated ones never move a payment backwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support import stripe_events as se
+from tests.support.localstripe import localstripe_url
+from tests.support.webhook_flow import Billing, Pending, billing
+
+__all__ = ["billing", "localstripe_url"]
+
+
+def ids(pending: Pending) -> dict[str, str]:
+    return {
+        "community_id": pending.community_id,
+        "subscription_id": pending.subscription_id,
+        "payment_id": pending.payment_id,
+    }
+
+
+def refunded(
+    billing: Billing, pending: Pending, amount_refunded: int, *, metadata: bool = True
+) -> dict[str, Any]:
+    payment = billing.payment(pending)
+    charge = se.charge(
+        charge_id=payment["stripe"]["charge_id"],
+        payment_intent_id=pending.intent_id,
+        amount=payment["total"],
+        amount_refunded=amount_refunded,
+        metadata=ids(pending) if metadata else {},
+    )
+    return se.event("charge.refunded", charge, account=payment["stripe"]["account_id"])
+
+
+def dispute(
+    billing: Billing, pending: Pending, event_type: str, status: str, account: str | None = None
+) -> dict[str, Any]:
+    payment = billing.payment(pending)
+    obj = se.dispute(
+        charge_id=payment["stripe"]["charge_id"],
+        payment_intent_id=pending.intent_id,
+        amount=payment["total"],
+        status=status,
+    )
+    return se.event(event_type, obj, account=account or payment["stripe"]["account_id"])
+
+
+def result(billing: Billing, payload: dict[str, Any]) -> str:
+    status, body = billing.deliver(payload)
+    assert status == 200, body
+    return str(body["result"])
+
+
+def test_dashboard_refunds_move_the_payment_forward_once(billing: Billing) -> None:
+    paid = billing.paid()
+    partial = refunded(billing, paid, 1000)
+    assert result(billing, partial) == "processed"
+    payment = billing.payment(paid)
+    assert (payment["status"], payment["amount_refunded"], payment["amount_paid"]) == (
+        "partially_refunded",
+        1000,
+        2500,
+    )
+    assert "payment.refunded" in {e["type"] for e in billing.audit(paid)}
+    audit = len(billing.audit(paid))
+    # The same event again: a duplicate, no second effect.
+    assert result(billing, partial) == "duplicate"
+    assert len(billing.audit(paid)) == audit
+    # A charge without our metadata is found by its PaymentIntent.
+    assert result(billing, refunded(billing, paid, 1500, metadata=False)) == "processed"
+    assert billing.payment(paid)["amount_refunded"] == 1500
+    result(billing, refunded(billing, paid, 2500))
+    payment = billing.payment(paid)
+    assert (payment["status"], payment["amount_refunded"]) == ("refunded", 2500)
+    # Older news (a smaller cumulative total) arriving late changes nothing.
+    assert result(billing, refunded(billing, paid, 1200)) == "processed"
+    payment = billing.payment(paid)
+    assert (payment["status"], payment["amount_refunded"]) == ("refunded", 2500)
+
+
+def test_a_refund_of_a_charge_we_do_not_know_is_ignored(billing: Billing) -> None:
+    charge = se.charge(
+        charge_id="ch_x", payment_intent_id="pi_unknown", amount=100, amount_refunded=100
+    )
+    assert result(billing, se.event("charge.refunded", charge)) == "ignored"
+
+
+def test_a_dispute_won_goes_back_and_a_replayed_created_does_not_reopen_it(
+    billing: Billing,
+) -> None:
+    paid = billing.paid()
+    result(billing, refunded(billing, paid, 1000))
+    created = dispute(billing, paid, "charge.dispute.created", "needs_response")
+    assert result(billing, created) == "processed"
+    assert billing.payment(paid)["status"] == "disputed"
+    assert result(billing, dispute(billing, paid, "charge.dispute.closed", "won")) == "processed"
+    assert billing.payment(paid)["status"] == "partially_refunded"
+    late = {**created, "id": se.unique("evt")}  # the same news, delivered again later
+    assert result(billing, late) == "processed"
+    assert billing.payment(paid)["status"] == "partially_refunded"
+
+
+def test_a_dispute_closed_before_its_created_arrives_ends_closed(billing: Billing) -> None:
+    paid = billing.paid()
+    created = dispute(billing, paid, "charge.dispute.created", "needs_response")
+    result(billing, dispute(billing, paid, "charge.dispute.closed", "won"))
+    assert billing.payment(paid)["status"] == "succeeded"
+    result(billing, created)
+    assert billing.payment(paid)["status"] == "succeeded"
+
+
+def test_a_connect_dispute_is_routed_by_account_and_lost_stays_disputed(
+    billing: Billing,
+) -> None:
+    paid = billing.paid(account="acct_webhookgym")
+    assert billing.payment(paid)["stripe"]["account_id"] == "acct_webhookgym"
+    opened = dispute(billing, paid, "charge.dispute.created", "needs_response")
+    assert result(billing, opened) == "processed"
+    assert billing.payment(paid)["status"] == "disputed"
+    # The same charge claimed by an account no community has: not ours.
+    other = dispute(billing, paid, "charge.dispute.closed", "lost", account="acct_unknown")
+    assert result(billing, other) == "ignored"
+    # ... and by the platform account: not this payment.
+    platform = dispute(billing, paid, "charge.dispute.closed", "lost")
+    platform.pop("account")
+    assert result(billing, platform) == "ignored"
+    assert billing.payment(paid)["status"] == "disputed"
+    lost = dispute(billing, paid, "charge.dispute.closed", "lost")
+    assert result(billing, lost) == "processed"
+    assert billing.payment(paid)["status"] == "disputed"
+    assert "payment.dispute_lost" in {e["type"] for e in billing.audit(paid)}

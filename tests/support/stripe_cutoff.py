@@ -1,0 +1,93 @@
+"""A pass-through proxy in front of localstripe that can lose Stripe's answer.
+
+Everything is forwarded to localstripe unchanged. When `cut_next(method, path_prefix)` is armed,
+the next matching request is still forwarded (so Stripe really does the work: charges the card
+and records the event) but our side gets `500` with `Stripe-Should-Retry: false` instead of the
+answer: the "crash between creating the PaymentIntent and recording its outcome" of DESIGN.md
+section 6, which leaves our payment pending while Stripe holds the charge.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+@dataclass
+class StripeCutoff:
+    url: str
+    target: str
+    armed: list[tuple[str, str]] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)  # every request, "METHOD /path"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cut_next(self, method: str, path_prefix: str) -> None:
+        with self.lock:
+            self.armed.append((method, path_prefix))
+
+    def _take(self, method: str, path: str) -> bool:
+        with self.lock:
+            for armed in self.armed:
+                if armed[0] == method and path.startswith(armed[1]):
+                    self.armed.remove(armed)
+                    self.cut.append(f"{method} {path}")
+                    return True
+        return False
+
+
+@contextmanager
+def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
+    proxy = StripeCutoff(url="", target=target)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            with proxy.lock:
+                proxy.seen.append(f"{self.command} {self.path}")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+            request = urllib.request.Request(
+                proxy.target + self.path, data=body, headers=headers, method=self.command
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status, data = response.status, response.read()
+                    reply_headers = dict(response.headers.items())
+            except urllib.error.HTTPError as error:
+                status, data, reply_headers = error.code, error.read(), dict(error.headers.items())
+            if proxy._take(self.command, self.path):
+                status, data = 500, b'{"error": {"type": "api_error", "message": "lost"}}'
+                reply_headers = {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
+            self.send_response(status)
+            for key, value in reply_headers.items():
+                if key.lower() not in HOP_HEADERS:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = _handle  # noqa: N815
+        do_POST = _handle  # noqa: N815
+        do_DELETE = _handle  # noqa: N815
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.domain.errors import Conflict, InvalidRequest
+from chalicelib.domain.payments import (
+    BilledTo,
+    Payment,
+    PaymentFailure,
+    PaymentLine,
+    PaymentMethodSummary,
+    charge_key,
+    new_payment,
+)
+from tests.unit.domain.factories import T0, at, new_sub, pay, stored
+
+DECLINE = PaymentFailure("card_declined", "insufficient_funds", "Your card has insufficient funds.")
+
+
+def pending_payment(credit: int = 0) -> Payment:
+    sub = stored(new_sub(members=["prof_a", "prof_b"]))
+    return pay(sub.plan_activation(T0, owner_credit=credit), "pay_1", T0)
+
+
+def test_new_payment_copies_the_charge_plan() -> None:
+    payment = pending_payment(credit=1200)
+    assert payment.status == "pending"
+    assert payment.kind == "activation"
+    assert (payment.subtotal, payment.credit_applied, payment.total) == (7000, 1200, 5800)
+    assert sum(ln.amount for ln in payment.lines) == payment.total
+    assert (payment.amount_paid, payment.amount_refunded) == (0, 0)
+    assert payment.period is not None and payment.period.start == T0
+    assert payment.charge_key == "sub_1#none#activation#v2"
+    assert payment.application_fee_amount == 0  # platform account: no fee
+
+
+def test_application_fee_only_on_a_connected_account() -> None:
+    sub = stored(new_sub())
+    charge = sub.plan_activation(T0, owner_credit=0)  # 3500
+    billed = BilledTo("prof_owner", "Owner", "o@example.com")
+    card = PaymentMethodSummary("card", "visa", "4242")
+    on_connect = new_payment(charge, "pay_1", billed, card, "acct_1", 250, T0)
+    assert on_connect.application_fee_amount == 88  # 87.5 -> 88
+    assert on_connect.stripe.account_id == "acct_1"
+    assert new_payment(charge, "pay_2", billed, card, None, 250, T0).application_fee_amount == 0
+    with pytest.raises(ValueError):
+        new_payment(charge, "pay_3", replace(billed, profile_id="prof_x"), card, None, 0, T0)
+
+
+def test_success_then_late_failure_changes_nothing() -> None:
+    payment = pending_payment()
+    succeeded = payment.succeed(at(2026, 1, 1, 0, 1), payment_intent_id="pi_1", charge_id="ch_1")
+    assert succeeded.changed and succeeded.previous_status == "pending"
+    paid = succeeded.payment
+    assert (
+        paid.status,
+        paid.amount_paid,
+        paid.stripe.payment_intent_id,
+        paid.stripe.charge_id,
+    ) == (
+        "succeeded",
+        7000,
+        "pi_1",
+        "ch_1",
+    )
+    late = paid.fail(DECLINE, at(2026, 1, 1, 0, 2))
+    assert not late.changed and late.payment is paid
+    assert not paid.succeed(at(2026, 1, 1, 0, 3)).changed
+
+
+def test_failure_records_codes_and_a_later_success_wins() -> None:
+    failed = pending_payment().fail(DECLINE, T0, payment_intent_id="pi_1")
+    assert failed.changed
+    assert failed.payment.status == "failed"
+    assert failed.payment.failure == DECLINE
+    assert failed.payment.amount_paid == 0
+    assert not failed.payment.fail(DECLINE, T0).changed
+    # the money moved after all (e.g. authentication completed): the ledger follows Stripe
+    late_success = failed.payment.succeed(T0, charge_id="ch_9")
+    assert late_success.changed and late_success.payment.status == "succeeded"
+    assert late_success.payment.failure is None
+    assert late_success.payment.stripe.payment_intent_id == "pi_1"
+
+
+def test_partial_then_full_refund_and_too_much() -> None:
+    paid = pending_payment().succeed(T0).payment
+    with pytest.raises(InvalidRequest) as err:
+        paid.refund(7001, T0)
+    assert err.value.details[0].field == "amount"
+    with pytest.raises(InvalidRequest):
+        paid.refund(0, T0)
+    change, amount = paid.refund(2000, T0)
+    assert amount == 2000
+    partial = change.payment
+    assert (partial.status, partial.amount_refunded, partial.refundable_amount) == (
+        "partially_refunded",
+        2000,
+        5000,
+    )
+    change, amount = partial.refund(None, T0)
+    assert amount == 5000
+    assert (change.payment.status, change.payment.amount_refunded) == ("refunded", 7000)
+    with pytest.raises(Conflict):
+        change.payment.refund(None, T0)
+    with pytest.raises(Conflict):
+        pending_payment().refund(None, T0)
+
+
+def test_refunds_reported_by_stripe_only_move_forward() -> None:
+    paid = pending_payment().succeed(T0).payment
+    first = paid.record_refunded_total(3000, T0)
+    assert first.changed and first.payment.status == "partially_refunded"
+    assert not first.payment.record_refunded_total(3000, T0).changed  # duplicate
+    assert not first.payment.record_refunded_total(1000, T0).changed  # out of order
+    full = first.payment.record_refunded_total(7000, T0)
+    assert full.payment.status == "refunded"
+    with pytest.raises(InvalidRequest):
+        paid.record_refunded_total(9000, T0)
+    assert not pending_payment().record_refunded_total(100, T0).changed
+
+
+def test_dispute_won_goes_back_to_the_previous_status_lost_stays_disputed() -> None:
+    partial = pending_payment().succeed(T0).payment.refund(1000, T0)[0].payment
+    opened = partial.open_dispute(T0)
+    assert opened.changed and opened.payment.status == "disputed"
+    assert not opened.payment.open_dispute(T0).changed
+    with pytest.raises(Conflict):
+        opened.payment.refund(None, T0)
+    won = opened.payment.close_dispute(True, T0)
+    assert won.payment.status == "partially_refunded"
+    assert won.payment.dispute_status == "won"
+    assert not won.payment.close_dispute(False, T0).changed
+    lost = opened.payment.close_dispute(False, T0)
+    assert (lost.payment.status, lost.payment.dispute_status) == ("disputed", "lost")
+    assert not pending_payment().open_dispute(T0).changed
+
+
+def test_invariants_refuse_amounts_that_do_not_add_up() -> None:
+    payment = pending_payment(credit=500)
+    with pytest.raises(ValueError):
+        replace(payment, total=payment.total + 1)
+    with pytest.raises(ValueError):
+        replace(payment, credit_applied=0)
+    with pytest.raises(ValueError):
+        replace(payment, lines=payment.lines[:-1])  # credit line dropped
+    with pytest.raises(ValueError):
+        replace(payment, amount_paid=payment.total + 1)
+    with pytest.raises(ValueError):
+        PaymentLine("plan", "x", None, None, 100, 2, 300)
+    with pytest.raises(ValueError):
+        PaymentLine("plan", "x", None, None, -100, 1, -100)
+    with pytest.raises(ValueError):
+        PaymentLine("plan", "x", None, None, 100, 0, 0)
+
+
+def test_charge_key_is_deterministic() -> None:
+    start = at(2026, 3, 31)
+    assert charge_key("sub_1", "renewal", start, 3) == charge_key("sub_1", "renewal", start, 9)
+    assert charge_key("sub_1", "renewal", start, 3) == "sub_1#20260331T000000Z#renewal"
+    assert charge_key("sub_1", "proration", start, 3) != charge_key("sub_1", "proration", start, 4)
+    assert charge_key("sub_1", "retry", None, 3) == "sub_1#none#retry#v3"
+
+
+def test_charge_keys_come_from_state_not_from_the_moment_of_planning() -> None:
+    """Two workers planning one charge from one stored state at different instants collide."""
+    from chalicelib.domain.members import MemberAddition
+    from tests.unit.domain.factories import active_sub
+
+    sub = stored(new_sub())
+    first = sub.plan_activation(T0, owner_credit=0)
+    second = sub.plan_activation(T0 + timedelta(seconds=3), owner_credit=0)
+    assert first.charge_key == second.charge_key
+    assert first.period != second.period
+    active = active_sub()
+    adds = [
+        active.plan_add_members([MemberAddition("prof_z")], at(2026, 1, day), owner_credit=0)
+        for day in (3, 4)
+    ]
+    assert adds[0].charge_key == adds[1].charge_key == "sub_1#20260101T000000Z#proration#v4"
+    renewals = [active.plan_renewal(at(2026, 2, day), owner_credit=0) for day in (1, 2)]
+    assert renewals[0].charge_key == renewals[1].charge_key == "sub_1#20260201T000000Z#renewal"

@@ -1,0 +1,152 @@
+"""Pure pieces of the subscription/payment adapters: stored form, due index, intents, links."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from chalicelib.adapters.dynamodb.codec import decode, encode
+from chalicelib.adapters.dynamodb.items import from_item, to_item
+from chalicelib.adapters.dynamodb.payments import payment_attributes, payment_from_item
+from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
+from chalicelib.adapters.stripe.payments import outcome_from_intent
+from chalicelib.domain.members import MemberAddition
+from chalicelib.domain.payments import BilledTo, PaymentMethodSummary, new_payment
+from chalicelib.domain.plans import Plan
+from chalicelib.domain.profiles import Profile
+from chalicelib.domain.subscriptions import Subscription
+from chalicelib.services.links import link_entries
+
+NOW = datetime(2026, 1, 31, 12, tzinfo=UTC)
+PLAN = Plan(
+    "plan_1", "com_1", "Gold", None, "usd", {"month": 3000}, 500, 14, (3,), None, "active", NOW
+)
+OWNER = Profile("prof_1", "com_1", "customer", "Ada", "a@x.io", None, False, 0, "usd", NOW)
+
+
+def active_subscription() -> Subscription:
+    sub = Subscription.create(
+        subscription_id="sub_1",
+        community_id="com_1",
+        plan=PLAN,
+        owner=OWNER,
+        member_ids=["prof_1", "prof_2"],
+        billing_cycle="month",
+        payment_method_id="pm_1",
+        waive_activation_fee=False,
+        now=NOW,
+    ).subscription
+    charge = sub.plan_activation(NOW, owner_credit=0)
+    begun = sub.begin_charge(charge, "pay_1", NOW).subscription
+    return begun.apply_charge_succeeded("pay_1", NOW).subscription
+
+
+def repository() -> SubscriptionRepository:
+    return SubscriptionRepository(client=None, table="t", cursors=None, due_shards=4)  # type: ignore[arg-type]
+
+
+def test_a_subscription_round_trips_exactly_through_its_stored_form() -> None:
+    sub = active_subscription()
+    charge = sub.plan_add_members(
+        [MemberAddition("prof_3")], NOW + timedelta(days=3), owner_credit=0
+    )
+    in_flight = sub.begin_charge(charge, "pay_2", NOW).subscription
+    for value in (sub, in_flight):
+        item = from_item(to_item(repository().attributes(value, 7)))
+        assert SubscriptionRepository.from_item(item) == replace(value, version=7)
+        assert decode(Subscription, json.loads(json.dumps(encode(value)))) == value
+
+
+def test_due_attributes_follow_the_state() -> None:
+    repo = repository()
+    sub = active_subscription()
+    active = repo.attributes(sub, 2)
+    assert (active["due_group"], active["due_at"]) == ("renewal", "2026-02-28T12:00:00.000000Z")
+    assert active["due_pk"].startswith("DUE#renewal#")
+    expiring = repo.attributes(sub.cancel("period_end", NOW).subscription, 3)
+    assert expiring["due_group"] == "expiration"
+    cancelled = repo.attributes(sub.cancel("now", NOW).subscription, 3)
+    assert "due_pk" not in cancelled and "due_at" not in cancelled
+    renewal_at = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    plan = sub.plan_renewal(renewal_at, owner_credit=0)
+    in_flight = sub.begin_charge(plan, "pay_9", renewal_at).subscription
+    assert "due_pk" not in repo.attributes(in_flight, 3)  # the pending payment carries it
+    failed = in_flight.apply_charge_failed("pay_9", renewal_at).subscription
+    failing = repo.attributes(failed, 4)
+    assert (failing["due_group"], failing["due_at"]) == (
+        "failed_payment",
+        "2026-03-03T12:00:00.000000Z",
+    )
+    assert failing["pending_payment_id"] is None
+
+
+def test_a_payment_round_trips_and_is_due_for_recovery_only_while_pending() -> None:
+    sub = active_subscription()
+    charge = sub.plan_add_members(
+        [MemberAddition("prof_3")], NOW + timedelta(days=3), owner_credit=0
+    )
+    payment = new_payment(
+        charge,
+        "pay_2",
+        BilledTo("prof_1", "Ada", "a@x.io"),
+        PaymentMethodSummary("card", "visa", "4242"),
+        "acct_1",
+        250,
+        NOW,
+    )
+    stored = payment_attributes(payment, 1, 4)
+    assert stored["due_group"] == "pending_payment"
+    assert stored["due_at"] == "2026-01-31T12:05:00.000000Z"
+    assert payment_from_item(from_item(to_item(stored))).payment == payment
+    paid = payment.succeed(NOW, payment_intent_id="pi_1", charge_id="ch_1").payment
+    done = payment_attributes(paid, 2, 4)
+    assert "due_pk" not in done and done["gsi3pk"] == "PI#pi_1"
+    assert payment_from_item(from_item(to_item(done))).payment == paid
+    assert paid.application_fee_amount == round(paid.total * 250 / 10000)
+
+
+def test_intents_map_to_outcomes() -> None:
+    ok = outcome_from_intent(
+        {"id": "pi_1", "status": "succeeded", "amount": 10, "latest_charge": "ch_1"}
+    )
+    assert (ok.status, ok.payment_intent_id, ok.charge_id, ok.amount_received) == (
+        "succeeded",
+        "pi_1",
+        "ch_1",
+        10,
+    )
+    declined = outcome_from_intent(
+        {
+            "id": "pi_2",
+            "status": "requires_payment_method",
+            "last_payment_error": {
+                "code": "card_declined",
+                "decline_code": "insufficient_funds",
+                "message": "no",
+                "charge": "ch_2",
+            },
+        }
+    )
+    assert declined.status == "failed" and declined.charge_id == "ch_2"
+    assert declined.failure is not None and declined.failure.decline_code == "insufficient_funds"
+    auth = outcome_from_intent({"id": "pi_3", "status": "requires_action"})
+    assert auth.failure is not None and auth.failure.code == "authentication_required"
+    assert outcome_from_intent({"id": "pi_4", "status": "processing"}).status == "pending"
+
+
+def test_links_follow_members_and_status() -> None:
+    sub = active_subscription()
+    created = link_entries("t", None, sub, NOW)
+    assert sorted(e["Put"]["Item"]["sk"]["S"] for e in created) == [
+        "SUB#sub_1#member",
+        "SUB#sub_1#member",
+        "SUB#sub_1#owner",
+    ]
+    removed = sub.remove_member("prof_2", "now", NOW).subscription
+    [gone] = link_entries("t", sub, removed, NOW)
+    assert gone["Delete"]["Key"]["pk"]["S"] == "C#com_1#PROFILE#prof_2"
+    cancelled = removed.cancel("now", NOW).subscription
+    statuses = {e["Put"]["Item"]["status"]["S"] for e in link_entries("t", removed, cancelled, NOW)}
+    assert statuses == {"cancelled"}
+    assert link_entries("t", removed, removed, NOW) == []
