@@ -186,7 +186,7 @@ def _sweep_figures() -> dict[str, float | int | str]:
     figures: dict[str, float | int | str] = {}
     sent, items, _, _ = one_sweep(10_000, 100, to_sqs=True)  # 1% due, through SQS
     figures["sweep_items_read_per_due_10k"] = round(items / sent, 4)
-    small = [one_sweep(10_000, RATIO_DUE, to_sqs=False) for _ in range(TIMING_RUNS + 1)]
+    small = [one_sweep(10_000, RATIO_DUE, to_sqs=False) for _ in range(TIMING_RUNS + 3)]
     large = [one_sweep(100_000, RATIO_DUE, to_sqs=False) for _ in range(TIMING_RUNS)]
     figures["sweep_items_read_per_due_100k"] = round(large[0][1] / large[0][0], 4)  # 1% due
     figures["sweep_items_read_per_due"] = max(

@@ -63,6 +63,7 @@ class CountingProxy:
     def __init__(self, target: str) -> None:
         self.target = target
         self.calls: Counter[str] = Counter()
+        self.seconds = 0.0  # time Stripe (localstripe) took to answer, summed
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,12 +75,14 @@ class CountingProxy:
                 request = urllib.request.Request(
                     proxy.target + self.path, data=body, headers=headers, method=self.command
                 )
+                started = time.perf_counter()
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:
                         status, data = response.status, response.read()
                         reply = dict(response.headers.items())
                 except urllib.error.HTTPError as error:
                     status, data, reply = error.code, error.read(), dict(error.headers.items())
+                proxy.seconds += time.perf_counter() - started
                 self.send_response(status)
                 for key, value in reply.items():
                     if key.lower() not in HOP_HEADERS:
@@ -122,7 +125,7 @@ def renewal_figures() -> dict[str, float | int | str]:
 def _measure(proxy: CountingProxy) -> dict[str, float | int | str]:
     from chalice.test import Client
 
-    from bench.bench_scheduling import DynamoCounter
+    from bench.bench_scheduling import BackendTimer, DynamoCounter
     from chalicelib import bootstrap
     from chalicelib.adapters.aws import reset_clients
     from chalicelib.adapters.clock import FixedClock
@@ -149,13 +152,16 @@ def _measure(proxy: CountingProxy) -> dict[str, float | int | str]:
             _activate_subscriptions(client, proxy.target, SUBSCRIPTIONS)
         clock.advance(timedelta(days=32))
         counter = DynamoCounter(box.dynamodb)
+        emulator = BackendTimer(box.dynamodb, box.sqs)
         proxy.calls.clear()
         sweep(box, ("renewal",))
         sweep_requests = sum(counter.requests.values())
         assert JOBS.worker is not None
+        emulator.seconds, proxy.seconds = 0.0, 0.0
         started = time.perf_counter()
         outcomes = drain_work_queue(box, JOBS.worker)
         worker_seconds = time.perf_counter() - started
+        moto_seconds, stripe_seconds = emulator.seconds, proxy.seconds
     finally:
         bootstrap.override_container(None)
         reset_clients()
@@ -169,6 +175,13 @@ def _measure(proxy: CountingProxy) -> dict[str, float | int | str]:
         "stripe_calls_per_renewal": round(sum(proxy.calls.values()) / renewed, 2),
         "stripe_calls_per_renewal_detail": ", ".join(f"{k} {v}" for k, v in proxy.calls.items()),
         "renewals_per_second_one_worker": round(renewed / worker_seconds, 1),
+        # Where a renewal's time went: moto in-process (a transaction deep-copies the table),
+        # localstripe, and the rest (our code, the SDKs, the proxy hop).
+        "renewal_seconds_in_moto": round(moto_seconds / renewed, 3),
+        "renewal_seconds_in_localstripe": round(stripe_seconds / renewed, 3),
+        "renewal_seconds_in_our_code": round(
+            (worker_seconds - moto_seconds - stripe_seconds) / renewed, 3
+        ),
         "renewals_measured": renewed,
     }
 

@@ -90,8 +90,16 @@ def list_subscriptions(
         owner_id=query.owner_id,
         member_id=query.member_id,
     )
+    from chalicelib.services.views import ProfileCache, subscription_view
+
+    cache = ProfileCache(ctx.container, ctx.community_id)
+    cache.prefetch([pid for sub in subs for pid in (sub.owner_id, *sub.member_ids)])
     return ListResponse[Subscription](
-        data=[_out(ctx, sub) for sub in subs], has_more=has_more, next_cursor=cursor
+        data=[
+            Subscription.model_validate(subscription_view(ctx.container, s, cache)) for s in subs
+        ],
+        has_more=has_more,
+        next_cursor=cursor,
     )
 
 

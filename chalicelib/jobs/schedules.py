@@ -31,8 +31,6 @@ RENEWALS_EVERY_MINUTES = 5
 FAILED_PAYMENTS_EVERY_MINUTES = 15
 EXPIRATIONS_EVERY_MINUTES = 15
 RECOVERY_EVERY_MINUTES = 5
-# A payment is left to its own flow (and webhook) this long before the recovery pass looks.
-PENDING_PAYMENT_RECOVERY_AFTER_SECONDS = 5 * 60
 
 # The sweeps, by name, and the due-index groups each one reads.
 SWEEP_GROUPS: dict[str, tuple[DueGroup, ...]] = {

@@ -24,6 +24,7 @@ def billing_history(container: Container, community_id: str, profile_id: str) ->
     subs = container.subscriptions.get_many(community_id, list(roles))
     subs.sort(key=lambda sub: (sub.created_at, sub.id), reverse=True)
     cache = ProfileCache(container, community_id)
+    cache.prefetch([pid for sub in subs for pid in (sub.owner_id, *sub.member_ids)])
     data = []
     for sub in subs:
         payments = container.payments.for_subscription(community_id, sub.id)

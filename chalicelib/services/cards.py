@@ -65,8 +65,11 @@ def stripe_customer_of(container: Container, profile: Profile, account: str | No
 def find_card(container: Container, community_id: str, pm_id: str) -> Card | None:
     """The snapshot of a card checked before (no Stripe call)."""
     item = _snapshots(container).find(community_id, pm_id)
-    if item is None:
-        return None
+    return card_of(item) if item is not None else None
+
+
+def card_of(item: dict[str, Any]) -> Card:
+    """A card from its snapshot item."""
     return Card(
         id=item["id"],
         type=item.get("type_of_method") or "card",
@@ -117,8 +120,8 @@ def require_card(container: Container, community_id: str, profile_id: str, pm_id
     return card
 
 
-def card_summary(container: Container, community_id: str, pm_id: str) -> PaymentMethodSummary:
-    card = find_card(container, community_id, pm_id)
-    if card is None:
+def card_summary(item: dict[str, Any] | None) -> PaymentMethodSummary:
+    """What a payment records of the card (from its snapshot item, if any)."""
+    if item is None:
         return PaymentMethodSummary("card", None, None)
-    return card.summary()
+    return card_of(item).summary()

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from chalicelib.adapters.dynamodb import audit_events, charge_keys
+from chalicelib.adapters.dynamodb.billing_context import BillingContext, load_billing_context
 from chalicelib.adapters.dynamodb.payments import StoredPayment
 from chalicelib.adapters.dynamodb.profiles import credit_change_entry
 from chalicelib.adapters.stripe.payments import ChargeRequest, IntentOutcome
@@ -34,7 +35,6 @@ from chalicelib.domain.payments import (
     PaymentMethodSummary,
     new_payment,
 )
-from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Outcome, Subscription
 from chalicelib.services.links import link_entries
 
@@ -117,24 +117,47 @@ def written(before: Subscription, after: Subscription) -> Subscription:
 
 
 # --- the flow ----------------------------------------------------------------------------------
+def billing_context(
+    container: Container, community_id: str, profile_id: str, payment_method_id: str | None
+) -> BillingContext:
+    """Community, billed profile and card snapshot in one read (billing_context.py)."""
+    return load_billing_context(
+        container.dynamodb,
+        container.settings.table_name,
+        community_id,
+        profile_id,
+        payment_method_id,
+    )
+
+
 def charge(
     container: Container,
-    community: Community,
     sub: Subscription,
     plan: ChargePlan,
     *,
     actor: Actor,
     now: datetime,
-    billed: Profile | None = None,
+    context: BillingContext | None = None,
 ) -> ChargeResult:
-    """Run one planned charge to completion (or to PaymentPending). `billed`: the profile the
-    plan bills, when the caller has just read it (saves a read)."""
+    """Run one planned charge to completion (or to PaymentPending). `context`: the billing
+    context the caller read to plan the charge (reused when it names the same profile/card)."""
     from chalicelib.services.cards import billed_to_of, card_summary, stripe_customer_of
 
-    if billed is None or billed.id != plan.billed_to_profile_id:
-        billed = container.profiles.get(sub.community_id, plan.billed_to_profile_id)
+    if (
+        context is None
+        or context.billed.id != plan.billed_to_profile_id
+        or (context.card or {}).get("id") != plan.payment_method_id
+    ):
+        context = billing_context(
+            container, sub.community_id, plan.billed_to_profile_id, plan.payment_method_id
+        )
+    if context.community_disconnected:
+        raise Conflict(
+            "The community's Stripe account has disconnected the platform; nothing was charged."
+        )
+    community, billed = context.community, context.billed
     billed_to = billed_to_of(billed)
-    method = card_summary(container, sub.community_id, plan.payment_method_id)
+    method = card_summary(context.card)
     if not plan.needs_stripe:
         return _settle(container, community, sub, plan, billed_to, method, actor, now)
     customer_id = stripe_customer_of(container, billed, community.stripe_account_id)

@@ -31,15 +31,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.dynamodb.payments import PENDING_RECOVERY_DELAY
 from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome, outcome_from_intent
 from chalicelib.domain.charges import ChargePlan
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.events import Actor
 from chalicelib.domain.payments import NOT_ATTEMPTED
-from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Subscription
-from chalicelib.services.charging import PaymentPending, apply_change, charge, resolve
+from chalicelib.services.charging import (
+    PaymentPending,
+    apply_change,
+    billing_context,
+    charge,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from chalicelib.bootstrap import Container
@@ -55,11 +61,14 @@ def _due(sub: Subscription | None, action: str, now: datetime) -> bool:
 
 
 def _charge(
-    container: Container, sub: Subscription, plan: ChargePlan, owner: Profile, now: datetime
+    container: Container,
+    sub: Subscription,
+    plan: ChargePlan,
+    context: BillingContext,
+    now: datetime,
 ) -> str:
-    community = container.communities.get(sub.community_id)
     try:
-        result = charge(container, community, sub, plan, actor=ACTOR, now=now, billed=owner)
+        result = charge(container, sub, plan, actor=ACTOR, now=now, context=context)
     except PaymentPending:
         return "payment_pending"
     return "succeeded" if result.succeeded else "failed"
@@ -72,9 +81,9 @@ def renew(container: Container, community_id: str, subscription_id: str, now: da
     if not _due(sub, "renew", now):
         return "not_due"
     try:
-        owner = container.profiles.get(community_id, sub.owner_id)
-        plan = sub.plan_renewal(now, owner_credit=owner.credit_balance)
-        outcome = _charge(container, sub, plan, owner, now)
+        context = billing_context(container, community_id, sub.owner_id, sub.payment_method_id)
+        plan = sub.plan_renewal(now, owner_credit=context.billed.credit_balance)
+        outcome = _charge(container, sub, plan, context, now)
     except Conflict:
         return "not_due"  # someone else renewed or changed it first
     return {"succeeded": "renewed", "failed": "renewal_failed"}.get(outcome, outcome)
@@ -93,9 +102,9 @@ def process_failed_payment(
             apply_change(container, sub, sub.end_grace(now, actor=ACTOR))
             return "grace_cancelled"
         if _due(sub, "retry", now):
-            owner = container.profiles.get(community_id, sub.owner_id)
-            plan = sub.plan_retry(now, owner_credit=owner.credit_balance)
-            outcome = _charge(container, sub, plan, owner, now)
+            context = billing_context(container, community_id, sub.owner_id, sub.payment_method_id)
+            plan = sub.plan_retry(now, owner_credit=context.billed.credit_balance)
+            outcome = _charge(container, sub, plan, context, now)
             return {"succeeded": "retry_succeeded", "failed": "retry_failed"}.get(outcome, outcome)
     except Conflict:
         return "not_due"

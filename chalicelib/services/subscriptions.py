@@ -229,13 +229,12 @@ def charged_change(
     planner: Callable[[Subscription, datetime], ChargePlan],
 ) -> ChargeResult:
     """Plan a charge on fresh state and run it; a race lost before Stripe is retried."""
-    community = container.communities.get(community_id)
 
     def step() -> ChargeResult:
         sub = get(container, community_id, subscription_id)
         now = container.clock.now()
         plan = planner(sub, now)
-        return charge(container, community, sub, plan, actor="api", now=now)
+        return charge(container, sub, plan, actor="api", now=now)
 
     return with_retries(step)
 

@@ -24,16 +24,36 @@ def _time(value: datetime | None) -> str | None:
 
 
 class ProfileCache:
-    """Profiles read once per request (a view names the owner and every member)."""
+    """Profiles read once per request, in batches (a view names the owner and every member)."""
 
     def __init__(self, container: Container, community_id: str) -> None:
         self._container = container
         self._community_id = community_id
         self._found: dict[str, Profile | None] = {}
 
+    def prefetch(self, profile_ids: list[str]) -> None:
+        """Read the profile items not read yet with BatchGetItem (100 keys a request)."""
+        from chalicelib.adapters.dynamodb.items import from_item
+        from chalicelib.adapters.dynamodb.profiles import profile_from_item, profile_key
+
+        missing = [pid for pid in dict.fromkeys(profile_ids) if pid not in self._found]
+        table = self._container.settings.table_name
+        for start in range(0, len(missing), 100):
+            chunk = missing[start : start + 100]
+            for pid in chunk:
+                self._found[pid] = None
+            keys = [profile_key(self._community_id, pid) for pid in chunk]
+            request: dict[str, Any] = {table: {"Keys": keys}}
+            while request:
+                response = self._container.dynamodb.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(table, []):
+                    profile = profile_from_item(from_item(raw))
+                    self._found[profile.id] = profile
+                request = response.get("UnprocessedKeys") or {}
+
     def get(self, profile_id: str) -> Profile | None:
         if profile_id not in self._found:
-            self._found[profile_id] = self._container.profiles.find(self._community_id, profile_id)
+            self.prefetch([profile_id])
         return self._found[profile_id]
 
 
@@ -41,6 +61,7 @@ def subscription_view(
     container: Container, sub: Subscription, profiles: ProfileCache | None = None
 ) -> dict[str, Any]:
     profiles = profiles or ProfileCache(container, sub.community_id)
+    profiles.prefetch([sub.owner_id, *sub.member_ids])
     owner = profiles.get(sub.owner_id)
     card = (
         find_card(container, sub.community_id, sub.payment_method_id)

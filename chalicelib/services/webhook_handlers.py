@@ -68,7 +68,9 @@ class WebhookHandlers:
     def payment_intent(self, event: WebhookEvent, tx: EventTransaction) -> Effect:
         """Resolve the pending payment our metadata names, with the shared resolution code
         (services/charging.resolve, as the API and the jobs do): forward-only, so a late or
-        repeated outcome changes nothing. Costs no Stripe call."""
+        repeated outcome changes nothing. Costs one BatchGetItem (payment + subscription), one
+        TransactWriteItems (effect + event record) and no Stripe call."""
+        from chalicelib.adapters.dynamodb.webhook_events import payment_with_subscription
         from chalicelib.adapters.stripe.payments import outcome_from_intent
         from chalicelib.domain.errors import NotFound
         from chalicelib.services.charging import resolve
@@ -82,9 +84,28 @@ class WebhookHandlers:
         if outcome.status == "pending":
             status = intent.get("status")
             return Effect(Outcome.ignored(f"the PaymentIntent is {status}", community_id))
+        known = None
+        if ids.get("subscription_id"):
+            # The fast path: payment and subscription in one read, then one transaction.
+            known = payment_with_subscription(
+                self._container.dynamodb,
+                self._container.settings.table_name,
+                community_id,
+                payment_id,
+                ids["subscription_id"],
+            )
+            if known is not None and known[0].payment.stripe.account_id != event.account:
+                return Effect(Outcome.ignored(_other_account(known[0], event.account)))
         scope = self._scope(event, tx, community_id)
         try:
-            resolve(scope.as_container(), community_id, payment_id, outcome, actor="webhook")
+            resolve(
+                scope.as_container(),
+                community_id,
+                payment_id,
+                outcome,
+                actor="webhook",
+                known=known,
+            )
         except NotFound:
             reason = scope.refused or f"no payment {payment_id} in community {community_id}"
             return Effect(Outcome.ignored(reason, community_id))
@@ -280,6 +301,13 @@ def _id_of(value: Any) -> str | None:
     return None
 
 
+def _other_account(stored: StoredPayment, account: str | None) -> str:
+    return (
+        f"payment {stored.payment.id} is on Stripe account "
+        f"{stored.payment.stripe.account_id or 'platform'}, the event on {account or 'platform'}"
+    )
+
+
 class _EventScope:
     """The container as the payment service sees it while one event is applied."""
 
@@ -329,11 +357,7 @@ class _PaymentsOfAccount:
     def _mine(self, stored: StoredPayment | None) -> StoredPayment | None:
         if stored is None or stored.payment.stripe.account_id == self._account:
             return stored
-        self._scope.refused = (
-            f"payment {stored.payment.id} is on Stripe account "
-            f"{stored.payment.stripe.account_id or 'platform'}, "
-            f"the event on {self._account or 'platform'}"
-        )
+        self._scope.refused = _other_account(stored, self._account)
         return None
 
     def find(self, community_id: str, payment_id: str) -> StoredPayment | None:

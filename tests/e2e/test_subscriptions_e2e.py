@@ -225,6 +225,10 @@ def test_members_on_day_10_removals_cancel_resume_and_queued_changes(
     ]
     assert added["payment"]["total"] == 4500
     assert (added["emails_sent"], added["emails_skipped"]) == ([friend["id"]], [kid["id"]])
+    with urllib.request.urlopen(f"{api.stack.config.moto_url}/moto-api/data.json") as response:
+        sent = json.loads(response.read())["ses"]["Message"]
+    welcome = [m for m in sent if m["destinations"]["ToAddresses"] == ["eli@example.com"]]
+    assert len(welcome) == 1 and "Gold" in welcome[0]["subject"]
 
     leaving = api.ok("DELETE", f"{path}/members/{friend['id']}?at=period_end")
     removal = {m["profile_id"]: m["removal"] for m in leaving["members"]}

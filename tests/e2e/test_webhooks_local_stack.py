@@ -69,9 +69,12 @@ def stored_event(stack: LocalStack, event_type: str, match: dict[str, str]) -> d
         time.sleep(0.25)
 
 
-def test_localstripes_events_are_verified_stored_and_processed(stack: LocalStack) -> None:
+def subscription_with_card(
+    stack: LocalStack, card: str, name: str
+) -> tuple[str, str, dict[str, Any]]:
+    """(community key, owner profile id, an inactive subscription charging `card`)."""
     platform = stack.config.platform_api_key
-    community = ok(stack, "POST", "/v1/communities", platform, {"name": "E2E webhooks"})
+    community = ok(stack, "POST", "/v1/communities", platform, {"name": f"E2E {name}"})
     key = community["api_key"]["secret"]
     plan = ok(stack, "POST", "/v1/plans", key, {"name": "Silver", "prices": {"month": 1900}})
     owner = ok(
@@ -79,14 +82,14 @@ def test_localstripes_events_are_verified_stored_and_processed(stack: LocalStack
         "POST",
         "/v1/profiles",
         key,
-        {"kind": "customer", "name": "Grace", "email": "grace@example.com"},
+        {"kind": "customer", "name": name, "email": f"{name.lower()}@example.com"},
     )
     method = stripe(
         stack,
         "/v1/payment_methods",
         {
             "type": "card",
-            "card[number]": "4242424242424242",
+            "card[number]": card,
             "card[exp_month]": "12",
             "card[exp_year]": "2034",
             "card[cvc]": "123",
@@ -112,6 +115,11 @@ def test_localstripes_events_are_verified_stored_and_processed(stack: LocalStack
             "payment_method_id": method["id"],
         },
     )
+    return key, owner["id"], {**subscription, "community_id": community["id"]}
+
+
+def test_localstripes_events_are_verified_stored_and_processed(stack: LocalStack) -> None:
+    key, owner_id, subscription = subscription_with_card(stack, "4242424242424242", "Grace")
     active = ok(stack, "POST", f"/v1/subscriptions/{subscription['id']}/activate", key, {})
     assert active["status"] == "active"
     payments = ok(stack, "GET", f"/v1/payments?subscription_id={subscription['id']}", key)
@@ -120,11 +128,23 @@ def test_localstripes_events_are_verified_stored_and_processed(stack: LocalStack
     # localstripe's own payment_intent.succeeded for our payment: verified and processed.
     succeeded = stored_event(stack, "payment_intent.succeeded", {"payment_id": payment["id"]})
     assert succeeded["status"] == "processed", succeeded
-    assert succeeded["community_id"] == community["id"]
+    assert succeeded["community_id"] == subscription["community_id"]
     assert succeeded["account"] is None
     # The payment was resolved synchronously; the late event changed nothing.
     assert ok(stack, "GET", f"/v1/payments/{payment['id']}", key)["status"] == "succeeded"
 
     # An event type we do not handle (the Stripe customer made for Grace): stored as ignored.
-    ignored = stored_event(stack, "customer.created", {"profile_id": owner["id"]})
+    ignored = stored_event(stack, "customer.created", {"profile_id": owner_id})
     assert ignored["status"] == "ignored"
+
+
+def test_localstripes_payment_failed_event_is_processed(stack: LocalStack) -> None:
+    key, _, subscription = subscription_with_card(stack, "4000000000000341", "Alan")
+    status, answer = api(stack, "POST", f"/v1/subscriptions/{subscription['id']}/activate", key, {})
+    assert status == 402, answer
+    payment_id = answer["error"]["payment"]["id"]
+    failed = stored_event(stack, "payment_intent.payment_failed", {"payment_id": payment_id})
+    assert failed["status"] == "processed", failed
+    payment = ok(stack, "GET", f"/v1/payments/{payment_id}", key)
+    assert (payment["status"], payment["failure"]["code"]) == ("failed", "card_declined")
+    assert ok(stack, "GET", f"/v1/subscriptions/{subscription['id']}", key)["status"] == "inactive"

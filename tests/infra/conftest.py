@@ -23,7 +23,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGE = "dev"
-SYNTH_TIMEOUT_SECONDS = 600
+# Inside pytest-timeout's 300 s per test; a fresh clone downloads the Lambda dependencies first.
+SYNTH_TIMEOUT_SECONDS = 280
 
 
 @dataclass(frozen=True)

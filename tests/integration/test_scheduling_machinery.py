@@ -283,3 +283,20 @@ def test_worker_lambda_failure_deletes_the_successes_and_raises(sched: Sched) ->
     assert len(failure.value.failed_receipts) == 1
     assert sched.queue_bodies(queue_url) == ["poison"]  # the success was deleted
     assert sched.billing.charges == [("sub_ok", 2)]
+
+
+def test_a_sweep_out_of_time_stops_and_the_next_tick_goes_on_from_there(sched: Sched) -> None:
+    now = sched.env.clock.now()
+    ids = [f"sub_big{i}" for i in range(40)]
+    for i, sub_id in enumerate(ids):
+        sched.billing.add(sub_id, "renewal", now - timedelta(seconds=i + 1))
+
+    first = sweeps.sweep(sched.box, ("renewal",), deadline=0.0)  # the Lambda's time is up
+
+    assert not first.complete
+    assert 0 < first.sent < len(ids)
+    second = sweeps.sweep(sched.box, ("renewal",))  # the queue still holds the first batch
+    assert second.complete
+    bodies = sched.queue_bodies(sched.env.settings.work_queue_url)
+    sent = sorted(DueMessage.from_json(b).subject_id for b in bodies)
+    assert sent == sorted(ids)  # everything once: nothing lost, nothing sent twice

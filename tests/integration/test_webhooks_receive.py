@@ -217,3 +217,40 @@ def test_replaying_an_event_that_is_not_failed_changes_nothing(env: Env) -> None
     )
     assert response.status_code == 200
     assert json.loads(response.body)["status"] == "ignored"
+
+
+def test_an_event_larger_than_a_dynamodb_item_allows_inline_is_kept_whole(env: Env) -> None:
+    lines = [{"id": f"il_{n}", "description": "Gold membership " * 8} for n in range(2500)]
+    payload = se.event("invoice.finalized", {"id": "in_big", "lines": {"data": lines}})
+    assert len(se.body_of(payload)) > 400_000
+    status, body = deliver(env, payload)
+    assert (status, body["result"]) == (200, "ignored")
+    [stored] = get_events(env, "?type=invoice.finalized")["data"]
+    assert stored["payload"] == payload
+
+
+def test_a_page_of_big_events_ends_early_and_the_cursor_goes_on(env: Env) -> None:
+    from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
+
+    ids = []
+    for n in range(3):
+        payload = se.event("invoice.created", {"id": f"in_{n}", "memo": "x" * 1500})
+        deliver(env, payload)
+        ids.append(payload["id"])
+    repository = WebhookEventRepository(
+        env.container.dynamodb, env.settings.table_name, env.container.cursors, max_page_bytes=4000
+    )
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        events, page = repository.list_page(
+            status=None, event_type="invoice.created", limit=10, cursor=cursor
+        )
+        pages += 1
+        seen += [e.id for e in events]
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(ids) and len(seen) == 3
+    assert pages == 2

@@ -1,7 +1,7 @@
 """Payment repository: the ledger (payments and their refunds).
 
 Item layout:
-- payment   pk=`C#<cid>#PAY#<payment_id>`  sk=`PAY`
+- payment   pk=`C#<cid>#PAY#<payment_id>`  sk=`PAY`  (whole-item Put conditional on `revision`)
             attrs: type="payment", revision (optimistic lock of this item), the payment fields
             (lines, totals, billed_to, payment_method, stripe refs, failure, period, charge_key),
             billed_profile_id, profile_ids (billed profile + every line's profile, for filters)
@@ -167,9 +167,6 @@ def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str
 
 
 def payment_from_item(item: dict[str, Any]) -> StoredPayment:
-    def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items()}
-
     lines = tuple(
         PaymentLine(
             kind=ln["kind"],
@@ -184,7 +181,7 @@ def payment_from_item(item: dict[str, Any]) -> StoredPayment:
     )
     billed = item["billed_to"]
     method = item.get("payment_method")
-    stripe = _drop_none(item.get("stripe") or {})
+    stripe = item.get("stripe") or {}
     failure = item.get("failure")
     period_exact = item.get("period_exact")
     payment = Payment(

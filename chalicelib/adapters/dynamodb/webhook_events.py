@@ -2,7 +2,8 @@
 
 Item layout (platform items: an event arrives before we know its community):
 - event:   pk `WHEVT#<event id>`, sk `WHEVT`; attributes event_id, type, account, community_id,
-           status, error, payload (the raw JSON text), created (Stripe's epoch seconds),
+           status, error, payload (the JSON text; `payload_z`, zlib-compressed bytes, when it
+           is over 200 KB), created (Stripe's epoch seconds),
            received_at, processed_at, attempts, expires_at (TTL, epoch seconds).
            gsi1 `WHEVT#STATUS#<status>` / `<received_at>#<id>`  (list by status, newest first)
            gsi2 `WHEVT#ALL` / `<received_at>#<id>`              (list all, newest first)
@@ -18,15 +19,24 @@ retried (by Stripe's redelivery, a replay or reconciliation) and then only once.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
+from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, key_attributes, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.domain.webhook_events import EventStatus, WebhookEvent
 
+if TYPE_CHECKING:
+    from chalicelib.adapters.dynamodb.payments import StoredPayment
+    from chalicelib.domain.subscriptions import Subscription
+
 EVENT_SK = "WHEVT"
+# DynamoDB items hold at most 400 KB; a larger payload is stored compressed (`payload_z`).
+INLINE_PAYLOAD_BYTES = 200_000
+# A Lambda response holds at most 6 MB: a page of big events ends early (with a cursor).
+MAX_PAGE_PAYLOAD_BYTES = 4_000_000
 NEW_OR_FAILED = "attribute_not_exists(pk) OR #status = :failed"
 BATCH_GET_LIMIT = 100
 
@@ -51,6 +61,8 @@ def _parse_timestamp(text: str | None) -> datetime | None:
 
 def to_record(event: WebhookEvent) -> dict[str, Any]:
     order = f"{_timestamp(event.received_at)}#{event.id}"
+    payload = json.dumps(event.payload, separators=(",", ":"))
+    compressed = zlib.compress(payload.encode()) if len(payload) > INLINE_PAYLOAD_BYTES else None
     return to_item(
         {
             "pk": f"WHEVT#{event.id}",
@@ -61,7 +73,8 @@ def to_record(event: WebhookEvent) -> dict[str, Any]:
             "community_id": event.community_id,
             "status": event.status.value,
             "error": event.error,
-            "payload": json.dumps(event.payload, separators=(",", ":")),
+            "payload": None if compressed else payload,
+            "payload_z": compressed,
             "created": event.created,
             "received_at": _timestamp(event.received_at),
             "processed_at": _timestamp(event.processed_at) if event.processed_at else None,
@@ -89,7 +102,9 @@ def _from_data(data: dict[str, Any]) -> WebhookEvent:
         type=data["type"],
         account=data.get("account"),
         created=int(data.get("created", 0)),
-        payload=json.loads(data["payload"]),
+        payload=json.loads(
+            zlib.decompress(bytes(data["payload_z"])) if "payload_z" in data else data["payload"]
+        ),
         received_at=received_at,
         status=EventStatus(data["status"]),
         community_id=data.get("community_id"),
@@ -100,10 +115,17 @@ def _from_data(data: dict[str, Any]) -> WebhookEvent:
 
 
 class WebhookEventRepository:
-    def __init__(self, client: Any, table: str, cursors: CursorCodec) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        cursors: CursorCodec,
+        max_page_bytes: int = MAX_PAGE_PAYLOAD_BYTES,
+    ) -> None:
         self._ddb = client
         self._table = table
         self._cursors = cursors
+        self._max_page_bytes = max_page_bytes
 
     def put_entry(self, event: WebhookEvent) -> dict[str, Any]:
         """The TransactWriteItems entry that stores `event` unless it is already done."""
@@ -146,7 +168,8 @@ class WebhookEventRepository:
     def list_page(
         self, *, status: str | None, event_type: str | None, limit: int, cursor: str | None
     ) -> tuple[list[WebhookEvent], Page]:
-        """Newest first; by status (gsi1, type as a filter), by type (gsi3), or all (gsi2)."""
+        """Newest first; by status (gsi1, type as a filter), by type (gsi3), or all (gsi2).
+        A page whose payloads pass `max_page_bytes` ends early, with a cursor to go on."""
         names: dict[str, str] | None = None
         values: dict[str, Any]
         filter_expression = None
@@ -163,11 +186,12 @@ class WebhookEventRepository:
         values = {":pk": to_value(partition)}
         if filter_expression:
             values[":type"] = to_value(event_type)
+        scope = f"webhook-events:{partition}:{event_type or ''}"
         page = query_page(
             self._ddb,
             self._table,
             self._cursors,
-            scope=f"webhook-events:{partition}:{event_type or ''}",
+            scope=scope,
             index=index,
             key_condition=f"{pk_name} = :pk",
             values=values,
@@ -178,6 +202,14 @@ class WebhookEventRepository:
             newest_first=True,
         )
         events = [_from_data(item) for item in page.items]
+        size = 0
+        for kept, event in enumerate(events):
+            size += len(json.dumps(event.payload, separators=(",", ":")))
+            if kept and size > self._max_page_bytes:
+                last = page.items[kept - 1]
+                position = {name: str(last[name]) for name in key_attributes(index)}
+                cut = Page(page.items[:kept], True, self._cursors.encode(scope, position))
+                return events[:kept], cut
         return events, page
 
     def reconciliation_cursor(self, account: str | None) -> int | None:
@@ -191,3 +223,28 @@ class WebhookEventRepository:
             TableName=self._table,
             Item={**_cursor_key(account), "created_gte": {"N": str(created_gte)}},
         )
+
+
+def payment_with_subscription(
+    client: Any, table: str, community_id: str, payment_id: str, subscription_id: str
+) -> tuple[StoredPayment, Subscription] | None:
+    """A payment and its subscription in ONE consistent BatchGetItem (the webhook fast path:
+    the PaymentIntent's metadata names both). None unless both exist and belong together."""
+    from chalicelib.adapters.dynamodb.payments import payment_from_item, payment_key
+    from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository, subscription_key
+
+    keys = [payment_key(community_id, payment_id), subscription_key(community_id, subscription_id)]
+    request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+    items: list[dict[str, Any]] = []
+    while request:
+        response = client.batch_get_item(RequestItems=request)
+        items += response["Responses"].get(table, [])
+        request = response.get("UnprocessedKeys") or {}
+    by_pk = {item["pk"]["S"]: from_item(item) for item in items}
+    payment_item, subscription_item = (by_pk.get(key["pk"]["S"]) for key in keys)
+    if payment_item is None or subscription_item is None:
+        return None
+    stored = payment_from_item(payment_item)
+    if stored.payment.subscription_id != subscription_id:
+        return None
+    return stored, SubscriptionRepository.from_item(subscription_item)

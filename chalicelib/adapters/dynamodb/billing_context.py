@@ -1,0 +1,68 @@
+"""Everything a charge needs besides the subscription, in ONE BatchGetItem (consistent):
+the community (Stripe account, fee), the billed profile (credit, Stripe customer) and the card
+snapshot. A renewal is then: read the subscription, this, and the two transactions.
+
+Reads the items of communities.py, profiles.py (the profile item alone, not its links) and
+card_snapshots.py by their documented keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.adapters.dynamodb.card_snapshots import card_key
+from chalicelib.adapters.dynamodb.communities import community_key
+from chalicelib.adapters.dynamodb.items import from_item
+from chalicelib.adapters.dynamodb.profiles import profile_from_item, profile_key
+from chalicelib.adapters.dynamodb.timestamps import parse_time
+from chalicelib.domain.communities import Community
+from chalicelib.domain.errors import NotFound
+from chalicelib.domain.profiles import Profile
+
+
+@dataclass(frozen=True)
+class BillingContext:
+    community: Community
+    community_disconnected: bool  # the connected account deauthorized the platform
+    billed: Profile
+    card: dict[str, Any] | None  # the card snapshot item, if the card was ever checked
+
+
+def load_billing_context(
+    client: Any, table: str, community_id: str, profile_id: str, payment_method_id: str | None
+) -> BillingContext:
+    keys = [community_key(community_id), profile_key(community_id, profile_id)]
+    if payment_method_id:
+        keys.append(card_key(community_id, payment_method_id))
+    request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+    items: list[dict[str, Any]] = []
+    while request:
+        response = client.batch_get_item(RequestItems=request)
+        items += [from_item(i) for i in response.get("Responses", {}).get(table, [])]
+        request = response.get("UnprocessedKeys") or {}
+    by_key = {(i["pk"], i["sk"]): i for i in items}
+
+    def find(key: dict[str, Any]) -> dict[str, Any] | None:
+        return by_key.get((key["pk"]["S"], key["sk"]["S"]))
+
+    community_item = find(keys[0])
+    profile_item = find(keys[1])
+    if community_item is None:
+        raise NotFound(f"Community {community_id} not found.")
+    if profile_item is None:
+        raise NotFound(f"Profile {profile_id} not found.")
+    community = Community(
+        id=community_item["id"],
+        name=community_item["name"],
+        currency=community_item["currency"],
+        stripe_account_id=community_item.get("stripe_account_id"),
+        application_fee_bps=int(community_item["application_fee_bps"]),
+        created_at=parse_time(community_item["created_at"]),
+    )
+    return BillingContext(
+        community=community,
+        community_disconnected=bool(community_item.get("stripe_deauthorized_at")),
+        billed=profile_from_item(profile_item),
+        card=find(keys[2]) if payment_method_id else None,
+    )

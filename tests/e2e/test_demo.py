@@ -1,0 +1,68 @@
+"""`make demo` end to end, on a local stack of its own.
+
+The tour moves the stored test clock by months, which would renew and cancel the other e2e
+tests' subscriptions on the shared session stack, so it gets its own (no scheduler loop: the
+test clock runs the jobs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.local.demo import run_demo
+from infra.local.stack import LocalStack, StackConfig, free_port
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = StackConfig(
+        billing_port=free_port(),
+        stripe_port=free_port(),
+        moto_port=free_port(),
+        platform_api_key="demo-platform-key",
+        webhook_secret="whsec_demo",
+        run_scheduler=False,
+        log_dir=Path(tmp_path_factory.mktemp("demo-stack-logs")),
+    )
+    with LocalStack(config) as running:
+        yield running
+
+
+def test_the_demo_tells_the_whole_lifecycle_with_amounts(own_stack: LocalStack) -> None:
+    config = own_stack.config
+    printed: list[str] = []
+
+    timeline = run_demo(config.api_url, config.stripe_url, "demo-platform-key", printed.append)
+
+    text = "\n".join(timeline.lines)
+    assert printed == timeline.lines
+    expected_in_order = [
+        "Activated: status active",
+        "2 x 40.00 USD = 80.00 USD",
+        "SUCCEEDED: 110.00 USD on visa ending 4242",  # 2 members + 2 activation fees
+        "Sam cancels at period end: status expiring",
+        "Ana joins mid-period: 3 members now",
+        "1 x 26.67 USD = 26.67 USD",  # 20 of 30 days of 40.00, rounded half up
+        "SUCCEEDED: 41.67 USD",
+        "the first period ends; scheduler processed {'renewed': 1, 'expired': 1}",
+        "SUCCEEDED: 120.00 USD on visa ending 4242",
+        "Sam's subscription: status cancelled (expired)",
+        "Maria switches to a card ending 0341",
+        "scheduler processed {'renewals_failed': 1}",
+        "Renewal declined: status failed_payment",
+        "FAILED: 120.00 USD on visa ending 0341 (card_declined)",
+        "to the first retry; scheduler processed {'retried': 1}",
+        "Retry declined: status failed_payment",
+        "the grace period runs out; scheduler processed {'retried': 1, 'cancelled': 1}",
+        "Family subscription cancelled (payment_failed)",
+        "Leo has access: False",
+        "Family billing history: 6 payments, 271.67 USD collected",
+    ]
+    position = 0
+    for fragment in expected_in_order:
+        found = text.find(fragment, position)
+        assert found >= 0, f"{fragment!r} missing after position {position}:\n{text}"
+        position = found + len(fragment)
