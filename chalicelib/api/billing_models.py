@@ -121,6 +121,9 @@ class CardOnFile(ResponseModel):
     last4: str | None
     exp_month: int | None
     exp_year: int | None
+    # Added to API.md's shape: the card was detached in Stripe; renewals will fail until the
+    # owner attaches another card and the subscription is pointed at it.
+    detached: bool = False
 
 
 class MemberFee(ResponseModel):

@@ -3,6 +3,8 @@
 For each message: read the item (one consistent GetItem), act only if it is still due for that
 group (`due_group` matches and `due_at <= now`; anything else is a no-op, e.g. a redelivery
 after the action already moved or removed the due attributes), then call the group's action.
+Actions marked `SelfChecking` (the real ones) make that same read and check themselves, so the
+worker leaves it to them instead of reading the item twice.
 
 Chalice has no partial batch response: an exception makes SQS redeliver the whole batch. So the
 batch is processed message by message; if any failed, the ones that succeeded are deleted from
@@ -20,7 +22,7 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.due_index import DUE_AT, DUE_GROUP, format_due_at
 from chalicelib.bootstrap import Container, container
-from chalicelib.jobs.actions import Actions
+from chalicelib.jobs.actions import Actions, SelfChecking
 from chalicelib.jobs.local_runner import JOBS
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
 from chalicelib.observability import correlation, count, flush_metrics, logger
@@ -54,12 +56,12 @@ def process_message(
 ) -> str:
     """Run the group's action for one due item if it is still due; return the outcome."""
     moment = now or box.clock.now()
-    if not still_due(box, message, moment):
-        return NOT_DUE
     registry = box.scheduled_actions if actions is None else actions
     action = registry.get(message.group)
     if action is None:
         raise NoActionForGroup(f"no action registered for due group {message.group!r}")
+    if not isinstance(action, SelfChecking) and not still_due(box, message, moment):
+        return NOT_DUE
     id_key = "payment_id" if message.group == "pending_payment" else "subscription_id"
     with correlation(community_id=message.community_id, **{id_key: message.subject_id}):
         outcome = action(box, message.community_id, message.subject_id, moment)

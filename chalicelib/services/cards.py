@@ -9,10 +9,10 @@ needs no extra Stripe call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots
+from chalicelib.adapters.stripe.customers import Card
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.payments import BilledTo, PaymentMethodSummary
 from chalicelib.domain.profiles import Profile
@@ -21,30 +21,6 @@ if TYPE_CHECKING:
     from chalicelib.bootstrap import Container
 
 FIELD = "payment_method_id"
-
-
-@dataclass(frozen=True)
-class Card:
-    id: str
-    type: str
-    brand: str | None
-    last4: str | None
-    exp_month: int | None
-    exp_year: int | None
-    customer: str | None
-    detached: bool = False
-
-    def summary(self) -> PaymentMethodSummary:
-        return PaymentMethodSummary(self.type, self.brand, self.last4)
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "brand": self.brand,
-            "last4": self.last4,
-            "exp_month": self.exp_month,
-            "exp_year": self.exp_year,
-        }
 
 
 def billed_to_of(profile: Profile) -> BilledTo:

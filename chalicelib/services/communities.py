@@ -17,7 +17,9 @@ _UNSET: Any = object()
 class CommunityStore(Protocol):
     def create(self, community: Community, extra: list[dict[str, Any]] | None = None) -> None: ...
     def get(self, community_id: str) -> Community: ...
-    def save_changes(self, before: Community, after: Community) -> None: ...
+    def save_changes(
+        self, before: Community, after: Community, reconnect: bool = False
+    ) -> None: ...
     def write_if_exists(self, community_id: str, entries: list[dict[str, Any]]) -> None: ...
 
 
@@ -63,8 +65,11 @@ class CommunityService:
         if application_fee_bps is not _UNSET:
             validate_fee_bps(application_fee_bps)
             after = replace(after, application_fee_bps=application_fee_bps)
-        if after != before:
-            self._store.save_changes(before, after)
+        # Setting the account again (even the same id) is the operator's reconnect after a
+        # Stripe deauthorization: it lifts the refusal to charge.
+        reconnect = stripe_account_id is not _UNSET and stripe_account_id is not None
+        if after != before or reconnect:
+            self._store.save_changes(before, after, reconnect=reconnect)
         return after
 
     def issue_key(self, community_id: str) -> IssuedKey:

@@ -257,12 +257,23 @@ def refund(
             intent_id, refunded, payment.stripe.account_id, pending.id, metadata
         )
     except InvalidRequest:
-        undone = replace(payment, updated_at=container.clock.now())
+        later = container.clock.now()
+        undone = replace(payment, updated_at=later)
         failed = replace(pending, status="failed")
+        sub = container.subscriptions.get(community_id, payment.subscription_id)
+        event = AuditEvent(
+            later,
+            "payment.refund_failed",
+            sub.status,
+            sub.status,
+            "api",
+            {"payment_id": payment_id, "refund_id": pending.id, "amount": refunded},
+        )
         container.subscriptions.commit(
             [
                 container.payments.save_entry(reserved, undone),
                 container.payments.refund_entry(community_id, failed),
+                audit_event_entry(container, sub, event),
             ]
         )
         raise

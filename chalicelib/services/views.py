@@ -104,6 +104,7 @@ def subscription_view(
             "last4": None,
             "exp_month": None,
             "exp_year": None,
+            "detached": False,
         }
     else:
         method = None

@@ -179,3 +179,5 @@ def test_a_refund_stripe_refuses_undoes_the_reservation(
     assert (after.status, after.amount_refunded) == ("succeeded", 0)
     refunds = container.payments.refunds(CID, payment.id)
     assert [(r["amount"], r["status"]) for r in refunds] == [(3500, "failed")]
+    trail = [e["type"] for e in container.audit_events.list(CID, sub_id, 100, None).items]
+    assert trail[-2:] == ["payment.refund_started", "payment.refund_failed"]

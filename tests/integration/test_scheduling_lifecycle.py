@@ -206,6 +206,21 @@ def test_sqs_redelivery_of_a_renewal_charges_nothing_new(life: Life) -> None:
     life.assert_ledger_equals_stripe(sub["id"])
 
 
+def test_a_stale_message_for_another_group_changes_nothing(life: Life) -> None:
+    sub = life.active_subscription(monthly_plan(life))
+    life.ok("post", f"/v1/subscriptions/{sub['id']}/cancel", {"at": "period_end"})
+    life.env.clock.advance_to(at(sub["current_period"]["end"]) + timedelta(minutes=1))
+    queued: list[DueMessage] = []
+    sweeps.sweep(life.box, ("expiration",), sink=queued.extend)
+    (message,) = queued
+    stale_renewal = replace(message, group="renewal")  # sent before the cancellation
+
+    assert worker.process_message(life.box, stale_renewal) == "not_due"
+    assert len(life.stripe_intents(sub["id"])) == 1
+    assert worker.process_message(life.box, message) == "expired"
+    assert life.ok("get", f"/v1/subscriptions/{sub['id']}")["status"] == "cancelled"
+
+
 class AtomicRequests:
     """Makes in-process moto answer one request at a time, as DynamoDB is atomic per request.
 

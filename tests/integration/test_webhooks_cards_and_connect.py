@@ -11,7 +11,14 @@ from chalicelib.adapters.dynamodb.communities import community_key
 from tests.integration.conftest import PLATFORM_KEY
 from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url, stripe_for
-from tests.support.webhook_flow import Billing, billing, community, inactive_subscription, ok
+from tests.support.webhook_flow import (
+    Billing,
+    billing,
+    call,
+    community,
+    inactive_subscription,
+    ok,
+)
 
 __all__ = ["billing", "localstripe_url"]
 
@@ -76,7 +83,8 @@ def test_an_updated_card_shows_on_the_subscription_and_old_news_do_not_undo_it(
 
 
 def test_a_detached_card_is_flagged(billing: Billing) -> None:
-    community_id, _, sub, customer = card_setup(billing)
+    community_id, key, sub, customer = card_setup(billing)
+    assert sub["payment_method"]["detached"] is False
     method_id = sub["payment_method"]["id"]
     detached = se.event(
         "payment_method.detached",
@@ -96,6 +104,8 @@ def test_a_detached_card_is_flagged(billing: Billing) -> None:
     )
     assert result(billing, late) == "processed"
     assert snapshots.find(community_id, method_id)["detached_at"]  # type: ignore[index]
+    shown = ok(billing.env.client, "get", f"/v1/subscriptions/{sub['id']}", key)
+    assert shown["payment_method"]["detached"] is True
 
 
 def test_a_card_of_a_customer_we_do_not_know_is_ignored(billing: Billing) -> None:
@@ -147,3 +157,27 @@ def test_a_late_deauthorization_after_a_reconnect_to_another_account_is_ignored(
 
 def test_a_deauthorization_of_an_unknown_account_is_ignored(billing: Billing) -> None:
     assert result(billing, deauthorization("acct_nobody")) == "ignored"
+
+
+def test_a_deauthorized_community_is_not_charged_until_it_reconnects(billing: Billing) -> None:
+    client = billing.env.client
+    community_id, key = community(client, PLATFORM_KEY, "acct_returning")
+    sub = inactive_subscription(client, key, billing.cutoff.target, "4242424242424242")
+    assert result(billing, deauthorization("acct_returning")) == "processed"
+
+    status, answer = call(client, "post", f"/v1/subscriptions/{sub['id']}/activate", key, {})
+    assert status == 409, answer
+    assert "disconnected" in answer["error"]["message"]
+    payments = ok(client, "get", f"/v1/payments?subscription_id={sub['id']}", key)
+    assert payments["data"] == []  # refused before anything was written or charged
+
+    ok(
+        client,
+        "patch",
+        f"/v1/communities/{community_id}",
+        PLATFORM_KEY,
+        {"stripe_account_id": "acct_returning"},
+    )
+    assert flag_of(billing, community_id) is None
+    activated = ok(client, "post", f"/v1/subscriptions/{sub['id']}/activate", key, {})
+    assert activated["status"] == "active"

@@ -12,6 +12,7 @@ Events are only ever written inside the transaction that makes the change they d
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,8 @@ def _sort_key(at: datetime, version: int, with_change: bool) -> str:
     """Time, then the subscription version the event goes with, so events of one instant keep
     the order of the changes; an event that changes no subscription sorts after its version."""
     stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    tail = "0" if with_change else f"1{secrets.token_hex(4)}"
+    # Side events of one version (refunds, late payment news) keep their writing order.
+    tail = "0" if with_change else f"1{time.time_ns():020d}{secrets.token_hex(2)}"
     return f"{EVENT_PREFIX}{stamp}#{version:010d}#{tail}"
 
 

@@ -78,8 +78,11 @@ class CommunityRepository:
         )
         transact(self._client, entries, conflict)
 
-    def save_changes(self, before: Community, after: Community) -> None:
-        """Store `after` (same id); moves the account claim when the account changed."""
+    def save_changes(self, before: Community, after: Community, reconnect: bool = False) -> None:
+        """Store `after` (same id); moves the account claim when the account changed.
+
+        `reconnect` clears the deauthorization flag the webhook sets, so charges resume.
+        """
         names = {"#name": "name"}
         sets = ["#name = :name", "application_fee_bps = :fee"]
         removes: list[str] = []
@@ -94,6 +97,8 @@ class CommunityRepository:
             values[":g2sk"] = to_value(f"C#{after.id}")
         else:
             removes += ["stripe_account_id", "gsi2pk", "gsi2sk"]
+        if reconnect or not after.stripe_account_id:
+            removes.append("stripe_deauthorized_at")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         entries: list[dict[str, Any]] = [
             {

@@ -21,6 +21,7 @@ from chalicelib.domain.errors import (
     RateLimited,
     Unavailable,
 )
+from chalicelib.domain.payments import PaymentMethodSummary
 
 PM_FIELD = "stripe_payment_method_id"
 
@@ -34,6 +35,22 @@ class Card:
     exp_month: int | None
     exp_year: int | None
     customer: str | None
+    detached: bool = False  # Stripe said `payment_method.detached` (webhook, card snapshot)
+
+    def summary(self) -> PaymentMethodSummary:
+        """The card as a payment records it."""
+        return PaymentMethodSummary(self.type, self.brand, self.last4)
+
+    def view(self) -> dict[str, Any]:
+        """The card as a subscription shows it (API.md `payment_method`)."""
+        return {
+            "id": self.id,
+            "brand": self.brand,
+            "last4": self.last4,
+            "exp_month": self.exp_month,
+            "exp_year": self.exp_year,
+            "detached": self.detached,
+        }
 
 
 def card_from_stripe(pm: Any) -> Card:
