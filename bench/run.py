@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -19,6 +20,7 @@ RESULTS = BENCH_DIR / "results" / "latest.json"
 
 
 def main(selected: list[str]) -> int:
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # keep the figures readable
     modules = sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
     if selected:
         modules = [m for m in modules if any(s in m for s in selected)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb.due_index import DueGroup
 
@@ -56,6 +56,20 @@ class SelfChecking:
         self.run = run
 
     def __call__(self, box: Container, community_id: str, subject_id: str, now: datetime) -> str:
+        return self.run(box, community_id, subject_id, now)
+
+    def with_snapshot(
+        self,
+        box: Container,
+        community_id: str,
+        subject_id: str,
+        now: datetime,
+        snapshot: dict[str, Any],
+    ) -> str:
+        """Run with the subject as the sweep read it, when the action can use that copy."""
+        run: Any = self.run
+        if getattr(run, "accepts_snapshot", False):
+            return str(run(box, community_id, subject_id, now, snapshot=snapshot))
         return self.run(box, community_id, subject_id, now)
 
 

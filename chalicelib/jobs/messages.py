@@ -41,9 +41,15 @@ class DueMessage:
     community_id: str
     subject_id: str
     due_at: str
+    # The subscription as the sweep read it (its `data` and `version`), so a renewal needs no
+    # read of its own; every write is conditional on `version`, so a stale copy only loses.
+    snapshot: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        data = asdict(self)
+        if self.snapshot is None:
+            del data["snapshot"]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, body: str) -> DueMessage:
@@ -55,8 +61,15 @@ class DueMessage:
             raise PoisonMessage("message body is not a JSON object")
         fields = ("group", "pk", "sk", "community_id", "subject_id", "due_at")
         missing = [name for name in fields if not isinstance(data.get(name), str)]
-        if missing or set(data) - set(fields):
+        if missing or set(data) - {*fields, "snapshot"}:
             raise PoisonMessage(f"message fields wrong: missing {missing}, got {sorted(data)}")
+        snapshot = data.get("snapshot")
+        if snapshot is not None and not (
+            isinstance(snapshot, dict)
+            and isinstance(snapshot.get("data"), str)
+            and isinstance(snapshot.get("version"), int)
+        ):
+            raise PoisonMessage("snapshot must be {data: str, version: int}")
         if data["group"] not in DUE_GROUPS:
             raise PoisonMessage(f"unknown due group {data['group']!r}")
         return cls(**data)

@@ -82,9 +82,16 @@ def due_messages(
         "TableName": table,
         "IndexName": DUE_INDEX,
         "KeyConditionExpression": condition,
-        "ExpressionAttributeNames": {**names, "#pk": "pk", "#sk": "sk", "#id": "id"},
+        "ExpressionAttributeNames": {
+            **names,
+            "#pk": "pk",
+            "#sk": "sk",
+            "#id": "id",
+            "#d": "data",
+            "#v": "version",
+        },
         "ExpressionAttributeValues": values,
-        "ProjectionExpression": "#pk, #sk, #id, #a",
+        "ProjectionExpression": "#pk, #sk, #id, #a, #d, #v",
         "Limit": page_size,
     }
     while True:
@@ -101,6 +108,7 @@ def due_messages(
                     community_id=community_of(item["pk"]["S"]),
                     subject_id=subject_of(item),
                     due_at=item[DUE_AT]["S"],
+                    snapshot=snapshot_of(group, item),
                 )
             except PoisonMessage as error:
                 # Not ours to act on (a malformed item); log it and keep sweeping the rest.
@@ -111,6 +119,13 @@ def due_messages(
         if not last:
             return
         kwargs["ExclusiveStartKey"] = last
+
+
+def snapshot_of(group: str, item: dict[str, Any]) -> dict[str, Any] | None:
+    """A renewal carries the subscription it saw (see DueMessage.snapshot)."""
+    if group != "renewal" or "data" not in item or "version" not in item:
+        return None
+    return {"data": item["data"]["S"], "version": int(item["version"]["N"])}
 
 
 def _just_after(due_at: str) -> str:

@@ -64,7 +64,12 @@ def process_message(
         return NOT_DUE
     id_key = "payment_id" if message.group == "pending_payment" else "subscription_id"
     with correlation(community_id=message.community_id, **{id_key: message.subject_id}):
-        outcome = action(box, message.community_id, message.subject_id, moment)
+        if isinstance(action, SelfChecking) and message.snapshot is not None:
+            outcome = action.with_snapshot(
+                box, message.community_id, message.subject_id, moment, message.snapshot
+            )
+        else:
+            outcome = action(box, message.community_id, message.subject_id, moment)
         logger.info("scheduled_action", extra={"group": message.group, "outcome": outcome})
     return outcome
 

@@ -29,7 +29,7 @@ Raises Unavailable only for transient failures before anything was written (retr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.dynamodb.payments import PENDING_RECOVERY_DELAY
@@ -74,8 +74,21 @@ def _charge(
     return "succeeded" if result.succeeded else "failed"
 
 
-def renew(container: Container, community_id: str, subscription_id: str, now: datetime) -> str:
-    sub = container.subscriptions.find(community_id, subscription_id)
+def renew(
+    container: Container,
+    community_id: str,
+    subscription_id: str,
+    now: datetime,
+    snapshot: dict[str, Any] | None = None,
+) -> str:
+    """`snapshot` ({data, version}, as the sweep read it) saves the read: the charge's first
+    write is conditional on that version, so a stale copy ends as "not_due", never a charge."""
+    if snapshot is not None:
+        sub: Subscription | None = container.subscriptions.from_item(snapshot)
+        if sub is None or sub.community_id != community_id or sub.id != subscription_id:
+            sub = container.subscriptions.find(community_id, subscription_id)
+    else:
+        sub = container.subscriptions.find(community_id, subscription_id)
     if sub is None:
         return "missing"
     if not _due(sub, "renew", now):
@@ -87,6 +100,9 @@ def renew(container: Container, community_id: str, subscription_id: str, now: da
     except Conflict:
         return "not_due"  # someone else renewed or changed it first
     return {"succeeded": "renewed", "failed": "renewal_failed"}.get(outcome, outcome)
+
+
+renew.accepts_snapshot = True  # type: ignore[attr-defined]
 
 
 def process_failed_payment(

@@ -206,6 +206,25 @@ def test_sqs_redelivery_of_a_renewal_charges_nothing_new(life: Life) -> None:
     life.assert_ledger_equals_stripe(sub["id"])
 
 
+def test_a_renewal_message_carries_the_subscription_and_a_stale_copy_charges_nothing(
+    life: Life,
+) -> None:
+    sub = life.active_subscription(monthly_plan(life))
+    life.env.clock.advance_to(at(sub["current_period"]["end"]) + timedelta(minutes=1))
+    queued: list[DueMessage] = []
+    sweeps.sweep(life.box, ("renewal",), sink=queued.extend)
+    (message,) = queued
+    assert message.snapshot is not None and message.snapshot["version"] == sub["version"]
+    assert DueMessage.from_json(message.to_json()) == message
+
+    # The owner cancels after the sweep: the message's copy is now stale.
+    life.ok("post", f"/v1/subscriptions/{sub['id']}/cancel", {"at": "now"})
+    assert worker.process_message(life.box, message) == "not_due"
+    assert len(life.stripe_intents(sub["id"])) == 1  # the activation only
+    assert life.ok("get", f"/v1/subscriptions/{sub['id']}")["status"] == "cancelled"
+    life.assert_ledger_equals_stripe(sub["id"])
+
+
 def test_a_stale_message_for_another_group_changes_nothing(life: Life) -> None:
     sub = life.active_subscription(monthly_plan(life))
     life.ok("post", f"/v1/subscriptions/{sub['id']}/cancel", {"at": "period_end"})
