@@ -10,17 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 class RequestModel(BaseModel):
     """A JSON request body: unknown fields and type coercion are refused."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class QueryModel(BaseModel):
     """Query-string parameters: unknown ones are refused; strings are coerced to the field types."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ResponseModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ErrorDetail(ResponseModel):

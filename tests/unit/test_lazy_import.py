@@ -1,0 +1,24 @@
+"""Every Lambda imports app.py: it must not pay for what only some paths need."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Powertools imports the bare `botocore` package (<1 ms) for its user agent; botocore's client
+# machinery, like boto3 and stripe, must wait for the first path that calls AWS or Stripe.
+HEAVY = ("stripe", "boto3", "botocore.session", "botocore.client", "requests", "aiohttp", "moto")
+
+
+def test_importing_app_loads_no_sdk_and_creates_no_client() -> None:
+    probe = (
+        "import json, sys; import app; "
+        f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
