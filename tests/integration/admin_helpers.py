@@ -8,52 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from chalice.test import Client
-from moto import mock_aws
 
-from chalicelib import bootstrap
-from chalicelib.adapters.aws import reset_clients
-from chalicelib.adapters.clock import FixedClock
-from chalicelib.adapters.dynamodb.schema import ensure_table
-from chalicelib.adapters.queues import ensure_queues
-from chalicelib.config import Settings
-from tests.integration.conftest import PLATFORM_KEY, START, TABLE_NAME, Env
+from tests.integration.conftest import PLATFORM_KEY, TABLE_NAME, Env, moto_app_env
 
 
 @pytest.fixture(scope="module")
 def shared_env() -> Iterator[Env]:
     """One moto table + app per test module (tests stay apart by using their own community)."""
-    with pytest.MonkeyPatch.context() as patch, mock_aws():
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        reset_clients()
-        import boto3
-
-        ensure_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
-        queues = ensure_queues(boto3.client("sqs", region_name="us-east-1"), "test")
-        values = {
-            "BILLING_STAGE": "test",
-            "BILLING_TABLE_NAME": TABLE_NAME,
-            "BILLING_WORK_QUEUE_URL": queues["work_queue_url"],
-            "BILLING_PLATFORM_API_KEY": PLATFORM_KEY,
-            "STRIPE_SECRET_KEY": "sk_test_integration",
-            "STRIPE_WEBHOOK_SECRET": "whsec_integration",
-        }
-        for key, value in values.items():
-            patch.setenv(key, value)
-        # Nothing here may reach real Stripe: a closed local port fails fast.
-        patch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")
-        settings = Settings.from_env()
-        clock = FixedClock(START)
-        container = bootstrap.Container(settings, clock=clock)
-        bootstrap.override_container(container)
-        from app import app
-
-        try:
-            with Client(app) as client:
-                yield Env(client=client, container=container, clock=clock, settings=settings)
-        finally:
-            bootstrap.override_container(None)
-            reset_clients()
+    # Nothing here may reach real Stripe: a closed local port fails fast.
+    with moto_app_env("http://127.0.0.1:9") as env:
+        yield env
 
 
 @dataclass

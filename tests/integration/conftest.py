@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -72,3 +73,43 @@ def env(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     with Client(app) as client:
         yield Env(client=client, container=container, clock=clock, settings=settings)
     bootstrap.override_container(None)
+
+
+@contextmanager
+def moto_app_env(stripe_api_base: str, email_sender: str | None = None) -> Iterator[Env]:
+    """The app on a fresh in-process moto (table, queues, optional SES sender) with the chalice
+    test client and a FixedClock; for fixtures wider than one test (module scope)."""
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        reset_clients()
+        import boto3
+
+        ensure_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
+        queues = ensure_queues(boto3.client("sqs", region_name="us-east-1"), "test")
+        values = {
+            "BILLING_STAGE": "test",
+            "BILLING_TABLE_NAME": TABLE_NAME,
+            "BILLING_WORK_QUEUE_URL": queues["work_queue_url"],
+            "BILLING_PLATFORM_API_KEY": PLATFORM_KEY,
+            "STRIPE_SECRET_KEY": "sk_test_integration",
+            "STRIPE_WEBHOOK_SECRET": "whsec_integration",
+            "STRIPE_API_BASE": stripe_api_base,
+        }
+        if email_sender is not None:
+            ses = boto3.client("ses", region_name="us-east-1")
+            ses.verify_email_identity(EmailAddress=email_sender)
+            values["BILLING_EMAIL_SENDER"] = email_sender
+        for key, value in values.items():
+            patch.setenv(key, value)
+        settings = Settings.from_env()
+        clock = FixedClock(START)
+        container = bootstrap.Container(settings, clock=clock)
+        bootstrap.override_container(container)
+        from app import app
+
+        try:
+            with Client(app) as client:
+                yield Env(client=client, container=container, clock=clock, settings=settings)
+        finally:
+            bootstrap.override_container(None)
+            reset_clients()

@@ -14,16 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from chalice.test import Client
-from moto import mock_aws
 
 from chalicelib import bootstrap
-from chalicelib.adapters.aws import reset_clients
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.adapters.dynamodb.schema import ensure_table
-from chalicelib.adapters.queues import ensure_queues
-from chalicelib.config import Settings
-from tests.integration.conftest import PLATFORM_KEY, START, TABLE_NAME, Env
+from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
 from tests.support.localstripe import stripe_for
 
 SENDER = "billing@example.com"
@@ -31,38 +25,8 @@ SENDER = "billing@example.com"
 
 @pytest.fixture(scope="module")
 def billing_env(localstripe_url: str) -> Iterator[Env]:
-    with pytest.MonkeyPatch.context() as patch, mock_aws():
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        reset_clients()
-        import boto3
-
-        ensure_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
-        queues = ensure_queues(boto3.client("sqs", region_name="us-east-1"), "test")
-        boto3.client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=SENDER)
-        values = {
-            "BILLING_STAGE": "test",
-            "BILLING_TABLE_NAME": TABLE_NAME,
-            "BILLING_WORK_QUEUE_URL": queues["work_queue_url"],
-            "BILLING_PLATFORM_API_KEY": PLATFORM_KEY,
-            "BILLING_EMAIL_SENDER": SENDER,
-            "STRIPE_SECRET_KEY": "sk_test_integration",
-            "STRIPE_WEBHOOK_SECRET": "whsec_integration",
-            "STRIPE_API_BASE": localstripe_url,
-        }
-        for key, value in values.items():
-            patch.setenv(key, value)
-        settings = Settings.from_env()
-        clock = FixedClock(START)
-        container = bootstrap.Container(settings, clock=clock)
-        bootstrap.override_container(container)
-        from app import app
-
-        try:
-            with Client(app) as client:
-                yield Env(client=client, container=container, clock=clock, settings=settings)
-        finally:
-            bootstrap.override_container(None)
-            reset_clients()
+    with moto_app_env(localstripe_url, email_sender=SENDER) as env:
+        yield env
 
 
 @dataclass
