@@ -21,6 +21,7 @@ from chalicelib.jobs.local_runner import JOBS, drain_work_queue
 from chalicelib.jobs.messages import DueMessage
 from chalicelib.services import scheduled
 from tests.integration.conftest import PLATFORM_KEY, Env
+from tests.support.atomic_requests import AtomicRequests
 from tests.support.localstripe import localstripe_url, stripe_for
 from tests.support.stripe_cutoff import StripeCutoff, stripe_cutoff
 from tests.support.webhook_flow import call, community, ok
@@ -238,27 +239,6 @@ def test_a_stale_message_for_another_group_changes_nothing(life: Life) -> None:
     assert len(life.stripe_intents(sub["id"])) == 1
     assert worker.process_message(life.box, message) == "expired"
     assert life.ok("get", f"/v1/subscriptions/{sub['id']}")["status"] == "cancelled"
-
-
-class AtomicRequests:
-    """Makes in-process moto answer one request at a time, as DynamoDB is atomic per request.
-
-    moto's in-process backend is not thread-safe (a transaction deep-copies the table while
-    another thread writes it); the race that matters here is between whole requests, which
-    this keeps: conditional writes of two workers still interleave request by request.
-    """
-
-    def __init__(self, *clients: Any) -> None:
-        self._lock = threading.Lock()
-        for client in clients:
-            client.meta.events.register_first("before-send", self._acquire)
-            client.meta.events.register_first("before-parse", self._release)
-
-    def _acquire(self, **_: Any) -> None:
-        self._lock.acquire()
-
-    def _release(self, **_: Any) -> None:
-        self._lock.release()
 
 
 def test_two_sweeps_and_two_workers_at_once_renew_each_subscription_once(life: Life) -> None:

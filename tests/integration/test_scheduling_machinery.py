@@ -20,6 +20,7 @@ from chalicelib.jobs.messages import DueMessage
 from chalicelib.jobs.schedules import SWEEP_GROUPS
 from tests.integration.conftest import Env
 from tests.integration.scheduling_fakes import COMMUNITY, FakeBilling, sub_key
+from tests.support.atomic_requests import AtomicRequests
 
 
 @dataclass
@@ -93,6 +94,9 @@ def test_sweep_pages_through_a_shard(sched: Sched) -> None:
 
 
 def test_two_sweeps_running_at_once_renew_each_subscription_once(sched: Sched) -> None:
+    # DynamoDB applies each conditional write atomically; in-process moto does not across
+    # threads, so requests are serialized at the AWS boundary and the race stays between them.
+    AtomicRequests(sched.box.dynamodb, sched.box.sqs)
     now = sched.env.clock.now()
     ids = [f"sub_twice{i}" for i in range(30)]
     for sub_id in ids:
