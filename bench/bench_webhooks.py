@@ -23,10 +23,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,37 +84,6 @@ class Meter:
         calls.stripe.extend(self._stripe_seen[stripe_before:])
 
 
-@contextmanager
-def localstripe() -> Iterator[str]:
-    from infra.local.stack import free_port
-
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "localstripe"), "--port", str(port), "--from-scratch"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"{url}/v1/customers", headers={"Authorization": "Bearer sk_test_x"}
-                )
-                urllib.request.urlopen(request, timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("localstripe did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def run() -> dict[str, float | int | str]:
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing",
@@ -129,9 +95,10 @@ def run() -> dict[str, float | int | str]:
     os.environ.pop("AWS_ENDPOINT_URL", None)
     from moto import mock_aws
 
+    from infra.local.stack import standalone_localstripe
     from tests.support.stripe_cutoff import stripe_cutoff
 
-    with localstripe() as stripe_url, stripe_cutoff(stripe_url) as cutoff, mock_aws():
+    with standalone_localstripe() as stripe_url, stripe_cutoff(stripe_url) as cutoff, mock_aws():
         return _run(cutoff)
 
 

@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 SUBSCRIPTIONS = 60
@@ -35,26 +30,6 @@ START = datetime(2027, 1, 10, 9, 0, tzinfo=UTC)
 PLATFORM_KEY = "bench-platform-key"
 GOOD_CARD = "4242424242424242"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
-
-
-@contextmanager
-def localstripe() -> Iterator[str]:
-    from infra.local.stack import free_port, wait_for_http
-
-    port = free_port()
-    binary = Path(sys.executable).parent / "localstripe"
-    process = subprocess.Popen(
-        [str(binary), "--port", str(port), "--from-scratch"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/customers", 30, None)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 class CountingProxy:
@@ -114,7 +89,9 @@ def renewal_figures() -> dict[str, float | int | str]:
     os.environ.update({**fake_credentials, "AWS_DEFAULT_REGION": "us-east-1"})
     os.environ.pop("AWS_ENDPOINT_URL", None)
     os.environ["BILLING_PLATFORM_API_KEY"] = PLATFORM_KEY
-    with localstripe() as stripe_url, mock_aws():
+    from infra.local.stack import standalone_localstripe
+
+    with standalone_localstripe() as stripe_url, mock_aws():
         proxy = CountingProxy(stripe_url)
         try:
             return _measure(proxy)

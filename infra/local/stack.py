@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,28 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | N
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             time.sleep(0.2)
     raise StackError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def standalone_localstripe() -> Iterator[str]:
+    """A localstripe of its own on a free port (tests, benchmarks); yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN_DIR / "localstripe"), "--port", str(port), "--from-scratch"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/v1/customers", STARTUP_TIMEOUT_SECONDS, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 class LocalStack:

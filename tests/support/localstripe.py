@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.local.stack import free_port
+from infra.local.stack import standalone_localstripe
 
 BIN_DIR = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN_DIR / "localstripe"), "--port", str(port), "--from-scratch"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"{url}/v1/customers", headers={"Authorization": "Bearer sk_test_x"}
-                )
-                urllib.request.urlopen(request, timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("localstripe did not start") from None
-                time.sleep(0.1)
+    with standalone_localstripe() as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def stripe_for(url: str) -> Any:
