@@ -13,14 +13,31 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.config import SecretsProvider, Settings
 from chalicelib.services.ports import Clock
 
-if TYPE_CHECKING:  # issue 3's adapters, typed for callers; imported lazily at run time
+if TYPE_CHECKING:  # typed for callers; imported lazily at run time
+    from chalicelib.adapters.dynamodb.audit_events import AuditEventRepository
+    from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots
     from chalicelib.adapters.dynamodb.communities import CommunityRepository
     from chalicelib.adapters.dynamodb.cursors import CursorCodec
     from chalicelib.adapters.dynamodb.idempotency import IdempotencyStore
+    from chalicelib.adapters.dynamodb.payments import PaymentRepository
     from chalicelib.adapters.dynamodb.plans import PlanRepository
     from chalicelib.adapters.dynamodb.profiles import ProfileRepository
+    from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
+    from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
+    from chalicelib.adapters.email import SesMailer
     from chalicelib.adapters.stripe.customers import StripeCustomers
     from chalicelib.services.api_keys import ApiKeyService
+    from chalicelib.services.billing_history import BillingHistory
+    from chalicelib.services.cards import Cards
+    from chalicelib.services.charging import Charging
+    from chalicelib.services.members import MemberService
+    from chalicelib.services.payments import PaymentService
+    from chalicelib.services.ports import BillingReader, PaymentGateway, UnitOfWork
+    from chalicelib.services.reports import ReportService
+    from chalicelib.services.scheduled import ScheduledActions
+    from chalicelib.services.subscriptions import SubscriptionService
+    from chalicelib.services.views import SubscriptionViews
+    from chalicelib.services.webhooks import WebhookService
 
 
 class Container:
@@ -101,22 +118,36 @@ class Container:
 
         return StripeCustomers(self.settings, self.secrets)
 
-    # --- issue 5: Stripe webhooks ---
+    # --- Stripe webhooks ---
     @cached_property
-    def webhook_events(self) -> Any:
+    def webhook_events(self) -> WebhookEventRepository:
         from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
 
         return WebhookEventRepository(self.dynamodb, self.settings.table_name, self.cursors)
 
     @cached_property
-    def webhooks(self) -> Any:
-        from chalicelib.services.webhook_handlers import build_webhook_service
+    def webhooks(self) -> WebhookService:
+        from chalicelib.services.webhook_handlers import WebhookHandlers
+        from chalicelib.services.webhooks import WebhookService
 
-        return build_webhook_service(self)
+        handlers = WebhookHandlers(
+            self.unit_of_work,
+            self.payment_service,
+            self.communities,
+            self.stripe_customers,
+            self.clock,
+        )
+        return WebhookService(
+            store=self.webhook_events,
+            uow=self.unit_of_work,
+            handlers=handlers.registry(),
+            clock=self.clock,
+            secrets=lambda: self.secrets.get().webhook_secrets,
+        )
 
-    # --- issue 4: subscriptions and payments ---
+    # --- subscriptions and payments: repositories and the unit of work ---
     @cached_property
-    def payments(self) -> Any:
+    def payments(self) -> PaymentRepository:
         from chalicelib.adapters.dynamodb.payments import PaymentRepository
 
         return PaymentRepository(
@@ -124,7 +155,7 @@ class Container:
         )
 
     @cached_property
-    def subscriptions(self) -> Any:
+    def subscriptions(self) -> SubscriptionRepository:
         from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
 
         return SubscriptionRepository(
@@ -132,22 +163,118 @@ class Container:
         )
 
     @cached_property
-    def audit_events(self) -> Any:
+    def audit_events(self) -> AuditEventRepository:
         from chalicelib.adapters.dynamodb.audit_events import AuditEventRepository
 
         return AuditEventRepository(self.dynamodb, self.settings.table_name, self.cursors)
 
     @cached_property
-    def payment_gateway(self) -> Any:
+    def card_snapshots(self) -> CardSnapshots:
+        from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots
+
+        return CardSnapshots(self.dynamodb, self.settings.table_name)
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work (the UnitOfWorkFactory the services take)."""
+        from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
+
+        return DynamoUnitOfWork(
+            self.dynamodb,
+            self.subscriptions,
+            self.payments,
+            self.card_snapshots,
+            self.webhook_events,
+            self.clock.now(),
+        )
+
+    @cached_property
+    def billing_reader(self) -> BillingReader:
+        from chalicelib.adapters.dynamodb.billing_context import DynamoBillingReader
+
+        return DynamoBillingReader(self.dynamodb, self.settings.table_name)
+
+    @cached_property
+    def payment_gateway(self) -> PaymentGateway:
         from chalicelib.adapters.stripe.payments import StripePaymentGateway
 
         return StripePaymentGateway(self.settings, self.secrets)
 
     @cached_property
-    def mailer(self) -> Any:
+    def mailer(self) -> SesMailer:
         from chalicelib.adapters.email import SesMailer
 
         return SesMailer(self.settings)
+
+    # --- services ---
+    @cached_property
+    def cards(self) -> Cards:
+        from chalicelib.services.cards import Cards
+
+        return Cards(self.profiles, self.communities, self.stripe_customers, self.card_snapshots)
+
+    @cached_property
+    def charging(self) -> Charging:
+        from chalicelib.services.charging import Charging
+
+        return Charging(self.unit_of_work, self.payment_gateway, self.billing_reader, self.clock)
+
+    @cached_property
+    def subscription_service(self) -> SubscriptionService:
+        from chalicelib.services.subscriptions import SubscriptionService
+
+        return SubscriptionService(
+            self.unit_of_work,
+            self.charging,
+            self.cards,
+            self.plans,
+            self.profiles,
+            self.communities,
+            self.subscriptions,
+            self.audit_events,
+            self.clock,
+        )
+
+    @cached_property
+    def member_service(self) -> MemberService:
+        from chalicelib.services.members import MemberService
+
+        return MemberService(self.subscription_service, self.mailer)
+
+    @cached_property
+    def payment_service(self) -> PaymentService:
+        from chalicelib.services.payments import PaymentService
+
+        return PaymentService(
+            self.unit_of_work, self.charging, self.payment_gateway, self.payments, self.clock
+        )
+
+    @cached_property
+    def scheduled(self) -> ScheduledActions:
+        from chalicelib.services.scheduled import ScheduledActions
+
+        return ScheduledActions(self.unit_of_work, self.charging, self.payment_gateway)
+
+    @cached_property
+    def subscription_views(self) -> SubscriptionViews:
+        from chalicelib.services.views import SubscriptionViews
+
+        return SubscriptionViews(self.profiles, self.cards)
+
+    @cached_property
+    def reports(self) -> ReportService:
+        from chalicelib.services.reports import ReportService
+
+        return ReportService(
+            self.communities, self.subscriptions, self.payments, self.profiles, self.clock
+        )
+
+    @cached_property
+    def billing_history(self) -> BillingHistory:
+        from chalicelib.services.billing_history import BillingHistory
+
+        return BillingHistory(
+            self.profiles, self.subscriptions, self.payments, self.subscription_views
+        )
 
     @cached_property
     def scheduled_actions(self) -> Any:

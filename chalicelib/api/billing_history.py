@@ -21,6 +21,7 @@ blueprint = Blueprint(__name__)
     tag="profiles",
 )
 def billing_history(ctx: RequestContext, profile_id: str) -> BillingHistory:
-    from chalicelib.services.billing_history import billing_history as history
 
-    return BillingHistory.model_validate(history(ctx.container, ctx.community_id, profile_id))
+    return BillingHistory.model_validate(
+        ctx.container.billing_history.of_profile(ctx.community_id, profile_id)
+    )

@@ -24,10 +24,9 @@ TAG = "payments"
     tag=TAG,
 )
 def list_payments(ctx: RequestContext, query: PaymentListQuery) -> ListResponse[Payment]:
-    from chalicelib.services import payments
+    from chalicelib.services.views import payment_view
 
-    found, has_more, cursor = payments.list_payments(
-        ctx.container,
+    found, has_more, cursor = ctx.container.payment_service.list_payments(
         ctx.community_id,
         limit=query.limit,
         cursor=query.starting_after,
@@ -37,7 +36,7 @@ def list_payments(ctx: RequestContext, query: PaymentListQuery) -> ListResponse[
         kind=query.kind,
     )
     return ListResponse[Payment](
-        data=[Payment.model_validate(payments.view(p)) for p in found],
+        data=[Payment.model_validate(payment_view(p)) for p in found],
         has_more=has_more,
         next_cursor=cursor,
     )
@@ -54,11 +53,10 @@ def list_payments(ctx: RequestContext, query: PaymentListQuery) -> ListResponse[
     tag=TAG,
 )
 def get_payment(ctx: RequestContext, payment_id: str) -> Payment:
-    from chalicelib.services import payments
+    from chalicelib.services.views import payment_view
 
-    return Payment.model_validate(
-        payments.view(payments.get(ctx.container, ctx.community_id, payment_id))
-    )
+    payment = ctx.container.payment_service.get(ctx.community_id, payment_id)
+    return Payment.model_validate(payment_view(payment))
 
 
 @route(
@@ -74,8 +72,8 @@ def get_payment(ctx: RequestContext, payment_id: str) -> Payment:
     tag=TAG,
 )
 def create_refund(ctx: RequestContext, payment_id: str, body: CreateRefund) -> RefundOut:
-    from chalicelib.adapters.dynamodb.payments import refund_view
-    from chalicelib.services import payments
+    from chalicelib.services.views import refund_view
 
-    refund = payments.refund(ctx.container, ctx.community_id, payment_id, body.amount, body.reason)
+    payments = ctx.container.payment_service
+    refund = payments.refund(ctx.community_id, payment_id, body.amount, body.reason)
     return RefundOut.model_validate(refund_view(refund))

@@ -20,6 +20,4 @@ blueprint = Blueprint(__name__)
     tag="reports",
 )
 def report_summary(ctx: RequestContext) -> ReportSummary:
-    from chalicelib.services import reports
-
-    return ReportSummary.model_validate(reports.summary(ctx.container, ctx.community_id))
+    return ReportSummary.model_validate(ctx.container.reports.summary(ctx.community_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint
 
@@ -25,19 +25,20 @@ from chalicelib.api.billing_models import (
 from chalicelib.api.models import ListQuery, ListResponse
 from chalicelib.api.routing import ApiResponse, Auth, RequestContext, route
 
+if TYPE_CHECKING:
+    from chalicelib.services.subscriptions import SubscriptionService
+
 blueprint = Blueprint(__name__)
 TAG = "subscriptions"
 PAYMENT_ERRORS = (400, 402, 404, 409, 503)
 
 
-def _service() -> Any:
-    from chalicelib.services import subscriptions
-
-    return subscriptions
+def _service(ctx: RequestContext) -> SubscriptionService:
+    return ctx.container.subscription_service
 
 
 def _out(ctx: RequestContext, sub: Any) -> Subscription:
-    return Subscription.model_validate(_service().view(ctx.container, sub))
+    return Subscription.model_validate(ctx.container.subscription_views.view(sub))
 
 
 @route(
@@ -53,8 +54,7 @@ def _out(ctx: RequestContext, sub: Any) -> Subscription:
     tag=TAG,
 )
 def create_subscription(ctx: RequestContext, body: CreateSubscription) -> Subscription:
-    sub = _service().create(
-        ctx.container,
+    sub = _service(ctx).create(
         ctx.community_id,
         plan_id=body.plan_id,
         owner_id=body.owner_id,
@@ -80,8 +80,7 @@ def create_subscription(ctx: RequestContext, body: CreateSubscription) -> Subscr
 def list_subscriptions(
     ctx: RequestContext, query: SubscriptionListQuery
 ) -> ListResponse[Subscription]:
-    subs, has_more, cursor = _service().list_subscriptions(
-        ctx.container,
+    subs, has_more, cursor = _service(ctx).list_subscriptions(
         ctx.community_id,
         limit=query.limit,
         cursor=query.starting_after,
@@ -90,14 +89,11 @@ def list_subscriptions(
         owner_id=query.owner_id,
         member_id=query.member_id,
     )
-    from chalicelib.services.views import ProfileCache, subscription_view
-
-    cache = ProfileCache(ctx.container, ctx.community_id)
+    views = ctx.container.subscription_views
+    cache = views.cache(ctx.community_id)
     cache.prefetch([pid for sub in subs for pid in (sub.owner_id, *sub.member_ids)])
     return ListResponse[Subscription](
-        data=[
-            Subscription.model_validate(subscription_view(ctx.container, s, cache)) for s in subs
-        ],
+        data=[Subscription.model_validate(views.view(s, cache)) for s in subs],
         has_more=has_more,
         next_cursor=cursor,
     )
@@ -114,7 +110,7 @@ def list_subscriptions(
     tag=TAG,
 )
 def get_subscription(ctx: RequestContext, subscription_id: str) -> Subscription:
-    return _out(ctx, _service().get(ctx.container, ctx.community_id, subscription_id))
+    return _out(ctx, _service(ctx).get(ctx.community_id, subscription_id))
 
 
 @route(
@@ -132,7 +128,7 @@ def update_subscription(
     ctx: RequestContext, subscription_id: str, body: UpdateSubscription
 ) -> Subscription:
     given = {name: getattr(body, name) for name in body.model_fields_set}
-    sub = _service().update(ctx.container, ctx.community_id, subscription_id, given)
+    sub = _service(ctx).update(ctx.community_id, subscription_id, given)
     return _out(ctx, sub)
 
 
@@ -147,7 +143,7 @@ def update_subscription(
     tag=TAG,
 )
 def delete_subscription(ctx: RequestContext, subscription_id: str) -> ApiResponse:
-    _service().delete(ctx.container, ctx.community_id, subscription_id)
+    _service(ctx).delete(ctx.community_id, subscription_id)
     return ApiResponse(None, status=204)
 
 
@@ -163,7 +159,7 @@ def delete_subscription(ctx: RequestContext, subscription_id: str) -> ApiRespons
     tag=TAG,
 )
 def preview_subscription(ctx: RequestContext, subscription_id: str, query: PreviewQuery) -> Preview:
-    data = _service().preview(ctx.container, ctx.community_id, subscription_id, query.action)
+    data = _service(ctx).preview(ctx.community_id, subscription_id, query.action)
     return Preview.model_validate(data)
 
 
@@ -181,9 +177,7 @@ def preview_subscription(ctx: RequestContext, subscription_id: str, query: Previ
 def activate_subscription(
     ctx: RequestContext, subscription_id: str, body: Activate
 ) -> Subscription:
-    result = _service().activate(
-        ctx.container, ctx.community_id, subscription_id, body.payment_method_id
-    )
+    result = _service(ctx).activate(ctx.community_id, subscription_id, body.payment_method_id)
     return _out(ctx, result.subscription)
 
 
@@ -199,7 +193,7 @@ def activate_subscription(
     tag=TAG,
 )
 def cancel_subscription(ctx: RequestContext, subscription_id: str, body: Cancel) -> Subscription:
-    sub = _service().cancel(ctx.container, ctx.community_id, subscription_id, body.at)
+    sub = _service(ctx).cancel(ctx.community_id, subscription_id, body.at)
     return _out(ctx, sub)
 
 
@@ -214,7 +208,7 @@ def cancel_subscription(ctx: RequestContext, subscription_id: str, body: Cancel)
     tag=TAG,
 )
 def resume_subscription(ctx: RequestContext, subscription_id: str) -> Subscription:
-    return _out(ctx, _service().resume(ctx.container, ctx.community_id, subscription_id))
+    return _out(ctx, _service(ctx).resume(ctx.community_id, subscription_id))
 
 
 @route(
@@ -231,8 +225,7 @@ def resume_subscription(ctx: RequestContext, subscription_id: str) -> Subscripti
 def reactivate_subscription(
     ctx: RequestContext, subscription_id: str, body: Reactivate
 ) -> Subscription:
-    result = _service().reactivate(
-        ctx.container,
+    result = _service(ctx).reactivate(
         ctx.community_id,
         subscription_id,
         payment_method_id=body.payment_method_id,
@@ -255,8 +248,8 @@ def reactivate_subscription(
     tag=TAG,
 )
 def change_plan(ctx: RequestContext, subscription_id: str, body: ChangePlan) -> Subscription:
-    result = _service().change_plan(
-        ctx.container, ctx.community_id, subscription_id, body.plan_id, body.effective
+    result = _service(ctx).change_plan(
+        ctx.community_id, subscription_id, body.plan_id, body.effective
     )
     return _out(ctx, result.subscription)
 
@@ -274,11 +267,9 @@ def change_plan(ctx: RequestContext, subscription_id: str, body: ChangePlan) -> 
 )
 def add_members(ctx: RequestContext, subscription_id: str, body: AddMembers) -> MembersAdded:
     from chalicelib.domain.members import MemberAddition
-    from chalicelib.services import members
     from chalicelib.services.views import payment_view
 
-    added = members.add(
-        ctx.container,
+    added = ctx.container.member_service.add(
         ctx.community_id,
         subscription_id,
         [MemberAddition(m.profile_id, m.activation_fee) for m in body.members],
@@ -287,7 +278,7 @@ def add_members(ctx: RequestContext, subscription_id: str, body: AddMembers) -> 
     )
     return MembersAdded.model_validate(
         {
-            "subscription": _service().view(ctx.container, added.subscription),
+            "subscription": ctx.container.subscription_views.view(added.subscription),
             "payment": payment_view(added.payment) if added.payment else None,
             "emails_sent": added.emails_sent,
             "emails_skipped": added.emails_skipped,
@@ -309,9 +300,8 @@ def add_members(ctx: RequestContext, subscription_id: str, body: AddMembers) -> 
 def remove_member(
     ctx: RequestContext, subscription_id: str, profile_id: str, query: RemoveMemberQuery
 ) -> Subscription:
-    from chalicelib.services import members
-
-    sub = members.remove(ctx.container, ctx.community_id, subscription_id, profile_id, query.at)
+    members = ctx.container.member_service
+    sub = members.remove(ctx.community_id, subscription_id, profile_id, query.at)
     return _out(ctx, sub)
 
 
@@ -326,9 +316,8 @@ def remove_member(
     tag=TAG,
 )
 def restore_member(ctx: RequestContext, subscription_id: str, profile_id: str) -> Subscription:
-    from chalicelib.services import members
-
-    return _out(ctx, members.restore(ctx.container, ctx.community_id, subscription_id, profile_id))
+    members = ctx.container.member_service
+    return _out(ctx, members.restore(ctx.community_id, subscription_id, profile_id))
 
 
 @route(
@@ -345,8 +334,8 @@ def restore_member(ctx: RequestContext, subscription_id: str, profile_id: str) -
 def subscription_events(
     ctx: RequestContext, subscription_id: str, query: ListQuery
 ) -> ListResponse[AuditEventOut]:
-    page = _service().events(
-        ctx.container, ctx.community_id, subscription_id, query.limit, query.starting_after
+    page = _service(ctx).events(
+        ctx.community_id, subscription_id, query.limit, query.starting_after
     )
     return ListResponse[AuditEventOut](
         data=[AuditEventOut.model_validate(e) for e in page.items],

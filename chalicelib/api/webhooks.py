@@ -66,9 +66,10 @@ class WebhookEventQuery(ListQuery):
 )
 def receive_stripe_event(ctx: RequestContext) -> WebhookReceipt:
     headers: Any = ctx.request.headers or {}
-    delivery = ctx.container.webhooks.receive(
-        ctx.request.raw_body or b"", headers.get(SIGNATURE_HEADER)
-    )
+    raw_body = ctx.request.raw_body or b""
+    if isinstance(raw_body, str):
+        raw_body = raw_body.encode()
+    delivery = ctx.container.webhooks.receive(raw_body, headers.get(SIGNATURE_HEADER))
     return WebhookReceipt(received=True, id=delivery.event_id, result=delivery.status)
 
 

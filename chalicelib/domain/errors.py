@@ -71,3 +71,11 @@ class Unavailable(DomainError):
     """A dependency (Stripe, DynamoDB) failed transiently; safe to retry."""
 
     error_type = "unavailable"
+
+
+class DuplicateEvent(Exception):
+    """The record of an inbound event says it was already applied: nothing was changed."""
+
+    def __init__(self, event_id: str = "") -> None:
+        super().__init__(event_id)
+        self.event_id = event_id

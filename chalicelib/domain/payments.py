@@ -21,7 +21,7 @@ amount -credit_applied is present iff credit_applied > 0; total == subtotal - cr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from chalicelib.domain.errors import Conflict, InvalidRequest
@@ -53,6 +53,10 @@ PAYMENT_STATUSES: tuple[PaymentStatus, ...] = (
 )
 LineKind = Literal["plan", "activation_fee", "proration", "credit"]
 DisputeStatus = Literal["open", "won", "lost"]
+
+# A pending payment older than this with no news is resolved from what Stripe did (the
+# recovery pass): Stripe's search may not show an intent made moments before.
+PENDING_RECOVERY_DELAY = timedelta(minutes=5)
 
 # Statuses in which money was taken (refunds and disputes apply to these).
 _COLLECTED: tuple[PaymentStatus, ...] = ("succeeded", "partially_refunded", "refunded", "disputed")
@@ -147,6 +151,8 @@ class Payment:
     updated_at: datetime
     status_before_dispute: PaymentStatus | None = None
     dispute_status: DisputeStatus | None = None
+    # The optimistic lock: the revision this payment was read at (0 before it is stored).
+    revision: int = 0
 
     def __post_init__(self) -> None:
         check_payment_invariants(self)

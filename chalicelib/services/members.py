@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from chalicelib.adapters.email import Email
 from chalicelib.domain.charges import ChargePlan
@@ -21,11 +21,11 @@ from chalicelib.domain.payments import Payment
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
-from chalicelib.services import subscriptions as subscription_service
-from chalicelib.services.charging import ChargeResult
+from chalicelib.services.subscriptions import SubscriptionService
 
-if TYPE_CHECKING:
-    from chalicelib.bootstrap import Container
+
+class Mailer(Protocol):
+    def send(self, email: Email) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -36,84 +36,77 @@ class MembersAdded:
     emails_skipped: list[str] = field(default_factory=list)
 
 
-def add(
-    container: Container,
-    community_id: str,
-    subscription_id: str,
-    additions: Sequence[MemberAddition],
-    *,
-    send_welcome_email: bool,
-    send_receipt_email: bool,
-) -> MembersAdded:
-    profiles: list[Profile] = []
-    for index, addition in enumerate(additions):
-        profiles.append(
-            subscription_service._profile(
-                container, community_id, addition.profile_id, f"members[{index}].profile_id"
+class MemberService:
+    def __init__(self, subscriptions: SubscriptionService, mailer: Mailer) -> None:
+        self._subscriptions = subscriptions
+        self._mailer = mailer
+
+    def add(
+        self,
+        community_id: str,
+        subscription_id: str,
+        additions: Sequence[MemberAddition],
+        *,
+        send_welcome_email: bool,
+        send_receipt_email: bool,
+    ) -> MembersAdded:
+        service = self._subscriptions
+        profiles: list[Profile] = [
+            service.profile(community_id, addition.profile_id, f"members[{index}].profile_id")
+            for index, addition in enumerate(additions)
+        ]
+
+        def planner(sub: Subscription, now: datetime) -> ChargePlan:
+            return sub.plan_add_members(
+                list(additions),
+                now,
+                owner_credit=service.owner_credit(community_id, sub.owner_id),
             )
+
+        result = service.charged_change(community_id, subscription_id, planner)
+        sent: list[str] = []
+        skipped: list[str] = []
+        if send_welcome_email or send_receipt_email:
+            skipped = [p.id for p in profiles if not p.is_customer or not p.email]
+        if send_welcome_email:
+            for profile in profiles:
+                if (
+                    profile.is_customer
+                    and profile.email
+                    and self._mail(profile.email, *_welcome(profile, result.subscription))
+                ):
+                    sent.append(profile.id)
+        if send_receipt_email and result.payment is not None:
+            payment = result.payment
+            email = payment.billed_to.email
+            billed = payment.billed_to.profile_id
+            if email and self._mail(email, *_receipt(payment)) and billed not in sent:
+                sent.append(billed)
+        return MembersAdded(result.subscription, result.payment, sent, skipped)
+
+    def remove(
+        self, community_id: str, subscription_id: str, profile_id: str, at: str
+    ) -> Subscription:
+        return self._subscriptions.transition(
+            community_id,
+            subscription_id,
+            lambda sub, now: sub.remove_member(profile_id, at, now),  # type: ignore[arg-type]
         )
 
-    def planner(sub: Subscription, now: datetime) -> ChargePlan:
-        return sub.plan_add_members(
-            list(additions),
-            now,
-            owner_credit=subscription_service.owner_credit(container, community_id, sub.owner_id),
+    def restore(self, community_id: str, subscription_id: str, profile_id: str) -> Subscription:
+        return self._subscriptions.transition(
+            community_id,
+            subscription_id,
+            lambda sub, now: sub.restore_member(profile_id, now),
         )
 
-    result: ChargeResult = subscription_service.charged_change(
-        container, community_id, subscription_id, planner
-    )
-    subscription_service.fail_if_declined(container, result)
-    sent: list[str] = []
-    skipped: list[str] = []
-    if send_welcome_email or send_receipt_email:
-        skipped = [p.id for p in profiles if not p.is_customer or not p.email]
-    if send_welcome_email:
-        for profile in profiles:
-            if (
-                profile.is_customer
-                and profile.email
-                and _mail(container, profile.email, *_welcome(profile, result.subscription))
-            ):
-                sent.append(profile.id)
-    if send_receipt_email and result.payment is not None:
-        payment = result.payment
-        email = payment.billed_to.email
-        billed = payment.billed_to.profile_id
-        if email and _mail(container, email, *_receipt(payment)) and billed not in sent:
-            sent.append(billed)
-    return MembersAdded(result.subscription, result.payment, sent, skipped)
-
-
-def remove(
-    container: Container, community_id: str, subscription_id: str, profile_id: str, at: str
-) -> Subscription:
-    return subscription_service.transition(
-        container,
-        community_id,
-        subscription_id,
-        lambda sub, now: sub.remove_member(profile_id, at, now),  # type: ignore[arg-type]
-    )
-
-
-def restore(
-    container: Container, community_id: str, subscription_id: str, profile_id: str
-) -> Subscription:
-    return subscription_service.transition(
-        container,
-        community_id,
-        subscription_id,
-        lambda sub, now: sub.restore_member(profile_id, now),
-    )
-
-
-def _mail(container: Container, to: str, subject: str, body: str) -> bool:
-    try:
-        container.mailer.send(Email(to=to, subject=subject, body=body))
-    except Exception:
-        logger.exception("email_failed", extra={"subject": subject})
-        return False
-    return True
+    def _mail(self, to: str, subject: str, body: str) -> bool:
+        try:
+            self._mailer.send(Email(to=to, subject=subject, body=body))
+        except Exception:
+            logger.exception("email_failed", extra={"subject": subject})
+            return False
+        return True
 
 
 def _welcome(profile: Profile, sub: Subscription) -> tuple[str, str]:

@@ -1,9 +1,40 @@
-"""Ports: what the service layer needs from the outside world."""
+"""Ports: what the service layer needs from the outside world, as typed Protocols.
+
+Adapters implement them structurally (they never import this module); `bootstrap.Container`
+wires concrete adapters, and the tests wire in-memory fakes (tests/support/fakes.py).
+
+The unit of work is the one way to write (DESIGN.md section 4): a use case reads through its
+repositories, lets the domain decide, registers what changed, and commits ONCE. The adapter
+turns the registered changes into one DynamoDB TransactWriteItems; the service never sees a
+request shape.
+
+    with self._uow() as uow:
+        sub = uow.subscriptions.get(community_id, subscription_id)
+        outcome = sub.cancel("now", now)
+        stage_change(uow, sub, outcome)
+        uow.commit()
+
+`commit()` raises `ConcurrentChange` when a version/revision read has moved on (or DynamoDB
+reports a transaction conflict): the caller reads again and re-decides (`retrying`).
+`DuplicateEvent` when the webhook-event record registered first says the event is done.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chalicelib.domain.errors import DuplicateEvent
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.dynamodb.billing_context import BillingContext
+    from chalicelib.adapters.stripe.payments import ChargeRequest, IntentOutcome, RefundResult
+    from chalicelib.domain.events import AuditEvent
+    from chalicelib.domain.payments import Payment, Refund
+    from chalicelib.domain.subscriptions import Subscription
+    from chalicelib.domain.webhook_events import WebhookEvent
 
 
 class Clock(Protocol):
@@ -16,3 +47,145 @@ class AdjustableClock(Clock, Protocol):
     def advance_to(self, target: datetime) -> datetime:
         """Move the clock forward to `target` (never back); return the new now."""
         ...
+
+
+# --- repositories of the unit of work --------------------------------------------------------
+class Subscriptions(Protocol):
+    def find(self, community_id: str, subscription_id: str) -> Subscription | None: ...
+    def get(self, community_id: str, subscription_id: str) -> Subscription: ...
+    def adopt(self, sub: Subscription) -> Subscription:
+        """Take a subscription read elsewhere (a sweep's snapshot, a committed earlier step)
+        as the state this unit of work changes."""
+        ...
+
+    def add(self, sub: Subscription) -> None: ...
+    def save(self, sub: Subscription, expected_version: int) -> None:
+        """Replace the subscription at `expected_version` with `sub` (written as version
+        expected_version + 1); its profile links follow."""
+        ...
+
+    def delete(self, sub: Subscription) -> None: ...
+
+
+class Payments(Protocol):
+    def find(self, community_id: str, payment_id: str) -> Payment | None: ...
+    def get(self, community_id: str, payment_id: str) -> Payment: ...
+    def find_by_payment_intent(
+        self, payment_intent_id: str, community_id: str | None = None
+    ) -> Payment | None: ...
+    def with_subscription(
+        self, community_id: str, payment_id: str, subscription_id: str
+    ) -> tuple[Payment, Subscription] | None:
+        """Both in one read (the webhook fast path); the subscription is adopted."""
+        ...
+
+    def add(self, payment: Payment) -> None: ...
+    def save(self, payment: Payment) -> None:
+        """Replace the payment read at `payment.revision` (written as revision + 1)."""
+        ...
+
+    def add_refund(self, community_id: str, refund: Refund) -> None: ...
+    def save_refund(self, community_id: str, refund: Refund) -> None: ...
+    def refunds(self, community_id: str, payment_id: str) -> list[Refund]: ...
+
+
+class ChargeKeys(Protocol):
+    def claim(
+        self, sub: Subscription, charge_key: str, payment_id: str, status: str = "pending"
+    ) -> None:
+        """At most one live charge per (subscription, period, kind): the commit fails with
+        ConcurrentChange when another pending or successful charge holds the key."""
+        ...
+
+    def resolve(self, sub: Subscription, charge_key: str, payment_id: str, status: str) -> None: ...
+
+
+class AuditTrail(Protocol):
+    def record(self, sub: Subscription, event: AuditEvent, *, changes_state: bool) -> None:
+        """`sub` as written: a state change records at its new version; a side event
+        (refund, dispute, late payment news) at the current one."""
+        ...
+
+
+class CreditLedger(Protocol):
+    def change(self, community_id: str, profile_id: str, delta: int) -> None:
+        """Add `delta` to a profile's credit (spending fails the commit if it would go
+        negative)."""
+        ...
+
+
+class CardSnapshots(Protocol):
+    def find(self, community_id: str, payment_method_id: str) -> Mapping[str, Any] | None: ...
+    def update_from_event(
+        self,
+        community_id: str,
+        payment_method_id: str,
+        changes: Mapping[str, Any],
+        event_created: int,
+    ) -> None:
+        """Apply card news unless a later event was applied already."""
+        ...
+
+
+class CommunityFlags(Protocol):
+    def mark_deauthorized(self, community_id: str, account: str, at: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def subscriptions(self) -> Subscriptions: ...
+    @property
+    def payments(self) -> Payments: ...
+    @property
+    def charge_keys(self) -> ChargeKeys: ...
+    @property
+    def audit(self) -> AuditTrail: ...
+    @property
+    def credit(self) -> CreditLedger: ...
+    @property
+    def cards(self) -> CardSnapshots: ...
+    @property
+    def communities(self) -> CommunityFlags: ...
+    @property
+    def committed(self) -> bool: ...
+
+    def record_webhook_event(self, event: WebhookEvent) -> None:
+        """Write the event's record first in this commit (applied at most once)."""
+        ...
+
+    def commit(self) -> None: ...
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+__all__ = ["DuplicateEvent"]
+
+
+# --- reads and gateways ------------------------------------------------------------------------
+class BillingReader(Protocol):
+    def billing_context(
+        self, community_id: str, profile_id: str, payment_method_id: str | None
+    ) -> BillingContext: ...
+
+
+class PaymentGateway(Protocol):
+    def charge(self, request: ChargeRequest) -> IntentOutcome: ...
+    def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]: ...
+    def find_intents_by_metadata(
+        self, key: str, value: str, stripe_account_id: str | None
+    ) -> list[dict[str, Any]]: ...
+    def refund(
+        self,
+        payment_intent_id: str,
+        amount: int,
+        stripe_account_id: str | None,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> RefundResult: ...

@@ -1,82 +1,71 @@
 """Subscription use cases behind API.md's Subscriptions section.
 
-Every change loads the subscription, asks the domain for the new state (or a charge plan),
-and commits state + audit event + link items (+ payment, charge key, credit) in one
-transaction conditional on the version read. A command that loses a race re-reads and
-re-applies itself (up to `ATTEMPTS` times), so concurrent changes never lose an update;
-charges go through `charging.charge` (DESIGN.md section 6).
+Every change reads the subscription in a unit of work, asks the domain for the new state (or a
+charge plan), and commits state + audit event (+ payment, charge key, credit) once,
+conditional on the version read. A command that loses a race re-reads and re-applies itself
+(`retrying`), so concurrent changes never lose an update; charges go through `Charging`
+(DESIGN.md section 6).
 """
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol
 
 from chalicelib.domain.charges import ChargePlan
-from chalicelib.domain.errors import ConcurrentChange, InvalidRequest, NotFound, PaymentFailed
+from chalicelib.domain.communities import Community
+from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound, PaymentFailed
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.money import application_fee
 from chalicelib.domain.plans import BillingCycle, Plan
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Outcome, Subscription, SubscriptionUpdate
-from chalicelib.services.cards import require_card
-from chalicelib.services.charging import (
-    ChargeResult,
-    apply_change,
-    audit_event_entry,
-    charge,
-)
-from chalicelib.services.links import link_entries
-from chalicelib.services.views import payment_view, subscription_view
-
-if TYPE_CHECKING:
-    from chalicelib.bootstrap import Container
-
-ATTEMPTS = 10
-BACKOFF_SECONDS = 0.01
-T = TypeVar("T")
+from chalicelib.services.cards import Cards
+from chalicelib.services.charging import ChargeResult, Charging, stage_change, written
+from chalicelib.services.ports import Clock, UnitOfWorkFactory
+from chalicelib.services.retrying import retrying
 
 
-def with_retries(action: Callable[[], T]) -> T:
-    """Run a read-decide-write action again when its conditional write lost a race (with a
-    short jittered pause, so a crowd of writers spreads out instead of colliding again)."""
-    for attempt in range(ATTEMPTS):
-        try:
-            return action()
-        except ConcurrentChange:
-            if attempt == ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, BACKOFF_SECONDS * (attempt + 1)))
-    raise AssertionError("unreachable")
+class PlanFinder(Protocol):
+    def find(self, community_id: str, plan_id: str) -> Plan | None: ...
 
 
-def _profile(container: Container, community_id: str, profile_id: str, field: str) -> Profile:
-    profile = container.profiles.find(community_id, profile_id)
-    if profile is None:
-        raise InvalidRequest.for_field(field, f"Profile {profile_id} not found.")
-    return profile
+class ProfileReader(Protocol):
+    def find(self, community_id: str, profile_id: str) -> Profile | None: ...
+    def get(self, community_id: str, profile_id: str) -> Profile: ...
 
 
-def _plan(container: Container, community_id: str, plan_id: str) -> Plan:
-    plan: Plan | None = container.plans.find(community_id, plan_id)
-    if plan is None:
-        raise InvalidRequest.for_field("plan_id", f"Plan {plan_id} not found.")
-    return plan
+class CommunityReader(Protocol):
+    def get(self, community_id: str) -> Community: ...
 
 
-def _members_exist(container: Container, community_id: str, ids: Sequence[str], field: str) -> None:
-    for index, profile_id in enumerate(ids):
-        _profile(container, community_id, profile_id, f"{field}[{index}]")
+class SubscriptionListing(Protocol):
+    def find(self, community_id: str, subscription_id: str) -> Subscription | None: ...
+    def get(self, community_id: str, subscription_id: str) -> Subscription: ...
+    def list(
+        self,
+        community_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: str | None = None,
+        plan_id: str | None = None,
+        owner_id: str | None = None,
+        member_id: str | None = None,
+    ) -> tuple[list[Subscription], bool, str | None]: ...
 
 
-def view(container: Container, sub: Subscription) -> dict[str, Any]:
-    return subscription_view(container, sub)
+class AuditListing(Protocol):
+    def list(
+        self, community_id: str, subscription_id: str, limit: int, cursor: str | None
+    ) -> Any: ...
 
 
-def fail_if_declined(container: Container, result: ChargeResult) -> None:
+def fail_if_declined(result: ChargeResult) -> None:
+    """A declined charge is a 402 carrying the failed payment."""
+    from chalicelib.services.views import payment_view
+
     payment = result.payment
     if payment is not None and payment.status == "failed":
         failure = payment.failure
@@ -84,296 +73,296 @@ def fail_if_declined(container: Container, result: ChargeResult) -> None:
         raise PaymentFailed(f"The payment failed ({reason}).", payment=payment_view(payment))
 
 
-# --- create / read / edit / delete ------------------------------------------------------------
-def create(
-    container: Container,
-    community_id: str,
-    *,
-    plan_id: str,
-    owner_id: str,
-    member_ids: Sequence[str],
-    billing_cycle: BillingCycle,
-    payment_method_id: str | None,
-    waive_activation_fee: bool,
-) -> Subscription:
-    plan = _plan(container, community_id, plan_id)
-    owner = _profile(container, community_id, owner_id, "owner_id")
-    _members_exist(container, community_id, member_ids, "member_ids")
-    if payment_method_id is not None:
-        owner.ensure_customer("owner_id")
-        require_card(container, community_id, owner_id, payment_method_id)
-    now = container.clock.now()
-    outcome = Subscription.create(
-        subscription_id=new_id("sub"),
-        community_id=community_id,
-        plan=plan,
-        owner=owner,
-        member_ids=list(member_ids),
-        billing_cycle=billing_cycle,
-        payment_method_id=payment_method_id,
-        waive_activation_fee=waive_activation_fee,
-        now=now,
-    )
-    sub = outcome.subscription
-    entries = [container.subscriptions.create_entry(sub)]
-    entries.append(audit_event_entry(container, sub, outcome.event, 1))
-    entries += link_entries(container.settings.table_name, None, sub, now)
-    container.subscriptions.commit(entries)
-    return get(container, community_id, sub.id)
+class SubscriptionService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        charging: Charging,
+        cards: Cards,
+        plans: PlanFinder,
+        profiles: ProfileReader,
+        communities: CommunityReader,
+        subscriptions: SubscriptionListing,
+        audit: AuditListing,
+        clock: Clock,
+    ) -> None:
+        self._uow = uow
+        self._charging = charging
+        self._cards = cards
+        self._plans = plans
+        self._profiles = profiles
+        self._communities = communities
+        self._subscriptions = subscriptions
+        self._audit = audit
+        self._clock = clock
 
+    # --- lookups ------------------------------------------------------------------------------
+    def profile(self, community_id: str, profile_id: str, field: str) -> Profile:
+        profile = self._profiles.find(community_id, profile_id)
+        if profile is None:
+            raise InvalidRequest.for_field(field, f"Profile {profile_id} not found.")
+        return profile
 
-def get(container: Container, community_id: str, subscription_id: str) -> Subscription:
-    found: Subscription = container.subscriptions.get(community_id, subscription_id)
-    return found
+    def _plan(self, community_id: str, plan_id: str) -> Plan:
+        plan = self._plans.find(community_id, plan_id)
+        if plan is None:
+            raise InvalidRequest.for_field("plan_id", f"Plan {plan_id} not found.")
+        return plan
 
+    def _members_exist(self, community_id: str, ids: Sequence[str], field: str) -> None:
+        for index, profile_id in enumerate(ids):
+            self.profile(community_id, profile_id, f"{field}[{index}]")
 
-def update(
-    container: Container, community_id: str, subscription_id: str, given: dict[str, Any]
-) -> Subscription:
-    """PATCH: `given` holds only the fields the request named (all-or-nothing)."""
-    plan = _plan(container, community_id, given["plan_id"]) if "plan_id" in given else None
-    owner = (
-        _profile(container, community_id, given["owner_id"], "owner_id")
-        if "owner_id" in given
-        else None
-    )
-    if "member_ids" in given:
-        _members_exist(container, community_id, given["member_ids"], "member_ids")
-    for name in (
-        "plan_id",
-        "owner_id",
-        "member_ids",
-        "billing_cycle",
-        "payment_method_id",
-        "waive_activation_fee",
-    ):
-        if name in given and given[name] is None:
-            raise InvalidRequest.for_field(name, "Must not be null.")
+    def owner_credit(self, community_id: str, profile_id: str) -> int:
+        return int(self._profiles.get(community_id, profile_id).credit_balance)
 
-    def step() -> Subscription:
-        sub = get(container, community_id, subscription_id)
-        card_owner = owner.id if owner is not None else sub.owner_id
-        if "payment_method_id" in given:
-            require_card(container, community_id, card_owner, given["payment_method_id"])
-        elif owner is not None and sub.payment_method_id:
-            # The card is charged on the owner's customer: a new owner needs their own card.
-            require_card(container, community_id, card_owner, sub.payment_method_id)
-        changes = SubscriptionUpdate(
+    # --- create / read / edit / delete --------------------------------------------------------
+    def create(
+        self,
+        community_id: str,
+        *,
+        plan_id: str,
+        owner_id: str,
+        member_ids: Sequence[str],
+        billing_cycle: BillingCycle,
+        payment_method_id: str | None,
+        waive_activation_fee: bool,
+    ) -> Subscription:
+        plan = self._plan(community_id, plan_id)
+        owner = self.profile(community_id, owner_id, "owner_id")
+        self._members_exist(community_id, member_ids, "member_ids")
+        if payment_method_id is not None:
+            owner.ensure_customer("owner_id")
+            self._cards.require(community_id, owner_id, payment_method_id)
+        now = self._clock.now()
+        outcome = Subscription.create(
+            subscription_id=new_id("sub"),
+            community_id=community_id,
             plan=plan,
             owner=owner,
-            member_ids=given.get("member_ids"),
-            billing_cycle=given.get("billing_cycle"),
-            payment_method_id=given.get("payment_method_id"),
-            waive_activation_fee=given.get("waive_activation_fee"),
-        )
-        return apply_change(container, sub, sub.update(changes, container.clock.now()))
-
-    return with_retries(step)
-
-
-def delete(container: Container, community_id: str, subscription_id: str) -> None:
-    def step() -> None:
-        sub = get(container, community_id, subscription_id)
-        now = container.clock.now()
-        event = sub.ensure_deletable(now)
-        entries = [container.subscriptions.delete_entry(sub)]
-        entries.append(audit_event_entry(container, sub, event, sub.version + 1))
-        entries += link_entries(container.settings.table_name, sub, None, now)
-        container.subscriptions.commit(entries)
-
-    with_retries(step)
-
-
-def list_subscriptions(
-    container: Container, community_id: str, **filters: Any
-) -> tuple[list[Subscription], bool, str | None]:
-    result: tuple[list[Subscription], bool, str | None] = container.subscriptions.list(
-        community_id, **filters
-    )
-    return result
-
-
-def transition(
-    container: Container,
-    community_id: str,
-    subscription_id: str,
-    decide: Callable[[Subscription, datetime], Outcome],
-) -> Subscription:
-    """A plain (non-charging) change, retried on a lost race."""
-
-    def step() -> Subscription:
-        sub = get(container, community_id, subscription_id)
-        return apply_change(container, sub, decide(sub, container.clock.now()))
-
-    return with_retries(step)
-
-
-def cancel(container: Container, community_id: str, subscription_id: str, at: str) -> Subscription:
-    return transition(
-        container,
-        community_id,
-        subscription_id,
-        lambda sub, now: sub.cancel(at, now),  # type: ignore[arg-type]
-    )
-
-
-def resume(container: Container, community_id: str, subscription_id: str) -> Subscription:
-    return transition(container, community_id, subscription_id, lambda sub, now: sub.resume(now))
-
-
-# --- charging commands --------------------------------------------------------------------------
-def charged_change(
-    container: Container,
-    community_id: str,
-    subscription_id: str,
-    planner: Callable[[Subscription, datetime], ChargePlan],
-) -> ChargeResult:
-    """Plan a charge on fresh state and run it; a race lost before Stripe is retried."""
-
-    def step() -> ChargeResult:
-        sub = get(container, community_id, subscription_id)
-        now = container.clock.now()
-        plan = planner(sub, now)
-        return charge(container, sub, plan, actor="api", now=now)
-
-    return with_retries(step)
-
-
-def owner_credit(container: Container, community_id: str, profile_id: str) -> int:
-    profile = container.profiles.get(community_id, profile_id)
-    return int(profile.credit_balance)
-
-
-def activate(
-    container: Container, community_id: str, subscription_id: str, payment_method_id: str | None
-) -> ChargeResult:
-    def planner(sub: Subscription, now: datetime) -> ChargePlan:
-        method = payment_method_id or sub.payment_method_id
-        plan = sub.plan_activation(
-            now,
-            owner_credit=owner_credit(container, community_id, sub.owner_id),
-            payment_method_id=payment_method_id,
-        )
-        if method:
-            require_card(container, community_id, sub.owner_id, method)
-        return plan
-
-    result = charged_change(container, community_id, subscription_id, planner)
-    fail_if_declined(container, result)
-    return result
-
-
-def reactivate(
-    container: Container,
-    community_id: str,
-    subscription_id: str,
-    *,
-    payment_method_id: str | None,
-    owner_id: str | None,
-    billing_cycle: BillingCycle | None,
-    member_ids: Sequence[str] | None,
-) -> ChargeResult:
-    owner = _profile(container, community_id, owner_id, "owner_id") if owner_id else None
-    if member_ids is not None:
-        _members_exist(container, community_id, member_ids, "member_ids")
-
-    def planner(sub: Subscription, now: datetime) -> ChargePlan:
-        billed = owner.id if owner is not None else sub.owner_id
-        plan = sub.plan_reactivation(
-            now,
-            owner_credit=owner_credit(container, community_id, billed),
-            owner=owner,
-            payment_method_id=payment_method_id,
+            member_ids=list(member_ids),
             billing_cycle=billing_cycle,
-            member_ids=member_ids,
+            payment_method_id=payment_method_id,
+            waive_activation_fee=waive_activation_fee,
+            now=now,
         )
-        require_card(container, community_id, billed, plan.payment_method_id)
-        return plan
+        sub = outcome.subscription
+        with self._uow() as uow:
+            uow.subscriptions.add(sub)
+            uow.audit.record(sub, outcome.event, changes_state=True)
+            uow.commit()
+        return self.get(community_id, sub.id)
 
-    result = charged_change(container, community_id, subscription_id, planner)
-    fail_if_declined(container, result)
-    return result
+    def get(self, community_id: str, subscription_id: str) -> Subscription:
+        return self._subscriptions.get(community_id, subscription_id)
 
+    def list_subscriptions(
+        self,
+        community_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: str | None = None,
+        plan_id: str | None = None,
+        owner_id: str | None = None,
+        member_id: str | None = None,
+    ) -> tuple[list[Subscription], bool, str | None]:
+        return self._subscriptions.list(
+            community_id,
+            limit=limit,
+            cursor=cursor,
+            status=status,
+            plan_id=plan_id,
+            owner_id=owner_id,
+            member_id=member_id,
+        )
 
-def change_plan(
-    container: Container, community_id: str, subscription_id: str, plan_id: str, effective: str
-) -> ChargeResult:
-    plan = _plan(container, community_id, plan_id)
-    if effective == "period_end":
-        sub = transition(
-            container,
+    def update(
+        self, community_id: str, subscription_id: str, given: dict[str, Any]
+    ) -> Subscription:
+        """PATCH: `given` holds only the fields the request named (all-or-nothing)."""
+        for name in (
+            "plan_id",
+            "owner_id",
+            "member_ids",
+            "billing_cycle",
+            "payment_method_id",
+            "waive_activation_fee",
+        ):
+            if name in given and given[name] is None:
+                raise InvalidRequest.for_field(name, "Must not be null.")
+        plan = self._plan(community_id, given["plan_id"]) if "plan_id" in given else None
+        owner = (
+            self.profile(community_id, given["owner_id"], "owner_id")
+            if "owner_id" in given
+            else None
+        )
+        if "member_ids" in given:
+            self._members_exist(community_id, given["member_ids"], "member_ids")
+
+        def decide(sub: Subscription, now: datetime) -> Outcome:
+            card_owner = owner.id if owner is not None else sub.owner_id
+            if "payment_method_id" in given:
+                self._cards.require(community_id, card_owner, given["payment_method_id"])
+            elif owner is not None and sub.payment_method_id:
+                # The card is charged on the owner's customer: a new owner needs their own card.
+                self._cards.require(community_id, card_owner, sub.payment_method_id)
+            changes = SubscriptionUpdate(
+                plan=plan,
+                owner=owner,
+                member_ids=given.get("member_ids"),
+                billing_cycle=given.get("billing_cycle"),
+                payment_method_id=given.get("payment_method_id"),
+                waive_activation_fee=given.get("waive_activation_fee"),
+            )
+            return sub.update(changes, now)
+
+        return self.transition(community_id, subscription_id, decide)
+
+    def delete(self, community_id: str, subscription_id: str) -> None:
+        def step() -> None:
+            with self._uow() as uow:
+                sub = uow.subscriptions.get(community_id, subscription_id)
+                event = sub.ensure_deletable(self._clock.now())
+                uow.subscriptions.delete(sub)
+                uow.audit.record(written(sub, sub), event, changes_state=True)
+                uow.commit()
+
+        retrying(step)
+
+    # --- plain transitions --------------------------------------------------------------------
+    def transition(
+        self,
+        community_id: str,
+        subscription_id: str,
+        decide: Callable[[Subscription, datetime], Outcome],
+    ) -> Subscription:
+        """A plain (non-charging) change, retried on a lost race."""
+
+        def step() -> Subscription:
+            with self._uow() as uow:
+                sub = uow.subscriptions.get(community_id, subscription_id)
+                after = stage_change(uow, sub, decide(sub, self._clock.now()))
+                uow.commit()
+            return after
+
+        return retrying(step)
+
+    def cancel(self, community_id: str, subscription_id: str, at: str) -> Subscription:
+        return self.transition(
             community_id,
             subscription_id,
-            lambda sub, now: sub.change_plan_at_period_end(plan, now),
-        )
-        return ChargeResult(sub, None)
-
-    def planner(sub: Subscription, now: datetime) -> ChargePlan:
-        return sub.plan_change_now(
-            plan, now, owner_credit=owner_credit(container, community_id, sub.owner_id)
+            lambda sub, now: sub.cancel(at, now),  # type: ignore[arg-type]
         )
 
-    result = charged_change(container, community_id, subscription_id, planner)
-    fail_if_declined(container, result)
-    return result
+    def resume(self, community_id: str, subscription_id: str) -> Subscription:
+        return self.transition(community_id, subscription_id, lambda sub, now: sub.resume(now))
 
+    # --- charging commands ----------------------------------------------------------------------
+    def charged_change(
+        self,
+        community_id: str,
+        subscription_id: str,
+        planner: Callable[[Subscription, datetime], ChargePlan],
+    ) -> ChargeResult:
+        """Plan a charge on fresh state and run it; a race lost before Stripe is retried."""
 
-# --- preview --------------------------------------------------------------------------------------
-def preview(
-    container: Container, community_id: str, subscription_id: str, action: str
-) -> dict[str, Any]:
-    """What activate / reactivate / renew would charge now (renew: at the period end)."""
-    sub = get(container, community_id, subscription_id)
-    community = container.communities.get(community_id)
-    now = container.clock.now()
-    credit = owner_credit(container, community_id, sub.owner_id)
-    if action == "activate":
-        plan = sub.plan_activation(now, owner_credit=credit)
-    elif action == "reactivate":
-        plan = sub.plan_reactivation(now, owner_credit=credit)
-    else:
-        period = sub.current_period
-        if sub.status != "active" or period is None:
-            from chalicelib.domain.errors import Conflict
+        def step() -> ChargeResult:
+            sub = self.get(community_id, subscription_id)
+            now = self._clock.now()
+            return self._charging.charge(sub, planner(sub, now), actor="api", now=now)
 
-            raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
-        plan = sub.plan_renewal(max(now, period.end), owner_credit=credit)
-    fee = application_fee(plan.total, community.fee_bps_for_charges())
-    return {
-        "lines": [
-            {
-                "kind": line.kind,
-                "description": line.description,
-                "plan_name": line.plan_name,
-                "profile_id": line.profile_id,
-                "unit_amount": line.unit_amount,
-                "quantity": line.quantity,
-                "amount": line.amount,
-            }
-            for line in plan.lines
-        ],
-        "subtotal": plan.subtotal,
-        "credit_applied": plan.credit_applied,
-        "total": plan.total,
-        "currency": plan.currency,
-        "application_fee_amount": fee,
-        "period": (
-            {"start": _fmt(plan.period.start), "end": _fmt(plan.period.end)}
-            if plan.period
-            else None
-        ),
-    }
+        result = retrying(step)
+        fail_if_declined(result)
+        return result
 
+    def activate(
+        self, community_id: str, subscription_id: str, payment_method_id: str | None
+    ) -> ChargeResult:
+        def planner(sub: Subscription, now: datetime) -> ChargePlan:
+            method = payment_method_id or sub.payment_method_id
+            plan = sub.plan_activation(
+                now,
+                owner_credit=self.owner_credit(community_id, sub.owner_id),
+                payment_method_id=payment_method_id,
+            )
+            if method:
+                self._cards.require(community_id, sub.owner_id, method)
+            return plan
 
-def _fmt(value: datetime) -> str:
-    from chalicelib.adapters.dynamodb.timestamps import format_time
+        return self.charged_change(community_id, subscription_id, planner)
 
-    return format_time(value)
+    def reactivate(
+        self,
+        community_id: str,
+        subscription_id: str,
+        *,
+        payment_method_id: str | None,
+        owner_id: str | None,
+        billing_cycle: BillingCycle | None,
+        member_ids: Sequence[str] | None,
+    ) -> ChargeResult:
+        owner = self.profile(community_id, owner_id, "owner_id") if owner_id else None
+        if member_ids is not None:
+            self._members_exist(community_id, member_ids, "member_ids")
 
+        def planner(sub: Subscription, now: datetime) -> ChargePlan:
+            billed = owner.id if owner is not None else sub.owner_id
+            plan = sub.plan_reactivation(
+                now,
+                owner_credit=self.owner_credit(community_id, billed),
+                owner=owner,
+                payment_method_id=payment_method_id,
+                billing_cycle=billing_cycle,
+                member_ids=member_ids,
+            )
+            self._cards.require(community_id, billed, plan.payment_method_id)
+            return plan
 
-def events(
-    container: Container, community_id: str, subscription_id: str, limit: int, cursor: str | None
-) -> Any:
-    if container.subscriptions.find(community_id, subscription_id) is None:
-        raise NotFound(f"Subscription {subscription_id} not found.")
-    return container.audit_events.list(community_id, subscription_id, limit, cursor)
+        return self.charged_change(community_id, subscription_id, planner)
+
+    def change_plan(
+        self, community_id: str, subscription_id: str, plan_id: str, effective: str
+    ) -> ChargeResult:
+        plan = self._plan(community_id, plan_id)
+        if effective == "period_end":
+            sub = self.transition(
+                community_id,
+                subscription_id,
+                lambda sub, now: sub.change_plan_at_period_end(plan, now),
+            )
+            return ChargeResult(sub, None)
+
+        def planner(sub: Subscription, now: datetime) -> ChargePlan:
+            return sub.plan_change_now(
+                plan, now, owner_credit=self.owner_credit(community_id, sub.owner_id)
+            )
+
+        return self.charged_change(community_id, subscription_id, planner)
+
+    # --- preview and audit trail ----------------------------------------------------------------
+    def preview(self, community_id: str, subscription_id: str, action: str) -> dict[str, Any]:
+        """What activate / reactivate / renew would charge now (renew: at the period end)."""
+        from chalicelib.services.views import charge_plan_view
+
+        sub = self.get(community_id, subscription_id)
+        community = self._communities.get(community_id)
+        now = self._clock.now()
+        credit = self.owner_credit(community_id, sub.owner_id)
+        if action == "activate":
+            plan = sub.plan_activation(now, owner_credit=credit)
+        elif action == "reactivate":
+            plan = sub.plan_reactivation(now, owner_credit=credit)
+        else:
+            period = sub.current_period
+            if sub.status != "active" or period is None:
+                raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
+            plan = sub.plan_renewal(max(now, period.end), owner_credit=credit)
+        return charge_plan_view(plan, application_fee(plan.total, community.fee_bps_for_charges()))
+
+    def events(
+        self, community_id: str, subscription_id: str, limit: int, cursor: str | None
+    ) -> Any:
+        if self._subscriptions.find(community_id, subscription_id) is None:
+            raise NotFound(f"Subscription {subscription_id} not found.")
+        return self._audit.list(community_id, subscription_id, limit, cursor)

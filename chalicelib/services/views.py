@@ -1,55 +1,62 @@
-"""API.md's subscription and payment objects, built from domain objects (plain dicts)."""
+"""API.md's subscription, payment, refund and preview objects, built from domain objects."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from chalicelib.adapters.dynamodb.payments import payment_view
 from chalicelib.adapters.dynamodb.timestamps import format_time
-from chalicelib.domain.payments import Payment
+from chalicelib.adapters.stripe.customers import Card
+from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.payments import Payment, Refund
+from chalicelib.domain.periods import Period
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Subscription
-from chalicelib.services.cards import find_card
 
-if TYPE_CHECKING:
-    from datetime import datetime
+LINE_FIELDS = (
+    "kind",
+    "description",
+    "plan_name",
+    "profile_id",
+    "unit_amount",
+    "quantity",
+    "amount",
+)
 
-    from chalicelib.bootstrap import Container
 
-__all__ = ["ProfileCache", "payment_view", "subscription_view"]
+class ProfileBatchReader(Protocol):
+    def get_many(self, community_id: str, profile_ids: list[str]) -> dict[str, Profile]: ...
+
+
+class CardFinder(Protocol):
+    def find(self, community_id: str, payment_method_id: str) -> Card | None: ...
 
 
 def _time(value: datetime | None) -> str | None:
     return format_time(value) if value is not None else None
 
 
+def _period(period: Period | None) -> dict[str, str] | None:
+    if period is None:
+        return None
+    return {"start": format_time(period.start), "end": format_time(period.end)}
+
+
 class ProfileCache:
     """Profiles read once per request, in batches (a view names the owner and every member)."""
 
-    def __init__(self, container: Container, community_id: str) -> None:
-        self._container = container
+    def __init__(self, profiles: ProfileBatchReader, community_id: str) -> None:
+        self._profiles = profiles
         self._community_id = community_id
         self._found: dict[str, Profile | None] = {}
 
     def prefetch(self, profile_ids: list[str]) -> None:
-        """Read the profile items not read yet with BatchGetItem (100 keys a request)."""
-        from chalicelib.adapters.dynamodb.items import from_item
-        from chalicelib.adapters.dynamodb.profiles import profile_from_item, profile_key
-
         missing = [pid for pid in dict.fromkeys(profile_ids) if pid not in self._found]
-        table = self._container.settings.table_name
-        for start in range(0, len(missing), 100):
-            chunk = missing[start : start + 100]
-            for pid in chunk:
-                self._found[pid] = None
-            keys = [profile_key(self._community_id, pid) for pid in chunk]
-            request: dict[str, Any] = {table: {"Keys": keys}}
-            while request:
-                response = self._container.dynamodb.batch_get_item(RequestItems=request)
-                for raw in response.get("Responses", {}).get(table, []):
-                    profile = profile_from_item(from_item(raw))
-                    self._found[profile.id] = profile
-                request = response.get("UnprocessedKeys") or {}
+        if not missing:
+            return
+        found = self._profiles.get_many(self._community_id, missing)
+        for pid in missing:
+            self._found[pid] = found.get(pid)
 
     def get(self, profile_id: str) -> Profile | None:
         if profile_id not in self._found:
@@ -57,18 +64,31 @@ class ProfileCache:
         return self._found[profile_id]
 
 
+class SubscriptionViews:
+    """Subscription objects with their owner, members and card (batched reads, no Stripe)."""
+
+    def __init__(self, profiles: ProfileBatchReader, cards: CardFinder) -> None:
+        self._profiles = profiles
+        self._cards = cards
+
+    def cache(self, community_id: str) -> ProfileCache:
+        return ProfileCache(self._profiles, community_id)
+
+    def view(self, sub: Subscription, profiles: ProfileCache | None = None) -> dict[str, Any]:
+        profiles = profiles or self.cache(sub.community_id)
+        card = (
+            self._cards.find(sub.community_id, sub.payment_method_id)
+            if sub.payment_method_id
+            else None
+        )
+        return subscription_view(sub, profiles, card)
+
+
 def subscription_view(
-    container: Container, sub: Subscription, profiles: ProfileCache | None = None
+    sub: Subscription, profiles: ProfileCache, card: Card | None
 ) -> dict[str, Any]:
-    profiles = profiles or ProfileCache(container, sub.community_id)
     profiles.prefetch([sub.owner_id, *sub.member_ids])
     owner = profiles.get(sub.owner_id)
-    card = (
-        find_card(container, sub.community_id, sub.payment_method_id)
-        if sub.payment_method_id
-        else None
-    )
-    period = sub.current_period
     members = []
     for member in sub.members:
         profile = profiles.get(member.profile_id)
@@ -128,9 +148,7 @@ def subscription_view(
         },
         "payment_method": method,
         "members": members,
-        "current_period": (
-            {"start": format_time(period.start), "end": format_time(period.end)} if period else None
-        ),
+        "current_period": _period(sub.current_period),
         "pending_changes": pending,
         "cancel_at": _time(sub.cancel_at),
         "failed_at": _time(sub.failed_at),
@@ -144,5 +162,69 @@ def subscription_view(
     }
 
 
+def payment_view(payment: Payment) -> dict[str, Any]:
+    """The API.md payment object."""
+    method = payment.payment_method
+    failure = payment.failure
+    return {
+        "id": payment.id,
+        "subscription_id": payment.subscription_id,
+        "kind": payment.kind,
+        "status": payment.status,
+        "currency": payment.currency,
+        "lines": [{field: getattr(line, field) for field in LINE_FIELDS} for line in payment.lines],
+        "subtotal": payment.subtotal,
+        "credit_applied": payment.credit_applied,
+        "total": payment.total,
+        "amount_paid": payment.amount_paid,
+        "amount_refunded": payment.amount_refunded,
+        "application_fee_amount": payment.application_fee_amount,
+        "billed_to": {
+            "profile_id": payment.billed_to.profile_id,
+            "name": payment.billed_to.name,
+            "email": payment.billed_to.email,
+        },
+        "payment_method": (
+            {"type": method.type, "brand": method.brand, "last4": method.last4} if method else None
+        ),
+        "stripe": {
+            "account_id": payment.stripe.account_id,
+            "payment_intent_id": payment.stripe.payment_intent_id,
+            "charge_id": payment.stripe.charge_id,
+        },
+        "failure": (
+            {"code": failure.code, "decline_code": failure.decline_code, "message": failure.message}
+            if failure
+            else None
+        ),
+        "period": _period(payment.period),
+        "created_at": format_time(payment.created_at),
+        "updated_at": format_time(payment.updated_at),
+    }
+
+
 def payments_view(payments: list[Payment]) -> list[dict[str, Any]]:
     return [payment_view(p) for p in payments]
+
+
+def refund_view(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": refund.id,
+        "payment_id": refund.payment_id,
+        "amount": refund.amount,
+        "status": refund.status,
+        "created_at": format_time(refund.created_at),
+    }
+
+
+def charge_plan_view(plan: ChargePlan, application_fee_amount: int) -> dict[str, Any]:
+    """`GET /v1/subscriptions/{id}/preview`: what a charge would be."""
+    return {
+        "lines": [{field: getattr(line, field) for field in LINE_FIELDS} for line in plan.lines],
+        "subtotal": plan.subtotal,
+        "credit_applied": plan.credit_applied,
+        "total": plan.total,
+        "currency": plan.currency,
+        "application_fee_amount": application_fee_amount,
+        "period": _period(plan.period),
+    }

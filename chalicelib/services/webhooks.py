@@ -2,15 +2,14 @@
 
 One pipeline serves every source (a webhook delivery, a replay, the reconciliation job):
 
-1. The handler for the event type reads what it needs and returns an `Effect`: the outcome and
-   the TransactWriteItems entries that apply it (none when there is nothing to change: a late
-   or repeated event, an ignored type). Handlers whose effect the payment service commits
-   itself hand it an EventTransaction instead, which adds the event record to that commit.
-2. The event record goes into the SAME transaction, first, with the condition
-   `attribute_not_exists(pk) OR status = failed`. A cancelled transaction whose first reason is
-   that condition means "already done": a duplicate, answered 200 with no effect.
+1. The handler for the event type reads what it needs and decides the outcome. When there is
+   something to change it commits through `scope.unit_of_work(community_id)`: a unit of work
+   whose FIRST entry is the event record (`attribute_not_exists(pk) OR status = failed`), so
+   the de-duplication marker and the effect are written together or not at all. A failure of
+   that first condition alone is `DuplicateEvent`: answered 200 with no effect.
+2. A handler that changes nothing returns its outcome; the record is then stored on its own.
 3. The effect's own conditions (optimistic locking) failing means someone changed the objects
-   between our read and our write: read again and re-plan, a few times.
+   between our read and our write: the handler is run again from its reads, a few times.
 4. Transient AWS failures (throttling, 5xx, timeouts) store the event as failed when they can
    and raise Unavailable (503) so Stripe redelivers; the redelivery finds a failed record and
    applies the effect then; so do conflicts that outlast the shared code's own retries. Any
@@ -21,72 +20,69 @@ One pipeline serves every source (a webhook delivery, a replay, the reconciliati
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
 
-from chalicelib.domain.errors import ConcurrentChange, Conflict, NotFound, Unavailable
+from chalicelib.adapters.dynamodb.transactions import is_transient as is_transient_aws
+from chalicelib.domain.errors import (
+    ConcurrentChange,
+    Conflict,
+    DuplicateEvent,
+    NotFound,
+    Unavailable,
+)
 from chalicelib.domain.webhook_events import EventStatus, Outcome, WebhookEvent
 from chalicelib.observability import count, logger
-from chalicelib.services.ports import Clock
+from chalicelib.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 MAX_PLAN_ATTEMPTS = 3
-# Error codes (and transaction cancellation reasons) a retry can fix.
-TRANSIENT_AWS_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "Throttling",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionInProgressException",
-        "TransactionConflict",
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-    }
-)
 
 DeliveryStatus = Literal["processed", "ignored", "failed", "duplicate"]
 
 
 @dataclass(frozen=True)
 class Effect:
-    """What one event does: its outcome and the writes that apply it (in one transaction)."""
+    """What one event did: its outcome (its writes, if any, were committed in its scope)."""
 
     outcome: Outcome
-    writes: list[dict[str, Any]] = field(default_factory=list)
 
 
-class DuplicateEvent(Exception):
-    """The event record says this event was already processed (or ignored)."""
+class EventScope:
+    """The one unit of work of one event, for its handler.
 
+    `unit_of_work(community_id)` is a factory of units of work that write the event record
+    (as processed, for that community) first in their commit; shared code (the payment
+    resolution of services/charging.py) takes it like any other factory. At most one of them
+    commits: the record's condition makes a second one a DuplicateEvent."""
 
-class EventTransaction:
-    """The one transaction of one event, for handlers whose effect is committed by shared code
-    (the payment resolution of services/charging.py): `commit(entries)` writes the event
-    record, as processed, first in the same TransactWriteItems. A failed record condition
-    raises DuplicateEvent; a failed condition of the effect raises ConcurrentChange, which the
-    shared code answers by reading again, as it does for any concurrent writer."""
-
-    def __init__(self, store: EventStore, dynamodb: Transactor, event: WebhookEvent, clock: Clock):
-        self._store = store
-        self._ddb = dynamodb
+    def __init__(self, uow: UnitOfWorkFactory, event: WebhookEvent, clock: Clock) -> None:
+        self._uow = uow
         self._event = event
         self._clock = clock
-        self.committed: WebhookEvent | None = None
+        self._opened: list[tuple[UnitOfWork, WebhookEvent]] = []
 
-    def commit(self, entries: list[dict[str, Any]], community_id: str | None) -> None:
-        done = self._event.concluded(Outcome.processed(community_id), self._clock.now())
-        result = _transact(self._ddb, [self._store.put_entry(done), *entries])
-        if result == "duplicate":
-            raise DuplicateEvent(self._event.id)
-        if result == "conflict":
-            raise ConcurrentChange("The objects changed while the event was applied.")
-        self.committed = done
+    @property
+    def event(self) -> WebhookEvent:
+        return self._event
+
+    def unit_of_work(self, community_id: str | None) -> UnitOfWorkFactory:
+        def open_one() -> UnitOfWork:
+            done = self._event.concluded(Outcome.processed(community_id), self._clock.now())
+            uow = self._uow()
+            uow.record_webhook_event(done)
+            self._opened.append((uow, done))
+            return uow
+
+        return open_one
+
+    @property
+    def committed(self) -> WebhookEvent | None:
+        """The record as written, once a unit of work of this scope committed."""
+        return next((done for uow, done in self._opened if uow.committed), None)
 
 
 class EventHandler(Protocol):
-    def __call__(self, event: WebhookEvent, tx: EventTransaction) -> Effect: ...
+    def __call__(self, event: WebhookEvent, scope: EventScope) -> Effect: ...
 
 
 @dataclass(frozen=True)
@@ -97,26 +93,24 @@ class Delivery:
 
 
 class EventStore(Protocol):
-    def put_entry(self, event: WebhookEvent) -> dict[str, Any]: ...
-    def put(self, event: WebhookEvent) -> None: ...
+    def put(self, event: WebhookEvent) -> bool:
+        """Store `event` on its own; False when it is already done (a duplicate)."""
+        ...
+
     def get(self, event_id: str) -> WebhookEvent | None: ...
-
-
-class Transactor(Protocol):
-    def transact_write_items(self, **kwargs: Any) -> Any: ...
 
 
 class WebhookService:
     def __init__(
         self,
         store: EventStore,
-        dynamodb: Transactor,
+        uow: UnitOfWorkFactory,
         handlers: dict[str, EventHandler],
         clock: Clock,
         secrets: Callable[[], tuple[str, ...]],
     ) -> None:
         self._store = store
-        self._ddb = dynamodb
+        self._uow = uow
         self._handlers = handlers
         self._clock = clock
         self._secrets = secrets
@@ -146,17 +140,19 @@ class WebhookService:
         handler = self._handlers.get(event.type, ignore_unhandled_type)
         try:
             for _ in range(MAX_PLAN_ATTEMPTS):
-                tx = EventTransaction(self._store, self._ddb, event, self._clock)
+                scope = EventScope(self._uow, event, self._clock)
                 try:
-                    effect = handler(event, tx)
+                    effect = handler(event, scope)
                 except DuplicateEvent:
                     return self._delivered(event, "duplicate")
-                if tx.committed is not None:
-                    return self._delivered(tx.committed, "stored")
+                except ConcurrentChange:
+                    continue
+                committed = scope.committed
+                if committed is not None:
+                    return self._delivered(committed, "stored")
                 done = event.concluded(effect.outcome, self._clock.now())
-                result = self._commit(done, effect.writes)
-                if result != "conflict":
-                    return self._delivered(done, result)
+                stored = self._store.put(done)
+                return self._delivered(done, "stored" if stored else "duplicate")
             raise _EffectKeptChanging()
         except Unavailable:
             self._store_failure(event, "transient failure; Stripe will redeliver")
@@ -166,8 +162,8 @@ class WebhookService:
                 self._store_failure(event, f"transient failure: {_describe(error)}")
                 raise Unavailable("A dependency failed transiently; retry shortly.") from None
             logger.exception("webhook_event_failed", extra={"event_id": event.id})
-            failed = self._store_failure(event, _describe(error))
-            return Delivery(event.id, "duplicate" if failed == "duplicate" else "failed")
+            failure_stored = self._store_failure(event, _describe(error))
+            return Delivery(event.id, "duplicate" if failure_stored is False else "failed")
 
     def _delivered(self, event: WebhookEvent, result: str) -> Delivery:
         status: DeliveryStatus = "duplicate" if result == "duplicate" else event.status.value
@@ -178,47 +174,15 @@ class WebhookService:
         )
         return Delivery(event.id, status, event.community_id)
 
-    def _commit(self, event: WebhookEvent, writes: list[dict[str, Any]]) -> str:
-        """'stored', 'duplicate', or 'conflict' (the effect's own condition failed)."""
-        from botocore.exceptions import ClientError
-
-        if writes:
-            return _transact(self._ddb, [self._store.put_entry(event), *writes])
-        try:
-            self._store.put(event)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return "duplicate"
-            raise
-        return "stored"
-
-    def _store_failure(self, event: WebhookEvent, reason: str) -> str:
-        """Best effort: record the event as failed so it can be listed and replayed."""
+    def _store_failure(self, event: WebhookEvent, reason: str) -> bool | None:
+        """Best effort: record the event as failed so it can be listed and replayed. True
+        stored, False already done, None not stored at all."""
         failed = event.concluded(Outcome.failed(reason, event.community_id), self._clock.now())
         try:
-            return self._commit(failed, [])
+            return self._store.put(failed)
         except Exception:
             logger.exception("webhook_event_not_stored", extra={"event_id": event.id})
-            return "unstored"
-
-
-def _transact(dynamodb: Transactor, entries: list[dict[str, Any]]) -> str:
-    """One TransactWriteItems whose first entry is the event record: 'stored', 'duplicate'
-    (the record's condition failed) or 'conflict' (another entry's condition failed)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        dynamodb.transact_write_items(TransactItems=entries)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-            raise
-        reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-        if reasons and reasons[0] == "ConditionalCheckFailed":
-            return "duplicate"
-        if "ConditionalCheckFailed" in reasons:
-            return "conflict"
-        raise
-    return "stored"
+            return None
 
 
 class _EffectKeptChanging(Exception):
@@ -226,30 +190,16 @@ class _EffectKeptChanging(Exception):
         return f"the objects kept changing under {MAX_PLAN_ATTEMPTS} attempts"
 
 
-def ignore_unhandled_type(event: WebhookEvent, tx: EventTransaction) -> Effect:
+def ignore_unhandled_type(event: WebhookEvent, scope: EventScope) -> Effect:
     return Effect(Outcome.ignored(f"event type {event.type} is not handled"))
 
 
 def is_transient(error: BaseException) -> bool:
-    """A failure that a retry can fix: AWS throttling / 5xx, timeouts, lost connections."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-
+    """A failure that a retry can fix: the objects kept changing under the shared code's own
+    retries (a redelivery will find them settled), or AWS throttling / 5xx / timeouts."""
     if isinstance(error, _EffectKeptChanging | Conflict):
-        # The objects kept changing under the shared code's own retries (or DynamoDB reported
-        # a TransactionConflict): a redelivery will find them settled.
         return True
-    if isinstance(error, ConnectionError | HTTPClientError):
-        return True
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in TRANSIENT_AWS_CODES:
-            return True
-        if code == "TransactionCanceledException":
-            reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
-            return bool(reasons & TRANSIENT_AWS_CODES)
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return int(status) >= 500
-    return False
+    return is_transient_aws(error)
 
 
 def _describe(error: BaseException) -> str:

@@ -66,3 +66,18 @@ def load_billing_context(
         billed=profile_from_item(profile_item),
         card=find(keys[2]) if payment_method_id else None,
     )
+
+
+class DynamoBillingReader:
+    """The BillingReader port: `billing_context(community_id, profile_id, payment_method_id)`."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def billing_context(
+        self, community_id: str, profile_id: str, payment_method_id: str | None
+    ) -> BillingContext:
+        return load_billing_context(
+            self._client, self._table, community_id, profile_id, payment_method_id
+        )

@@ -12,19 +12,45 @@ card is checked on Stripe again, which refuses it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.adapters.dynamodb.items import from_item, to_item
+from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 
 
 def card_key(community_id: str, payment_method_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"C#{community_id}#CARD#{payment_method_id}"}, "sk": {"S": "CARD"}}
 
 
+def card_update_entry(
+    table: str, community_id: str, method_id: str, changes: Mapping[str, Any], created: int
+) -> dict[str, Any]:
+    """SET `changes` on a card snapshot, unless a card event created later was applied."""
+    fields = {**changes, "card_event_created": created}
+    names = {f"#f{i}": name for i, name in enumerate(fields)}
+    values = {f":v{i}": to_value(value) for i, value in enumerate(fields.values())}
+    values[":created"] = to_value(created)
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": card_key(community_id, method_id),
+            "UpdateExpression": "SET " + ", ".join(f"{n} = :v{i}" for i, n in enumerate(names)),
+            "ConditionExpression": "attribute_exists(pk) AND (attribute_not_exists("
+            "card_event_created) OR card_event_created < :created)",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
 class CardSnapshots:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
         self._table = table
+
+    @property
+    def table(self) -> str:
+        return self._table
 
     def find(self, community_id: str, payment_method_id: str) -> dict[str, Any] | None:
         item = self._client.get_item(

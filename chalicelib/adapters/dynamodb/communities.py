@@ -15,6 +15,7 @@ Item layout:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
@@ -231,3 +232,20 @@ def _from_item(item: dict[str, Any]) -> Community:
         application_fee_bps=int(item["application_fee_bps"]),
         created_at=parse_time(item["created_at"]),
     )
+
+
+def deauthorized_entry(table: str, community_id: str, account: str, at: datetime) -> dict[str, Any]:
+    """Flag the community's connected account as having disconnected the platform, only while
+    that account is still the community's (a reconnect wins)."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": community_key(community_id),
+            "UpdateExpression": "SET stripe_deauthorized_at = :at",
+            "ConditionExpression": "stripe_account_id = :account",
+            "ExpressionAttributeValues": {
+                ":at": to_value(at.isoformat()),
+                ":account": to_value(account),
+            },
+        }
+    }

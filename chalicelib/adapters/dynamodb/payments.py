@@ -24,8 +24,7 @@ with the subscription change, its audit event and its charge key.
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
@@ -34,6 +33,7 @@ from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.payments import (
+    PENDING_RECOVERY_DELAY,
     BilledTo,
     Payment,
     PaymentFailure,
@@ -43,8 +43,7 @@ from chalicelib.domain.payments import (
     StripeRefs,
 )
 from chalicelib.domain.periods import Period
-
-PENDING_RECOVERY_DELAY = timedelta(minutes=5)
+from chalicelib.domain.subscriptions import Subscription
 
 
 def payment_key(community_id: str, payment_id: str) -> dict[str, Any]:
@@ -65,10 +64,16 @@ def _exact_time(when: datetime) -> str:
     return when.astimezone(UTC).isoformat()
 
 
-@dataclass(frozen=True)
-class StoredPayment:
-    payment: Payment
-    revision: int
+def refund_from_item(item: dict[str, Any]) -> Refund:
+    return Refund(
+        id=item["id"],
+        payment_id=item["payment_id"],
+        amount=int(item["amount"]),
+        status=item["status"],
+        reason=item.get("reason"),
+        created_at=parse_time(item["created_at"]),
+        stripe_refund_id=item.get("stripe_refund_id"),
+    )
 
 
 def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str, Any]:
@@ -166,7 +171,7 @@ def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str
     return attributes
 
 
-def payment_from_item(item: dict[str, Any]) -> StoredPayment:
+def payment_from_item(item: dict[str, Any]) -> Payment:
     lines = tuple(
         PaymentLine(
             kind=ln["kind"],
@@ -184,7 +189,7 @@ def payment_from_item(item: dict[str, Any]) -> StoredPayment:
     stripe = item.get("stripe") or {}
     failure = item.get("failure")
     period_exact = item.get("period_exact")
-    payment = Payment(
+    return Payment(
         id=item["id"],
         subscription_id=item["subscription_id"],
         community_id=item["community_id"],
@@ -224,61 +229,8 @@ def payment_from_item(item: dict[str, Any]) -> StoredPayment:
         updated_at=parse_time(item["updated_exact"]),
         status_before_dispute=item.get("status_before_dispute"),
         dispute_status=item.get("dispute_status"),
+        revision=int(item["revision"]),
     )
-    return StoredPayment(payment, int(item["revision"]))
-
-
-def payment_view(payment: Payment) -> dict[str, Any]:
-    """The API.md payment object."""
-    attributes = payment_attributes(payment, 0, 1)
-    keys = [
-        "id",
-        "subscription_id",
-        "kind",
-        "status",
-        "currency",
-        "lines",
-        "subtotal",
-        "credit_applied",
-        "total",
-        "amount_paid",
-        "amount_refunded",
-        "application_fee_amount",
-        "billed_to",
-        "payment_method",
-        "stripe",
-        "failure",
-        "period",
-        "created_at",
-        "updated_at",
-    ]
-    view = {key: attributes.get(key) for key in keys}
-    view["lines"] = [
-        {
-            k: line.get(k)
-            for k in (
-                "kind",
-                "description",
-                "plan_name",
-                "profile_id",
-                "unit_amount",
-                "quantity",
-                "amount",
-            )
-        }
-        for line in attributes["lines"]
-    ]
-    return view
-
-
-def refund_view(refund: Refund) -> dict[str, Any]:
-    return {
-        "id": refund.id,
-        "payment_id": refund.payment_id,
-        "amount": refund.amount,
-        "status": refund.status,
-        "created_at": format_time(refund.created_at),
-    }
 
 
 class PaymentRepository:
@@ -292,7 +244,7 @@ class PaymentRepository:
     def table(self) -> str:
         return self._table
 
-    # --- transaction entries ---------------------------------------------------------------
+    # --- transaction entries (committed by the unit of work) --------------------------------
     def create_entry(self, payment: Payment) -> dict[str, Any]:
         item = payment_attributes(payment, 1, self._shards)
         return {
@@ -303,19 +255,21 @@ class PaymentRepository:
             }
         }
 
-    def save_entry(self, stored: StoredPayment, updated: Payment) -> dict[str, Any]:
+    def save_entry(self, payment: Payment) -> dict[str, Any]:
         """Replace the payment, conditional on the revision it was read at."""
-        item = payment_attributes(updated, stored.revision + 1, self._shards)
+        item = payment_attributes(payment, payment.revision + 1, self._shards)
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": {**payment_key(updated.community_id, updated.id), **to_item(item)},
+                "Item": {**payment_key(payment.community_id, payment.id), **to_item(item)},
                 "ConditionExpression": "revision = :revision",
-                "ExpressionAttributeValues": {":revision": to_value(stored.revision)},
+                "ExpressionAttributeValues": {":revision": to_value(payment.revision)},
             }
         }
 
-    def refund_entry(self, community_id: str, refund: Refund) -> dict[str, Any]:
+    def refund_entry(self, community_id: str, refund: Refund, *, new: bool) -> dict[str, Any]:
+        """A new refund record (never overwriting one), or its resolution (only while it is
+        still pending: a refund settles once)."""
         item = {
             "pk": f"C#{community_id}#PAY#{refund.payment_id}",
             "sk": f"REF#{refund.id}",
@@ -328,25 +282,39 @@ class PaymentRepository:
             "stripe_refund_id": refund.stripe_refund_id,
             "created_at": _exact_time(refund.created_at),
         }
-        return {"Put": {"TableName": self._table, "Item": to_item(item)}}
+        if new:
+            condition = "attribute_not_exists(pk)"
+            values: dict[str, Any] = {}
+        else:
+            condition = "#status = :pending"
+            values = {":pending": to_value("pending")}
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": to_item(item),
+            "ConditionExpression": condition,
+        }
+        if values:
+            put["ExpressionAttributeNames"] = {"#status": "status"}
+            put["ExpressionAttributeValues"] = values
+        return {"Put": put}
 
     # --- reads ----------------------------------------------------------------------------
-    def find(self, community_id: str, payment_id: str) -> StoredPayment | None:
+    def find_payment(self, community_id: str, payment_id: str) -> Payment | None:
         response = self._client.get_item(
             TableName=self._table, Key=payment_key(community_id, payment_id), ConsistentRead=True
         )
         item = response.get("Item")
         return payment_from_item(from_item(item)) if item else None
 
-    def get(self, community_id: str, payment_id: str) -> StoredPayment:
-        found = self.find(community_id, payment_id)
+    def get_payment(self, community_id: str, payment_id: str) -> Payment:
+        found = self.find_payment(community_id, payment_id)
         if found is None:
             raise NotFound(f"Payment {payment_id} not found.")
         return found
 
-    def find_by_payment_intent(
+    def find_payment_by_intent(
         self, payment_intent_id: str, community_id: str | None = None
-    ) -> StoredPayment | None:
+    ) -> Payment | None:
         """The payment charged by a PaymentIntent (gsi3), optionally only in one community."""
         response = self._client.query(
             TableName=self._table,
@@ -359,8 +327,38 @@ class PaymentRepository:
             item = from_item(raw)
             if community_id is None or item.get("community_id") == community_id:
                 # The index is eventually consistent: read the item itself.
-                return self.find(item["community_id"], item["id"])
+                return self.find_payment(item["community_id"], item["id"])
         return None
+
+    def payment_with_subscription(
+        self, community_id: str, payment_id: str, subscription_id: str
+    ) -> tuple[Payment, Subscription] | None:
+        """A payment and its subscription in ONE consistent BatchGetItem (the webhook fast
+        path: the PaymentIntent's metadata names both). None unless both exist and belong
+        together."""
+        from chalicelib.adapters.dynamodb.subscriptions import (
+            SubscriptionRepository,
+            subscription_key,
+        )
+
+        keys = [
+            payment_key(community_id, payment_id),
+            subscription_key(community_id, subscription_id),
+        ]
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        items: builtins.list[dict[str, Any]] = []
+        while request:
+            response = self._client.batch_get_item(RequestItems=request)
+            items += response["Responses"].get(self._table, [])
+            request = response.get("UnprocessedKeys") or {}
+        by_pk = {item["pk"]["S"]: from_item(item) for item in items}
+        payment_item, subscription_item = (by_pk.get(key["pk"]["S"]) for key in keys)
+        if payment_item is None or subscription_item is None:
+            return None
+        payment = payment_from_item(payment_item)
+        if payment.subscription_id != subscription_id:
+            return None
+        return payment, SubscriptionRepository.from_item(subscription_item)
 
     def list(
         self,
@@ -406,7 +404,7 @@ class PaymentRepository:
             cursor=cursor,
             newest_first=True,
         )
-        return [payment_from_item(i).payment for i in page.items], page.has_more, page.next_cursor
+        return [payment_from_item(i) for i in page.items], page.has_more, page.next_cursor
 
     def for_subscription(self, community_id: str, subscription_id: str) -> builtins.list[Payment]:
         """Every payment of one subscription, newest first (billing history)."""
@@ -420,9 +418,9 @@ class PaymentRepository:
             if not more:
                 return payments
 
-    def created_since(self, community_id: str, since: datetime) -> builtins.list[dict[str, Any]]:
-        """Raw payment items created at or after `since` (a gsi1 range Query, paginated)."""
-        items: builtins.list[dict[str, Any]] = []
+    def created_since(self, community_id: str, since: datetime) -> builtins.list[Payment]:
+        """Payments created at or after `since` (a gsi1 range Query, paginated)."""
+        items: builtins.list[Payment] = []
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": "gsi1",
@@ -434,12 +432,12 @@ class PaymentRepository:
         }
         while True:
             response = self._client.query(**request)
-            items += [from_item(i) for i in response.get("Items", [])]
+            items += [payment_from_item(from_item(i)) for i in response.get("Items", [])]
             if not response.get("LastEvaluatedKey"):
                 return items
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def refunds(self, community_id: str, payment_id: str) -> builtins.list[dict[str, Any]]:
+    def refunds(self, community_id: str, payment_id: str) -> builtins.list[Refund]:
         response = self._client.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
@@ -449,4 +447,4 @@ class PaymentRepository:
             },
             ConsistentRead=True,
         )
-        return [from_item(i) for i in response.get("Items", [])]
+        return [refund_from_item(from_item(i)) for i in response.get("Items", [])]

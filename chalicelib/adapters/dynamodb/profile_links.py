@@ -34,6 +34,7 @@ from typing import Any
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.timestamps import format_time
 from chalicelib.domain.profiles import SubscriptionLink
+from chalicelib.domain.subscriptions import Subscription
 
 LINK_INDEX = "gsi3"
 _UNSET: Any = object()
@@ -201,3 +202,48 @@ def profile_ids_with_status(
         if not ids or ids[-1] != profile_id:
             ids.append(profile_id)
     return ids, "LastEvaluatedKey" in response
+
+
+# --- keeping the links in step with a subscription change (in the same transaction) -----------
+# A link exists for the owner and for every current member (a member leaving at period end
+# keeps it until the removal takes effect); cancelled subscriptions keep their links.
+LinkKey = tuple[str, str]  # (profile_id, role)
+
+
+def _links(sub: Subscription | None) -> dict[LinkKey, tuple[str, str | None]]:
+    if sub is None:
+        return {}
+    links: dict[LinkKey, tuple[str, str | None]] = {
+        (sub.owner_id, "owner"): (sub.status, sub.payment_method_id)
+    }
+    for member in sub.members:
+        links[(member.profile_id, "member")] = (sub.status, None)
+    return links
+
+
+def link_entries(
+    table: str, before: Subscription | None, after: Subscription | None, now: datetime
+) -> list[dict[str, Any]]:
+    """Put the links that are new or changed, delete the ones that are gone."""
+    old, new = _links(before), _links(after)
+    subject = after or before
+    if subject is None:
+        return []
+    entries: list[dict[str, Any]] = []
+    for (profile_id, role), (status, method) in new.items():
+        if old.get((profile_id, role)) != (status, method):
+            entries.append(
+                put_link(
+                    table,
+                    subject.community_id,
+                    profile_id,
+                    subject.id,
+                    role,
+                    status,
+                    now,
+                    payment_method_id=method,
+                )
+            )
+    for profile_id, role in old.keys() - new.keys():
+        entries.append(delete_link(table, subject.community_id, profile_id, subject.id, role))
+    return entries

@@ -230,6 +230,38 @@ class ProfileRepository:
         links = tuple(link_from_item(i) for i in items if i.get("type") == "profile_link")
         return replace(profile_from_item(profile_items[0]), subscriptions=links)
 
+    def get_many(self, community_id: str, profile_ids: list[str]) -> dict[str, Profile]:
+        """The profile items alone (no links), by id, in BatchGetItems of 100 keys."""
+        found: dict[str, Profile] = {}
+        wanted = list(dict.fromkeys(profile_ids))
+        for start in range(0, len(wanted), 100):
+            keys = [profile_key(community_id, pid) for pid in wanted[start : start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys}}
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self._table, []):
+                    profile = profile_from_item(from_item(raw))
+                    found[profile.id] = profile
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def free_access_ids(self, community_id: str) -> set[str]:
+        """Ids on the profiles' sparse free-access index (gsi3 `...#PROFILES#FREE`)."""
+        ids: set[str] = set()
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi3",
+            "KeyConditionExpression": "gsi3pk = :pk",
+            "ExpressionAttributeValues": {":pk": to_value(f"C#{community_id}#PROFILES#FREE")},
+            "ProjectionExpression": "id",
+        }
+        while True:
+            response = self._client.query(**request)
+            ids |= {item["id"]["S"] for item in response.get("Items", []) if "id" in item}
+            if not response.get("LastEvaluatedKey"):
+                return ids
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def get(self, community_id: str, profile_id: str) -> Profile:
         """The profile, or NotFound (also for another community's profile)."""
         profile = self.find(community_id, profile_id)

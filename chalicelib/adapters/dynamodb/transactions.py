@@ -1,4 +1,10 @@
-"""TransactWriteItems with DynamoDB's failure reasons turned into domain errors."""
+"""TransactWriteItems with DynamoDB's failure reasons turned into domain errors, in ONE place.
+
+`TRANSIENT_CODES` is the one list of error codes (and cancellation reasons) that a retry can
+fix. A `TransactionConflict` (two transactions touching one item at once; real DynamoDB raises
+it, moto never does) is a lost race like a failed version condition: `ConcurrentChange`, which
+the services answer by reading again (services/retrying.py).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,49 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.domain.errors import Conflict, DomainError, Unavailable
+from chalicelib.domain.errors import (
+    ConcurrentChange,
+    Conflict,
+    DomainError,
+    DuplicateEvent,
+    Unavailable,
+)
 
 MAX_TRANSACTION_ITEMS = 100
 
+TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ProvisionedThroughputExceeded",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottlingError",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+        "TransactionConflict",
+    }
+)
 
-def transact(
-    client: Any, entries: list[dict[str, Any]], conflict: DomainError | None = None
+
+def _concurrent() -> ConcurrentChange:
+    return ConcurrentChange("The object was changed concurrently; read it again and retry.")
+
+
+def commit_transaction(
+    client: Any,
+    entries: list[dict[str, Any]],
+    *,
+    guarded_first: bool = False,
+    conflict: DomainError | None = None,
 ) -> None:
-    """Write all entries or none. A failed condition raises `conflict` (default: Conflict)."""
+    """Write all entries or none.
+
+    A failed condition raises `conflict` (default ConcurrentChange); with `guarded_first`, a
+    failed condition of the first entry alone (an inbound event's record) raises
+    DuplicateEvent. A transaction conflict raises ConcurrentChange; throttling and DynamoDB's
+    own failures raise Unavailable."""
     if not entries:
         return
     try:
@@ -23,18 +63,46 @@ def transact(
         code = error.response.get("Error", {}).get("Code", "")
         if code == "TransactionCanceledException":
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if guarded_first and reasons and reasons[0] == "ConditionalCheckFailed":
+                raise DuplicateEvent() from None
             if "ConditionalCheckFailed" in reasons:
-                raise conflict or Conflict("The object was changed concurrently; retry.") from None
+                raise conflict or _concurrent() from None
             if "TransactionConflict" in reasons:
-                raise Conflict("The object was changed concurrently; retry.") from None
-        if code in {
-            "ProvisionedThroughputExceededException",
-            "ThrottlingException",
-            "TransactionInProgressException",
-            "InternalServerError",
-        }:
+                raise _concurrent() from None
+            if set(reasons) & TRANSIENT_CODES:
+                raise Unavailable("The database is busy; retry shortly.") from None
+        if code in TRANSIENT_CODES:
             raise Unavailable("The database is busy; retry shortly.") from None
         raise
+
+
+def transact(
+    client: Any, entries: list[dict[str, Any]], conflict: DomainError | None = None
+) -> None:
+    """Write all entries or none. A failed condition raises `conflict` (default: Conflict)."""
+    commit_transaction(
+        client,
+        entries,
+        conflict=conflict or Conflict("The object was changed concurrently; retry."),
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure of AWS that a retry can fix: throttling / 5xx, timeouts, lost connections."""
+    from botocore.exceptions import ConnectionError, HTTPClientError
+
+    if isinstance(error, ConnectionError | HTTPClientError):
+        return True
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in TRANSIENT_CODES:
+            return True
+        if code == "TransactionCanceledException":
+            reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
+            return bool(reasons & TRANSIENT_CODES)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return int(status) >= 500
+    return False
 
 
 def is_condition_failure(error: Exception) -> bool:

@@ -22,15 +22,11 @@ import json
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, key_attributes, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.domain.webhook_events import EventStatus, WebhookEvent
-
-if TYPE_CHECKING:
-    from chalicelib.adapters.dynamodb.payments import StoredPayment
-    from chalicelib.domain.subscriptions import Subscription
 
 EVENT_SK = "WHEVT"
 # DynamoDB items hold at most 400 KB; a larger payload is stored compressed (`payload_z`).
@@ -139,10 +135,18 @@ class WebhookEventRepository:
             }
         }
 
-    def put(self, event: WebhookEvent) -> None:
-        """Store `event` on its own (no effect to apply). Raises ConditionalCheckFailed if done."""
+    def put(self, event: WebhookEvent) -> bool:
+        """Store `event` on its own (no effect to apply); False when it is already done."""
+        from chalicelib.adapters.dynamodb.transactions import is_condition_failure
+
         entry = self.put_entry(event)["Put"]
-        self._ddb.put_item(**entry)
+        try:
+            self._ddb.put_item(**entry)
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def get(self, event_id: str) -> WebhookEvent | None:
         item = self._ddb.get_item(
@@ -223,28 +227,3 @@ class WebhookEventRepository:
             TableName=self._table,
             Item={**_cursor_key(account), "created_gte": {"N": str(created_gte)}},
         )
-
-
-def payment_with_subscription(
-    client: Any, table: str, community_id: str, payment_id: str, subscription_id: str
-) -> tuple[StoredPayment, Subscription] | None:
-    """A payment and its subscription in ONE consistent BatchGetItem (the webhook fast path:
-    the PaymentIntent's metadata names both). None unless both exist and belong together."""
-    from chalicelib.adapters.dynamodb.payments import payment_from_item, payment_key
-    from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository, subscription_key
-
-    keys = [payment_key(community_id, payment_id), subscription_key(community_id, subscription_id)]
-    request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
-    items: list[dict[str, Any]] = []
-    while request:
-        response = client.batch_get_item(RequestItems=request)
-        items += response["Responses"].get(table, [])
-        request = response.get("UnprocessedKeys") or {}
-    by_pk = {item["pk"]["S"]: from_item(item) for item in items}
-    payment_item, subscription_item = (by_pk.get(key["pk"]["S"]) for key in keys)
-    if payment_item is None or subscription_item is None:
-        return None
-    stored = payment_from_item(payment_item)
-    if stored.payment.subscription_id != subscription_id:
-        return None
-    return stored, SubscriptionRepository.from_item(subscription_item)

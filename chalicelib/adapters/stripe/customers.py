@@ -101,6 +101,12 @@ class StripeCustomers:
     def _client(self) -> Any:
         return stripe_client(self._settings, self._secrets.get().stripe_secret_key)
 
+    def community_of_customer(self, customer_id: str) -> str | None:
+        """The community our platform-account customer belongs to (its metadata), if ours."""
+        from chalicelib.adapters.stripe.events import customer_metadata
+
+        return customer_metadata(self._client(), customer_id, None).get("community_id") or None
+
     def create_customer(
         self,
         account: str | None,

@@ -1,0 +1,262 @@
+"""The DynamoDB unit of work: registered domain changes -> ONE TransactWriteItems.
+
+Repositories hand out domain objects and take them back; only this package knows items,
+keys and conditions. Reads go straight to the table (consistent); writes are staged and
+sent together by `commit()`:
+
+- a subscription save is a whole-item Put conditional on the version it was read at; its
+  profile links follow the difference between the state read and the state saved;
+- a payment save is conditional on its revision; a charge-key claim on nobody holding the key;
+- the webhook-event record, when registered, is the FIRST entry, conditional on the event not
+  being done: its failure alone means "duplicate".
+
+Failures map to the service layer's words (transactions.py): a failed condition or a
+transaction conflict is `ConcurrentChange`, throttling `Unavailable`, the event record's
+condition `DuplicateEvent`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.adapters.dynamodb import audit_events, charge_keys
+from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_update_entry
+from chalicelib.adapters.dynamodb.communities import deauthorized_entry
+from chalicelib.adapters.dynamodb.payments import PaymentRepository
+from chalicelib.adapters.dynamodb.profile_links import link_entries
+from chalicelib.adapters.dynamodb.profiles import credit_change_entry
+from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
+from chalicelib.adapters.dynamodb.transactions import commit_transaction
+from chalicelib.domain.events import AuditEvent
+from chalicelib.domain.payments import Payment, Refund
+from chalicelib.domain.subscriptions import Subscription
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
+    from chalicelib.domain.webhook_events import WebhookEvent
+
+Entry = dict[str, Any]
+
+
+class _Staged:
+    """The entries of one commit, in the order they were registered."""
+
+    def __init__(self) -> None:
+        self.first: Entry | None = None
+        self.entries: list[Entry] = []
+
+    def add(self, entry: Entry) -> None:
+        self.entries.append(entry)
+
+    def all(self) -> list[Entry]:
+        return ([self.first] if self.first else []) + self.entries
+
+
+class UowSubscriptions:
+    def __init__(self, repo: SubscriptionRepository, staged: _Staged, now: datetime) -> None:
+        self._repo = repo
+        self._staged = staged
+        self._now = now
+        self._seen: dict[tuple[str, str], Subscription] = {}
+
+    def _track(self, sub: Subscription | None) -> Subscription | None:
+        if sub is not None:
+            self._seen[(sub.community_id, sub.id)] = sub
+        return sub
+
+    def find(self, community_id: str, subscription_id: str) -> Subscription | None:
+        return self._track(self._repo.find(community_id, subscription_id))
+
+    def get(self, community_id: str, subscription_id: str) -> Subscription:
+        found = self._repo.get(community_id, subscription_id)
+        self._track(found)
+        return found
+
+    def adopt(self, sub: Subscription) -> Subscription:
+        self._track(sub)
+        return sub
+
+    def add(self, sub: Subscription) -> None:
+        self._staged.add(self._repo.create_entry(sub))
+        self._staged.entries += link_entries(self._repo.table, None, sub, self._now)
+
+    def save(self, sub: Subscription, expected_version: int) -> None:
+        before = self._seen.get((sub.community_id, sub.id))
+        if before is None or before.version != expected_version:
+            raise ValueError(f"subscription {sub.id} was not read at version {expected_version}")
+        self._staged.add(self._repo.save_entry(sub, expected_version))
+        self._staged.entries += link_entries(self._repo.table, before, sub, self._now)
+
+    def delete(self, sub: Subscription) -> None:
+        before = self._seen.get((sub.community_id, sub.id), sub)
+        self._staged.add(self._repo.delete_entry(sub))
+        self._staged.entries += link_entries(self._repo.table, before, None, self._now)
+
+
+class UowPayments:
+    def __init__(
+        self, repo: PaymentRepository, subscriptions: UowSubscriptions, staged: _Staged
+    ) -> None:
+        self._repo = repo
+        self._subscriptions = subscriptions
+        self._staged = staged
+
+    def find(self, community_id: str, payment_id: str) -> Payment | None:
+        return self._repo.find_payment(community_id, payment_id)
+
+    def get(self, community_id: str, payment_id: str) -> Payment:
+        return self._repo.get_payment(community_id, payment_id)
+
+    def find_by_payment_intent(
+        self, payment_intent_id: str, community_id: str | None = None
+    ) -> Payment | None:
+        return self._repo.find_payment_by_intent(payment_intent_id, community_id)
+
+    def with_subscription(
+        self, community_id: str, payment_id: str, subscription_id: str
+    ) -> tuple[Payment, Subscription] | None:
+        found = self._repo.payment_with_subscription(community_id, payment_id, subscription_id)
+        if found is not None:
+            self._subscriptions.adopt(found[1])
+        return found
+
+    def add(self, payment: Payment) -> None:
+        self._staged.add(self._repo.create_entry(payment))
+
+    def save(self, payment: Payment) -> None:
+        self._staged.add(self._repo.save_entry(payment))
+
+    def add_refund(self, community_id: str, refund: Refund) -> None:
+        self._staged.add(self._repo.refund_entry(community_id, refund, new=True))
+
+    def save_refund(self, community_id: str, refund: Refund) -> None:
+        self._staged.add(self._repo.refund_entry(community_id, refund, new=False))
+
+    def refunds(self, community_id: str, payment_id: str) -> builtins.list[Refund]:
+        return self._repo.refunds(community_id, payment_id)
+
+
+class UowChargeKeys:
+    def __init__(self, table: str, staged: _Staged) -> None:
+        self._table = table
+        self._staged = staged
+
+    def claim(
+        self, sub: Subscription, charge_key: str, payment_id: str, status: str = "pending"
+    ) -> None:
+        self._staged.add(
+            charge_keys.claim_entry(
+                self._table, sub.community_id, sub.id, charge_key, payment_id, status
+            )
+        )
+
+    def resolve(self, sub: Subscription, charge_key: str, payment_id: str, status: str) -> None:
+        self._staged.add(
+            charge_keys.resolve_entry(
+                self._table, sub.community_id, sub.id, charge_key, payment_id, status
+            )
+        )
+
+
+class UowAudit:
+    def __init__(self, table: str, staged: _Staged) -> None:
+        self._table = table
+        self._staged = staged
+
+    def record(self, sub: Subscription, event: AuditEvent, *, changes_state: bool) -> None:
+        self._staged.add(
+            audit_events.put_entry(
+                self._table, sub.community_id, sub.id, event, sub.version, changes_state
+            )
+        )
+
+
+class UowCredit:
+    def __init__(self, table: str, staged: _Staged) -> None:
+        self._table = table
+        self._staged = staged
+
+    def change(self, community_id: str, profile_id: str, delta: int) -> None:
+        if delta:
+            self._staged.add(credit_change_entry(self._table, community_id, profile_id, delta))
+
+
+class UowCards:
+    def __init__(self, store: CardSnapshots, staged: _Staged) -> None:
+        self._store = store
+        self._staged = staged
+
+    def find(self, community_id: str, payment_method_id: str) -> Mapping[str, Any] | None:
+        return self._store.find(community_id, payment_method_id)
+
+    def update_from_event(
+        self,
+        community_id: str,
+        payment_method_id: str,
+        changes: Mapping[str, Any],
+        event_created: int,
+    ) -> None:
+        self._staged.add(
+            card_update_entry(
+                self._store.table, community_id, payment_method_id, changes, event_created
+            )
+        )
+
+
+class UowCommunities:
+    def __init__(self, table: str, staged: _Staged) -> None:
+        self._table = table
+        self._staged = staged
+
+    def mark_deauthorized(self, community_id: str, account: str, at: datetime) -> None:
+        self._staged.add(deauthorized_entry(self._table, community_id, account, at))
+
+
+class DynamoUnitOfWork:
+    def __init__(
+        self,
+        client: Any,
+        subscriptions: SubscriptionRepository,
+        payments: PaymentRepository,
+        cards: CardSnapshots,
+        webhook_events: WebhookEventRepository,
+        now: datetime,
+    ) -> None:
+        self._client = client
+        self._webhook_events = webhook_events
+        self._staged = _Staged()
+        table = subscriptions.table
+        self.subscriptions = UowSubscriptions(subscriptions, self._staged, now)
+        self.payments = UowPayments(payments, self.subscriptions, self._staged)
+        self.charge_keys = UowChargeKeys(table, self._staged)
+        self.audit = UowAudit(table, self._staged)
+        self.credit = UowCredit(table, self._staged)
+        self.cards = UowCards(cards, self._staged)
+        self.communities = UowCommunities(table, self._staged)
+        self.committed = False
+
+    def record_webhook_event(self, event: WebhookEvent) -> None:
+        self._staged.first = self._webhook_events.put_entry(event)
+
+    def commit(self) -> None:
+        if self.committed:
+            raise RuntimeError("a unit of work commits once")
+        entries = self._staged.all()
+        if entries:
+            commit_transaction(self._client, entries, guarded_first=self._staged.first is not None)
+        self.committed = True
+
+    def __enter__(self) -> DynamoUnitOfWork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Nothing is written before commit(): leaving without it discards what was staged."""
