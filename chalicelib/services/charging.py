@@ -23,7 +23,13 @@ from chalicelib.adapters.dynamodb.billing_context import BillingContext, load_bi
 from chalicelib.adapters.dynamodb.payments import StoredPayment
 from chalicelib.adapters.dynamodb.profiles import credit_change_entry
 from chalicelib.adapters.stripe.payments import ChargeRequest, IntentOutcome
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.outcomes import (
+    apply_charge_failed,
+    apply_charge_succeeded,
+    begin_charge,
+    settle_without_stripe,
+)
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import ConcurrentChange, Conflict, Unavailable
 from chalicelib.domain.events import Actor, AuditEvent
@@ -171,7 +177,7 @@ def charge(
         community.fee_bps_for_charges(),
         now,
     )
-    begun = sub.begin_charge(plan, payment_id, now, actor)
+    begun = begin_charge(sub, plan, payment_id, now, actor)
     table = container.settings.table_name
     entries = [container.payments.create_entry(payment)]
     entries += subscription_change_entries(container, sub, begun, now)
@@ -231,7 +237,7 @@ def _settle(
         pending = new_payment(plan, payment_id, billed_to, method, None, 0, now)
         payment = pending.succeed(now).payment
         entries.append(container.payments.create_entry(payment))
-    settled = sub.settle_without_stripe(plan, now, payment_id=payment_id, actor=actor)
+    settled = settle_without_stripe(sub, plan, now, payment_id=payment_id, actor=actor)
     entries += subscription_change_entries(container, sub, settled, now)
     if payment_id is not None:
         table = container.settings.table_name
@@ -314,9 +320,9 @@ def _resolve_once(
     in_flight = sub.pending_charge is not None and sub.pending_charge.payment_id == payment_id
     if in_flight:
         transition = (
-            sub.apply_charge_succeeded(payment_id, now, actor)
+            apply_charge_succeeded(sub, payment_id, now, actor)
             if status == "succeeded"
-            else sub.apply_charge_failed(payment_id, now, actor)
+            else apply_charge_failed(sub, payment_id, now, actor)
         )
         entries += subscription_change_entries(container, sub, transition, now)
         after = written(sub, transition.subscription)

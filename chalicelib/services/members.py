@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from chalicelib.adapters.email import Email
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.planning import plan_add_members
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.profiles import Profile
+from chalicelib.domain.subscription_changes import remove_member, restore_member
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
 from chalicelib.services import subscriptions as subscription_service
@@ -54,7 +56,8 @@ def add(
         )
 
     def planner(sub: Subscription, now: datetime) -> ChargePlan:
-        return sub.plan_add_members(
+        return plan_add_members(
+            sub,
             list(additions),
             now,
             owner_credit=subscription_service.owner_credit(container, community_id, sub.owner_id),
@@ -92,7 +95,7 @@ def remove(
         container,
         community_id,
         subscription_id,
-        lambda sub, now: sub.remove_member(profile_id, at, now),  # type: ignore[arg-type]
+        lambda sub, now: remove_member(sub, profile_id, at, now),  # type: ignore[arg-type]
     )
 
 
@@ -103,7 +106,7 @@ def restore(
         container,
         community_id,
         subscription_id,
-        lambda sub, now: sub.restore_member(profile_id, now),
+        lambda sub, now: restore_member(sub, profile_id, now),
     )
 
 

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.dynamodb.payments import PENDING_RECOVERY_DELAY
 from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome, outcome_from_intent
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.planning import plan_renewal, plan_retry
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.events import Actor
 from chalicelib.domain.payments import NOT_ATTEMPTED
@@ -95,7 +96,7 @@ def renew(
         return "not_due"
     try:
         context = billing_context(container, community_id, sub.owner_id, sub.payment_method_id)
-        plan = sub.plan_renewal(now, owner_credit=context.billed.credit_balance)
+        plan = plan_renewal(sub, now, owner_credit=context.billed.credit_balance)
         outcome = _charge(container, sub, plan, context, now)
     except Conflict:
         return "not_due"  # someone else renewed or changed it first
@@ -119,7 +120,7 @@ def process_failed_payment(
             return "grace_cancelled"
         if _due(sub, "retry", now):
             context = billing_context(container, community_id, sub.owner_id, sub.payment_method_id)
-            plan = sub.plan_retry(now, owner_credit=context.billed.credit_balance)
+            plan = plan_retry(sub, now, owner_credit=context.billed.credit_balance)
             outcome = _charge(container, sub, plan, context, now)
             return {"succeeded": "retry_succeeded", "failed": "retry_failed"}.get(outcome, outcome)
     except Conflict:

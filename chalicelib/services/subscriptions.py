@@ -15,13 +15,24 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.planning import (
+    plan_activation,
+    plan_change_now,
+    plan_reactivation,
+    plan_renewal,
+)
 from chalicelib.domain.errors import ConcurrentChange, InvalidRequest, NotFound, PaymentFailed
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.money import application_fee
 from chalicelib.domain.plans import BillingCycle, Plan
 from chalicelib.domain.profiles import Profile
-from chalicelib.domain.subscriptions import Outcome, Subscription, SubscriptionUpdate
+from chalicelib.domain.subscription_changes import (
+    SubscriptionUpdate,
+    change_plan_at_period_end,
+    update_subscription,
+)
+from chalicelib.domain.subscriptions import Outcome, Subscription
 from chalicelib.services.cards import require_card
 from chalicelib.services.charging import (
     ChargeResult,
@@ -166,7 +177,9 @@ def update(
             payment_method_id=given.get("payment_method_id"),
             waive_activation_fee=given.get("waive_activation_fee"),
         )
-        return apply_change(container, sub, sub.update(changes, container.clock.now()))
+        return apply_change(
+            container, sub, update_subscription(sub, changes, container.clock.now())
+        )
 
     return with_retries(step)
 
@@ -249,7 +262,8 @@ def activate(
 ) -> ChargeResult:
     def planner(sub: Subscription, now: datetime) -> ChargePlan:
         method = payment_method_id or sub.payment_method_id
-        plan = sub.plan_activation(
+        plan = plan_activation(
+            sub,
             now,
             owner_credit=owner_credit(container, community_id, sub.owner_id),
             payment_method_id=payment_method_id,
@@ -279,7 +293,8 @@ def reactivate(
 
     def planner(sub: Subscription, now: datetime) -> ChargePlan:
         billed = owner.id if owner is not None else sub.owner_id
-        plan = sub.plan_reactivation(
+        plan = plan_reactivation(
+            sub,
             now,
             owner_credit=owner_credit(container, community_id, billed),
             owner=owner,
@@ -304,13 +319,13 @@ def change_plan(
             container,
             community_id,
             subscription_id,
-            lambda sub, now: sub.change_plan_at_period_end(plan, now),
+            lambda sub, now: change_plan_at_period_end(sub, plan, now),
         )
         return ChargeResult(sub, None)
 
     def planner(sub: Subscription, now: datetime) -> ChargePlan:
-        return sub.plan_change_now(
-            plan, now, owner_credit=owner_credit(container, community_id, sub.owner_id)
+        return plan_change_now(
+            sub, plan, now, owner_credit=owner_credit(container, community_id, sub.owner_id)
         )
 
     result = charged_change(container, community_id, subscription_id, planner)
@@ -328,16 +343,16 @@ def preview(
     now = container.clock.now()
     credit = owner_credit(container, community_id, sub.owner_id)
     if action == "activate":
-        plan = sub.plan_activation(now, owner_credit=credit)
+        plan = plan_activation(sub, now, owner_credit=credit)
     elif action == "reactivate":
-        plan = sub.plan_reactivation(now, owner_credit=credit)
+        plan = plan_reactivation(sub, now, owner_credit=credit)
     else:
         period = sub.current_period
         if sub.status != "active" or period is None:
             from chalicelib.domain.errors import Conflict
 
             raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
-        plan = sub.plan_renewal(max(now, period.end), owner_credit=credit)
+        plan = plan_renewal(sub, max(now, period.end), owner_credit=credit)
     fee = application_fee(plan.total, community.fee_bps_for_charges())
     return {
         "lines": [
