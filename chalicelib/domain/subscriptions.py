@@ -234,15 +234,13 @@ class Subscription:
         )
         return Outcome(sub, event)
 
-    # ------------------------------------------------------------ edits
+    # ------------------------------------------------------------ lifecycle
 
     def ensure_deletable(self, now: datetime, actor: Actor = "api") -> AuditEvent:
         if self.status != "inactive":
             raise Conflict(f"Only inactive subscriptions are deleted; this one is {self.status}.")
         self.ensure_no_pending_charge()
         return audit_event(now, "subscription.deleted", "inactive", None, actor)
-
-    # ------------------------------------------------------------ lifecycle
 
     def cancel(self, at: CancelTiming, now: datetime, actor: Actor = "api") -> Outcome:
         ensure_utc(now)
@@ -319,7 +317,8 @@ class Subscription:
             raise ValueError("refresh_plan_terms takes the subscription's own plan")
         return replace(self, plan=plan_snapshot(plan))
 
-    # ------------------------------------------------------------ guards
+    # ------------------------------------------------------------ guards (also for the
+    # operations in subscription_changes and billing)
 
     def ensure_status(self, status: SubscriptionStatus, what: str) -> None:
         if self.status != status:

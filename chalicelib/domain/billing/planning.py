@@ -33,7 +33,7 @@ from chalicelib.domain.billing.pricing import (
     with_credit,
 )
 from chalicelib.domain.errors import Conflict, InvalidRequest
-from chalicelib.domain.members import ActivationFee, Member, MemberAddition, ensure_unique_ids
+from chalicelib.domain.members import Member, MemberAddition, ensure_unique_ids
 from chalicelib.domain.periods import ensure_utc, period_bounds
 from chalicelib.domain.plans import BillingCycle, Plan
 from chalicelib.domain.profiles import Profile
@@ -253,13 +253,7 @@ def plan_add_members(
         ensure_capacity(sub.pending_changes.plan, staying, "members")
     unit = rest_of_period(sub.unit_amount, sub.require_period(), now)
     new_members = tuple(
-        Member(
-            a.profile_id,
-            now,
-            ActivationFee.due(sub.plan.activation_fee)
-            if a.activation_fee == "charge"
-            else ActivationFee.waived(),
-        )
+        Member(a.profile_id, now, initial_fee(sub.plan, waive=a.activation_fee == "waive"))
         for a in additions
     )
     lines: list[PaymentLine] = []
