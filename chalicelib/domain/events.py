@@ -24,3 +24,14 @@ class AuditEvent:
     to_status: str | None
     actor: Actor
     details: Mapping[str, DetailValue] = field(default_factory=dict)
+
+
+def audit_event(
+    now: datetime,
+    event_type: str,
+    from_status: str | None,
+    to_status: str | None,
+    actor: Actor,
+    **details: DetailValue,
+) -> AuditEvent:
+    return AuditEvent(now, event_type, from_status, to_status, actor, details)

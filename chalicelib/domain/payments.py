@@ -8,7 +8,6 @@ Public API for the service layer:
 - `payment.refund(amount | None, now) -> tuple[PaymentChange, int]` (the refunded amount);
   `payment.record_refunded_total(total_refunded, now)` for refunds Stripe reports (webhooks).
 - `payment.open_dispute(now)`, `payment.close_dispute(won, now) -> PaymentChange`.
-- `charge_key(subscription_id, kind, period_start, version) -> str` (also on ChargePlan/Payment).
 - `application_fee_for(total, stripe_account_id, application_fee_bps) -> int` (previews).
 Every transition returns `PaymentChange(payment, changed)`; `changed=False` means the event was
 late or a duplicate (e.g. `failed` after `succeeded`) and nothing must be written.
@@ -22,24 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.lines import PaymentKind, PaymentLine
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.money import application_fee
 from chalicelib.domain.periods import Period
 
-if TYPE_CHECKING:
-    from chalicelib.domain.charges import ChargePlan
-
-PaymentKind = Literal["activation", "renewal", "reactivation", "retry", "proration", "plan_change"]
-PAYMENT_KINDS: tuple[PaymentKind, ...] = (
-    "activation",
-    "renewal",
-    "reactivation",
-    "retry",
-    "proration",
-    "plan_change",
-)
 PaymentStatus = Literal[
     "pending", "succeeded", "failed", "refunded", "partially_refunded", "disputed"
 ]
@@ -51,7 +40,6 @@ PAYMENT_STATUSES: tuple[PaymentStatus, ...] = (
     "partially_refunded",
     "disputed",
 )
-LineKind = Literal["plan", "activation_fee", "proration", "credit"]
 DisputeStatus = Literal["open", "won", "lost"]
 
 # A pending payment older than this with no news is resolved from what Stripe did (the
@@ -60,37 +48,6 @@ PENDING_RECOVERY_DELAY = timedelta(minutes=5)
 
 # Statuses in which money was taken (refunds and disputes apply to these).
 _COLLECTED: tuple[PaymentStatus, ...] = ("succeeded", "partially_refunded", "refunded", "disputed")
-
-
-@dataclass(frozen=True)
-class PaymentLine:
-    kind: LineKind
-    description: str
-    plan_name: str | None
-    profile_id: str | None
-    unit_amount: int
-    quantity: int
-    amount: int
-
-    def __post_init__(self) -> None:
-        if self.quantity < 1:
-            raise ValueError("a line has a quantity of at least 1")
-        if self.amount != self.unit_amount * self.quantity:
-            raise ValueError("line amount must equal unit_amount x quantity")
-        if (self.kind == "credit") != (self.amount < 0) and self.amount != 0:
-            raise ValueError("only credit lines are negative")
-
-
-def credit_line(credit_applied: int) -> PaymentLine:
-    return PaymentLine(
-        kind="credit",
-        description="Credit balance applied",
-        plan_name=None,
-        profile_id=None,
-        unit_amount=-credit_applied,
-        quantity=1,
-        amount=-credit_applied,
-    )
 
 
 @dataclass(frozen=True)
@@ -354,20 +311,3 @@ def new_payment(
 def application_fee_for(total: int, stripe_account_id: str | None, application_fee_bps: int) -> int:
     """The platform's fee on a charge: only on a community's connected account."""
     return application_fee(total, application_fee_bps) if stripe_account_id else 0
-
-
-def charge_key(
-    subscription_id: str, kind: PaymentKind, period_start: datetime | None, version: int
-) -> str:
-    """The key that allows at most one charge per (subscription, period, kind).
-
-    A renewal is keyed by the period it pays for alone: one renewal per period, ever. Other
-    kinds can legitimately happen again in one period (an activation retried after a decline,
-    two member additions), so they are keyed by the current period's start and the
-    subscription version they were planned from: two workers planning from the same state get
-    the same key, and the first to write it wins.
-    """
-    start = period_start.strftime("%Y%m%dT%H%M%SZ") if period_start else "none"
-    if kind == "renewal":
-        return f"{subscription_id}#{start}#renewal"
-    return f"{subscription_id}#{start}#{kind}#v{version}"

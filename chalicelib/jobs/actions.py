@@ -73,16 +73,30 @@ class SelfChecking:
         return self.run(box, community_id, subject_id, now)
 
 
+def _renew(
+    box: Container,
+    community_id: str,
+    subject_id: str,
+    now: datetime,
+    snapshot: dict[str, Any] | None = None,
+) -> str:
+    known = box.subscriptions.from_item(snapshot) if snapshot is not None else None
+    return box.scheduled.renew(community_id, subject_id, now, known)
+
+
+_renew.accepts_snapshot = True  # type: ignore[attr-defined]
+
+
 def default_actions() -> dict[DueGroup, Action]:
-    """The real actions from services/scheduled.py (a group without one is left out)."""
-    try:
-        from chalicelib.services import scheduled  # type: ignore[attr-defined,unused-ignore]
-    except ModuleNotFoundError:
-        return {}
-    found: dict[DueGroup, Action] = {}
-    for group, name in ACTION_NAMES.items():
-        action = getattr(scheduled, name, None)
-        if action is not None:
-            # services/scheduled.py: each action re-reads its subject and checks it is due.
-            found[group] = SelfChecking(action)
-    return found
+    """The real actions of services/scheduled.py (each re-reads its subject and checks it is
+    due)."""
+    return {
+        "renewal": SelfChecking(_renew),
+        "failed_payment": SelfChecking(
+            lambda box, cid, sid, now: box.scheduled.process_failed_payment(cid, sid, now)
+        ),
+        "expiration": SelfChecking(lambda box, cid, sid, now: box.scheduled.expire(cid, sid, now)),
+        "pending_payment": SelfChecking(
+            lambda box, cid, sid, now: box.scheduled.recover_pending_payment(cid, sid, now)
+        ),
+    }

@@ -20,7 +20,13 @@ from typing import Literal
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.stripe.payments import ChargeRequest, IntentOutcome
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.outcomes import (
+    apply_charge_failed,
+    apply_charge_succeeded,
+    begin_charge,
+    settle_without_stripe,
+)
 from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest, Unavailable
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
@@ -174,7 +180,7 @@ class Charging:
         with self._uow() as uow:
             uow.subscriptions.adopt(sub)
             uow.payments.add(payment)
-            begun = stage_change(uow, sub, sub.begin_charge(plan, payment.id, now, actor))
+            begun = stage_change(uow, sub, begin_charge(sub, plan, payment.id, now, actor))
             uow.charge_keys.claim(sub, plan.charge_key, payment.id)
             uow.commit()
         known = (replace(payment, revision=1), begun)
@@ -234,7 +240,7 @@ class Charging:
                 )
                 payment = pending.succeed(now).payment
                 uow.payments.add(payment)
-            settled = sub.settle_without_stripe(plan, now, payment_id=payment_id, actor=actor)
+            settled = settle_without_stripe(sub, plan, now, payment_id=payment_id, actor=actor)
             after = stage_change(uow, sub, settled)
             if payment_id is not None:
                 uow.charge_keys.claim(sub, plan.charge_key, payment_id, "succeeded")
@@ -300,9 +306,9 @@ class Charging:
             uow.payments.save(change.payment)
             if sub.pending_charge is not None and sub.pending_charge.payment_id == payment_id:
                 transition = (
-                    sub.apply_charge_succeeded(payment_id, now, actor)
+                    apply_charge_succeeded(sub, payment_id, now, actor)
                     if status == "succeeded"
-                    else sub.apply_charge_failed(payment_id, now, actor)
+                    else apply_charge_failed(sub, payment_id, now, actor)
                 )
                 after = stage_change(uow, sub, transition)
                 uow.charge_keys.resolve(sub, payment.charge_key, payment_id, status)

@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import Protocol
 
 from chalicelib.adapters.email import Email
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.planning import plan_add_members
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.profiles import Profile
+from chalicelib.domain.subscription_changes import remove_member, restore_member
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
 from chalicelib.services.subscriptions import SubscriptionService
@@ -57,7 +59,8 @@ class MemberService:
         ]
 
         def planner(sub: Subscription, now: datetime) -> ChargePlan:
-            return sub.plan_add_members(
+            return plan_add_members(
+                sub,
                 list(additions),
                 now,
                 owner_credit=service.owner_credit(community_id, sub.owner_id),
@@ -90,14 +93,14 @@ class MemberService:
         return self._subscriptions.transition(
             community_id,
             subscription_id,
-            lambda sub, now: sub.remove_member(profile_id, at, now),  # type: ignore[arg-type]
+            lambda sub, now: remove_member(sub, profile_id, at, now),  # type: ignore[arg-type]
         )
 
     def restore(self, community_id: str, subscription_id: str, profile_id: str) -> Subscription:
         return self._subscriptions.transition(
             community_id,
             subscription_id,
-            lambda sub, now: sub.restore_member(profile_id, now),
+            lambda sub, now: restore_member(sub, profile_id, now),
         )
 
     def _mail(self, to: str, subject: str, body: str) -> bool:

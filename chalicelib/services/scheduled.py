@@ -2,8 +2,8 @@
 
 Each is `ScheduledActions.<action>(community_id, subject_id, now) -> outcome` (a short
 string), re-reads its subject, acts only when the subject is still due for exactly that
-action at `now`, and does its work in conditional writes, so a duplicate message or a second worker is harmless
-("not_due" / "not_pending"). Saving a subscription recomputes its due-index attributes from
+action at `now`, and does its work in conditional writes, so a duplicate message or a
+second worker is harmless ("not_due" / "not_pending"). Saving a subscription recomputes its due-index attributes from
 `Subscription.next_action` (adapters/dynamodb/subscriptions.py), so the index always says what
 is due next.
 
@@ -32,7 +32,8 @@ from datetime import datetime
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome, outcome_from_intent
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.planning import plan_renewal, plan_retry
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.events import Actor
 from chalicelib.domain.payments import NOT_ATTEMPTED, PENDING_RECOVERY_DELAY
@@ -94,7 +95,7 @@ class ScheduledActions:
             return "not_due"
         try:
             context = self._charging.context(community_id, sub.owner_id, sub.payment_method_id)
-            plan = sub.plan_renewal(now, owner_credit=context.billed.credit_balance)
+            plan = plan_renewal(sub, now, owner_credit=context.billed.credit_balance)
             outcome = self._charge(sub, plan, context, now)
         except Conflict:
             return "not_due"  # someone else renewed or changed it first
@@ -112,7 +113,7 @@ class ScheduledActions:
                 return "grace_cancelled"
             if _due(sub, "retry", now):
                 context = self._charging.context(community_id, sub.owner_id, sub.payment_method_id)
-                plan = sub.plan_retry(now, owner_credit=context.billed.credit_balance)
+                plan = plan_retry(sub, now, owner_credit=context.billed.credit_balance)
                 outcome = self._charge(sub, plan, context, now)
                 return {"succeeded": "retry_succeeded", "failed": "retry_failed"}.get(
                     outcome, outcome

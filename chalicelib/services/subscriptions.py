@@ -13,14 +13,25 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.planning import (
+    plan_activation,
+    plan_change_now,
+    plan_reactivation,
+    plan_renewal,
+)
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound, PaymentFailed
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.money import application_fee
 from chalicelib.domain.plans import BillingCycle, Plan
 from chalicelib.domain.profiles import Profile
-from chalicelib.domain.subscriptions import Outcome, Subscription, SubscriptionUpdate
+from chalicelib.domain.subscription_changes import (
+    SubscriptionUpdate,
+    change_plan_at_period_end,
+    update_subscription,
+)
+from chalicelib.domain.subscriptions import Outcome, Subscription
 from chalicelib.services.cards import Cards
 from chalicelib.services.charging import ChargeResult, Charging, stage_change, written
 from chalicelib.services.ports import Clock, UnitOfWorkFactory
@@ -215,7 +226,7 @@ class SubscriptionService:
                 payment_method_id=given.get("payment_method_id"),
                 waive_activation_fee=given.get("waive_activation_fee"),
             )
-            return sub.update(changes, now)
+            return update_subscription(sub, changes, now)
 
         return self.transition(community_id, subscription_id, decide)
 
@@ -281,7 +292,8 @@ class SubscriptionService:
     ) -> ChargeResult:
         def planner(sub: Subscription, now: datetime) -> ChargePlan:
             method = payment_method_id or sub.payment_method_id
-            plan = sub.plan_activation(
+            plan = plan_activation(
+                sub,
                 now,
                 owner_credit=self.owner_credit(community_id, sub.owner_id),
                 payment_method_id=payment_method_id,
@@ -308,7 +320,8 @@ class SubscriptionService:
 
         def planner(sub: Subscription, now: datetime) -> ChargePlan:
             billed = owner.id if owner is not None else sub.owner_id
-            plan = sub.plan_reactivation(
+            plan = plan_reactivation(
+                sub,
                 now,
                 owner_credit=self.owner_credit(community_id, billed),
                 owner=owner,
@@ -329,13 +342,13 @@ class SubscriptionService:
             sub = self.transition(
                 community_id,
                 subscription_id,
-                lambda sub, now: sub.change_plan_at_period_end(plan, now),
+                lambda sub, now: change_plan_at_period_end(sub, plan, now),
             )
             return ChargeResult(sub, None)
 
         def planner(sub: Subscription, now: datetime) -> ChargePlan:
-            return sub.plan_change_now(
-                plan, now, owner_credit=self.owner_credit(community_id, sub.owner_id)
+            return plan_change_now(
+                sub, plan, now, owner_credit=self.owner_credit(community_id, sub.owner_id)
             )
 
         return self.charged_change(community_id, subscription_id, planner)
@@ -350,14 +363,14 @@ class SubscriptionService:
         now = self._clock.now()
         credit = self.owner_credit(community_id, sub.owner_id)
         if action == "activate":
-            plan = sub.plan_activation(now, owner_credit=credit)
+            plan = plan_activation(sub, now, owner_credit=credit)
         elif action == "reactivate":
-            plan = sub.plan_reactivation(now, owner_credit=credit)
+            plan = plan_reactivation(sub, now, owner_credit=credit)
         else:
             period = sub.current_period
             if sub.status != "active" or period is None:
                 raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
-            plan = sub.plan_renewal(max(now, period.end), owner_credit=credit)
+            plan = plan_renewal(sub, max(now, period.end), owner_credit=credit)
         return charge_plan_view(plan, application_fee(plan.total, community.fee_bps_for_charges()))
 
     def events(

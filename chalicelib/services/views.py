@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from chalicelib.adapters.dynamodb.timestamps import format_time
 from chalicelib.adapters.stripe.customers import Card
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.payments import Payment, Refund
 from chalicelib.domain.periods import Period
 from chalicelib.domain.profiles import Profile

@@ -16,7 +16,6 @@ from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import PaymentFailed
 from chalicelib.domain.plans import Plan
 from chalicelib.domain.profiles import Profile
-from chalicelib.services import payments, subscriptions
 from tests.support.stripe_recorder import StripeRecorder, stripe_recorder
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -59,8 +58,7 @@ def connected(
 
 
 def new_subscription(container: bootstrap.Container) -> str:
-    sub = subscriptions.create(
-        container,
+    sub = container.subscription_service.create(
         CID,
         plan_id="plan_1",
         owner_id="prof_1",
@@ -89,7 +87,7 @@ def test_the_fee_and_the_account_header_are_sent_and_recorded(
         },
     )
 
-    result = subscriptions.activate(container, CID, sub_id, None)
+    result = container.subscription_service.activate(CID, sub_id, None)
 
     [sent] = stripe.requests
     assert sent.path == "/v1/payment_intents"
@@ -111,7 +109,7 @@ def test_the_fee_and_the_account_header_are_sent_and_recorded(
 
     # A refund goes to the same account, keyed by our refund id.
     stripe.reply(200, {"id": "re_1", "object": "refund", "amount": 500, "status": "succeeded"})
-    refund = payments.refund(container, CID, payment.id, 500, "goodwill")
+    refund = container.payment_service.refund(CID, payment.id, 500, "goodwill")
     refund_request = stripe.requests[-1]
     assert refund_request.path == "/v1/refunds"
     assert refund_request.headers["stripe-account"] == "acct_dojo"
@@ -143,7 +141,7 @@ def test_a_decline_on_the_connected_account_records_a_failed_payment(
         },
     )
     with pytest.raises(PaymentFailed) as raised:
-        subscriptions.activate(container, CID, sub_id, None)
+        container.subscription_service.activate(CID, sub_id, None)
     failed = raised.value.payment
     assert failed is not None
     assert failed["failure"] == {
@@ -152,7 +150,7 @@ def test_a_decline_on_the_connected_account_records_a_failed_payment(
         "message": "Insufficient funds.",
     }
     assert failed["stripe"]["payment_intent_id"] == "pi_x"
-    assert subscriptions.get(container, CID, sub_id).status == "inactive"
+    assert container.subscription_service.get(CID, sub_id).status == "inactive"
 
 
 def test_a_refund_stripe_refuses_undoes_the_reservation(
@@ -170,14 +168,14 @@ def test_a_refund_stripe_refuses_undoes_the_reservation(
             "latest_charge": "ch_r",
         },
     )
-    payment = subscriptions.activate(container, CID, sub_id, None).payment
+    payment = container.subscription_service.activate(CID, sub_id, None).payment
     assert payment is not None
     stripe.reply(400, {"error": {"type": "invalid_request_error", "message": "Charge disputed"}})
     with pytest.raises(Exception, match="Stripe refused"):
-        payments.refund(container, CID, payment.id, None, None)
-    after = payments.get(container, CID, payment.id)
+        container.payment_service.refund(CID, payment.id, None, None)
+    after = container.payment_service.get(CID, payment.id)
     assert (after.status, after.amount_refunded) == ("succeeded", 0)
     refunds = container.payments.refunds(CID, payment.id)
-    assert [(r["amount"], r["status"]) for r in refunds] == [(3500, "failed")]
+    assert [(r.amount, r.status) for r in refunds] == [(3500, "failed")]
     trail = [e["type"] for e in container.audit_events.list(CID, sub_id, 100, None).items]
     assert trail[-2:] == ["payment.refund_started", "payment.refund_failed"]

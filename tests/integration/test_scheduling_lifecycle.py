@@ -19,7 +19,6 @@ from chalicelib import bootstrap
 from chalicelib.jobs import sweeps, worker
 from chalicelib.jobs.local_runner import JOBS, drain_work_queue
 from chalicelib.jobs.messages import DueMessage
-from chalicelib.services import scheduled
 from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support.atomic_requests import AtomicRequests
 from tests.support.localstripe import localstripe_url, stripe_for
@@ -200,7 +199,7 @@ def test_sqs_redelivery_of_a_renewal_charges_nothing_new(life: Life) -> None:
     assert worker.process_message(life.box, message) == worker.NOT_DUE
     # Even past the worker's re-check, the action itself will not charge the period again.
     now = life.env.clock.now()
-    assert scheduled.renew(life.box, message.community_id, sub["id"], now) == "not_due"
+    assert life.box.scheduled.renew(message.community_id, sub["id"], now) == "not_due"
 
     assert len(life.stripe_intents(sub["id"])) == 2
     assert [p["kind"] for p in life.payments(sub["id"])].count("renewal") == 1

@@ -8,7 +8,6 @@ import pytest
 
 from chalicelib.adapters.dynamodb.items import from_item
 from chalicelib.adapters.dynamodb.subscriptions import subscription_key
-from chalicelib.services import scheduled
 from tests.integration.conftest import START, TABLE_NAME, Env
 from tests.support.billing_api import Api, billing_env
 from tests.support.localstripe import localstripe_url
@@ -198,13 +197,13 @@ def test_a_lost_stripe_answer_leaves_one_pending_payment_that_recovery_resolves(
     assert api.ok("GET", f"/v1/subscriptions/{sub['id']}")["status"] == "inactive"
     container = billing_env.container
     early = START + timedelta(minutes=1)
-    assert scheduled.recover_pending_payment(container, api.community_id, payment["id"], early) == (
+    assert container.scheduled.recover_pending_payment(api.community_id, payment["id"], early) == (
         "not_due"
     )
     later = billing_env.clock.now() + timedelta(minutes=6)
-    outcome = scheduled.recover_pending_payment(container, api.community_id, payment["id"], later)
+    outcome = container.scheduled.recover_pending_payment(api.community_id, payment["id"], later)
     assert outcome == "recovered_succeeded"
-    assert scheduled.recover_pending_payment(container, api.community_id, payment["id"], later) == (
+    assert container.scheduled.recover_pending_payment(api.community_id, payment["id"], later) == (
         "not_pending"
     )
     assert api.ok("GET", f"/v1/subscriptions/{sub['id']}")["status"] == "active"
@@ -233,8 +232,8 @@ def test_a_charge_stripe_never_received_fails_as_not_attempted(api: Api, billing
     assert reply.status == 503
     [payment] = api.payments(sub["id"])
     later = billing_env.clock.now() + timedelta(minutes=6)
-    outcome = scheduled.recover_pending_payment(
-        billing_env.container, api.community_id, payment["id"], later
+    outcome = billing_env.container.scheduled.recover_pending_payment(
+        api.community_id, payment["id"], later
     )
     assert outcome == "not_attempted"
     [failed] = api.payments(sub["id"])

@@ -24,8 +24,7 @@ from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import ConcurrentChange
 from chalicelib.domain.plans import Plan
 from chalicelib.domain.profiles import Profile
-from chalicelib.services import members, subscriptions
-from chalicelib.services.charging import audit_event_entry
+from chalicelib.services.charging import stage_change
 from infra.local.stack import free_port
 
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
@@ -125,8 +124,7 @@ def active_free_subscription(container: bootstrap.Container, size: int) -> str:
         )
         container.profiles.create(dependent)
         ids.append(dependent.id)
-    sub = subscriptions.create(
-        container,
+    sub = container.subscription_service.create(
         CID,
         plan_id=plan.id,
         owner_id=owner.id,
@@ -135,13 +133,13 @@ def active_free_subscription(container: bootstrap.Container, size: int) -> str:
         payment_method_id="pm_1",
         waive_activation_fee=False,
     )
-    subscriptions.activate(container, CID, sub.id, None)
+    container.subscription_service.activate(CID, sub.id, None)
     return sub.id
 
 
 def test_concurrent_member_removals_all_land(container: bootstrap.Container) -> None:
     sub_id = active_free_subscription(container, THREADS + 1)
-    before = subscriptions.get(container, CID, sub_id)
+    before = container.subscription_service.get(CID, sub_id)
     leaving = before.member_ids[:THREADS]
     barrier = threading.Barrier(THREADS)
     errors: list[BaseException] = []
@@ -149,7 +147,7 @@ def test_concurrent_member_removals_all_land(container: bootstrap.Container) -> 
     def remove(profile_id: str) -> None:
         barrier.wait()
         try:
-            members.remove(container, CID, sub_id, profile_id, "period_end")
+            container.member_service.remove(CID, sub_id, profile_id, "period_end")
         except BaseException as error:
             errors.append(error)
 
@@ -160,7 +158,7 @@ def test_concurrent_member_removals_all_land(container: bootstrap.Container) -> 
         thread.join()
 
     assert errors == []
-    after = subscriptions.get(container, CID, sub_id)
+    after = container.subscription_service.get(CID, sub_id)
     assert {m.profile_id for m in after.members if m.removal_pending} == set(leaving)
     assert after.version == before.version + THREADS
     page = container.audit_events.list(CID, sub_id, 100, None)
@@ -169,18 +167,14 @@ def test_concurrent_member_removals_all_land(container: bootstrap.Container) -> 
 
 def test_a_write_from_a_stale_read_is_refused(container: bootstrap.Container) -> None:
     sub_id = active_free_subscription(container, 2)
-    stale = subscriptions.get(container, CID, sub_id)
-    subscriptions.cancel(container, CID, sub_id, "period_end")
+    stale = container.subscription_service.get(CID, sub_id)
+    container.subscription_service.cancel(CID, sub_id, "period_end")
     outcome = stale.cancel("now", NOW)
-    repo = container.subscriptions
-    with pytest.raises(ConcurrentChange):
-        repo.commit(
-            [
-                repo.save_entry(outcome.subscription, stale.version),
-                audit_event_entry(container, stale, outcome.event, stale.version + 1),
-            ]
-        )
-    current = subscriptions.get(container, CID, sub_id)
+    with pytest.raises(ConcurrentChange), container.unit_of_work() as uow:
+        uow.subscriptions.adopt(stale)
+        stage_change(uow, stale, outcome)
+        uow.commit()
+    current = container.subscription_service.get(CID, sub_id)
     assert current.status == "expiring"
     assert current.version == stale.version + 1
     assert replace(current, version=0) != replace(outcome.subscription, version=0)

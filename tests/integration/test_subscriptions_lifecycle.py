@@ -9,7 +9,6 @@ from typing import Any
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from chalicelib.services import scheduled
 from tests.support.billing_api import Api, api_at, billing_env
 from tests.support.localstripe import localstripe_url
 
@@ -22,8 +21,10 @@ def sent_mail() -> list[Any]:
     return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
 
 
-def run(api: Api, action: Any, subscription_id: str) -> str:
-    outcome: str = action(api.env.container, api.community_id, subscription_id, api.env.clock.now())
+def run(api: Api, action: str, subscription_id: str) -> str:
+    """Run one scheduled action (services/scheduled.py) on the subscription now."""
+    actions = api.env.container.scheduled
+    outcome: str = getattr(actions, action)(api.community_id, subscription_id, api.env.clock.now())
     return outcome
 
 
@@ -116,13 +117,13 @@ def test_remove_at_period_end_restore_remove_now_and_renew_without_the_leaver(
     events = api.env.container.dynamodb.meta.events
     events.register("before-call.dynamodb", count)
     try:
-        assert run(api, scheduled.renew, sub["id"]) == "renewed"
+        assert run(api, "renew", sub["id"]) == "renewed"
     finally:
         events.unregister("before-call.dynamodb", count)
     # The subscription; its owner (credit, customer), community and card snapshot in one read;
     # then the two transactions of DESIGN.md section 6 (pending payment, resolution). No Scan.
     assert calls == ["GetItem", "BatchGetItem"] + ["TransactWriteItems"] * 2
-    assert run(api, scheduled.renew, sub["id"]) == "not_due"  # a duplicate message
+    assert run(api, "renew", sub["id"]) == "not_due"  # a duplicate message
     renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
     assert [m["profile_id"] for m in renewed["members"]] == [owner["id"]]
     assert renewed["current_period"] == {
@@ -159,10 +160,10 @@ def test_cancel_at_period_end_resume_cancel_now_and_expire(api_at: Any) -> None:
 
     other = api.active(plan, api.customer("Bo"))
     api.ok("POST", f"/v1/subscriptions/{other['id']}/cancel", {"at": "period_end"})
-    assert run(api, scheduled.expire, other["id"]) == "not_due"
+    assert run(api, "expire", other["id"]) == "not_due"
     api.env.clock.advance_to(datetime(2026, 5, 1, tzinfo=UTC))
-    assert run(api, scheduled.renew, other["id"]) == "not_due"
-    assert run(api, scheduled.expire, other["id"]) == "expired"
+    assert run(api, "renew", other["id"]) == "not_due"
+    assert run(api, "expire", other["id"]) == "expired"
     expired = api.ok("GET", f"/v1/subscriptions/{other['id']}")
     assert (expired["status"], expired["cancellation_reason"]) == ("cancelled", "expired")
     assert api.events(other["id"])[-1] == "subscription.expired"
@@ -186,7 +187,7 @@ def test_a_queued_cycle_change_shows_in_pending_changes_and_applies_at_renewal(
     assert api.call("PATCH", path, {"billing_cycle": None}).status == 400
 
     api.env.clock.advance_to(datetime(2026, 5, 1, tzinfo=UTC))
-    assert run(api, scheduled.renew, sub["id"]) == "renewed"
+    assert run(api, "renew", sub["id"]) == "renewed"
     yearly = api.ok("GET", path)
     assert (yearly["billing_cycle"], yearly["pending_changes"]) == ("year", {})
     assert yearly["current_period"] == {
@@ -226,7 +227,7 @@ def test_change_plan_now_up_charges_the_difference_and_down_credits_the_next_cha
     api.env.clock.advance_to(datetime(2026, 5, 1, tzinfo=UTC))
     preview = api.ok("GET", f"{path}/preview?action=renew")
     assert (preview["subtotal"], preview["credit_applied"], preview["total"]) == (3000, 3000, 0)
-    assert run(api, scheduled.renew, sub["id"]) == "renewed"
+    assert run(api, "renew", sub["id"]) == "renewed"
     renewal = api.payments(sub["id"])[0]
     assert renewal["kind"] == "renewal"
     assert (renewal["subtotal"], renewal["credit_applied"], renewal["total"]) == (3000, 3000, 0)
@@ -248,7 +249,7 @@ def test_failed_renewal_retries_then_reactivates_and_grace_ends_in_cancellation(
     api.ok("PATCH", path, {"payment_method_id": bad})
 
     api.env.clock.advance_to(datetime(2026, 5, 1, tzinfo=UTC))
-    assert run(api, scheduled.renew, sub["id"]) == "renewal_failed"
+    assert run(api, "renew", sub["id"]) == "renewal_failed"
     failed = api.ok("GET", path)
     assert failed["status"] == "failed_payment"
     assert (failed["failed_at"], failed["next_retry_at"]) == (
@@ -257,9 +258,9 @@ def test_failed_renewal_retries_then_reactivates_and_grace_ends_in_cancellation(
     )
     assert api.ok("GET", f"/v1/profiles/{owner['id']}/access")["has_access"] is False
     assert api.call("PATCH", path, {"billing_cycle": "month"}).status == 409
-    assert run(api, scheduled.process_failed_payment, sub["id"]) == "not_due"
+    assert run(api, "process_failed_payment", sub["id"]) == "not_due"
     api.env.clock.advance_to(datetime(2026, 5, 4, tzinfo=UTC))
-    assert run(api, scheduled.process_failed_payment, sub["id"]) == "retry_failed"
+    assert run(api, "process_failed_payment", sub["id"]) == "retry_failed"
 
     reply = api.call("POST", f"{path}/reactivate", {})
     assert reply.status == 402 and api.ok("GET", path)["status"] == "failed_payment"
@@ -277,8 +278,8 @@ def test_failed_renewal_retries_then_reactivates_and_grace_ends_in_cancellation(
     bo_bad = api.card(lapsed["owner_id"], "4000000000000341")
     api.ok("PATCH", f"/v1/subscriptions/{lapsed['id']}", {"payment_method_id": bo_bad})
     api.env.clock.advance_to(datetime(2026, 6, 4, tzinfo=UTC))
-    assert run(api, scheduled.renew, lapsed["id"]) == "renewal_failed"
+    assert run(api, "renew", lapsed["id"]) == "renewal_failed"
     api.env.clock.advance(timedelta(days=7))
-    assert run(api, scheduled.process_failed_payment, lapsed["id"]) == "grace_cancelled"
+    assert run(api, "process_failed_payment", lapsed["id"]) == "grace_cancelled"
     ended = api.ok("GET", f"/v1/subscriptions/{lapsed['id']}")
     assert (ended["status"], ended["cancellation_reason"]) == ("cancelled", "payment_failed")

@@ -9,14 +9,21 @@ from datetime import UTC, datetime, timedelta
 from chalicelib.adapters.dynamodb.codec import decode, encode
 from chalicelib.adapters.dynamodb.items import from_item, to_item
 from chalicelib.adapters.dynamodb.payments import payment_attributes, payment_from_item
+from chalicelib.adapters.dynamodb.profile_links import link_entries
 from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
 from chalicelib.adapters.stripe.payments import outcome_from_intent
+from chalicelib.domain.billing.outcomes import (
+    apply_charge_failed,
+    apply_charge_succeeded,
+    begin_charge,
+)
+from chalicelib.domain.billing.planning import plan_activation, plan_add_members, plan_renewal
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import BilledTo, PaymentMethodSummary, new_payment
 from chalicelib.domain.plans import Plan
 from chalicelib.domain.profiles import Profile
+from chalicelib.domain.subscription_changes import remove_member
 from chalicelib.domain.subscriptions import Subscription
-from chalicelib.services.links import link_entries
 
 NOW = datetime(2026, 1, 31, 12, tzinfo=UTC)
 PLAN = Plan(
@@ -37,9 +44,9 @@ def active_subscription() -> Subscription:
         waive_activation_fee=False,
         now=NOW,
     ).subscription
-    charge = sub.plan_activation(NOW, owner_credit=0)
-    begun = sub.begin_charge(charge, "pay_1", NOW).subscription
-    return begun.apply_charge_succeeded("pay_1", NOW).subscription
+    charge = plan_activation(sub, NOW, owner_credit=0)
+    begun = begin_charge(sub, charge, "pay_1", NOW).subscription
+    return apply_charge_succeeded(begun, "pay_1", NOW).subscription
 
 
 def repository() -> SubscriptionRepository:
@@ -48,10 +55,10 @@ def repository() -> SubscriptionRepository:
 
 def test_a_subscription_round_trips_exactly_through_its_stored_form() -> None:
     sub = active_subscription()
-    charge = sub.plan_add_members(
-        [MemberAddition("prof_3")], NOW + timedelta(days=3), owner_credit=0
+    charge = plan_add_members(
+        sub, [MemberAddition("prof_3")], NOW + timedelta(days=3), owner_credit=0
     )
-    in_flight = sub.begin_charge(charge, "pay_2", NOW).subscription
+    in_flight = begin_charge(sub, charge, "pay_2", NOW).subscription
     for value in (sub, in_flight):
         item = from_item(to_item(repository().attributes(value, 7)))
         assert SubscriptionRepository.from_item(item) == replace(value, version=7)
@@ -69,10 +76,10 @@ def test_due_attributes_follow_the_state() -> None:
     cancelled = repo.attributes(sub.cancel("now", NOW).subscription, 3)
     assert "due_pk" not in cancelled and "due_at" not in cancelled
     renewal_at = datetime(2026, 2, 28, 12, tzinfo=UTC)
-    plan = sub.plan_renewal(renewal_at, owner_credit=0)
-    in_flight = sub.begin_charge(plan, "pay_9", renewal_at).subscription
+    plan = plan_renewal(sub, renewal_at, owner_credit=0)
+    in_flight = begin_charge(sub, plan, "pay_9", renewal_at).subscription
     assert "due_pk" not in repo.attributes(in_flight, 3)  # the pending payment carries it
-    failed = in_flight.apply_charge_failed("pay_9", renewal_at).subscription
+    failed = apply_charge_failed(in_flight, "pay_9", renewal_at).subscription
     failing = repo.attributes(failed, 4)
     assert (failing["due_group"], failing["due_at"]) == (
         "failed_payment",
@@ -83,8 +90,8 @@ def test_due_attributes_follow_the_state() -> None:
 
 def test_a_payment_round_trips_and_is_due_for_recovery_only_while_pending() -> None:
     sub = active_subscription()
-    charge = sub.plan_add_members(
-        [MemberAddition("prof_3")], NOW + timedelta(days=3), owner_credit=0
+    charge = plan_add_members(
+        sub, [MemberAddition("prof_3")], NOW + timedelta(days=3), owner_credit=0
     )
     payment = new_payment(
         charge,
@@ -98,11 +105,11 @@ def test_a_payment_round_trips_and_is_due_for_recovery_only_while_pending() -> N
     stored = payment_attributes(payment, 1, 4)
     assert stored["due_group"] == "pending_payment"
     assert stored["due_at"] == "2026-01-31T12:05:00.000000Z"
-    assert payment_from_item(from_item(to_item(stored))).payment == payment
+    assert payment_from_item(from_item(to_item(stored))) == replace(payment, revision=1)
     paid = payment.succeed(NOW, payment_intent_id="pi_1", charge_id="ch_1").payment
     done = payment_attributes(paid, 2, 4)
     assert "due_pk" not in done and done["gsi3pk"] == "PI#pi_1"
-    assert payment_from_item(from_item(to_item(done))).payment == paid
+    assert payment_from_item(from_item(to_item(done))) == replace(paid, revision=2)
     assert paid.application_fee_amount == round(paid.total * 250 / 10000)
 
 
@@ -143,7 +150,7 @@ def test_links_follow_members_and_status() -> None:
         "SUB#sub_1#member",
         "SUB#sub_1#owner",
     ]
-    removed = sub.remove_member("prof_2", "now", NOW).subscription
+    removed = remove_member(sub, "prof_2", "now", NOW).subscription
     [gone] = link_entries("t", sub, removed, NOW)
     assert gone["Delete"]["Key"]["pk"]["S"] == "C#com_1#PROFILE#prof_2"
     cancelled = removed.cancel("now", NOW).subscription

@@ -31,13 +31,13 @@ from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.due_index import due_attributes
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
+from chalicelib.domain.billing.lines import PaymentLine
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.payments import (
     PENDING_RECOVERY_DELAY,
     BilledTo,
     Payment,
     PaymentFailure,
-    PaymentLine,
     PaymentMethodSummary,
     Refund,
     StripeRefs,

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.outcomes import (
+    apply_charge_failed,
+    apply_charge_succeeded,
+    begin_charge,
+    settle_without_stripe,
+)
+from chalicelib.domain.billing.planning import plan_activation
 from chalicelib.domain.payments import BilledTo, Payment, PaymentMethodSummary, new_payment
 from chalicelib.domain.plans import BillingCycle, Plan
 from chalicelib.domain.profiles import Profile
@@ -129,11 +136,11 @@ def charge_through(
     """The service's two-phase flow: begin (pending marker), then resolve."""
     if not charge.needs_stripe:
         payment_id = "pay_free" if charge.needs_payment else None
-        return sub.settle_without_stripe(charge, now, payment_id=payment_id)
-    begun = stored(sub.begin_charge(charge, "pay_x", now).subscription)
+        return settle_without_stripe(sub, charge, now, payment_id=payment_id)
+    begun = stored(begin_charge(sub, charge, "pay_x", now).subscription)
     if succeed:
-        return begun.apply_charge_succeeded("pay_x", now)
-    return begun.apply_charge_failed("pay_x", now)
+        return apply_charge_succeeded(begun, "pay_x", now)
+    return apply_charge_failed(begun, "pay_x", now)
 
 
 def active_sub(
@@ -144,5 +151,5 @@ def active_sub(
     now: datetime = T0,
 ) -> Subscription:
     sub = stored(new_sub(plan=plan, members=members, cycle=cycle, now=now))
-    charge = sub.plan_activation(now, owner_credit=0)
+    charge = plan_activation(sub, now, owner_credit=0)
     return stored(charge_through(sub, charge, now).subscription)

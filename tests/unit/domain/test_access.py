@@ -3,6 +3,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from chalicelib.domain.access import has_access
+from chalicelib.domain.billing.planning import plan_renewal
+from chalicelib.domain.subscription_changes import remove_member
 from tests.unit.domain.factories import (
     T0,
     active_sub,
@@ -43,7 +45,7 @@ def test_inactive_failed_payment_and_cancelled_give_none() -> None:
     assert not has_access(kid, [new_sub()], T0).has_access
     sub = active_sub()
     failed = charge_through(
-        sub, sub.plan_renewal(at(2026, 2, 1), owner_credit=0), at(2026, 2, 1), succeed=False
+        sub, plan_renewal(sub, at(2026, 2, 1), owner_credit=0), at(2026, 2, 1), succeed=False
     ).subscription
     assert failed.status == "failed_payment"
     decision = has_access(kid, [failed], at(2026, 2, 2))
@@ -56,11 +58,11 @@ def test_inactive_failed_payment_and_cancelled_give_none() -> None:
 def test_owner_who_is_not_a_member_has_no_access_and_removed_members_lose_it() -> None:
     sub = active_sub(members=["prof_a", "prof_b"])
     assert not has_access(customer("prof_owner"), [sub], at(2026, 1, 5)).has_access
-    pending = stored(sub.remove_member("prof_b", "period_end", at(2026, 1, 5)).subscription)
+    pending = stored(remove_member(sub, "prof_b", "period_end", at(2026, 1, 5)).subscription)
     assert has_access(dependent("prof_b"), [pending], at(2026, 1, 31, 23)).has_access
     # the removal takes effect at period end even if the renewal has not run yet
     assert not has_access(dependent("prof_b"), [pending], at(2026, 2, 1)).has_access
-    removed = sub.remove_member("prof_b", "now", at(2026, 1, 6)).subscription
+    removed = remove_member(sub, "prof_b", "now", at(2026, 1, 6)).subscription
     assert not has_access(dependent("prof_b"), [removed], at(2026, 1, 6)).has_access
 
 

@@ -7,9 +7,24 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from chalicelib.domain.billing.planning import (
+    plan_activation,
+    plan_add_members,
+    plan_change_now,
+    plan_reactivation,
+    plan_renewal,
+    plan_retry,
+)
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.members import MemberAddition
-from chalicelib.domain.subscriptions import Subscription, SubscriptionUpdate
+from chalicelib.domain.subscription_changes import (
+    SubscriptionUpdate,
+    change_plan_at_period_end,
+    remove_member,
+    restore_member,
+    update_subscription,
+)
+from chalicelib.domain.subscriptions import Subscription
 from tests.unit.domain.factories import (
     T0,
     active_sub,
@@ -33,13 +48,13 @@ def build(status: str) -> Subscription:
     if status == "inactive":
         return stored(new_sub(members=["prof_a", "prof_b", "prof_c"]))
     active = active_sub(members=["prof_a", "prof_b", "prof_c"])
-    active = stored(active.remove_member("prof_b", "period_end", at(2026, 1, 2)).subscription)
+    active = stored(remove_member(active, "prof_b", "period_end", at(2026, 1, 2)).subscription)
     if status == "active":
         return active
     if status == "expiring":
         return stored(active.cancel("period_end", at(2026, 1, 2)).subscription)
     failed = charge_through(
-        active, active.plan_renewal(at(2026, 2, 1), owner_credit=0), at(2026, 2, 1), succeed=False
+        active, plan_renewal(active, at(2026, 2, 1), owner_credit=0), at(2026, 2, 1), succeed=False
     ).subscription
     if status == "failed_payment":
         return stored(failed)
@@ -48,29 +63,33 @@ def build(status: str) -> Subscription:
 
 Op = Callable[[Subscription], object]
 OPS: dict[str, Op] = {
-    "update_owner": lambda s: s.update(SubscriptionUpdate(owner=customer("prof_n")), _mid(s)),
-    "update_plan": lambda s: s.update(SubscriptionUpdate(plan=GOLD), _mid(s)),
-    "update_members": lambda s: s.update(SubscriptionUpdate(member_ids=["prof_a"]), _mid(s)),
+    "update_owner": lambda s: update_subscription(
+        s, SubscriptionUpdate(owner=customer("prof_n")), _mid(s)
+    ),
+    "update_plan": lambda s: update_subscription(s, SubscriptionUpdate(plan=GOLD), _mid(s)),
+    "update_members": lambda s: update_subscription(
+        s, SubscriptionUpdate(member_ids=["prof_a"]), _mid(s)
+    ),
     "delete": lambda s: s.ensure_deletable(_mid(s)),
-    "activate": lambda s: s.plan_activation(_mid(s), owner_credit=0),
+    "activate": lambda s: plan_activation(s, _mid(s), owner_credit=0),
     "cancel_period_end": lambda s: s.cancel("period_end", _mid(s)),
     "cancel_now": lambda s: s.cancel("now", _mid(s)),
     "resume": lambda s: s.resume(_mid(s)),
     "expire": lambda s: s.expire(s.cancel_at or T0),
     "end_grace": lambda s: s.end_grace(s.grace_ends_at or T0),
-    "renew": lambda s: s.plan_renewal(
-        s.current_period.end if s.current_period else T0, owner_credit=0
+    "renew": lambda s: plan_renewal(
+        s, s.current_period.end if s.current_period else T0, owner_credit=0
     ),
-    "retry": lambda s: s.plan_retry(s.next_retry_at or T0, owner_credit=0),
-    "reactivate": lambda s: s.plan_reactivation(_mid(s) + timedelta(days=40), owner_credit=0),
-    "add_members": lambda s: s.plan_add_members(
-        [MemberAddition("prof_z")], _mid(s), owner_credit=0
+    "retry": lambda s: plan_retry(s, s.next_retry_at or T0, owner_credit=0),
+    "reactivate": lambda s: plan_reactivation(s, _mid(s) + timedelta(days=40), owner_credit=0),
+    "add_members": lambda s: plan_add_members(
+        s, [MemberAddition("prof_z")], _mid(s), owner_credit=0
     ),
-    "remove_member_now": lambda s: s.remove_member("prof_c", "now", _mid(s)),
-    "remove_member_period_end": lambda s: s.remove_member("prof_c", "period_end", _mid(s)),
-    "restore_member": lambda s: s.restore_member("prof_b", _mid(s)),
-    "change_plan_now": lambda s: s.plan_change_now(GOLD, _mid(s), owner_credit=0),
-    "change_plan_period_end": lambda s: s.change_plan_at_period_end(GOLD, _mid(s)),
+    "remove_member_now": lambda s: remove_member(s, "prof_c", "now", _mid(s)),
+    "remove_member_period_end": lambda s: remove_member(s, "prof_c", "period_end", _mid(s)),
+    "restore_member": lambda s: restore_member(s, "prof_b", _mid(s)),
+    "change_plan_now": lambda s: plan_change_now(s, GOLD, _mid(s), owner_credit=0),
+    "change_plan_period_end": lambda s: change_plan_at_period_end(s, GOLD, _mid(s)),
 }
 
 LEGAL: dict[str, set[str]] = {
@@ -120,4 +139,4 @@ def test_active_never_goes_back_to_inactive() -> None:
         if isinstance(outcome_sub, Subscription):
             assert outcome_sub.status != "inactive"
     with pytest.raises(Conflict):
-        sub.plan_activation(T0, owner_credit=0)
+        plan_activation(sub, T0, owner_credit=0)

@@ -4,8 +4,21 @@ from datetime import datetime
 
 import pytest
 
+from chalicelib.domain.billing.outcomes import settle_without_stripe
+from chalicelib.domain.billing.planning import (
+    plan_activation,
+    plan_add_members,
+    plan_change_now,
+    plan_renewal,
+    preview_renewal,
+)
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.members import MemberAddition
+from chalicelib.domain.subscription_changes import (
+    change_plan_at_period_end,
+    remove_member,
+    restore_member,
+)
 from chalicelib.domain.subscriptions import CreditChange
 from tests.unit.domain.factories import active_sub, at, charge_through, make_plan, stored
 
@@ -32,7 +45,7 @@ def test_adding_a_member_charges_the_prorated_price_plus_fee(
     moment: datetime, expected_prorated: int
 ) -> None:
     sub = april_sub()
-    charge = sub.plan_add_members([MemberAddition("prof_b", "charge")], moment, owner_credit=0)
+    charge = plan_add_members(sub, [MemberAddition("prof_b", "charge")], moment, owner_credit=0)
     seconds_left = int((at(2026, 5, 1) - moment).total_seconds())
     exact = 3000 * seconds_left / (30 * 86400)
     assert charge.lines[0].amount == int(exact + 0.5)  # cross-check with float for these values
@@ -47,7 +60,8 @@ def test_adding_a_member_charges_the_prorated_price_plus_fee(
 
 def test_day_10_of_30_exact_amounts_for_two_members_one_waived() -> None:
     sub = april_sub(unit=999)
-    charge = sub.plan_add_members(
+    charge = plan_add_members(
+        sub,
         [MemberAddition("prof_b", "charge"), MemberAddition("prof_c", "waive")],
         at(2026, 4, 11),
         owner_credit=0,
@@ -73,15 +87,15 @@ def test_day_10_of_30_exact_amounts_for_two_members_one_waived() -> None:
 def test_proration_rounds_half_up() -> None:
     sub = april_sub(unit=1001)
     # 15 days left of 30: 500.5 -> 501
-    charge = sub.plan_add_members(
-        [MemberAddition("prof_b", "waive")], at(2026, 4, 16), owner_credit=0
+    charge = plan_add_members(
+        sub, [MemberAddition("prof_b", "waive")], at(2026, 4, 16), owner_credit=0
     )
     assert charge.total == 501
 
 
 def test_failed_add_adds_nobody() -> None:
     sub = april_sub()
-    charge = sub.plan_add_members([MemberAddition("prof_b")], at(2026, 4, 11), owner_credit=0)
+    charge = plan_add_members(sub, [MemberAddition("prof_b")], at(2026, 4, 11), owner_credit=0)
     outcome = charge_through(sub, charge, at(2026, 4, 11), succeed=False)
     assert outcome.subscription.member_ids == ["prof_a"]
     assert outcome.event.type == "subscription.proration_failed"
@@ -89,11 +103,11 @@ def test_failed_add_adds_nobody() -> None:
 
 def test_adding_with_everything_waived_at_period_end_needs_no_payment() -> None:
     sub = april_sub()
-    charge = sub.plan_add_members(
-        [MemberAddition("prof_b", "waive")], at(2026, 5, 1), owner_credit=0
+    charge = plan_add_members(
+        sub, [MemberAddition("prof_b", "waive")], at(2026, 5, 1), owner_credit=0
     )
     assert not charge.needs_payment
-    assert sub.settle_without_stripe(charge, at(2026, 5, 1)).subscription.member_ids == [
+    assert settle_without_stripe(sub, charge, at(2026, 5, 1)).subscription.member_ids == [
         "prof_a",
         "prof_b",
     ]
@@ -110,47 +124,47 @@ def test_add_member_input_errors() -> None:
     ]
     for additions, field_name in cases:
         with pytest.raises(InvalidRequest) as err:
-            sub.plan_add_members(additions, at(2026, 1, 5), owner_credit=0)
+            plan_add_members(sub, additions, at(2026, 1, 5), owner_credit=0)
         assert err.value.details[0].field == field_name
 
 
 def test_remove_at_period_end_restore_and_remove_now() -> None:
     sub = active_sub(members=["prof_a", "prof_b"])
-    scheduled = sub.remove_member("prof_b", "period_end", at(2026, 1, 10))
+    scheduled = remove_member(sub, "prof_b", "period_end", at(2026, 1, 10))
     pending = scheduled.subscription
     member = pending.member("prof_b")
     assert member is not None and member.removal_effective_at == at(2026, 2, 1)
     assert pending.member_ids == ["prof_a", "prof_b"]  # still a member until then
     assert scheduled.event.type == "member.removal_scheduled"
     with pytest.raises(Conflict):
-        pending.remove_member("prof_b", "period_end", at(2026, 1, 11))
+        remove_member(pending, "prof_b", "period_end", at(2026, 1, 11))
     with pytest.raises(Conflict):  # prof_a is the last one staying
-        pending.remove_member("prof_a", "period_end", at(2026, 1, 11))
+        remove_member(pending, "prof_a", "period_end", at(2026, 1, 11))
 
-    restored = pending.restore_member("prof_b", at(2026, 1, 12))
+    restored = restore_member(pending, "prof_b", at(2026, 1, 12))
     assert restored.subscription.member("prof_b").removal_effective_at is None  # type: ignore[union-attr]
     assert restored.event.type == "member.restored"
     with pytest.raises(Conflict):
-        restored.subscription.restore_member("prof_b", at(2026, 1, 12))
+        restore_member(restored.subscription, "prof_b", at(2026, 1, 12))
 
-    removed = sub.remove_member("prof_b", "now", at(2026, 1, 15))
+    removed = remove_member(sub, "prof_b", "now", at(2026, 1, 15))
     assert removed.subscription.member_ids == ["prof_a"]
     assert removed.subscription.former_members[0].removed_at == at(2026, 1, 15)
     assert removed.event.type == "member.removed"
     with pytest.raises(Conflict):
-        removed.subscription.remove_member("prof_a", "now", at(2026, 1, 16))
+        remove_member(removed.subscription, "prof_a", "now", at(2026, 1, 16))
     with pytest.raises(NotFound):
-        sub.remove_member("prof_zz", "now", at(2026, 1, 16))
+        remove_member(sub, "prof_zz", "now", at(2026, 1, 16))
     with pytest.raises(NotFound):
-        sub.restore_member("prof_zz", at(2026, 1, 16))
+        restore_member(sub, "prof_zz", at(2026, 1, 16))
     with pytest.raises(InvalidRequest):
-        sub.remove_member("prof_b", "later", at(2026, 1, 16))  # type: ignore[arg-type]
+        remove_member(sub, "prof_b", "later", at(2026, 1, 16))  # type: ignore[arg-type]
 
 
 def test_pending_removal_is_not_billed_at_renewal() -> None:
     sub = active_sub(members=["prof_a", "prof_b", "prof_c"])
-    sub = stored(sub.remove_member("prof_c", "period_end", at(2026, 1, 3)).subscription)
-    charge = sub.plan_renewal(at(2026, 2, 1), owner_credit=0)
+    sub = stored(remove_member(sub, "prof_c", "period_end", at(2026, 1, 3)).subscription)
+    charge = plan_renewal(sub, at(2026, 2, 1), owner_credit=0)
     assert charge.lines[0].quantity == 2
     assert charge.total == 6000
 
@@ -161,7 +175,7 @@ def test_pending_removal_is_not_billed_at_renewal() -> None:
 def test_change_plan_now_to_a_dearer_plan_charges_the_prorated_difference() -> None:
     sub = april_sub(members=("prof_a", "prof_b"))
     gold = make_plan("plan_gold", month=4500, activation_fee=900)
-    charge = sub.plan_change_now(gold, at(2026, 4, 11), owner_credit=0)
+    charge = plan_change_now(sub, gold, at(2026, 4, 11), owner_credit=0)
     # per member: 4500*20/30 - 3000*20/30 = 3000 - 2000 = 1000; two members
     assert [(ln.kind, ln.unit_amount, ln.quantity, ln.amount) for ln in charge.lines] == [
         ("proration", 1000, 2, 2000)
@@ -178,28 +192,30 @@ def test_change_plan_now_to_a_dearer_plan_charges_the_prorated_difference() -> N
 def test_change_plan_now_to_a_cheaper_plan_credits_the_owner_and_credit_is_spent_next() -> None:
     sub = april_sub(members=("prof_a", "prof_b"))
     lite = make_plan("plan_lite", month=1500)
-    charge = sub.plan_change_now(lite, at(2026, 4, 11), owner_credit=0)
+    charge = plan_change_now(sub, lite, at(2026, 4, 11), owner_credit=0)
     assert charge.lines == () and charge.subtotal == 0
     assert charge.credit_granted == 2000  # (2000 - 1000) x 2 members
-    outcome = sub.settle_without_stripe(charge, at(2026, 4, 11))
+    outcome = settle_without_stripe(sub, charge, at(2026, 4, 11))
     assert outcome.credit_change == CreditChange("prof_owner", 2000)
     changed = stored(outcome.subscription)
     assert changed.plan_id == "plan_lite"
     # the next charge spends it: renewal 1500 x 2 = 3000, credit 2000 -> total 1000
-    renewal = changed.plan_renewal(at(2026, 5, 1), owner_credit=2000)
+    renewal = plan_renewal(changed, at(2026, 5, 1), owner_credit=2000)
     assert (renewal.subtotal, renewal.credit_applied, renewal.total) == (3000, 2000, 1000)
     assert renewal.lines[-1].kind == "credit"
     assert sum(ln.amount for ln in renewal.lines) == renewal.total
     # and never below zero
-    small = changed.plan_add_members(
-        [MemberAddition("prof_c", "waive")], at(2026, 4, 21), owner_credit=2000
+    small = plan_add_members(
+        changed, [MemberAddition("prof_c", "waive")], at(2026, 4, 21), owner_credit=2000
     )
     assert small.total == 0 and small.credit_applied == small.subtotal == 500
 
 
 def test_change_plan_now_failure_keeps_the_old_plan() -> None:
     sub = april_sub()
-    charge = sub.plan_change_now(make_plan("plan_gold", month=9000), at(2026, 4, 2), owner_credit=0)
+    charge = plan_change_now(
+        sub, make_plan("plan_gold", month=9000), at(2026, 4, 2), owner_credit=0
+    )
     assert (
         charge_through(sub, charge, at(2026, 4, 2), succeed=False).subscription.plan_id
         == "plan_basic"
@@ -216,35 +232,37 @@ def test_change_plan_input_errors() -> None:
     ]
     for plan, field_name in cases:
         with pytest.raises(InvalidRequest) as err:
-            sub.plan_change_now(plan, at(2026, 4, 2), owner_credit=0)
+            plan_change_now(sub, plan, at(2026, 4, 2), owner_credit=0)
         assert err.value.details[0].field == field_name
     with pytest.raises(Conflict):
-        sub.plan_change_now(
-            make_plan("plan_old", status="archived"), at(2026, 4, 2), owner_credit=0
+        plan_change_now(
+            sub, make_plan("plan_old", status="archived"), at(2026, 4, 2), owner_credit=0
         )
 
 
 def test_change_plan_at_period_end_queues_and_current_plan_clears() -> None:
     sub = april_sub()
-    queued = sub.change_plan_at_period_end(make_plan("plan_gold", month=5000), at(2026, 4, 2))
+    queued = change_plan_at_period_end(sub, make_plan("plan_gold", month=5000), at(2026, 4, 2))
     assert queued.subscription.pending_changes.plan_id == "plan_gold"
     assert queued.subscription.plan_id == "plan_basic"
-    cleared = queued.subscription.change_plan_at_period_end(make_plan("plan_basic"), at(2026, 4, 3))
+    cleared = change_plan_at_period_end(
+        queued.subscription, make_plan("plan_basic"), at(2026, 4, 3)
+    )
     assert cleared.subscription.pending_changes.empty
     with pytest.raises(InvalidRequest):
-        sub.change_plan_at_period_end(make_plan("plan_y", month=None), at(2026, 4, 2))
+        change_plan_at_period_end(sub, make_plan("plan_y", month=None), at(2026, 4, 2))
 
 
 def test_queued_plan_capacity_limits_additions_and_restores() -> None:
     sub = april_sub(members=("prof_a", "prof_b"))
-    sub = stored(sub.remove_member("prof_b", "period_end", at(2026, 4, 2)).subscription)
+    sub = stored(remove_member(sub, "prof_b", "period_end", at(2026, 4, 2)).subscription)
     solo = make_plan("plan_solo", month=2000, max_members=1)
-    sub = stored(sub.change_plan_at_period_end(solo, at(2026, 4, 3)).subscription)
+    sub = stored(change_plan_at_period_end(sub, solo, at(2026, 4, 3)).subscription)
     with pytest.raises(InvalidRequest) as err:
-        sub.plan_add_members([MemberAddition("prof_c")], at(2026, 4, 4), owner_credit=0)
+        plan_add_members(sub, [MemberAddition("prof_c")], at(2026, 4, 4), owner_credit=0)
     assert err.value.details[0].field == "members"
     with pytest.raises(Conflict):
-        sub.restore_member("prof_b", at(2026, 4, 4))
+        restore_member(sub, "prof_b", at(2026, 4, 4))
 
 
 def test_activation_checks_the_stored_plan_and_preview_renewal_is_not_due_checked() -> None:
@@ -252,9 +270,9 @@ def test_activation_checks_the_stored_plan_and_preview_renewal_is_not_due_checke
 
     sub = stored(new_sub())
     with pytest.raises(Conflict):
-        sub.plan_activation(APRIL_1, owner_credit=0, current_plan=make_plan(status="archived"))
+        plan_activation(sub, APRIL_1, owner_credit=0, current_plan=make_plan(status="archived"))
     renamed = make_plan(name="Basic Plus", grace_days=20)
-    charge = sub.plan_activation(APRIL_1, owner_credit=0, current_plan=renamed)
+    charge = plan_activation(sub, APRIL_1, owner_credit=0, current_plan=renamed)
     assert charge.lines[0].plan_name == "Basic Plus"
     assert charge.pending.plan.failed_payment_grace_days == 20
     with pytest.raises(ValueError):
@@ -262,8 +280,8 @@ def test_activation_checks_the_stored_plan_and_preview_renewal_is_not_due_checke
 
     active = april_sub()
     with pytest.raises(Conflict):
-        active.plan_renewal(at(2026, 4, 20), owner_credit=0)
-    preview = active.preview_renewal(at(2026, 4, 20), owner_credit=0)
+        plan_renewal(active, at(2026, 4, 20), owner_credit=0)
+    preview = preview_renewal(active, at(2026, 4, 20), owner_credit=0)
     assert preview.period is not None
     assert (preview.period.start, preview.period.end) == (at(2026, 5, 1), at(2026, 6, 1))
     assert preview.total == 3000

@@ -5,14 +5,14 @@ from datetime import timedelta
 
 import pytest
 
+from chalicelib.domain.billing.lines import PaymentLine, charge_key
+from chalicelib.domain.billing.planning import plan_activation, plan_add_members, plan_renewal
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.payments import (
     BilledTo,
     Payment,
     PaymentFailure,
-    PaymentLine,
     PaymentMethodSummary,
-    charge_key,
     new_payment,
 )
 from tests.unit.domain.factories import T0, at, new_sub, pay, stored
@@ -22,7 +22,7 @@ DECLINE = PaymentFailure("card_declined", "insufficient_funds", "Your card has i
 
 def pending_payment(credit: int = 0) -> Payment:
     sub = stored(new_sub(members=["prof_a", "prof_b"]))
-    return pay(sub.plan_activation(T0, owner_credit=credit), "pay_1", T0)
+    return pay(plan_activation(sub, T0, owner_credit=credit), "pay_1", T0)
 
 
 def test_new_payment_copies_the_charge_plan() -> None:
@@ -39,7 +39,7 @@ def test_new_payment_copies_the_charge_plan() -> None:
 
 def test_application_fee_only_on_a_connected_account() -> None:
     sub = stored(new_sub())
-    charge = sub.plan_activation(T0, owner_credit=0)  # 3500
+    charge = plan_activation(sub, T0, owner_credit=0)  # 3500
     billed = BilledTo("prof_owner", "Owner", "o@example.com")
     card = PaymentMethodSummary("card", "visa", "4242")
     on_connect = new_payment(charge, "pay_1", billed, card, "acct_1", 250, T0)
@@ -170,15 +170,15 @@ def test_charge_keys_come_from_state_not_from_the_moment_of_planning() -> None:
     from tests.unit.domain.factories import active_sub
 
     sub = stored(new_sub())
-    first = sub.plan_activation(T0, owner_credit=0)
-    second = sub.plan_activation(T0 + timedelta(seconds=3), owner_credit=0)
+    first = plan_activation(sub, T0, owner_credit=0)
+    second = plan_activation(sub, T0 + timedelta(seconds=3), owner_credit=0)
     assert first.charge_key == second.charge_key
     assert first.period != second.period
     active = active_sub()
     adds = [
-        active.plan_add_members([MemberAddition("prof_z")], at(2026, 1, day), owner_credit=0)
+        plan_add_members(active, [MemberAddition("prof_z")], at(2026, 1, day), owner_credit=0)
         for day in (3, 4)
     ]
     assert adds[0].charge_key == adds[1].charge_key == "sub_1#20260101T000000Z#proration#v4"
-    renewals = [active.plan_renewal(at(2026, 2, day), owner_credit=0) for day in (1, 2)]
+    renewals = [plan_renewal(active, at(2026, 2, day), owner_credit=0) for day in (1, 2)]
     assert renewals[0].charge_key == renewals[1].charge_key == "sub_1#20260201T000000Z#renewal"

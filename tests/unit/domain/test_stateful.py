@@ -14,7 +14,21 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from chalicelib.domain.access import has_access
-from chalicelib.domain.charges import ChargePlan
+from chalicelib.domain.billing.charges import ChargePlan
+from chalicelib.domain.billing.outcomes import (
+    apply_charge_failed,
+    apply_charge_succeeded,
+    begin_charge,
+    settle_without_stripe,
+)
+from chalicelib.domain.billing.planning import (
+    plan_activation,
+    plan_add_members,
+    plan_change_now,
+    plan_reactivation,
+    plan_renewal,
+    plan_retry,
+)
 from chalicelib.domain.errors import Conflict, DomainError
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import (
@@ -24,7 +38,14 @@ from chalicelib.domain.payments import (
     PaymentMethodSummary,
     new_payment,
 )
-from chalicelib.domain.subscriptions import STATUSES, Outcome, Subscription, SubscriptionUpdate
+from chalicelib.domain.subscription_changes import (
+    SubscriptionUpdate,
+    change_plan_at_period_end,
+    remove_member,
+    restore_member,
+    update_subscription,
+)
+from chalicelib.domain.subscriptions import STATUSES, Outcome, Subscription
 from tests.unit.domain.factories import T0, customer, dependent, make_plan
 
 PLANS = {
@@ -81,7 +102,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
             now=self.now,
         ).subscription
         if activate_now:
-            self._charge(self.sub.plan_activation(self.now, owner_credit=0), succeed=True)
+            self._charge(plan_activation(self.sub, self.now, owner_credit=0), succeed=True)
             assert self.sub.status == "active"
 
     # ---------------------------------------------------------------- plumbing
@@ -119,10 +140,10 @@ class SubscriptionMachine(RuleBasedStateMachine):
                 payment_id = self._new_payment(charge)
                 self.payments[payment_id] = self.payments[payment_id].succeed(self.now).payment
                 self.succeeded_keys.append(charge.charge_key)
-            self._store(self.sub.settle_without_stripe(charge, self.now, payment_id=payment_id))
+            self._store(settle_without_stripe(self.sub, charge, self.now, payment_id=payment_id))
             return
         payment_id = self._new_payment(charge)
-        self._store(self.sub.begin_charge(charge, payment_id, self.now))
+        self._store(begin_charge(self.sub, charge, payment_id, self.now))
         assert self.sub.next_action is None
         if succeed:
             change = self.payments[payment_id].succeed(
@@ -130,12 +151,12 @@ class SubscriptionMachine(RuleBasedStateMachine):
             )
             self.payments[payment_id] = change.payment
             self.succeeded_keys.append(charge.charge_key)
-            self._store(self.sub.apply_charge_succeeded(payment_id, self.now, actor="webhook"))
+            self._store(apply_charge_succeeded(self.sub, payment_id, self.now, actor="webhook"))
             # a late failure changes nothing
             assert not self.payments[payment_id].fail(DECLINE, self.now).changed
         else:
             self.payments[payment_id] = self.payments[payment_id].fail(DECLINE, self.now).payment
-            self._store(self.sub.apply_charge_failed(payment_id, self.now))
+            self._store(apply_charge_failed(self.sub, payment_id, self.now))
 
     def _new_payment(self, charge: ChargePlan) -> str:
         self.counter += 1
@@ -168,13 +189,13 @@ class SubscriptionMachine(RuleBasedStateMachine):
         if action.action == "renew":
             self._charge(
                 self._attempt(
-                    "renew", lambda: self.sub.plan_renewal(self.now, owner_credit=credit)
+                    "renew", lambda: plan_renewal(self.sub, self.now, owner_credit=credit)
                 ),
                 succeed,
             )
         elif action.action == "retry":
             self._charge(
-                self._attempt("retry", lambda: self.sub.plan_retry(self.now, owner_credit=credit)),
+                self._attempt("retry", lambda: plan_retry(self.sub, self.now, owner_credit=credit)),
                 succeed,
             )
         elif action.action == "expire":
@@ -187,7 +208,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
         self.credit[self.sub.owner_id] = max(self.credit.get(self.sub.owner_id, 0), credit)
         owner_credit = self.credit[self.sub.owner_id]
         charge = self._attempt(
-            "activate", lambda: self.sub.plan_activation(self.now, owner_credit=owner_credit)
+            "activate", lambda: plan_activation(self.sub, self.now, owner_credit=owner_credit)
         )
         self._charge(charge, succeed)
 
@@ -213,7 +234,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
             billing_cycle=cycle,  # type: ignore[arg-type]
             waive_activation_fee=waive,
         )
-        outcome = self._attempt("update", lambda: self.sub.update(changes, self.now))
+        outcome = self._attempt("update", lambda: update_subscription(self.sub, changes, self.now))
         if outcome is not None:
             self._store(outcome)
 
@@ -243,7 +264,8 @@ class SubscriptionMachine(RuleBasedStateMachine):
         credit = self.credit.get(billed, 0)
         charge = self._attempt(
             "reactivate",
-            lambda: self.sub.plan_reactivation(
+            lambda: plan_reactivation(
+                self.sub,
                 self.now,
                 owner_credit=credit,
                 owner=customer(owner) if owner else None,
@@ -268,7 +290,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
         credit = self.credit.get(self.sub.owner_id, 0)
         charge = self._attempt(
             "add_members",
-            lambda: self.sub.plan_add_members(additions, self.now, owner_credit=credit),
+            lambda: plan_add_members(self.sub, additions, self.now, owner_credit=credit),
         )
         self._charge(charge, succeed)
 
@@ -284,7 +306,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
         profile = self._pick_profile(data)
         outcome = self._attempt(
             "remove_member",
-            lambda: self.sub.remove_member(profile, at, self.now),  # type: ignore[arg-type]
+            lambda: remove_member(self.sub, profile, at, self.now),  # type: ignore[arg-type]
         )
         self._store(outcome)
 
@@ -292,7 +314,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
     def restore_member(self, data: st.DataObject) -> None:
         profile = self._pick_profile(data)
         outcome = self._attempt(
-            "restore_member", lambda: self.sub.restore_member(profile, self.now)
+            "restore_member", lambda: restore_member(self.sub, profile, self.now)
         )
         self._store(outcome)
 
@@ -302,12 +324,12 @@ class SubscriptionMachine(RuleBasedStateMachine):
             credit = self.credit.get(self.sub.owner_id, 0)
             charge = self._attempt(
                 "change_plan",
-                lambda: self.sub.plan_change_now(PLANS[plan], self.now, owner_credit=credit),
+                lambda: plan_change_now(self.sub, PLANS[plan], self.now, owner_credit=credit),
             )
             self._charge(charge, succeed)
         else:
             outcome = self._attempt(
-                "change_plan", lambda: self.sub.change_plan_at_period_end(PLANS[plan], self.now)
+                "change_plan", lambda: change_plan_at_period_end(self.sub, PLANS[plan], self.now)
             )
             if outcome is not None:
                 self._store(outcome)

@@ -7,11 +7,28 @@ from datetime import timedelta
 
 import pytest
 
+from chalicelib.domain.billing.outcomes import (
+    apply_charge_failed,
+    apply_charge_succeeded,
+    begin_charge,
+    settle_without_stripe,
+)
+from chalicelib.domain.billing.planning import (
+    plan_activation,
+    plan_reactivation,
+    plan_renewal,
+    plan_retry,
+)
 from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest
+from chalicelib.domain.subscription_changes import (
+    SubscriptionUpdate,
+    change_plan_at_period_end,
+    remove_member,
+    update_subscription,
+)
 from chalicelib.domain.subscriptions import (
     CreditChange,
     Subscription,
-    SubscriptionUpdate,
 )
 from tests.unit.domain.factories import (
     T0,
@@ -88,7 +105,8 @@ def test_create_refuses_bad_input_naming_the_field() -> None:
 def test_inactive_edits_anything_all_or_nothing() -> None:
     sub = new_sub()
     other = make_plan("plan_gold", month=5000, activation_fee=900)
-    outcome = sub.update(
+    outcome = update_subscription(
+        sub,
         SubscriptionUpdate(
             plan=other,
             owner=customer("prof_new"),
@@ -119,12 +137,12 @@ def test_inactive_edits_anything_all_or_nothing() -> None:
     }
     # one bad field refuses the whole PATCH
     with pytest.raises(InvalidRequest) as err:
-        sub.update(
-            SubscriptionUpdate(plan=make_plan("plan_m", year=None), billing_cycle="year"), T0
+        update_subscription(
+            sub, SubscriptionUpdate(plan=make_plan("plan_m", year=None), billing_cycle="year"), T0
         )
     assert err.value.details[0].field == "billing_cycle"
     with pytest.raises(InvalidRequest) as err:
-        sub.update(SubscriptionUpdate(plan=make_plan("plan_y", month=None)), T0)
+        update_subscription(sub, SubscriptionUpdate(plan=make_plan("plan_y", month=None)), T0)
     assert err.value.details[0].field == "plan_id"
 
 
@@ -144,7 +162,7 @@ def test_inactive_is_deletable_and_nothing_else_is() -> None:
 
 def test_activation_charges_unit_price_times_members_plus_fee_per_member() -> None:
     sub = stored(new_sub(members=["prof_a", "prof_b"]))
-    charge = sub.plan_activation(at(2026, 1, 31, 10, 0, 0, 123), owner_credit=0)
+    charge = plan_activation(sub, at(2026, 1, 31, 10, 0, 0, 123), owner_credit=0)
     assert charge.kind == "activation"
     assert [
         (ln.kind, ln.profile_id, ln.unit_amount, ln.quantity, ln.amount) for ln in charge.lines
@@ -159,11 +177,11 @@ def test_activation_charges_unit_price_times_members_plus_fee_per_member() -> No
     assert charge.period.start == at(2026, 1, 31, 10)
     assert charge.period.end == at(2026, 2, 28, 10)
 
-    begun = sub.begin_charge(charge, "pay_1", at(2026, 1, 31, 10))
+    begun = begin_charge(sub, charge, "pay_1", at(2026, 1, 31, 10))
     assert begun.subscription.status == "inactive"
     assert begun.subscription.pending_charge is not None
     assert begun.subscription.next_action is None
-    done = stored(begun.subscription).apply_charge_succeeded("pay_1", at(2026, 1, 31, 10, 0, 2))
+    done = apply_charge_succeeded(stored(begun.subscription), "pay_1", at(2026, 1, 31, 10, 0, 2))
     active = done.subscription
     assert active.status == "active"
     assert active.pending_charge is None
@@ -181,9 +199,9 @@ def test_activation_charges_unit_price_times_members_plus_fee_per_member() -> No
 def test_activation_waived_fee_and_payment_method_from_the_request() -> None:
     sub = stored(new_sub(waive=True, payment_method_id=None))
     with pytest.raises(InvalidRequest) as err:
-        sub.plan_activation(T0, owner_credit=0)
+        plan_activation(sub, T0, owner_credit=0)
     assert err.value.details[0].field == "payment_method_id"
-    charge = sub.plan_activation(T0, owner_credit=0, payment_method_id="pm_9")
+    charge = plan_activation(sub, T0, owner_credit=0, payment_method_id="pm_9")
     assert [ln.kind for ln in charge.lines] == ["plan"]
     assert charge.total == 3000
     active = charge_through(sub, charge, T0).subscription
@@ -193,39 +211,39 @@ def test_activation_waived_fee_and_payment_method_from_the_request() -> None:
 
 def test_activation_needs_a_member() -> None:
     with pytest.raises(InvalidRequest) as err:
-        stored(new_sub(members=[])).plan_activation(T0, owner_credit=0)
+        plan_activation(stored(new_sub(members=[])), T0, owner_credit=0)
     assert err.value.details[0].field == "member_ids"
 
 
 def test_activation_failure_leaves_it_inactive_and_returns_the_credit() -> None:
     sub = stored(new_sub())
-    charge = sub.plan_activation(T0, owner_credit=1000)
+    charge = plan_activation(sub, T0, owner_credit=1000)
     assert (charge.subtotal, charge.credit_applied, charge.total) == (3500, 1000, 2500)
     assert charge.lines[-1].kind == "credit" and charge.lines[-1].amount == -1000
-    begun = sub.begin_charge(charge, "pay_1", T0)
+    begun = begin_charge(sub, charge, "pay_1", T0)
     assert begun.credit_change == CreditChange("prof_owner", -1000)
-    failed = stored(begun.subscription).apply_charge_failed("pay_1", T0)
+    failed = apply_charge_failed(stored(begun.subscription), "pay_1", T0)
     assert failed.subscription.status == "inactive"
     assert failed.subscription.pending_charge is None
     assert failed.subscription.members == sub.members
     assert failed.credit_change == CreditChange("prof_owner", 1000)
     assert failed.event.type == "subscription.activation_failed"
     # and it can be activated again later, with another charge key
-    again = stored(failed.subscription).plan_activation(T0, owner_credit=0)
+    again = plan_activation(stored(failed.subscription), T0, owner_credit=0)
     assert again.charge_key != charge.charge_key
 
 
 def test_free_plan_needs_a_card_and_charges_nothing() -> None:
     plan = make_plan("plan_free", month=0, year=0, activation_fee=0)
     with pytest.raises(InvalidRequest):
-        stored(new_sub(plan=plan, payment_method_id=None)).plan_activation(T0, owner_credit=0)
+        plan_activation(stored(new_sub(plan=plan, payment_method_id=None)), T0, owner_credit=0)
     sub = stored(new_sub(plan=plan))
-    charge = sub.plan_activation(T0, owner_credit=700)
+    charge = plan_activation(sub, T0, owner_credit=700)
     assert (charge.subtotal, charge.credit_applied, charge.total) == (0, 0, 0)
     assert not charge.needs_payment and not charge.needs_stripe
     with pytest.raises(ValueError):
-        sub.begin_charge(charge, "pay_1", T0)
-    outcome = sub.settle_without_stripe(charge, T0)
+        begin_charge(sub, charge, "pay_1", T0)
+    outcome = settle_without_stripe(sub, charge, T0)
     assert outcome.subscription.status == "active"
     assert outcome.credit_change is None
     assert outcome.subscription.members[0].activation_fee.status == "paid"
@@ -234,33 +252,33 @@ def test_free_plan_needs_a_card_and_charges_nothing() -> None:
 
 def test_credit_covering_everything_needs_a_payment_record_but_no_stripe() -> None:
     sub = stored(new_sub())
-    charge = sub.plan_activation(T0, owner_credit=10_000)
+    charge = plan_activation(sub, T0, owner_credit=10_000)
     assert (charge.subtotal, charge.credit_applied, charge.total) == (3500, 3500, 0)
     assert charge.needs_payment and not charge.needs_stripe
     with pytest.raises(ValueError):
-        sub.settle_without_stripe(charge, T0)
-    outcome = sub.settle_without_stripe(charge, T0, payment_id="pay_c")
+        settle_without_stripe(sub, charge, T0)
+    outcome = settle_without_stripe(sub, charge, T0, payment_id="pay_c")
     assert outcome.credit_change == CreditChange("prof_owner", -3500)
     assert outcome.subscription.members[0].activation_fee.payment_id == "pay_c"
 
 
 def test_stale_charge_plan_is_refused() -> None:
     sub = stored(new_sub())
-    charge = sub.plan_activation(T0, owner_credit=0)
+    charge = plan_activation(sub, T0, owner_credit=0)
     with pytest.raises(ConcurrentChange):
-        stored(sub).begin_charge(charge, "pay_1", T0)
+        begin_charge(stored(sub), charge, "pay_1", T0)
 
 
 def test_resolving_an_unknown_payment_is_a_conflict() -> None:
     sub = stored(new_sub())
     begun = stored(
-        sub.begin_charge(sub.plan_activation(T0, owner_credit=0), "pay_1", T0).subscription
+        begin_charge(sub, plan_activation(sub, T0, owner_credit=0), "pay_1", T0).subscription
     )
     with pytest.raises(Conflict):
-        begun.apply_charge_succeeded("pay_other", T0)
-    done = stored(begun.apply_charge_succeeded("pay_1", T0).subscription)
+        apply_charge_succeeded(begun, "pay_other", T0)
+    done = stored(apply_charge_succeeded(begun, "pay_1", T0).subscription)
     with pytest.raises(Conflict):  # a second resolution (duplicate webhook) changes nothing
-        done.apply_charge_failed("pay_1", T0)
+        apply_charge_failed(done, "pay_1", T0)
 
 
 # --- active -> expiring -> active / cancelled --------------------------------------------
@@ -290,7 +308,9 @@ def test_cancel_at_period_end_then_resume_then_cancel_now() -> None:
 
 
 def test_cancel_at_period_end_discards_queued_changes() -> None:
-    sub = active_sub().update(SubscriptionUpdate(billing_cycle="year"), T0).subscription
+    sub = update_subscription(
+        active_sub(), SubscriptionUpdate(billing_cycle="year"), T0
+    ).subscription
     assert sub.pending_changes.billing_cycle == "year"
     assert sub.cancel("period_end", T0).subscription.pending_changes.empty
 
@@ -312,8 +332,8 @@ def test_expiring_period_ends_cancelled_expired() -> None:
 def test_renewal_charges_the_next_period_from_the_anchor() -> None:
     sub = active_sub(members=["prof_a", "prof_b"], now=at(2026, 1, 31))
     with pytest.raises(Conflict):
-        sub.plan_renewal(at(2026, 2, 27), owner_credit=0)
-    charge = sub.plan_renewal(at(2026, 2, 28, 0, 5), owner_credit=0)
+        plan_renewal(sub, at(2026, 2, 27), owner_credit=0)
+    charge = plan_renewal(sub, at(2026, 2, 28, 0, 5), owner_credit=0)
     assert charge.kind == "renewal"
     assert [(ln.kind, ln.unit_amount, ln.quantity) for ln in charge.lines] == [("plan", 3000, 2)]
     assert charge.total == 6000
@@ -323,7 +343,7 @@ def test_renewal_charges_the_next_period_from_the_anchor() -> None:
     assert renewed.current_period == charge.period
     assert renewed.period_index == 2
     # and the next one goes back to the 31st... then April 30
-    charge3 = stored(renewed).plan_renewal(at(2026, 3, 31), owner_credit=0)
+    charge3 = plan_renewal(stored(renewed), at(2026, 3, 31), owner_credit=0)
     assert charge3.period is not None
     assert (charge3.period.start, charge3.period.end) == (at(2026, 3, 31), at(2026, 4, 30))
 
@@ -331,13 +351,13 @@ def test_renewal_charges_the_next_period_from_the_anchor() -> None:
 def test_renewal_applies_queued_cycle_and_plan_and_drops_pending_removals() -> None:
     sub = active_sub(members=["prof_a", "prof_b"])
     gold = make_plan("plan_gold", month=5000, year=50000)
-    sub = sub.update(SubscriptionUpdate(billing_cycle="year"), T0).subscription
-    sub = sub.change_plan_at_period_end(gold, T0).subscription
-    sub = stored(sub.remove_member("prof_b", "period_end", T0).subscription)
+    sub = update_subscription(sub, SubscriptionUpdate(billing_cycle="year"), T0).subscription
+    sub = change_plan_at_period_end(sub, gold, T0).subscription
+    sub = stored(remove_member(sub, "prof_b", "period_end", T0).subscription)
     assert (
         sub.pending_changes.billing_cycle == "year" and sub.pending_changes.plan_id == "plan_gold"
     )
-    charge = sub.plan_renewal(at(2026, 2, 1), owner_credit=0)
+    charge = plan_renewal(sub, at(2026, 2, 1), owner_credit=0)
     assert [(ln.plan_name, ln.unit_amount, ln.quantity) for ln in charge.lines] == [
         ("Gold", 50000, 1)
     ]
@@ -353,21 +373,23 @@ def test_renewal_applies_queued_cycle_and_plan_and_drops_pending_removals() -> N
 
 
 def test_setting_the_current_cycle_clears_a_queued_change() -> None:
-    sub = active_sub().update(SubscriptionUpdate(billing_cycle="year"), T0).subscription
-    assert sub.update(
-        SubscriptionUpdate(billing_cycle="month"), T0
+    sub = update_subscription(
+        active_sub(), SubscriptionUpdate(billing_cycle="year"), T0
+    ).subscription
+    assert update_subscription(
+        sub, SubscriptionUpdate(billing_cycle="month"), T0
     ).subscription.pending_changes.empty
 
 
 def test_active_accepts_owner_and_payment_method_for_the_next_charge_only() -> None:
     sub = active_sub()
-    outcome = sub.update(
-        SubscriptionUpdate(owner=customer("prof_new"), payment_method_id="pm_new"), T0
+    outcome = update_subscription(
+        sub, SubscriptionUpdate(owner=customer("prof_new"), payment_method_id="pm_new"), T0
     )
     updated = stored(outcome.subscription)
     assert (updated.owner_id, updated.payment_method_id) == ("prof_new", "pm_new")
     assert updated.current_period == sub.current_period  # nothing charged, nothing moved
-    charge = updated.plan_renewal(at(2026, 2, 1), owner_credit=0)
+    charge = plan_renewal(updated, at(2026, 2, 1), owner_credit=0)
     assert (charge.billed_to_profile_id, charge.payment_method_id) == ("prof_new", "pm_new")
     for forbidden in (
         SubscriptionUpdate(plan=make_plan("plan_x")),
@@ -375,9 +397,11 @@ def test_active_accepts_owner_and_payment_method_for_the_next_charge_only() -> N
         SubscriptionUpdate(waive_activation_fee=True),
     ):
         with pytest.raises(Conflict):
-            sub.update(forbidden, T0)
+            update_subscription(sub, forbidden, T0)
     with pytest.raises(InvalidRequest) as err:
-        active_sub(plan=make_plan(year=None)).update(SubscriptionUpdate(billing_cycle="year"), T0)
+        update_subscription(
+            active_sub(plan=make_plan(year=None)), SubscriptionUpdate(billing_cycle="year"), T0
+        )
     assert err.value.details[0].field == "billing_cycle"
 
 
@@ -386,7 +410,7 @@ def test_active_accepts_owner_and_payment_method_for_the_next_charge_only() -> N
 
 def failed_sub(grace_days: int = 14, retry_days: tuple[int, ...] = (3, 7)) -> Subscription:
     sub = active_sub(plan=make_plan(grace_days=grace_days, retry_days=retry_days))
-    charge = sub.plan_renewal(at(2026, 2, 1, 1), owner_credit=0)
+    charge = plan_renewal(sub, at(2026, 2, 1, 1), owner_credit=0)
     return stored(charge_through(sub, charge, at(2026, 2, 1, 1), succeed=False).subscription)
 
 
@@ -403,10 +427,10 @@ def test_failed_renewal_starts_grace_and_retries() -> None:
 
 def test_failed_renewal_event_and_pending_removals_still_leave() -> None:
     sub = active_sub(members=["prof_a", "prof_b"])
-    sub = stored(sub.remove_member("prof_b", "period_end", T0).subscription)
-    charge = sub.plan_renewal(at(2026, 2, 1), owner_credit=0)
-    begun = stored(sub.begin_charge(charge, "pay_r", at(2026, 2, 1)).subscription)
-    outcome = begun.apply_charge_failed("pay_r", at(2026, 2, 1), actor="webhook")
+    sub = stored(remove_member(sub, "prof_b", "period_end", T0).subscription)
+    charge = plan_renewal(sub, at(2026, 2, 1), owner_credit=0)
+    begun = stored(begin_charge(sub, charge, "pay_r", at(2026, 2, 1)).subscription)
+    outcome = apply_charge_failed(begun, "pay_r", at(2026, 2, 1), actor="webhook")
     assert outcome.event.type == "subscription.renewal_failed"
     assert (outcome.event.from_status, outcome.event.to_status) == ("active", "failed_payment")
     assert outcome.event.actor == "webhook"
@@ -416,9 +440,9 @@ def test_failed_renewal_event_and_pending_removals_still_leave() -> None:
 def test_retry_failures_walk_the_schedule_then_grace_ends() -> None:
     sub = failed_sub()
     with pytest.raises(Conflict):
-        sub.plan_retry(at(2026, 2, 4), owner_credit=0)  # not due yet
+        plan_retry(sub, at(2026, 2, 4), owner_credit=0)  # not due yet
     first = charge_through(
-        sub, sub.plan_retry(at(2026, 2, 4, 1), owner_credit=0), at(2026, 2, 4, 1), succeed=False
+        sub, plan_retry(sub, at(2026, 2, 4, 1), owner_credit=0), at(2026, 2, 4, 1), succeed=False
     )
     assert first.event.type == "subscription.retry_failed"
     after_first = stored(first.subscription)
@@ -427,7 +451,7 @@ def test_retry_failures_walk_the_schedule_then_grace_ends() -> None:
     assert after_first.next_retry_at == at(2026, 2, 8, 1)
     second = charge_through(
         after_first,
-        after_first.plan_retry(at(2026, 2, 8, 1), owner_credit=0),
+        plan_retry(after_first, at(2026, 2, 8, 1), owner_credit=0),
         at(2026, 2, 8, 1),
         succeed=False,
     ).subscription
@@ -438,7 +462,7 @@ def test_retry_failures_walk_the_schedule_then_grace_ends() -> None:
         at(2026, 2, 15, 1),
     )
     with pytest.raises(Conflict):
-        stored(second).plan_retry(at(2026, 2, 9), owner_credit=0)
+        plan_retry(stored(second), at(2026, 2, 9), owner_credit=0)
     with pytest.raises(Conflict):
         second.end_grace(at(2026, 2, 15))
     ended = second.end_grace(at(2026, 2, 15, 1))
@@ -449,7 +473,7 @@ def test_retry_failures_walk_the_schedule_then_grace_ends() -> None:
 def test_retry_success_starts_a_new_cycle_at_that_moment() -> None:
     sub = failed_sub()
     now = at(2026, 2, 4, 1, 0, 7)
-    charge = sub.plan_retry(now, owner_credit=0)
+    charge = plan_retry(sub, now, owner_credit=0)
     assert charge.kind == "retry"
     assert charge.total == 3000
     outcome = charge_through(sub, charge, now)
@@ -481,7 +505,8 @@ def test_failed_payment_cancel_now() -> None:
 def test_reactivation_charges_a_full_period_now_with_changes() -> None:
     sub = failed_sub()
     now = at(2026, 2, 5, 12)
-    charge = sub.plan_reactivation(
+    charge = plan_reactivation(
+        sub,
         now,
         owner_credit=0,
         owner=customer("prof_new"),
@@ -512,8 +537,8 @@ def test_reactivation_charges_a_full_period_now_with_changes() -> None:
 
 def test_reactivation_failure_discards_the_changes() -> None:
     sub = failed_sub()
-    charge = sub.plan_reactivation(
-        at(2026, 2, 5), owner_credit=0, owner=customer("prof_new"), member_ids=["prof_c"]
+    charge = plan_reactivation(
+        sub, at(2026, 2, 5), owner_credit=0, owner=customer("prof_new"), member_ids=["prof_c"]
     )
     outcome = charge_through(sub, charge, at(2026, 2, 5), succeed=False)
     after = outcome.subscription
@@ -526,12 +551,12 @@ def test_reactivation_failure_discards_the_changes() -> None:
 def test_reactivation_input_errors() -> None:
     sub = failed_sub()
     with pytest.raises(InvalidRequest) as err:
-        sub.plan_reactivation(T0 + timedelta(days=40), owner_credit=0, member_ids=[])
+        plan_reactivation(sub, T0 + timedelta(days=40), owner_credit=0, member_ids=[])
     assert err.value.details[0].field == "member_ids"
     with pytest.raises(InvalidRequest) as err:
         failed_with_month_only = replace(sub, plan=replace(sub.plan, prices={"month": 3000}))
-        failed_with_month_only.plan_reactivation(
-            at(2026, 2, 5), owner_credit=0, billing_cycle="year"
+        plan_reactivation(
+            failed_with_month_only, at(2026, 2, 5), owner_credit=0, billing_cycle="year"
         )
     assert err.value.details[0].field == "billing_cycle"
 
@@ -539,15 +564,17 @@ def test_reactivation_input_errors() -> None:
 def test_pending_charge_blocks_every_other_change() -> None:
     sub = active_sub(members=["prof_a", "prof_b"])
     begun = stored(
-        sub.begin_charge(
-            sub.plan_renewal(at(2026, 2, 1), owner_credit=0), "pay_r", at(2026, 2, 1)
+        begin_charge(
+            sub, plan_renewal(sub, at(2026, 2, 1), owner_credit=0), "pay_r", at(2026, 2, 1)
         ).subscription
     )
     attempts = [
         lambda: begun.cancel("now", at(2026, 2, 1)),
-        lambda: begun.update(SubscriptionUpdate(payment_method_id="pm_2"), at(2026, 2, 1)),
-        lambda: begun.remove_member("prof_b", "now", at(2026, 2, 1)),
-        lambda: begun.plan_renewal(at(2026, 2, 1), owner_credit=0),
+        lambda: update_subscription(
+            begun, SubscriptionUpdate(payment_method_id="pm_2"), at(2026, 2, 1)
+        ),
+        lambda: remove_member(begun, "prof_b", "now", at(2026, 2, 1)),
+        lambda: plan_renewal(begun, at(2026, 2, 1), owner_credit=0),
     ]
     for attempt in attempts:
         with pytest.raises(Conflict):

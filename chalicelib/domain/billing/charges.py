@@ -1,9 +1,10 @@
 """Charge plans: what a subscription operation would charge, and what happens if it succeeds.
 
-A `ChargePlan` is computed by a `Subscription.plan_*` method. The service then (DESIGN.md
+A `ChargePlan` is computed by a `billing.planning.plan_*` function. The service then (DESIGN.md
 section 6) writes a pending payment (`payments.new_payment`) together with
-`subscription.begin_charge(plan, payment_id, now)` (which stores `plan.pending` on the
-subscription), calls Stripe, and resolves with `apply_charge_succeeded/failed(payment_id, now)`.
+`billing.outcomes.begin_charge(sub, plan, payment_id, now)` (which stores `plan.pending` on the
+subscription), calls Stripe, and resolves with `apply_charge_succeeded/failed(sub, payment_id,
+now)`.
 Because the pending charge is stored on the subscription, a crash between Stripe and the
 resolution can be resolved later (webhook, recovery) from stored state alone.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from chalicelib.domain.billing.lines import PaymentKind, PaymentLine
 from chalicelib.domain.members import Member
-from chalicelib.domain.payments import PaymentKind, PaymentLine, credit_line
 from chalicelib.domain.periods import Period
-from chalicelib.domain.plans import BillingCycle
+from chalicelib.domain.plans import BillingCycle, Plan
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,19 @@ class PlanSnapshot:
 
     def offers(self, cycle: BillingCycle) -> bool:
         return cycle in self.prices
+
+
+def plan_snapshot(plan: Plan) -> PlanSnapshot:
+    return PlanSnapshot(
+        plan_id=plan.id,
+        name=plan.name,
+        currency=plan.currency,
+        prices=dict(plan.prices),
+        activation_fee=plan.activation_fee,
+        failed_payment_grace_days=plan.failed_payment_grace_days,
+        retry_schedule_days=tuple(plan.retry_schedule_days),
+        max_members=plan.max_members,
+    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ class ChargePlan:
     """The lines and totals to charge now and the pending charge to store meanwhile.
 
     `needs_payment`: a payment record is written (subtotal > 0). `needs_stripe`: Stripe is
-    called (total > 0). When `needs_stripe` is false use `Subscription.settle_without_stripe`.
+    called (total > 0). When `needs_stripe` is false use `outcomes.settle_without_stripe`.
     `base_version` is the subscription version it was planned from (begin_charge checks it).
     `credit_granted` (cheaper plan now) is added to the owner's credit balance on success.
     `credit_applied` comes from `billed_to_profile_id`'s credit balance and is reserved by
@@ -109,15 +123,3 @@ class ChargePlan:
     @property
     def needs_stripe(self) -> bool:
         return self.total > 0
-
-
-def with_credit(
-    lines: list[PaymentLine], credit_balance: int
-) -> tuple[tuple[PaymentLine, ...], int, int, int]:
-    """(lines incl. a credit line, subtotal, credit_applied, total) for a credit balance."""
-    subtotal = sum(line.amount for line in lines)
-    credit = min(subtotal, max(0, credit_balance))
-    all_lines = list(lines)
-    if credit:
-        all_lines.append(credit_line(credit))
-    return tuple(all_lines), subtotal, credit, subtotal - credit

@@ -1,0 +1,207 @@
+"""Charge outcomes: the subscription transitions a charge causes (DESIGN.md section 6).
+
+With the `ChargePlan` `charge` from `billing.planning`:
+- `charge.needs_stripe` (total > 0):
+    1. `begin_charge(sub, charge, payment_id, now)` + `payments.new_payment(...)` in one
+       transaction (Outcome.credit_change reserves the credit: add its delta to that profile's
+       balance);
+    2. Stripe; 3. `apply_charge_succeeded(sub, payment_id, now)` or
+       `apply_charge_failed(sub, payment_id, now)` with the payment's own transition.
+- otherwise: `settle_without_stripe(sub, charge, now, payment_id=...)` in one transaction (pass
+  a payment id and write a succeeded payment when `charge.needs_payment`, i.e. credit paid it
+  all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from chalicelib.domain.billing.charges import ChargePlan, PendingCharge, PlanSnapshot
+from chalicelib.domain.errors import ConcurrentChange, Conflict
+from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
+from chalicelib.domain.members import Member
+from chalicelib.domain.periods import ensure_utc
+from chalicelib.domain.subscriptions import Outcome, PendingChanges, Subscription, credit_change
+
+
+def begin_charge(
+    sub: Subscription, charge: ChargePlan, payment_id: str, now: datetime, actor: Actor = "api"
+) -> Outcome:
+    """Phase 1: store the pending charge (written with the pending payment). Reserves the
+    credit applied (credit_change)."""
+    ensure_utc(now)
+    _ensure_plan_is_current(sub, charge)
+    if not charge.needs_stripe:
+        raise ValueError("nothing to charge through Stripe: use settle_without_stripe")
+    pending = replace(charge.pending, payment_id=payment_id, started_at=now)
+    updated = replace(sub, pending_charge=pending)
+    event = audit_event(
+        now,
+        "payment.started",
+        sub.status,
+        sub.status,
+        actor,
+        payment_id=payment_id,
+        kind=charge.kind,
+        total=charge.total,
+    )
+    return Outcome(
+        updated, event, credit_change(charge.billed_to_profile_id, -charge.credit_applied)
+    )
+
+
+def apply_charge_succeeded(
+    sub: Subscription, payment_id: str, now: datetime, actor: Actor = "api"
+) -> Outcome:
+    """Phase 3, success: the subscription takes the values the charge paid for."""
+    ensure_utc(now)
+    pending = _pending_for(sub, payment_id)
+    updated, event = _succeed(sub, pending, payment_id, now, actor)
+    return Outcome(updated, event, credit_change(pending.owner_id, pending.credit_granted))
+
+
+def apply_charge_failed(
+    sub: Subscription, payment_id: str, now: datetime, actor: Actor = "api"
+) -> Outcome:
+    """Phase 3, failure: changes are discarded, the reserved credit returns; a failed
+    renewal starts the failed-payment flow, a failed retry schedules the next retry."""
+    ensure_utc(now)
+    pending = _pending_for(sub, payment_id)
+    cleared = replace(sub, pending_charge=None)
+    refund_credit = credit_change(pending.billed_to_profile_id, pending.credit_applied)
+    details: dict[str, DetailValue] = {"payment_id": payment_id, "kind": pending.kind}
+    if pending.kind == "renewal":
+        grace = timedelta(days=sub.plan.failed_payment_grace_days)
+        staying = {m.profile_id for m in pending.members}
+        leaving = [m for m in sub.members if m.profile_id not in staying]
+        failed = replace(
+            cleared,
+            status="failed_payment",
+            members=pending.members,
+            former_members=(*sub.former_members, *_removed(leaving, pending.period.start)),
+            failed_at=now,
+            grace_ends_at=now + grace,
+            retry_count=0,
+            next_retry_at=_retry_at(sub.plan, now, 0, now),
+        )
+        event = AuditEvent(
+            now, "subscription.renewal_failed", "active", "failed_payment", actor, details
+        )
+        return Outcome(failed, event, refund_credit)
+    if pending.kind == "retry":
+        attempts = sub.retry_count + 1
+        failed_at = sub.failed_at or now
+        retried = replace(
+            cleared,
+            retry_count=attempts,
+            next_retry_at=_retry_at(sub.plan, failed_at, attempts, now),
+        )
+        event = AuditEvent(now, "subscription.retry_failed", sub.status, sub.status, actor, details)
+        return Outcome(retried, event, refund_credit)
+    event = AuditEvent(
+        now, f"subscription.{pending.kind}_failed", sub.status, sub.status, actor, details
+    )
+    return Outcome(cleared, event, refund_credit)
+
+
+def settle_without_stripe(
+    sub: Subscription,
+    charge: ChargePlan,
+    now: datetime,
+    *,
+    payment_id: str | None = None,
+    actor: Actor = "api",
+) -> Outcome:
+    """Apply a charge that needs no Stripe call (total 0: free plan, cheaper plan, or credit
+    paid it all) in one step. `payment_id` is required when `charge.needs_payment`."""
+    ensure_utc(now)
+    _ensure_plan_is_current(sub, charge)
+    if charge.needs_stripe:
+        raise ValueError("this charge needs Stripe: use begin_charge")
+    if charge.needs_payment and payment_id is None:
+        raise ValueError("a payment record is needed when credit paid the charge")
+    pending = replace(charge.pending, payment_id=payment_id, started_at=now)
+    updated, event = _succeed(sub, pending, payment_id, now, actor)
+    delta = pending.credit_granted - pending.credit_applied
+    return Outcome(updated, event, credit_change(pending.owner_id, delta))
+
+
+def _succeed(
+    sub: Subscription, pending: PendingCharge, payment_id: str | None, now: datetime, actor: Actor
+) -> tuple[Subscription, AuditEvent]:
+    staying = {m.profile_id for m in pending.members}
+    leaving = [m for m in sub.members if m.profile_id not in staying]
+    removed_at = pending.period.start if pending.kind == "renewal" else now
+    updated = replace(
+        sub,
+        status="active",
+        plan=pending.plan,
+        billing_cycle=pending.billing_cycle,
+        owner_id=pending.owner_id,
+        payment_method_id=pending.payment_method_id,
+        members=tuple(m.fee_paid_by(payment_id) for m in pending.members),
+        former_members=(*sub.former_members, *_removed(leaving, removed_at)),
+        period_anchor=pending.period_anchor,
+        period_index=pending.period_index,
+        pending_changes=PendingChanges(
+            pending.pending_changes_billing_cycle, pending.pending_changes_plan
+        ),
+        pending_charge=None,
+        failed_at=None,
+        grace_ends_at=None,
+        next_retry_at=None,
+        retry_count=0,
+        activated_at=sub.activated_at or now,
+    )
+    event_type = {
+        "activation": "subscription.activated",
+        "renewal": "subscription.renewed",
+        "retry": "subscription.retry_succeeded",
+        "reactivation": "subscription.reactivated",
+        "proration": "member.added",
+        "plan_change": "subscription.plan_changed",
+    }[pending.kind]
+    details: dict[str, DetailValue] = {
+        "payment_id": payment_id,
+        "kind": pending.kind,
+        "period_start": pending.period.start.isoformat(),
+        "period_end": pending.period.end.isoformat(),
+    }
+    if pending.kind == "proration":
+        details["member_ids"] = sorted(pid for pid in staying if sub.member(pid) is None)
+    if pending.kind == "plan_change":
+        details["plan_id"] = pending.plan.plan_id
+        details["credit_granted"] = pending.credit_granted
+    return updated, AuditEvent(now, event_type, sub.status, "active", actor, details)
+
+
+def _ensure_plan_is_current(sub: Subscription, charge: ChargePlan) -> None:
+    if charge.subscription_id != sub.id:
+        raise ValueError("the charge plan belongs to another subscription")
+    sub.ensure_no_pending_charge()
+    if charge.base_version != sub.version:
+        raise ConcurrentChange("The subscription changed since the charge was planned.")
+
+
+def _pending_for(sub: Subscription, payment_id: str) -> PendingCharge:
+    pending = sub.pending_charge
+    if pending is None or pending.payment_id != payment_id:
+        raise Conflict(f"Payment {payment_id} is not in progress on subscription {sub.id}.")
+    return pending
+
+
+def _removed(members: Sequence[Member], at: datetime) -> tuple[Member, ...]:
+    return tuple(replace(m, removed_at=at) for m in members)
+
+
+def _retry_at(
+    plan: PlanSnapshot, failed_at: datetime, attempts_done: int, now: datetime
+) -> datetime | None:
+    """The next scheduled retry after `attempts_done` attempts, skipping any already past."""
+    for day in plan.retry_schedule_days[attempts_done:]:
+        moment = failed_at + timedelta(days=day)
+        if moment > now:
+            return moment
+    return None

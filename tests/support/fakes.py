@@ -1,0 +1,347 @@
+"""Hand-written fakes of the service layer's ports (services/ports.py): no AWS, no Stripe.
+
+`InMemoryStore` holds what a table would; `InMemoryUnitOfWork` stages changes and applies them
+all-or-nothing at `commit()` with the same conditions the DynamoDB adapter writes:
+- a subscription save needs the version it was read at, an add needs the id to be new;
+- a payment save needs its revision;
+- a charge-key claim needs the key free or held by a failed charge;
+- a credit spend needs enough credit;
+- the webhook-event record (registered first) needs the event new or failed, else the commit
+  raises DuplicateEvent.
+`store.fail_next_commits` queues exceptions a commit raises before it checks anything (faults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from chalicelib.domain.errors import ConcurrentChange, DuplicateEvent, NotFound
+from chalicelib.domain.events import AuditEvent
+from chalicelib.domain.payments import Payment, Refund
+from chalicelib.domain.subscriptions import Subscription
+from chalicelib.domain.webhook_events import EventStatus, WebhookEvent
+
+Key = tuple[str, str]
+
+
+@dataclass
+class InMemoryStore:
+    subscriptions: dict[Key, Subscription] = field(default_factory=dict)
+    payments: dict[Key, Payment] = field(default_factory=dict)
+    refunds: dict[Key, Refund] = field(default_factory=dict)
+    charge_keys: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+    audit: dict[Key, list[AuditEvent]] = field(default_factory=dict)
+    credit: dict[Key, int] = field(default_factory=dict)
+    cards: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    deauthorized: dict[str, str] = field(default_factory=dict)
+    webhook_events: dict[str, WebhookEvent] = field(default_factory=dict)
+    fail_next_commits: list[Exception] = field(default_factory=list)
+    commits: int = 0
+
+    def unit_of_work(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self)
+
+    def put_webhook_event(self, event: WebhookEvent) -> bool:
+        current = self.webhook_events.get(event.id)
+        if current is not None and current.status is not EventStatus.FAILED:
+            return False
+        self.webhook_events[event.id] = event
+        return True
+
+
+Check = Callable[[InMemoryStore], bool]
+Apply = Callable[[InMemoryStore], None]
+
+
+class _Staged:
+    def __init__(self) -> None:
+        self.changes: list[tuple[Check, Apply]] = []
+
+
+class FakeSubscriptions:
+    def __init__(self, store: InMemoryStore, staged: _Staged) -> None:
+        self._store = store
+        self._staged = staged
+        self._seen: dict[Key, Subscription] = {}
+
+    def find(self, community_id: str, subscription_id: str) -> Subscription | None:
+        found = self._store.subscriptions.get((community_id, subscription_id))
+        if found is not None:
+            self._seen[(community_id, subscription_id)] = found
+        return found
+
+    def get(self, community_id: str, subscription_id: str) -> Subscription:
+        found = self.find(community_id, subscription_id)
+        if found is None:
+            raise NotFound(f"Subscription {subscription_id} not found.")
+        return found
+
+    def adopt(self, sub: Subscription) -> Subscription:
+        self._seen[(sub.community_id, sub.id)] = sub
+        return sub
+
+    def add(self, sub: Subscription) -> None:
+        key = (sub.community_id, sub.id)
+        stored = replace(sub, version=1)
+        self._staged.changes.append(
+            (
+                lambda s: key not in s.subscriptions,
+                lambda s: s.subscriptions.__setitem__(key, stored),
+            )
+        )
+
+    def save(self, sub: Subscription, expected_version: int) -> None:
+        key = (sub.community_id, sub.id)
+        before = self._seen.get(key)
+        if before is None or before.version != expected_version:
+            raise ValueError(f"subscription {sub.id} was not read at version {expected_version}")
+        stored = replace(sub, version=expected_version + 1)
+
+        def check(s: InMemoryStore) -> bool:
+            current = s.subscriptions.get(key)
+            return current is not None and current.version == expected_version
+
+        self._staged.changes.append((check, lambda s: s.subscriptions.__setitem__(key, stored)))
+
+    def delete(self, sub: Subscription) -> None:
+        key = (sub.community_id, sub.id)
+
+        def check(s: InMemoryStore) -> bool:
+            current = s.subscriptions.get(key)
+            return current is not None and current.version == sub.version
+
+        self._staged.changes.append((check, lambda s: s.subscriptions.pop(key, None) and None))
+
+
+class FakePayments:
+    def __init__(self, store: InMemoryStore, subscriptions: FakeSubscriptions, staged: _Staged):
+        self._store = store
+        self._subscriptions = subscriptions
+        self._staged = staged
+
+    def find(self, community_id: str, payment_id: str) -> Payment | None:
+        return self._store.payments.get((community_id, payment_id))
+
+    def get(self, community_id: str, payment_id: str) -> Payment:
+        found = self.find(community_id, payment_id)
+        if found is None:
+            raise NotFound(f"Payment {payment_id} not found.")
+        return found
+
+    def find_by_payment_intent(
+        self, payment_intent_id: str, community_id: str | None = None
+    ) -> Payment | None:
+        for (cid, _), payment in self._store.payments.items():
+            if payment.stripe.payment_intent_id == payment_intent_id and community_id in (
+                None,
+                cid,
+            ):
+                return payment
+        return None
+
+    def with_subscription(
+        self, community_id: str, payment_id: str, subscription_id: str
+    ) -> tuple[Payment, Subscription] | None:
+        payment = self.find(community_id, payment_id)
+        sub = self._subscriptions.find(community_id, subscription_id)
+        if payment is None or sub is None or payment.subscription_id != subscription_id:
+            return None
+        return payment, sub
+
+    def add(self, payment: Payment) -> None:
+        key = (payment.community_id, payment.id)
+        stored = replace(payment, revision=1)
+        self._staged.changes.append(
+            (lambda s: key not in s.payments, lambda s: s.payments.__setitem__(key, stored))
+        )
+
+    def save(self, payment: Payment) -> None:
+        key = (payment.community_id, payment.id)
+        stored = replace(payment, revision=payment.revision + 1)
+
+        def check(s: InMemoryStore) -> bool:
+            current = s.payments.get(key)
+            return current is not None and current.revision == payment.revision
+
+        self._staged.changes.append((check, lambda s: s.payments.__setitem__(key, stored)))
+
+    def add_refund(self, community_id: str, refund: Refund) -> None:
+        key = (community_id, refund.id)
+        self._staged.changes.append(
+            (lambda s: key not in s.refunds, lambda s: s.refunds.__setitem__(key, refund))
+        )
+
+    def save_refund(self, community_id: str, refund: Refund) -> None:
+        key = (community_id, refund.id)
+
+        def check(s: InMemoryStore) -> bool:
+            current = s.refunds.get(key)
+            return current is not None and current.status == "pending"
+
+        self._staged.changes.append((check, lambda s: s.refunds.__setitem__(key, refund)))
+
+    def refunds(self, community_id: str, payment_id: str) -> list[Refund]:
+        return [
+            r
+            for (cid, _), r in self._store.refunds.items()
+            if cid == community_id and r.payment_id == payment_id
+        ]
+
+
+class FakeChargeKeys:
+    def __init__(self, staged: _Staged) -> None:
+        self._staged = staged
+
+    def claim(
+        self, sub: Subscription, charge_key: str, payment_id: str, status: str = "pending"
+    ) -> None:
+        key = (sub.community_id, sub.id, charge_key)
+
+        def check(s: InMemoryStore) -> bool:
+            held = s.charge_keys.get(key)
+            return held is None or held[1] == "failed"
+
+        self._staged.changes.append(
+            (check, lambda s: s.charge_keys.__setitem__(key, (payment_id, status)))
+        )
+
+    def resolve(self, sub: Subscription, charge_key: str, payment_id: str, status: str) -> None:
+        key = (sub.community_id, sub.id, charge_key)
+
+        def check(s: InMemoryStore) -> bool:
+            held = s.charge_keys.get(key)
+            return held is not None and held[0] == payment_id
+
+        self._staged.changes.append(
+            (check, lambda s: s.charge_keys.__setitem__(key, (payment_id, status)))
+        )
+
+
+class FakeAudit:
+    def __init__(self, staged: _Staged) -> None:
+        self._staged = staged
+
+    def record(self, sub: Subscription, event: AuditEvent, *, changes_state: bool) -> None:
+        key = (sub.community_id, sub.id)
+        self._staged.changes.append(
+            (lambda s: True, lambda s: s.audit.setdefault(key, []).append(event))
+        )
+
+
+class FakeCredit:
+    def __init__(self, staged: _Staged) -> None:
+        self._staged = staged
+
+    def change(self, community_id: str, profile_id: str, delta: int) -> None:
+        key = (community_id, profile_id)
+
+        def apply(s: InMemoryStore) -> None:
+            s.credit[key] = s.credit.get(key, 0) + delta
+
+        self._staged.changes.append((lambda s: s.credit.get(key, 0) + delta >= 0, apply))
+
+
+class FakeCards:
+    def __init__(self, store: InMemoryStore, staged: _Staged) -> None:
+        self._store = store
+        self._staged = staged
+
+    def find(self, community_id: str, payment_method_id: str) -> Mapping[str, Any] | None:
+        return self._store.cards.get((community_id, payment_method_id))
+
+    def update_from_event(
+        self,
+        community_id: str,
+        payment_method_id: str,
+        changes: Mapping[str, Any],
+        event_created: int,
+    ) -> None:
+        key = (community_id, payment_method_id)
+
+        def check(s: InMemoryStore) -> bool:
+            card = s.cards.get(key)
+            return card is not None and int(card.get("card_event_created") or 0) < event_created
+
+        def apply(s: InMemoryStore) -> None:
+            s.cards[key] = {**s.cards[key], **changes, "card_event_created": event_created}
+
+        self._staged.changes.append((check, apply))
+
+
+class FakeCommunities:
+    def __init__(self, staged: _Staged) -> None:
+        self._staged = staged
+
+    def mark_deauthorized(self, community_id: str, account: str, at: datetime) -> None:
+        self._staged.changes.append(
+            (lambda s: True, lambda s: s.deauthorized.__setitem__(community_id, account))
+        )
+
+
+class InMemoryUnitOfWork:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self._staged = _Staged()
+        self._record: WebhookEvent | None = None
+        self.subscriptions = FakeSubscriptions(store, self._staged)
+        self.payments = FakePayments(store, self.subscriptions, self._staged)
+        self.charge_keys = FakeChargeKeys(self._staged)
+        self.audit = FakeAudit(self._staged)
+        self.credit = FakeCredit(self._staged)
+        self.cards = FakeCards(store, self._staged)
+        self.communities = FakeCommunities(self._staged)
+        self.committed = False
+
+    def record_webhook_event(self, event: WebhookEvent) -> None:
+        self._record = event
+
+    def commit(self) -> None:
+        if self.committed:
+            raise RuntimeError("a unit of work commits once")
+        store = self._store
+        if store.fail_next_commits:
+            raise store.fail_next_commits.pop(0)
+        record = self._record
+        if record is not None:
+            current = store.webhook_events.get(record.id)
+            if current is not None and current.status is not EventStatus.FAILED:
+                raise DuplicateEvent(record.id)
+        if not all(check(store) for check, _ in self._staged.changes):
+            raise ConcurrentChange("A condition failed (in memory).")
+        if record is not None:
+            store.webhook_events[record.id] = record
+        for _, apply in self._staged.changes:
+            apply(store)
+        store.commits += 1
+        self.committed = True
+
+    def __enter__(self) -> InMemoryUnitOfWork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+class InMemoryEventStore:
+    """The webhook pipeline's EventStore over the same InMemoryStore."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.put_errors: list[Exception] = []
+
+    def put(self, event: WebhookEvent) -> bool:
+        if self.put_errors:
+            raise self.put_errors.pop(0)
+        return self._store.put_webhook_event(event)
+
+    def get(self, event_id: str) -> WebhookEvent | None:
+        return self._store.webhook_events.get(event_id)
