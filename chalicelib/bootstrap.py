@@ -7,6 +7,7 @@ a cached property, so a path that never touches Stripe never imports stripe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,17 @@ from chalicelib.services.ports import Clock
 if TYPE_CHECKING:  # issue 3's adapters, typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.communities import CommunityRepository
     from chalicelib.adapters.dynamodb.cursors import CursorCodec
+    from chalicelib.adapters.dynamodb.due_index import (
+        AdvanceLease,
+        DueGroup,
+        DueIndex,
+        SweepCursors,
+    )
     from chalicelib.adapters.dynamodb.idempotency import IdempotencyStore
     from chalicelib.adapters.dynamodb.plans import PlanRepository
     from chalicelib.adapters.dynamodb.profiles import ProfileRepository
     from chalicelib.adapters.stripe.customers import StripeCustomers
+    from chalicelib.jobs.registry import ScheduledJob
     from chalicelib.services.api_keys import ApiKeyService
 
 
@@ -149,12 +157,31 @@ class Container:
 
         return SesMailer(self.settings)
 
+    # --- issue 7: scheduled jobs ---
     @cached_property
-    def scheduled_actions(self) -> Any:
-        """Due group -> scheduled action (chalicelib/jobs/actions.py); tests may assign others."""
-        from chalicelib.jobs.actions import default_actions
+    def scheduled_jobs(self) -> Mapping[DueGroup, ScheduledJob]:
+        """Due group -> its job (chalicelib/jobs/registry.py); tests may assign others."""
+        from chalicelib.jobs.registry import SCHEDULED_JOBS
 
-        return default_actions()
+        return SCHEDULED_JOBS
+
+    @cached_property
+    def due_index(self) -> DueIndex:
+        from chalicelib.adapters.dynamodb.due_index import DueIndex
+
+        return DueIndex(self.dynamodb, self.settings.table_name)
+
+    @cached_property
+    def sweep_cursors(self) -> SweepCursors:
+        from chalicelib.adapters.dynamodb.due_index import SweepCursors
+
+        return SweepCursors(self.dynamodb, self.settings.table_name)
+
+    @cached_property
+    def advance_lease(self) -> AdvanceLease:
+        from chalicelib.adapters.dynamodb.due_index import AdvanceLease
+
+        return AdvanceLease(self.dynamodb, self.settings.table_name)
 
 
 _container: Container | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Clock(Protocol):
@@ -12,7 +12,12 @@ class Clock(Protocol):
         ...
 
 
+@runtime_checkable
 class AdjustableClock(Clock, Protocol):
-    def advance_to(self, target: datetime) -> datetime:
-        """Move the clock forward to `target` (never back); return the new now."""
+    def move_forward_to(self, target: datetime) -> datetime:
+        """Move the clock to `target` if that is still ahead, else leave it; return the new now.
+
+        One reading decides, so a target the clock passed while the caller worked (a due time
+        within the processing latency) is no error: the clock only ever moves forward.
+        """
         ...
