@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from chalicelib.bootstrap import Container
 from chalicelib.jobs.messages import BatchFailed, Received
-from chalicelib.jobs.ports import Lease
 from chalicelib.jobs.reconciliation import reconciliation_sweep
 from chalicelib.jobs.registry import SWEEP_GROUPS
 from chalicelib.jobs.sweeps import sweep_job
@@ -38,16 +37,12 @@ class JobRegistry:
     worker: Worker | None = None
 
 
-def _worker(box: Container, records: list[Received]) -> Counter[str]:
-    return process_batch(box, records)
-
-
 JOBS = JobRegistry(
     sweeps={
         **{name: sweep_job(name) for name in SWEEP_GROUPS},
         "webhook_reconciliation": reconciliation_sweep,
     },
-    worker=_worker,
+    worker=process_batch,
 )
 
 
@@ -58,7 +53,7 @@ def run_once(container: Container, jobs: JobRegistry = JOBS) -> dict[str, int]:
     advance is running its own synchronous pass, the tick is skipped so the two never work on
     the same items at once (the advance reports what it processed).
     """
-    if container.settings.test_clock_enabled and advancing(container.advance_lease):
+    if container.settings.test_clock_enabled and container.advance_lease.held():
         return {}
     sent: dict[str, int] = {}
     for name, sweep in jobs.sweeps.items():
@@ -70,11 +65,6 @@ def run_once(container: Container, jobs: JobRegistry = JOBS) -> dict[str, int]:
     if jobs.worker is not None and container.settings.work_queue_url:
         drain_work_queue(container, jobs.worker)
     return sent
-
-
-def advancing(lease: Lease) -> bool:
-    """Whether a test-clock advance holds its lease (chalicelib/jobs/test_clock.py)."""
-    return lease.held()
 
 
 def drain_work_queue(

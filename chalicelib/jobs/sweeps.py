@@ -11,8 +11,10 @@ messages, a sweep continues each shard after the last `due_at` it sent; once the
 (or after FULL_SWEEP_EVERY), it starts from the beginning again, which also re-sends anything
 whose message was lost or dead-lettered and is still due.
 
-EventBridge calls the four `*_sweep` functions (app.py); the local runner and the test clock
-call `sweep()` with the same code.
+app.py's schedules call `scheduled_sweep(name)`, which sweeps the groups the registry
+(chalicelib/jobs/registry.py) gives that name; the local runner (`sweep_job`) and the test clock
+call `sweep()` with the same code. The DynamoDB requests are the adapters' (`DueIndex`,
+`SweepCursors` in adapters/dynamodb/due_index.py), seen through jobs/ports.py.
 """
 
 from __future__ import annotations

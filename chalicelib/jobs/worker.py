@@ -55,9 +55,8 @@ def process_message(
         raise NoActionForGroup(f"no action registered for due group {message.group!r}")
     if not job.checks_due_itself and not still_due(box.due_index, message, moment):
         return NOT_DUE
-    snapshot = message.snapshot if job.takes_snapshot else None
     with correlation(community_id=message.community_id, **{job.subject_key: message.subject_id}):
-        outcome = job.run(box, message.community_id, message.subject_id, moment, snapshot)
+        outcome = job.run(box, message.community_id, message.subject_id, moment, message.snapshot)
         logger.info("scheduled_action", extra={"group": message.group, "outcome": outcome})
     return outcome
 
