@@ -7,6 +7,7 @@ a cached property, so a path that never touches Stripe never imports stripe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,12 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots
     from chalicelib.adapters.dynamodb.communities import CommunityRepository
     from chalicelib.adapters.dynamodb.cursors import CursorCodec
+    from chalicelib.adapters.dynamodb.due_index import (
+        AdvanceLease,
+        DueGroup,
+        DueIndex,
+        SweepCursors,
+    )
     from chalicelib.adapters.dynamodb.idempotency import IdempotencyStore
     from chalicelib.adapters.dynamodb.payments import PaymentRepository
     from chalicelib.adapters.dynamodb.plans import PlanRepository
@@ -26,6 +33,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
     from chalicelib.adapters.email import SesMailer
     from chalicelib.adapters.stripe.customers import StripeCustomers
+    from chalicelib.jobs.registry import ScheduledJob
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.billing_history import BillingHistory
     from chalicelib.services.cards import Cards
@@ -276,12 +284,31 @@ class Container:
             self.profiles, self.subscriptions, self.payments, self.subscription_views
         )
 
+    # --- issue 7: scheduled jobs ---
     @cached_property
-    def scheduled_actions(self) -> Any:
-        """Due group -> scheduled action (chalicelib/jobs/actions.py); tests may assign others."""
-        from chalicelib.jobs.actions import default_actions
+    def scheduled_jobs(self) -> Mapping[DueGroup, ScheduledJob]:
+        """Due group -> its job (chalicelib/jobs/registry.py); tests may assign others."""
+        from chalicelib.jobs.registry import SCHEDULED_JOBS
 
-        return default_actions()
+        return SCHEDULED_JOBS
+
+    @cached_property
+    def due_index(self) -> DueIndex:
+        from chalicelib.adapters.dynamodb.due_index import DueIndex
+
+        return DueIndex(self.dynamodb, self.settings.table_name)
+
+    @cached_property
+    def sweep_cursors(self) -> SweepCursors:
+        from chalicelib.adapters.dynamodb.due_index import SweepCursors
+
+        return SweepCursors(self.dynamodb, self.settings.table_name)
+
+    @cached_property
+    def advance_lease(self) -> AdvanceLease:
+        from chalicelib.adapters.dynamodb.due_index import AdvanceLease
+
+        return AdvanceLease(self.dynamodb, self.settings.table_name)
 
 
 _container: Container | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,9 +14,13 @@ TEST_CLOCK_KEY = {"pk": {"S": "PLATFORM"}, "sk": {"S": "TEST_CLOCK"}}
 TEST_CLOCK_CACHE_SECONDS = 1.0
 
 
+def wall_time() -> datetime:
+    return datetime.now(UTC)
+
+
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return wall_time()
 
 
 class FixedClock:
@@ -33,6 +38,10 @@ class FixedClock:
         self._now = target.astimezone(UTC)
         return self._now
 
+    def move_forward_to(self, target: datetime) -> datetime:
+        self._now = max(self._now, target.astimezone(UTC))
+        return self._now
+
     def advance(self, delta: timedelta) -> datetime:
         return self.advance_to(self._now + delta)
 
@@ -41,24 +50,39 @@ class StoredTestClock:
     """Wall clock plus an offset stored in DynamoDB, shared by every process of a local stage.
 
     The offset is cached for a second so a request does not pay a read for every `now()`;
-    advancing updates the cache at once in this process.
+    advancing updates the cache at once in this process. `wall` is the time it adds the offset
+    to (tests give one they control).
     """
 
-    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+    def __init__(
+        self, dynamodb_client: Any, table_name: str, wall: Callable[[], datetime] = wall_time
+    ) -> None:
         self._ddb = dynamodb_client
         self._table = table_name
+        self._wall = wall
         self._lock = threading.Lock()
         self._offset: timedelta | None = None
         self._loaded_at = 0.0
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self._current_offset()
+        return self._wall() + self._current_offset()
 
     def advance_to(self, target: datetime) -> datetime:
-        current = self.now()
-        if target < current:
-            raise InvalidRequest.for_field("to", "the test clock never moves back")
-        offset = self._current_offset() + (target - current)
+        """Move to `target`; a target behind now is refused (400 naming `to`)."""
+        return self._move(target, refuse_passed=True)
+
+    def move_forward_to(self, target: datetime) -> datetime:
+        """Move to `target` if still ahead, else stay; one wall reading decides (no race)."""
+        return self._move(target, refuse_passed=False)
+
+    def _move(self, target: datetime, *, refuse_passed: bool) -> datetime:
+        offset = self._current_offset()
+        current = self._wall() + offset
+        if target <= current:
+            if refuse_passed and target < current:
+                raise InvalidRequest.for_field("to", "the test clock never moves back")
+            return current
+        offset += target - current
         self._ddb.put_item(
             TableName=self._table,
             Item={**TEST_CLOCK_KEY, "offset_seconds": {"N": repr(offset.total_seconds())}},

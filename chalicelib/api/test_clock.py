@@ -55,7 +55,7 @@ class AdvanceResponse(ResponseModel):
     error_statuses=(404,),
 )
 def get_test_clock(ctx: RequestContext) -> TestClockNow:
-    from chalicelib.services import test_clock
+    from chalicelib.jobs import test_clock
 
     return TestClockNow(now=rfc3339(test_clock.now(ctx.container)))
 
@@ -72,7 +72,7 @@ def get_test_clock(ctx: RequestContext) -> TestClockNow:
     error_statuses=(400, 404, 409),
 )
 def advance_test_clock(ctx: RequestContext, body: AdvanceTestClock) -> AdvanceResponse:
-    from chalicelib.services import test_clock
+    from chalicelib.jobs import test_clock
 
     test_clock.now(ctx.container)  # 404 first when the stage has no test clock
     given = [name for name in ADVANCE_FIELDS if getattr(body, name) is not None]

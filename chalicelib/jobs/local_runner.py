@@ -6,8 +6,8 @@ registered sweep, then the work queue drained through the worker, batch by batch
 the SQS event source would hand them over (a failed message is left on the queue and comes
 back; after maxReceiveCount receives SQS moves it to the dead-letter queue).
 
-Sweeps and the worker register themselves here when their modules are imported
-(`chalicelib.jobs.sweeps`, `chalicelib.jobs.worker`; app.py imports both).
+`JOBS` lists them: one sweep per schedule of the registry (chalicelib/jobs/registry.py), the
+webhook reconciliation, and the worker. This module imports the jobs; none of them imports it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 
 from chalicelib.bootstrap import Container
 from chalicelib.jobs.messages import BatchFailed, Received
+from chalicelib.jobs.reconciliation import reconciliation_sweep
+from chalicelib.jobs.registry import SWEEP_GROUPS
+from chalicelib.jobs.sweeps import sweep_job
+from chalicelib.jobs.worker import process_batch
 from chalicelib.observability import logger
 
 Sweep = Callable[[Container], int]
@@ -32,15 +36,14 @@ class JobRegistry:
     sweeps: dict[str, Sweep] = field(default_factory=dict)
     worker: Worker | None = None
 
-    def sweep(self, name: str) -> Callable[[Sweep], Sweep]:
-        def register(fn: Sweep) -> Sweep:
-            self.sweeps[name] = fn
-            return fn
 
-        return register
-
-
-JOBS = JobRegistry()
+JOBS = JobRegistry(
+    sweeps={
+        **{name: sweep_job(name) for name in SWEEP_GROUPS},
+        "webhook_reconciliation": reconciliation_sweep,
+    },
+    worker=process_batch,
+)
 
 
 def run_once(container: Container, jobs: JobRegistry = JOBS) -> dict[str, int]:
@@ -50,11 +53,8 @@ def run_once(container: Container, jobs: JobRegistry = JOBS) -> dict[str, int]:
     advance is running its own synchronous pass, the tick is skipped so the two never work on
     the same items at once (the advance reports what it processed).
     """
-    if container.settings.test_clock_enabled:
-        from chalicelib.services.test_clock import advance_in_progress
-
-        if advance_in_progress(container):
-            return {}
+    if container.settings.test_clock_enabled and container.advance_lease.held():
+        return {}
     sent: dict[str, int] = {}
     for name, sweep in jobs.sweeps.items():
         try:

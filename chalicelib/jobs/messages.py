@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chalicelib.adapters.dynamodb.due_index import DUE_GROUPS, DueGroup
+from chalicelib.adapters.dynamodb.due_index import DUE_GROUPS, DueEntry, DueGroup
 
 
 class PoisonMessage(ValueError):
@@ -83,9 +83,8 @@ def community_of(pk: str) -> str:
     return parts[1]
 
 
-def subject_of(item: dict[str, Any]) -> str:
+def subject_of(entry: DueEntry) -> str:
     """The id of the subscription or payment an index entry belongs to (its `id` attribute)."""
-    value = item.get("id", {}).get("S")
-    if not value:
-        raise PoisonMessage(f"due item without an id: {item.get('pk')!r}/{item.get('sk')!r}")
-    return str(value)
+    if not entry.subject_id:
+        raise PoisonMessage(f"due item without an id: {entry.pk!r}/{entry.sk!r}")
+    return entry.subject_id

@@ -1,14 +1,14 @@
 """Webhook reconciliation: catch every event Stripe sent that never reached us.
 
-Scheduled (app.py) and run by the local runner as a sweep. For the platform account and every
-community's connected account it pages Stripe's Events API (`GET /v1/events`, filtered by
-`created >= cursor - overlap`), looks up which of those event ids are stored (one BatchGetItem
-per page) and feeds each missing event of a handled type through the same pipeline as a
-webhook delivery. The cursor is Stripe's own `created` time of the newest event seen (never our
-clock), stored per account; the overlap re-reads a few minutes because an event can appear in
-the list shortly after its `created` time. Without a cursor (first run) it reads all that
-Stripe still keeps (30 days). The order Stripe pages in does not matter: every event of the
-window is read and de-duplicated by id.
+Scheduled (app.py) and run by the local runner as a sweep (`reconciliation_sweep`). For the
+platform account and every community's connected account it pages Stripe's Events API (`GET
+/v1/events`, filtered by `created >= cursor - overlap`), looks up which of those event ids are
+stored (one BatchGetItem per page) and feeds each missing event of a handled type through the
+same pipeline as a webhook delivery. The cursor is Stripe's own `created` time of the newest
+event seen (never our clock), stored per account; the overlap re-reads a few minutes because an
+event can appear in the list shortly after its `created` time. Without a cursor (first run) it
+reads all that Stripe still keeps (30 days). The order Stripe pages in does not matter: every
+event of the window is read and de-duplicated by id.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 
 from chalicelib.bootstrap import Container, container
 from chalicelib.domain.webhook_events import WebhookEvent
-from chalicelib.jobs.local_runner import JOBS
 from chalicelib.observability import count, flush_metrics, logger
 
 OVERLAP_SECONDS = 600
@@ -106,7 +105,6 @@ def _accounts(box: Container) -> Iterator[str | None]:
         cursor = page.next_cursor
 
 
-@JOBS.sweep("webhook_reconciliation")
 def reconciliation_sweep(box: Container) -> int:
     return reconcile(box).events_fed
 

@@ -19,8 +19,6 @@ Worker concurrency, the arithmetic:
 
 from __future__ import annotations
 
-from chalicelib.adapters.dynamodb.due_index import DueGroup
-
 STRIPE_LIVE_RATE_LIMIT_PER_SECOND = 100
 STRIPE_BUDGET_PER_SECOND = STRIPE_LIVE_RATE_LIMIT_PER_SECOND // 2
 FASTEST_STRIPE_CALL_SECONDS = 0.3
@@ -31,11 +29,4 @@ RENEWALS_EVERY_MINUTES = 5
 FAILED_PAYMENTS_EVERY_MINUTES = 15
 EXPIRATIONS_EVERY_MINUTES = 15
 RECOVERY_EVERY_MINUTES = 5
-
-# The sweeps, by name, and the due-index groups each one reads.
-SWEEP_GROUPS: dict[str, tuple[DueGroup, ...]] = {
-    "renewals": ("renewal",),
-    "failed_payments": ("failed_payment",),
-    "expirations": ("expiration",),
-    "pending_payments": ("pending_payment",),
-}
+# The groups each sweep reads: chalicelib/jobs/registry.py (`SWEEP_GROUPS`).

@@ -11,8 +11,10 @@ messages, a sweep continues each shard after the last `due_at` it sent; once the
 (or after FULL_SWEEP_EVERY), it starts from the beginning again, which also re-sends anything
 whose message was lost or dead-lettered and is still due.
 
-EventBridge calls the four `*_sweep` functions (app.py); the local runner and the test clock
-call `sweep()` with the same code.
+app.py's schedules call `scheduled_sweep(name)`, which sweeps the groups the registry
+(chalicelib/jobs/registry.py) gives that name; the local runner (`sweep_job`) and the test clock
+call `sweep()` with the same code. The DynamoDB requests are the adapters' (`DueIndex`,
+`SweepCursors` in adapters/dynamodb/due_index.py), seen through jobs/ports.py.
 """
 
 from __future__ import annotations
@@ -23,24 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.adapters.dynamodb.due_index import (
-    DUE_AT,
-    DUE_INDEX,
-    DUE_PK,
-    DueGroup,
-    due_partition,
-    format_due_at,
-)
+from chalicelib.adapters.dynamodb.due_index import DueEntry, DueGroup, format_due_at
 from chalicelib.bootstrap import Container, container
-from chalicelib.jobs.local_runner import JOBS
 from chalicelib.jobs.messages import DueMessage, PoisonMessage, community_of, subject_of
-from chalicelib.jobs.schedules import SWEEP_GROUPS
+from chalicelib.jobs.ports import CursorStore, DueReader
 from chalicelib.observability import count, flush_metrics, logger
 
 SWEEP_PAGE_SIZE = 500
 SQS_BATCH = 10
 FULL_SWEEP_EVERY = timedelta(hours=1)
-CURSOR_PK = "SCHEDULER"
 # Stop this long before the Lambda's own timeout; the next tick continues from the cursor.
 LAMBDA_SAFETY_SECONDS = 20.0
 
@@ -58,8 +51,7 @@ class SweepResult:
 
 
 def due_messages(
-    ddb: Any,
-    table: str,
+    index: DueReader,
     group: DueGroup,
     shard: int,
     now: datetime,
@@ -67,71 +59,44 @@ def due_messages(
     after: str | None = None,
     page_size: int = SWEEP_PAGE_SIZE,
     result: SweepResult | None = None,
+    with_snapshot: bool = False,
 ) -> Iterator[DueMessage]:
-    """Every item of one shard of `group` due at `now` (and after `after`), oldest first."""
-    names = {"#p": DUE_PK, "#a": DUE_AT}
-    values: dict[str, Any] = {
-        ":p": {"S": due_partition(group, shard)},
-        ":now": {"S": format_due_at(now)},
-    }
-    condition = "#p = :p AND #a <= :now"
-    if after is not None:
-        condition = "#p = :p AND #a BETWEEN :after AND :now"
-        values[":after"] = {"S": _just_after(after)}
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": DUE_INDEX,
-        "KeyConditionExpression": condition,
-        "ExpressionAttributeNames": {
-            **names,
-            "#pk": "pk",
-            "#sk": "sk",
-            "#id": "id",
-            "#d": "data",
-            "#v": "version",
-        },
-        "ExpressionAttributeValues": values,
-        "ProjectionExpression": "#pk, #sk, #id, #a, #d, #v",
-        "Limit": page_size,
-    }
+    """Every item of one shard of `group` due at `now` (and after `after`), oldest first.
+
+    `with_snapshot`: each message carries the subject as read (the group's action takes it).
+    """
+    start_key: dict[str, Any] | None = None
     while True:
-        page = ddb.query(**kwargs)
+        page = index.due_page(group, shard, now, page_size, start_key, after=after)
         if result is not None:
             result.queries += 1
-            result.items_read += int(page.get("ScannedCount", page.get("Count", 0)))
-        for item in page.get("Items", []):
+            result.items_read += page.items_read
+        for entry in page.entries:
             try:
                 yield DueMessage(
                     group=group,
-                    pk=item["pk"]["S"],
-                    sk=item["sk"]["S"],
-                    community_id=community_of(item["pk"]["S"]),
-                    subject_id=subject_of(item),
-                    due_at=item[DUE_AT]["S"],
-                    snapshot=snapshot_of(group, item),
+                    pk=entry.pk,
+                    sk=entry.sk,
+                    community_id=community_of(entry.pk),
+                    subject_id=subject_of(entry),
+                    due_at=entry.due_at,
+                    snapshot=snapshot_of(entry) if with_snapshot else None,
                 )
             except PoisonMessage as error:
                 # Not ours to act on (a malformed item); log it and keep sweeping the rest.
                 logger.error("due_item_malformed", extra={"reason": str(error)})
                 if result is not None:
                     result.skipped += 1
-        last = page.get("LastEvaluatedKey")
-        if not last:
+        if page.next_key is None:
             return
-        kwargs["ExclusiveStartKey"] = last
+        start_key = page.next_key
 
 
-def snapshot_of(group: str, item: dict[str, Any]) -> dict[str, Any] | None:
-    """A renewal carries the subscription it saw (see DueMessage.snapshot)."""
-    if group != "renewal" or "data" not in item or "version" not in item:
+def snapshot_of(entry: DueEntry) -> dict[str, Any] | None:
+    """The subject as the sweep read it (see DueMessage.snapshot), when the item had it."""
+    if entry.data is None or entry.version is None:
         return None
-    return {"data": item["data"]["S"], "version": int(item["version"]["N"])}
-
-
-def _just_after(due_at: str) -> str:
-    # due_at strings are fixed width, so "the next microsecond" sorts right after `due_at`.
-    moment = datetime.strptime(due_at, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return (moment + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"data": entry.data, "version": entry.version}
 
 
 def sqs_sink(sqs: Any, queue_url: str) -> Sink:
@@ -170,21 +135,25 @@ def sweep(
     use_cursors = sink is None
     if sink is None:
         sink = sqs_sink(box.sqs, settings.work_queue_url)
+    jobs = box.scheduled_jobs
     result = SweepResult()
     for group in groups:
-        cursors = _load_cursors(box, group, moment, result) if use_cursors else {}
+        cursors = (
+            _load_cursors(box, box.sweep_cursors, group, moment, result) if use_cursors else {}
+        )
         sent_upto = dict(cursors)
+        job = jobs.get(group)
         for shard in range(settings.due_index_shards) if shards is None else shards:
             batch: list[DueMessage] = []
             for message in due_messages(
-                box.dynamodb,
-                settings.table_name,
+                box.due_index,
                 group,
                 shard,
                 moment,
                 after=cursors.get(shard),
                 page_size=page_size,
                 result=result,
+                with_snapshot=job is not None and job.takes_snapshot,
             ):
                 batch.append(message)
                 if len(batch) == SQS_BATCH:
@@ -196,7 +165,7 @@ def sweep(
             if not result.complete:
                 break
         if use_cursors:
-            _save_cursors(box, group, moment, sent_upto, fresh=not cursors)
+            box.sweep_cursors.save(group, moment, sent_upto, full=not cursors)
         result.cursors[group] = sent_upto
         if not result.complete:
             break
@@ -214,11 +183,9 @@ def _flush(
     batch.clear()
 
 
-def _cursor_key(group: DueGroup) -> dict[str, Any]:
-    return {"pk": {"S": CURSOR_PK}, "sk": {"S": f"SWEEP#{group}"}}
-
-
-def _load_cursors(box: Container, group: DueGroup, now: datetime, r: SweepResult) -> dict[int, str]:
+def _load_cursors(
+    box: Container, cursors: CursorStore, group: DueGroup, now: datetime, r: SweepResult
+) -> dict[int, str]:
     """Cursors to continue from, or {} for a full sweep (queue drained, or it is time)."""
     attrs = box.sqs.get_queue_attributes(
         QueueUrl=box.settings.work_queue_url,
@@ -230,33 +197,11 @@ def _load_cursors(box: Container, group: DueGroup, now: datetime, r: SweepResult
     )["Attributes"]
     if not any(int(value) for value in attrs.values()):
         return {}
-    item = box.dynamodb.get_item(
-        TableName=box.settings.table_name, Key=_cursor_key(group), ConsistentRead=True
-    ).get("Item")
-    r.items_read += 1 if item else 0
-    if not item or item["full_at"]["S"] < format_due_at(now - FULL_SWEEP_EVERY):
+    cursor = cursors.load(group)
+    r.items_read += 1 if cursor else 0
+    if cursor is None or cursor.full_at < format_due_at(now - FULL_SWEEP_EVERY):
         return {}
-    return {int(shard): value["S"] for shard, value in item["shards"]["M"].items()}
-
-
-def _save_cursors(
-    box: Container, group: DueGroup, now: datetime, sent_upto: dict[int, str], *, fresh: bool
-) -> None:
-    item: dict[str, Any] = {
-        **_cursor_key(group),
-        "shards": {"M": {str(shard): {"S": value} for shard, value in sent_upto.items()}},
-        "saved_at": {"S": format_due_at(now)},
-    }
-    if fresh:
-        item["full_at"] = {"S": format_due_at(now)}
-        box.dynamodb.put_item(TableName=box.settings.table_name, Item=item)
-        return
-    box.dynamodb.update_item(
-        TableName=box.settings.table_name,
-        Key=_cursor_key(group),
-        UpdateExpression="SET shards = :s, saved_at = :t",
-        ExpressionAttributeValues={":s": item["shards"], ":t": item["saved_at"]},
-    )
+    return dict(cursor.shards)
 
 
 def scheduled_sweep(name: str, context: Any = None) -> SweepResult:
@@ -265,6 +210,8 @@ def scheduled_sweep(name: str, context: Any = None) -> SweepResult:
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         remaining = context.get_remaining_time_in_millis() / 1000 - LAMBDA_SAFETY_SECONDS
         deadline = time.monotonic() + max(remaining, 1.0)
+    from chalicelib.jobs.registry import SWEEP_GROUPS
+
     result = sweep(container(), SWEEP_GROUPS[name], deadline=deadline)
     logger.info(
         "sweep_done",
@@ -281,12 +228,12 @@ def scheduled_sweep(name: str, context: Any = None) -> SweepResult:
     return result
 
 
-def _register(name: str) -> None:
+def sweep_job(name: str) -> Callable[[Container], int]:
+    """The named sweep as the local runner calls it: every group of it, to the work queue."""
+
     def run(box: Container) -> int:
+        from chalicelib.jobs.registry import SWEEP_GROUPS
+
         return sweep(box, SWEEP_GROUPS[name]).sent
 
-    JOBS.sweep(name)(run)
-
-
-for _name in SWEEP_GROUPS:
-    _register(_name)
+    return run

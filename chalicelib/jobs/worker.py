@@ -1,10 +1,11 @@
 """The SQS worker: one due item per message, processed idempotently.
 
-For each message: read the item (one consistent GetItem), act only if it is still due for that
-group (`due_group` matches and `due_at <= now`; anything else is a no-op, e.g. a redelivery
-after the action already moved or removed the due attributes), then call the group's action.
-Actions marked `SelfChecking` (the real ones) make that same read and check themselves, so the
-worker leaves it to them instead of reading the item twice.
+For each message: find the group's job (chalicelib/jobs/registry.py, via
+`container.scheduled_jobs`), read the item (one consistent GetItem) and act only if it is still
+due for that group (`due_group` matches and `due_at <= now`; anything else is a no-op, e.g. a
+redelivery after the action already moved or removed the due attributes), then run the action.
+The real actions make that same read and check themselves (`checks_due_itself`), so the worker
+leaves it to them instead of reading the item twice.
 
 Chalice has no partial batch response: an exception makes SQS redeliver the whole batch. So the
 batch is processed message by message; if any failed, the ones that succeeded are deleted from
@@ -16,16 +17,18 @@ receives they land in the dead-letter queue). Actions are idempotent per message
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.adapters.dynamodb.due_index import DUE_AT, DUE_GROUP, format_due_at
+from chalicelib.adapters.dynamodb.due_index import DueGroup
 from chalicelib.bootstrap import Container, container
-from chalicelib.jobs.actions import Actions, SelfChecking
-from chalicelib.jobs.local_runner import JOBS
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
+from chalicelib.jobs.ports import DueReader
 from chalicelib.observability import correlation, count, flush_metrics, logger
+
+if TYPE_CHECKING:  # the registry imports the lifecycle actions: only when a message runs
+    from chalicelib.jobs.registry import ScheduledJob
 
 NOT_DUE = "not_due"
 
@@ -34,17 +37,8 @@ class NoActionForGroup(RuntimeError):
     """The deployed code has no action for a group (retried, then dead-lettered)."""
 
 
-def still_due(box: Container, message: DueMessage, now: datetime) -> bool:
-    item = box.dynamodb.get_item(
-        TableName=box.settings.table_name,
-        Key={"pk": {"S": message.pk}, "sk": {"S": message.sk}},
-        ConsistentRead=True,
-        ProjectionExpression="#g, #a",
-        ExpressionAttributeNames={"#g": DUE_GROUP, "#a": DUE_AT},
-    ).get("Item")
-    if not item or DUE_GROUP not in item or DUE_AT not in item:
-        return False
-    return bool(item[DUE_GROUP]["S"] == message.group and item[DUE_AT]["S"] <= format_due_at(now))
+def still_due(index: DueReader, message: DueMessage, now: datetime) -> bool:
+    return index.is_due(message.pk, message.sk, message.group, now)
 
 
 def process_message(
@@ -52,24 +46,17 @@ def process_message(
     message: DueMessage,
     *,
     now: datetime | None = None,
-    actions: Actions | None = None,
+    jobs: Mapping[DueGroup, ScheduledJob] | None = None,
 ) -> str:
     """Run the group's action for one due item if it is still due; return the outcome."""
     moment = now or box.clock.now()
-    registry = box.scheduled_actions if actions is None else actions
-    action = registry.get(message.group)
-    if action is None:
+    job = (box.scheduled_jobs if jobs is None else jobs).get(message.group)
+    if job is None:
         raise NoActionForGroup(f"no action registered for due group {message.group!r}")
-    if not isinstance(action, SelfChecking) and not still_due(box, message, moment):
+    if not job.checks_due_itself and not still_due(box.due_index, message, moment):
         return NOT_DUE
-    id_key = "payment_id" if message.group == "pending_payment" else "subscription_id"
-    with correlation(community_id=message.community_id, **{id_key: message.subject_id}):
-        if isinstance(action, SelfChecking) and message.snapshot is not None:
-            outcome = action.with_snapshot(
-                box, message.community_id, message.subject_id, moment, message.snapshot
-            )
-        else:
-            outcome = action(box, message.community_id, message.subject_id, moment)
+    with correlation(community_id=message.community_id, **{job.subject_key: message.subject_id}):
+        outcome = job.run(box, message.community_id, message.subject_id, moment, message.snapshot)
         logger.info("scheduled_action", extra={"group": message.group, "outcome": outcome})
     return outcome
 
@@ -114,10 +101,3 @@ def handle_sqs_event(event: Iterable[Any]) -> Counter[str]:
         return process_batch(container(), [Received(r.body, r.receipt_handle) for r in event])
     finally:
         flush_metrics()
-
-
-def _local_worker(box: Container, records: list[Received]) -> Counter[str]:
-    return process_batch(box, records)
-
-
-JOBS.worker = _local_worker

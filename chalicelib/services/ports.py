@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chalicelib.domain.errors import DuplicateEvent
 
@@ -43,9 +43,14 @@ class Clock(Protocol):
         ...
 
 
+@runtime_checkable
 class AdjustableClock(Clock, Protocol):
-    def advance_to(self, target: datetime) -> datetime:
-        """Move the clock forward to `target` (never back); return the new now."""
+    def move_forward_to(self, target: datetime) -> datetime:
+        """Move the clock to `target` if that is still ahead, else leave it; return the new now.
+
+        One reading decides, so a target the clock passed while the caller worked (a due time
+        within the processing latency) is no error: the clock only ever moves forward.
+        """
         ...
 
 

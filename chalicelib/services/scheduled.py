@@ -1,11 +1,11 @@
-"""The business actions the scheduler (issue 7) dispatches, one due subject at a time.
+"""The business actions the scheduler dispatches, one due subject at a time.
 
 Each is `ScheduledActions.<action>(community_id, subject_id, now) -> outcome` (a short
-string), re-reads its subject, acts only when the subject is still due for exactly that
-action at `now`, and does its work in conditional writes, so a duplicate message or a
-second worker is harmless ("not_due" / "not_pending"). Saving a subscription recomputes its due-index attributes from
-`Subscription.next_action` (adapters/dynamodb/subscriptions.py), so the index always says what
-is due next.
+string). It re-reads its subject, acts only when the subject is still due for exactly that
+action at `now`, and does its work in conditional writes, so a duplicate message or a second
+worker is harmless ("not_due" / "not_pending"). Saving a subscription recomputes its due-index
+attributes from `Subscription.next_action` (adapters/dynamodb/subscriptions.py), so the index
+always says what is due next. The jobs reach them through chalicelib/jobs/registry.py.
 
 - `renew(cid, subscription_id, now, known)` (group renewal): applies the queued cycle/plan
   change and the pending member removals, charges the next period (anchored, DESIGN.md 3).

@@ -22,7 +22,6 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    import app  # noqa: F401  (registers the jobs exactly as the deployed Lambdas do)
 
     while running["on"]:
         try:

@@ -23,7 +23,7 @@ from chalicelib.adapters.dynamodb.due_index import (
     format_due_at,
 )
 from chalicelib.bootstrap import Container
-from chalicelib.jobs.actions import Action
+from chalicelib.jobs.registry import SCHEDULED_JOBS, Action, ScheduledJob
 
 COMMUNITY = "com_sched"
 PERIOD = timedelta(days=30)
@@ -70,11 +70,16 @@ class FakeBilling:
         )["Item"]
         return dict(item)
 
-    def actions(self) -> dict[DueGroup, Action]:
+    def jobs(self) -> dict[DueGroup, ScheduledJob]:
+        """The registry's jobs running these actions; the worker re-checks before each."""
+        actions: dict[DueGroup, Action] = {
+            "renewal": self.renew,
+            "failed_payment": self.failed_payment,
+            "expiration": self.expire,
+        }
         return {
-            "renewal": self._recorded(self.renew),
-            "failed_payment": self._recorded(self.failed_payment),
-            "expiration": self._recorded(self.expire),
+            group: SCHEDULED_JOBS[group].with_action(self._recorded(action))
+            for group, action in actions.items()
         }
 
     def _recorded(self, action: Action) -> Action:
@@ -115,7 +120,7 @@ class FakeBilling:
         grace_end = parse(item.get("failed_at", item["due_at"])["S"]) + GRACE
         if now >= grace_end:
             self._write(sub_id, version, "cancelled", now)
-            return "cancelled"
+            return "grace_cancelled"
         if not self._claim(sub_id, version):
             return "noop"
         if sub_id in self.declining:

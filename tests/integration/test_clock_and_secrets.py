@@ -20,6 +20,12 @@ def test_stored_test_clock_is_shared_through_dynamodb(aws: dict[str, str]) -> No
     assert abs((second.now() - target).total_seconds()) < 2
     with pytest.raises(InvalidRequest):
         first.advance_to(target - timedelta(days=1))
+    # The test clock's advance moves step by step with move_forward_to: a step already passed
+    # leaves the clock where it is instead of failing.
+    assert first.move_forward_to(target - timedelta(days=1)) >= target
+    later = first.move_forward_to(target + timedelta(days=1))
+    assert later == target + timedelta(days=1)
+    assert second.now() >= target  # (its one-second cache may still show the older offset)
 
 
 def test_deployed_stages_read_secrets_from_secrets_manager(aws: dict[str, str]) -> None:

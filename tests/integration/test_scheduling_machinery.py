@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from chalicelib import bootstrap
-from chalicelib.adapters.dynamodb.due_index import DUE_ATTRIBUTE_NAMES
+from chalicelib.adapters.dynamodb.due_index import DUE_ATTRIBUTE_NAMES, format_due_at
 from chalicelib.jobs import sweeps, worker
 from chalicelib.jobs.local_runner import JOBS, JobRegistry, drain_work_queue, run_once
-from chalicelib.jobs.messages import DueMessage
-from chalicelib.jobs.schedules import SWEEP_GROUPS
+from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
+from chalicelib.jobs.registry import SCHEDULED_JOBS, SWEEP_GROUPS
 from tests.integration.conftest import Env
 from tests.integration.scheduling_fakes import COMMUNITY, FakeBilling, sub_key
 from tests.support.atomic_requests import AtomicRequests
@@ -45,7 +45,7 @@ class Sched:
 def sched(env: Env, aws: dict[str, str]) -> Iterator[Sched]:
     box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
     billing = FakeBilling(box)
-    box.scheduled_actions = billing.actions()
+    box.scheduled_jobs = billing.jobs()
     bootstrap.override_container(box)
     yield Sched(env, box, billing, aws["dead_letter_queue_url"])
 
@@ -136,7 +136,7 @@ def test_two_sweeps_running_at_once_renew_each_subscription_once(sched: Sched) -
     for sub_id in ids:
         item = sched.billing.load(sub_id)
         assert item["period"]["N"] == "2"
-        assert item["due_at"]["S"] > sweeps.format_due_at(now)  # moved to the next period end
+        assert item["due_at"]["S"] > format_due_at(now)  # moved to the next period end
 
 
 def test_redelivered_message_charges_nothing_new(sched: Sched) -> None:
@@ -162,7 +162,7 @@ def test_worker_ignores_an_item_no_longer_in_that_group(sched: Sched) -> None:
         sk="SUB",
         community_id=COMMUNITY,
         subject_id="sub_moved",
-        due_at=sweeps.format_due_at(now),
+        due_at=format_due_at(now),
     )
     assert worker.process_message(sched.box, stale) == worker.NOT_DUE
     missing = replace(stale, pk=f"C#{COMMUNITY}#SUB#sub_gone", subject_id="sub_gone")
@@ -201,7 +201,10 @@ def test_a_failing_action_is_retried_then_dead_lettered(sched: Sched) -> None:
         attempts.append(sub_id)
         raise ConnectionError("Stripe timed out")
 
-    sched.box.scheduled_actions = {**sched.billing.actions(), "expiration": broken}
+    sched.box.scheduled_jobs = {
+        **sched.billing.jobs(),
+        "expiration": SCHEDULED_JOBS["expiration"].with_action(broken),
+    }
     sweeps.sweep(sched.box, ("expiration",))
     assert JOBS.worker is not None
     drain_work_queue(sched.box, JOBS.worker, retry_after_seconds=0)
@@ -279,9 +282,9 @@ def test_worker_lambda_failure_deletes_the_successes_and_raises(sched: Sched) ->
         QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
     )["Messages"]
     assert len(received) == 2
-    records = [worker.Received(m["Body"], m["ReceiptHandle"]) for m in received]
+    records = [Received(m["Body"], m["ReceiptHandle"]) for m in received]
 
-    with pytest.raises(worker.BatchFailed) as failure:
+    with pytest.raises(BatchFailed) as failure:
         worker.process_batch(sched.box, records)
 
     assert len(failure.value.failed_receipts) == 1

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib import bootstrap
+from chalicelib.adapters.clock import StoredTestClock
+from chalicelib.jobs import test_clock
 from chalicelib.jobs.local_runner import run_once
-from chalicelib.services import test_clock
 from tests.integration.conftest import START, Env
 from tests.integration.scheduling_fakes import GRACE, PERIOD, RETRY_AFTER, FakeBilling
 
@@ -33,7 +34,7 @@ class Clocked:
 def clocked(env: Env) -> Iterator[Clocked]:
     box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
     billing = FakeBilling(box)
-    box.scheduled_actions = billing.actions()
+    box.scheduled_jobs = billing.jobs()
     bootstrap.override_container(box)
     yield Clocked(env, box, billing)
 
@@ -121,7 +122,7 @@ def test_advance_runs_every_action_due_on_the_way_in_time_order(clocked: Clocked
         ("sub_leaving", "expired", START + 2 * day),
         ("sub_declining", "retry_failed", START + day + RETRY_AFTER),
         ("sub_declining", "retry_failed", START + day + 2 * RETRY_AFTER),
-        ("sub_declining", "cancelled", START + day + GRACE),
+        ("sub_declining", "grace_cancelled", START + day + GRACE),
         ("sub_monthly", "renewed", START + 10 * day),
         ("sub_monthly", "renewed", START + 10 * day + PERIOD),
     ]
@@ -151,12 +152,58 @@ def test_advance_to_a_time_and_by_seconds(clocked: Clocked) -> None:
 
 def test_scheduler_ticks_and_other_advances_wait_while_an_advance_runs(clocked: Clocked) -> None:
     clocked.billing.add("sub_wait", "renewal", START - timedelta(seconds=1))
-    test_clock._take_lease(clocked.box)
-    assert test_clock.advance_in_progress(clocked.box)
+    assert clocked.box.advance_lease.take(test_clock.LEASE_SECONDS)
+    assert clocked.box.advance_lease.held()
     assert run_once(clocked.box) == {}
     assert clocked.advance({"days": 1}).status_code == 409
     assert clocked.billing.history == []
-    test_clock._release_lease(clocked.box)
+    clocked.box.advance_lease.release()
 
     assert clocked.advance({"days": 1}).json_body["processed"]["renewed"] == 1
-    assert not test_clock.advance_in_progress(clocked.box)
+    assert not clocked.box.advance_lease.held()
+
+
+class TickingWall:
+    """Wall time that moves `tick` forward every time it is read: processing latency, exactly."""
+
+    def __init__(self, start: datetime, tick: timedelta) -> None:
+        self._now = start
+        self._tick = tick
+
+    def __call__(self) -> datetime:
+        self._now += self._tick
+        return self._now
+
+
+def test_an_action_due_within_the_processing_latency_does_not_break_the_advance(
+    env: Env,
+) -> None:
+    # The stored test clock is wall time plus an offset, so it moves between two readings.
+    # An advance that reads "the step is still ahead", then moves the clock to the step and
+    # reads the wall again, finds the step behind it when a due time lies within that latency
+    # (here: within one tick). Pairs due 0.5 .. 5.5 ticks apart, an hour between pairs, make
+    # sure some step lands in that window whatever the number of readings between the two.
+    tick = timedelta(seconds=1)
+    settings = replace(env.settings, test_clock_enabled=True)
+    clock = StoredTestClock(env.container.dynamodb, settings.table_name, TickingWall(START, tick))
+    box = bootstrap.Container(settings, clock=clock)
+    billing = FakeBilling(box)
+    box.scheduled_jobs = billing.jobs()
+    bootstrap.override_container(box)
+    due: dict[str, datetime] = {}
+    for pair in range(6):
+        first = START + timedelta(hours=pair + 1)
+        due[f"sub_first{pair}"] = first
+        due[f"sub_close{pair}"] = first + (pair + 0.5) * tick
+    for sub_id, when in due.items():
+        billing.add(sub_id, "renewal", when)
+
+    got = env.client.http.post(
+        "/v1/test-clock/advance", headers=env.platform_headers(), body=json.dumps({"days": 1})
+    )
+
+    assert got.status_code == 200, got.json_body
+    assert got.json_body["processed"]["renewed"] == len(due)
+    assert sorted(billing.charges) == sorted((sub_id, 2) for sub_id in due)
+    assert all(now >= due[sub_id] for sub_id, _, now in billing.history)
+    assert clock.now() >= START + timedelta(days=1)
