@@ -7,11 +7,11 @@ a cached property, so a path that never touches Stripe never imports stripe.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.config import SecretsProvider, Settings
+from chalicelib.adapters.secrets import SecretsProvider
+from chalicelib.config import Settings
 from chalicelib.services.ports import Clock
 
 if TYPE_CHECKING:  # typed for callers; imported lazily at run time
@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.cursors import CursorCodec
     from chalicelib.adapters.dynamodb.due_index import (
         AdvanceLease,
-        DueGroup,
         DueIndex,
         SweepCursors,
     )
@@ -33,7 +32,6 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
     from chalicelib.adapters.email import SesMailer
     from chalicelib.adapters.stripe.customers import StripeCustomers
-    from chalicelib.jobs.registry import ScheduledJob
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.billing_history import BillingHistory
     from chalicelib.services.cards import Cards
@@ -285,13 +283,6 @@ class Container:
         )
 
     # --- issue 7: scheduled jobs ---
-    @cached_property
-    def scheduled_jobs(self) -> Mapping[DueGroup, ScheduledJob]:
-        """Due group -> its job (chalicelib/jobs/registry.py); tests may assign others."""
-        from chalicelib.jobs.registry import SCHEDULED_JOBS
-
-        return SCHEDULED_JOBS
-
     @cached_property
     def due_index(self) -> DueIndex:
         from chalicelib.adapters.dynamodb.due_index import DueIndex

@@ -145,3 +145,17 @@ def sweep_groups(jobs: Mapping[DueGroup, ScheduledJob]) -> dict[str, tuple[DueGr
 
 # The sweeps, by name (app.py's schedules), and the due-index groups each one reads.
 SWEEP_GROUPS = sweep_groups(SCHEDULED_JOBS)
+
+_overridden: Mapping[DueGroup, ScheduledJob] | None = None
+
+
+def current_jobs() -> Mapping[DueGroup, ScheduledJob]:
+    """The jobs the worker, the sweeps and the test clock run: SCHEDULED_JOBS, unless a test
+    installed others with `override_jobs`."""
+    return SCHEDULED_JOBS if _overridden is None else _overridden
+
+
+def override_jobs(jobs: Mapping[DueGroup, ScheduledJob] | None) -> None:
+    """Install other jobs (tests), or None to go back to SCHEDULED_JOBS."""
+    global _overridden
+    _overridden = jobs

@@ -29,6 +29,7 @@ from chalicelib.adapters.dynamodb.due_index import DueEntry, DueGroup, format_du
 from chalicelib.bootstrap import Container, container
 from chalicelib.jobs.messages import DueMessage, PoisonMessage, community_of, subject_of
 from chalicelib.jobs.ports import CursorStore, DueReader
+from chalicelib.jobs.registry import SWEEP_GROUPS, current_jobs
 from chalicelib.observability import count, flush_metrics, logger
 
 SWEEP_PAGE_SIZE = 500
@@ -135,7 +136,7 @@ def sweep(
     use_cursors = sink is None
     if sink is None:
         sink = sqs_sink(box.sqs, settings.work_queue_url)
-    jobs = box.scheduled_jobs
+    jobs = current_jobs()
     result = SweepResult()
     for group in groups:
         cursors = (
@@ -210,8 +211,6 @@ def scheduled_sweep(name: str, context: Any = None) -> SweepResult:
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         remaining = context.get_remaining_time_in_millis() / 1000 - LAMBDA_SAFETY_SECONDS
         deadline = time.monotonic() + max(remaining, 1.0)
-    from chalicelib.jobs.registry import SWEEP_GROUPS
-
     result = sweep(container(), SWEEP_GROUPS[name], deadline=deadline)
     logger.info(
         "sweep_done",
@@ -232,8 +231,6 @@ def sweep_job(name: str) -> Callable[[Container], int]:
     """The named sweep as the local runner calls it: every group of it, to the work queue."""
 
     def run(box: Container) -> int:
-        from chalicelib.jobs.registry import SWEEP_GROUPS
-
         return sweep(box, SWEEP_GROUPS[name]).sent
 
     return run

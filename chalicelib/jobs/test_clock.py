@@ -30,7 +30,7 @@ from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.jobs.messages import DueMessage
 from chalicelib.jobs.ports import DueReader
-from chalicelib.jobs.registry import Reported
+from chalicelib.jobs.registry import Reported, current_jobs
 from chalicelib.jobs.sweeps import sweep
 from chalicelib.jobs.worker import process_message
 from chalicelib.observability import logger
@@ -127,7 +127,7 @@ def run_due(
     worker. Returns the counts the test clock reports (each job's `counters`; "failed" for an
     action that raised) and whether every outcome was an ordinary one.
     """
-    jobs = box.scheduled_jobs
+    jobs = current_jobs()
     counts: Counter[str] = Counter()
     clean = True
     for group in DUE_GROUPS:

@@ -1,7 +1,7 @@
 """The SQS worker: one due item per message, processed idempotently.
 
 For each message: find the group's job (chalicelib/jobs/registry.py, via
-`container.scheduled_jobs`), read the item (one consistent GetItem) and act only if it is still
+`registry.current_jobs()`), read the item (one consistent GetItem) and act only if it is still
 due for that group (`due_group` matches and `due_at <= now`; anything else is a no-op, e.g. a
 redelivery after the action already moved or removed the due attributes), then run the action.
 The real actions make that same read and check themselves (`checks_due_itself`), so the worker
@@ -19,16 +19,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.adapters.dynamodb.due_index import DueGroup
 from chalicelib.bootstrap import Container, container
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
 from chalicelib.jobs.ports import DueReader
+from chalicelib.jobs.registry import ScheduledJob, current_jobs
 from chalicelib.observability import correlation, count, flush_metrics, logger
-
-if TYPE_CHECKING:  # the registry imports the lifecycle actions: only when a message runs
-    from chalicelib.jobs.registry import ScheduledJob
 
 NOT_DUE = "not_due"
 
@@ -50,7 +48,7 @@ def process_message(
 ) -> str:
     """Run the group's action for one due item if it is still due; return the outcome."""
     moment = now or box.clock.now()
-    job = (box.scheduled_jobs if jobs is None else jobs).get(message.group)
+    job = (current_jobs() if jobs is None else jobs).get(message.group)
     if job is None:
         raise NoActionForGroup(f"no action registered for due group {message.group!r}")
     if not job.checks_due_itself and not still_due(box.due_index, message, moment):

@@ -113,3 +113,12 @@ def moto_app_env(stripe_api_base: str, email_sender: str | None = None) -> Itera
         finally:
             bootstrap.override_container(None)
             reset_clients()
+
+
+@pytest.fixture(autouse=True)
+def _default_scheduled_jobs() -> Iterator[None]:
+    """Tests that install other scheduled jobs (registry.override_jobs) leave the real ones."""
+    from chalicelib.jobs.registry import override_jobs
+
+    yield
+    override_jobs(None)

@@ -7,7 +7,8 @@ import boto3
 import pytest
 
 from chalicelib.adapters.clock import StoredTestClock
-from chalicelib.config import SecretsProvider, Settings
+from chalicelib.adapters.secrets import SecretsProvider
+from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidRequest
 from tests.integration.conftest import TABLE_NAME
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.adapters.stripe.payments import ChargeRequest, StripePaymentGateway
-from chalicelib.config import SecretsProvider, Settings
+from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidRequest, Unavailable
 from tests.support.localstripe import card_on_customer, localstripe_url, stripe_for
 from tests.support.stripe_recorder import stripe_recorder

@@ -17,7 +17,7 @@ from chalicelib.adapters.dynamodb.due_index import DUE_ATTRIBUTE_NAMES, format_d
 from chalicelib.jobs import sweeps, worker
 from chalicelib.jobs.local_runner import JOBS, JobRegistry, drain_work_queue, run_once
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
-from chalicelib.jobs.registry import SCHEDULED_JOBS, SWEEP_GROUPS
+from chalicelib.jobs.registry import SCHEDULED_JOBS, SWEEP_GROUPS, override_jobs
 from tests.integration.conftest import Env
 from tests.integration.scheduling_fakes import COMMUNITY, FakeBilling, sub_key
 from tests.support.atomic_requests import AtomicRequests
@@ -45,9 +45,10 @@ class Sched:
 def sched(env: Env, aws: dict[str, str]) -> Iterator[Sched]:
     box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
     billing = FakeBilling(box)
-    box.scheduled_jobs = billing.jobs()
+    override_jobs(billing.jobs())
     bootstrap.override_container(box)
     yield Sched(env, box, billing, aws["dead_letter_queue_url"])
+    override_jobs(None)
 
 
 class Requests:
@@ -201,10 +202,12 @@ def test_a_failing_action_is_retried_then_dead_lettered(sched: Sched) -> None:
         attempts.append(sub_id)
         raise ConnectionError("Stripe timed out")
 
-    sched.box.scheduled_jobs = {
-        **sched.billing.jobs(),
-        "expiration": SCHEDULED_JOBS["expiration"].with_action(broken),
-    }
+    override_jobs(
+        {
+            **sched.billing.jobs(),
+            "expiration": SCHEDULED_JOBS["expiration"].with_action(broken),
+        }
+    )
     sweeps.sweep(sched.box, ("expiration",))
     assert JOBS.worker is not None
     drain_work_queue(sched.box, JOBS.worker, retry_after_seconds=0)

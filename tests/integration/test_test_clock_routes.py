@@ -14,6 +14,7 @@ from chalicelib import bootstrap
 from chalicelib.adapters.clock import StoredTestClock
 from chalicelib.jobs import test_clock
 from chalicelib.jobs.local_runner import run_once
+from chalicelib.jobs.registry import override_jobs
 from tests.integration.conftest import START, Env
 from tests.integration.scheduling_fakes import GRACE, PERIOD, RETRY_AFTER, FakeBilling
 
@@ -34,9 +35,10 @@ class Clocked:
 def clocked(env: Env) -> Iterator[Clocked]:
     box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
     billing = FakeBilling(box)
-    box.scheduled_jobs = billing.jobs()
+    override_jobs(billing.jobs())
     bootstrap.override_container(box)
     yield Clocked(env, box, billing)
+    override_jobs(None)
 
 
 def test_routes_are_404_where_the_test_clock_is_off(env: Env) -> None:
@@ -188,7 +190,7 @@ def test_an_action_due_within_the_processing_latency_does_not_break_the_advance(
     clock = StoredTestClock(env.container.dynamodb, settings.table_name, TickingWall(START, tick))
     box = bootstrap.Container(settings, clock=clock)
     billing = FakeBilling(box)
-    box.scheduled_jobs = billing.jobs()
+    override_jobs(billing.jobs())
     bootstrap.override_container(box)
     due: dict[str, datetime] = {}
     for pair in range(6):

@@ -345,3 +345,197 @@ class InMemoryEventStore:
 
     def get(self, event_id: str) -> WebhookEvent | None:
         return self._store.webhook_events.get(event_id)
+
+
+# --- Stripe: a payment gateway that keeps PaymentIntents ---------------------------------------
+class FakePaymentGateway:
+    """PaymentIntents in memory, with cards that behave like Stripe's test cards:
+    `pm_ok` succeeds, `pm_decline` is declined, `pm_auth` needs authentication
+    (`requires_action`). `fail_next` queues faults for the next calls: "before" (Stripe never
+    saw the request: Unavailable) or "after" (Stripe acted, the answer was lost: Unavailable)."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.requests: list[Any] = []
+        self.refunds: list[dict[str, Any]] = []
+        self.fail_next: list[str] = []
+
+    def _fault(self) -> str | None:
+        return self.fail_next.pop(0) if self.fail_next else None
+
+    def charge(self, request: Any) -> Any:
+        from chalicelib.adapters.stripe.payments import outcome_from_intent
+        from chalicelib.domain.errors import Unavailable
+
+        fault = self._fault()
+        if fault == "before":
+            raise Unavailable("Stripe is unavailable: Timeout")
+        self.requests.append(request)
+        intent_id = f"pi_{len(self.intents) + 1}"
+        status = {
+            "pm_ok": "succeeded",
+            "pm_decline": "requires_payment_method",
+            "pm_auth": "requires_action",
+        }.get(request.payment_method_id, "succeeded")
+        intent: dict[str, Any] = {
+            "id": intent_id,
+            "status": status,
+            "amount": request.amount,
+            "amount_received": request.amount if status == "succeeded" else 0,
+            "currency": request.currency,
+            "latest_charge": f"ch_{len(self.intents) + 1}" if status == "succeeded" else None,
+            "metadata": dict(request.metadata),
+        }
+        if status == "requires_payment_method":
+            intent["last_payment_error"] = {
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+                "message": "Your card was declined.",
+            }
+        self.intents[intent_id] = intent
+        if fault == "after":
+            raise Unavailable("Stripe is unavailable: the answer was lost")
+        return outcome_from_intent(intent)
+
+    def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        return dict(self.intents[intent_id])
+
+    def find_intents_by_metadata(
+        self, key: str, value: str, stripe_account_id: str | None
+    ) -> list[dict[str, Any]]:
+        return [dict(i) for i in self.intents.values() if i["metadata"].get(key) == value]
+
+    def refund(
+        self,
+        payment_intent_id: str,
+        amount: int,
+        stripe_account_id: str | None,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> Any:
+        from chalicelib.adapters.stripe.payments import RefundResult
+        from chalicelib.domain.errors import Unavailable
+
+        if self._fault() == "before":
+            raise Unavailable("Stripe is unavailable: Timeout")
+        refund = {
+            "id": f"re_{len(self.refunds) + 1}",
+            "amount": amount,
+            "intent": payment_intent_id,
+        }
+        self.refunds.append(refund)
+        return RefundResult(refund["id"], amount, "succeeded")
+
+    def charges_for(self, subscription_id: str) -> list[dict[str, Any]]:
+        return [
+            i
+            for i in self.intents.values()
+            if i["metadata"].get("subscription_id") == subscription_id
+        ]
+
+
+# --- reads the services take besides the unit of work -------------------------------------------
+class InMemoryDirectory:
+    """Communities, plans, profiles and cards, as the read ports of the services see them."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.communities: dict[str, Any] = {}
+        self.plans: dict[Key, Any] = {}
+        self.profiles: dict[Key, Any] = {}
+
+    # CommunityReader
+    def get(self, community_id: str) -> Any:
+        return self.communities[community_id]
+
+    # BillingReader
+    def billing_context(
+        self, community_id: str, profile_id: str, payment_method_id: str | None
+    ) -> Any:
+        from chalicelib.adapters.dynamodb.billing_context import BillingContext
+
+        profile = self.profile(community_id, profile_id)
+        card = self._store.cards.get((community_id, payment_method_id or ""))
+        return BillingContext(
+            community=self.communities[community_id],
+            community_disconnected=community_id in self._store.deauthorized,
+            billed=profile,
+            card=card,
+        )
+
+    def profile(self, community_id: str, profile_id: str) -> Any:
+        found = self.profiles.get((community_id, profile_id))
+        if found is None:
+            raise NotFound(f"Profile {profile_id} not found.")
+        credit = self._store.credit.get((community_id, profile_id), 0)
+        return replace(found, credit_balance=credit)
+
+
+class PlanFinder:
+    def __init__(self, directory: InMemoryDirectory) -> None:
+        self._directory = directory
+
+    def find(self, community_id: str, plan_id: str) -> Any:
+        return self._directory.plans.get((community_id, plan_id))
+
+
+class ProfileReader:
+    def __init__(self, directory: InMemoryDirectory) -> None:
+        self._directory = directory
+
+    def find(self, community_id: str, profile_id: str) -> Any:
+        try:
+            return self._directory.profile(community_id, profile_id)
+        except NotFound:
+            return None
+
+    def get(self, community_id: str, profile_id: str) -> Any:
+        return self._directory.profile(community_id, profile_id)
+
+
+class SubscriptionReads:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    def find(self, community_id: str, subscription_id: str) -> Subscription | None:
+        return self._store.subscriptions.get((community_id, subscription_id))
+
+    def get(self, community_id: str, subscription_id: str) -> Subscription:
+        found = self.find(community_id, subscription_id)
+        if found is None:
+            raise NotFound(f"Subscription {subscription_id} not found.")
+        return found
+
+    def list(self, community_id: str, *, limit: int, cursor: str | None, **filters: Any) -> Any:
+        subs = [s for (cid, _), s in self._store.subscriptions.items() if cid == community_id]
+        return subs[:limit], len(subs) > limit, None
+
+
+class AuditReads:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    def list(self, community_id: str, subscription_id: str, limit: int, cursor: str | None) -> Any:
+        return self._store.audit.get((community_id, subscription_id), [])[:limit]
+
+
+class CardChecks:
+    """Stripe's PaymentMethod lookup and the snapshot store for `services.cards.Cards`."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.on_stripe: dict[str, str] = {}  # payment method -> customer
+
+    def retrieve(self, account: str | None, payment_method_id: str) -> Any:
+        from chalicelib.adapters.stripe.customers import Card
+
+        customer = self.on_stripe.get(payment_method_id)
+        if customer is None:
+            raise NotFound(f"No such payment method {payment_method_id}.")
+        return Card(payment_method_id, "card", "visa", "4242", 12, 2034, customer)
+
+    def find(self, community_id: str, payment_method_id: str) -> Mapping[str, Any] | None:
+        return self._store.cards.get((community_id, payment_method_id))
+
+    def put(self, community_id: str, snapshot: dict[str, Any]) -> None:
+        self._store.cards[(community_id, snapshot["id"])] = dict(snapshot)

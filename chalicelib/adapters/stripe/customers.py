@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.adapters.stripe.client import request_options, stripe_client
-from chalicelib.config import SecretsProvider, Settings
+from chalicelib.config import Settings
 from chalicelib.domain.errors import (
     Conflict,
     InvalidRequest,

@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.adapters.stripe.client import request_options, stripe_client
-from chalicelib.config import SecretsProvider, Settings
+from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidRequest, Unavailable
 
 IntentStatus = Literal["succeeded", "failed", "pending"]
