@@ -46,8 +46,8 @@ from chalicelib.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from chalicelib.services.retrying import retrying
 
-RESOLVE_ATTEMPTS = 3
 CARD_FIELD = "payment_method_id"
 
 
@@ -263,12 +263,16 @@ class Charging:
         concurrent resolver makes the conditional write fail and the state is read again)."""
         if outcome.status == "pending":
             raise ValueError("a pending outcome resolves nothing")
-        for _ in range(RESOLVE_ATTEMPTS):
+        first_try = [known]
+
+        def step() -> Resolution:
             try:
-                return self._resolve_once(community_id, payment_id, outcome, actor, known)
+                return self._resolve_once(community_id, payment_id, outcome, actor, first_try[0])
             except ConcurrentChange:
-                known = None
-        raise Conflict(f"Payment {payment_id} could not be resolved: too many concurrent changes.")
+                first_try[0] = None  # what phase 1 wrote has moved on: read it again
+                raise
+
+        return retrying(step)
 
     def _resolve_once(
         self,

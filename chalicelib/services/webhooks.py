@@ -34,8 +34,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.webhook_events import EventStatus, Outcome, WebhookEvent
 from chalicelib.observability import count, logger
 from chalicelib.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
-
-MAX_PLAN_ATTEMPTS = 3
+from chalicelib.services.retrying import retrying
 
 DeliveryStatus = Literal["processed", "ignored", "failed", "duplicate"]
 
@@ -138,22 +137,26 @@ class WebhookService:
 
     def process(self, event: WebhookEvent) -> Delivery:
         handler = self._handlers.get(event.type, ignore_unhandled_type)
+
+        def apply_once() -> Delivery:
+            """Run the handler from its reads; a lost race (ConcurrentChange) runs it again."""
+            scope = EventScope(self._uow, event, self._clock)
+            try:
+                effect = handler(event, scope)
+            except DuplicateEvent:
+                return self._delivered(event, "duplicate")
+            committed = scope.committed
+            if committed is not None:
+                return self._delivered(committed, "stored")
+            done = event.concluded(effect.outcome, self._clock.now())
+            stored = self._store.put(done)
+            return self._delivered(done, "stored" if stored else "duplicate")
+
         try:
-            for _ in range(MAX_PLAN_ATTEMPTS):
-                scope = EventScope(self._uow, event, self._clock)
-                try:
-                    effect = handler(event, scope)
-                except DuplicateEvent:
-                    return self._delivered(event, "duplicate")
-                except ConcurrentChange:
-                    continue
-                committed = scope.committed
-                if committed is not None:
-                    return self._delivered(committed, "stored")
-                done = event.concluded(effect.outcome, self._clock.now())
-                stored = self._store.put(done)
-                return self._delivered(done, "stored" if stored else "duplicate")
-            raise _EffectKeptChanging()
+            try:
+                return retrying(apply_once)
+            except ConcurrentChange:
+                raise _EffectKeptChanging() from None
         except Unavailable:
             self._store_failure(event, "transient failure; Stripe will redeliver")
             raise
@@ -187,7 +190,7 @@ class WebhookService:
 
 class _EffectKeptChanging(Exception):
     def __str__(self) -> str:
-        return f"the objects kept changing under {MAX_PLAN_ATTEMPTS} attempts"
+        return "the objects kept changing under every retry"
 
 
 def ignore_unhandled_type(event: WebhookEvent, scope: EventScope) -> Effect:

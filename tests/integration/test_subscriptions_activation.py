@@ -241,3 +241,43 @@ def test_a_charge_stripe_never_received_fails_as_not_attempted(api: Api, billing
     assert api.intents_for(payment["id"]) == []
     again = api.ok("POST", f"/v1/subscriptions/{sub['id']}/activate", {})
     assert again["status"] == "active"
+
+
+def test_a_transaction_conflict_after_stripe_took_the_money_is_retried_not_a_409(
+    api: Api, billing_env: Env
+) -> None:
+    """Real DynamoDB cancels a transaction that touches an item another transaction is writing
+    (`TransactionConflict`; moto never does). The resolution after a successful charge meets
+    one: it is a lost race like a version conflict, read again and retried."""
+    from botocore.exceptions import ClientError
+
+    plan = api.plan(prices={"month": 1800})
+    owner = api.customer("Tess")
+    sub = api.subscription(plan, owner)
+    client = billing_env.container.dynamodb
+    transactions: list[int] = []
+
+    def conflict_on_the_resolution(**_kwargs: object) -> None:
+        transactions.append(1)
+        if len(transactions) == 2:  # 1: pending payment + claim; 2: the resolution
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                    "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+                },
+                "TransactWriteItems",
+            )
+
+    event = "before-call.dynamodb.TransactWriteItems"
+    client.meta.events.register(event, conflict_on_the_resolution, unique_id="conflict-once")
+    try:
+        reply = api.call("POST", f"/v1/subscriptions/{sub['id']}/activate", {})
+    finally:
+        client.meta.events.unregister(event, unique_id="conflict-once")
+
+    assert reply.status == 200, reply.body
+    assert reply.body["status"] == "active"
+    [payment] = api.payments(sub["id"])
+    assert payment["status"] == "succeeded"
+    assert len(api.intents_for(payment["id"])) == 1
+    assert len(transactions) >= 3
