@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.config import Settings
 from chalicelib.services.ports import Clock
 
 if TYPE_CHECKING:  # typed for callers; imported lazily at run time
+    from botocore.client import BaseClient
+
     from chalicelib.adapters.dynamodb.audit_events import AuditEventRepository
     from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots
     from chalicelib.adapters.dynamodb.communities import CommunityRepository
@@ -56,13 +58,13 @@ class Container:
         return SecretsProvider(self.settings)
 
     @cached_property
-    def dynamodb(self) -> Any:
+    def dynamodb(self) -> BaseClient:
         from chalicelib.adapters.aws import aws_client
 
         return aws_client("dynamodb", self.settings)
 
     @cached_property
-    def sqs(self) -> Any:
+    def sqs(self) -> BaseClient:
         from chalicelib.adapters.aws import aws_client
 
         return aws_client("sqs", self.settings)
