@@ -131,7 +131,8 @@ class World:
         self.directory.profiles[(CID, profile.id)] = profile
         return profile
 
-    def active(self, plan: Plan, owner: Profile, *members: Profile, card: str = "pm_ok") -> str:
+    def inactive(self, plan: Plan, owner: Profile, *members: Profile, card: str = "pm_ok") -> str:
+        """A new monthly subscription of `members` (default: the owner), paid with `card`."""
         sub = self.subscriptions.create(
             CID,
             plan_id=plan.id,
@@ -141,5 +142,9 @@ class World:
             payment_method_id=card,
             waive_activation_fee=False,
         )
-        self.subscriptions.activate(CID, sub.id, None)
         return sub.id
+
+    def active(self, plan: Plan, owner: Profile, *members: Profile, card: str = "pm_ok") -> str:
+        sub_id = self.inactive(plan, owner, *members, card=card)
+        self.subscriptions.activate(CID, sub_id, None)
+        return sub_id

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from chalicelib.domain.billing.planning import plan_activation
 from chalicelib.domain.errors import ConcurrentChange, Conflict, PaymentFailed
 from chalicelib.domain.webhook_events import WebhookEvent
 from chalicelib.services.charging import PaymentPending
@@ -39,23 +40,15 @@ def test_a_declined_activation_is_a_402_and_may_be_tried_again_with_another_card
     owner = world.customer("Bo", card="pm_decline")
     world.card_checks.on_stripe["pm_ok"] = owner.stripe_customer_id or ""
     plan = world.plan(2000)
-    sub = world.subscriptions.create(
-        CID,
-        plan_id=plan.id,
-        owner_id=owner.id,
-        member_ids=[owner.id],
-        billing_cycle="month",
-        payment_method_id="pm_decline",
-        waive_activation_fee=False,
-    )
+    sub_id = world.inactive(plan, owner, card="pm_decline")
     with pytest.raises(PaymentFailed) as declined:
-        world.subscriptions.activate(CID, sub.id, None)
+        world.subscriptions.activate(CID, sub_id, None)
     assert declined.value.payment is not None
     assert declined.value.payment["status"] == "failed"
-    assert world.store.subscriptions[(CID, sub.id)].status == "inactive"
+    assert world.store.subscriptions[(CID, sub_id)].status == "inactive"
 
-    world.subscriptions.activate(CID, sub.id, "pm_ok")
-    assert world.store.subscriptions[(CID, sub.id)].status == "active"
+    world.subscriptions.activate(CID, sub_id, "pm_ok")
+    assert world.store.subscriptions[(CID, sub_id)].status == "active"
     statuses = sorted(p.status for p in world.store.payments.values())
     assert statuses == ["failed", "succeeded"]
 
@@ -64,17 +57,7 @@ def test_a_stale_copy_can_never_reach_stripe_twice_for_one_period() -> None:
     world = World()
     owner = world.customer("Cy")
     plan = world.plan(1500)
-    sub = world.subscriptions.create(
-        CID,
-        plan_id=plan.id,
-        owner_id=owner.id,
-        member_ids=[owner.id],
-        billing_cycle="month",
-        payment_method_id="pm_ok",
-        waive_activation_fee=False,
-    )
-    from chalicelib.domain.billing.planning import plan_activation
-
+    sub = world.store.subscriptions[(CID, world.inactive(plan, owner))]
     now = world.clock.now()
     charge_plan = plan_activation(sub, now, owner_credit=0)
     world.charging.charge(sub, charge_plan, actor="api", now=now)
@@ -87,29 +70,21 @@ def test_stripe_down_before_acting_leaves_a_pending_payment_that_recovery_fails(
     world = World()
     owner = world.customer("Di")
     plan = world.plan(1000)
-    sub = world.subscriptions.create(
-        CID,
-        plan_id=plan.id,
-        owner_id=owner.id,
-        member_ids=[owner.id],
-        billing_cycle="month",
-        payment_method_id="pm_ok",
-        waive_activation_fee=False,
-    )
+    sub_id = world.inactive(plan, owner)
     world.gateway.fail_next = ["before"]
     with pytest.raises(PaymentPending) as pending:
-        world.subscriptions.activate(CID, sub.id, None)
+        world.subscriptions.activate(CID, sub_id, None)
     payment_id = pending.value.payment_id
     assert world.store.payments[(CID, payment_id)].status == "pending"
     with pytest.raises(Conflict):
-        world.subscriptions.cancel(CID, sub.id, "now")  # nothing else while a charge is pending
+        world.subscriptions.cancel(CID, sub_id, "now")  # nothing else while a charge is pending
 
     early = world.clock.now() + timedelta(minutes=1)
     assert world.scheduled.recover_pending_payment(CID, payment_id, early) == "not_due"
     later = world.clock.now() + timedelta(minutes=6)
     assert world.scheduled.recover_pending_payment(CID, payment_id, later) == "not_attempted"
     assert world.store.payments[(CID, payment_id)].status == "failed"
-    assert world.store.subscriptions[(CID, sub.id)].status == "inactive"
+    assert world.store.subscriptions[(CID, sub_id)].status == "inactive"
     assert world.gateway.intents == {}
 
 
@@ -117,22 +92,14 @@ def test_a_lost_answer_is_resolved_from_what_stripe_did_never_charged_again() ->
     world = World()
     owner = world.customer("Ed")
     plan = world.plan(1000)
-    sub = world.subscriptions.create(
-        CID,
-        plan_id=plan.id,
-        owner_id=owner.id,
-        member_ids=[owner.id],
-        billing_cycle="month",
-        payment_method_id="pm_ok",
-        waive_activation_fee=False,
-    )
+    sub_id = world.inactive(plan, owner)
     world.gateway.fail_next = ["after"]
     with pytest.raises(PaymentPending) as pending:
-        world.subscriptions.activate(CID, sub.id, None)
+        world.subscriptions.activate(CID, sub_id, None)
     later = world.clock.now() + timedelta(minutes=6)
     outcome = world.scheduled.recover_pending_payment(CID, pending.value.payment_id, later)
     assert outcome == "recovered_succeeded"
-    assert world.store.subscriptions[(CID, sub.id)].status == "active"
+    assert world.store.subscriptions[(CID, sub_id)].status == "active"
     assert len(world.gateway.intents) == 1
     assert world.scheduled.recover_pending_payment(CID, pending.value.payment_id, later) == (
         "not_pending"
@@ -143,18 +110,10 @@ def test_the_webhook_resolves_through_the_same_code_and_a_repeat_changes_nothing
     world = World()
     owner = world.customer("Flo")
     plan = world.plan(1000)
-    sub = world.subscriptions.create(
-        CID,
-        plan_id=plan.id,
-        owner_id=owner.id,
-        member_ids=[owner.id],
-        billing_cycle="month",
-        payment_method_id="pm_ok",
-        waive_activation_fee=False,
-    )
+    sub_id = world.inactive(plan, owner)
     world.gateway.fail_next = ["after"]
     with pytest.raises(PaymentPending) as pending:
-        world.subscriptions.activate(CID, sub.id, None)
+        world.subscriptions.activate(CID, sub_id, None)
     [intent] = world.gateway.intents.values()
     payload = {"id": "evt_1", "type": "payment_intent.succeeded", "created": 1}
     event = WebhookEvent.received({**payload, "data": {"object": intent}}, world.clock.now())
@@ -165,7 +124,7 @@ def test_the_webhook_resolves_through_the_same_code_and_a_repeat_changes_nothing
     assert world.store.webhook_events["evt_1"].community_id == CID
     again = world.payments.resolve_payment_from_intent(CID, pending.value.payment_id, intent)
     assert again is not None and not again.changed
-    assert world.store.subscriptions[(CID, sub.id)].status == "active"
+    assert world.store.subscriptions[(CID, sub_id)].status == "active"
 
 
 def test_renewal_retry_and_grace_end_with_a_card_that_starts_declining() -> None:
