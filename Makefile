@@ -19,8 +19,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m infra.local.stack
 
+# pytest-xdist: one test file per worker; the tests on the shared e2e stack, and the infra
+# tests on one synthesized template, stay in one worker each (tests/support/xdist_units.py).
+PYTEST_WORKERS ?= 2
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile
 
 # The clock-dependent tests with the test clock started on a 31-day month's last day, a leap
 # day and a year's last day (tests/support/clock_start.py keeps the same list).
