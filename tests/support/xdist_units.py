@@ -15,6 +15,8 @@ The scheduler sees only node ids; tests/conftest.py checks at collection that ea
 
 from __future__ import annotations
 
+from typing import Any
+
 from xdist.scheduler import LoadFileScheduling
 
 E2E_STACK_UNIT = "tests/e2e on the shared session stack"
@@ -46,6 +48,25 @@ def misplaced(nodeid: str, fixturenames: list[str]) -> list[str]:
     ]
 
 
+# The longest units (`--durations`, 2026-12-01), handed out first so that none of them starts
+# last and leaves one worker idle at the end; the rest go largest (by test count) first.
+SLOW_UNITS_FIRST = (
+    INFRA_UNIT,
+    E2E_STACK_UNIT,
+    "tests/integration/test_scheduling_lifecycle.py",
+    "tests/integration/test_subscriptions_lifecycle.py",
+    "tests/e2e/test_demo.py",
+    "tests/integration/test_payments_refunds_and_history.py",
+    "tests/integration/test_admin_fuzz.py",
+)
+
+
 class FileUnitScheduling(LoadFileScheduling):
     def _split_scope(self, nodeid: str) -> str:
         return work_unit(nodeid)
+
+    def _assign_work_unit(self, node: Any) -> None:
+        slow = next((unit for unit in SLOW_UNITS_FIRST if unit in self.workqueue), None)
+        if slow is not None:
+            self.workqueue.move_to_end(slow, last=False)
+        super()._assign_work_unit(node)
