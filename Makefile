@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration e2e bench demo synth deploy clean install
+.PHONY: run test test-calendar lint typecheck unit integration e2e bench demo synth deploy clean install
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -19,8 +19,23 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m infra.local.stack
 
+# pytest-xdist: one test file per worker; the tests on the shared e2e stack, and the infra
+# tests on one synthesized template, stay in one worker each (tests/support/xdist_units.py).
+PYTEST_WORKERS ?= 2
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile
+
+# The clock-dependent tests with the test clock started on a 31-day month's last day, a leap
+# day and a year's last day (tests/support/clock_start.py keeps the same list).
+CALENDAR_STARTS := 2026-01-31T12:00:00Z 2028-02-29T12:00:00Z 2026-12-31T12:00:00Z
+CALENDAR_TESTS := tests/e2e/test_demo.py tests/e2e/test_subscriptions_e2e.py \
+	tests/integration/test_scheduling_lifecycle.py tests/integration/test_scheduling_machinery.py \
+	tests/integration/test_test_clock_routes.py tests/integration/test_clock_and_secrets.py
+test-calendar: $(STAMP)
+	@set -e; for start in $(CALENDAR_STARTS); do \
+		echo "== BILLING_TEST_CLOCK_START=$$start"; \
+		BILLING_TEST_CLOCK_START=$$start $(BIN)/python -m pytest -q $(CALENDAR_TESTS); \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -76,7 +76,9 @@ class Container:
         if self.settings.test_clock_enabled:
             from chalicelib.adapters.clock import StoredTestClock
 
-            return StoredTestClock(self.dynamodb, self.settings.table_name)
+            return StoredTestClock(
+                self.dynamodb, self.settings.table_name, start=self.settings.test_clock_start
+            )
         from chalicelib.adapters.clock import SystemClock
 
         return SystemClock()

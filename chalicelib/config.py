@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 LOCAL_STAGES = frozenset({"local", "test"})
@@ -33,6 +34,7 @@ class Settings:
     stripe_api_base: str | None
     secrets_arn: str | None
     test_clock_enabled: bool
+    test_clock_start: datetime | None
     email_sender: str
     version: str
     due_index_shards: int
@@ -54,6 +56,7 @@ class Settings:
             stripe_api_base=source.get("STRIPE_API_BASE") or None,
             secrets_arn=source.get("BILLING_SECRETS_ARN") or None,
             test_clock_enabled=_truthy(source.get("BILLING_TEST_CLOCK", "")),
+            test_clock_start=_instant(source.get("BILLING_TEST_CLOCK_START", "")),
             email_sender=source.get("BILLING_EMAIL_SENDER", "billing@example.com"),
             version=source.get("BILLING_VERSION", "0.1.0"),
             due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
@@ -62,6 +65,18 @@ class Settings:
 
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _instant(value: str) -> datetime | None:
+    """An RFC 3339 instant (`2026-01-31T12:00:00Z`) in UTC; a missing offset means UTC."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"BILLING_TEST_CLOCK_START={value!r} is not an RFC 3339 time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def secrets_from_env(env: dict[str, str] | None = None) -> Secrets:

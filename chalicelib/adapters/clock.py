@@ -51,21 +51,30 @@ class StoredTestClock:
 
     The offset is cached for a second so a request does not pay a read for every `now()`;
     advancing updates the cache at once in this process. `wall` is the time it adds the offset
-    to (tests give one they control).
+    to (tests give one they control). With a `start` (BILLING_TEST_CLOCK_START), the first
+    process to read a table with no offset yet stores the one that makes `now()` equal `start`
+    at that moment; every other process reads that one, so the API and the scheduler share one
+    clock. Without a start and no offset, it is the wall clock.
     """
 
     def __init__(
-        self, dynamodb_client: Any, table_name: str, wall: Callable[[], datetime] = wall_time
+        self,
+        dynamodb_client: Any,
+        table_name: str,
+        wall: Callable[[], datetime] = wall_time,
+        start: datetime | None = None,
     ) -> None:
         self._ddb = dynamodb_client
         self._table = table_name
         self._wall = wall
+        self._start = None if start is None else start.astimezone(UTC)
         self._lock = threading.Lock()
         self._offset: timedelta | None = None
         self._loaded_at = 0.0
 
     def now(self) -> datetime:
-        return self._wall() + self._current_offset()
+        offset = self._current_offset()  # first: storing a start's offset reads the wall clock
+        return self._wall() + offset
 
     def advance_to(self, target: datetime) -> datetime:
         """Move to `target`; a target behind now is refused (400 naming `to`)."""
@@ -96,10 +105,37 @@ class StoredTestClock:
         with self._lock:
             fresh = time.monotonic() - self._loaded_at < TEST_CLOCK_CACHE_SECONDS
             if self._offset is None or not fresh:
-                item = self._ddb.get_item(
-                    TableName=self._table, Key=TEST_CLOCK_KEY, ConsistentRead=True
-                ).get("Item")
-                seconds = float(item["offset_seconds"]["N"]) if item else 0.0
+                item = self._read_item()
+                if item:
+                    seconds = float(item["offset_seconds"]["N"])
+                elif self._start is not None:
+                    seconds = self._store_start_offset(self._start)
+                else:
+                    seconds = 0.0
                 self._offset = timedelta(seconds=seconds)
                 self._loaded_at = time.monotonic()
             return self._offset
+
+    def _read_item(self) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._ddb.get_item(
+            TableName=self._table, Key=TEST_CLOCK_KEY, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def _store_start_offset(self, start: datetime) -> float:
+        """Store the offset that starts the clock at `start`, unless another process was first."""
+        from botocore.exceptions import ClientError
+
+        seconds = (start - self._wall()).total_seconds()
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={**TEST_CLOCK_KEY, "offset_seconds": {"N": repr(seconds)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = self._read_item()
+            return float(item["offset_seconds"]["N"]) if item else seconds
+        return seconds

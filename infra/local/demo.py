@@ -66,6 +66,8 @@ class Api:
 class Timeline:
     lines: list[str] = field(default_factory=list)
     echo: Callable[[str], None] = print
+    # What the tour did, as the API answered it, for whoever checks its amounts (tests/e2e).
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def at(self, now: str, text: str) -> None:
         when = datetime.fromisoformat(now.replace("Z", "+00:00")).strftime("%a %d %b %Y %H:%M")
@@ -207,6 +209,7 @@ def run_demo(
     )
     sub = api("POST", f"/v1/subscriptions/{sub['id']}/activate", {})
     period = sub["current_period"]
+    t.facts["family_first_period"] = period
     t.at(clock(), f"Activated: status {sub['status']}, period {period['start']} -> {period['end']}")
     describe_payment(t, last_payment(api, sub["id"]))
 
@@ -248,6 +251,7 @@ def run_demo(
     )
     t.at(clock(), f"Ana joins mid-period: {len(added['subscription']['members'])} members now")
     if added.get("payment"):
+        t.facts["ana_joins_payment"] = added["payment"]
         describe_payment(t, added["payment"])
 
     first_end = max(period["end"], solo_sub["cancel_at"])

@@ -42,6 +42,8 @@ class StackConfig:
     webhook_secret: str = "whsec_local"
     scheduler_interval_seconds: float = 5.0
     run_scheduler: bool = True
+    # RFC 3339; the stored test clock starts there on first use (None: at the wall clock).
+    test_clock_start: str | None = None
     log_dir: Path = field(default_factory=lambda: REPO_ROOT / ".local-stack" / "logs")
 
     @classmethod
@@ -55,6 +57,7 @@ class StackConfig:
             stripe_secret_key=source.get("STRIPE_SECRET_KEY", "sk_test_local"),
             webhook_secret=source.get("STRIPE_WEBHOOK_SECRET", "whsec_local"),
             scheduler_interval_seconds=float(source.get("SCHEDULER_INTERVAL_SECONDS", "5")),
+            test_clock_start=source.get("BILLING_TEST_CLOCK_START") or None,
             log_dir=Path(
                 source.get("LOCAL_STACK_LOG_DIR", str(REPO_ROOT / ".local-stack" / "logs"))
             ),
@@ -155,11 +158,21 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.pop("BILLING_TEST_CLOCK_START", None)  # only this stack's own setting applies
+        if cfg.test_clock_start:
+            env["BILLING_TEST_CLOCK_START"] = cfg.test_clock_start
         env.update({key.upper(): value for key, value in self.resources.items()})
         return env
 
     def start(self) -> None:
         cfg = self.config
+        if cfg.test_clock_start:
+            from chalicelib.config import Settings
+
+            try:
+                Settings.from_env({"BILLING_TEST_CLOCK_START": cfg.test_clock_start})
+            except ValueError as error:
+                raise StackError(str(error)) from None
         for port, name in (
             (cfg.billing_port, "BILLING_PORT"),
             (cfg.stripe_port, "STRIPE_PORT"),
@@ -323,6 +336,7 @@ def main() -> int:
                 f"  moto         {config.moto_url}",
                 f"  platform key {config.platform_api_key}",
                 f"  webhooks     localstripe -> {config.api_url}/webhooks/stripe",
+                f"  test clock   starts at {config.test_clock_start or 'the wall clock'}",
                 "Ctrl-C stops everything.",
             ]
         ),

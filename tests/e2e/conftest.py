@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.stack import LocalStack, StackConfig, free_port
+from tests.support.clock_start import clock_start_text
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +20,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         platform_api_key="e2e-platform-key",
         webhook_secret="whsec_e2e",
         run_scheduler=False,
+        test_clock_start=clock_start_text(),
         log_dir=Path(tmp_path_factory.mktemp("stack-logs")),
     )
     with LocalStack(config) as running:

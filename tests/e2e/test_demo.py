@@ -2,18 +2,26 @@
 
 The tour moves the stored test clock by months, which would renew and cancel the other e2e
 tests' subscriptions on the shared session stack, so it gets its own (no scheduler loop: the
-test clock runs the jobs).
+test clock runs the jobs). Its clock starts at BILLING_TEST_CLOCK_START (tests/support/
+clock_start.py), and the prorated amount is computed from the period the demo actually got,
+so the tour passes whatever month it starts in (`make test-calendar`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from infra.local.demo import run_demo
+from infra.local.demo import money, run_demo
 from infra.local.stack import LocalStack, StackConfig, free_port
+from tests.support.clock_start import clock_start, clock_start_text, parse_instant
+from tests.support.proration import prorations_charged_at
+
+FAMILY_MONTHLY = 4000  # per member, cents
+ACTIVATION_FEE = 1500
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +33,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         platform_api_key="demo-platform-key",
         webhook_secret="whsec_demo",
         run_scheduler=False,
+        test_clock_start=clock_start_text(),
         log_dir=Path(tmp_path_factory.mktemp("demo-stack-logs")),
     )
     with LocalStack(config) as running:
@@ -37,6 +46,17 @@ def test_the_demo_tells_the_whole_lifecycle_with_amounts(own_stack: LocalStack) 
 
     timeline = run_demo(config.api_url, config.stripe_url, "demo-platform-key", printed.append)
 
+    period = timeline.facts["family_first_period"]
+    start, end = parse_instant(period["start"]), parse_instant(period["end"])
+    assert timedelta(0) <= start - clock_start() < timedelta(minutes=5)
+    joined = parse_instant(timeline.facts["ana_joins_payment"]["created_at"])
+    assert timedelta(days=10) <= joined - start < timedelta(days=10, minutes=5)
+    possible = prorations_charged_at(FAMILY_MONTHLY, start, end, joined)
+    ana_line = timeline.facts["ana_joins_payment"]["lines"][0]
+    assert ana_line["kind"] == "proration"
+    assert ana_line["amount"] in possible, (ana_line, possible, period, joined)
+    ana = ana_line["amount"]
+
     text = "\n".join(timeline.lines)
     assert printed == timeline.lines
     expected_in_order = [
@@ -45,8 +65,8 @@ def test_the_demo_tells_the_whole_lifecycle_with_amounts(own_stack: LocalStack) 
         "SUCCEEDED: 110.00 USD on visa ending 4242",  # 2 members + 2 activation fees
         "Sam cancels at period end: status expiring",
         "Ana joins mid-period: 3 members now",
-        "1 x 26.67 USD = 26.67 USD",  # 20 of 30 days of 40.00, rounded half up
-        "SUCCEEDED: 41.67 USD",
+        f"1 x {money(ana, 'usd')} = {money(ana, 'usd')}",
+        f"SUCCEEDED: {money(ana + ACTIVATION_FEE, 'usd')}",
         "the first period ends; scheduler processed {'renewed': 1, 'expired': 1}",
         "SUCCEEDED: 120.00 USD on visa ending 4242",
         "Sam's subscription: status cancelled (expired)",
@@ -59,7 +79,8 @@ def test_the_demo_tells_the_whole_lifecycle_with_amounts(own_stack: LocalStack) 
         "the grace period runs out; scheduler processed {'retried': 1, 'cancelled': 1}",
         "Family subscription cancelled (payment_failed)",
         "Leo has access: False",
-        "Family billing history: 6 payments, 271.67 USD collected",
+        f"Family billing history: 6 payments, "
+        f"{money(11000 + ana + ACTIVATION_FEE + 12000, 'usd')} collected",
     ]
     position = 0
     for fragment in expected_in_order:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.stack import REPO_ROOT, LocalStack, free_port
+from tests.support.clock_start import clock_start_text
 
 pytestmark = pytest.mark.e2e
 
@@ -37,6 +38,7 @@ def test_stack_created_the_resources_and_registered_the_webhook(stack: LocalStac
     import boto3
 
     env = stack.app_env()
+    assert env["BILLING_TEST_CLOCK_START"] == clock_start_text()  # chalice local and scheduler
     session = boto3.session.Session(region_name="us-east-1")
     ddb = session.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"])
     table = ddb.describe_table(TableName=env["BILLING_TABLE_NAME"])["Table"]
@@ -144,3 +146,18 @@ def test_a_taken_port_gives_a_one_line_error_naming_it(tmp_path: Path) -> None:
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(error_lines) == 1
     assert env["STRIPE_PORT"] in error_lines[0] and "STRIPE_PORT" in error_lines[0]
+
+
+def test_a_bad_test_clock_start_gives_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    env = {**_stack_env(tmp_path), "BILLING_TEST_CLOCK_START": "next tuesday"}
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local.stack"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1 and "BILLING_TEST_CLOCK_START" in error_lines[0], error_lines

@@ -3,18 +3,19 @@
 
 from __future__ import annotations
 
-import calendar
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from infra.local.stack import LocalStack
+from tests.support.clock_start import parse_instant
+from tests.support.proration import prorations_charged_at
 
 pytestmark = pytest.mark.e2e
 
@@ -174,28 +175,13 @@ def test_activation_with_good_declined_and_3ds_cards(
     assert api.ok("GET", f"/v1/subscriptions/{needs_auth['id']}")["status"] == "inactive"
 
 
-def _thirty_day_anchor(now: datetime) -> datetime | None:
-    """None when a period starting now has 30 days; else the next 1st of a 30-day month."""
-    if calendar.monthrange(now.year, now.month)[1] == 30:
-        return None
-    month, year = now.month, now.year
-    while True:
-        month, year = (1, year + 1) if month == 12 else (month + 1, year)
-        if calendar.monthrange(year, month)[1] == 30:
-            return datetime(year, month, 1, tzinfo=UTC)
-
-
 def test_members_on_day_10_removals_cancel_resume_and_queued_changes(
     api: Client, plans: dict[str, dict[str, Any]]
 ) -> None:
-    anchor = _thirty_day_anchor(api.now())
-    if anchor is not None:
-        api.advance(to=anchor.isoformat())
     owner = api.customer("Dee")
     sub = api.active(plans["gold"], owner)
-    start = datetime.fromisoformat(sub["current_period"]["start"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(sub["current_period"]["end"].replace("Z", "+00:00"))
-    assert end - start == timedelta(days=30)
+    start = parse_instant(sub["current_period"]["start"])
+    end = parse_instant(sub["current_period"]["end"])
     friend = api.customer("Eli", card=None)
     kid = api.ok(
         "POST",
@@ -217,13 +203,18 @@ def test_members_on_day_10_removals_cancel_resume_and_queued_changes(
             "send_welcome_email": True,
         },
     )
+    charged_at = parse_instant(added["payment"]["created_at"])
+    assert timedelta(days=10) <= charged_at - start < timedelta(days=10, minutes=5)
+    # 3000 x the seconds left of this period (20 of 30 days in April, 18 of 28 in February ...)
+    prorated = added["payment"]["lines"][0]["amount"]
+    assert prorated in prorations_charged_at(3000, start, end, charged_at)
     lines = [(ln["kind"], ln["profile_id"], ln["amount"]) for ln in added["payment"]["lines"]]
     assert lines == [
-        ("proration", friend["id"], 2000),  # 3000 x 20 of 30 days
+        ("proration", friend["id"], prorated),
         ("activation_fee", friend["id"], 500),
-        ("proration", kid["id"], 2000),
+        ("proration", kid["id"], prorated),
     ]
-    assert added["payment"]["total"] == 4500
+    assert added["payment"]["total"] == 2 * prorated + 500
     assert (added["emails_sent"], added["emails_skipped"]) == ([friend["id"]], [kid["id"]])
     with urllib.request.urlopen(f"{api.stack.config.moto_url}/moto-api/data.json") as response:
         sent = json.loads(response.read())["ses"]["Message"]

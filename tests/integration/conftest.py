@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -18,10 +18,13 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.schema import ensure_table
 from chalicelib.adapters.queues import ensure_queues
 from chalicelib.config import Settings
+from tests.support.clock_start import clock_start, parse_instant
 
 PLATFORM_KEY = "test-platform-key"
 TABLE_NAME = "membership-billing-test"
-START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+# Where the FixedClock starts: BILLING_TEST_CLOCK_START, else 2026-01-15T12:00:00Z (see
+# tests/support/clock_start.py). A test about one date says so: @pytest.mark.clock_start("...").
+START = clock_start()
 
 
 @dataclass
@@ -52,8 +55,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     reset_clients()
 
 
+def start_for(request: pytest.FixtureRequest) -> datetime:
+    marker = request.node.get_closest_marker("clock_start")
+    return parse_instant(marker.args[0]) if marker else START
+
+
 @pytest.fixture
-def env(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+def env(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Env]:
     values: dict[str, Any] = {
         "BILLING_STAGE": "test",
         "BILLING_TABLE_NAME": TABLE_NAME,
@@ -65,7 +75,7 @@ def env(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env()
-    clock = FixedClock(START)
+    clock = FixedClock(start_for(request))
     container = bootstrap.Container(settings, clock=clock)
     bootstrap.override_container(container)
     from app import app

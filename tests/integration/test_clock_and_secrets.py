@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 
-from chalicelib.adapters.clock import StoredTestClock
+from chalicelib.adapters.clock import TEST_CLOCK_KEY, StoredTestClock
 from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidRequest
@@ -27,6 +27,36 @@ def test_stored_test_clock_is_shared_through_dynamodb(aws: dict[str, str]) -> No
     later = first.move_forward_to(target + timedelta(days=1))
     assert later == target + timedelta(days=1)
     assert second.now() >= target  # (its one-second cache may still show the older offset)
+
+
+def test_a_stored_test_clock_with_a_start_starts_there_and_every_process_shares_it(
+    aws: dict[str, str],
+) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    leap_day = datetime(2028, 2, 29, 12, tzinfo=UTC)
+    first = StoredTestClock(ddb, TABLE_NAME, start=leap_day)
+    assert timedelta(0) <= first.now() - leap_day < timedelta(seconds=5)
+
+    # Another process started later, even with another start, reads the offset stored first.
+    other_start = StoredTestClock(ddb, TABLE_NAME, start=datetime(2030, 1, 1, tzinfo=UTC))
+    no_start = StoredTestClock(ddb, TABLE_NAME)
+    for clock in (other_start, no_start):
+        assert abs((clock.now() - first.now()).total_seconds()) < 2
+
+    target = leap_day + timedelta(days=31)
+    first.advance_to(target)
+    restarted = StoredTestClock(ddb, TABLE_NAME, start=leap_day)
+    assert abs((restarted.now() - target).total_seconds()) < 2  # advanced: the start is spent
+
+
+def test_a_stored_test_clock_without_a_start_or_offset_is_the_wall_clock(
+    aws: dict[str, str],
+) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    clock = StoredTestClock(ddb, TABLE_NAME)
+    # moto runs in this process, so its clock is ours: an offset of zero, and nothing stored.
+    assert clock._current_offset() == timedelta(0)
+    assert "Item" not in ddb.get_item(TableName=TABLE_NAME, Key=TEST_CLOCK_KEY)
 
 
 def test_deployed_stages_read_secrets_from_secrets_manager(aws: dict[str, str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,6 +17,13 @@ from chalicelib.jobs.local_runner import run_once
 from chalicelib.jobs.registry import override_jobs
 from tests.integration.conftest import START, Env
 from tests.integration.scheduling_fakes import GRACE, PERIOD, RETRY_AFTER, FakeBilling
+
+PLUS_ONE_HOUR = timezone(timedelta(hours=1))
+
+
+def stamp(moment: datetime) -> str:
+    """The API's RFC 3339 form (UTC, whole seconds)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -56,7 +63,7 @@ def test_routes_are_404_where_the_test_clock_is_off(env: Env) -> None:
 def test_get_returns_now_and_needs_the_platform_key(clocked: Clocked) -> None:
     got = clocked.env.client.http.get("/v1/test-clock", headers=clocked.env.platform_headers())
     assert got.status_code == 200
-    assert got.json_body == {"now": "2026-01-15T12:00:00Z"}
+    assert got.json_body == {"now": stamp(START)}
     anonymous = clocked.env.client.http.get(
         "/v1/test-clock", headers={"Authorization": "Bearer nope"}
     )
@@ -73,7 +80,7 @@ BAD_ADVANCES: list[tuple[dict[str, Any], set[str]]] = [
     ({"days": 1.5}, {"days"}),
     ({"days": True}, {"days"}),
     ({"days": 100000}, {"days"}),
-    ({"to": "2026-01-10T00:00:00Z"}, {"to"}),  # before now: never back
+    ({"to": stamp(START - timedelta(days=5))}, {"to"}),  # before now: never back
     ({"to": "2027-01-01T00:00:00"}, {"to"}),  # no timezone
     ({"to": "next tuesday"}, {"to"}),
     ({"hours": 1}, {"hours"}),
@@ -103,7 +110,7 @@ def test_advance_runs_every_action_due_on_the_way_in_time_order(clocked: Clocked
 
     assert got.status_code == 200, got.json_body
     assert got.json_body == {
-        "now": "2026-03-21T12:00:00Z",
+        "now": stamp(START + timedelta(days=65)),
         # sub_monthly at day 10 and again at day 40: the renewal scheduled inside the window
         # was processed too. sub_declining: failed at day 1, retried days 4 and 7, cancelled
         # at the end of its 7-day grace (day 8).
@@ -135,13 +142,15 @@ def test_advance_to_a_time_and_by_seconds(clocked: Clocked) -> None:
     clocked.billing.add("sub_soon", "renewal", START + timedelta(seconds=30))
     by_seconds = clocked.advance({"seconds": 29})
     assert by_seconds.json_body["processed"]["renewed"] == 0
-    assert by_seconds.json_body["now"] == "2026-01-15T12:00:29Z"
-    to_time = clocked.advance({"to": "2026-01-15T13:00:00+01:00"})  # 12:00 UTC: no move
+    assert by_seconds.json_body["now"] == stamp(START + timedelta(seconds=29))
+    # `to` in another offset: START in UTC+1 is no move (400); an hour after it is.
+    to_time = clocked.advance({"to": START.astimezone(PLUS_ONE_HOUR).isoformat()})
     assert to_time.status_code == 400
-    to_time = clocked.advance({"to": "2026-01-15T14:00:00+01:00"})
+    one_hour_on = START + timedelta(hours=1)
+    to_time = clocked.advance({"to": one_hour_on.astimezone(PLUS_ONE_HOUR).isoformat()})
     assert to_time.status_code == 200
     assert to_time.json_body == {
-        "now": "2026-01-15T13:00:00Z",
+        "now": stamp(one_hour_on),
         "processed": {
             "renewed": 1,
             "retried": 0,

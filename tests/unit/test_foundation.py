@@ -20,6 +20,19 @@ def test_settings_come_from_the_environment_with_defaults() -> None:
     assert Settings.from_env({}).is_local is True
 
 
+def test_the_test_clock_start_is_an_rfc3339_instant_in_utc() -> None:
+    def start(text: str) -> datetime | None:
+        return Settings.from_env({"BILLING_TEST_CLOCK_START": text}).test_clock_start
+
+    assert Settings.from_env({}).test_clock_start is None
+    assert start("") is None
+    assert start("2028-02-29T12:00:00Z") == datetime(2028, 2, 29, 12, tzinfo=UTC)
+    assert start("2026-12-31T23:30:00-01:00") == datetime(2027, 1, 1, 0, 30, tzinfo=UTC)
+    assert start("2026-01-31T12:00:00") == datetime(2026, 1, 31, 12, tzinfo=UTC)
+    with pytest.raises(ValueError, match="BILLING_TEST_CLOCK_START"):
+        start("next tuesday")
+
+
 def test_local_secrets_come_from_env_with_api_md_defaults() -> None:
     secrets = secrets_from_env({})
     assert secrets.platform_api_key == "local-platform-key"
