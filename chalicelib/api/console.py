@@ -1,8 +1,9 @@
 """The admin console: static files under chalicelib/console/, served with a strict CSP.
 
 The console is a static single-page app that calls only the public /v1 API, so this blueprint
-just hands out files. Files are read on first request (never at import: app import stays
-lazy) and only names found in the console directory are served, so a path parameter can never
+just hands out files. Files are read when requested (never at import: app import stays
+lazy; deployed stages keep them per container) and only names found in the console folders
+are served, so a path parameter can never
 reach outside it. JS and CSS are text, which API Gateway passes through untouched (only
 Chalice's binary types are base64-encoded, and the console ships no binary files).
 """
@@ -17,18 +18,18 @@ from urllib.parse import urlsplit
 
 from chalice import Blueprint, Response
 
+from chalicelib.config import LOCAL_STAGES
+
 blueprint = Blueprint(__name__)
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 REAL_STRIPE_JS_URL = "https://js.stripe.com/v3/"
 LOCAL_PUBLISHABLE_KEY = "pk_test_local"
-LOCAL_STAGES = frozenset({"local", "test"})
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml; charset=utf-8",
     ".json": "application/json",
 }
 
@@ -92,7 +93,7 @@ def content_security_policy() -> str:
     )
 
 
-def _headers(content_type: str) -> dict[str, str]:
+def _headers(content_type: str) -> dict[str, str | list[str]]:
     return {
         "Content-Type": content_type,
         "Content-Security-Policy": content_security_policy(),
@@ -107,7 +108,9 @@ def _file_response(folder: str, name: str) -> Response:
     body = _files(folder).get(name)
     if body is None:
         return Response(
-            body=json.dumps({"error": {"type": "not_found", "message": "Not found", "details": []}}),
+            body=json.dumps(
+                {"error": {"type": "not_found", "message": "Not found", "details": []}}
+            ),
             status_code=404,
             headers={"Content-Type": "application/json"},
         )

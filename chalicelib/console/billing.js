@@ -142,6 +142,22 @@ function EditPlanForm({ plan, onDone }) {
   </form>`;
 }
 
+function planTerms(plan) {
+  const prices = Object.entries(plan.prices)
+    .map(([cycle, amount]) => `${money(amount, plan.currency)} / ${cycle}`)
+    .join(", ");
+  const retries = plan.retry_schedule_days.length ? plan.retry_schedule_days.join(", ") : "none";
+  return [
+    prices,
+    `activation fee ${money(plan.activation_fee, plan.currency)} per member`,
+    `grace ${plan.failed_payment_grace_days} days`,
+    `retries on days ${retries}`,
+    plan.max_members ? `up to ${plan.max_members} members` : null,
+  ]
+    .filter(Boolean)
+    .join(" · ");
+}
+
 function PlanRow({ plan, onChanged }) {
   const [editing, setEditing] = useState(false);
   const action = useAction();
@@ -149,9 +165,6 @@ function PlanRow({ plan, onChanged }) {
     if (!(await confirmAction(`Archive ${plan.name}? It takes no new subscriptions.`, "Archive"))) return;
     await action.run("POST", `/v1/plans/${plan.id}/archive`, {}, { onDone: onChanged });
   }
-  const prices = Object.entries(plan.prices)
-    .map(([cycle, amount]) => `${money(amount, plan.currency)} / ${cycle}`)
-    .join(", ");
   return html`<article>
     <header class="row spread">
       <span><strong>${plan.name}</strong> <${StatusBadge} status=${plan.status} /></span>
@@ -167,12 +180,7 @@ function PlanRow({ plan, onChanged }) {
           : null}
       </span>
     </header>
-    <p>
-      ${prices} · activation fee ${money(plan.activation_fee, plan.currency)} · grace
-      ${plan.failed_payment_grace_days} days · retries
-      ${plan.retry_schedule_days.length ? plan.retry_schedule_days.join(", ") : "none"}
-      ${plan.max_members ? ` · up to ${plan.max_members} members` : ""}
-    </p>
+    <p>${planTerms(plan)}</p>
     ${plan.description ? html`<p><small>${plan.description}</small></p>` : null}
     <${ErrorNote} error=${action.error} />
     ${editing
@@ -190,7 +198,7 @@ export function PlansPage() {
   const state = useLoad(() => listAll("/v1/plans", { status }), [status]);
   return html`<section>
     <h1>Plans</h1>
-    <div class="grid">
+    <div class="narrow-fields">
       <${SelectField} label="Show" name="status" value=${status} onChange=${setStatus}
         options=${[["active", "Active plans"], ["archived", "Archived plans"], ["", "All plans"]]} />
     </div>

@@ -87,6 +87,12 @@ function NewCustomerForm({ onCreated }) {
   </details>`;
 }
 
+// A profile that owns and belongs to one subscription lists it twice (two roles): show it once.
+function uniqueSubscriptions(profile) {
+  const seen = new Set();
+  return profile.subscriptions.filter((s) => !seen.has(s.subscription_id) && seen.add(s.subscription_id));
+}
+
 export function CustomersPage() {
   const [search, setSearch] = useState("");
   const [applied, setApplied] = useState("");
@@ -111,7 +117,7 @@ export function CustomersPage() {
     <h1>Customers</h1>
     <form
       class="filters"
-      role="search"
+      aria-label="Search profiles"
       onSubmit=${(event) => {
         event.preventDefault();
         setApplied(search);
@@ -138,7 +144,7 @@ export function CustomersPage() {
           value=${kind}
           onChange=${setKind}
           options=${[
-            ["", "Customers and dependents"],
+            ["", "All kinds"],
             ["customer", "Customers"],
             ["dependent", "Dependents"],
           ]}
@@ -169,7 +175,7 @@ export function CustomersPage() {
                       <td>${p.email || "—"}</td>
                       <td>${p.kind}</td>
                       <td>
-                        ${p.subscriptions.map(
+                        ${uniqueSubscriptions(p).map(
                           (s) => html`<a href="#/subscriptions/${s.subscription_id}">
                             <${StatusBadge} status=${s.status} />
                           </a> `,
@@ -369,8 +375,7 @@ function ProfileDetails({ profile, reload }) {
     <hgroup>
       <h1>${profile.name}</h1>
       <p>
-        ${profile.kind} · ${profile.email || "no email"} · credit
-        ${money(profile.credit_balance, profile.currency)}
+        ${`${profile.kind} · ${profile.email || "no email"} · credit ${money(profile.credit_balance, profile.currency)}`}
         ${profile.account_holder_id
           ? html` · dependent of <a href="#/profiles/${profile.account_holder_id}">the account holder</a>`
           : null}
@@ -386,10 +391,15 @@ function ProfileDetails({ profile, reload }) {
               <tr><th scope="col">Subscription</th><th scope="col">Role</th><th scope="col">Status</th></tr>
             </thead>
             <tbody>
-              ${profile.subscriptions.map(
+              ${uniqueSubscriptions(profile).map(
                 (s) => html`<tr key=${s.subscription_id}>
                   <td><a href="#/subscriptions/${s.subscription_id}">${s.subscription_id}</a></td>
-                  <td>${s.role}</td>
+                  <td>
+                    ${profile.subscriptions
+                      .filter((other) => other.subscription_id === s.subscription_id)
+                      .map((other) => other.role)
+                      .join(" and ")}
+                  </td>
                   <td><${StatusBadge} status=${s.status} /></td>
                 </tr>`,
               )}
@@ -428,7 +438,7 @@ function ProfileDetails({ profile, reload }) {
             (entry) => html`<article key=${entry.subscription.id}>
               <header>
                 <a href="#/subscriptions/${entry.subscription.id}">${entry.subscription.plan.name}</a>
-                (${entry.role}) <${StatusBadge} status=${entry.subscription.status} />
+                ${` (${entry.role}) `}<${StatusBadge} status=${entry.subscription.status} />
               </header>
               ${entry.payments.length === 0
                 ? html`<p>No payments.</p>`

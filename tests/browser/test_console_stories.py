@@ -103,7 +103,7 @@ def test_story_1_create_a_plan_a_customer_with_a_dependent_and_a_card(
     form.get_by_label("Retry on days (comma-separated)").fill("1, 3")
     form.get_by_role("button", name="Create plan").click()
     form.wait_for(state="detached")
-    expect(page.get_by_text("30.00 USD / month")).to_be_visible()
+    expect(page.get_by_text("30.00 USD / month, 300.00 USD / year")).to_be_visible()
 
     # A second plan: edited, then archived after a confirmation.
     page.get_by_role("button", name="New plan").click()
@@ -156,7 +156,6 @@ def test_story_2_create_a_subscription_preview_it_and_confirm_and_pay(
     form = page.get_by_role("form", name="New subscription")
     form.get_by_label("Byron Lovelace").check()
     console.check_accessibility()
-    console.screenshot("profile")
     form.get_by_role("button", name="Create subscription").click()
     page.wait_for_url(re.compile(r"#/subscriptions/sub_"))
     console.settle()
@@ -168,18 +167,26 @@ def test_story_2_create_a_subscription_preview_it_and_confirm_and_pay(
     # Two members: the plan per member (2 x 30.00) and two activation fees (5.00 each).
     expect(summary).to_contain_text("Total70.00 USD")
     # A double click is one user action: one Idempotency-Key, one charge.
+    activation_keys: list[str | None] = []
+    page.on(
+        "request",
+        lambda request: (
+            request.url.endswith("/activate")
+            and activation_keys.append(request.headers.get("idempotency-key"))
+        ),
+    )
     page.get_by_role("button", name="Confirm & Pay").dblclick()
     expect(page.locator(".summary")).to_contain_text("active")
     console.settle()
+    assert activation_keys and len(set(activation_keys)) == 1
+    assert str(activation_keys[0]).startswith("console-")
     payments = api.ok("GET", f"/v1/payments?subscription_id={world.ids['sub']}")["data"]
     assert [(p["kind"], p["status"], p["total"]) for p in payments] == [
         ("activation", "succeeded", 7000)
     ]
 
 
-def test_story_3_add_a_member_with_the_fee_waived(
-    console: Console, api: Api, world: World
-) -> None:
+def test_story_3_add_a_member_with_the_fee_waived(console: Console, api: Api, world: World) -> None:
     page = console.page
     console.open(f"subscriptions/{world.ids['sub']}")
     form = page.get_by_role("form", name="Add a member")
@@ -224,9 +231,7 @@ def test_story_4_remove_a_member_at_period_end_then_restore_them_from_the_keyboa
     assert all(m["removal"] is None for m in sub["members"])
 
 
-def test_story_5_cancel_at_period_end_then_resume(
-    console: Console, api: Api, world: World
-) -> None:
+def test_story_5_cancel_at_period_end_then_resume(console: Console, api: Api, world: World) -> None:
     page = console.page
     console.open(f"subscriptions/{world.ids['sub']}")
     page.get_by_role("button", name="Cancel at period end").click()
@@ -303,9 +308,11 @@ def test_story_6_a_declining_card_fails_the_renewal_and_a_new_card_reactivates(
 
     console.open(f"subscriptions/{world.ids['sub']}")
     expect(page.locator(".summary")).to_contain_text("failed payment")
-    failed_row = page.get_by_role("table", name="Payments of this subscription").get_by_role(
-        "row"
-    ).filter(has_text="renewal")
+    failed_row = (
+        page.get_by_role("table", name="Payments of this subscription")
+        .get_by_role("row")
+        .filter(has_text="renewal")
+    )
     expect(failed_row).to_contain_text("failed")
     expect(failed_row).to_contain_text("card_declined")
 
@@ -334,19 +341,25 @@ def test_story_6_a_declining_card_fails_the_renewal_and_a_new_card_reactivates(
     ]
     assert ("reactivation", "succeeded") in kinds
     assert ("renewal", "failed") in kinds
+    console.open(f"profiles/{world.ids['ada']}")
+    history = page.get_by_role("table", name=f"Payments of {world.ids['sub']}")
+    expect(history).to_contain_text("reactivation")
+    console.check_accessibility()
+    console.screenshot("profile")
 
 
 def test_story_7_refund_part_of_a_payment(console: Console, api: Api, world: World) -> None:
     page = console.page
     console.open("payments")
+    expect(page.get_by_role("table", name="Payments")).to_contain_text("reactivation")
+    console.check_accessibility()
+    console.screenshot("payments")
     page.get_by_label("Kind").select_option("reactivation")
     page.get_by_label("Status").select_option("succeeded")
     page.get_by_role("button", name="Filter").click()
     console.settle()
     rows = page.get_by_role("table", name="Payments").get_by_role("row")
     expect(rows).to_have_count(2)  # the header and the one paid reactivation
-    console.check_accessibility()
-    console.screenshot("payments")
     rows.nth(1).get_by_role("link").click()
     console.settle()
     expect(page.get_by_role("table", name="Order summary")).to_contain_text("Family")
@@ -364,9 +377,7 @@ def test_story_7_refund_part_of_a_payment(console: Console, api: Api, world: Wor
     assert (payment["status"], payment["amount_refunded"]) == ("partially_refunded", 1000)
 
 
-def test_story_8_filter_customers_by_each_status(
-    console: Console, api: Api, world: World
-) -> None:
+def test_story_8_filter_customers_by_each_status(console: Console, api: Api, world: World) -> None:
     page = console.page
     plan = world.ids["plan"]
 
