@@ -16,7 +16,8 @@ import {
   when,
 } from "./ui.js";
 
-function Summary({ sub }) {
+function Summary({ sub, plans }) {
+  const planName = (id) => (plans.find((p) => p.id === id) || { name: id }).name;
   return html`<dl class="summary">
     <dt>Status</dt>
     <dd><${StatusBadge} status=${sub.status} /></dd>
@@ -37,7 +38,7 @@ function Summary({ sub }) {
       ? html`<dt>At period end</dt>
           <dd>
             ${Object.entries(sub.pending_changes)
-              .map(([k, v]) => `${k.replace("_", " ")} → ${v}`)
+              .map(([k, v]) => (k === "plan_id" ? `plan → ${planName(v)}` : `${k.replace("_", " ")} → ${v}`))
               .join(", ")}
           </dd>`
       : null}
@@ -499,7 +500,7 @@ export function SubscriptionPage({ id }) {
         <h1>Subscription</h1>
         <p><code>${sub.id}</code> · created ${day(sub.created_at)}</p>
       </hgroup>
-      <${Summary} sub=${sub} />
+      <${Summary} sub=${sub} plans=${plans} />
       ${sub.status === "inactive" || sub.status === "failed_payment"
         ? html`<${PayFlow} key=${sub.version} sub=${sub} methods=${methods} onChanged=${state.reload} />`
         : null}

@@ -113,8 +113,9 @@ export function ErrorNote({ error, fields = [] }) {
 }
 
 // One user action = one Idempotency-Key. The key is kept while the request is in flight and
-// after a failure that may be retried (the same action re-sent replays, never charges twice);
-// a success or a changed request starts a new key. Clicks while busy are ignored.
+// after a failure whose outcome is unknown (the same request re-sent replays, never charges
+// twice); a success, a refusal or a changed request starts a new key. Clicks while busy are
+// ignored.
 export function useAction() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -140,6 +141,11 @@ export function useAction() {
       if (onDone) await onDone(result);
       return result;
     } catch (caught) {
+      // A definite refusal ends the action; an unknown outcome (no answer, 5xx, or 409 while
+      // the first attempt still runs) keeps the key, so sending it again cannot act twice.
+      const outcomeUnknown =
+        !(caught instanceof ApiError) || caught.status >= 500 || caught.status === 409;
+      if (!outcomeUnknown) pending.current = { signature: null, key: null };
       setError(caught);
       return undefined;
     } finally {

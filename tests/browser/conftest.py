@@ -124,6 +124,12 @@ class Console:
         ):
             self.problems.append(f"console {message.type}: {text}")
 
+    def expect_problem(self, containing: str) -> None:
+        """A failure the test caused on purpose: there must be one, and it is not a problem."""
+        matching = [problem for problem in self.problems if containing in problem]
+        assert matching, (containing, self.problems)
+        self.problems = [problem for problem in self.problems if containing not in problem]
+
     def open(self, route: str = "") -> None:
         target = f"{self.base_url}/console/#/{route}"
         if self.page.url == target:

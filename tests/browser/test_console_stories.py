@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.browser.conftest import Api, Console
 
@@ -101,17 +101,36 @@ def test_story_1_create_a_plan_a_customer_with_a_dependent_and_a_card(
     form.get_by_label("Activation fee (per member)").fill("5.00")
     form.get_by_label("Grace days after a failed payment").fill("7")
     form.get_by_label("Retry on days (comma-separated)").fill("1, 3")
-    form.get_by_role("button", name="Create plan").click()
+    with page.expect_request(re.compile(r".*/v1/plans$")) as family_request:
+        form.get_by_role("button", name="Create plan").click()
+    family_key = family_request.value.headers.get("idempotency-key")
     form.wait_for(state="detached")
     expect(page.get_by_text("30.00 USD / month, 300.00 USD / year")).to_be_visible()
 
-    # A second plan: edited, then archived after a confirmation.
+    # A second plan, whose first request is lost on the way: sent again, it carries the same
+    # Idempotency-Key (the API cannot create it twice).
+    plan_keys: list[str | None] = []
+
+    def lose_first_request(route: Route) -> None:
+        plan_keys.append(route.request.headers.get("idempotency-key"))
+        if len(plan_keys) == 1:
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/v1/plans$"), lose_first_request)
     page.get_by_role("button", name="New plan").click()
     form = page.get_by_role("form", name="New plan")
     form.get_by_label("Name", exact=True).fill("Single")
     form.get_by_label("Monthly price").fill("15")
     form.get_by_role("button", name="Create plan").click()
+    expect(form.get_by_role("alert")).to_be_visible()
+    form.get_by_role("button", name="Create plan").click()
     form.wait_for(state="detached")
+    page.unroute(re.compile(r".*/v1/plans$"))
+    console.expect_problem("/v1/plans net::ERR_FAILED")
+    assert len(plan_keys) == 2 and plan_keys[0] == plan_keys[1] is not None
+    assert plan_keys[0] != family_key
     page.get_by_role("button", name="Edit Single").click()
     edit = page.get_by_role("form", name="Edit Single")
     edit.get_by_label("Description").fill("One adult")
@@ -442,6 +461,47 @@ def test_story_8_filter_customers_by_each_status(console: Console, api: Api, wor
     page.get_by_role("button", name="Search").click()
     console.check_accessibility()
     console.screenshot("customers")
+
+
+def test_change_plan_now_then_back_at_period_end(console: Console, api: Api, world: World) -> None:
+    page = console.page
+    premium = api.ok("POST", "/v1/plans", {"name": "Premium", "prices": {"month": 4500}})
+    owner = api.customer("Hedy Lamarr", "hedy@example.com", card=GOOD_CARD)
+    sub = api.ok(
+        "POST",
+        "/v1/subscriptions",
+        {
+            "plan_id": world.ids["plan"],
+            "owner_id": owner["id"],
+            "member_ids": [owner["id"]],
+            "billing_cycle": "month",
+            "payment_method_id": owner["card"],
+        },
+    )
+    api.ok("POST", f"/v1/subscriptions/{sub['id']}/activate", {})
+
+    console.open(f"subscriptions/{sub['id']}")
+    form = page.get_by_role("form", name="Change plan")
+    form.get_by_label("New plan").select_option(premium["id"])
+    form.get_by_label("Effective").select_option("now")
+    form.get_by_role("button", name="Change plan").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Change to Premium now?")
+    console.confirm("Change plan")
+    expect(page.locator(".summary")).to_contain_text("Premium · 45.00 USD per month")
+    kinds = [p["kind"] for p in api.ok("GET", f"/v1/payments?subscription_id={sub['id']}")["data"]]
+    assert "plan_change" in kinds
+
+    form = page.get_by_role("form", name="Change plan")
+    form.get_by_label("New plan").select_option(world.ids["plan"])
+    form.get_by_label("Effective").select_option("period_end")
+    form.get_by_role("button", name="Change plan").click()
+    console.confirm("Change plan")
+    expect(page.locator(".summary")).to_contain_text("plan → Family")
+    changed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+    assert (changed["plan"]["name"], changed["pending_changes"]) == (
+        "Premium",
+        {"plan_id": world.ids["plan"]},
+    )
 
 
 def test_reports_show_mrr_counts_fees_and_a_chart(console: Console, api: Api) -> None:
