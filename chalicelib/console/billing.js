@@ -151,7 +151,7 @@ function planTerms(plan) {
     prices,
     `activation fee ${money(plan.activation_fee, plan.currency)} per member`,
     `grace ${plan.failed_payment_grace_days} days`,
-    `retries on days ${retries}`,
+    retries,
     plan.max_members ? `up to ${plan.max_members} members` : null,
   ]
     .filter(Boolean)

@@ -340,6 +340,8 @@ def test_story_6_a_declining_card_fails_the_renewal_and_a_new_card_reactivates(
     page.get_by_role("button", name="Confirm & Pay").click()
     expect(page.get_by_role("alert")).to_contain_text("Payment declined")
     expect(page.get_by_role("alert")).to_contain_text("card_declined")
+    console.check_accessibility()
+    console.screenshot("subscription-reactivate")
     assert api.ok("GET", f"/v1/subscriptions/{world.ids['sub']}")["status"] == "failed_payment"
 
     console.open(f"profiles/{world.ids['ada']}")
