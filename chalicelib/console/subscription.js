@@ -365,12 +365,14 @@ function PayFlow({ sub, methods, onChanged }) {
     const body = cardId && cardId !== (sub.payment_method && sub.payment_method.id)
       ? { payment_method_id: cardId }
       : {};
-    await payAction.run("POST", `/v1/subscriptions/${sub.id}/${verb}`, body, {
+    const paid = await payAction.run("POST", `/v1/subscriptions/${sub.id}/${verb}`, body, {
       onDone: () => {
         setPreview(null);
         onChanged();
       },
     });
+    // A decline is recorded as a failed payment: reload so the Payments table shows it.
+    if (!paid) onChanged();
   }
   const title = verb === "activate" ? "Activate" : "Reactivate";
   return html`<section aria-labelledby="pay-title" class="pay-flow">
@@ -502,7 +504,7 @@ export function SubscriptionPage({ id }) {
       </hgroup>
       <${Summary} sub=${sub} plans=${plans} />
       ${sub.status === "inactive" || sub.status === "failed_payment"
-        ? html`<${PayFlow} key=${sub.version} sub=${sub} methods=${methods} onChanged=${state.reload} />`
+        ? html`<${PayFlow} key=${sub.status} sub=${sub} methods=${methods} onChanged=${state.reload} />`
         : null}
       <${Members} sub=${sub} onChanged=${state.reload} />
       ${sub.status === "active"

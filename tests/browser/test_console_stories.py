@@ -340,6 +340,10 @@ def test_story_6_a_declining_card_fails_the_renewal_and_a_new_card_reactivates(
     page.get_by_role("button", name="Confirm & Pay").click()
     expect(page.get_by_role("alert")).to_contain_text("Payment declined")
     expect(page.get_by_role("alert")).to_contain_text("card_declined")
+    payments_table = page.get_by_role("table", name="Payments of this subscription")
+    expect(payments_table.get_by_role("row").filter(has_text="reactivation")).to_contain_text(
+        "failed"
+    )
     console.check_accessibility()
     console.screenshot("subscription-reactivate")
     assert api.ok("GET", f"/v1/subscriptions/{world.ids['sub']}")["status"] == "failed_payment"
@@ -469,13 +473,18 @@ def test_change_plan_now_then_back_at_period_end(console: Console, api: Api, wor
     page = console.page
     premium = api.ok("POST", "/v1/plans", {"name": "Premium", "prices": {"month": 4500}})
     owner = api.customer("Hedy Lamarr", "hedy@example.com", card=GOOD_CARD)
+    child = api.ok(
+        "POST",
+        "/v1/profiles",
+        {"kind": "dependent", "name": "Anthony Lamarr", "account_holder_id": owner["id"]},
+    )
     sub = api.ok(
         "POST",
         "/v1/subscriptions",
         {
             "plan_id": world.ids["plan"],
             "owner_id": owner["id"],
-            "member_ids": [owner["id"]],
+            "member_ids": [owner["id"], child["id"]],
             "billing_cycle": "month",
             "payment_method_id": owner["card"],
         },
@@ -504,6 +513,18 @@ def test_change_plan_now_then_back_at_period_end(console: Console, api: Api, wor
         "Premium",
         {"plan_id": world.ids["plan"]},
     )
+
+    # The destructive "now" actions: a member removed at once, then the subscription cancelled.
+    page.get_by_role("button", name="Remove now Anthony Lamarr").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Their access ends immediately")
+    console.confirm("Remove member")
+    expect(page.get_by_role("table", name="Members")).not_to_contain_text("Anthony Lamarr")
+    page.get_by_role("button", name="Cancel now").click()
+    console.confirm("Cancel subscription")
+    expect(page.locator(".summary")).to_contain_text("cancelled")
+    cancelled = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+    assert (cancelled["status"], cancelled["cancellation_reason"]) == ("cancelled", "requested")
+    assert [m["name"] for m in cancelled["members"]] == ["Hedy Lamarr"]
 
 
 def test_reports_show_mrr_counts_fees_and_a_chart(console: Console, api: Api) -> None:
