@@ -9,7 +9,6 @@ import {
   StatusBadge,
   confirmAction,
   day,
-  exponent,
   money,
   toMinor,
   useAction,
@@ -17,12 +16,6 @@ import {
   when,
 } from "./ui.js";
 import { STATUSES } from "./customers.js";
-
-function majorText(amount, currency) {
-  return amount === null || amount === undefined
-    ? ""
-    : (amount / 10 ** exponent(currency)).toFixed(exponent(currency));
-}
 
 function days(text) {
   return text
