@@ -4,8 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The console's browser tests drive Debian's chromium (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-calendar lint typecheck unit integration e2e bench demo synth deploy clean install
+.PHONY: run test test-calendar lint typecheck unit integration e2e browser bench demo synth deploy clean install console-vendor
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -22,7 +24,7 @@ run: $(STAMP)
 # pytest-xdist: one test file per worker; the tests on the shared e2e stack, and the infra
 # tests on one synthesized template, stay in one worker each (tests/support/xdist_units.py).
 PYTEST_WORKERS ?= 2
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(CHROMIUM) lint typecheck
 	$(BIN)/python -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile
 
 # The clock-dependent tests with the test clock started on a 31-day month's last day, a leap
@@ -53,6 +55,21 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
+
+$(CHROMIUM):
+	apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
+
+browser: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m pytest tests/browser
+
+# Re-vendors the console's pinned npm libraries (infra/console/package-lock.json) into the repo.
+CONSOLE_NPM := infra/console/node_modules
+console-vendor:
+	cd infra/console && npm ci --ignore-scripts --no-audit --no-fund
+	cp $(CONSOLE_NPM)/htm/preact/standalone.module.js chalicelib/console/vendor/preact-htm.mjs
+	cp $(CONSOLE_NPM)/@picocss/pico/css/pico.min.css chalicelib/console/vendor/pico.min.css
+	cp $(CONSOLE_NPM)/chart.js/dist/chart.umd.min.js chalicelib/console/vendor/chart.umd.min.js
+	cp $(CONSOLE_NPM)/axe-core/axe.min.js tests/browser/vendor/axe.min.js
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

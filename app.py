@@ -6,7 +6,7 @@ from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib.adapters.queues import work_queue_name
-from chalicelib.api import auth, health, test_clock, webhooks
+from chalicelib.api import auth, console, health, test_clock, webhooks
 from chalicelib.api import billing_history as billing_history_api
 from chalicelib.api import communities as admin_communities
 from chalicelib.api import payment_methods as admin_payment_methods
@@ -31,6 +31,7 @@ app.register_blueprint(subscriptions_api.blueprint)
 app.register_blueprint(payments_api.blueprint)
 app.register_blueprint(reports_api.blueprint)
 app.register_blueprint(billing_history_api.blueprint)
+app.register_blueprint(console.blueprint)
 
 
 # Scheduled jobs (DESIGN.md section 8): each sweep fans due items out to the work queue.

@@ -332,6 +332,7 @@ def main() -> int:
             [
                 "membership billing is running:",
                 f"  API          {config.api_url}   (GET /healthz, /v1/openapi.json)",
+                f"  console      {config.api_url}/console/",
                 f"  localstripe  {config.stripe_url}",
                 f"  moto         {config.moto_url}",
                 f"  platform key {config.platform_api_key}",

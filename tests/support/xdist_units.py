@@ -23,6 +23,8 @@ E2E_STACK_UNIT = "tests/e2e on the shared session stack"
 INFRA_UNIT = "tests/infra on one synthesized template"
 # e2e files that never use the shared `stack` (the demo moves the clock on a stack of its own).
 OWN_STACK_E2E_FILES = frozenset({"tests/e2e/test_demo.py"})
+# Directories whose conftest defines a `stack` of their own (the console's browser tests).
+OWN_STACK_DIRS = ("tests/browser/",)
 
 
 def work_unit(nodeid: str) -> str:
@@ -41,10 +43,11 @@ SHARED_FIXTURE_UNITS = {"stack": E2E_STACK_UNIT, "synthesized": INFRA_UNIT}
 def misplaced(nodeid: str, fixturenames: list[str]) -> list[str]:
     """The shared session fixtures this test uses outside their unit (should be none)."""
     unit = work_unit(nodeid)
+    own_stack = nodeid.startswith(OWN_STACK_DIRS)
     return [
         name
         for name, wanted in SHARED_FIXTURE_UNITS.items()
-        if name in fixturenames and unit != wanted
+        if name in fixturenames and unit != wanted and not (own_stack and name == "stack")
     ]
 
 
@@ -53,6 +56,7 @@ def misplaced(nodeid: str, fixturenames: list[str]) -> list[str]:
 SLOW_UNITS_FIRST = (
     INFRA_UNIT,
     E2E_STACK_UNIT,
+    "tests/browser/test_console_stories.py",
     "tests/integration/test_scheduling_lifecycle.py",
     "tests/integration/test_subscriptions_lifecycle.py",
     "tests/e2e/test_demo.py",

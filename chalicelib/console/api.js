@@ -1,0 +1,108 @@
+// The console's only way out: the public /v1 API, with the key held in sessionStorage.
+// Never a cookie, never localStorage: closing the tab forgets the key.
+
+const KEY_STORAGE = "billing-console.api-key";
+const KIND_STORAGE = "billing-console.key-kind";
+
+// The API lives next to the console: /console/ -> / (locally), /api/console/ -> /api/ (AWS).
+const API_ROOT = new URL("..", window.location.href).href.replace(/\/$/, "");
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.type = error.type || "internal";
+    this.details = error.details || [];
+    this.payment = error.payment || null;
+  }
+
+  // The message for one form field, from error.details[].field ("prices.month", "email", ...).
+  fieldMessage(field) {
+    const hit = this.details.find((d) => d.field === field || d.field.startsWith(field + "."));
+    return hit ? hit.message : null;
+  }
+
+  // What the operator reads: for a 402, the decline reason the card issuer gave.
+  describe() {
+    if (this.status === 402 && this.payment && this.payment.failure) {
+      const f = this.payment.failure;
+      const code = f.decline_code || f.code;
+      return `Payment declined: ${f.message || "the card was declined"}${code ? ` (${code})` : ""}`;
+    }
+    return this.message;
+  }
+}
+
+export const session = {
+  get key() {
+    return sessionStorage.getItem(KEY_STORAGE);
+  },
+  get kind() {
+    return sessionStorage.getItem(KIND_STORAGE);
+  },
+  save(key, kind) {
+    sessionStorage.setItem(KEY_STORAGE, key);
+    sessionStorage.setItem(KIND_STORAGE, kind);
+  },
+  clear() {
+    sessionStorage.removeItem(KEY_STORAGE);
+    sessionStorage.removeItem(KIND_STORAGE);
+  },
+};
+
+function queryString(query) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value !== undefined && value !== null && value !== "") params.set(name, String(value));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+export async function api(method, path, { body, query, idempotencyKey, key } = {}) {
+  const headers = { Authorization: `Bearer ${key || session.key}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+  const response = await fetch(`${API_ROOT}${path}${queryString(query)}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "omit",
+    cache: "no-store",
+  });
+  if (response.status === 204) return null;
+  const payload = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, payload);
+  return payload;
+}
+
+// Every page of a list, up to `maxPages` (lists are Query pages of at most 100).
+export async function listAll(path, query = {}, maxPages = 10) {
+  const items = [];
+  let cursor = null;
+  for (let page = 0; page < maxPages; page += 1) {
+    const result = await api("GET", path, {
+      query: { ...query, limit: 100, starting_after: cursor },
+    });
+    items.push(...result.data);
+    if (!result.has_more) break;
+    cursor = result.next_cursor;
+  }
+  return items;
+}
+
+// Which kind of key this is: the platform key may list communities, a community key may not.
+export async function identifyKey(key) {
+  try {
+    await api("GET", "/v1/communities", { query: { limit: 1 }, key });
+    return "platform";
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) return "community";
+    throw error;
+  }
+}
+
+export function newIdempotencyKey() {
+  return `console-${crypto.randomUUID()}`;
+}

@@ -1,0 +1,177 @@
+// Platform key pages: communities, Stripe webhook events, the test clock.
+import { html, useState } from "./vendor/preact-htm.mjs";
+import { api, listAll } from "./api.js";
+import { ErrorNote, Field, Loading, SelectField, StatusBadge, useAction, useLoad, when } from "./ui.js";
+
+function NewCommunityForm({ onCreated }) {
+  const [name, setName] = useState("");
+  const [currency, setCurrency] = useState("usd");
+  const [fee, setFee] = useState("0");
+  const [created, setCreated] = useState(null);
+  const action = useAction();
+  async function submit(event) {
+    event.preventDefault();
+    const community = await action.run("POST", "/v1/communities", {
+      name,
+      currency: currency.trim().toLowerCase(),
+      application_fee_bps: Number(fee),
+    });
+    if (community) {
+      setCreated(community);
+      onCreated();
+    }
+  }
+  return html`<article aria-labelledby="new-community-title">
+    <h2 id="new-community-title">New community</h2>
+    <form onSubmit=${submit} aria-label="New community">
+      <div class="grid">
+        <${Field} label="Name" name="name" value=${name} onInput=${setName} error=${action.error} />
+        <${Field} label="Currency" name="currency" value=${currency} onInput=${setCurrency}
+          error=${action.error} maxlength="3" />
+        <${Field} label="Application fee (basis points)" name="application_fee_bps" inputmode="numeric"
+          value=${fee} onInput=${setFee} error=${action.error} />
+      </div>
+      <${ErrorNote} error=${action.error} fields=${["name", "currency", "application_fee_bps"]} />
+      <button type="submit" aria-busy=${action.busy}>Create community</button>
+    </form>
+    ${created && created.api_key
+      ? html`<p role="status">
+          ${created.name}'s API key (shown only now):
+          <code data-testid="new-api-key">${created.api_key.secret}</code>
+        </p>`
+      : null}
+  </article>`;
+}
+
+export function CommunitiesPage() {
+  const state = useLoad(() => listAll("/v1/communities"), []);
+  return html`<section>
+    <h1>Communities</h1>
+    <${NewCommunityForm} onCreated=${state.reload} />
+    <${Loading} state=${state}>
+      ${(communities) => html`<table class="striped" aria-label="Communities">
+        <thead>
+          <tr>
+            <th scope="col">Name</th><th scope="col">Id</th><th scope="col">Currency</th>
+            <th scope="col">Stripe account</th><th scope="col">Fee (bps)</th><th scope="col">Created</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${communities.map(
+            (c) => html`<tr key=${c.id}>
+              <td>${c.name}</td><td><code>${c.id}</code></td><td>${c.currency.toUpperCase()}</td>
+              <td>${c.stripe_account_id || "—"}</td><td>${c.application_fee_bps}</td>
+              <td>${when(c.created_at)}</td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>`}
+    <//>
+  </section>`;
+}
+
+function ReplayButton({ event, onDone }) {
+  const action = useAction();
+  return html`<span>
+    <button type="button" class="outline small" aria-busy=${action.busy}
+      onClick=${() => action.run("POST", `/v1/webhook-events/${event.id}/replay`, {}, { onDone })}>
+      Replay<span class="visually-hidden"> ${event.id}</span>
+    </button>
+    <${ErrorNote} error=${action.error} />
+  </span>`;
+}
+
+export function WebhookEventsPage() {
+  const [status, setStatus] = useState("");
+  const [type, setType] = useState("");
+  const [applied, setApplied] = useState({ status: "", type: "" });
+  const state = useLoad(() => api("GET", "/v1/webhook-events", { query: { ...applied, limit: 50 } }), [
+    applied.status,
+    applied.type,
+  ]);
+  return html`<section>
+    <h1>Webhook events</h1>
+    <form class="filters" aria-label="Filter webhook events" onSubmit=${(event) => {
+      event.preventDefault();
+      setApplied({ status, type });
+    }}>
+      <div class="grid">
+        <${SelectField} label="Status" name="status" value=${status} onChange=${setStatus}
+          options=${[["", "Any status"], ["processed", "Processed"], ["failed", "Failed"], ["ignored", "Ignored"]]} />
+        <${Field} label="Type" name="type" value=${type} onInput=${setType} error=${state.error}
+          placeholder="payment_intent.succeeded" />
+      </div>
+      <button type="submit">Filter</button>
+    </form>
+    <${Loading} state=${state}>
+      ${(page) =>
+        page.data.length === 0
+          ? html`<p>No webhook events.</p>`
+          : html`<div class="overflow-auto"><table class="striped" aria-label="Webhook events">
+              <thead>
+                <tr>
+                  <th scope="col">Received</th><th scope="col">Type</th><th scope="col">Status</th>
+                  <th scope="col">Community</th><th scope="col">Error</th><th scope="col">Actions</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${page.data.map(
+                  (e) => html`<tr key=${e.id}>
+                    <td>${when(e.received_at)}</td>
+                    <td>${e.type}</td>
+                    <td><${StatusBadge} status=${e.status} /></td>
+                    <td>${e.community_id || "—"}</td>
+                    <td>${e.error || "—"}</td>
+                    <td>${e.status === "failed" ? html`<${ReplayButton} event=${e} onDone=${state.reload} />` : null}</td>
+                  </tr>`,
+                )}
+              </tbody>
+            </table></div>`}
+    <//>
+  </section>`;
+}
+
+export function TestClockPage() {
+  const clock = useLoad(() => api("GET", "/v1/test-clock"), []);
+  const [unit, setUnit] = useState("days");
+  const [amount, setAmount] = useState("31");
+  const [result, setResult] = useState(null);
+  const action = useAction();
+  async function submit(event) {
+    event.preventDefault();
+    const body = unit === "to" ? { to: amount.trim() } : { [unit]: Number(amount) };
+    const outcome = await action.run("POST", "/v1/test-clock/advance", body, { onDone: clock.reload });
+    if (outcome) setResult(outcome);
+  }
+  return html`<section>
+    <h1>Test clock</h1>
+    <${Loading} state=${clock}>
+      ${(now) => html`<p>The clock reads <strong data-testid="clock-now">${when(now.now)}</strong>.</p>`}
+    <//>
+    <form onSubmit=${submit} aria-label="Advance the test clock">
+      <div class="grid">
+        <${SelectField} label="Advance by" name="unit" value=${unit} onChange=${setUnit}
+          options=${[["days", "Days"], ["seconds", "Seconds"], ["to", "To a time (RFC 3339)"]]} />
+        <${Field} label=${unit === "to" ? "Time" : "Amount"} name=${unit} value=${amount}
+          onInput=${setAmount} error=${action.error} />
+      </div>
+      <${ErrorNote} error=${action.error} fields=${[unit]} />
+      <button type="submit" aria-busy=${action.busy}>Advance</button>
+    </form>
+    ${result
+      ? html`<article aria-labelledby="processed-title" role="status">
+          <h2 id="processed-title">What the scheduler did</h2>
+          <p>Now ${when(result.now)}.</p>
+          <table aria-label="What the scheduler did">
+            <tbody>
+              ${Object.entries(result.processed).map(
+                ([name, count]) => html`<tr key=${name}>
+                  <th scope="row">${name.replace("_", " ")}</th><td data-testid="processed-${name}">${count}</td>
+                </tr>`,
+              )}
+            </tbody>
+          </table>
+        </article>`
+      : null}
+  </section>`;
+}
