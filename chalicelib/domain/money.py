@@ -14,10 +14,13 @@ def round_half_up_div(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
-def prorated_amount(unit_amount: int, seconds_left: int, seconds_in_period: int) -> int:
-    """round_half_up(unit_amount * seconds_left / seconds_in_period), per member."""
+def prorated_amount(
+    unit_amount: int, seconds_left: int, seconds_in_period: int, step: int = 1
+) -> int:
+    """round_half_up(unit_amount * seconds_left / seconds_in_period), per member, rounded once
+    to a multiple of `step` (the currency's charge step: 10 for three-decimal currencies)."""
     seconds_left = max(0, min(seconds_left, seconds_in_period))
-    return round_half_up_div(unit_amount * seconds_left, seconds_in_period)
+    return round_half_up_div(unit_amount * seconds_left, seconds_in_period * step) * step
 
 
 def application_fee(total: int, application_fee_bps: int) -> int:

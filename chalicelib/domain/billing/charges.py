@@ -35,7 +35,8 @@ class PlanSnapshot:
 
     @property
     def free(self) -> bool:
-        return all(amount == 0 for amount in self.prices.values())
+        """Nothing is ever charged: every price and the activation fee are zero."""
+        return self.activation_fee == 0 and all(amount == 0 for amount in self.prices.values())
 
     def unit_amount(self, cycle: BillingCycle) -> int:
         return self.prices[cycle]

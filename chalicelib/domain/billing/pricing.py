@@ -8,6 +8,7 @@ from datetime import datetime
 
 from chalicelib.domain.billing.charges import PlanSnapshot
 from chalicelib.domain.billing.lines import PaymentLine, credit_line
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.members import ActivationFee, Member
 from chalicelib.domain.money import prorated_amount
 from chalicelib.domain.periods import Period, seconds_in_period, seconds_left
@@ -56,9 +57,11 @@ def fee_lines(plan: PlanSnapshot, members: Sequence[Member]) -> list[PaymentLine
     ]
 
 
-def rest_of_period(amount: int, period: Period, now: datetime) -> int:
-    """`amount` (a full period's price) prorated to the part of `period` left at `now`."""
-    return prorated_amount(amount, seconds_left(period, now), seconds_in_period(period))
+def rest_of_period(amount: int, period: Period, now: datetime, currency_code: str) -> int:
+    """`amount` (a full period's price, or a difference of two) prorated to the part of
+    `period` left at `now`, rounded once to the currency's charge step."""
+    step = currency(currency_code).charge_step
+    return prorated_amount(amount, seconds_left(period, now), seconds_in_period(period), step)
 
 
 def added_member_line(plan: PlanSnapshot, profile_id: str, unit_amount: int) -> PaymentLine:
