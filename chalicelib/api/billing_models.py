@@ -186,7 +186,7 @@ class Subscription(ResponseModel):
 
 
 class PaymentLineOut(ResponseModel):
-    kind: Literal["plan", "activation_fee", "proration", "credit"]
+    kind: Literal["plan", "activation_fee", "proration", "credit", "carried"]
     description: str
     plan_name: str | None
     profile_id: str | None
@@ -247,6 +247,9 @@ class Preview(ResponseModel):
     currency: str
     application_fee_amount: int
     period: PeriodOut | None
+    carried_forward: int = Field(
+        description="under the currency's minimum: not charged now, carried to the next charge"
+    )
 
 
 class MembersAdded(ResponseModel):

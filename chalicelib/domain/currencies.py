@@ -31,12 +31,13 @@ class Currency:
         """Every amount sent to Stripe is a multiple of this (10 for three-decimal ones)."""
         return 10 if self.exponent == 3 else 1
 
-    def format(self, amount: int) -> str:
+    def format(self, amount: int, *, thousands: bool = False) -> str:
         """`amount` minor units in major units with the currency's own decimals: "0.17 USD",
-        "500 JPY", "-1.250 KWD"."""
+        "500 JPY", "-1.250 KWD" (`thousands`: "1,234.50 USD")."""
         sign = "-" if amount < 0 else ""
         whole, minor = divmod(abs(amount), 10**self.exponent)
-        digits = f"{whole}.{minor:0{self.exponent}d}" if self.exponent else str(whole)
+        units = f"{whole:,}" if thousands else str(whole)
+        digits = f"{units}.{minor:0{self.exponent}d}" if self.exponent else units
         return f"{sign}{digits} {self.code.upper()}"
 
 

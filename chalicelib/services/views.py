@@ -227,4 +227,5 @@ def charge_plan_view(plan: ChargePlan, application_fee_amount: int) -> dict[str,
         "currency": plan.currency,
         "application_fee_amount": application_fee_amount,
         "period": _period(plan.period),
+        "carried_forward": plan.carried_forward,
     }

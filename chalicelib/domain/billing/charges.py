@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.domain.billing.lines import PaymentKind, PaymentLine
+from chalicelib.domain.billing.lines import CarriedAmount, PaymentKind, PaymentLine
 from chalicelib.domain.members import Member
 from chalicelib.domain.periods import Period
 from chalicelib.domain.plans import BillingCycle, Plan
@@ -87,6 +87,9 @@ class PendingCharge:
     period_index: int
     pending_changes_billing_cycle: BillingCycle | None = None
     pending_changes_plan: PlanSnapshot | None = None
+    # The subscription's carried amounts after success: () when this charge includes them,
+    # all of them plus this order when it is itself carried (see ChargePlan.carried_forward).
+    carried: tuple[CarriedAmount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class ChargePlan:
     `credit_granted` (cheaper plan now) is added to the owner's credit balance on success.
     `credit_applied` comes from `billed_to_profile_id`'s credit balance and is reserved by
     `begin_charge` (Outcome.credit_change), returned if the charge fails.
+    `carried_forward`: the subtotal was under the currency's minimum and is not charged now;
+    it is kept on the subscription (`pending.carried`) for its next charge (total 0).
     """
 
     subscription_id: str
@@ -116,10 +121,11 @@ class ChargePlan:
     base_version: int
     credit_granted: int
     pending: PendingCharge
+    carried_forward: int = 0
 
     @property
     def needs_payment(self) -> bool:
-        return self.subtotal > 0
+        return self.subtotal > 0 and not self.carried_forward
 
     @property
     def needs_stripe(self) -> bool:

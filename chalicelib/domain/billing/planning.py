@@ -21,7 +21,13 @@ from dataclasses import replace
 from datetime import datetime
 
 from chalicelib.domain.billing.charges import ChargePlan, PendingCharge, PlanSnapshot
-from chalicelib.domain.billing.lines import PaymentKind, PaymentLine, charge_key
+from chalicelib.domain.billing.lines import (
+    CarriedAmount,
+    PaymentKind,
+    PaymentLine,
+    carried_line,
+    charge_key,
+)
 from chalicelib.domain.billing.pricing import (
     added_member_line,
     fee_for,
@@ -337,7 +343,19 @@ def _charge_plan(
 ) -> ChargePlan:
     if owner_credit < 0:
         raise ValueError("a credit balance is never negative")
-    all_lines, subtotal, credit, total = with_credit(lines, owner_credit)
+    # Amounts carried from earlier sub-minimum charges come first, each as its own line.
+    carried_in = [carried_line(c) for c in sub.carried]
+    all_lines, subtotal, credit, total, carried_forward = with_credit(
+        [*carried_in, *lines], owner_credit, sub.currency
+    )
+    carried_after: tuple[CarriedAmount, ...] = ()
+    if carried_forward:
+        # Nothing is charged now: everything on the order is carried, once, to the next one.
+        carried_after = sub.carried
+        own = sum(line.amount for line in lines)
+        if own:
+            description = "; ".join(line.description for line in lines)
+            carried_after = (*sub.carried, CarriedAmount(own, now, description))
     period = period_bounds(anchor, cycle, index)
     # Keyed by state, not by `now`: two workers planning from one state get one key.
     current = sub.current_period
@@ -361,6 +379,7 @@ def _charge_plan(
         period_index=index,
         pending_changes_plan=pending_changes.plan,
         pending_changes_billing_cycle=pending_changes.billing_cycle,
+        carried=carried_after,
     )
     return ChargePlan(
         subscription_id=sub.id,
@@ -378,6 +397,7 @@ def _charge_plan(
         base_version=sub.version,
         credit_granted=credit_granted,
         pending=pending,
+        carried_forward=carried_forward,
     )
 
 
