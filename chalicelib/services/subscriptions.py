@@ -21,6 +21,7 @@ from chalicelib.domain.billing.planning import (
     plan_renewal,
 )
 from chalicelib.domain.communities import Community
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound, PaymentFailed
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.money import application_fee
@@ -375,7 +376,10 @@ class SubscriptionService:
             if sub.status != "active" or period is None:
                 raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
             plan = plan_renewal(sub, max(now, period.end), owner_credit=credit)
-        return charge_plan_view(plan, application_fee(plan.total, community.fee_bps_for_charges()))
+        fee = application_fee(
+            plan.total, community.fee_bps_for_charges(), currency(plan.currency).charge_step
+        )
+        return charge_plan_view(plan, fee)
 
     def events(
         self, community_id: str, subscription_id: str, limit: int, cursor: str | None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.domain.billing.lines import CarriedAmount, PaymentKind, PaymentLine
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.members import Member
 from chalicelib.domain.periods import Period
 from chalicelib.domain.plans import BillingCycle, Plan
@@ -122,6 +123,16 @@ class ChargePlan:
     credit_granted: int
     pending: PendingCharge
     carried_forward: int = 0
+
+    def __post_init__(self) -> None:
+        # The last guard before Stripe: it refuses amounts under the currency's minimum.
+        chargeable = currency(self.currency)
+        if 0 < self.total < chargeable.minimum_charge:
+            raise ValueError(f"a total under the {self.currency} minimum is never charged")
+        if self.total % chargeable.charge_step:
+            raise ValueError(f"{self.currency} totals are multiples of {chargeable.charge_step}")
+        if self.credit_applied + self.total + self.carried_forward != self.subtotal:
+            raise ValueError("subtotal = credit applied + total + carried forward")
 
     @property
     def needs_payment(self) -> bool:

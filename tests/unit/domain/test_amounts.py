@@ -246,3 +246,25 @@ def test_no_total_is_ever_between_zero_and_the_minimum(
     assert total % currency(code).charge_step == 0
     if balance >= subtotal:
         assert (credit, total, carried) == (subtotal, 0, 0)
+
+
+def test_a_charge_plan_under_the_minimum_cannot_even_be_built() -> None:
+    from dataclasses import replace
+
+    sub = active_sub(plan=make_plan(month=1000, activation_fee=0), now=APRIL_1)
+    renewal = plan_renewal(sub, at(2026, 5, 1), owner_credit=0)
+    with pytest.raises(ValueError, match="minimum"):
+        replace(renewal, credit_applied=995, total=5)
+    with pytest.raises(ValueError):
+        replace(renewal, total=999)  # the parts no longer add up to the subtotal
+
+
+def test_application_fees_in_three_decimal_currencies_end_in_zero() -> None:
+    from chalicelib.domain.money import application_fee
+    from chalicelib.domain.payments import application_fee_for
+
+    assert application_fee(12340, 250, step=10) == 310  # 308.5 -> rounded once to 310
+    assert application_fee(12340, 250) == 309  # two-decimal: 308.5 -> 309
+    assert application_fee_for(12340, "acct_1", 250, "kwd") == 310
+    assert application_fee_for(12340, "acct_1", 250, "usd") == 309
+    assert application_fee_for(12340, None, 250, "kwd") == 0
