@@ -150,6 +150,12 @@ class PeriodOut(ResponseModel):
     end: str
 
 
+class CarriedOut(ResponseModel):
+    amount: int
+    incurred_at: str
+    description: str
+
+
 class PendingChanges(ResponseModel):
     """Only the queued changes appear (`{}` when nothing is queued)."""
 
@@ -183,6 +189,9 @@ class Subscription(ResponseModel):
     created_at: str
     activated_at: str | None
     version: int
+    carried: list[CarriedOut] = Field(
+        description="amounts under the currency's minimum, charged with the next charge"
+    )
 
 
 class PaymentLineOut(ResponseModel):

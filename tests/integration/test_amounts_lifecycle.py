@@ -31,6 +31,13 @@ def test_a_seventeen_cent_member_is_added_now_and_charged_once_at_renewal(api_at
     assert added["payment"] is None  # 0.17 USD is under Stripe's 0.50: nothing charged now
     assert kid["id"] in [m["profile_id"] for m in added["subscription"]["members"]]
     assert len(api.payments(sub["id"])) == 1  # the activation only
+    assert added["subscription"]["carried"] == [
+        {
+            "amount": 17,
+            "incurred_at": "2026-04-30T12:00:00Z",
+            "description": "Gold: rest of the current period",
+        }
+    ]
 
     preview = api.ok("GET", f"{path}/preview?action=renew")
     carried = [ln for ln in preview["lines"] if ln["kind"] == "carried"]
@@ -46,6 +53,7 @@ def test_a_seventeen_cent_member_is_added_now_and_charged_once_at_renewal(api_at
     assert [ln["amount"] for ln in renewal["lines"] if ln["kind"] == "carried"] == [17]
     assert api.intent(renewal["stripe"]["payment_intent_id"]).amount == 2017
 
+    assert api.ok("GET", path)["carried"] == []
     june = api.ok("GET", f"{path}/preview?action=renew")
     assert [ln for ln in june["lines"] if ln["kind"] == "carried"] == []  # charged once
 
