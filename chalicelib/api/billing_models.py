@@ -150,6 +150,12 @@ class PeriodOut(ResponseModel):
     end: str
 
 
+class CarriedOut(ResponseModel):
+    amount: int
+    incurred_at: str
+    description: str
+
+
 class PendingChanges(ResponseModel):
     """Only the queued changes appear (`{}` when nothing is queued)."""
 
@@ -183,10 +189,13 @@ class Subscription(ResponseModel):
     created_at: str
     activated_at: str | None
     version: int
+    carried: list[CarriedOut] = Field(
+        description="amounts under the currency's minimum, charged with the next charge"
+    )
 
 
 class PaymentLineOut(ResponseModel):
-    kind: Literal["plan", "activation_fee", "proration", "credit"]
+    kind: Literal["plan", "activation_fee", "proration", "credit", "carried"]
     description: str
     plan_name: str | None
     profile_id: str | None
@@ -247,6 +256,9 @@ class Preview(ResponseModel):
     currency: str
     application_fee_amount: int
     period: PeriodOut | None
+    carried_forward: int = Field(
+        description="under the currency's minimum: not charged now, carried to the next charge"
+    )
 
 
 class MembersAdded(ResponseModel):

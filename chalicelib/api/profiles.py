@@ -56,8 +56,11 @@ class Profile(ResponseModel):
     email: str | None
     account_holder_id: str | None
     free_access: bool
-    credit_balance: int
+    credit_balance: int = Field(description="credit in `currency`, the profile's own")
     currency: str
+    credit_balances: dict[str, int] = Field(
+        description="credit per currency held (never spent in another currency)"
+    )
     subscriptions: list[ProfileSubscription]
     created_at: datetime
 
@@ -79,6 +82,7 @@ def profile_out(profile: ProfileEntity) -> Profile:
         free_access=profile.free_access,
         credit_balance=profile.credit_balance,
         currency=profile.currency,
+        credit_balances={c: amount for c, amount in profile.credit_balances.items() if amount},
         subscriptions=[
             ProfileSubscription(subscription_id=s.subscription_id, role=s.role, status=s.status)
             for s in profile.subscriptions

@@ -14,17 +14,21 @@ def round_half_up_div(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
-def prorated_amount(unit_amount: int, seconds_left: int, seconds_in_period: int) -> int:
-    """round_half_up(unit_amount * seconds_left / seconds_in_period), per member."""
+def prorated_amount(
+    unit_amount: int, seconds_left: int, seconds_in_period: int, step: int = 1
+) -> int:
+    """round_half_up(unit_amount * seconds_left / seconds_in_period), per member, rounded once
+    to a multiple of `step` (the currency's charge step: 10 for three-decimal currencies)."""
     seconds_left = max(0, min(seconds_left, seconds_in_period))
-    return round_half_up_div(unit_amount * seconds_left, seconds_in_period)
+    return round_half_up_div(unit_amount * seconds_left, seconds_in_period * step) * step
 
 
-def application_fee(total: int, application_fee_bps: int) -> int:
-    """round_half_up(total * application_fee_bps / 10000)."""
+def application_fee(total: int, application_fee_bps: int, step: int = 1) -> int:
+    """round_half_up(total * application_fee_bps / 10000), rounded once to a multiple of
+    `step` (the currency's charge step: 10 for three-decimal currencies)."""
     if not 0 <= application_fee_bps <= 10_000:
         raise ValueError("application_fee_bps must be within 0..10000")
-    return round_half_up_div(total * application_fee_bps, 10_000)
+    return round_half_up_div(total * application_fee_bps, 10_000 * step) * step
 
 
 def credit_to_apply(subtotal: int, credit_balance: int) -> int:

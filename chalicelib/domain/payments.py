@@ -8,7 +8,7 @@ Public API for the service layer:
 - `payment.refund(amount | None, now) -> tuple[PaymentChange, int]` (the refunded amount);
   `payment.record_refunded_total(total_refunded, now)` for refunds Stripe reports (webhooks).
 - `payment.open_dispute(now)`, `payment.close_dispute(won, now) -> PaymentChange`.
-- `application_fee_for(total, stripe_account_id, application_fee_bps) -> int` (previews).
+- `application_fee_for(total, stripe_account_id, application_fee_bps, currency) -> int`.
 Every transition returns `PaymentChange(payment, changed)`; `changed=False` means the event was
 late or a duplicate (e.g. `failed` after `succeeded`) and nothing must be written.
 
@@ -25,6 +25,7 @@ from typing import Literal
 
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.billing.lines import PaymentKind, PaymentLine
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.money import application_fee
 from chalicelib.domain.periods import Period
@@ -282,7 +283,7 @@ def new_payment(
     connected account (DESIGN.md section 3)."""
     if billed_to.profile_id != charge.billed_to_profile_id:
         raise ValueError("billed_to must be the profile the charge plan bills")
-    fee = application_fee_for(charge.total, stripe_account_id, application_fee_bps)
+    fee = application_fee_for(charge.total, stripe_account_id, application_fee_bps, charge.currency)
     return Payment(
         id=payment_id,
         subscription_id=charge.subscription_id,
@@ -308,6 +309,10 @@ def new_payment(
     )
 
 
-def application_fee_for(total: int, stripe_account_id: str | None, application_fee_bps: int) -> int:
+def application_fee_for(
+    total: int, stripe_account_id: str | None, application_fee_bps: int, currency_code: str
+) -> int:
     """The platform's fee on a charge: only on a community's connected account."""
-    return application_fee(total, application_fee_bps) if stripe_account_id else 0
+    if not stripe_account_id:
+        return 0
+    return application_fee(total, application_fee_bps, currency(currency_code).charge_step)

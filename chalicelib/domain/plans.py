@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from chalicelib.domain.currencies import ensure_chargeable_amount, supported_currency
 from chalicelib.domain.errors import Conflict, InvalidRequest
 
 BillingCycle = Literal["month", "year"]
@@ -33,7 +34,8 @@ class Plan:
 
     @property
     def free(self) -> bool:
-        return all(amount == 0 for amount in self.prices.values())
+        """Nothing is ever charged: every price and the activation fee are zero."""
+        return self.activation_fee == 0 and all(amount == 0 for amount in self.prices.values())
 
     def unit_amount(self, cycle: BillingCycle) -> int:
         if cycle not in self.prices:
@@ -99,10 +101,14 @@ def new_plan(
     now: datetime,
 ) -> Plan:
     """A new, active plan, after checking every rule on its terms."""
+    supported_currency(currency)
     validate_prices(prices)
     validate_retry_schedule(failed_payment_grace_days, retry_schedule_days)
     if activation_fee < 0:
         raise InvalidRequest.for_field("activation_fee", "An activation fee is never negative.")
+    for cycle, amount in prices.items():
+        ensure_chargeable_amount(currency, amount, f"prices.{cycle}")
+    ensure_chargeable_amount(currency, activation_fee, "activation_fee")
     if max_members is not None:
         validate_max_members(max_members)
     cycles: dict[BillingCycle, int] = {}

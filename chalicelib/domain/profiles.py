@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -51,13 +52,23 @@ class Profile:
     email: str | None
     account_holder_id: str | None
     free_access: bool
-    credit_balance: int
-    currency: str
+    # Credit per currency (lowercase code -> minor units): credit is never spent in another.
+    credit_balances: Mapping[str, int]
+    currency: str  # the community's currency when the profile was created
     created_at: datetime
     stripe_customer_id: str | None = None
     # The connected account the Stripe customer lives on (None: the platform account).
     stripe_customer_account: str | None = None
     subscriptions: tuple[SubscriptionLink, ...] = ()
+
+    @property
+    def credit_balance(self) -> int:
+        """The credit in the profile's own currency (what `credit_balance` shows)."""
+        return self.credit_in(self.currency)
+
+    def credit_in(self, currency: str) -> int:
+        """The credit a charge in `currency` may spend."""
+        return self.credit_balances.get(currency, 0)
 
     @property
     def is_customer(self) -> bool:
@@ -106,10 +117,10 @@ class Profile:
             free_access=self.free_access if free_access is None else free_access,
         )
 
-    def with_credit(self, credit_balance: int) -> Profile:
+    def with_credit(self, currency: str, credit_balance: int) -> Profile:
         if credit_balance < 0:
             raise ValueError("credit balance never goes negative")
-        return replace(self, credit_balance=credit_balance)
+        return replace(self, credit_balances={**self.credit_balances, currency: credit_balance})
 
 
 def validate_new_profile(

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Literal
 
 from chalicelib.domain.billing.charges import PendingCharge, PlanSnapshot, plan_snapshot
+from chalicelib.domain.billing.lines import CarriedAmount
 from chalicelib.domain.billing.pricing import initial_fee
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.events import Actor, AuditEvent, audit_event
@@ -125,6 +126,8 @@ class Subscription:
     cancellation_reason: CancellationReason | None = None
     activated_at: datetime | None = None
     pending_charge: PendingCharge | None = None
+    # Sub-minimum amounts not charged yet, charged once with the next charge (billing.lines).
+    carried: tuple[CarriedAmount, ...] = ()
 
     # ------------------------------------------------------------------ views
 

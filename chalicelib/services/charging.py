@@ -85,13 +85,14 @@ def written(before: Subscription, after: Subscription) -> Subscription:
 
 def stage_change(uow: UnitOfWork, before: Subscription, outcome: Outcome) -> Subscription:
     """Register one state change: the new state (conditional on the version read), its audit
-    event and its credit change. Returns the state as it will be written."""
+    event and its credit change (in the subscription's currency: a charge only ever spends or
+    grants credit in its own). Returns the state as it will be written."""
     after = written(before, outcome.subscription)
     uow.subscriptions.save(outcome.subscription, before.version)
     uow.audit.record(after, outcome.event, changes_state=True)
     if outcome.credit_change is not None:
         change = outcome.credit_change
-        uow.credit.change(after.community_id, change.profile_id, change.delta)
+        uow.credit.change(after.community_id, change.profile_id, after.currency, change.delta)
     return after
 
 

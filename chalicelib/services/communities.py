@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from chalicelib.adapters.dynamodb.timestamps import whole_seconds
 from chalicelib.domain.communities import Community, validate_fee_bps
+from chalicelib.domain.currencies import supported_currency
 from chalicelib.domain.ids import new_id
 from chalicelib.services.api_keys import ApiKeyService, IssuedKey
 from chalicelib.services.ports import Clock
@@ -37,6 +38,7 @@ class CommunityService:
         application_fee_bps: int,
     ) -> tuple[Community, IssuedKey]:
         validate_fee_bps(application_fee_bps)
+        supported_currency(currency)
         community = Community(
             id=new_id("com"),
             name=name,

@@ -17,6 +17,7 @@ from typing import Protocol
 from chalicelib.adapters.email import Email
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.billing.planning import plan_add_members
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.profiles import Profile
@@ -63,7 +64,7 @@ class MemberService:
                 sub,
                 list(additions),
                 now,
-                owner_credit=service.owner_credit(community_id, sub.owner_id),
+                owner_credit=service.owner_credit(community_id, sub.owner_id, sub.currency),
             )
 
         result = service.charged_change(community_id, subscription_id, planner)
@@ -120,17 +121,15 @@ def _welcome(profile: Profile, sub: Subscription) -> tuple[str, str]:
     )
 
 
-def _money(amount: int, currency: str) -> str:
-    return f"{amount / 100:.2f} {currency.upper()}" if amount >= 0 else f"{amount} {currency}"
-
-
 def _receipt(payment: Payment) -> tuple[str, str]:
+    """The receipt, amounts with the currency's own decimals (JPY 0, USD 2, KWD 3)."""
+    money = currency(payment.currency).format
     lines = "\n".join(
-        f"  {line.description}: {line.quantity} x {line.unit_amount} = {line.amount}"
+        f"  {line.description}: {line.quantity} x {money(line.unit_amount)} = {money(line.amount)}"
         for line in payment.lines
     )
     return (
         f"Receipt for payment {payment.id}",
         f"Hello {payment.billed_to.name},\n\nthank you for your payment {payment.id}.\n\n"
-        f"{lines}\n\nTotal: {payment.total} {payment.currency} (minor units)\n",
+        f"{lines}\n\nTotal: {money(payment.total)}\n",
     )

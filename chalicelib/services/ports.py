@@ -113,9 +113,9 @@ class AuditTrail(Protocol):
 
 
 class CreditLedger(Protocol):
-    def change(self, community_id: str, profile_id: str, delta: int) -> None:
-        """Add `delta` to a profile's credit (spending fails the commit if it would go
-        negative)."""
+    def change(self, community_id: str, profile_id: str, currency: str, delta: int) -> None:
+        """Add `delta` to a profile's credit in `currency` (spending fails the commit if it
+        would go negative). Credit is kept per currency and never spent in another."""
         ...
 
 

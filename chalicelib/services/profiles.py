@@ -55,7 +55,7 @@ class ProfileService:
             email=email,
             account_holder_id=account_holder_id,
             free_access=free_access,
-            credit_balance=0,
+            credit_balances={},
             currency=self._communities.get(community_id).currency,
             created_at=whole_seconds(self._clock.now()),
         )

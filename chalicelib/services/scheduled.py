@@ -95,7 +95,8 @@ class ScheduledActions:
             return "not_due"
         try:
             context = self._charging.context(community_id, sub.owner_id, sub.payment_method_id)
-            plan = plan_renewal(sub, now, owner_credit=context.billed.credit_balance)
+            credit = context.billed.credit_in(sub.currency)
+            plan = plan_renewal(sub, now, owner_credit=credit)
             outcome = self._charge(sub, plan, context, now)
         except Conflict:
             return "not_due"  # someone else renewed or changed it first
@@ -113,7 +114,8 @@ class ScheduledActions:
                 return "grace_cancelled"
             if _due(sub, "retry", now):
                 context = self._charging.context(community_id, sub.owner_id, sub.payment_method_id)
-                plan = plan_retry(sub, now, owner_credit=context.billed.credit_balance)
+                credit = context.billed.credit_in(sub.currency)
+                plan = plan_retry(sub, now, owner_credit=credit)
                 outcome = self._charge(sub, plan, context, now)
                 return {"succeeded": "retry_succeeded", "failed": "retry_failed"}.get(
                     outcome, outcome

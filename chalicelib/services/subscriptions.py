@@ -21,6 +21,7 @@ from chalicelib.domain.billing.planning import (
     plan_renewal,
 )
 from chalicelib.domain.communities import Community
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound, PaymentFailed
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.money import application_fee
@@ -124,8 +125,9 @@ class SubscriptionService:
         for index, profile_id in enumerate(ids):
             self.profile(community_id, profile_id, f"{field}[{index}]")
 
-    def owner_credit(self, community_id: str, profile_id: str) -> int:
-        return int(self._profiles.get(community_id, profile_id).credit_balance)
+    def owner_credit(self, community_id: str, profile_id: str, currency: str) -> int:
+        """The credit `profile_id` holds in `currency` (credit is never spent in another)."""
+        return self._profiles.get(community_id, profile_id).credit_in(currency)
 
     # --- create / read / edit / delete --------------------------------------------------------
     def create(
@@ -295,7 +297,7 @@ class SubscriptionService:
             plan = plan_activation(
                 sub,
                 now,
-                owner_credit=self.owner_credit(community_id, sub.owner_id),
+                owner_credit=self.owner_credit(community_id, sub.owner_id, sub.currency),
                 payment_method_id=payment_method_id,
             )
             if method:
@@ -323,7 +325,7 @@ class SubscriptionService:
             plan = plan_reactivation(
                 sub,
                 now,
-                owner_credit=self.owner_credit(community_id, billed),
+                owner_credit=self.owner_credit(community_id, billed, sub.currency),
                 owner=owner,
                 payment_method_id=payment_method_id,
                 billing_cycle=billing_cycle,
@@ -348,7 +350,10 @@ class SubscriptionService:
 
         def planner(sub: Subscription, now: datetime) -> ChargePlan:
             return plan_change_now(
-                sub, plan, now, owner_credit=self.owner_credit(community_id, sub.owner_id)
+                sub,
+                plan,
+                now,
+                owner_credit=self.owner_credit(community_id, sub.owner_id, sub.currency),
             )
 
         return self.charged_change(community_id, subscription_id, planner)
@@ -361,7 +366,7 @@ class SubscriptionService:
         sub = self.get(community_id, subscription_id)
         community = self._communities.get(community_id)
         now = self._clock.now()
-        credit = self.owner_credit(community_id, sub.owner_id)
+        credit = self.owner_credit(community_id, sub.owner_id, sub.currency)
         if action == "activate":
             plan = plan_activation(sub, now, owner_credit=credit)
         elif action == "reactivate":
@@ -371,7 +376,10 @@ class SubscriptionService:
             if sub.status != "active" or period is None:
                 raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
             plan = plan_renewal(sub, max(now, period.end), owner_credit=credit)
-        return charge_plan_view(plan, application_fee(plan.total, community.fee_bps_for_charges()))
+        fee = application_fee(
+            plan.total, community.fee_bps_for_charges(), currency(plan.currency).charge_step
+        )
+        return charge_plan_view(plan, fee)
 
     def events(
         self, community_id: str, subscription_id: str, limit: int, cursor: str | None

@@ -159,6 +159,14 @@ def subscription_view(
         "created_at": format_time(sub.created_at),
         "activated_at": _time(sub.activated_at),
         "version": sub.version,
+        "carried": [
+            {
+                "amount": c.amount,
+                "incurred_at": format_time(c.incurred_at),
+                "description": c.description,
+            }
+            for c in sub.carried
+        ],
     }
 
 
@@ -227,4 +235,5 @@ def charge_plan_view(plan: ChargePlan, application_fee_amount: int) -> dict[str,
         "currency": plan.currency,
         "application_fee_amount": application_fee_amount,
         "period": _period(plan.period),
+        "carried_forward": plan.carried_forward,
     }

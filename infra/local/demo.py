@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from chalicelib.domain.currencies import currency
 from infra.local.stack import REPO_ROOT, LocalStack, StackConfig
 
 GOOD_CARD = "4242424242424242"
@@ -81,8 +82,9 @@ class Timeline:
         self.echo(line)
 
 
-def money(amount: int, currency: str) -> str:
-    return f"{amount / 100:,.2f} {currency.upper()}"
+def money(amount: int, currency_code: str) -> str:
+    """With the currency's own decimals (JPY 0, USD 2, KWD 3)."""
+    return currency(currency_code).format(amount, thousands=True)
 
 
 def stripe_card(stripe_url: str, number: str) -> str:

@@ -52,7 +52,8 @@ def test_create_with_defaults_and_every_field(shared_env: Env) -> None:
         retry_schedule_days=[1, 3, 9],
         max_members=4,
     )
-    assert full["free"] is True and full["currency"] == "usd"
+    # an activation fee is charged: not free (issue 11 item 10)
+    assert full["free"] is False and full["currency"] == "usd"
     assert full["prices"] == {"month": 0, "year": 0}
     assert (full["retry_schedule_days"], full["max_members"]) == ([1, 3, 9], 4)
     assert call(env, "GET", f"/v1/plans/{full['id']}", key=tenant.key).body == full

@@ -57,6 +57,7 @@ def test_customers_and_dependents(shared_env: Env) -> None:
         "free_access": True,
         "credit_balance": 0,
         "currency": "gbp",
+        "credit_balances": {},
         "subscriptions": [],
         "created_at": ann["created_at"],
     }

@@ -37,7 +37,7 @@ def connected(
         )
         container.plans.create(plan)
         owner = Profile(
-            "prof_1", CID, "customer", "Ada", "ada@example.com", None, False, 0, "usd", NOW
+            "prof_1", CID, "customer", "Ada", "ada@example.com", None, False, {}, "usd", NOW
         )
         container.profiles.create(owner)
         container.profiles.set_stripe_customer(CID, owner.id, "cus_dojo", "acct_dojo", None)

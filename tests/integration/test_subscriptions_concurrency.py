@@ -97,7 +97,7 @@ def active_free_subscription(container: bootstrap.Container, size: int) -> str:
         "ada@example.com",
         None,
         False,
-        0,
+        {},
         "usd",
         NOW,
         stripe_customer_id="cus_1",
@@ -118,7 +118,7 @@ def active_free_subscription(container: bootstrap.Container, size: int) -> str:
             None,
             owner.id,
             False,
-            0,
+            {},
             "usd",
             NOW,
         )

@@ -35,7 +35,7 @@ class InMemoryStore:
     refunds: dict[Key, Refund] = field(default_factory=dict)
     charge_keys: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
     audit: dict[Key, list[AuditEvent]] = field(default_factory=dict)
-    credit: dict[Key, int] = field(default_factory=dict)
+    credit: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (cid, pid, currency)
     cards: dict[Key, dict[str, Any]] = field(default_factory=dict)
     deauthorized: dict[str, str] = field(default_factory=dict)
     webhook_events: dict[str, WebhookEvent] = field(default_factory=dict)
@@ -236,8 +236,8 @@ class FakeCredit:
     def __init__(self, staged: _Staged) -> None:
         self._staged = staged
 
-    def change(self, community_id: str, profile_id: str, delta: int) -> None:
-        key = (community_id, profile_id)
+    def change(self, community_id: str, profile_id: str, currency: str, delta: int) -> None:
+        key = (community_id, profile_id, currency)
 
         def apply(s: InMemoryStore) -> None:
             s.credit[key] = s.credit.get(key, 0) + delta
@@ -348,10 +348,19 @@ class InMemoryEventStore:
 
 
 # --- Stripe: a payment gateway that keeps PaymentIntents ---------------------------------------
+def _stripe_minimum(code: str) -> int:
+    """Stripe's minimum charge (a currency it does not charge in: no amount is enough)."""
+    from chalicelib.domain.currencies import CURRENCIES
+
+    found = CURRENCIES.get(code)
+    return found.minimum_charge if found else 2**63
+
+
 class FakePaymentGateway:
     """PaymentIntents in memory, with cards that behave like Stripe's test cards:
     `pm_ok` succeeds, `pm_decline` is declined, `pm_auth` needs authentication
-    (`requires_action`). `fail_next` queues faults for the next calls: "before" (Stripe never
+    (`requires_action`); like Stripe, an amount under the currency's minimum is refused
+    (`amount_too_small`). `fail_next` queues faults for the next calls: "before" (Stripe never
     saw the request: Unavailable) or "after" (Stripe acted, the answer was lost: Unavailable)."""
 
     def __init__(self) -> None:
@@ -377,6 +386,9 @@ class FakePaymentGateway:
             "pm_decline": "requires_payment_method",
             "pm_auth": "requires_action",
         }.get(request.payment_method_id, "succeeded")
+        too_small = request.amount < _stripe_minimum(request.currency)
+        if too_small:
+            status = "requires_payment_method"
         intent: dict[str, Any] = {
             "id": intent_id,
             "status": status,
@@ -386,7 +398,13 @@ class FakePaymentGateway:
             "latest_charge": f"ch_{len(self.intents) + 1}" if status == "succeeded" else None,
             "metadata": dict(request.metadata),
         }
-        if status == "requires_payment_method":
+        if too_small:  # Stripe refuses charges under the currency's minimum, card or not
+            intent["last_payment_error"] = {
+                "code": "amount_too_small",
+                "decline_code": None,
+                "message": "Amount must be at least the currency's minimum charge.",
+            }
+        elif status == "requires_payment_method":
             intent["last_payment_error"] = {
                 "code": "card_declined",
                 "decline_code": "generic_decline",
@@ -467,8 +485,12 @@ class InMemoryDirectory:
         found = self.profiles.get((community_id, profile_id))
         if found is None:
             raise NotFound(f"Profile {profile_id} not found.")
-        credit = self._store.credit.get((community_id, profile_id), 0)
-        return replace(found, credit_balance=credit)
+        credit = {
+            currency: amount
+            for (cid, pid, currency), amount in self._store.credit.items()
+            if (cid, pid) == (community_id, profile_id)
+        }
+        return replace(found, credit_balances=credit)
 
 
 class PlanFinder:

@@ -106,7 +106,7 @@ class World:
             f"{name.lower()}@example.org",
             None,
             False,
-            0,
+            {},
             "usd",
             self.clock.now(),
             stripe_customer_id=f"cus_{name.lower()}",
@@ -124,7 +124,7 @@ class World:
             None,
             holder.id,
             False,
-            0,
+            {},
             "usd",
             self.clock.now(),
         )

@@ -86,7 +86,7 @@ def _profile(**overrides: Any) -> Profile:
         email="ann@x.io",
         account_holder_id=None,
         free_access=False,
-        credit_balance=0,
+        credit_balances={},
         currency="usd",
         created_at=NOW,
     )

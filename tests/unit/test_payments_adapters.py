@@ -29,7 +29,7 @@ NOW = datetime(2026, 1, 31, 12, tzinfo=UTC)
 PLAN = Plan(
     "plan_1", "com_1", "Gold", None, "usd", {"month": 3000}, 500, 14, (3,), None, "active", NOW
 )
-OWNER = Profile("prof_1", "com_1", "customer", "Ada", "a@x.io", None, False, 0, "usd", NOW)
+OWNER = Profile("prof_1", "com_1", "customer", "Ada", "a@x.io", None, False, {}, "usd", NOW)
 
 
 def active_subscription() -> Subscription:

@@ -57,7 +57,7 @@ def event(event_id: str = "evt_1", event_type: str = "thing.happened") -> Webhoo
 def writes_one(_event: WebhookEvent, scope: EventScope) -> Effect:
     """Gives profile prof_1 one unit of credit, through the event's unit of work."""
     with scope.unit_of_work("com_1")() as uow:
-        uow.credit.change("com_1", "prof_1", 1)
+        uow.credit.change("com_1", "prof_1", "usd", 1)
         uow.commit()
     return Effect(Outcome.processed("com_1"))
 
@@ -70,7 +70,7 @@ def test_an_effect_and_its_record_are_written_together_once() -> None:
     svc, store, _ = service(writes_one)
     assert svc.process(event()).status == "processed"
     assert svc.process(event()).status == "duplicate"
-    assert store.credit == {("com_1", "prof_1"): 1}
+    assert store.credit == {("com_1", "prof_1", "usd"): 1}
     assert store.webhook_events["evt_1"].status is EventStatus.PROCESSED
     assert store.webhook_events["evt_1"].community_id == "com_1"
 
@@ -114,7 +114,7 @@ def test_transient_aws_failures_are_503_and_kept_as_failed_for_the_retry(error: 
         svc.process(event())
     assert store.webhook_events["evt_1"].status is EventStatus.FAILED
     assert svc.process(event()).status == "processed"  # the redelivery
-    assert store.credit == {("com_1", "prof_1"): 1}
+    assert store.credit == {("com_1", "prof_1", "usd"): 1}
 
 
 def test_a_bug_is_stored_as_failed_and_answered_without_retry() -> None:
@@ -147,13 +147,13 @@ def test_a_handler_whose_shared_code_commits_twice_applies_once() -> None:
     def commits_twice(_e: WebhookEvent, scope: EventScope) -> Effect:
         for _ in range(2):
             with scope.unit_of_work("com_9")() as uow:
-                uow.credit.change("com_9", "prof_9", 5)
+                uow.credit.change("com_9", "prof_9", "usd", 5)
                 uow.commit()
         return Effect(Outcome.processed("com_9"))
 
     svc, store, _ = service(commits_twice)
     assert svc.process(event()).status == "duplicate"
-    assert store.credit == {("com_9", "prof_9"): 5}
+    assert store.credit == {("com_9", "prof_9", "usd"): 5}
     assert store.webhook_events["evt_1"].community_id == "com_9"
 
 
@@ -177,4 +177,4 @@ def test_replay_runs_only_failed_events() -> None:
     assert svc.replay("evt_1").status is EventStatus.PROCESSED
     assert store.webhook_events["evt_1"].attempts == 2
     assert svc.replay("evt_1").status is EventStatus.PROCESSED
-    assert store.credit == {("com_1", "prof_1"): 1}
+    assert store.credit == {("com_1", "prof_1", "usd"): 1}

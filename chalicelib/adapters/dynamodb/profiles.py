@@ -3,7 +3,8 @@
 Item layout:
 - profile  pk=`C#<cid>#PROFILE#<profile_id>`  sk=`PROFILE`
            attrs: type="profile", id, community_id, kind, name, email?, account_holder_id?,
-           free_access, credit_balance, currency, created_at,
+           free_access, credit_<currency> (one per currency held, e.g. credit_usd), currency,
+           created_at,
            stripe_customer_id?, stripe_customer_account? (the connected account it lives on)
            gsi1pk=`C#<cid>#PROFILES`                    gsi1sk=`<created_at>#<profile_id>`
            gsi2pk=`C#<cid>#PROFILES#EMAIL#<email, lowercased>`  (customers)   gsi2sk=same
@@ -38,23 +39,39 @@ def profile_key(community_id: str, profile_id: str) -> dict[str, Any]:
     return {"pk": {"S": profile_partition(community_id, profile_id)}, "sk": {"S": PROFILE_SK}}
 
 
-def credit_change_entry(
-    table: str, community_id: str, profile_id: str, delta: int
-) -> dict[str, Any]:
-    """An Update entry adding `delta` (negative: spending) to the credit balance.
+CREDIT_PREFIX = "credit_"  # one attribute per currency: credit_usd, credit_eur, ...
 
-    Spending is conditional on enough credit, so the balance never goes negative."""
+
+def credit_attribute(currency: str) -> str:
+    return f"{CREDIT_PREFIX}{currency}"
+
+
+def credit_change_entry(
+    table: str, community_id: str, profile_id: str, currency: str, delta: int
+) -> dict[str, Any]:
+    """An Update entry adding `delta` (negative: spending) to the credit in `currency`.
+
+    Spending is conditional on enough credit in that currency, so no balance goes negative."""
     update: dict[str, Any] = {
         "TableName": table,
         "Key": profile_key(community_id, profile_id),
-        "UpdateExpression": "SET credit_balance = credit_balance + :delta",
-        "ExpressionAttributeValues": {":delta": to_value(delta)},
+        "UpdateExpression": "SET #credit = if_not_exists(#credit, :zero) + :delta",
+        "ExpressionAttributeNames": {"#credit": credit_attribute(currency)},
+        "ExpressionAttributeValues": {":delta": to_value(delta), ":zero": to_value(0)},
         "ConditionExpression": "attribute_exists(pk)",
     }
     if delta < 0:
-        update["ConditionExpression"] = "credit_balance >= :needed"
+        update["ConditionExpression"] = "#credit >= :needed"
         update["ExpressionAttributeValues"][":needed"] = to_value(-delta)
     return {"Update": update}
+
+
+def _credit_balances(item: dict[str, Any]) -> dict[str, int]:
+    return {
+        name.removeprefix(CREDIT_PREFIX): int(value)
+        for name, value in item.items()
+        if name.startswith(CREDIT_PREFIX) and len(name) == len(CREDIT_PREFIX) + 3
+    }
 
 
 @dataclass(frozen=True)
@@ -98,7 +115,7 @@ class ProfileRepository:
             "kind": profile.kind,
             "name": profile.name,
             "account_holder_id": profile.account_holder_id,
-            "credit_balance": profile.credit_balance,
+            **{credit_attribute(c): amount for c, amount in profile.credit_balances.items()},
             "currency": profile.currency,
             "created_at": created,
             "gsi1pk": f"C#{profile.community_id}#PROFILES",
@@ -359,7 +376,7 @@ def profile_from_item(item: dict[str, Any]) -> Profile:
         email=item.get("email"),
         account_holder_id=item.get("account_holder_id"),
         free_access=bool(item.get("free_access", False)),
-        credit_balance=int(item.get("credit_balance", 0)),
+        credit_balances=_credit_balances(item),
         currency=item["currency"],
         created_at=parse_time(item["created_at"]),
         stripe_customer_id=item.get("stripe_customer_id"),

@@ -180,9 +180,11 @@ class UowCredit:
         self._table = table
         self._staged = staged
 
-    def change(self, community_id: str, profile_id: str, delta: int) -> None:
+    def change(self, community_id: str, profile_id: str, currency: str, delta: int) -> None:
         if delta:
-            self._staged.add(credit_change_entry(self._table, community_id, profile_id, delta))
+            self._staged.add(
+                credit_change_entry(self._table, community_id, profile_id, currency, delta)
+            )
 
 
 class UowCards:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.domain.billing.lines import PaymentKind, PaymentLine
+from chalicelib.domain.billing.lines import CarriedAmount, PaymentKind, PaymentLine
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.members import Member
 from chalicelib.domain.periods import Period
 from chalicelib.domain.plans import BillingCycle, Plan
@@ -35,7 +36,8 @@ class PlanSnapshot:
 
     @property
     def free(self) -> bool:
-        return all(amount == 0 for amount in self.prices.values())
+        """Nothing is ever charged: every price and the activation fee are zero."""
+        return self.activation_fee == 0 and all(amount == 0 for amount in self.prices.values())
 
     def unit_amount(self, cycle: BillingCycle) -> int:
         return self.prices[cycle]
@@ -86,6 +88,9 @@ class PendingCharge:
     period_index: int
     pending_changes_billing_cycle: BillingCycle | None = None
     pending_changes_plan: PlanSnapshot | None = None
+    # The subscription's carried amounts after success: () when this charge includes them,
+    # all of them plus this order when it is itself carried (see ChargePlan.carried_forward).
+    carried: tuple[CarriedAmount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class ChargePlan:
     `credit_granted` (cheaper plan now) is added to the owner's credit balance on success.
     `credit_applied` comes from `billed_to_profile_id`'s credit balance and is reserved by
     `begin_charge` (Outcome.credit_change), returned if the charge fails.
+    `carried_forward`: the subtotal was under the currency's minimum and is not charged now;
+    it is kept on the subscription (`pending.carried`) for its next charge (total 0).
     """
 
     subscription_id: str
@@ -115,10 +122,21 @@ class ChargePlan:
     base_version: int
     credit_granted: int
     pending: PendingCharge
+    carried_forward: int = 0
+
+    def __post_init__(self) -> None:
+        # The last guard before Stripe: it refuses amounts under the currency's minimum.
+        chargeable = currency(self.currency)
+        if 0 < self.total < chargeable.minimum_charge:
+            raise ValueError(f"a total under the {self.currency} minimum is never charged")
+        if self.total % chargeable.charge_step:
+            raise ValueError(f"{self.currency} totals are multiples of {chargeable.charge_step}")
+        if self.credit_applied + self.total + self.carried_forward != self.subtotal:
+            raise ValueError("subtotal = credit applied + total + carried forward")
 
     @property
     def needs_payment(self) -> bool:
-        return self.subtotal > 0
+        return self.subtotal > 0 and not self.carried_forward
 
     @property
     def needs_stripe(self) -> bool:

@@ -18,7 +18,7 @@ PAYMENT_KINDS: tuple[PaymentKind, ...] = (
     "proration",
     "plan_change",
 )
-LineKind = Literal["plan", "activation_fee", "proration", "credit"]
+LineKind = Literal["plan", "activation_fee", "proration", "credit", "carried"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,32 @@ def credit_line(credit_applied: int) -> PaymentLine:
         unit_amount=-credit_applied,
         quantity=1,
         amount=-credit_applied,
+    )
+
+
+@dataclass(frozen=True)
+class CarriedAmount:
+    """An amount under the currency's minimum that was not charged when it was incurred: it
+    is kept on the subscription and charged, once, as a `carried` line of its next charge."""
+
+    amount: int
+    incurred_at: datetime
+    description: str
+
+    def __post_init__(self) -> None:
+        if self.amount <= 0:
+            raise ValueError("a carried amount is positive")
+
+
+def carried_line(carried: CarriedAmount) -> PaymentLine:
+    return PaymentLine(
+        kind="carried",
+        description=f"Carried from {carried.incurred_at.date().isoformat()}: {carried.description}",
+        plan_name=None,
+        profile_id=None,
+        unit_amount=carried.amount,
+        quantity=1,
+        amount=carried.amount,
     )
 
 

@@ -154,6 +154,7 @@ def _succeed(
         next_retry_at=None,
         retry_count=0,
         activated_at=sub.activated_at or now,
+        carried=pending.carried,
     )
     event_type = {
         "activation": "subscription.activated",

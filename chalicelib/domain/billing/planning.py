@@ -21,7 +21,13 @@ from dataclasses import replace
 from datetime import datetime
 
 from chalicelib.domain.billing.charges import ChargePlan, PendingCharge, PlanSnapshot
-from chalicelib.domain.billing.lines import PaymentKind, PaymentLine, charge_key
+from chalicelib.domain.billing.lines import (
+    CarriedAmount,
+    PaymentKind,
+    PaymentLine,
+    carried_line,
+    charge_key,
+)
 from chalicelib.domain.billing.pricing import (
     added_member_line,
     fee_for,
@@ -251,7 +257,7 @@ def plan_add_members(
     if sub.pending_changes.plan is not None:  # the queued plan must fit them too
         staying = len(sub.staying_members()) + len(additions)
         ensure_capacity(sub.pending_changes.plan, staying, "members")
-    unit = rest_of_period(sub.unit_amount, sub.require_period(), now)
+    unit = rest_of_period(sub.unit_amount, sub.require_period(), now, sub.currency)
     new_members = tuple(
         Member(a.profile_id, now, initial_fee(sub.plan, waive=a.activation_fee == "waive"))
         for a in additions
@@ -289,12 +295,13 @@ def plan_change_now(
         raise InvalidRequest.for_field("plan_id", "The subscription is already on this plan.")
     snapshot = check_new_plan(sub, plan, sub.billing_cycle, len(sub.members))
     period = sub.require_period()
-    old_unit = rest_of_period(sub.unit_amount, period, now)
-    new_unit = rest_of_period(snapshot.unit_amount(sub.billing_cycle), period, now)
+    # The difference of the prices is prorated and rounded once (prorating both prices and
+    # subtracting rounds twice: one minor unit off in about a quarter of cases).
+    price_difference = snapshot.unit_amount(sub.billing_cycle) - sub.unit_amount
+    difference = rest_of_period(abs(price_difference), period, now, sub.currency)
     count = len(sub.members)
-    difference = new_unit - old_unit
     lines: list[PaymentLine] = []
-    if difference > 0:
+    if price_difference > 0 and difference > 0:
         lines.append(plan_change_line(sub.plan, snapshot, difference, count))
     pending = sub.pending_changes
     if pending.billing_cycle is not None and not snapshot.offers(pending.billing_cycle):
@@ -313,7 +320,7 @@ def plan_change_now(
         anchor=sub.require_anchor(),
         index=sub.period_index,
         pending_changes=replace(pending, plan=None),
-        credit_granted=max(0, -difference) * count,
+        credit_granted=difference * count if price_difference < 0 else 0,
     )
 
 
@@ -336,7 +343,19 @@ def _charge_plan(
 ) -> ChargePlan:
     if owner_credit < 0:
         raise ValueError("a credit balance is never negative")
-    all_lines, subtotal, credit, total = with_credit(lines, owner_credit)
+    # Amounts carried from earlier sub-minimum charges come first, each as its own line.
+    carried_in = [carried_line(c) for c in sub.carried]
+    all_lines, subtotal, credit, total, carried_forward = with_credit(
+        [*carried_in, *lines], owner_credit, sub.currency
+    )
+    carried_after: tuple[CarriedAmount, ...] = ()
+    if carried_forward:
+        # Nothing is charged now: everything on the order is carried, once, to the next one.
+        carried_after = sub.carried
+        own = sum(line.amount for line in lines)
+        if own:
+            description = "; ".join(line.description for line in lines)
+            carried_after = (*sub.carried, CarriedAmount(own, now, description))
     period = period_bounds(anchor, cycle, index)
     # Keyed by state, not by `now`: two workers planning from one state get one key.
     current = sub.current_period
@@ -360,6 +379,7 @@ def _charge_plan(
         period_index=index,
         pending_changes_plan=pending_changes.plan,
         pending_changes_billing_cycle=pending_changes.billing_cycle,
+        carried=carried_after,
     )
     return ChargePlan(
         subscription_id=sub.id,
@@ -377,6 +397,7 @@ def _charge_plan(
         base_version=sub.version,
         credit_granted=credit_granted,
         pending=pending,
+        carried_forward=carried_forward,
     )
 
 

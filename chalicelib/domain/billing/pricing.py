@@ -8,6 +8,7 @@ from datetime import datetime
 
 from chalicelib.domain.billing.charges import PlanSnapshot
 from chalicelib.domain.billing.lines import PaymentLine, credit_line
+from chalicelib.domain.currencies import currency
 from chalicelib.domain.members import ActivationFee, Member
 from chalicelib.domain.money import prorated_amount
 from chalicelib.domain.periods import Period, seconds_in_period, seconds_left
@@ -56,9 +57,11 @@ def fee_lines(plan: PlanSnapshot, members: Sequence[Member]) -> list[PaymentLine
     ]
 
 
-def rest_of_period(amount: int, period: Period, now: datetime) -> int:
-    """`amount` (a full period's price) prorated to the part of `period` left at `now`."""
-    return prorated_amount(amount, seconds_left(period, now), seconds_in_period(period))
+def rest_of_period(amount: int, period: Period, now: datetime, currency_code: str) -> int:
+    """`amount` (a full period's price, or a difference of two) prorated to the part of
+    `period` left at `now`, rounded once to the currency's charge step."""
+    step = currency(currency_code).charge_step
+    return prorated_amount(amount, seconds_left(period, now), seconds_in_period(period), step)
 
 
 def added_member_line(plan: PlanSnapshot, profile_id: str, unit_amount: int) -> PaymentLine:
@@ -89,13 +92,34 @@ def plan_change_line(
     )
 
 
+def split_subtotal(subtotal: int, credit_balance: int, currency_code: str) -> tuple[int, int, int]:
+    """(credit_applied, total, carried_forward) for a charge of `subtotal`: never a total
+    between 0 and the currency's Stripe minimum.
+
+    - credit that covers the whole subtotal pays it (total 0);
+    - otherwise credit is applied only as far as it leaves the minimum to charge;
+    - a subtotal under the minimum that credit does not cover is not charged now: it is
+      carried forward whole and the credit is kept (a 7-cent charge cannot be sent either).
+    """
+    if subtotal < 0 or credit_balance < 0:
+        raise ValueError("subtotal and credit balance are never negative")
+    minimum = currency(currency_code).minimum_charge
+    if credit_balance >= subtotal:
+        return subtotal, 0, 0
+    if subtotal < minimum:
+        return 0, 0, subtotal
+    credit = min(credit_balance, subtotal - minimum)
+    return credit, subtotal - credit, 0
+
+
 def with_credit(
-    lines: list[PaymentLine], credit_balance: int
-) -> tuple[tuple[PaymentLine, ...], int, int, int]:
-    """(lines incl. a credit line, subtotal, credit_applied, total) for a credit balance."""
+    lines: list[PaymentLine], credit_balance: int, currency_code: str
+) -> tuple[tuple[PaymentLine, ...], int, int, int, int]:
+    """(lines incl. a credit line, subtotal, credit_applied, total, carried_forward) for a
+    credit balance in the charge's currency (see `split_subtotal`)."""
     subtotal = sum(line.amount for line in lines)
-    credit = min(subtotal, max(0, credit_balance))
+    credit, total, carried_forward = split_subtotal(subtotal, credit_balance, currency_code)
     all_lines = list(lines)
     if credit:
         all_lines.append(credit_line(credit))
-    return tuple(all_lines), subtotal, credit, subtotal - credit
+    return tuple(all_lines), subtotal, credit, total, carried_forward

@@ -68,7 +68,7 @@ def customer(profile_id: str = "prof_owner", credit: int = 0) -> Profile:
         email=f"{profile_id}@example.com",
         account_holder_id=None,
         free_access=False,
-        credit_balance=credit,
+        credit_balances={"usd": credit} if credit else {},
         currency="usd",
         created_at=T0,
     )
@@ -83,7 +83,7 @@ def dependent(profile_id: str = "prof_kid", holder: str = "prof_owner") -> Profi
         email=None,
         account_holder_id=holder,
         free_access=False,
-        credit_balance=0,
+        credit_balances={},
         currency="usd",
         created_at=T0,
     )
