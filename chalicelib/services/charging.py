@@ -46,6 +46,7 @@ from chalicelib.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from chalicelib.services.refunds import Refunds
 
 RESOLVE_ATTEMPTS = 3
 CARD_FIELD = "payment_method_id"
@@ -128,6 +129,7 @@ class Charging:
         self._gateway = gateway
         self._billing = billing
         self._clock = clock
+        self.refunds = Refunds(uow, gateway, clock)
 
     def committing_with(self, uow: UnitOfWorkFactory) -> Charging:
         """The same flow, committing through another unit of work (a webhook's, which
