@@ -115,9 +115,11 @@ class Payment:
     updated_at: datetime
     status_before_dispute: PaymentStatus | None = None
     dispute_status: DisputeStatus | None = None
-    # Reserved by refunds still waiting for Stripe; `refund_pending_since` is when the newest
+    # Reserved by refunds still waiting for Stripe (`pending_refunds` of them; the recovery
+    # pass looks at the payment while there are any); `refund_pending_since` is when the newest
     # of them started (the recovery pass settles them all after PENDING_RECOVERY_DELAY).
     amount_refund_pending: int = 0
+    pending_refunds: int = 0
     refund_pending_since: datetime | None = None
     # The optimistic lock: the revision this payment was read at (0 before it is stored).
     revision: int = 0
@@ -192,6 +194,7 @@ class Payment:
         updated = replace(
             self,
             amount_refund_pending=self.amount_refund_pending + amount,
+            pending_refunds=self.pending_refunds + 1,
             refund_pending_since=now,
             updated_at=now,
         )
@@ -201,11 +204,12 @@ class Payment:
         """A reserved refund's answer: Stripe refunded it (`refunded`: the amount moves to
         `amount_refunded`) or provably did not (the reservation is released). Clamped, so a
         total Stripe reported first (record_refunded_total) is never counted twice."""
-        pending = max(0, self.amount_refund_pending - amount)
+        left = max(0, self.pending_refunds - 1)
         settled = replace(
             self,
-            amount_refund_pending=pending,
-            refund_pending_since=self.refund_pending_since if pending else None,
+            amount_refund_pending=max(0, self.amount_refund_pending - amount) if left else 0,
+            pending_refunds=left,
+            refund_pending_since=self.refund_pending_since if left else None,
             updated_at=now,
         )
         if not refunded:
@@ -216,17 +220,14 @@ class Payment:
     def record_refunded_total(self, total_refunded: int, now: datetime) -> PaymentChange:
         """Stripe reports the cumulative amount refunded (e.g. `charge.refunded` from the
         dashboard). Only moves forward: a smaller or equal total changes nothing. Stripe's
-        total wins over a reservation that no longer fits beside it."""
+        total wins over a reservation that no longer fits beside it (the pending refunds are
+        still settled one by one from what Stripe did)."""
         if self.status not in _COLLECTED or total_refunded <= self.amount_refunded:
             return PaymentChange(self, changed=False)
         if total_refunded > self.amount_paid:
             raise InvalidRequest.for_field("amount_refunded", "More refunded than was paid.")
         pending = min(self.amount_refund_pending, self.amount_paid - total_refunded)
-        reserved = replace(
-            self,
-            amount_refund_pending=pending,
-            refund_pending_since=self.refund_pending_since if pending else None,
-        )
+        reserved = replace(self, amount_refund_pending=pending)
         return reserved._with_refunded(total_refunded, now, previous=self.status)
 
     def _with_refunded(
@@ -326,6 +327,12 @@ def check_payment_invariants(payment: Payment) -> None:
         raise ValueError("0 <= amount_refunded <= amount_paid <= total")
     if not 0 <= payment.amount_refund_pending <= payment.amount_paid - payment.amount_refunded:
         raise ValueError("0 <= amount_refund_pending <= amount_paid - amount_refunded")
+    if payment.pending_refunds < 0 or (
+        payment.amount_refund_pending and not payment.pending_refunds
+    ):
+        raise ValueError("a reserved amount belongs to pending refunds")
+    if (payment.pending_refunds > 0) != (payment.refund_pending_since is not None):
+        raise ValueError("refund_pending_since is set exactly while refunds are pending")
     if not 0 <= payment.application_fee_amount <= payment.total:
         raise ValueError("the application fee is within 0..total")
 

@@ -13,8 +13,8 @@ Item layout:
                 (only once the PaymentIntent is known: webhooks find the payment by intent)
             due_pk/due_at/due_group=pending_payment while `pending` (created_at + 5 min), so the
                 recovery pass finds payments left pending by a crash; removed on resolution.
-            due_group=pending_refund while refunds wait for Stripe (amount_refund_pending > 0,
-                at refund_pending_since + 5 min): the recovery pass settles them.
+            due_group=pending_refund while refunds wait for Stripe (pending_refunds > 0, at
+                refund_pending_since + 5 min): the recovery pass settles them.
 - refund    pk=`C#<cid>#PAY#<payment_id>`  sk=`REF#<refund_id>`
             attrs: type="refund", id, payment_id, amount, status, reason, stripe_refund_id,
             initiated_by, created_at
@@ -111,6 +111,7 @@ def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str
         "amount_paid": payment.amount_paid,
         "amount_refunded": payment.amount_refunded,
         "amount_refund_pending": payment.amount_refund_pending,
+        "pending_refunds": payment.pending_refunds,
         "refund_pending_since": (
             _exact_time(payment.refund_pending_since) if payment.refund_pending_since else None
         ),
@@ -175,7 +176,7 @@ def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str
                 shards,
             )
         )
-    elif payment.amount_refund_pending > 0 and payment.refund_pending_since is not None:
+    elif payment.pending_refunds > 0 and payment.refund_pending_since is not None:
         attributes.update(
             due_attributes(
                 payment.id,
@@ -246,6 +247,7 @@ def payment_from_item(item: dict[str, Any]) -> Payment:
         status_before_dispute=item.get("status_before_dispute"),
         dispute_status=item.get("dispute_status"),
         amount_refund_pending=int(item.get("amount_refund_pending") or 0),
+        pending_refunds=int(item.get("pending_refunds") or 0),
         refund_pending_since=(
             parse_time(item["refund_pending_since"]) if item.get("refund_pending_since") else None
         ),

@@ -148,7 +148,35 @@ def test_stripes_total_shrinks_a_reservation_that_no_longer_fits() -> None:
     reported = reserved.record_refunded_total(7000, T0).payment  # all refunded on the dashboard
     assert (reported.amount_refunded, reported.amount_refund_pending) == (7000, 0)
     assert reported.status == "refunded"
-    assert reported.settle_refund(6000, True, T0).payment.amount_refunded == 7000
+    # Our refund record is still pending: the recovery pass must still look at it.
+    assert (reported.pending_refunds, reported.refund_pending_since) == (1, T0)
+    settled = reported.settle_refund(6000, True, T0).payment
+    assert settled.amount_refunded == 7000
+    assert (settled.pending_refunds, settled.refund_pending_since) == (0, None)
+
+
+def test_two_pending_refunds_keep_the_payment_pending_until_both_are_settled() -> None:
+    paid = pending_payment().succeed(T0).payment
+    first = paid.refund(1000, T0)[0].payment
+    later = T0 + timedelta(minutes=1)
+    both = first.refund(2000, later)[0].payment
+    assert (both.amount_refund_pending, both.pending_refunds, both.refund_pending_since) == (
+        3000,
+        2,
+        later,
+    )
+    one = both.settle_refund(1000, False, later).payment
+    assert (one.amount_refund_pending, one.pending_refunds, one.refund_pending_since) == (
+        2000,
+        1,
+        later,
+    )
+    none = one.settle_refund(2000, True, later).payment
+    assert (none.amount_refunded, none.pending_refunds, none.refund_pending_since) == (
+        2000,
+        0,
+        None,
+    )
 
 
 def test_refunds_reported_by_stripe_only_move_forward() -> None:
