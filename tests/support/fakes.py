@@ -352,7 +352,10 @@ class FakePaymentGateway:
     """PaymentIntents in memory, with cards that behave like Stripe's test cards:
     `pm_ok` succeeds, `pm_decline` is declined, `pm_auth` needs authentication
     (`requires_action`). `fail_next` queues faults for the next calls: "before" (Stripe never
-    saw the request: Unavailable) or "after" (Stripe acted, the answer was lost: Unavailable)."""
+    saw the request: Unavailable), "after" (Stripe acted, the answer was lost: Unavailable) or
+    "" (this call goes through). Refunds honour the idempotency key and refuse more than the
+    charge; `cancel_intent` refuses a succeeded or canceled intent; `complete_authentication`
+    plays the customer finishing an intent that needed it."""
 
     def __init__(self) -> None:
         self.intents: dict[str, dict[str, Any]] = {}
