@@ -420,7 +420,12 @@ class Charging:
                 )
                 uow.audit.record(sub, event, changes_state=False)
                 after = sub
-                if status == "succeeded" and change.previous_status == "failed":
+                if (
+                    status == "succeeded"
+                    and change.previous_status == "failed"
+                    and change.payment.refundable_amount > 0
+                    and change.payment.stripe.payment_intent_id
+                ):
                     # A success after a recorded failure paid for a period the subscription
                     # did not get: refund it, recorded with the success (exactly once: the
                     # refund id is derived from the payment id).
