@@ -48,6 +48,7 @@ PAYMENT_STATUSES: tuple[PaymentStatus, ...] = (
     "disputed",
 )
 DisputeStatus = Literal["open", "won", "lost"]
+RefundInitiator = Literal["api", "automatic"]
 
 # A pending payment older than this with no news is resolved from what Stripe did (the
 # recovery pass): Stripe's search may not show an intent made moments before.
@@ -296,7 +297,7 @@ class Refund:
     # "api": asked for by the platform; "automatic": money we must give back (a success that
     # arrived after the payment was recorded failed). An automatic refund Stripe provably never
     # received is sent again by the recovery pass (same idempotency key); an API one fails.
-    initiated_by: Literal["api", "automatic"] = "api"
+    initiated_by: RefundInitiator = "api"
 
 
 def automatic_refund_id(payment_id: str) -> str:

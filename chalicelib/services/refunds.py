@@ -26,7 +26,12 @@ from datetime import datetime
 from chalicelib.adapters.stripe.payments import RefundResult
 from chalicelib.domain.errors import InvalidRequest, Unavailable
 from chalicelib.domain.events import Actor, AuditEvent
-from chalicelib.domain.payments import PENDING_RECOVERY_DELAY, Payment, Refund
+from chalicelib.domain.payments import (
+    PENDING_RECOVERY_DELAY,
+    Payment,
+    Refund,
+    RefundInitiator,
+)
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
 from chalicelib.services.ports import Clock, PaymentGateway, UnitOfWork, UnitOfWorkFactory
@@ -56,22 +61,15 @@ def begin_refund(
     amount: int | None,
     reason: str | None,
     refund_id: str,
-    initiated_by: str,
+    initiated_by: RefundInitiator,
     now: datetime,
 ) -> tuple[Payment, Refund]:
     """The payment with the amount reserved, and the pending refund (nothing staged)."""
     change, reserved = payment.refund(amount, now)
     if not payment.stripe.payment_intent_id:
         raise InvalidRequest.for_field("amount", "Nothing was charged on Stripe for this payment.")
-    automatic = initiated_by == "automatic"
     refund = Refund(
-        refund_id,
-        payment.id,
-        reserved,
-        "pending",
-        reason,
-        now,
-        initiated_by="automatic" if automatic else "api",
+        refund_id, payment.id, reserved, "pending", reason, now, initiated_by=initiated_by
     )
     return change.payment, refund
 
