@@ -38,6 +38,8 @@ class Settings:
     email_sender: str
     version: str
     due_index_shards: int
+    # Per attempt, to connect and to read (adapters/stripe/client.py: well under the Lambda's).
+    stripe_timeout_seconds: float = 5.0
 
     @property
     def is_local(self) -> bool:
@@ -60,6 +62,7 @@ class Settings:
             email_sender=source.get("BILLING_EMAIL_SENDER", "billing@example.com"),
             version=source.get("BILLING_VERSION", "0.1.0"),
             due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
+            stripe_timeout_seconds=float(source.get("STRIPE_TIMEOUT_SECONDS", "5")),
         )
 
 

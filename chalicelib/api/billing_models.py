@@ -233,7 +233,8 @@ class Payment(ResponseModel):
     credit_applied: int
     total: int
     amount_paid: int
-    amount_refunded: int
+    amount_refunded: int  # what Stripe refunded
+    amount_refund_pending: int  # reserved by refunds waiting for Stripe's answer
     application_fee_amount: int
     billed_to: BilledTo
     payment_method: PaymentMethodOut | None

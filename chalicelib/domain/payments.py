@@ -5,7 +5,10 @@ Public API for the service layer:
   application_fee_bps, now) -> Payment` (status `pending`; written before Stripe is called).
 - `payment.succeed(now, payment_intent_id=, charge_id=, payment_method=) -> PaymentChange`
 - `payment.fail(failure, now, payment_intent_id=) -> PaymentChange`
-- `payment.refund(amount | None, now) -> tuple[PaymentChange, int]` (the refunded amount);
+- `payment.refund(amount | None, now) -> tuple[PaymentChange, int]` reserves a refund (the
+  amount): `amount_refund_pending` holds it until Stripe answers;
+  `payment.settle_refund(amount, refunded, now)` moves it to `amount_refunded` (Stripe refunded)
+  or releases it (Stripe provably did not);
   `payment.record_refunded_total(total_refunded, now)` for refunds Stripe reports (webhooks).
 - `payment.open_dispute(now)`, `payment.close_dispute(won, now) -> PaymentChange`.
 - `application_fee_for(total, stripe_account_id, application_fee_bps, currency) -> int`.
@@ -14,7 +17,11 @@ late or a duplicate (e.g. `failed` after `succeeded`) and nothing must be writte
 
 Invariants (checked on construction): subtotal == sum of the non-credit lines; a `credit` line of
 amount -credit_applied is present iff credit_applied > 0; total == subtotal - credit_applied
-== sum of all lines; total >= 0; 0 <= amount_refunded <= amount_paid <= total.
+== sum of all lines; total >= 0; 0 <= amount_refunded <= amount_paid <= total;
+0 <= amount_refund_pending <= amount_paid - amount_refunded.
+
+`amount_refunded` is what Stripe refunded (the ledger equals Stripe); `amount_refund_pending` is
+what refunds waiting for Stripe's answer reserve, so two refunds never exceed the payment.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ PAYMENT_STATUSES: tuple[PaymentStatus, ...] = (
     "disputed",
 )
 DisputeStatus = Literal["open", "won", "lost"]
+RefundInitiator = Literal["api", "automatic"]
 
 # A pending payment older than this with no news is resolved from what Stripe did (the
 # recovery pass): Stripe's search may not show an intent made moments before.
@@ -109,6 +117,12 @@ class Payment:
     updated_at: datetime
     status_before_dispute: PaymentStatus | None = None
     dispute_status: DisputeStatus | None = None
+    # Reserved by refunds still waiting for Stripe (`pending_refunds` of them; the recovery
+    # pass looks at the payment while there are any); `refund_pending_since` is when the newest
+    # of them started (the recovery pass settles them all after PENDING_RECOVERY_DELAY).
+    amount_refund_pending: int = 0
+    pending_refunds: int = 0
+    refund_pending_since: datetime | None = None
     # The optimistic lock: the revision this payment was read at (0 before it is stored).
     revision: int = 0
 
@@ -159,13 +173,18 @@ class Payment:
 
     @property
     def refundable_amount(self) -> int:
-        return self.amount_paid - self.amount_refunded
+        return self.amount_paid - self.amount_refunded - self.amount_refund_pending
 
     def refund(self, amount: int | None, now: datetime) -> tuple[PaymentChange, int]:
-        """Refund `amount` (default: all that is left). More than is left: InvalidRequest."""
-        if self.status not in ("succeeded", "partially_refunded"):
+        """Reserve a refund of `amount` (default: all that is left) until Stripe answers.
+        More than is left, or nothing left: InvalidRequest. Not paid (or disputed): Conflict."""
+        if self.status not in ("succeeded", "partially_refunded", "refunded"):
             raise Conflict(f"Payment {self.id} is {self.status}; only paid payments are refunded.")
         left = self.refundable_amount
+        if left <= 0:
+            raise InvalidRequest.for_field(
+                "amount", f"Nothing is left to refund on payment {self.id}."
+            )
         if amount is None:
             amount = left
         if amount <= 0:
@@ -174,25 +193,57 @@ class Payment:
             raise InvalidRequest.for_field(
                 "amount", f"Only {left} {self.currency} is left to refund on payment {self.id}."
             )
-        return self._with_refunded(self.amount_refunded + amount, now), amount
+        updated = replace(
+            self,
+            amount_refund_pending=self.amount_refund_pending + amount,
+            pending_refunds=self.pending_refunds + 1,
+            refund_pending_since=now,
+            updated_at=now,
+        )
+        return PaymentChange(updated, changed=True, previous_status=self.status), amount
+
+    def settle_refund(self, amount: int, refunded: bool, now: datetime) -> PaymentChange:
+        """A reserved refund's answer: Stripe refunded it (`refunded`: the amount moves to
+        `amount_refunded`) or provably did not (the reservation is released). Clamped, so a
+        total Stripe reported first (record_refunded_total) is never counted twice."""
+        left = max(0, self.pending_refunds - 1)
+        settled = replace(
+            self,
+            amount_refund_pending=max(0, self.amount_refund_pending - amount) if left else 0,
+            pending_refunds=left,
+            refund_pending_since=self.refund_pending_since if left else None,
+            updated_at=now,
+        )
+        if not refunded:
+            return PaymentChange(settled, changed=True, previous_status=self.status)
+        total = min(self.amount_paid, self.amount_refunded + amount)
+        return settled._with_refunded(total, now, previous=self.status)
 
     def record_refunded_total(self, total_refunded: int, now: datetime) -> PaymentChange:
         """Stripe reports the cumulative amount refunded (e.g. `charge.refunded` from the
-        dashboard). Only moves forward: a smaller or equal total changes nothing."""
+        dashboard). Only moves forward: a smaller or equal total changes nothing. Stripe's
+        total wins over a reservation that no longer fits beside it (the pending refunds are
+        still settled one by one from what Stripe did)."""
         if self.status not in _COLLECTED or total_refunded <= self.amount_refunded:
             return PaymentChange(self, changed=False)
         if total_refunded > self.amount_paid:
             raise InvalidRequest.for_field("amount_refunded", "More refunded than was paid.")
-        return self._with_refunded(total_refunded, now)
+        pending = min(self.amount_refund_pending, self.amount_paid - total_refunded)
+        reserved = replace(self, amount_refund_pending=pending)
+        return reserved._with_refunded(total_refunded, now, previous=self.status)
 
-    def _with_refunded(self, amount_refunded: int, now: datetime) -> PaymentChange:
+    def _with_refunded(
+        self, amount_refunded: int, now: datetime, *, previous: PaymentStatus
+    ) -> PaymentChange:
         status: PaymentStatus = (
             "refunded" if amount_refunded == self.amount_paid else "partially_refunded"
         )
+        if amount_refunded == 0:
+            status = self.status
         if self.status == "disputed":
             status = "disputed"
         updated = replace(self, amount_refunded=amount_refunded, status=status, updated_at=now)
-        return PaymentChange(updated, changed=True, previous_status=self.status)
+        return PaymentChange(updated, changed=True, previous_status=previous)
 
     def open_dispute(self, now: datetime) -> PaymentChange:
         if self.status == "disputed":
@@ -244,6 +295,16 @@ class Refund:
     reason: str | None
     created_at: datetime
     stripe_refund_id: str | None = None
+    # "api": asked for by the platform; "automatic": money we must give back (a success that
+    # arrived after the payment was recorded failed). An automatic refund Stripe provably never
+    # received is sent again by the recovery pass (same idempotency key); an API one fails.
+    initiated_by: RefundInitiator = "api"
+
+
+def automatic_refund_id(payment_id: str) -> str:
+    """The one automatic refund of a payment: deterministic, so it is the idempotency key of
+    every attempt and a second late success finds it already there."""
+    return f"ref_auto_{payment_id}"
 
 
 def check_payment_invariants(payment: Payment) -> None:
@@ -266,6 +327,14 @@ def check_payment_invariants(payment: Payment) -> None:
         raise ValueError("total is never negative")
     if not 0 <= payment.amount_refunded <= payment.amount_paid <= payment.total:
         raise ValueError("0 <= amount_refunded <= amount_paid <= total")
+    if not 0 <= payment.amount_refund_pending <= payment.amount_paid - payment.amount_refunded:
+        raise ValueError("0 <= amount_refund_pending <= amount_paid - amount_refunded")
+    if payment.pending_refunds < 0 or (
+        payment.amount_refund_pending and not payment.pending_refunds
+    ):
+        raise ValueError("a reserved amount belongs to pending refunds")
+    if (payment.pending_refunds > 0) != (payment.refund_pending_since is not None):
+        raise ValueError("refund_pending_since is set exactly while refunds are pending")
     if not 0 <= payment.application_fee_amount <= payment.total:
         raise ValueError("the application fee is within 0..total")
 

@@ -100,6 +100,12 @@ def recover_pending_payment(
     return box.scheduled.recover_pending_payment(community_id, subject_id, now)
 
 
+def recover_pending_refunds(
+    box: Container, community_id: str, subject_id: str, now: datetime
+) -> str:
+    return box.scheduled.recover_pending_refunds(community_id, subject_id, now)
+
+
 SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
     "renewal": ScheduledJob(
         group="renewal",
@@ -131,6 +137,12 @@ SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
         sweep="pending_payments",
         subject_key="payment_id",
         action=recover_pending_payment,
+    ),
+    "pending_refund": ScheduledJob(
+        group="pending_refund",
+        sweep="pending_payments",  # the same recovery sweep: a payment is never in both groups
+        subject_key="payment_id",
+        action=recover_pending_refunds,
     ),
 }
 

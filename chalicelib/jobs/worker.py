@@ -12,16 +12,24 @@ batch is processed message by message; if any failed, the ones that succeeded ar
 the queue here before raising, and only the failed ones come back (after maxReceiveCount
 receives they land in the dead-letter queue). Actions are idempotent per message anyway
 (conditional writes, Stripe idempotency keys), so a redelivered success changes nothing.
+
+Time: a message against a hung Stripe may take `message_time_budget` (two Stripe calls that give
+up, plus DynamoDB). The worker starts no message with less time left than that before its
+Lambda's end: the rest go back to the queue ("deferred") instead of the function being killed
+midway through a batch.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from chalicelib.adapters.dynamodb.due_index import DueGroup
+from chalicelib.adapters.queues import WORKER_TIMEOUT_SECONDS
+from chalicelib.adapters.stripe.client import worst_case_call_seconds
 from chalicelib.bootstrap import Container, container
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
 from chalicelib.jobs.ports import DueReader
@@ -29,6 +37,15 @@ from chalicelib.jobs.registry import ScheduledJob, current_jobs
 from chalicelib.observability import correlation, count, flush_metrics, logger
 
 NOT_DUE = "not_due"
+DEFERRED = "deferred"
+# DynamoDB reads and the one transaction of a message, generously.
+MESSAGE_STORE_SECONDS = 2.0
+
+
+def message_time_budget(stripe_timeout_seconds: float) -> float:
+    """The longest one message may take: a charge that answered, then a cancel (or a refund)
+    against a Stripe that hangs, plus DynamoDB."""
+    return 2 * worst_case_call_seconds(stripe_timeout_seconds) + MESSAGE_STORE_SECONDS
 
 
 class NoActionForGroup(RuntimeError):
@@ -59,13 +76,23 @@ def process_message(
     return outcome
 
 
-def process_batch(box: Container, records: Iterable[Received]) -> Counter[str]:
-    """Process a received batch; on any failure delete the successes, then raise BatchFailed."""
+def process_batch(
+    box: Container, records: Iterable[Received], *, deadline: float | None = None
+) -> Counter[str]:
+    """Process a received batch; on any failure delete the successes, then raise BatchFailed.
+    `deadline` (time.monotonic()): no message starts unless its time budget fits before it;
+    those come back from the queue later."""
     outcomes: Counter[str] = Counter()
     done: list[str] = []
     failed: list[str] = []
     errors: list[str] = []
+    budget = message_time_budget(box.settings.stripe_timeout_seconds)
     for record in records:
+        if deadline is not None and time.monotonic() + budget > deadline:
+            failed.append(record.receipt_handle)
+            errors.append("deferred: too little time left in this invocation")
+            outcomes[DEFERRED] += 1
+            continue
         try:
             outcome = process_message(box, DueMessage.from_json(record.body))
         except Exception as error:
@@ -95,7 +122,11 @@ def _delete(box: Container, receipts: list[str]) -> None:
 
 def handle_sqs_event(event: Iterable[Any]) -> Counter[str]:
     """Entry point of the SQS-triggered Lambda (app.py)."""
+    # The function's timeout as deployed (infra/cdk/stack.py), counted from the handler's
+    # start. (Not the context's remaining time: chalice's test client reports a 3 s Lambda.)
+    deadline = time.monotonic() + WORKER_TIMEOUT_SECONDS
     try:
-        return process_batch(container(), [Received(r.body, r.receipt_handle) for r in event])
+        records = [Received(r.body, r.receipt_handle) for r in event]
+        return process_batch(container(), records, deadline=deadline)
     finally:
         flush_metrics()

@@ -19,7 +19,12 @@ from datetime import datetime
 from typing import Literal
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
-from chalicelib.adapters.stripe.payments import ChargeRequest, IntentOutcome
+from chalicelib.adapters.stripe.payments import (
+    AUTHENTICATION_REQUIRED,
+    ChargeRequest,
+    IntentOutcome,
+    outcome_from_intent,
+)
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.billing.outcomes import (
     apply_charge_failed,
@@ -35,16 +40,25 @@ from chalicelib.domain.payments import (
     Payment,
     PaymentFailure,
     PaymentMethodSummary,
+    Refund,
+    automatic_refund_id,
     new_payment,
 )
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Outcome, Subscription
+from chalicelib.observability import logger
 from chalicelib.services.ports import (
     BillingReader,
     Clock,
     PaymentGateway,
     UnitOfWork,
     UnitOfWorkFactory,
+)
+from chalicelib.services.refunds import (
+    RefundPending,
+    Refunds,
+    begin_refund,
+    refund_started_event,
 )
 from chalicelib.services.retrying import retrying
 
@@ -70,11 +84,19 @@ class ChargeResult:
         return self.payment is None or self.payment.status != "failed"
 
 
+LATE_SUCCESS_REFUND_REASON = (
+    "The payment succeeded after it was recorded failed; the subscription did not get the "
+    "period it paid for, so the money goes back."
+)
+
+
 @dataclass(frozen=True)
 class Resolution:
     subscription: Subscription
     payment: Payment
     changed: bool
+    # The automatic refund a late success started (to send once the resolution is committed).
+    automatic_refund: Refund | None = None
 
 
 # --- staging a state change -------------------------------------------------------------------
@@ -117,6 +139,15 @@ def card_summary(context: BillingContext) -> PaymentMethodSummary:
     )
 
 
+def _needs_authentication(payment: Payment) -> bool:
+    return (
+        payment.status == "failed"
+        and payment.failure is not None
+        and payment.failure.code == AUTHENTICATION_REQUIRED
+        and payment.stripe.payment_intent_id is not None
+    )
+
+
 class Charging:
     def __init__(
         self,
@@ -124,16 +155,22 @@ class Charging:
         gateway: PaymentGateway,
         billing: BillingReader,
         clock: Clock,
+        follow_ups: UnitOfWorkFactory | None = None,
     ) -> None:
+        """`follow_ups`: the unit of work for what comes after a resolution committed (sending
+        an automatic refund, resolving a success found when cancelling an intent); a webhook's
+        unit of work commits once, so these never go through it."""
         self._uow = uow
         self._gateway = gateway
         self._billing = billing
         self._clock = clock
+        self._follow_ups = follow_ups or uow
+        self.refunds = Refunds(self._follow_ups, gateway, clock)
 
     def committing_with(self, uow: UnitOfWorkFactory) -> Charging:
         """The same flow, committing through another unit of work (a webhook's, which
         carries the event record)."""
-        return Charging(uow, self._gateway, self._billing, self._clock)
+        return Charging(uow, self._gateway, self._billing, self._clock, self._follow_ups)
 
     def context(
         self, community_id: str, profile_id: str, payment_method_id: str | None
@@ -273,7 +310,60 @@ class Charging:
                 first_try[0] = None  # what phase 1 wrote has moved on: read it again
                 raise
 
-        return retrying(step)
+        resolution = retrying(step)
+        if resolution.automatic_refund is not None:
+            self._send_automatic_refund(resolution, actor)
+        elif resolution.changed and _needs_authentication(resolution.payment):
+            return self._cancel_open_intent(resolution, actor)
+        return resolution
+
+    def _send_automatic_refund(self, resolution: Resolution, actor: Actor) -> None:
+        """Send the refund a late success started. No answer: it stays pending for the
+        recovery pass (which sends it again if Stripe never got it)."""
+        refund = resolution.automatic_refund
+        assert refund is not None
+        payment = resolution.payment
+        try:
+            self.refunds.send(payment.community_id, payment, refund, actor)
+        except RefundPending:
+            logger.warning(
+                "automatic refund left pending",
+                extra={"payment_id": payment.id, "refund_id": refund.id},
+            )
+        except InvalidRequest as error:  # Stripe refused; settled failed and audited
+            logger.warning(
+                "automatic refund refused by Stripe",
+                extra={"payment_id": payment.id, "refund_id": refund.id, "error": error.message},
+            )
+
+    def _cancel_open_intent(self, resolution: Resolution, actor: Actor) -> Resolution:
+        """A payment recorded failed because the card needs authentication leaves its
+        PaymentIntent open: the customer could still complete it and pay a period we recorded
+        unpaid. Cancel it. Should it have succeeded meanwhile (cannot be canceled), resolve that
+        success: the late-success path refunds it. Stripe unavailable: the automatic refund of
+        a later success is the safety net."""
+        payment = resolution.payment
+        intent_id = payment.stripe.payment_intent_id
+        assert intent_id is not None
+        account = payment.stripe.account_id
+        try:
+            try:
+                intent = self._gateway.cancel_intent(intent_id, account)
+            except InvalidRequest:
+                intent = self._gateway.retrieve_intent(intent_id, account)
+        except Unavailable:
+            logger.warning(
+                "PaymentIntent left open: Stripe unavailable",
+                extra={"payment_id": payment.id, "payment_intent_id": intent_id},
+            )
+            return resolution
+        outcome = outcome_from_intent(intent)
+        if outcome.status != "succeeded":
+            return resolution
+        # The subscription's outcome stays the failure; the payment's success is refunded.
+        follow_up = Charging(self._follow_ups, self._gateway, self._billing, self._clock)
+        follow_up.resolve(payment.community_id, payment.id, outcome, actor=actor)
+        return resolution
 
     def _resolve_once(
         self,
@@ -308,7 +398,8 @@ class Charging:
             status: Literal["succeeded", "failed"] = (
                 "succeeded" if outcome.status == "succeeded" else "failed"
             )
-            uow.payments.save(change.payment)
+            written = change.payment
+            automatic_refund: Refund | None = None
             if sub.pending_charge is not None and sub.pending_charge.payment_id == payment_id:
                 transition = (
                     apply_charge_succeeded(sub, payment_id, now, actor)
@@ -318,9 +409,8 @@ class Charging:
                 after = stage_change(uow, sub, transition)
                 uow.charge_keys.resolve(sub, payment.charge_key, payment_id, status)
             else:
-                # Late news about a payment the subscription no longer waits for (e.g. a
-                # success after a recorded failure): the ledger follows the money; the
-                # subscription stays.
+                # Late news about a payment the subscription no longer waits for: the ledger
+                # follows the money; the subscription stays.
                 event = AuditEvent(
                     now,
                     f"payment.{status}_late",
@@ -331,8 +421,37 @@ class Charging:
                 )
                 uow.audit.record(sub, event, changes_state=False)
                 after = sub
+                if (
+                    status == "succeeded"
+                    and change.previous_status == "failed"
+                    and change.payment.refundable_amount > 0
+                    and change.payment.stripe.payment_intent_id
+                ):
+                    # A success after a recorded failure paid for a period the subscription
+                    # did not get: refund it, recorded with the success (exactly once: the
+                    # refund id is derived from the payment id).
+                    written, automatic_refund = begin_refund(
+                        change.payment,
+                        None,
+                        LATE_SUCCESS_REFUND_REASON,
+                        automatic_refund_id(payment_id),
+                        "automatic",
+                        now,
+                    )
+                    uow.payments.add_refund(community_id, automatic_refund)
+                    uow.audit.record(
+                        sub,
+                        refund_started_event(sub, written, automatic_refund, actor, now),
+                        changes_state=False,
+                    )
+            uow.payments.save(written)
             uow.commit()
-        return Resolution(after, replace(change.payment, revision=payment.revision + 1), True)
+        return Resolution(
+            after,
+            replace(written, revision=payment.revision + 1),
+            True,
+            automatic_refund,
+        )
 
     @staticmethod
     def _fill_in_stripe_refs(

@@ -19,12 +19,14 @@ event in one transaction):
 - `record_refunded_total(community_id, payment_intent_id, amount_refunded,
   actor="webhook") -> bool`
   For `charge.refunded` / `charge.refund.updated`: Stripe's cumulative `amount_refunded` of the
-  charge. Moves the payment to partially_refunded / refunded; smaller totals change nothing.
+  charge. Settles our refunds still pending from what Stripe did first, then moves the payment
+  to partially_refunded / refunded; smaller totals change nothing.
 - `record_dispute(community_id, payment_intent_id, status, actor="webhook") -> bool`
   For `charge.dispute.created` (status "open") and `charge.dispute.closed` ("won" / "lost",
   from the dispute's status). Returns whether anything changed.
 
-The recovery of payments left pending (no webhook ever came) is `scheduled.recover_pending_payment`.
+The recovery of payments left pending (no webhook ever came) is `scheduled.recover_pending_payment`;
+of refunds left pending, `scheduled.recover_pending_refunds` (services/refunds.py).
 """
 
 from __future__ import annotations
@@ -33,13 +35,19 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from chalicelib.adapters.stripe.payments import IntentOutcome, outcome_from_intent
-from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import Payment, PaymentChange, Refund
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.services.charging import Charging, Resolution
 from chalicelib.services.ports import Clock, PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from chalicelib.services.refunds import (
+    begin_refund,
+    refund_started_event,
+    settlement_from_stripe,
+    stage_settlements,
+)
 from chalicelib.services.retrying import retrying
 
 DisputeUpdate = Literal["open", "won", "lost"]
@@ -183,17 +191,48 @@ class PaymentService:
         amount_refunded: int,
         actor: Actor = "webhook",
     ) -> bool:
+        """Stripe's cumulative total. Our refunds still pending are settled first from what
+        Stripe did (its refunds, by our refund id), so the total never counts them twice; all
+        of it in one unit of work (the webhook's)."""
+        refunds = self._charging.refunds
+
         def step() -> bool:
             with self._uow() as uow:
-                payment = uow.payments.find_by_payment_intent(payment_intent_id, community_id)
-                if payment is None:
+                current = uow.payments.find_by_payment_intent(payment_intent_id, community_id)
+                if current is None:
                     return False
-                change = payment.record_refunded_total(amount_refunded, self._clock.now())
-                if not change.changed:
+                pending = [
+                    r
+                    for r in uow.payments.refunds(current.community_id, current.id)
+                    if r.status == "pending"
+                ]
+                answers = refunds.stripe_answers(current, pending) if pending else {}
+                settlements = [
+                    found
+                    for found in (settlement_from_stripe(r, answers[r.id]) for r in pending)
+                    if found is not None
+                ]
+                now = self._clock.now()
+                sub = uow.subscriptions.get(current.community_id, current.subscription_id)
+                settled = stage_settlements(uow, current, sub, settlements, actor, now)
+                change = settled.record_refunded_total(amount_refunded, now)
+                if not change.changed and not settlements:
                     return False
-                _stage_payment_change(
-                    uow, change, "payment.refunded", actor, {"amount_refunded": amount_refunded}
-                )
+                if change.changed:
+                    event = AuditEvent(
+                        now,
+                        "payment.refunded",
+                        sub.status,
+                        sub.status,
+                        actor,
+                        {
+                            "payment_id": current.id,
+                            "payment_status": change.payment.status,
+                            "amount_refunded": amount_refunded,
+                        },
+                    )
+                    uow.audit.record(sub, event, changes_state=False)
+                uow.payments.save(change.payment)
                 uow.commit()
             return True
 
@@ -230,77 +269,30 @@ class PaymentService:
     def refund(
         self, community_id: str, payment_id: str, amount: int | None, reason: str | None
     ) -> Refund:
-        """Reserve the amount on the payment (one unit of work), refund on Stripe with the
-        refund id as idempotency key, then record the outcome. Stripe refusing undoes the
-        reservation."""
+        """Reserve the amount with a pending refund (one unit of work), refund on Stripe with
+        the refund id as idempotency key, then resolve (services/refunds.py). Stripe refusing
+        releases the reservation (400); no answer leaves the refund pending (503)."""
 
-        def reserve() -> tuple[Payment, Payment, Refund]:
+        def reserve() -> tuple[Payment, Refund]:
             with self._uow() as uow:
                 payment = uow.payments.find(community_id, payment_id)
                 if payment is None:
                     raise NotFound(f"Payment {payment_id} not found.")
                 now = self._clock.now()
-                change, refunded = payment.refund(amount, now)
-                if not payment.stripe.payment_intent_id:
-                    raise InvalidRequest.for_field(
-                        "amount", "Nothing was charged on Stripe for this payment."
-                    )
-                pending = Refund(new_id("ref"), payment_id, refunded, "pending", reason, now)
-                _stage_payment_change(
-                    uow,
-                    change,
-                    "payment.refund_started",
-                    "api",
-                    {"refund_id": pending.id, "amount": refunded},
-                )
+                reserved, pending = begin_refund(payment, amount, reason, new_id("ref"), "api", now)
+                sub = uow.subscriptions.get(community_id, payment.subscription_id)
+                uow.payments.save(reserved)
                 uow.payments.add_refund(community_id, pending)
+                uow.audit.record(
+                    sub,
+                    refund_started_event(sub, reserved, pending, "api", now),
+                    changes_state=False,
+                )
                 uow.commit()
-            return payment, replace(change.payment, revision=payment.revision + 1), pending
+            return replace(reserved, revision=payment.revision + 1), pending
 
-        original, reserved, pending = retrying(reserve)
-        intent_id = reserved.stripe.payment_intent_id
-        assert intent_id is not None
-        metadata = {
-            "community_id": community_id,
-            "subscription_id": reserved.subscription_id,
-            "payment_id": payment_id,
-            "refund_id": pending.id,
-        }
-        if reason:
-            metadata["reason"] = reason[:500]
-        try:
-            result = self._gateway.refund(
-                intent_id, pending.amount, reserved.stripe.account_id, pending.id, metadata
-            )
-        except InvalidRequest:
-            self._undo_reservation(community_id, original, reserved, pending)
-            raise
-        done = replace(pending, status="succeeded", stripe_refund_id=result.refund_id)
-        with self._uow() as uow:
-            uow.payments.save_refund(community_id, done)
-            uow.commit()
-        return done
-
-    def _undo_reservation(
-        self, community_id: str, original: Payment, reserved: Payment, pending: Refund
-    ) -> None:
-        """Stripe refused the refund: the payment goes back to what it was before the
-        reservation (conditional on nothing else having changed it since)."""
-        later = self._clock.now()
-        with self._uow() as uow:
-            sub = uow.subscriptions.get(community_id, reserved.subscription_id)
-            event = AuditEvent(
-                later,
-                "payment.refund_failed",
-                sub.status,
-                sub.status,
-                "api",
-                {"payment_id": reserved.id, "refund_id": pending.id, "amount": pending.amount},
-            )
-            uow.payments.save(replace(original, revision=reserved.revision, updated_at=later))
-            uow.payments.save_refund(community_id, replace(pending, status="failed"))
-            uow.audit.record(sub, event, changes_state=False)
-            uow.commit()
+        reserved, pending = retrying(reserve)
+        return self._charging.refunds.send(community_id, reserved, pending, "api")
 
 
 __all__ = ["Conflict", "PaymentService", "Resolution"]

@@ -186,6 +186,11 @@ class PaymentGateway(Protocol):
     def find_intents_by_metadata(
         self, key: str, value: str, stripe_account_id: str | None
     ) -> list[dict[str, Any]]: ...
+    def cancel_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        """Cancel an open PaymentIntent; the intent as Stripe now holds it. InvalidRequest when
+        it can no longer be canceled (e.g. it succeeded meanwhile)."""
+        ...
+
     def refund(
         self,
         payment_intent_id: str,
@@ -194,3 +199,9 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> RefundResult: ...
+    def find_refund(
+        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+    ) -> RefundResult | None:
+        """The Stripe refund we sent for our refund `refund_id` (metadata.refund_id), or None
+        when Stripe has none."""
+        ...

@@ -22,6 +22,9 @@ always says what is due next. The jobs reach them through chalicelib/jobs/regist
   failed-payment flow follows.
   -> "recovered_succeeded" | "recovered_failed" | "not_attempted" | "still_pending"
      | "not_pending" | "missing"
+- `recover_pending_refunds(cid, payment_id, now)` (group pending_refund): settles a payment's
+  refunds left pending from what Stripe did (services/refunds.py, `Refunds.recover`).
+  -> "refunds_settled" | "still_pending" | "not_pending" | "missing"
 
 Raises Unavailable only for transient failures before anything was written (retry the message).
 """
@@ -135,6 +138,9 @@ class ScheduledActions:
         except Conflict:
             return "not_due"
         return "expired"
+
+    def recover_pending_refunds(self, community_id: str, payment_id: str, now: datetime) -> str:
+        return self._charging.refunds.recover(community_id, payment_id, now, ACTOR)
 
     def recover_pending_payment(self, community_id: str, payment_id: str, now: datetime) -> str:
         with self._uow() as uow:

@@ -186,6 +186,7 @@ def payment_view(payment: Payment) -> dict[str, Any]:
         "total": payment.total,
         "amount_paid": payment.amount_paid,
         "amount_refunded": payment.amount_refunded,
+        "amount_refund_pending": payment.amount_refund_pending,
         "application_fee_amount": payment.application_fee_amount,
         "billed_to": {
             "profile_id": payment.billed_to.profile_id,

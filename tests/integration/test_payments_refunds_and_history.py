@@ -50,7 +50,9 @@ def test_partial_then_full_refund_and_never_more_than_is_left(api_at: Any) -> No
         3000,
     )
     assert sorted(stripe_refunds(api, payment["stripe"]["payment_intent_id"])) == [1000, 2000]
-    assert api.call("POST", path, {}).status == 409  # nothing is left
+    nothing_left = api.call("POST", path, {})  # API.md: nothing left: 400
+    assert nothing_left.status == 400
+    assert nothing_left.body["error"]["details"][0]["field"] == "amount"
     assert api.call("POST", "/v1/payments/pay_nope/refunds", {}).status == 404
     assert "payment.refund_started" in api.events(sub["id"])
     assert api.ok("GET", f"/v1/subscriptions/{sub['id']}")["status"] == "active"

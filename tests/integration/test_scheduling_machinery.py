@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.dynamodb.due_index import DUE_ATTRIBUTE_NAMES, format_due_at
+from chalicelib.adapters.queues import WORKER_TIMEOUT_SECONDS
 from chalicelib.jobs import sweeps, worker
 from chalicelib.jobs.local_runner import JOBS, JobRegistry, drain_work_queue, run_once
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
@@ -310,3 +312,30 @@ def test_a_sweep_out_of_time_stops_and_the_next_tick_goes_on_from_there(sched: S
     bodies = sched.queue_bodies(sched.env.settings.work_queue_url)
     sent = sorted(DueMessage.from_json(b).subject_id for b in bodies)
     assert sent == sorted(ids)  # everything once: nothing lost, nothing sent twice
+
+
+def test_the_worker_starts_no_message_it_could_not_finish_before_its_lambda_ends(
+    sched: Sched,
+) -> None:
+    # A message against a hung Stripe fits the worker's timeout with room to spare.
+    budget = worker.message_time_budget(sched.box.settings.stripe_timeout_seconds)
+    assert 2 * budget <= WORKER_TIMEOUT_SECONDS
+    now = sched.env.clock.now()
+    sched.billing.add("sub_late", "renewal", now - timedelta(seconds=1))
+    queue_url = sched.env.settings.work_queue_url
+    sweeps.sweep(sched.box, ("renewal",))
+    received = sched.box.sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+    )["Messages"]
+    records = [Received(m["Body"], m["ReceiptHandle"]) for m in received]
+
+    with pytest.raises(BatchFailed) as failure:  # less time left than one message may take
+        worker.process_batch(sched.box, records, deadline=time.monotonic() + budget / 2)
+
+    assert failure.value.outcomes == Counter({worker.DEFERRED: 1})
+    assert sched.billing.charges == []
+    assert len(sched.queue_bodies(queue_url)) == 1  # back on the queue for the next invocation
+    assert worker.process_batch(sched.box, records, deadline=time.monotonic() + 3 * budget) == (
+        Counter({"renewed": 1})
+    )
+    assert sched.billing.charges == [("sub_late", 2)]

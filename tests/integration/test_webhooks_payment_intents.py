@@ -57,8 +57,15 @@ def test_failed_then_succeeded_in_order_ends_with_the_money_recorded(billing: Bi
     assert payment["failure"]["decline_code"] == "insufficient_funds"
     assert billing.subscription(pending)["status"] == "inactive"
     billing.deliver(pending.succeeded_event)
-    # The ledger follows the money: Stripe took it, so the payment says so.
-    assert billing.payment(pending)["status"] == "succeeded"
+    # The ledger follows the money: Stripe took it, and since the subscription did not get what
+    # it paid for (issue 11 item 2), it was given back automatically.
+    late = billing.payment(pending)
+    assert (late["status"], late["amount_paid"], late["amount_refunded"]) == (
+        "refunded",
+        late["total"],
+        late["total"],
+    )
+    assert billing.subscription(pending)["status"] == "inactive"
 
 
 def test_a_payment_event_naming_another_account_is_ignored(billing: Billing) -> None:

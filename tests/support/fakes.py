@@ -361,7 +361,10 @@ class FakePaymentGateway:
     `pm_ok` succeeds, `pm_decline` is declined, `pm_auth` needs authentication
     (`requires_action`); like Stripe, an amount under the currency's minimum is refused
     (`amount_too_small`). `fail_next` queues faults for the next calls: "before" (Stripe never
-    saw the request: Unavailable) or "after" (Stripe acted, the answer was lost: Unavailable)."""
+    saw the request: Unavailable), "after" (Stripe acted, the answer was lost: Unavailable) or
+    "" (this call goes through). Refunds honour the idempotency key and refuse more than the
+    charge; `cancel_intent` refuses a succeeded or canceled intent; `complete_authentication`
+    plays the customer finishing an intent that needed it."""
 
     def __init__(self) -> None:
         self.intents: dict[str, dict[str, Any]] = {}
@@ -423,6 +426,29 @@ class FakePaymentGateway:
     ) -> list[dict[str, Any]]:
         return [dict(i) for i in self.intents.values() if i["metadata"].get(key) == value]
 
+    def cancel_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        from chalicelib.domain.errors import InvalidRequest, Unavailable
+
+        if self._fault() == "before":
+            raise Unavailable("Stripe is unavailable: Timeout")
+        intent = self.intents[intent_id]
+        if intent["status"] in ("succeeded", "canceled"):
+            raise InvalidRequest(f"PaymentIntent {intent_id} is {intent['status']}.")
+        intent["status"] = "canceled"
+        return dict(intent)
+
+    def complete_authentication(self, intent_id: str) -> dict[str, Any]:
+        """The customer authenticates an intent that waited for it (Stripe's hosted page):
+        it succeeds, unless it was canceled."""
+        intent = self.intents[intent_id]
+        if intent["status"] == "requires_action":
+            intent.update(
+                status="succeeded",
+                amount_received=intent["amount"],
+                latest_charge=f"ch_{intent_id}",
+            )
+        return dict(intent)
+
     def refund(
         self,
         payment_intent_id: str,
@@ -431,18 +457,43 @@ class FakePaymentGateway:
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> Any:
+        """Honours the idempotency key like Stripe: the same key answers the same refund."""
         from chalicelib.adapters.stripe.payments import RefundResult
-        from chalicelib.domain.errors import Unavailable
+        from chalicelib.domain.errors import InvalidRequest, Unavailable
 
-        if self._fault() == "before":
+        fault = self._fault()
+        if fault == "before":
             raise Unavailable("Stripe is unavailable: Timeout")
-        refund = {
-            "id": f"re_{len(self.refunds) + 1}",
-            "amount": amount,
-            "intent": payment_intent_id,
-        }
-        self.refunds.append(refund)
-        return RefundResult(refund["id"], amount, "succeeded")
+        existing = next((r for r in self.refunds if r["key"] == idempotency_key), None)
+        if existing is None:
+            intent = self.intents.get(payment_intent_id)
+            refunded = sum(r["amount"] for r in self.refunds if r["intent"] == payment_intent_id)
+            if intent is not None and refunded + amount > intent["amount_received"]:
+                raise InvalidRequest("Stripe refused the refund: more than the charge.")
+            existing = {
+                "id": f"re_{len(self.refunds) + 1}",
+                "amount": amount,
+                "intent": payment_intent_id,
+                "key": idempotency_key,
+                "status": "succeeded",
+                "metadata": dict(metadata),
+            }
+            self.refunds.append(existing)
+        if fault == "after":
+            raise Unavailable("Stripe is unavailable: the answer was lost")
+        return RefundResult(existing["id"], existing["amount"], existing["status"])
+
+    def find_refund(
+        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+    ) -> Any:
+        from chalicelib.adapters.stripe.payments import RefundResult
+
+        for refund in self.refunds:
+            if refund["intent"] == payment_intent_id and refund["metadata"].get("refund_id") == (
+                refund_id
+            ):
+                return RefundResult(refund["id"], refund["amount"], refund["status"])
+        return None
 
     def charges_for(self, subscription_id: str) -> list[dict[str, Any]]:
         return [

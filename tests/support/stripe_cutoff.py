@@ -5,6 +5,10 @@ the next matching request is still forwarded (so Stripe really does the work: ch
 and records the event) but our side gets `500` with `Stripe-Should-Retry: false` instead of the
 answer: the "crash between creating the PaymentIntent and recording its outcome" of DESIGN.md
 section 6, which leaves our payment pending while Stripe holds the charge.
+
+`down_next(method, path_prefix, times)` answers the next matching requests with `503` without
+forwarding them (Stripe is down and did nothing); `hang_next(method, path_prefix, times)`
+accepts them and never answers (until the proxy stops): a hung Stripe, for client timeouts.
 """
 
 from __future__ import annotations
@@ -25,23 +29,32 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"
 class StripeCutoff:
     url: str
     target: str
-    armed: list[tuple[str, str]] = field(default_factory=list)
+    armed: list[tuple[str, str, str]] = field(default_factory=list)  # (mode, method, prefix)
     cut: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)  # every request, "METHOD /path"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: threading.Event = field(default_factory=threading.Event)
 
     def cut_next(self, method: str, path_prefix: str) -> None:
         with self.lock:
-            self.armed.append((method, path_prefix))
+            self.armed.append(("cut", method, path_prefix))
 
-    def _take(self, method: str, path: str) -> bool:
+    def down_next(self, method: str, path_prefix: str, times: int = 1) -> None:
+        with self.lock:
+            self.armed += [("down", method, path_prefix)] * times
+
+    def hang_next(self, method: str, path_prefix: str, times: int = 1) -> None:
+        with self.lock:
+            self.armed += [("hang", method, path_prefix)] * times
+
+    def _take(self, method: str, path: str, modes: tuple[str, ...] = ("cut",)) -> str | None:
         with self.lock:
             for armed in self.armed:
-                if armed[0] == method and path.startswith(armed[1]):
+                if armed[0] in modes and armed[1] == method and path.startswith(armed[2]):
                     self.armed.remove(armed)
                     self.cut.append(f"{method} {path}")
-                    return True
-        return False
+                    return armed[0]
+        return None
 
 
 @contextmanager
@@ -54,6 +67,19 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
             body = self.rfile.read(length) if length else None
             with proxy.lock:
                 proxy.seen.append(f"{self.command} {self.path}")
+            refused = proxy._take(self.command, self.path, ("down", "hang"))
+            if refused == "hang":
+                proxy.stopped.wait(120)  # never answers while the test runs
+                return
+            if refused == "down":
+                data = b'{"error": {"type": "api_error", "message": "Stripe is down"}}'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Stripe-Should-Retry", "false")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             request = urllib.request.Request(
                 proxy.target + self.path, data=body, headers=headers, method=self.command
@@ -89,5 +115,6 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
     try:
         yield proxy
     finally:
+        proxy.stopped.set()
         server.shutdown()
         server.server_close()

@@ -13,9 +13,11 @@ Item layout:
                 (only once the PaymentIntent is known: webhooks find the payment by intent)
             due_pk/due_at/due_group=pending_payment while `pending` (created_at + 5 min), so the
                 recovery pass finds payments left pending by a crash; removed on resolution.
+            due_group=pending_refund while refunds wait for Stripe (pending_refunds > 0, at
+                refund_pending_since + 5 min): the recovery pass settles them.
 - refund    pk=`C#<cid>#PAY#<payment_id>`  sk=`REF#<refund_id>`
             attrs: type="refund", id, payment_id, amount, status, reason, stripe_refund_id,
-            created_at
+            initiated_by, created_at
 
 Every write is a TransactWriteItems entry built here and committed by the service together
 with the subscription change, its audit event and its charge key.
@@ -73,6 +75,7 @@ def refund_from_item(item: dict[str, Any]) -> Refund:
         reason=item.get("reason"),
         created_at=parse_time(item["created_at"]),
         stripe_refund_id=item.get("stripe_refund_id"),
+        initiated_by=item.get("initiated_by", "api"),
     )
 
 
@@ -107,6 +110,11 @@ def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str
         "total": payment.total,
         "amount_paid": payment.amount_paid,
         "amount_refunded": payment.amount_refunded,
+        "amount_refund_pending": payment.amount_refund_pending,
+        "pending_refunds": payment.pending_refunds,
+        "refund_pending_since": (
+            _exact_time(payment.refund_pending_since) if payment.refund_pending_since else None
+        ),
         "application_fee_amount": payment.application_fee_amount,
         "billed_to": {
             "profile_id": payment.billed_to.profile_id,
@@ -165,6 +173,15 @@ def payment_attributes(payment: Payment, revision: int, shards: int) -> dict[str
                 payment.id,
                 "pending_payment",
                 payment.created_at + PENDING_RECOVERY_DELAY,
+                shards,
+            )
+        )
+    elif payment.pending_refunds > 0 and payment.refund_pending_since is not None:
+        attributes.update(
+            due_attributes(
+                payment.id,
+                "pending_refund",
+                payment.refund_pending_since + PENDING_RECOVERY_DELAY,
                 shards,
             )
         )
@@ -229,6 +246,11 @@ def payment_from_item(item: dict[str, Any]) -> Payment:
         updated_at=parse_time(item["updated_exact"]),
         status_before_dispute=item.get("status_before_dispute"),
         dispute_status=item.get("dispute_status"),
+        amount_refund_pending=int(item.get("amount_refund_pending") or 0),
+        pending_refunds=int(item.get("pending_refunds") or 0),
+        refund_pending_since=(
+            parse_time(item["refund_pending_since"]) if item.get("refund_pending_since") else None
+        ),
         revision=int(item["revision"]),
     )
 
@@ -280,6 +302,7 @@ class PaymentRepository:
             "status": refund.status,
             "reason": refund.reason,
             "stripe_refund_id": refund.stripe_refund_id,
+            "initiated_by": refund.initiated_by,
             "created_at": _exact_time(refund.created_at),
         }
         if new:

@@ -10,7 +10,8 @@ Only this module knows Stripe's payment API. It answers with plain dataclasses:
   payment pending for the webhook / recovery pass and never sends the charge again.
 - `outcome_from_intent(intent)` reads a PaymentIntent (from an API answer or a webhook event).
 - `retrieve_intent`, `find_intents_by_metadata` (search on real Stripe; list + filter where the
-  search API is missing, as on localstripe), `refund`.
+  search API is missing, as on localstripe), `cancel_intent`, `refund`, `find_refund` (the
+  refunds of a PaymentIntent, by our `metadata.refund_id`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,20 @@ class IntentOutcome:
 class RefundResult:
     refund_id: str
     amount: int
-    status: str
+    status: str  # Stripe's: succeeded | pending | requires_action | failed | canceled
+
+    @property
+    def refunded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def not_refunded(self) -> bool:
+        """Stripe will not refund it (the money stays with the payment)."""
+        return self.status in ("failed", "canceled")
+
+
+def _refund_result(refund: Mapping[str, Any]) -> RefundResult:
+    return RefundResult(str(refund["id"]), int(refund["amount"]), str(refund["status"]))
 
 
 def _id_of(value: Any) -> str | None:
@@ -236,7 +250,54 @@ class StripePaymentGateway:
             ) from None
         except stripe.StripeError as error:
             raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
-        return RefundResult(str(refund["id"]), int(refund["amount"]), str(refund["status"]))
+        return _refund_result(refund)
+
+    def cancel_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        import stripe
+
+        try:
+            intent = self._client.v1.payment_intents.cancel(
+                intent_id, options=request_options(stripe_account_id)
+            )
+        except stripe.InvalidRequestError as error:
+            raise InvalidRequest(
+                f"PaymentIntent {intent_id} cannot be canceled: {error.user_message or error}"
+            ) from None
+        except stripe.StripeError as error:
+            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+        return _to_dict(intent)
+
+    def find_refund(
+        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+    ) -> RefundResult | None:
+        """Our refund on Stripe (metadata.refund_id): a succeeded one wins should Stripe hold
+        two (localstripe ignores idempotency keys)."""
+        import stripe
+
+        options = request_options(stripe_account_id)
+        params: dict[str, Any] = {"payment_intent": payment_intent_id, "limit": LIST_PAGE_SIZE}
+        found: list[dict[str, Any]] = []
+        try:
+            for _ in range(LIST_MAX_PAGES):
+                page = self._client.v1.refunds.list(params=params, options=options)
+                items = [_to_dict(item) for item in page.data]
+                found += [r for r in items if _metadata(r).get("refund_id") == refund_id]
+                if not page.has_more or not items:
+                    break
+                params["starting_after"] = items[-1]["id"]
+            else:
+                raise Unavailable("Too many refunds to list for one PaymentIntent.")
+        except stripe.StripeError as error:
+            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+        if not found:
+            return None
+        chosen = next((r for r in found if r.get("status") == "succeeded"), found[0])
+        return _refund_result(chosen)
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = obj.get("metadata") or {}
+    return metadata if isinstance(metadata, Mapping) else _to_dict(metadata)
 
 
 def _error_intent(error: Any) -> dict[str, Any] | None:

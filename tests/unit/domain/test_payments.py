@@ -94,19 +94,89 @@ def test_partial_then_full_refund_and_too_much() -> None:
         paid.refund(0, T0)
     change, amount = paid.refund(2000, T0)
     assert amount == 2000
-    partial = change.payment
+    reserved = change.payment
+    # Reserved until Stripe answers: the ledger shows only what Stripe refunded.
+    assert (reserved.status, reserved.amount_refunded, reserved.amount_refund_pending) == (
+        "succeeded",
+        0,
+        2000,
+    )
+    assert reserved.refundable_amount == 5000
+    partial = reserved.settle_refund(2000, True, T0).payment
     assert (partial.status, partial.amount_refunded, partial.refundable_amount) == (
         "partially_refunded",
         2000,
         5000,
     )
+    assert (partial.amount_refund_pending, partial.refund_pending_since) == (0, None)
     change, amount = partial.refund(None, T0)
     assert amount == 5000
-    assert (change.payment.status, change.payment.amount_refunded) == ("refunded", 7000)
-    with pytest.raises(Conflict):
-        change.payment.refund(None, T0)
+    with pytest.raises(InvalidRequest):  # the reservation counts: nothing is left
+        change.payment.refund(1, T0)
+    done = change.payment.settle_refund(5000, True, T0).payment
+    assert (done.status, done.amount_refunded) == ("refunded", 7000)
+    with pytest.raises(InvalidRequest) as nothing:  # nothing is left: 400, like "more than is left"
+        done.refund(None, T0)
+    assert nothing.value.details[0].field == "amount"
     with pytest.raises(Conflict):
         pending_payment().refund(None, T0)
+
+
+def test_a_refund_stripe_did_not_make_releases_its_reservation() -> None:
+    paid = pending_payment().succeed(T0).payment
+    reserved = paid.refund(None, T0)[0].payment
+    assert reserved.refundable_amount == 0
+    released = reserved.settle_refund(7000, False, T0).payment
+    assert (released.status, released.amount_refunded, released.refundable_amount) == (
+        "succeeded",
+        0,
+        7000,
+    )
+    assert released.refund_pending_since is None
+
+
+def test_stripes_total_after_the_refund_was_settled_changes_nothing() -> None:
+    reserved = pending_payment().succeed(T0).payment.refund(3000, T0)[0].payment
+    settled = reserved.settle_refund(3000, True, T0).payment
+    assert not settled.record_refunded_total(3000, T0).changed
+    dashboard = settled.record_refunded_total(5000, T0).payment  # 2000 more from the dashboard
+    assert (dashboard.amount_refunded, dashboard.status) == (5000, "partially_refunded")
+
+
+def test_stripes_total_shrinks_a_reservation_that_no_longer_fits() -> None:
+    reserved = pending_payment().succeed(T0).payment.refund(6000, T0)[0].payment
+    reported = reserved.record_refunded_total(7000, T0).payment  # all refunded on the dashboard
+    assert (reported.amount_refunded, reported.amount_refund_pending) == (7000, 0)
+    assert reported.status == "refunded"
+    # Our refund record is still pending: the recovery pass must still look at it.
+    assert (reported.pending_refunds, reported.refund_pending_since) == (1, T0)
+    settled = reported.settle_refund(6000, True, T0).payment
+    assert settled.amount_refunded == 7000
+    assert (settled.pending_refunds, settled.refund_pending_since) == (0, None)
+
+
+def test_two_pending_refunds_keep_the_payment_pending_until_both_are_settled() -> None:
+    paid = pending_payment().succeed(T0).payment
+    first = paid.refund(1000, T0)[0].payment
+    later = T0 + timedelta(minutes=1)
+    both = first.refund(2000, later)[0].payment
+    assert (both.amount_refund_pending, both.pending_refunds, both.refund_pending_since) == (
+        3000,
+        2,
+        later,
+    )
+    one = both.settle_refund(1000, False, later).payment
+    assert (one.amount_refund_pending, one.pending_refunds, one.refund_pending_since) == (
+        2000,
+        1,
+        later,
+    )
+    none = one.settle_refund(2000, True, later).payment
+    assert (none.amount_refunded, none.pending_refunds, none.refund_pending_since) == (
+        2000,
+        0,
+        None,
+    )
 
 
 def test_refunds_reported_by_stripe_only_move_forward() -> None:
@@ -123,7 +193,8 @@ def test_refunds_reported_by_stripe_only_move_forward() -> None:
 
 
 def test_dispute_won_goes_back_to_the_previous_status_lost_stays_disputed() -> None:
-    partial = pending_payment().succeed(T0).payment.refund(1000, T0)[0].payment
+    reserved = pending_payment().succeed(T0).payment.refund(1000, T0)[0].payment
+    partial = reserved.settle_refund(1000, True, T0).payment
     opened = partial.open_dispute(T0)
     assert opened.changed and opened.payment.status == "disputed"
     assert not opened.payment.open_dispute(T0).changed
