@@ -121,14 +121,11 @@ def _bad_deliveries() -> list[tuple[str, bytes, dict[str, str], str]]:
     return cases
 
 
-@pytest.mark.parametrize(
-    ("case", "body", "headers", "field"),
-    _bad_deliveries(),
-    ids=[c[0] for c in _bad_deliveries()],
-)
-def test_bad_input_is_400_naming_the_problem_and_nothing_is_stored(
-    env: Env, case: str, body: bytes, headers: dict[str, str], field: str
-) -> None:
+@pytest.mark.parametrize("case", [c[0] for c in _bad_deliveries()])
+def test_bad_input_is_400_naming_the_problem_and_nothing_is_stored(env: Env, case: str) -> None:
+    # Signed when the test runs, not when pytest collects it: in a long run a signature made at
+    # collection would be past the 300 s tolerance and fail for the wrong reason.
+    _, body, headers, field = next(c for c in _bad_deliveries() if c[0] == case)
     status, answer = post(env, body, headers)
     assert status == 400, (case, answer)
     assert answer["error"]["type"] == "invalid_request"
