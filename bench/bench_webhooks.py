@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.code_paths import files_run
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAYMENTS = 15
 PLATFORM_KEY = "bench-platform-key"
@@ -146,7 +148,7 @@ def _run(cutoff: Any) -> dict[str, float | int | str]:
         handler_ms: list[float] = []
         bare_ms: list[float] = []
         for n, pending in enumerate(pendings):
-            with meter.measure() as calls:
+            with meter.measure() as calls, files_run() as files:
                 started = time.perf_counter()
                 assert deliver(pending.succeeded_event) == "processed"
                 handler_ms.append((time.perf_counter() - started) * 1000)
@@ -195,6 +197,8 @@ def _run(cutoff: Any) -> dict[str, float | int | str]:
         "webhook_payment_handler_ms": round(handler, 2),
         "webhook_bare_transaction_ms": round(bare, 2),
         "webhook_handler_vs_bare_transaction": round(handler / bare, 2),
+        # The last delivery (warm): the files a payment event runs through from its route.
+        **files.figures("webhook_payment"),
     }
 
 
