@@ -57,7 +57,7 @@ def request_fingerprint(method: str, path: str, query: dict[str, str], raw_body:
     try:
         body: Any = json.loads(raw_body) if raw_body.strip() else None
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         canonical = raw_body.hex()
     text = json.dumps([method, path, sorted(query.items()), canonical], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -90,8 +90,12 @@ def stored_body(body: Any) -> str:
     return json.dumps(redact_secrets(decoded))
 
 
-def _should_store(status: int) -> bool:
-    return status < 500 and status != 400
+def _should_store(response: Response) -> bool:
+    """Only final answers are kept: not 400 (nothing changed; fix the body and retry), not a
+    retryable refusal (429, 5xx, or anything with Retry-After: a lost race, a busy key)."""
+    status = response.status_code
+    retryable = any(str(name).lower() == "retry-after" for name in response.headers or {})
+    return status < 500 and status not in (400, 429) and not retryable
 
 
 def run_idempotent(
@@ -107,7 +111,9 @@ def run_idempotent(
         return error_response("conflict", "This Idempotency-Key was used with another request.", [])
     if claim.outcome == "in_progress":
         return error_response(
-            "conflict", "A request with this Idempotency-Key is still in progress; retry later."
+            "conflict",
+            "A request with this Idempotency-Key is still in progress; retry later.",
+            headers={"Retry-After": "1"},
         )
     if claim.outcome == "replay":
         stored = claim.response
@@ -122,7 +128,7 @@ def run_idempotent(
     except BaseException:
         store.release(scope, key, fingerprint)
         raise
-    if not _should_store(response.status_code):
+    if not _should_store(response):
         store.release(scope, key, fingerprint)
         return response
     body = stored_body(response.body)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from chalicelib.adapters.dynamodb.due_index import (
@@ -27,7 +27,7 @@ from chalicelib.adapters.dynamodb.due_index import (
     parse_due_at,
 )
 from chalicelib.bootstrap import Container
-from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest, NotFound
 from chalicelib.jobs.messages import DueMessage
 from chalicelib.jobs.ports import DueReader
 from chalicelib.jobs.registry import Reported, current_jobs
@@ -57,6 +57,9 @@ ORDINARY_OUTCOMES = frozenset(
 )
 # An advance that needs more steps than this is refused midway rather than running forever.
 MAX_STEPS = 5000
+# The test clock never goes past this: far enough for any test, and far enough from
+# datetime.max (year 9999) that the clock, periods and renewals computed from it never overflow.
+HORIZON = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,22 @@ def advance(
     """Move the clock to `to` or `by` forward (never back), running everything due on the way."""
     clock = adjustable_clock(box)
     start = clock.now()
-    target = to if to is not None else start + (by or timedelta())
-    if target < start or (by is not None and by < timedelta()):
+    if to is not None:
+        target = to
+    else:
+        delta = by or timedelta()
+        if delta < timedelta():
+            raise InvalidRequest.for_field(field_name, "The test clock never moves back.")
+        target = start + delta if delta < HORIZON - start else HORIZON
+    if target < start:
         raise InvalidRequest.for_field(field_name, "The test clock never moves back.")
+    if target >= HORIZON:
+        raise InvalidRequest.for_field(
+            field_name, f"The test clock stays before {HORIZON.date().isoformat()}."
+        )
     if not box.advance_lease.take(LEASE_SECONDS):
-        raise Conflict("Another test-clock advance is running; try again when it ends.")
+        # A busy clock, not a refusal: retryable (409 with Retry-After; never an idempotent answer).
+        raise ConcurrentChange("Another test-clock advance is running; try again when it ends.")
     try:
         counts, _ = run_due(box, start)
         frontier = Frontier(box.due_index, box.settings.due_index_shards, until=target)
