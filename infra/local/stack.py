@@ -168,9 +168,18 @@ class LocalStack:
             ensure_port_free(port, name)
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         try:
+            # moto's server behind one lock (infra/local/moto_server.py): DynamoDB's atomicity.
             self._spawn(
                 "moto",
-                [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(cfg.moto_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.local.moto_server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(cfg.moto_port),
+                ],
             )
             self._spawn(
                 "localstripe",
@@ -186,20 +195,21 @@ class LocalStack:
             )
             self.resources = create_resources(self.app_env())
             register_webhook(cfg)
+            # chalice's local server with the deployed gateway's error envelope (api_server.py).
             self._spawn(
                 "api",
                 [
-                    str(BIN_DIR / "chalice"),
+                    sys.executable,
+                    "-m",
+                    "infra.local.api_server",
                     "--project-dir",
                     str(REPO_ROOT),
-                    "local",
                     "--host",
                     "127.0.0.1",
                     "--port",
                     str(cfg.billing_port),
                     "--stage",
                     LOCAL_STAGE,
-                    "--no-autoreload",
                 ],
             )
             wait_for_http(f"{cfg.api_url}/healthz", STARTUP_TIMEOUT_SECONDS, self.processes["api"])
