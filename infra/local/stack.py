@@ -41,6 +41,9 @@ class StackConfig:
     stripe_secret_key: str = "sk_test_local"
     webhook_secret: str = "whsec_local"
     scheduler_interval_seconds: float = 5.0
+    # Fewer due-index shards than deployed (16): every test-clock step queries each shard, and a
+    # moto query walks the whole table. Every process of the stack gets the same number.
+    due_index_shards: int = 2
     run_scheduler: bool = True
     log_dir: Path = field(default_factory=lambda: REPO_ROOT / ".local-stack" / "logs")
 
@@ -55,6 +58,7 @@ class StackConfig:
             stripe_secret_key=source.get("STRIPE_SECRET_KEY", "sk_test_local"),
             webhook_secret=source.get("STRIPE_WEBHOOK_SECRET", "whsec_local"),
             scheduler_interval_seconds=float(source.get("SCHEDULER_INTERVAL_SECONDS", "5")),
+            due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "2")),
             log_dir=Path(
                 source.get("LOCAL_STACK_LOG_DIR", str(REPO_ROOT / ".local-stack" / "logs"))
             ),
@@ -152,6 +156,7 @@ class LocalStack:
                 "STRIPE_WEBHOOK_SECRET": cfg.webhook_secret,
                 "STRIPE_API_BASE": cfg.stripe_url,
                 "BILLING_API_URL": cfg.api_url,
+                "BILLING_DUE_INDEX_SHARDS": str(cfg.due_index_shards),
                 "PYTHONUNBUFFERED": "1",
             }
         )
