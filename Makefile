@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration e2e bench demo synth deploy clean install
+.PHONY: run test lint typecheck unit integration e2e load bench demo synth deploy clean install
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -38,6 +38,10 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
+
+# The local stack under load (issue 11 item 20): 500 subscriptions through 12 monthly advances.
+load: $(STAMP)
+	LOAD_SUBSCRIPTIONS=500 LOAD_ADVANCES=12 $(BIN)/python -m pytest -s tests/e2e/test_local_stack_load.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

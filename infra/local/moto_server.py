@@ -42,8 +42,9 @@ def serialized(app: WsgiApp) -> WsgiApp:
     return one_at_a_time
 
 
-def journal_transactions() -> None:
-    """Make moto's TransactWriteItems back up the items it writes instead of whole tables.
+def journal_transactions() -> Callable[[], None]:
+    """Make moto's TransactWriteItems back up the items it writes instead of whole tables;
+    returns the undo.
 
     Safe only with requests serialized (`serialized`): nothing else runs between the backup
     and the restore."""
@@ -79,8 +80,14 @@ def journal_transactions() -> None:
                     self.put_item(table_name, attributes)
             raise
 
-    dynamodb_models.copy = _KeepTables  # type: ignore[assignment]
+    dynamodb_models.copy = _KeepTables  # type: ignore[attr-defined, assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+    def undo() -> None:
+        dynamodb_models.copy = copy  # type: ignore[attr-defined]
+        DynamoDBBackend.transact_write_items = whole_table_backup  # type: ignore[method-assign]
+
+    return undo
 
 
 def _saved_item(
@@ -107,7 +114,7 @@ def _saved_item(
     return table_name, key, attributes
 
 
-def fast_string_comparisons() -> None:
+def fast_string_comparisons() -> Callable[[], None]:
     """moto compares key values through `DynamoType.cast_value`, which tests every other type
     first; a Query compares (and sorts by) the keys of every item in the table, so for string
     keys (all of ours) that test was most of a Query's time. Same results, strings first."""
@@ -118,7 +125,13 @@ def fast_string_comparisons() -> None:
     def cast_value(self: Any) -> Any:
         return self.value if self.type == "S" else general(self)
 
+    general_property = DynamoType.cast_value
     DynamoType.cast_value = property(cast_value)  # type: ignore[assignment, method-assign]
+
+    def undo() -> None:
+        DynamoType.cast_value = general_property  # type: ignore[method-assign]
+
+    return undo
 
 
 def main(argv: list[str] | None = None) -> None:
