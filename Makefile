@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The console's browser tests drive Debian's chromium (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-calendar lint typecheck unit integration e2e browser bench demo synth deploy clean install console-vendor
+.PHONY: run test test-calendar lint typecheck unit integration e2e browser load bench demo synth deploy clean install console-vendor
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -70,6 +70,10 @@ console-vendor:
 	cp $(CONSOLE_NPM)/@picocss/pico/css/pico.min.css chalicelib/console/vendor/pico.min.css
 	cp $(CONSOLE_NPM)/chart.js/dist/chart.umd.min.js chalicelib/console/vendor/chart.umd.min.js
 	cp $(CONSOLE_NPM)/axe-core/axe.min.js tests/browser/vendor/axe.min.js
+
+# The local stack under load (issue 11 item 20): 500 subscriptions through 12 monthly advances.
+load: $(STAMP)
+	LOAD_SUBSCRIPTIONS=500 LOAD_ADVANCES=12 $(BIN)/python -m pytest -s tests/e2e/test_local_stack_load.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -35,7 +35,12 @@ class UpdateCommunity(RequestModel):
 
 class ApiKey(ResponseModel):
     id: str
-    secret: str = Field(description="Shown only in this response; store it safely.")
+    secret: str | None = Field(
+        description=(
+            "Shown only in the response that created the key; store it safely."
+            " An idempotent replay of that request answers null."
+        )
+    )
 
 
 class Community(ResponseModel):

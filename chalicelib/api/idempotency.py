@@ -7,6 +7,8 @@ Keys are scoped per community; platform-key calls share one platform scope. Rout
 auth (the Stripe webhook) are not covered: an anonymous scope would let callers see each
 other's responses. Responses are stored for 2xx and 4xx except 400 (a 400 changed nothing, so
 the caller may fix the body and retry with the same key); 5xx and crashes release the key.
+A credential shown once (any response field named `secret`, e.g. a new API key) is stored as
+null: a replay answers the same body with `secret: null` (API.md, Communities).
 
 Why not Powertools' idempotency utility: it imports boto3 at import time (~180 ms of cold
 start on every route, including GETs), keys records by a hash of the event in its own layout
@@ -55,14 +57,45 @@ def request_fingerprint(method: str, path: str, query: dict[str, str], raw_body:
     try:
         body: Any = json.loads(raw_body) if raw_body.strip() else None
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         canonical = raw_body.hex()
     text = json.dumps([method, path, sorted(query.items()), canonical], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _should_store(status: int) -> bool:
-    return status < 500 and status != 400
+SECRET_FIELD = "secret"  # noqa: S105 (a field name, not a password)
+
+
+def redact_secrets(value: Any) -> Any:
+    """`value` with every field named `secret` set to null, at any depth."""
+    if isinstance(value, dict):
+        return {
+            name: None if name == SECRET_FIELD else redact_secrets(inner)
+            for name, inner in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_secrets(inner) for inner in value]
+    return value
+
+
+def stored_body(body: Any) -> str:
+    """The response body as the idempotency store keeps it: JSON with its secrets redacted."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    try:
+        decoded = json.loads(text) if text else None
+    except ValueError:
+        return text
+    if decoded is None:
+        return text
+    return json.dumps(redact_secrets(decoded))
+
+
+def _should_store(response: Response) -> bool:
+    """Only final answers are kept: not 400 (nothing changed; fix the body and retry), not a
+    retryable refusal (429, 5xx, or anything with Retry-After: a lost race, a busy key)."""
+    status = response.status_code
+    retryable = any(str(name).lower() == "retry-after" for name in response.headers or {})
+    return status < 500 and status not in (400, 429) and not retryable
 
 
 def run_idempotent(
@@ -78,7 +111,9 @@ def run_idempotent(
         return error_response("conflict", "This Idempotency-Key was used with another request.", [])
     if claim.outcome == "in_progress":
         return error_response(
-            "conflict", "A request with this Idempotency-Key is still in progress; retry later."
+            "conflict",
+            "A request with this Idempotency-Key is still in progress; retry later.",
+            headers={"Retry-After": "1"},
         )
     if claim.outcome == "replay":
         stored = claim.response
@@ -93,10 +128,10 @@ def run_idempotent(
     except BaseException:
         store.release(scope, key, fingerprint)
         raise
-    if not _should_store(response.status_code):
+    if not _should_store(response):
         store.release(scope, key, fingerprint)
         return response
-    body = response.body if isinstance(response.body, str) else json.dumps(response.body)
+    body = stored_body(response.body)
     headers = {str(k): str(v) for k, v in (response.headers or {}).items()}
     try:
         store.complete(scope, key, fingerprint, StoredResponse(response.status_code, headers, body))

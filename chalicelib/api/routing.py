@@ -36,28 +36,22 @@ from chalicelib.api.errors import (
 from chalicelib.api.idempotency import idempotency_key, request_fingerprint, run_idempotent
 from chalicelib.bootstrap import Container, container
 from chalicelib.domain.errors import (
+    ConcurrentChange,
     DomainError,
     FieldProblem,
     Forbidden,
     InvalidRequest,
     NotFound,
+    RateLimited,
     Unauthorized,
     Unavailable,
 )
 from chalicelib.observability import correlation, count, flush_metrics, logger
 
 MAX_BODY_BYTES = 64 * 1024
-# Chalice answers 415 itself for content types a route does not list; list the common ones
-# so a non-JSON body reaches our validation and gets the 400 API.md asks for.
-ACCEPTED_CONTENT_TYPES = [
-    "application/json",
-    "text/plain",
-    "application/x-www-form-urlencoded",
-    "application/octet-stream",
-    "multipart/form-data",
-    "application/xml",
-    "text/xml",
-]
+# Chalice answers 415 itself (in its own format) for a content type a route does not list;
+# `*/*` lets every body reach our validation, which answers API.md's 400 for anything not JSON.
+ACCEPTED_CONTENT_TYPES = ["application/json", "*/*"]
 _PATH_PARAM = re.compile(r"{([^}]+)}")
 
 
@@ -212,10 +206,19 @@ def _execute(
         return _internal_error(spec)
 
 
+# Refusals that say "try again" rather than "no": lost races and busy dependencies. They carry
+# Retry-After, and the idempotency store never keeps them as a key's answer.
+RETRYABLE_ERRORS = (ConcurrentChange, RateLimited, Unavailable)
+RETRY_AFTER_SECONDS = "1"
+
+
 def _domain_error(error: DomainError) -> Response:
     if isinstance(error, Unavailable):
         logger.warning("dependency_unavailable", extra={"reason": error.message})
-    return domain_error_response(error)
+    response = domain_error_response(error)
+    if isinstance(error, RETRYABLE_ERRORS):
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
 
 
 def _internal_error(spec: RouteSpec) -> Response:
@@ -272,6 +275,8 @@ def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         decoded = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest.for_field("body", "The body is not valid JSON.") from None
+    except RecursionError:
+        raise InvalidRequest.for_field("body", "The body is nested too deeply.") from None
     if not isinstance(decoded, dict):
         raise InvalidRequest.for_field("body", "The body must be a JSON object.")
     try:

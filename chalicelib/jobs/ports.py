@@ -31,6 +31,16 @@ class DueReader(Protocol):
         """The earliest `due_at` of the shard in (after, until], or None."""
         ...
 
+    def upcoming_due(
+        self, group: DueGroup, shard: int, after: datetime, until: str, limit: int
+    ) -> list[str]:
+        """The earliest `limit` `due_at` values of the shard in (after, until], oldest first."""
+        ...
+
+    def due_entry(self, pk: str, sk: str) -> tuple[DueGroup, int, str] | None:
+        """Where one item is due now: (group, shard, due_at), or None when it is not due."""
+        ...
+
     def is_due(self, pk: str, sk: str, group: DueGroup, now: datetime) -> bool:
         """Whether one item is still due for `group` at `now` (a consistent read)."""
         ...

@@ -15,9 +15,10 @@ still ahead?" reading that the wall can overtake before the move.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from chalicelib.adapters.dynamodb.due_index import (
@@ -27,7 +28,7 @@ from chalicelib.adapters.dynamodb.due_index import (
     parse_due_at,
 )
 from chalicelib.bootstrap import Container
-from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest, NotFound
 from chalicelib.jobs.messages import DueMessage
 from chalicelib.jobs.ports import DueReader
 from chalicelib.jobs.registry import Reported, current_jobs
@@ -57,6 +58,9 @@ ORDINARY_OUTCOMES = frozenset(
 )
 # An advance that needs more steps than this is refused midway rather than running forever.
 MAX_STEPS = 5000
+# The test clock never goes past this: far enough for any test, and far enough from
+# datetime.max (year 9999) that the clock, periods and renewals computed from it never overflow.
+HORIZON = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,22 @@ def advance(
     """Move the clock to `to` or `by` forward (never back), running everything due on the way."""
     clock = adjustable_clock(box)
     start = clock.now()
-    target = to if to is not None else start + (by or timedelta())
-    if target < start or (by is not None and by < timedelta()):
+    if to is not None:
+        target = to
+    else:
+        delta = by or timedelta()
+        if delta < timedelta():
+            raise InvalidRequest.for_field(field_name, "The test clock never moves back.")
+        target = start + delta if delta < HORIZON - start else HORIZON
+    if target < start:
         raise InvalidRequest.for_field(field_name, "The test clock never moves back.")
+    if target >= HORIZON:
+        raise InvalidRequest.for_field(
+            field_name, f"The test clock stays before {HORIZON.date().isoformat()}."
+        )
     if not box.advance_lease.take(LEASE_SECONDS):
-        raise Conflict("Another test-clock advance is running; try again when it ends.")
+        # A busy clock, not a refusal: retryable (409 with Retry-After; never an idempotent answer).
+        raise ConcurrentChange("Another test-clock advance is running; try again when it ends.")
     try:
         counts, _ = run_due(box, start)
         frontier = Frontier(box.due_index, box.settings.due_index_shards, until=target)
@@ -103,11 +118,16 @@ def advance(
                 raise Conflict(f"More than {MAX_STEPS} due times before {target}; advance less.")
             moment = clock.move_forward_to(step)  # >= step: the wall may have passed it
             parts = frontier.due_at_or_before(step)
-            step_counts, clean = run_due(box, moment, parts)
+            ran: list[DueMessage] = []
+            step_counts, clean = run_due(box, moment, parts, ran)
             counts += step_counts
-            # A subject's due items stay in its shard, whatever the group; anything unusual
-            # (a charge left pending makes a payment due elsewhere) re-reads every partition.
-            frontier.load(after=step, shards=None if not clean else {s for _, s in parts})
+            if clean:
+                # Ordinary outcomes change only the processed subjects' own due items.
+                frontier.step_done(step, moment, parts, ran)
+            else:
+                # Anything unusual (a charge left pending makes a payment due elsewhere)
+                # re-reads every partition.
+                frontier.load(after=step)
         counts += run_due(box, clock.move_forward_to(target))[0]
     finally:
         box.advance_lease.release()
@@ -119,13 +139,17 @@ Partition = tuple[DueGroup, int]
 
 
 def run_due(
-    box: Container, moment: datetime, parts: list[Partition] | None = None
+    box: Container,
+    moment: datetime,
+    parts: list[Partition] | None = None,
+    processed: list[DueMessage] | None = None,
 ) -> tuple[Counter[str], bool]:
     """One synchronous pass at `moment` through the same sweep and worker code as SQS.
 
     Sweeps `parts` (default: every group and shard) and runs each message through the
     worker. Returns the counts the test clock reports (each job's `counters`; "failed" for an
-    action that raised) and whether every outcome was an ordinary one.
+    action that raised) and whether every outcome was an ordinary one; `processed` (if given)
+    receives every message that was run.
     """
     jobs = current_jobs()
     counts: Counter[str] = Counter()
@@ -138,6 +162,8 @@ def run_due(
         sweep(box, (group,), now=moment, sink=queued.extend, shards=shards)
         job = jobs.get(group)
         for message in queued:
+            if processed is not None:
+                processed.append(message)
             try:
                 outcome = process_message(box, message, now=moment, jobs=jobs)
             except Exception:
@@ -154,29 +180,79 @@ def run_due(
 
 
 class Frontier:
-    """The earliest due time of every (group, shard) partition in a window, kept up to date."""
+    """The next due times of every (group, shard) partition in a window, kept up to date.
 
-    def __init__(self, index: DueReader, shard_count: int, *, until: datetime) -> None:
+    Each partition's next `batch` due times are read with one Query and kept; a step drops
+    what it ran and adds where the subjects it ran are due next (one GetItem each), so a
+    partition is queried again only once its batch is used up. (On moto every Query walks the
+    whole table; one per partition per step made an advance through a few thousand items
+    take minutes.)"""
+
+    def __init__(
+        self, index: DueReader, shard_count: int, *, until: datetime, batch: int = 100
+    ) -> None:
         self._index = index
         self._shards = range(shard_count)
         self._upper = format_due_at(until)
-        self._earliest: dict[Partition, str] = {}
+        self._batch = batch
+        self._upcoming: dict[Partition, list[str]] = {}
+        # Partitions whose batch was full: more due times may follow its last one.
+        self._truncated: set[Partition] = set()
 
     def load(self, *, after: datetime, shards: set[int] | None = None) -> None:
-        """(Re)read the earliest due time in (after, until] of every group in `shards`."""
+        """(Re)read the next due times in (after, until] of every group in `shards`."""
         for group in DUE_GROUPS:
             for shard in self._shards if shards is None else sorted(shards):
-                found = self._index.first_due(group, shard, after, self._upper)
-                if found is None:
-                    self._earliest.pop((group, shard), None)
-                else:
-                    self._earliest[(group, shard)] = found
+                self._load_one((group, shard), after)
+
+    def _load_one(self, part: Partition, after: datetime) -> None:
+        group, shard = part
+        found = self._index.upcoming_due(group, shard, after, self._upper, self._batch)
+        self._truncated.discard(part)
+        if not found:
+            self._upcoming.pop(part, None)
+            return
+        self._upcoming[part] = found
+        if len(found) == self._batch:
+            self._truncated.add(part)
+
+    def step_done(
+        self,
+        step: datetime,
+        moment: datetime,
+        parts: list[Partition],
+        processed: list[DueMessage],
+    ) -> None:
+        """After `parts` were swept at `moment` for `step` with ordinary outcomes: what was due
+        up to `moment` there ran; each processed subject is now due where its item says."""
+        ran_until = format_due_at(moment)
+        for part in parts:
+            left = [due for due in self._upcoming.get(part, []) if due > ran_until]
+            if left:
+                self._upcoming[part] = left
+            elif part in self._truncated:
+                self._load_one(part, moment)
+            else:
+                self._upcoming.pop(part, None)
+        after = format_due_at(step)
+        for message in processed:
+            found = self._index.due_entry(message.pk, message.sk)
+            if found is None:
+                continue
+            group, shard, due_at = found
+            if not after < due_at <= self._upper:
+                continue
+            part = (group, shard)
+            upcoming = self._upcoming.setdefault(part, [])
+            if part in self._truncated and due_at > upcoming[-1]:
+                continue  # beyond the batch: the next load of this partition finds it
+            bisect.insort(upcoming, due_at)
 
     def earliest(self) -> datetime | None:
-        if not self._earliest:
+        if not self._upcoming:
             return None
-        return parse_due_at(min(self._earliest.values()))
+        return parse_due_at(min(upcoming[0] for upcoming in self._upcoming.values()))
 
     def due_at_or_before(self, moment: datetime) -> list[Partition]:
         limit = format_due_at(moment)
-        return sorted(part for part, text in self._earliest.items() if text <= limit)
+        return sorted(part for part, upcoming in self._upcoming.items() if upcoming[0] <= limit)

@@ -28,6 +28,7 @@ from chalicelib.domain.errors import (
     ConcurrentChange,
     Conflict,
     DuplicateEvent,
+    InvalidRequest,
     NotFound,
     Unavailable,
 )
@@ -98,6 +99,10 @@ class EventStore(Protocol):
 
     def get(self, event_id: str) -> WebhookEvent | None: ...
 
+    def fits(self, event: WebhookEvent) -> bool:
+        """Whether `event` can be stored at all (a record has a size limit)."""
+        ...
+
 
 class WebhookService:
     def __init__(
@@ -122,7 +127,11 @@ class WebhookService:
         from chalicelib.adapters.stripe.events import verify_event
 
         payload = verify_event(raw_body, signature, self._secrets())
-        return self.process(WebhookEvent.received(payload, self._clock.now()))
+        event = WebhookEvent.received(payload, self._clock.now())
+        if not self._store.fits(event):
+            # Refused before anything runs: answered 200, it would be applied and then lost.
+            raise InvalidRequest.for_field("body", "The event is too large to store.")
+        return self.process(event)
 
     def replay(self, event_id: str) -> WebhookEvent:
         """Run a stored event through its handler again (only failed events are still open)."""

@@ -41,6 +41,9 @@ class StackConfig:
     stripe_secret_key: str = "sk_test_local"
     webhook_secret: str = "whsec_local"
     scheduler_interval_seconds: float = 5.0
+    # Fewer due-index shards than deployed (16): every test-clock step queries each shard, and a
+    # moto query walks the whole table. Every process of the stack gets the same number.
+    due_index_shards: int = 2
     run_scheduler: bool = True
     # RFC 3339; the stored test clock starts there on first use (None: at the wall clock).
     test_clock_start: str | None = None
@@ -58,6 +61,7 @@ class StackConfig:
             webhook_secret=source.get("STRIPE_WEBHOOK_SECRET", "whsec_local"),
             scheduler_interval_seconds=float(source.get("SCHEDULER_INTERVAL_SECONDS", "5")),
             test_clock_start=source.get("BILLING_TEST_CLOCK_START") or None,
+            due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "2")),
             log_dir=Path(
                 source.get("LOCAL_STACK_LOG_DIR", str(REPO_ROOT / ".local-stack" / "logs"))
             ),
@@ -155,6 +159,7 @@ class LocalStack:
                 "STRIPE_WEBHOOK_SECRET": cfg.webhook_secret,
                 "STRIPE_API_BASE": cfg.stripe_url,
                 "BILLING_API_URL": cfg.api_url,
+                "BILLING_DUE_INDEX_SHARDS": str(cfg.due_index_shards),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -181,9 +186,18 @@ class LocalStack:
             ensure_port_free(port, name)
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         try:
+            # moto's server behind one lock (infra/local/moto_server.py): DynamoDB's atomicity.
             self._spawn(
                 "moto",
-                [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(cfg.moto_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.local.moto_server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(cfg.moto_port),
+                ],
             )
             self._spawn(
                 "localstripe",
@@ -199,20 +213,21 @@ class LocalStack:
             )
             self.resources = create_resources(self.app_env())
             register_webhook(cfg)
+            # chalice's local server with the deployed gateway's error envelope (api_server.py).
             self._spawn(
                 "api",
                 [
-                    str(BIN_DIR / "chalice"),
+                    sys.executable,
+                    "-m",
+                    "infra.local.api_server",
                     "--project-dir",
                     str(REPO_ROOT),
-                    "local",
                     "--host",
                     "127.0.0.1",
                     "--port",
                     str(cfg.billing_port),
                     "--stage",
                     LOCAL_STAGE,
-                    "--no-autoreload",
                 ],
             )
             wait_for_http(f"{cfg.api_url}/healthz", STARTUP_TIMEOUT_SECONDS, self.processes["api"])

@@ -346,6 +346,11 @@ class InMemoryEventStore:
     def get(self, event_id: str) -> WebhookEvent | None:
         return self._store.webhook_events.get(event_id)
 
+    def fits(self, event: WebhookEvent) -> bool:
+        from chalicelib.adapters.dynamodb.webhook_events import record_fits
+
+        return record_fits(event)
+
 
 # --- Stripe: a payment gateway that keeps PaymentIntents ---------------------------------------
 def _stripe_minimum(code: str) -> int:

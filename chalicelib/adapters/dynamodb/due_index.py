@@ -160,9 +160,17 @@ class DueIndex:
 
     def first_due(self, group: DueGroup, shard: int, after: datetime, until: str) -> str | None:
         """The earliest `due_at` of the shard in (after, until], or None."""
+        found = self.upcoming_due(group, shard, after, until, 1)
+        return found[0] if found else None
+
+    def upcoming_due(
+        self, group: DueGroup, shard: int, after: datetime, until: str, limit: int
+    ) -> list[str]:
+        """The earliest `limit` `due_at` values of the shard in (after, until], oldest first
+        (one Query)."""
         lower = format_due_at(after + timedelta(microseconds=1))
         if lower > until:
-            return None
+            return []
         page = self._ddb.query(
             TableName=self._table,
             IndexName=DUE_INDEX,
@@ -174,10 +182,25 @@ class DueIndex:
                 ":hi": {"S": until},
             },
             ProjectionExpression="#a",
-            Limit=1,
+            Limit=limit,
         )
-        items: list[dict[str, Any]] = page.get("Items", [])
-        return str(items[0][DUE_AT]["S"]) if items else None
+        return [str(item[DUE_AT]["S"]) for item in page.get("Items", [])]
+
+    def due_entry(self, pk: str, sk: str) -> tuple[DueGroup, int, str] | None:
+        """Where one item is due now: (group, shard, due_at), or None (one consistent GetItem)."""
+        item = self._ddb.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            ConsistentRead=True,
+            ProjectionExpression="#p, #a",
+            ExpressionAttributeNames={"#p": DUE_PK, "#a": DUE_AT},
+        ).get("Item")
+        if not item or DUE_PK not in item or DUE_AT not in item:
+            return None
+        _, group, shard = str(item[DUE_PK]["S"]).split("#")
+        if group not in DUE_GROUPS:
+            return None
+        return group, int(shard), str(item[DUE_AT]["S"])
 
     def is_due(self, pk: str, sk: str, group: DueGroup, now: datetime) -> bool:
         """Whether the item is still due for `group` at `now` (one consistent GetItem)."""

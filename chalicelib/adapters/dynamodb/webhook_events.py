@@ -33,6 +33,10 @@ EVENT_SK = "WHEVT"
 INLINE_PAYLOAD_BYTES = 200_000
 # A Lambda response holds at most 6 MB: a page of big events ends early (with a cursor).
 MAX_PAGE_PAYLOAD_BYTES = 4_000_000
+# DynamoDB's item limit, and room for what a record gains after it is first checked (a failure
+# reason of at most 1000 characters, processed_at, a longer status).
+MAX_ITEM_BYTES = 400 * 1024
+RECORD_HEADROOM_BYTES = 4 * 1024
 NEW_OR_FAILED = "attribute_not_exists(pk) OR #status = :failed"
 BATCH_GET_LIMIT = 100
 
@@ -86,6 +90,31 @@ def to_record(event: WebhookEvent) -> dict[str, Any]:
     )
 
 
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it (names + values; numbers at their 21-byte most)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    kind, inner = next(iter(value.items()))
+    if kind == "S":
+        return len(str(inner).encode())
+    if kind == "B":
+        return len(inner)
+    if kind == "N":
+        return 21
+    if kind == "M":
+        return 3 + item_size(inner) + len(inner)
+    if kind == "L":
+        return 3 + sum(_value_size(element) + 1 for element in inner)
+    return 1  # BOOL, NULL
+
+
+def record_fits(event: WebhookEvent) -> bool:
+    """Whether `event`'s record (compressed if large), in any later status, fits in an item."""
+    return item_size(to_record(event)) + RECORD_HEADROOM_BYTES <= MAX_ITEM_BYTES
+
+
 def from_record(item: dict[str, Any]) -> WebhookEvent:
     return _from_data(from_item(item))
 
@@ -134,6 +163,9 @@ class WebhookEventRepository:
                 "ExpressionAttributeValues": {":failed": to_value(EventStatus.FAILED.value)},
             }
         }
+
+    def fits(self, event: WebhookEvent) -> bool:
+        return record_fits(event)
 
     def put(self, event: WebhookEvent) -> bool:
         """Store `event` on its own (no effect to apply); False when it is already done."""

@@ -17,6 +17,9 @@ from chalicelib.domain.errors import InvalidRequest, Unavailable
 
 SIGNATURE_HEADER = "Stripe-Signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
+# Stripe's ids are at most 255 characters; longer ones cannot be keys of our records
+# (DynamoDB: 2048 bytes for a partition key, 1024 for a sort key).
+MAX_ID_CHARS = 255
 EVENTS_PAGE_SIZE = 100
 
 
@@ -55,18 +58,24 @@ def parse_event(text: str) -> dict[str, Any]:
         event = json.loads(text)
     except ValueError:
         raise _invalid("body", "The body is not valid JSON.") from None
+    except RecursionError:
+        raise _invalid("body", "The body is nested too deeply.") from None
     if not isinstance(event, dict):
         raise _invalid("body", "The body must be a JSON object.")
     for name in ("id", "type"):
         value = event.get(name)
         if not isinstance(value, str) or not value:
             raise _invalid(name, f"The event has no {name}.")
+        if len(value) > MAX_ID_CHARS:
+            raise _invalid(name, f"The event's {name} is longer than {MAX_ID_CHARS} characters.")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise _invalid("data.object", "The event has no data.object.")
     account = event.get("account")
     if account is not None and not isinstance(account, str):
         raise _invalid("account", "The event's account must be a string.")
+    if account is not None and len(account) > MAX_ID_CHARS:
+        raise _invalid("account", f"The event's account is longer than {MAX_ID_CHARS} characters.")
     return event
 
 

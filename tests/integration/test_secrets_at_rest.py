@@ -1,0 +1,78 @@
+"""Community API key secrets are never stored in plain text, not even in the idempotency store
+(API.md, Communities): a replay answers the key id with `secret: null`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+from tests.integration.admin_helpers import call, new_community, shared_env
+from tests.integration.conftest import TABLE_NAME, Env
+
+__all__ = ["shared_env"]
+
+
+def _idempotency_items() -> list[dict[str, Any]]:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": TABLE_NAME,
+        "FilterExpression": "#t = :idem",
+        "ExpressionAttributeNames": {"#t": "type"},
+        "ExpressionAttributeValues": {":idem": {"S": "idempotency"}},
+    }
+    while True:
+        page = client.scan(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _secret_parts(full_key: str) -> list[str]:
+    # mbk_<key_id>_<secret>: neither the whole key nor its secret part may be stored.
+    return [full_key, full_key.rsplit("_", 1)[-1]]
+
+
+def test_a_created_community_key_is_not_in_the_idempotency_store(shared_env: Env) -> None:
+    env = shared_env
+    headers = {"Idempotency-Key": "community-with-secret"}
+    first = call(env, "POST", "/v1/communities", {"name": "Secret club"}, headers=headers)
+    assert first.status == 201
+    secret = first.body["api_key"]["secret"]
+    assert secret
+
+    stored = json.dumps(_idempotency_items())
+    for part in _secret_parts(secret):
+        assert part not in stored
+
+    replay = call(env, "POST", "/v1/communities", {"name": "Secret club"}, headers=headers)
+    assert replay.status == 201
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.body["api_key"] == {"id": first.body["api_key"]["id"], "secret": None}
+    assert {k: v for k, v in replay.body.items() if k != "api_key"} == {
+        k: v for k, v in first.body.items() if k != "api_key"
+    }
+
+
+def test_an_issued_api_key_is_not_in_the_idempotency_store(shared_env: Env) -> None:
+    env = shared_env
+    tenant = new_community(env)
+    path = f"/v1/communities/{tenant.id}/api-keys"
+    headers = {"Idempotency-Key": "another-key"}
+    first = call(env, "POST", path, headers=headers)
+    assert first.status == 201
+    secret = first.body["secret"]
+
+    stored = json.dumps(_idempotency_items())
+    for part in _secret_parts(secret):
+        assert part not in stored
+
+    replay = call(env, "POST", path, headers=headers)
+    assert replay.status == 201
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.body == {"id": first.body["id"], "secret": None}
+    # The key itself still works: only the stored answer lost its secret.
+    assert call(env, "GET", "/v1/plans", key=secret).status == 200

@@ -1,0 +1,77 @@
+"""The test clock's search for the next due time reads the due index in batches: an advance
+through many due times costs about one Query per step (its sweep), not one per partition."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.adapters.dynamodb.due_index import DUE_GROUPS
+from chalicelib.jobs.registry import override_jobs
+from tests.integration.conftest import START, Env
+from tests.integration.scheduling_fakes import PERIOD, FakeBilling
+
+SUBSCRIPTIONS = 40
+
+
+@dataclass
+class Clocked:
+    env: Env
+    box: bootstrap.Container
+    billing: FakeBilling
+
+
+@pytest.fixture
+def clocked(env: Env) -> Iterator[Clocked]:
+    box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
+    billing = FakeBilling(box)
+    override_jobs(billing.jobs())
+    bootstrap.override_container(box)
+    yield Clocked(env, box, billing)
+    override_jobs(None)
+
+
+class Queries:
+    """Counts DynamoDB Queries with a botocore event hook."""
+
+    def __init__(self, client: Any) -> None:
+        self.ops: Counter[str] = Counter()
+        client.meta.events.register("before-call.dynamodb.*", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.ops[model.name] += 1
+
+
+def test_an_advance_through_many_due_times_queries_once_per_step(clocked: Clocked) -> None:
+    billing = clocked.billing
+    due_times = [START + timedelta(hours=1, minutes=7 * i) for i in range(SUBSCRIPTIONS)]
+    for i, due in enumerate(due_times):
+        billing.add(f"sub_{i:03d}", "renewal", due)
+    queries = Queries(clocked.box.dynamodb)
+
+    got = clocked.env.client.http.post(
+        "/v1/test-clock/advance",
+        headers=clocked.env.platform_headers(),
+        body=json.dumps({"days": 65}),
+    )
+
+    assert got.status_code == 200, got.json_body
+    # Each renews at its due time, again one period later and again two periods later.
+    assert got.json_body["processed"]["renewed"] == 3 * SUBSCRIPTIONS
+    expected = sorted(
+        (due + n * PERIOD, f"sub_{i:03d}") for i, due in enumerate(due_times) for n in range(3)
+    )
+    assert [(now, sub) for sub, _, now in billing.history] == expected
+    steps = len(expected)
+    first_load = len(DUE_GROUPS) * clocked.box.settings.due_index_shards
+    # One sweep Query per step; once per partition: the pass at the start, the first load of
+    # the frontier and the pass at the target. (Re-reading every group of the step's shard
+    # after each step made it 4 x steps more: 792 here.)
+    assert queries.ops["Query"] <= steps + 3 * first_load, queries.ops
