@@ -39,6 +39,7 @@ from chalicelib.domain.payments import (
 )
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Outcome, Subscription
+from chalicelib.services.events import payment_changed, subscription_changed
 from chalicelib.services.ports import (
     BillingReader,
     Clock,
@@ -89,6 +90,7 @@ def stage_change(uow: UnitOfWork, before: Subscription, outcome: Outcome) -> Sub
     after = written(before, outcome.subscription)
     uow.subscriptions.save(outcome.subscription, before.version)
     uow.audit.record(after, outcome.event, changes_state=True)
+    subscription_changed(uow, before, after, outcome.event.type, outcome.event.at)
     if outcome.credit_change is not None:
         change = outcome.credit_change
         uow.credit.change(after.community_id, change.profile_id, change.delta)
@@ -240,6 +242,7 @@ class Charging:
                 )
                 payment = pending.succeed(now).payment
                 uow.payments.add(payment)
+                payment_changed(uow, None, payment, 1, now)
             settled = settle_without_stripe(sub, plan, now, payment_id=payment_id, actor=actor)
             after = stage_change(uow, sub, settled)
             if payment_id is not None:
@@ -308,6 +311,7 @@ class Charging:
                 "succeeded" if outcome.status == "succeeded" else "failed"
             )
             uow.payments.save(change.payment)
+            payment_changed(uow, payment, change.payment, payment.revision + 1, now)
             if sub.pending_charge is not None and sub.pending_charge.payment_id == payment_id:
                 transition = (
                     apply_charge_succeeded(sub, payment_id, now, actor)

@@ -39,6 +39,7 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import Payment, PaymentChange, Refund
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.services.charging import Charging, Resolution
+from chalicelib.services.events import payment_changed
 from chalicelib.services.ports import Clock, PaymentGateway, UnitOfWork, UnitOfWorkFactory
 from chalicelib.services.retrying import retrying
 
@@ -61,6 +62,7 @@ class PaymentListing(Protocol):
 
 def _stage_payment_change(
     uow: UnitOfWork,
+    before: Payment,
     change: PaymentChange,
     event_type: str,
     actor: Actor,
@@ -79,6 +81,7 @@ def _stage_payment_change(
     )
     uow.payments.save(payment)
     uow.audit.record(sub, event, changes_state=False)
+    payment_changed(uow, before, payment, payment.revision + 1, payment.updated_at)
 
 
 class PaymentService:
@@ -192,7 +195,12 @@ class PaymentService:
                 if not change.changed:
                     return False
                 _stage_payment_change(
-                    uow, change, "payment.refunded", actor, {"amount_refunded": amount_refunded}
+                    uow,
+                    payment,
+                    change,
+                    "payment.refunded",
+                    actor,
+                    {"amount_refunded": amount_refunded},
                 )
                 uow.commit()
             return True
@@ -219,7 +227,7 @@ class PaymentService:
                 if not change.changed:
                     return False
                 _stage_payment_change(
-                    uow, change, f"payment.dispute_{status}", actor, {"dispute": status}
+                    uow, payment, change, f"payment.dispute_{status}", actor, {"dispute": status}
                 )
                 uow.commit()
             return True
@@ -248,6 +256,7 @@ class PaymentService:
                 pending = Refund(new_id("ref"), payment_id, refunded, "pending", reason, now)
                 _stage_payment_change(
                     uow,
+                    payment,
                     change,
                     "payment.refund_started",
                     "api",
