@@ -8,6 +8,7 @@ from chalice.app import CloudWatchEvent, SQSEvent
 from chalicelib.adapters.queues import work_queue_name
 from chalicelib.api import auth, health, test_clock, webhooks
 from chalicelib.api import billing_history as billing_history_api
+from chalicelib.api import platform_events as platform_events_api
 from chalicelib.api import communities as admin_communities
 from chalicelib.api import payment_methods as admin_payment_methods
 from chalicelib.api import payments as payments_api
@@ -15,7 +16,7 @@ from chalicelib.api import plans as admin_plans
 from chalicelib.api import profiles as admin_profiles
 from chalicelib.api import reports as reports_api
 from chalicelib.api import subscriptions as subscriptions_api
-from chalicelib.jobs import reconciliation, schedules, sweeps, worker
+from chalicelib.jobs import event_publisher, reconciliation, schedules, sweeps, worker
 
 app = Chalice(app_name="membership-billing")
 
@@ -31,6 +32,7 @@ app.register_blueprint(subscriptions_api.blueprint)
 app.register_blueprint(payments_api.blueprint)
 app.register_blueprint(reports_api.blueprint)
 app.register_blueprint(billing_history_api.blueprint)
+app.register_blueprint(platform_events_api.blueprint)
 
 
 # Scheduled jobs (DESIGN.md section 8): each sweep fans due items out to the work queue.
@@ -69,3 +71,10 @@ def webhook_reconciliation(event: CloudWatchEvent) -> None:
 )
 def worker_handler(event: SQSEvent) -> None:
     worker.handle_sqs_event(event)
+
+
+# Events to the platform: endpoints whose delivery backoff is over (the Streams publisher
+# handles new events as they are written).
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="event_deliveries")
+def event_deliveries(event: CloudWatchEvent) -> None:
+    event_publisher.drain_due_deliveries()

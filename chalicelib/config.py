@@ -36,6 +36,8 @@ class Settings:
     email_sender: str
     version: str
     due_index_shards: int
+    # EventBridge bus for platform events; "" = none (unit/integration tests).
+    event_bus_name: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -57,6 +59,7 @@ class Settings:
             email_sender=source.get("BILLING_EMAIL_SENDER", "billing@example.com"),
             version=source.get("BILLING_VERSION", "0.1.0"),
             due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
+            event_bus_name=source.get("BILLING_EVENT_BUS_NAME", ""),
         )
 
 

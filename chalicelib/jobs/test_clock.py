@@ -28,6 +28,7 @@ from chalicelib.adapters.dynamodb.due_index import (
 )
 from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.jobs.event_publisher import publish_now
 from chalicelib.jobs.messages import DueMessage
 from chalicelib.jobs.ports import DueReader
 from chalicelib.jobs.registry import Reported, current_jobs
@@ -109,6 +110,7 @@ def advance(
             # (a charge left pending makes a payment due elsewhere) re-reads every partition.
             frontier.load(after=step, shards=None if not clean else {s for _, s in parts})
         counts += run_due(box, clock.move_forward_to(target))[0]
+        publish_now(box)  # the test clock delivers events to the platform synchronously
     finally:
         box.advance_lease.release()
     processed = {key: counts.get(key, 0) for key in PROCESSED_KEYS}

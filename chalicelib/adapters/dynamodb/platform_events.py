@@ -36,7 +36,7 @@ import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, query_page
@@ -49,6 +49,11 @@ RETENTION = timedelta(days=30)
 OUTBOX_SHARDS = 4
 DUE_ENDPOINTS = "WE_DUE"
 Entry = dict[str, Any]
+
+
+def _given(**arguments: Any) -> dict[str, Any]:
+    """Request arguments without the empty ones (boto3 refuses None)."""
+    return {name: value for name, value in arguments.items() if value}
 
 
 def _time(moment: datetime) -> str:
@@ -143,8 +148,9 @@ class Endpoint:
     description: str | None
     secret: str
     created_at: datetime
+    notification_email: str | None = None
     failing_since: datetime | None = None
-    next_drain_at: str | None = None
+    next_drain_at: datetime | None = None
     queued: int = 0
 
 
@@ -181,8 +187,13 @@ def _endpoint_key(community_id: str, endpoint_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"C#{community_id}#WE#{endpoint_id}"}, "sk": {"S": "WE"}}
 
 
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
 def _endpoint_from(data: dict[str, Any]) -> Endpoint:
     failing = data.get("failing_since")
+    due = (data.get("gsi3sk") or "").split("#")[0]
     return Endpoint(
         id=data["id"],
         community_id=data["community_id"],
@@ -192,8 +203,9 @@ def _endpoint_from(data: dict[str, Any]) -> Endpoint:
         description=data.get("description"),
         secret=data["secret"],
         created_at=datetime.fromisoformat(data["created_at"]),
+        notification_email=data.get("notification_email"),
         failing_since=datetime.fromisoformat(failing) if failing else None,
-        next_drain_at=(data.get("gsi3sk") or "").split("#")[0] or None,
+        next_drain_at=_parse_time(due) if due else None,
         queued=int(data.get("queued", 0)),
     )
 
@@ -379,6 +391,7 @@ class PlatformEventStore:
             "status": endpoint.status,
             "description": endpoint.description,
             "secret": endpoint.secret,
+            "notification_email": endpoint.notification_email,
             "created_at": endpoint.created_at.isoformat(),
             "queued": 0,
             "gsi1pk": f"C#{endpoint.community_id}#WEBHOOK_ENDPOINTS",
@@ -461,8 +474,6 @@ class PlatformEventStore:
             if is_condition_failure(error):
                 raise NotFound(f"Webhook endpoint {endpoint_id} not found.") from None
             raise
-        if answer is None:
-            return self.get_endpoint(community_id, endpoint_id)
         return _endpoint_from(from_item(answer["Attributes"]))
 
     def delete_endpoint(self, community_id: str, endpoint_id: str) -> None:
@@ -597,8 +608,7 @@ class PlatformEventStore:
                 Key=_endpoint_key(endpoint.community_id, endpoint.id),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
-                ExpressionAttributeNames=names or None,
-                ExpressionAttributeValues=values or None,
+                **_given(ExpressionAttributeNames=names, ExpressionAttributeValues=values),
             )
         except Exception as error:
             if is_condition_failure(error):
