@@ -8,11 +8,11 @@ from chalice.app import CloudWatchEvent, SQSEvent
 from chalicelib.adapters.queues import work_queue_name
 from chalicelib.api import auth, health, test_clock, webhooks
 from chalicelib.api import billing_history as billing_history_api
-from chalicelib.api import platform_events as platform_events_api
 from chalicelib.api import communities as admin_communities
 from chalicelib.api import payment_methods as admin_payment_methods
 from chalicelib.api import payments as payments_api
 from chalicelib.api import plans as admin_plans
+from chalicelib.api import platform_events as platform_events_api
 from chalicelib.api import profiles as admin_profiles
 from chalicelib.api import reports as reports_api
 from chalicelib.api import subscriptions as subscriptions_api

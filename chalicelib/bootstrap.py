@@ -29,18 +29,17 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.idempotency import IdempotencyStore
     from chalicelib.adapters.dynamodb.payments import PaymentRepository
     from chalicelib.adapters.dynamodb.plans import PlanRepository
+    from chalicelib.adapters.dynamodb.platform_events import PlatformEventStore
     from chalicelib.adapters.dynamodb.profiles import ProfileRepository
     from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
     from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
     from chalicelib.adapters.email import SesMailer
     from chalicelib.adapters.stripe.customers import StripeCustomers
-    from chalicelib.adapters.dynamodb.platform_events import PlatformEventStore
     from chalicelib.services.api_keys import ApiKeyService
-    from chalicelib.services.event_delivery import EventPublisher
-    from chalicelib.services.webhook_endpoints import WebhookEndpoints
     from chalicelib.services.billing_history import BillingHistory
     from chalicelib.services.cards import Cards
     from chalicelib.services.charging import Charging
+    from chalicelib.services.event_delivery import EventPublisher
     from chalicelib.services.members import MemberService
     from chalicelib.services.payments import PaymentService
     from chalicelib.services.ports import BillingReader, PaymentGateway, UnitOfWork
@@ -48,6 +47,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.scheduled import ScheduledActions
     from chalicelib.services.subscriptions import SubscriptionService
     from chalicelib.services.views import SubscriptionViews
+    from chalicelib.services.webhook_endpoints import WebhookEndpoints
     from chalicelib.services.webhooks import WebhookService
 
 

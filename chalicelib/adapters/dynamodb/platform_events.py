@@ -456,19 +456,16 @@ class PlatformEventStore:
         expression = "SET " + ", ".join(sets) if sets else ""
         if removes:
             expression += " REMOVE " + ", ".join(removes)
+        if not expression:
+            return self.get_endpoint(community_id, endpoint_id)
         try:
-            answer = (
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=_endpoint_key(community_id, endpoint_id),
-                    UpdateExpression=expression.strip(),
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeNames=names or None,
-                    ExpressionAttributeValues=values or None,
-                    ReturnValues="ALL_NEW",
-                )
-                if expression
-                else None
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=_endpoint_key(community_id, endpoint_id),
+                UpdateExpression=expression.strip(),
+                ConditionExpression="attribute_exists(pk)",
+                ReturnValues="ALL_NEW",
+                **_given(ExpressionAttributeNames=names, ExpressionAttributeValues=values),
             )
         except Exception as error:
             if is_condition_failure(error):
