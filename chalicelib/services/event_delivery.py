@@ -39,6 +39,7 @@ GIVE_UP_AFTER = timedelta(days=3)
 FIRST_RETRY_SECONDS = 1
 MAX_RETRY_SECONDS = 3600
 LEASE_SECONDS = 300
+CLAIM_SECONDS = 60
 # A drain stops taking new deliveries after this long (the lease must outlive it).
 DRAIN_BUDGET_SECONDS = 200.0
 
@@ -116,9 +117,18 @@ class EventPublisher:
         return events
 
     def publish_pending(self, limit: int = 100) -> int:
-        """The local feed: every undelivered outbox record, oldest first. Returns events."""
+        """The local feed: every unpublished outbox record, oldest first; returns events.
+
+        A record another publisher holds blocks the later records of its stream key (its
+        subscription), so one subject's events are never queued out of order."""
         published = 0
+        blocked: set[str] = set()
         for record in self._store.undelivered(limit):
+            if record.pk in blocked:
+                continue
+            if not self._store.claim(record, self._clock.now(), CLAIM_SECONDS):
+                blocked.add(record.pk)
+                continue
             published += len(self.publish(record))
         return published
 

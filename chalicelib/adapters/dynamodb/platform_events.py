@@ -240,6 +240,28 @@ class PlatformEventStore:
         found.sort(key=lambda pair: pair[0])
         return [record for _, record in found[:limit]]
 
+    def claim(self, record: OutboxRecord, now: datetime, seconds: int) -> bool:
+        """Take an unpublished record for `seconds` (two local publishers never both send it)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": record.pk}, "sk": {"S": record.sk}},
+                UpdateExpression="SET claimed_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(gsi3pk) AND "
+                    "(attribute_not_exists(claimed_until) OR claimed_until < :now)"
+                ),
+                ExpressionAttributeValues={
+                    ":until": to_value(_time(now + timedelta(seconds=seconds))),
+                    ":now": to_value(_time(now)),
+                },
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def mark_published(self, record: OutboxRecord) -> None:
         self._client.update_item(
             TableName=self._table,
