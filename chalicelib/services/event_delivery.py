@@ -109,10 +109,9 @@ class EventPublisher:
             self._bus.put(events)
         endpoints = [e for e in self._store.endpoints(record.community_id) if e.status == "enabled"]
         now = self._clock.now()
-        for event in events:
-            for endpoint in endpoints:
-                if matches(endpoint.enabled_events, event.type):
-                    self._store.enqueue(endpoint, event, now)
+        for endpoint in endpoints:
+            wanted = [e for e in events if matches(endpoint.enabled_events, e.type)]
+            self._store.enqueue(endpoint, wanted, now)
         self._store.mark_published(record)
         return events
 
@@ -204,13 +203,14 @@ class EventPublisher:
                 if time.monotonic() - started > DRAIN_BUDGET_SECONDS:
                     self._store.release(endpoint, next_drain_at=now, failing_since=None)
                     return DrainResult(delivered, 0)
-                answer = self._deliver(
+                answer, attempt = self._deliver(
                     endpoint, delivery.body, delivery.event_id, delivery.attempts + 1
                 )
                 if answer.succeeded:
-                    self._store.delivered(endpoint, delivery)
+                    self._store.delivered(endpoint, delivery, attempt)
                     delivered += 1
                     continue
+                self._store.record_attempt(endpoint, attempt)
                 self._store.failed(endpoint, delivery)
                 self._after_failure(endpoint, delivery, self._clock.now())
                 return DrainResult(delivered, 1)
@@ -242,7 +242,8 @@ class EventPublisher:
         attempt: int,
         *,
         redelivery: bool = False,
-    ) -> Answer:
+    ) -> tuple[Answer, Attempt]:
+        """One signed POST (after the SSRF guard); the attempt is for the caller to record."""
         raw = body.encode()
         attempted_at = self._clock.now()
         try:
@@ -255,22 +256,18 @@ class EventPublisher:
                 "Billing-Event-Id": event_id,
             }
             answer = self._send(endpoint.url, raw, headers)
-        self._store.record_attempt(
-            endpoint,
-            Attempt(
-                event_id=event_id,
-                event_type=str(json.loads(body).get("type", "")),
-                attempt=attempt,
-                status="succeeded" if answer.succeeded else "failed",
-                attempted_at=attempted_at,
-                duration_ms=answer.duration_ms,
-                response_status=answer.status,
-                response_body=answer.body,
-                error=answer.error,
-                redelivery=redelivery,
-            ),
+        return answer, Attempt(
+            event_id=event_id,
+            event_type=str(json.loads(body).get("type", "")),
+            attempt=attempt,
+            status="succeeded" if answer.succeeded else "failed",
+            attempted_at=attempted_at,
+            duration_ms=answer.duration_ms,
+            response_status=answer.status,
+            response_body=answer.body,
+            error=answer.error,
+            redelivery=redelivery,
         )
-        return answer
 
     # --- redelivery -----------------------------------------------------------------------------
     def redeliver(
@@ -287,10 +284,12 @@ class EventPublisher:
                 if e.status == "enabled" and matches(e.enabled_events, event.type)
             ]
         body = json.dumps(event.body())
-        return [
-            (endpoint, self._deliver(endpoint, body, event.id, 1, redelivery=True))
-            for endpoint in targets
-        ]
+        sent: list[tuple[Endpoint, Answer]] = []
+        for endpoint in targets:
+            answer, attempt = self._deliver(endpoint, body, event.id, 1, redelivery=True)
+            self._store.record_attempt(endpoint, attempt)
+            sent.append((endpoint, answer))
+        return sent
 
 
 __all__ = ["EventPublisher", "NotFound", "backoff"]

@@ -290,12 +290,7 @@ class PlatformEventStore:
 
     def store_events(self, events: Iterable[PlatformEvent]) -> None:
         """Idempotent: the same event is the same item."""
-        requests = [self.event_entry(event) for event in events]
-        for start in range(0, len(requests), 25):
-            pending: dict[str, Any] = {self._table: requests[start : start + 25]}
-            while pending:
-                answer = self._client.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
+        self._batch_write([self.event_entry(event) for event in events])
 
     def find_event(self, community_id: str, event_id: str) -> PlatformEvent:
         response = self._client.query(
@@ -508,38 +503,55 @@ class PlatformEventStore:
             raise
 
     # --- the per-endpoint queue ------------------------------------------------------------------
-    def enqueue(self, endpoint: Endpoint, event: PlatformEvent, now: datetime) -> None:
-        """Queue one delivery and make the endpoint due (unless it waits in a backoff)."""
-        queue_item = to_item(
+    def enqueue(self, endpoint: Endpoint, events: Sequence[PlatformEvent], now: datetime) -> None:
+        """Queue deliveries, then make the endpoint due (unless it waits in a backoff).
+
+        Not one transaction: the queue items first (idempotent keys), the endpoint's mark
+        last; a publisher stopped in between leaves the record unpublished, so it is queued
+        again and marked then."""
+        if not events:
+            return
+        requests = [
             {
-                "pk": f"C#{endpoint.community_id}#WE#{endpoint.id}#Q",
-                "sk": position_of(event),
-                "event_id": event.id,
-                "body": json.dumps(event.body()),
-                "attempts": 0,
+                "PutRequest": {
+                    "Item": to_item(
+                        {
+                            "pk": f"C#{endpoint.community_id}#WE#{endpoint.id}#Q",
+                            "sk": position_of(event),
+                            "event_id": event.id,
+                            "body": json.dumps(event.body()),
+                            "attempts": 0,
+                        }
+                    )
+                }
             }
-        )
-        mark = {
-            "Update": {
-                "TableName": self._table,
-                "Key": _endpoint_key(endpoint.community_id, endpoint.id),
-                "UpdateExpression": (
-                    "ADD queued :one SET gsi3pk = :due, gsi3sk = if_not_exists(gsi3sk, :at)"
+            for event in events
+        ]
+        self._batch_write(requests)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_endpoint_key(endpoint.community_id, endpoint.id),
+                UpdateExpression=(
+                    "ADD queued :n SET gsi3pk = :due, gsi3sk = if_not_exists(gsi3sk, :at)"
                 ),
-                "ExpressionAttributeValues": {
-                    ":one": to_value(1),
+                ExpressionAttributeValues={
+                    ":n": to_value(len(events)),
                     ":due": to_value(DUE_ENDPOINTS),
                     ":at": to_value(f"{_time(now)}#{endpoint.community_id}#{endpoint.id}"),
                 },
-                "ConditionExpression": "attribute_exists(pk)",
-            }
-        }
-        try:
-            commit_transaction(
-                self._client, [{"Put": {"TableName": self._table, "Item": queue_item}}, mark]
+                ConditionExpression="attribute_exists(pk)",
             )
-        except ConcurrentChange:
-            return  # the endpoint was deleted meanwhile
+        except Exception as error:
+            if not is_condition_failure(error):
+                raise  # else the endpoint was deleted meanwhile: nothing to deliver to
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self._table: requests[start : start + 25]}
+            while pending:
+                answer = self._client.batch_write_item(RequestItems=pending)
+                pending = answer.get("UnprocessedItems") or {}
 
     def due_endpoints(self, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
         response = self._client.query(
@@ -655,13 +667,17 @@ class PlatformEventStore:
             for data in (from_item(item) for item in response.get("Items", []))
         ]
 
-    def delivered(self, endpoint: Endpoint, delivery: QueuedDelivery) -> None:
-        self._client.delete_item(
-            TableName=self._table,
-            Key={
-                "pk": {"S": f"C#{endpoint.community_id}#WE#{endpoint.id}#Q"},
-                "sk": {"S": delivery.sk},
-            },
+    def delivered(self, endpoint: Endpoint, delivery: QueuedDelivery, attempt: Attempt) -> None:
+        """The attempt recorded and the delivery off the queue, in one request."""
+        key = {
+            "pk": {"S": f"C#{endpoint.community_id}#WE#{endpoint.id}#Q"},
+            "sk": {"S": delivery.sk},
+        }
+        self._batch_write(
+            [
+                {"PutRequest": {"Item": self._attempt_item(endpoint, attempt)}},
+                {"DeleteRequest": {"Key": key}},
+            ]
         )
 
     def failed(self, endpoint: Endpoint, delivery: QueuedDelivery) -> None:
@@ -677,6 +693,10 @@ class PlatformEventStore:
 
     # --- attempts ---------------------------------------------------------------------------------
     def record_attempt(self, endpoint: Endpoint, attempt: Attempt) -> None:
+        self._client.put_item(TableName=self._table, Item=self._attempt_item(endpoint, attempt))
+
+    @staticmethod
+    def _attempt_item(endpoint: Endpoint, attempt: Attempt) -> dict[str, Any]:
         attributes = {
             "pk": f"C#{endpoint.community_id}#WE#{endpoint.id}#ATTEMPTS",
             "sk": f"{_time(attempt.attempted_at)}#{attempt.event_id}#{attempt.attempt}",
@@ -693,7 +713,7 @@ class PlatformEventStore:
             "redelivery": attempt.redelivery,
             "expires_at": _expires(attempt.attempted_at),
         }
-        self._client.put_item(TableName=self._table, Item=to_item(attributes))
+        return to_item(attributes)
 
     def attempts(
         self, community_id: str, endpoint_id: str, *, limit: int, cursor: str | None
