@@ -3,7 +3,7 @@
 import os
 
 from chalice import Chalice, Rate
-from chalice.app import CloudWatchEvent, SQSEvent
+from chalice.app import CloudWatchEvent, DynamoDBEvent, SQSEvent
 
 from chalicelib.adapters.queues import work_queue_name
 from chalicelib.api import auth, health, test_clock, webhooks
@@ -78,3 +78,15 @@ def worker_handler(event: SQSEvent) -> None:
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="event_deliveries")
 def event_deliveries(event: CloudWatchEvent) -> None:
     event_publisher.drain_due_deliveries()
+
+
+# The publisher of events to the platform: the table's stream, outbox records only (infra/cdk
+# binds it to the real stream ARN, its filter, retries and dead-letter queue).
+@app.on_dynamodb_record(
+    stream_arn=os.environ.get("BILLING_EVENTS_STREAM_ARN", event_publisher.STREAM_PLACEHOLDER),
+    batch_size=event_publisher.STREAM_BATCH_SIZE,
+    starting_position="TRIM_HORIZON",
+    name="event_publisher",
+)
+def event_publisher_handler(event: DynamoDBEvent) -> None:
+    event_publisher.handle_stream(event.to_dict()["Records"])

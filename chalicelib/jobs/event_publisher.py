@@ -20,6 +20,13 @@ from chalicelib.bootstrap import Container, container
 from chalicelib.observability import logger
 
 OUTBOX_TYPE = "outbox_record"
+STREAM_BATCH_SIZE = 100
+# app.py needs a stream ARN at import; the CDK stack replaces it with the table's stream.
+STREAM_PLACEHOLDER = (
+    "arn:aws:dynamodb:us-east-1:000000000000:table/membership-billing/stream/bound-by-infra-cdk"
+)
+# Lambda's event filter: only outbox-record INSERTs invoke the publisher.
+STREAM_FILTER = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": [OUTBOX_TYPE]}}}}
 
 
 @dataclass(frozen=True)
