@@ -59,7 +59,7 @@ class Monitoring(Construct):
             "publisher-iterator-age",
             metric,
             threshold=STREAM_LAG_MS,
-            description=f"{function_name} is more than {STREAM_LAG_MS // 1000} s behind the stream.",
+            description=f"{function_name} is over {STREAM_LAG_MS // 1000} s behind the stream.",
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
 

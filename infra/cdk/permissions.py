@@ -43,13 +43,9 @@ QUEUE_CONSUME = (
 SECRET_READ = ("secretsmanager:GetSecretValue",)
 EMAIL_SEND = ("ses:SendEmail",)
 LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
-# What Lambda's stream poller does with the function's role.
-STREAM_READ = (
-    "dynamodb:DescribeStream",
-    "dynamodb:GetRecords",
-    "dynamodb:GetShardIterator",
-    "dynamodb:ListStreams",
-)
+# What Lambda's stream poller does with the function's role, on the table's stream alone
+# (ListStreams takes no resource, so it is left out: the mapping names its stream).
+STREAM_READ = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
 BUS_PUT = ("events:PutEvents",)
 DLQ_SEND = ("sqs:SendMessage",)
 

@@ -16,6 +16,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sam as sam
 from chalice.cdk import Chalice
+from chalice.utils import to_cfn_resource_name
 from constructs import Construct
 
 from chalicelib.adapters import queues
@@ -40,13 +41,6 @@ WEBHOOK_PATH = "/webhooks/stripe"
 UNASSIGNED_ROLE_ARN = "arn:aws:iam::000000000000:role/assigned-by-infra-cdk"
 PUBLISHER_TIMEOUT_SECONDS = 300
 PUBLISHER_RETRIES = 10
-
-
-def _event_type(event: Any) -> str | None:
-    if isinstance(event, dict):
-        found = event.get("Type") or event.get("type")
-        return str(found) if found else None
-    return getattr(event, "type", None)
 
 
 class BillingStack(cdk.Stack):
@@ -139,7 +133,7 @@ class BillingStack(cdk.Stack):
         if function.kind is Kind.WORKER:
             cfn.timeout = queues.WORKER_TIMEOUT_SECONDS
         if function.kind is Kind.PUBLISHER:
-            self._bind_stream(cfn)
+            self._bind_stream(cfn, function.name)
             self.monitoring.stream_lag(f"{function.logical_id}IteratorAge", name)
         if function.kind is Kind.PUBLISHER or function.name == "event_deliveries":
             cfn.timeout = PUBLISHER_TIMEOUT_SECONDS  # deliveries take up to 10 s each
@@ -148,13 +142,13 @@ class BillingStack(cdk.Stack):
         cfn.node.add_dependency(log_group, access.cfn_policy)
         self.monitoring.function_errors(f"{function.logical_id}Errors", name)
 
-    def _bind_stream(self, cfn: sam.CfnFunction) -> None:
+    def _bind_stream(self, cfn: sam.CfnFunction, function_name: str) -> None:
         """The publisher reads the table's stream (app.py names a placeholder): outbox-record
         INSERTs only, in order (one batch per shard at a time), retried with bisection, then
         sent to the publisher's dead-letter queue."""
-        events = cfn.events
-        assert isinstance(events, dict), "chalice packages the event sources as a dict"
-        [(event_name, _)] = [(n, e) for n, e in events.items() if _event_type(e) == "DynamoDB"]
+        # chalice names the event source `<function>-dynamodb-event-source` (reading
+        # cfn.events back through jsii fails on chalice's other structs).
+        event_name = to_cfn_resource_name(f"{function_name}-dynamodb-event-source")
         prefix = f"Events.{event_name}.Properties"
         overrides: dict[str, Any] = {
             "Stream": self.data.table.table_stream_arn,

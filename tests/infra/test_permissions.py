@@ -147,3 +147,32 @@ def test_each_kind_of_function_gets_only_what_its_work_needs(synthesized: Synthe
             assert ("secretsmanager:GetSecretValue" in actions) is special.secret
             assert ("ses:SendEmail" in actions) is special.email
             assert set(special.queue) == {a for a in actions if a.startswith("sqs:")}
+
+
+def test_only_the_publishers_put_on_the_bus_and_only_the_stream_publisher_reads_the_stream(
+    synthesized: Synthesized,
+) -> None:
+    policies = _policies(synthesized)
+    bus_id, _ = synthesized.only("AWS::Events::EventBus")
+    table_id, _ = synthesized.only("AWS::DynamoDB::Table")
+    prefix = f"membership-billing-{synthesized.stage}-"
+    for logical_id, fn in synthesized.functions.items():
+        name = fn["Properties"]["FunctionName"].removeprefix(prefix)
+        actions = _actions(policies[logical_id])
+        streams = {e["Type"] for e in fn["Properties"].get("Events", {}).values()}
+        if "DynamoDB" in streams:
+            assert {"dynamodb:GetRecords", "dynamodb:GetShardIterator"} <= actions
+            assert {"events:PutEvents", "sqs:SendMessage"} <= actions
+            assert "secretsmanager:GetSecretValue" not in actions
+        elif name == "event_deliveries":
+            assert "events:PutEvents" in actions and "dynamodb:GetRecords" not in actions
+        else:
+            assert not {a for a in actions if a.startswith("events:")}, name
+            assert "dynamodb:GetRecords" not in actions, name
+        for statement in policies[logical_id]["Properties"]["PolicyDocument"]["Statement"]:
+            granted = statement["Action"]
+            granted = granted if isinstance(granted, list) else [granted]
+            if "events:PutEvents" in granted:
+                assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+            if "dynamodb:GetRecords" in granted:
+                assert statement["Resource"] == {"Fn::GetAtt": [table_id, "StreamArn"]}
