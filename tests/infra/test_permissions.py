@@ -10,7 +10,7 @@ from chalicelib.adapters.dynamodb import schema
 from infra.cdk.permissions import FUNCTION_ACCESS
 from tests.infra.conftest import Synthesized
 
-ALLOWED_SERVICES = {"dynamodb", "sqs", "secretsmanager", "ses", "logs"}
+ALLOWED_SERVICES = {"dynamodb", "sqs", "secretsmanager", "ses", "logs", "events"}
 
 
 def _listed(value: Any) -> list[Any]:
@@ -51,7 +51,19 @@ def _logical_ids(synthesized: Synthesized) -> dict[str, str]:
         for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
         if q["Properties"]["QueueName"] == queues.work_queue_name(synthesized.stage)
     )
-    return {"table": table_id, "secret": secret_id, "work_queue": work_id}
+    bus_id, _ = synthesized.only("AWS::Events::EventBus")
+    publisher_dlq = next(
+        logical_id
+        for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
+        if q["Properties"]["QueueName"].endswith("-publisher-dlq")
+    )
+    return {
+        "table": table_id,
+        "secret": secret_id,
+        "work_queue": work_id,
+        "bus": bus_id,
+        "publisher_dlq": publisher_dlq,
+    }
 
 
 def test_every_function_has_its_own_role_with_nothing_attached_but_its_policy(
@@ -90,10 +102,18 @@ def test_no_policy_has_a_wildcard_action_or_a_foreign_resource(synthesized: Synt
             if service == "dynamodb":
                 if actions == ["dynamodb:Query"] and resources != [table_arn]:
                     assert resources == index_arns, resources
+                elif "dynamodb:GetRecords" in actions:  # the stream publisher
+                    assert resources == [{"Fn::GetAtt": [ids["table"], "StreamArn"]}]
                 else:
                     assert resources == [table_arn], resources
             elif service == "sqs":
-                assert resources == [{"Fn::GetAtt": [ids["work_queue"], "Arn"]}]
+                assert resources in (
+                    [{"Fn::GetAtt": [ids["work_queue"], "Arn"]}],
+                    [{"Fn::GetAtt": [ids["publisher_dlq"], "Arn"]}],
+                )
+            elif service == "events":
+                assert actions == ["events:PutEvents"]
+                assert resources == [{"Fn::GetAtt": [ids["bus"], "Arn"]}]
             elif service == "secretsmanager":
                 assert actions == ["secretsmanager:GetSecretValue"]
                 assert resources == [{"Ref": ids["secret"]}]
@@ -169,7 +189,7 @@ def test_only_the_publishers_put_on_the_bus_and_only_the_stream_publisher_reads_
         else:
             assert not {a for a in actions if a.startswith("events:")}, name
             assert "dynamodb:GetRecords" not in actions, name
-        for statement in policies[logical_id]["Properties"]["PolicyDocument"]["Statement"]:
+        for statement in _statements(policies[logical_id]):
             granted = statement["Action"]
             granted = granted if isinstance(granted, list) else [granted]
             if "events:PutEvents" in granted:
