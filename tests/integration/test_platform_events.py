@@ -313,3 +313,40 @@ def test_every_event_goes_on_the_stage_bus_and_the_stream_handler_publishes(
     assert {m["source"] for m in on_bus} == {"membership-billing"}
     assert {m["detail-type"] for m in on_bus} >= {"subscription.activated", "access.granted"}
     assert all(m["detail-type"] == m["detail"]["type"] for m in on_bus)
+
+
+def test_free_access_granted_and_taken_tells_the_platform(env: Env, receiver: Receiver) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    register(env, key, receiver.url, ["access.granted", "access.revoked"])
+    vip = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": "Vip", "email": "vip@example.com", "free_access": True},
+    )
+    plain = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": "Pat", "email": "pat@example.com"},
+    )
+    publish_now(env.container)
+    ok(env.client, "patch", f"/v1/profiles/{plain['id']}", key, {"free_access": True})
+    ok(env.client, "patch", f"/v1/profiles/{vip['id']}", key, {"free_access": False})
+    ok(env.client, "patch", f"/v1/profiles/{plain['id']}", key, {"name": "Pat B."})
+    publish_now(env.container)
+
+    received = receiver.events()
+    assert [(e["type"], e["subject_id"]) for e in received] == [
+        ("access.granted", vip["id"]),
+        ("access.granted", plain["id"]),
+        ("access.revoked", vip["id"]),
+    ]
+    assert received[0]["data"]["object"]["reason"] == "free_access"
+    rebuilt = rebuild_access(received)
+    for profile in (vip, plain):
+        assert rebuilt[profile["id"]] == ok(
+            env.client, "get", f"/v1/profiles/{profile['id']}/access", key
+        )

@@ -42,7 +42,7 @@ from typing import Any
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.transactions import commit_transaction, is_condition_failure
-from chalicelib.domain.errors import ConcurrentChange, NotFound
+from chalicelib.domain.errors import NotFound
 from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
 
 RETENTION = timedelta(days=30)
