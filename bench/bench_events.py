@@ -11,7 +11,8 @@ local stack delivers, how many events one publisher delivers per second.
   delivery; `EVENTS_LATENCY_SAMPLES` samples (default 40), one at a time.
 - `events_publisher_events_per_second`: one publisher (`publish_now`: outbox -> event log ->
   queue -> signed POST to a local receiver -> attempt recorded) draining
-  `EVENTS_THROUGHPUT_EVENTS` (default 200) pending events, in-process moto.
+  `EVENTS_THROUGHPUT_EVENTS` (default 200) pending events, one per change, in-process moto;
+  `events_publisher_ddb_requests_per_event`: the DynamoDB requests that took.
 """
 
 from __future__ import annotations
@@ -132,6 +133,12 @@ def _throughput() -> dict[str, float | int | str]:
                 plan = call("post", "/v1/plans", key, {"name": "P0", "prices": {"month": 100}})
                 for index in range(1, events):
                     call("patch", f"/v1/plans/{plan['id']}", key, {"name": f"P{index}"})
+                requests = [0]
+
+                def count(**_: Any) -> None:
+                    requests[0] += 1
+
+                container.dynamodb.meta.events.register("before-call.dynamodb.*", count)
                 started = time.perf_counter()
                 while len(receiver.received) < events:
                     publish_now(container)
@@ -143,6 +150,7 @@ def _throughput() -> dict[str, float | int | str]:
     return {
         "events_publisher_events": events,
         "events_publisher_events_per_second": round(events / elapsed, 1),
+        "events_publisher_ddb_requests_per_event": round(requests[0] / events, 2),
     }
 
 
