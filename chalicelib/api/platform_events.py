@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from chalice import Blueprint
 from pydantic import Field
 
-from chalicelib.adapters.dynamodb.platform_events import Endpoint
 from chalicelib.api.fields import Description
 from chalicelib.api.models import ListQuery, ListResponse, RequestModel, ResponseModel
 from chalicelib.api.routing import ApiResponse, Auth, RequestContext, route
 from chalicelib.domain.errors import InvalidRequest
+
+if TYPE_CHECKING:  # the adapter loads boto3; the app imports no boto3 until a request needs it
+    from chalicelib.adapters.dynamodb.platform_events import Endpoint
 
 blueprint = Blueprint(__name__)
 TAG = "events"

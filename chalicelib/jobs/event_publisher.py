@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.adapters.dynamodb.platform_events import record_from_item
 from chalicelib.bootstrap import Container, container
 from chalicelib.observability import logger
 
@@ -62,6 +61,8 @@ def outbox_images(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def handle_stream(records: Iterable[Mapping[str, Any]], box: Container | None = None) -> int:
     """Publish the outbox records of one Streams batch, in stream order; returns events."""
+    from chalicelib.adapters.dynamodb.platform_events import record_from_item  # boto3: lazily
+
     box = box or container()
     publisher = box.event_publisher
     published = 0
