@@ -118,8 +118,8 @@ class EventPublisher:
     def publish_pending(self, limit: int = 100) -> int:
         """The local feed: every unpublished outbox record, oldest first; returns events.
 
-        A record another publisher holds blocks the later records of its stream key (its
-        subscription), so one subject's events are never queued out of order."""
+        A record another publisher holds, or one that failed, blocks the later records of its
+        stream key (its subscription), so one subject's events are never queued out of order."""
         published = 0
         blocked: set[str] = set()
         for record in self._store.undelivered(limit):
@@ -128,7 +128,14 @@ class EventPublisher:
             if not self._store.claim(record, self._clock.now(), CLAIM_SECONDS):
                 blocked.add(record.pk)
                 continue
-            published += len(self.publish(record))
+            try:
+                published += len(self.publish(record))
+            except Exception:
+                # Logged; the record stays unpublished (claim released) for the next pass,
+                # and its subscription's later records wait behind it.
+                logger.exception("outbox_publish_failed", extra={"record": record.sk})
+                self._store.unclaim(record)
+                blocked.add(record.pk)
         return published
 
     def _access_events(self, record: OutboxRecord) -> list[PlatformEvent]:
@@ -136,7 +143,7 @@ class EventPublisher:
         for profile_id in record.access_profiles:
             for _ in range(5):
                 try:
-                    event = self._access_event(record.community_id, profile_id)
+                    event = self._access_event(record, profile_id)
                 except ConcurrentChange:
                     continue  # another publisher told this change first: read again
                 if event is not None:
@@ -144,13 +151,18 @@ class EventPublisher:
                 break
         return events
 
-    def _access_event(self, community_id: str, profile_id: str) -> PlatformEvent | None:
+    def _access_event(self, record: OutboxRecord, profile_id: str) -> PlatformEvent | None:
+        """The access event this record owes (the same one again when the record is published
+        again after a failure: the published state remembers which record told it)."""
+        community_id = record.community_id
         body = self._access.access_body(community_id, profile_id)
         if body is None:
             return None
-        published, sequence = self._store.published_access(community_id, profile_id)
-        before = published or no_access(profile_id)
+        published = self._store.published_access(community_id, profile_id)
+        before = published.body if published else no_access(profile_id)
         if body == before:
+            if published is not None and published.told_by == record.sk:
+                return published.event
             return None
         previous = {key: value for key, value in before.items() if body.get(key) != value}
         event = PlatformEvent(
@@ -159,11 +171,13 @@ class EventPublisher:
             created_at=self._clock.now(),
             community_id=community_id,
             subject_id=profile_id,
-            sequence=sequence + 1,
+            sequence=(published.sequence if published else 0) + 1,
             data=body,
             previous_attributes=previous,
         )
-        self._store.publish_access(event, body, sequence)
+        self._store.publish_access(
+            event, body, published.sequence if published else 0, told_by=record.sk
+        )
         return event
 
     # --- queues -> endpoints ------------------------------------------------------------------

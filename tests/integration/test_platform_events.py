@@ -5,7 +5,7 @@ signed, delivered in per-subject order, retried after an outage, redelivered on 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +13,11 @@ import boto3
 import pytest
 
 from chalicelib.adapters.event_bus import ensure_event_bus
+from chalicelib.adapters.webhook_sender import post
+from chalicelib.domain.errors import Unavailable
+from chalicelib.domain.platform_events import PlatformEvent
 from chalicelib.jobs.event_publisher import handle_stream, publish_now
+from chalicelib.services.event_delivery import EventPublisher, MailNotifier, ProfileAccess
 from receivers.billing_signature import verify_signature
 from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
 from tests.support.localstripe import localstripe_url, stripe_for
@@ -350,3 +354,50 @@ def test_free_access_granted_and_taken_tells_the_platform(env: Env, receiver: Re
         assert rebuilt[profile["id"]] == ok(
             env.client, "get", f"/v1/profiles/{profile['id']}/access", key
         )
+
+
+class FlakyBus:
+    """EventBridge refusing the first put (a hand-written fake of the bus port)."""
+
+    def __init__(self) -> None:
+        self.failures_left = 1
+        self.put_ids: list[str] = []
+
+    def put(self, events: Sequence[PlatformEvent]) -> None:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise Unavailable("EventBridge is down")
+        self.put_ids += [event.id for event in events]
+
+
+def test_a_failed_publication_is_published_again_with_the_same_access_events(
+    env: Env, receiver: Receiver
+) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    register(env, key, receiver.url, ["access.granted", "access.revoked"])
+    profile = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": "Flo", "email": "flo@example.com", "free_access": True},
+    )
+    box = env.container
+    bus = FlakyBus()
+    publisher = EventPublisher(
+        box.platform_events,
+        ProfileAccess(box.profiles),
+        bus,
+        post,
+        box.check_webhook_url,
+        MailNotifier(box.mailer, SENDER),
+        env.clock,
+    )
+    assert publisher.publish_pending() == 0  # the bus refused: logged, left for the next pass
+    assert receiver.events() == []
+    assert publisher.publish_pending() == 1  # the access event decided the first time
+    publisher.drain_due()
+    [event] = receiver.events()
+    assert (event["type"], event["subject_id"]) == ("access.granted", profile["id"])
+    assert bus.put_ids == [event["id"]]
+    assert publisher.publish_pending() == 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import secrets
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -106,7 +107,9 @@ def outbox_entry(
     profiles = sorted({pid for check in checks for pid in check.profile_ids})
     stream_key = _stream_key(events[0]) if events else f"ACCESS#{profiles[0]}"
     position = (
-        position_of(events[0]) if events else f"{_time(now)}#{0:020d}#{stream_key}#{profiles[0]}"
+        position_of(events[0])
+        if events
+        else f"{_time(now)}#{0:020d}#{stream_key}#{secrets.token_hex(6)}"
     )
     payload = gzip.compress(json.dumps([e.body() for e in events]).encode(), mtime=0)
     shard = zlib.crc32(stream_key.encode()) % OUTBOX_SHARDS
@@ -152,6 +155,16 @@ class Endpoint:
     failing_since: datetime | None = None
     next_drain_at: datetime | None = None
     queued: int = 0
+
+
+@dataclass(frozen=True)
+class PublishedAccess:
+    """A profile's access as last published, and the access event that told it."""
+
+    body: dict[str, Any]
+    sequence: int
+    told_by: str  # the outbox record (sk) that produced `event`
+    event: PlatformEvent
 
 
 @dataclass(frozen=True)
@@ -262,6 +275,13 @@ class PlatformEventStore:
             raise
         return True
 
+    def unclaim(self, record: OutboxRecord) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": record.pk}, "sk": {"S": record.sk}},
+            UpdateExpression="REMOVE claimed_until",
+        )
+
     def mark_published(self, record: OutboxRecord) -> None:
         self._client.update_item(
             TableName=self._table,
@@ -357,45 +377,45 @@ class PlatformEventStore:
         return EventPage(bodies, page.has_more, page.next_cursor)
 
     # --- access as last published --------------------------------------------------------------
-    def published_access(
-        self, community_id: str, profile_id: str
-    ) -> tuple[dict[str, Any] | None, int]:
+    def published_access(self, community_id: str, profile_id: str) -> PublishedAccess | None:
         item = self._client.get_item(
             TableName=self._table,
             Key={"pk": {"S": f"C#{community_id}#EVENTS#{profile_id}"}, "sk": {"S": "ACCESS"}},
             ConsistentRead=True,
         ).get("Item")
         if not item:
-            return None, 0
+            return None
         data = from_item(item)
-        return json.loads(data["body"]), int(data["sequence"])
+        return PublishedAccess(
+            body=json.loads(data["body"]),
+            sequence=int(data["sequence"]),
+            told_by=data.get("told_by", ""),
+            event=event_from_body(json.loads(data["event"])),
+        )
 
-    def publish_access(self, event: PlatformEvent, body: dict[str, Any], read_at: int) -> None:
+    def publish_access(
+        self, event: PlatformEvent, body: dict[str, Any], read_at: int, *, told_by: str
+    ) -> None:
         """The new published access and its event, conditional on the sequence read."""
-        key = {"pk": {"S": f"C#{event.community_id}#EVENTS#{event.subject_id}"}}
-        state = {
-            "Put": {
-                "TableName": self._table,
-                "Item": {
-                    **key,
-                    "sk": {"S": "ACCESS"},
-                    **to_item({"body": json.dumps(body), "sequence": event.sequence}),
-                },
-                "ConditionExpression": (
-                    "attribute_not_exists(pk)" if read_at == 0 else "#seq = :read"
-                ),
-                **(
-                    {}
-                    if read_at == 0
-                    else {
-                        "ExpressionAttributeNames": {"#seq": "sequence"},
-                        "ExpressionAttributeValues": {":read": to_value(read_at)},
-                    }
-                ),
+        state_item = to_item(
+            {
+                "pk": f"C#{event.community_id}#EVENTS#{event.subject_id}",
+                "sk": "ACCESS",
+                "body": json.dumps(body),
+                "sequence": event.sequence,
+                "told_by": told_by,
+                "event": json.dumps(event.body()),
             }
-        }
+        )
+        state: Entry = {"TableName": self._table, "Item": state_item}
+        if read_at == 0:
+            state["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            state["ConditionExpression"] = "#seq = :read"
+            state["ExpressionAttributeNames"] = {"#seq": "sequence"}
+            state["ExpressionAttributeValues"] = {":read": to_value(read_at)}
         put = {"Put": {"TableName": self._table, **self.event_entry(event)["PutRequest"]}}
-        commit_transaction(self._client, [state, put])
+        commit_transaction(self._client, [{"Put": state}, put])
 
     # --- endpoints ------------------------------------------------------------------------------
     def create_endpoint(self, endpoint: Endpoint) -> None:
@@ -521,6 +541,7 @@ class PlatformEventStore:
                             "event_id": event.id,
                             "body": json.dumps(event.body()),
                             "attempts": 0,
+                            "expires_at": _expires(now),
                         }
                     )
                 }
