@@ -82,7 +82,8 @@ FUNCTION_ACCESS: dict[str, Access] = {
     # every write a webhook makes), not a sweep.
     "webhook_reconciliation": Access(table_write=TABLE_WRITE, secret=True, email=True),
     # A schedule that retries event deliveries whose backoff is over, not a sweep.
-    "event_deliveries": Access(table_write=TABLE_WRITE, email=True, event_bus=True),
+    # (It only sends queued deliveries: no bus, no stream.)
+    "event_deliveries": Access(table_write=TABLE_WRITE, email=True),
 }
 
 
