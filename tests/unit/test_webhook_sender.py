@@ -32,7 +32,7 @@ def resolving_to(*addresses: str) -> Callable[[str, int], list[str]]:
         "fd00:ec2::254",  # instance metadata over IPv6
         "::1",
         "::ffff:10.0.0.1",  # IPv4-mapped private
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 (an address to refuse, not one we bind)
         "100.64.0.1",  # carrier-grade NAT: not global
     ],
 )
