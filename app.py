@@ -3,7 +3,7 @@
 import os
 
 from chalice import Chalice, Rate
-from chalice.app import CloudWatchEvent, SQSEvent
+from chalice.app import CloudWatchEvent, DynamoDBEvent, SQSEvent
 
 from chalicelib.adapters.queues import work_queue_name
 from chalicelib.api import auth, console, health, test_clock, webhooks
@@ -12,10 +12,11 @@ from chalicelib.api import communities as admin_communities
 from chalicelib.api import payment_methods as admin_payment_methods
 from chalicelib.api import payments as payments_api
 from chalicelib.api import plans as admin_plans
+from chalicelib.api import platform_events as platform_events_api
 from chalicelib.api import profiles as admin_profiles
 from chalicelib.api import reports as reports_api
 from chalicelib.api import subscriptions as subscriptions_api
-from chalicelib.jobs import reconciliation, schedules, sweeps, worker
+from chalicelib.jobs import event_publisher, reconciliation, schedules, sweeps, worker
 
 app = Chalice(app_name="membership-billing")
 
@@ -32,6 +33,7 @@ app.register_blueprint(payments_api.blueprint)
 app.register_blueprint(reports_api.blueprint)
 app.register_blueprint(billing_history_api.blueprint)
 app.register_blueprint(console.blueprint)
+app.register_blueprint(platform_events_api.blueprint)
 
 
 # Scheduled jobs (DESIGN.md section 8): each sweep fans due items out to the work queue.
@@ -70,3 +72,22 @@ def webhook_reconciliation(event: CloudWatchEvent) -> None:
 )
 def worker_handler(event: SQSEvent) -> None:
     worker.handle_sqs_event(event)
+
+
+# Events to the platform: endpoints whose delivery backoff is over (the Streams publisher
+# handles new events as they are written).
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="event_deliveries")
+def event_deliveries(event: CloudWatchEvent) -> None:
+    event_publisher.drain_due_deliveries()
+
+
+# The publisher of events to the platform: the table's stream, outbox records only (infra/cdk
+# binds it to the real stream ARN, its filter, retries and dead-letter queue).
+@app.on_dynamodb_record(
+    stream_arn=os.environ.get("BILLING_EVENTS_STREAM_ARN", event_publisher.STREAM_PLACEHOLDER),
+    batch_size=event_publisher.STREAM_BATCH_SIZE,
+    starting_position="TRIM_HORIZON",
+    name="event_publisher",
+)
+def event_publisher_handler(event: DynamoDBEvent) -> None:
+    event_publisher.handle_stream(event.to_dict()["Records"])

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.idempotency import IdempotencyStore
     from chalicelib.adapters.dynamodb.payments import PaymentRepository
     from chalicelib.adapters.dynamodb.plans import PlanRepository
+    from chalicelib.adapters.dynamodb.platform_events import PlatformEventStore
     from chalicelib.adapters.dynamodb.profiles import ProfileRepository
     from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
     from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.billing_history import BillingHistory
     from chalicelib.services.cards import Cards
     from chalicelib.services.charging import Charging
+    from chalicelib.services.event_delivery import EventPublisher
     from chalicelib.services.members import MemberService
     from chalicelib.services.payments import PaymentService
     from chalicelib.services.ports import BillingReader, PaymentGateway, UnitOfWork
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.scheduled import ScheduledActions
     from chalicelib.services.subscriptions import SubscriptionService
     from chalicelib.services.views import SubscriptionViews
+    from chalicelib.services.webhook_endpoints import WebhookEndpoints
     from chalicelib.services.webhooks import WebhookService
 
 
@@ -304,6 +307,46 @@ class Container:
         from chalicelib.adapters.dynamodb.due_index import AdvanceLease
 
         return AdvanceLease(self.dynamodb, self.settings.table_name)
+
+    # --- issue 13: events to the platform ---
+    @cached_property
+    def platform_events(self) -> PlatformEventStore:
+        from chalicelib.adapters.dynamodb.platform_events import PlatformEventStore
+
+        return PlatformEventStore(self.dynamodb, self.settings.table_name, self.cursors)
+
+    def check_webhook_url(self, url: str) -> None:
+        """The SSRF guard (raises UnsafeUrl); local stages also take http://127.0.0.1."""
+        from chalicelib.adapters.webhook_sender import check_url
+
+        check_url(url, local=self.settings.is_local)
+
+    @cached_property
+    def webhook_endpoints(self) -> WebhookEndpoints:
+        from chalicelib.services.webhook_endpoints import WebhookEndpoints
+
+        return WebhookEndpoints(self.platform_events, self.check_webhook_url, self.clock)
+
+    @cached_property
+    def event_publisher(self) -> EventPublisher:
+        from chalicelib.adapters.webhook_sender import post
+        from chalicelib.services.event_delivery import EventPublisher, MailNotifier, ProfileAccess
+
+        bus = None
+        if self.settings.event_bus_name:
+            from chalicelib.adapters.aws import aws_client
+            from chalicelib.adapters.event_bus import EventBridgeBus
+
+            bus = EventBridgeBus(aws_client("events", self.settings), self.settings.event_bus_name)
+        return EventPublisher(
+            self.platform_events,
+            ProfileAccess(self.profiles),
+            bus,
+            post,
+            self.check_webhook_url,
+            MailNotifier(self.mailer, self.settings.email_sender),
+            self.clock,
+        )
 
 
 _container: Container | None = None

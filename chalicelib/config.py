@@ -40,6 +40,8 @@ class Settings:
     due_index_shards: int
     # Per attempt, to connect and to read (adapters/stripe/client.py: well under the Lambda's).
     stripe_timeout_seconds: float = 5.0
+    # EventBridge bus for platform events; "" = none (unit/integration tests).
+    event_bus_name: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -63,6 +65,7 @@ class Settings:
             version=source.get("BILLING_VERSION", "0.1.0"),
             due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
             stripe_timeout_seconds=float(source.get("STRIPE_TIMEOUT_SECONDS", "5")),
+            event_bus_name=source.get("BILLING_EVENT_BUS_NAME", ""),
         )
 
 

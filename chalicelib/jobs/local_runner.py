@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chalicelib.bootstrap import Container
+from chalicelib.jobs.event_publisher import drain_due_deliveries
 from chalicelib.jobs.messages import BatchFailed, Received
 from chalicelib.jobs.reconciliation import reconciliation_sweep
 from chalicelib.jobs.registry import SWEEP_GROUPS
@@ -41,6 +42,8 @@ JOBS = JobRegistry(
     sweeps={
         **{name: sweep_job(name) for name in SWEEP_GROUPS},
         "webhook_reconciliation": reconciliation_sweep,
+        # Also run by the local publisher loop every 0.25 s (infra/local/publisher.py).
+        "event_deliveries": drain_due_deliveries,
     },
     worker=process_batch,
 )

@@ -47,6 +47,7 @@ from chalicelib.domain.payments import (
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Outcome, Subscription
 from chalicelib.observability import logger
+from chalicelib.services.events import payment_changed, subscription_changed
 from chalicelib.services.ports import (
     BillingReader,
     Clock,
@@ -112,6 +113,7 @@ def stage_change(uow: UnitOfWork, before: Subscription, outcome: Outcome) -> Sub
     after = written(before, outcome.subscription)
     uow.subscriptions.save(outcome.subscription, before.version)
     uow.audit.record(after, outcome.event, changes_state=True)
+    subscription_changed(uow, before, after, outcome.event.type, outcome.event.at)
     if outcome.credit_change is not None:
         change = outcome.credit_change
         uow.credit.change(after.community_id, change.profile_id, after.currency, change.delta)
@@ -218,6 +220,7 @@ class Charging:
         with self._uow() as uow:
             uow.subscriptions.adopt(sub)
             uow.payments.add(payment)
+            payment_changed(uow, None, payment, 1, now)
             begun = stage_change(uow, sub, begin_charge(sub, plan, payment.id, now, actor))
             uow.charge_keys.claim(sub, plan.charge_key, payment.id)
             uow.commit()
@@ -278,6 +281,7 @@ class Charging:
                 )
                 payment = pending.succeed(now).payment
                 uow.payments.add(payment)
+                payment_changed(uow, None, payment, 1, now)
             settled = settle_without_stripe(sub, plan, now, payment_id=payment_id, actor=actor)
             after = stage_change(uow, sub, settled)
             if payment_id is not None:
@@ -401,6 +405,8 @@ class Charging:
             written = change.payment
             automatic_refund: Refund | None = None
             if sub.pending_charge is not None and sub.pending_charge.payment_id == payment_id:
+                # The payment's events first, then the subscription's it caused.
+                payment_changed(uow, payment, written, payment.revision + 1, now)
                 transition = (
                     apply_charge_succeeded(sub, payment_id, now, actor)
                     if status == "succeeded"
@@ -444,6 +450,7 @@ class Charging:
                         refund_started_event(sub, written, automatic_refund, actor, now),
                         changes_state=False,
                     )
+                payment_changed(uow, payment, written, payment.revision + 1, now)
             uow.payments.save(written)
             uow.commit()
         return Resolution(

@@ -41,6 +41,7 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import Payment, PaymentChange, Refund
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.services.charging import Charging, Resolution
+from chalicelib.services.events import payment_changed
 from chalicelib.services.ports import Clock, PaymentGateway, UnitOfWork, UnitOfWorkFactory
 from chalicelib.services.refunds import (
     begin_refund,
@@ -69,6 +70,7 @@ class PaymentListing(Protocol):
 
 def _stage_payment_change(
     uow: UnitOfWork,
+    before: Payment,
     change: PaymentChange,
     event_type: str,
     actor: Actor,
@@ -86,6 +88,7 @@ def _stage_payment_change(
         {"payment_id": payment.id, "payment_status": payment.status, **details},
     )
     uow.payments.save(payment)
+    payment_changed(uow, before, payment, payment.revision + 1, payment.updated_at)
     uow.audit.record(sub, event, changes_state=False)
 
 
@@ -233,6 +236,7 @@ class PaymentService:
                     )
                     uow.audit.record(sub, event, changes_state=False)
                 uow.payments.save(change.payment)
+                payment_changed(uow, current, change.payment, current.revision + 1, now)
                 uow.commit()
             return True
 
@@ -258,7 +262,7 @@ class PaymentService:
                 if not change.changed:
                     return False
                 _stage_payment_change(
-                    uow, change, f"payment.dispute_{status}", actor, {"dispute": status}
+                    uow, payment, change, f"payment.dispute_{status}", actor, {"dispute": status}
                 )
                 uow.commit()
             return True
@@ -282,6 +286,7 @@ class PaymentService:
                 reserved, pending = begin_refund(payment, amount, reason, new_id("ref"), "api", now)
                 sub = uow.subscriptions.get(community_id, payment.subscription_id)
                 uow.payments.save(reserved)
+                payment_changed(uow, payment, reserved, payment.revision + 1, now)
                 uow.payments.add_refund(community_id, pending)
                 uow.audit.record(
                     sub,

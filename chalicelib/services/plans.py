@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from chalicelib.adapters.dynamodb.timestamps import whole_seconds
 from chalicelib.domain.communities import Community
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.plans import Plan, new_plan
+from chalicelib.domain.platform_events import PlatformEvent
+from chalicelib.services.events import plan_events
 from chalicelib.services.ports import Clock
 
 
 class PlanStore(Protocol):
-    def create(self, plan: Plan) -> None: ...
+    def create(self, plan: Plan, events: Sequence[PlatformEvent] = ()) -> None: ...
     def get(self, community_id: str, plan_id: str) -> Plan: ...
-    def save(self, plan: Plan) -> Plan: ...
+    def save(self, plan: Plan, events: Sequence[PlatformEvent] = ()) -> Plan:
+        """`events` go to the platform with the change, in the same request."""
+        ...
 
 
 class CommunityReader(Protocol):
@@ -56,7 +61,7 @@ class PlanService:
             max_members=max_members,
             now=whole_seconds(self._clock.now()),
         )
-        self._plans.create(plan)
+        self._plans.create(plan, plan_events(None, plan, plan.created_at))
         return plan
 
     def update(self, community_id: str, plan_id: str, changes: dict[str, Any]) -> Plan:
@@ -71,10 +76,14 @@ class PlanService:
             max_members=changes.get("max_members"),
             clear_max_members="max_members" in changes and changes["max_members"] is None,
         )
-        return plan if changed == plan else self._plans.save(changed)
+        return plan if changed == plan else self._save(plan, changed)
 
     def archive(self, community_id: str, plan_id: str) -> Plan:
         plan = self._plans.get(community_id, plan_id)
         if plan.status == "archived":
             return plan
-        return self._plans.save(plan.archived())
+        return self._save(plan, plan.archived())
+
+    def _save(self, before: Plan, after: Plan) -> Plan:
+        written = replace(after, version=before.version + 1)
+        return self._plans.save(after, plan_events(before, written, self._clock.now()))

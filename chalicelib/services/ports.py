@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.stripe.payments import ChargeRequest, IntentOutcome, RefundResult
     from chalicelib.domain.events import AuditEvent
     from chalicelib.domain.payments import Payment, Refund
+    from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
     from chalicelib.domain.subscriptions import Subscription
     from chalicelib.domain.webhook_events import WebhookEvent
 
@@ -136,6 +137,17 @@ class CommunityFlags(Protocol):
     def mark_deauthorized(self, community_id: str, account: str, at: datetime) -> None: ...
 
 
+class Outbox(Protocol):
+    """Events to the platform, written in the same commit as the change they report
+    (docs/events.md). However many are staged, they take ONE item of the transaction."""
+
+    def add(self, event: PlatformEvent) -> None: ...
+    def check_access(self, check: AccessCheck) -> None:
+        """Ask the publisher to send access.granted/revoked for these profiles if their
+        access changed."""
+        ...
+
+
 class UnitOfWork(Protocol):
     @property
     def subscriptions(self) -> Subscriptions: ...
@@ -151,6 +163,8 @@ class UnitOfWork(Protocol):
     def cards(self) -> CardSnapshots: ...
     @property
     def communities(self) -> CommunityFlags: ...
+    @property
+    def outbox(self) -> Outbox: ...
     @property
     def committed(self) -> bool: ...
 

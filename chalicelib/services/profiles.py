@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from chalicelib.adapters.dynamodb.timestamps import whole_seconds
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.platform_events import AccessCheck
 from chalicelib.domain.profiles import Access, Profile, ProfileKind, validate_new_profile
 from chalicelib.services.ports import Clock
 
 
+def _told_if(free_access_changed: bool, profile: Profile) -> AccessCheck | None:
+    """Free access changes access: the platform hears of it (access.granted/revoked)."""
+    return AccessCheck(profile.community_id, (profile.id,)) if free_access_changed else None
+
+
 class ProfileStore(Protocol):
-    def create(self, profile: Profile) -> None: ...
+    def create(self, profile: Profile, access_check: AccessCheck | None = None) -> None: ...
     def find(self, community_id: str, profile_id: str) -> Profile | None: ...
     def get(self, community_id: str, profile_id: str) -> Profile: ...
-    def save_details(self, profile: Profile) -> None: ...
+    def save_details(
+        self, profile: Profile, access_check: AccessCheck | None = None, now: datetime | None = None
+    ) -> None:
+        """`access_check`: free access changed; the platform is told with the change."""
+        ...
 
 
 class CommunityReader(Protocol):
@@ -59,7 +70,7 @@ class ProfileService:
             currency=self._communities.get(community_id).currency,
             created_at=whole_seconds(self._clock.now()),
         )
-        self._profiles.create(profile)
+        self._profiles.create(profile, _told_if(free_access, profile))
         return profile
 
     def update(
@@ -74,7 +85,8 @@ class ProfileService:
         profile = self._profiles.get(community_id, profile_id)
         changed = profile.with_details(name=name, email=email, free_access=free_access)
         if changed != profile:
-            self._profiles.save_details(changed)
+            check = _told_if(changed.free_access != profile.free_access, changed)
+            self._profiles.save_details(changed, check, self._clock.now())
         return changed
 
     def access(self, community_id: str, profile_id: str) -> Access:

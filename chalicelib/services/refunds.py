@@ -34,6 +34,7 @@ from chalicelib.domain.payments import (
 )
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
+from chalicelib.services.events import payment_changed
 from chalicelib.services.ports import Clock, PaymentGateway, UnitOfWork, UnitOfWorkFactory
 from chalicelib.services.retrying import retrying
 
@@ -207,7 +208,9 @@ class Refunds:
                     return [stored.get(i.refund.id, i.refund) for i in settlements]
                 sub = uow.subscriptions.get(community_id, payment.subscription_id)
                 now = self._clock.now()
-                uow.payments.save(stage_settlements(uow, payment, sub, todo, actor, now))
+                settled = stage_settlements(uow, payment, sub, todo, actor, now)
+                uow.payments.save(settled)
+                payment_changed(uow, payment, settled, payment.revision + 1, now)
                 uow.commit()
             return [
                 replace(

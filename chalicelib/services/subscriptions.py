@@ -35,6 +35,7 @@ from chalicelib.domain.subscription_changes import (
 from chalicelib.domain.subscriptions import Outcome, Subscription
 from chalicelib.services.cards import Cards
 from chalicelib.services.charging import ChargeResult, Charging, stage_change, written
+from chalicelib.services.events import subscription_changed
 from chalicelib.services.ports import Clock, UnitOfWorkFactory
 from chalicelib.services.retrying import retrying
 
@@ -163,6 +164,7 @@ class SubscriptionService:
         with self._uow() as uow:
             uow.subscriptions.add(sub)
             uow.audit.record(sub, outcome.event, changes_state=True)
+            subscription_changed(uow, None, sub, outcome.event.type, now)
             uow.commit()
         return self.get(community_id, sub.id)
 

@@ -11,12 +11,14 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from chalicelib.adapters import queues
 from chalicelib.adapters.dynamodb import schema
+from chalicelib.adapters.event_bus import bus_name_for
 from infra.cdk.stage import StageSettings
 
 _ATTRIBUTE_TYPES = {
@@ -61,6 +63,17 @@ class DataResources(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
+        # Events to the platform: the stage's bus, and where stream batches the publisher
+        # could not handle after every retry go (their stream positions, for a replay).
+        self.event_bus = events.EventBus(self, "EventBus", event_bus_name=bus_name_for(stage.name))
+        self.publisher_dead_letter_queue = sqs.Queue(
+            self,
+            "PublisherDeadLetterQueue",
+            queue_name=f"{stage.stack_name}-publisher-dlq",
+            retention_period=cdk.Duration.seconds(queues.DLQ_RETENTION_SECONDS),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
         self.secret = secretsmanager.Secret(
             self,
             "Secrets",
@@ -96,6 +109,8 @@ def _table(scope: Construct, stage: StageSettings, removal: cdk.RemovalPolicy) -
             point_in_time_recovery_enabled=True
         ),
         time_to_live_attribute=schema.TTL_ATTRIBUTE,
+        # The transactional outbox's feed: new outbox records reach the publisher in order.
+        stream=dynamodb.StreamViewType.NEW_IMAGE,
         deletion_protection=stage.is_production,
         removal_policy=removal,
     )

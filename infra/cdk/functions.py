@@ -14,7 +14,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from chalice import Chalice
-from chalice.app import BuiltinAuthConfig, ScheduledEventConfig, SQSEventConfig
+from chalice.app import (
+    BuiltinAuthConfig,
+    DynamoDBEventConfig,
+    ScheduledEventConfig,
+    SQSEventConfig,
+)
 from chalice.cli.factory import CLIFactory
 from chalice.utils import to_cfn_resource_name
 
@@ -28,6 +33,7 @@ class Kind(StrEnum):
     AUTHORIZER = "authorizer"
     SCHEDULE = "schedule"
     WORKER = "worker"
+    PUBLISHER = "publisher"  # the table's stream -> events to the platform
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ def lambda_functions(app: Chalice, work_queue_name: str) -> list[LambdaFunction]
         elif isinstance(source, SQSEventConfig):
             _check_work_queue(source, work_queue_name)
             found.append(_function(source, Kind.WORKER))
+        elif isinstance(source, DynamoDBEventConfig):
+            found.append(_function(source, Kind.PUBLISHER))
         else:
             raise UnsupportedFunction(
                 f"{source.name}: {type(source).__name__} has no permission set in infra/cdk"
@@ -78,7 +86,8 @@ def has_route(app: Chalice, path: str, method: str) -> bool:
 
 
 def _function(
-    config: BuiltinAuthConfig | ScheduledEventConfig | SQSEventConfig, kind: Kind
+    config: BuiltinAuthConfig | ScheduledEventConfig | SQSEventConfig | DynamoDBEventConfig,
+    kind: Kind,
 ) -> LambdaFunction:
     return LambdaFunction(config.name, kind, to_cfn_resource_name(config.name))
 

@@ -16,6 +16,7 @@ PERIOD = cdk.Duration.minutes(5)
 # Share of requests answered 5xx within PERIOD (API Gateway's 5XXError averages to a rate).
 API_5XX_RATE = 0.05
 WEBHOOK_5XX_RATE = 0.05
+STREAM_LAG_MS = 60_000
 
 
 class Monitoring(Construct):
@@ -32,16 +33,34 @@ class Monitoring(Construct):
         if stage.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(stage.alarm_email))
 
-    def dead_letters(self, queue: sqs.Queue) -> cloudwatch.Alarm:
+    def dead_letters(
+        self,
+        queue: sqs.Queue,
+        construct_id: str = "DeadLetterQueueNotEmpty",
+        suffix: str = "dlq-not-empty",
+        description: str = "A work message failed every retry and sits in the dead-letter queue.",
+    ) -> cloudwatch.Alarm:
         metric = queue.metric_approximate_number_of_messages_visible(
             period=PERIOD, statistic="Maximum"
         )
+        return self._alarm(construct_id, suffix, metric, threshold=1, description=description)
+
+    def stream_lag(self, construct_id: str, function_name: str) -> cloudwatch.Alarm:
+        """Events to the platform fall behind: the publisher's oldest unread stream record."""
+        metric = cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name="IteratorAge",
+            dimensions_map={"FunctionName": function_name},
+            statistic="Maximum",
+            period=PERIOD,
+        )
         return self._alarm(
-            "DeadLetterQueueNotEmpty",
-            "dlq-not-empty",
+            construct_id,
+            "publisher-iterator-age",
             metric,
-            threshold=1,
-            description="A work message failed every retry and sits in the dead-letter queue.",
+            threshold=STREAM_LAG_MS,
+            description=f"{function_name} is over {STREAM_LAG_MS // 1000} s behind the stream.",
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
 
     def function_errors(self, construct_id: str, function_name: str) -> cloudwatch.Alarm:

@@ -43,6 +43,11 @@ QUEUE_CONSUME = (
 SECRET_READ = ("secretsmanager:GetSecretValue",)
 EMAIL_SEND = ("ses:SendEmail",)
 LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
+# What Lambda's stream poller does with the function's role, on the table's stream alone
+# (ListStreams takes no resource, so it is left out: the mapping names its stream).
+STREAM_READ = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+BUS_PUT = ("events:PutEvents",)
+DLQ_SEND = ("sqs:SendMessage",)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ class Access:
     queue: tuple[str, ...] = ()
     secret: bool = False
     email: bool = False
+    # Events to the platform: put on the stage's bus; read the table's stream and send failed
+    # batches to the publisher's dead-letter queue (the stream publisher only).
+    event_bus: bool = False
+    stream: bool = False
 
 
 # Everyone reads the table (the stored test clock lives there too).
@@ -63,12 +72,18 @@ ACCESS: dict[Kind, Access] = {
     Kind.SCHEDULE: Access(table_write=CURSOR_WRITE, queue=QUEUE_SEND),
     # One due item per message: charges through Stripe, writes, sends receipts.
     Kind.WORKER: Access(table_write=TABLE_WRITE, queue=QUEUE_CONSUME, secret=True, email=True),
+    # The stream publisher: event log, endpoint queues and attempts (writes), the bus, the
+    # disabled-endpoint email; no secret (endpoint secrets live in the table), no work queue.
+    Kind.PUBLISHER: Access(table_write=TABLE_WRITE, email=True, event_bus=True, stream=True),
 }
 # Functions whose work is not their kind's usual, by chalice name.
 FUNCTION_ACCESS: dict[str, Access] = {
     # A schedule that feeds missed Stripe events through the webhook pipeline (Stripe key,
     # every write a webhook makes), not a sweep.
     "webhook_reconciliation": Access(table_write=TABLE_WRITE, secret=True, email=True),
+    # A schedule that retries event deliveries whose backoff is over, not a sweep.
+    # (It only sends queued deliveries: no bus, no stream.)
+    "event_deliveries": Access(table_write=TABLE_WRITE, email=True),
 }
 
 
@@ -99,6 +114,19 @@ def statements(
     if access.secret:
         found.append(
             iam.PolicyStatement(actions=list(SECRET_READ), resources=[data.secret.secret_arn])
+        )
+    if access.event_bus:
+        found.append(
+            iam.PolicyStatement(actions=list(BUS_PUT), resources=[data.event_bus.event_bus_arn])
+        )
+    if access.stream:
+        stream_arn = data.table.table_stream_arn
+        assert stream_arn is not None
+        found.append(iam.PolicyStatement(actions=list(STREAM_READ), resources=[stream_arn]))
+        found.append(
+            iam.PolicyStatement(
+                actions=list(DLQ_SEND), resources=[data.publisher_dead_letter_queue.queue_arn]
+            )
         )
     if access.email:
         # SES checks every identity involved (sender and, in the sandbox, recipients), so the

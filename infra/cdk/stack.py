@@ -8,6 +8,7 @@ error alarm, the worker a timeout the queue's visibility timeout covers six time
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sam as sam
 from chalice.cdk import Chalice
+from chalice.utils import to_cfn_resource_name
 from constructs import Construct
 
 from chalicelib.adapters import queues
+from chalicelib.jobs import event_publisher
 from infra.cdk.api_gateway import configure_rest_api
 from infra.cdk.data import DataResources
 from infra.cdk.functions import (
@@ -36,6 +39,8 @@ WEBHOOK_PATH = "/webhooks/stripe"
 # Chalice must not create roles; every function's role is replaced by its own, and a function
 # still pointing here after that is one the stack did not secure (the synth stops).
 UNASSIGNED_ROLE_ARN = "arn:aws:iam::000000000000:role/assigned-by-infra-cdk"
+PUBLISHER_TIMEOUT_SECONDS = 300
+PUBLISHER_RETRIES = 10
 
 
 class BillingStack(cdk.Stack):
@@ -63,6 +68,12 @@ class BillingStack(cdk.Stack):
             self._configure(function)
         self._refuse_unconfigured()
         self.monitoring.dead_letters(self.data.dead_letter_queue)
+        self.monitoring.dead_letters(
+            self.data.publisher_dead_letter_queue,
+            "PublisherDeadLetterQueueNotEmpty",
+            "publisher-dlq-not-empty",
+            "A stream batch of outbox records failed every retry (events not published).",
+        )
         if chalice_app.routes:
             webhook = has_route(chalice_app, WEBHOOK_PATH, "POST")
             api = self.chalice.get_resource(REST_API_LOGICAL_ID)
@@ -92,6 +103,7 @@ class BillingStack(cdk.Stack):
                 "BILLING_WORK_QUEUE_URL": self.data.work_queue.queue_url,
                 "BILLING_SECRETS_ARN": self.data.secret.secret_arn,
                 "BILLING_EMAIL_SENDER": self.stage.email_sender,
+                "BILLING_EVENT_BUS_NAME": self.data.event_bus.event_bus_name,
             },
             # Dependencies go to a layer cached by requirements.txt alone, so a code change
             # repackages only the app (chalice's function package hashes the code as well).
@@ -120,10 +132,41 @@ class BillingStack(cdk.Stack):
         cfn.role = access.role.role_arn
         if function.kind is Kind.WORKER:
             cfn.timeout = queues.WORKER_TIMEOUT_SECONDS
+        if function.kind is Kind.PUBLISHER:
+            self._bind_stream(cfn, function.name)
+            self.monitoring.stream_lag(f"{function.logical_id}IteratorAge", name)
+        if function.kind is Kind.PUBLISHER or function.name == "event_deliveries":
+            cfn.timeout = PUBLISHER_TIMEOUT_SECONDS  # deliveries take up to 10 s each
         # Created after its log group and its policy (the role it references already), so no
         # invocation runs without them.
         cfn.node.add_dependency(log_group, access.cfn_policy)
         self.monitoring.function_errors(f"{function.logical_id}Errors", name)
+
+    def _bind_stream(self, cfn: sam.CfnFunction, function_name: str) -> None:
+        """The publisher reads the table's stream (app.py names a placeholder): outbox-record
+        INSERTs only, in order (one batch per shard at a time), retried with bisection, then
+        sent to the publisher's dead-letter queue."""
+        # chalice names the event source `<function>-dynamodb-event-source` (reading
+        # cfn.events back through jsii fails on chalice's other structs).
+        event_name = to_cfn_resource_name(f"{function_name}-dynamodb-event-source")
+        prefix = f"Events.{event_name}.Properties"
+        overrides: dict[str, Any] = {
+            "Stream": self.data.table.table_stream_arn,
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": event_publisher.STREAM_BATCH_SIZE,
+            "ParallelizationFactor": 1,
+            "MaximumRetryAttempts": PUBLISHER_RETRIES,
+            "BisectBatchOnFunctionError": True,
+            "DestinationConfig": {
+                "OnFailure": {
+                    "Type": "SQS",
+                    "Destination": self.data.publisher_dead_letter_queue.queue_arn,
+                }
+            },
+            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(event_publisher.STREAM_FILTER)}]},
+        }
+        for key, value in overrides.items():
+            cfn.add_property_override(f"{prefix}.{key}", value)
 
     def _refuse_unconfigured(self) -> None:
         for child in self.chalice.sam_template.node.children:

@@ -128,8 +128,14 @@ def describe_payment(timeline: Timeline, payment: dict[str, Any]) -> None:
 
 
 def run_demo(
-    api_url: str, stripe_url: str, platform_key: str, echo: Callable[[str], None] = print
+    api_url: str,
+    stripe_url: str,
+    platform_key: str,
+    echo: Callable[[str], None] = print,
+    on_community: Callable[[str, str], None] | None = None,
 ) -> Timeline:
+    """`on_community(community_id, community_key)` runs right after the community exists
+    (the e2e test registers its event receiver there)."""
     platform = Api(api_url, platform_key)
     t = Timeline(echo=echo)
 
@@ -144,6 +150,8 @@ def run_demo(
 
     created = platform("POST", "/v1/communities", {"name": "Riverside Climbing Club"})
     api = Api(api_url, created["api_key"]["secret"])
+    if on_community is not None:
+        on_community(created["id"], created["api_key"]["secret"])
     t.at(
         clock(),
         f"Community {created['name']} ({created['id']}) opens, currency {created['currency']}",

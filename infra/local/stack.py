@@ -47,6 +47,8 @@ class StackConfig:
     run_scheduler: bool = True
     # RFC 3339; the stored test clock starts there on first use (None: at the wall clock).
     test_clock_start: str | None = None
+    run_publisher: bool = True  # events to the platform, within 2 s of the change
+    publisher_interval_seconds: float = 0.25
     log_dir: Path = field(default_factory=lambda: REPO_ROOT / ".local-stack" / "logs")
 
     @classmethod
@@ -160,6 +162,7 @@ class LocalStack:
                 "STRIPE_API_BASE": cfg.stripe_url,
                 "BILLING_API_URL": cfg.api_url,
                 "BILLING_DUE_INDEX_SHARDS": str(cfg.due_index_shards),
+                "BILLING_EVENT_BUS_NAME": f"membership-billing-{LOCAL_STAGE}",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -231,6 +234,17 @@ class LocalStack:
                 ],
             )
             wait_for_http(f"{cfg.api_url}/healthz", STARTUP_TIMEOUT_SECONDS, self.processes["api"])
+            if cfg.run_publisher:
+                self._spawn(
+                    "publisher",
+                    [
+                        sys.executable,
+                        "-m",
+                        "infra.local.publisher",
+                        "--interval",
+                        str(cfg.publisher_interval_seconds),
+                    ],
+                )
             if cfg.run_scheduler:
                 self._spawn(
                     "scheduler",
@@ -292,6 +306,7 @@ def create_resources(env: Mapping[str, str]) -> dict[str, str]:
     import boto3
 
     from chalicelib.adapters.dynamodb.schema import ensure_table
+    from chalicelib.adapters.event_bus import ensure_event_bus
     from chalicelib.adapters.queues import ensure_queues
 
     session = boto3.session.Session(
@@ -304,6 +319,7 @@ def create_resources(env: Mapping[str, str]) -> dict[str, str]:
     queues = ensure_queues(session.client("sqs", endpoint_url=endpoint), LOCAL_STAGE)
     sender = env.get("BILLING_EMAIL_SENDER", "billing@example.com")
     session.client("ses", endpoint_url=endpoint).verify_email_identity(EmailAddress=sender)
+    ensure_event_bus(session.client("events", endpoint_url=endpoint), env["BILLING_EVENT_BUS_NAME"])
     return {
         "billing_work_queue_url": queues["work_queue_url"],
         "billing_dead_letter_queue_url": queues["dead_letter_queue_url"],
@@ -353,6 +369,14 @@ def main() -> int:
                 f"  platform key {config.platform_api_key}",
                 f"  webhooks     localstripe -> {config.api_url}/webhooks/stripe",
                 f"  test clock   starts at {config.test_clock_start or 'the wall clock'}",
+                f"  events       bus membership-billing-{LOCAL_STAGE} on moto; "
+                "HTTPS endpoints per community, delivered within 2 s:",
+                f"    curl -X POST {config.api_url}/v1/webhook-endpoints \\",
+                '      -H "Authorization: Bearer <community key>" \\',
+                "      -H 'Content-Type: application/json' \\",
+                """      -d '{"url": "http://127.0.0.1:9999/hooks", "enabled_events": ["*"]}'""",
+                "    (the answer's secret verifies Billing-Signature: "
+                "receivers/billing_signature.py)",
                 "Ctrl-C stops everything.",
             ]
         ),

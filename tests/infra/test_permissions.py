@@ -10,7 +10,7 @@ from chalicelib.adapters.dynamodb import schema
 from infra.cdk.permissions import FUNCTION_ACCESS
 from tests.infra.conftest import Synthesized
 
-ALLOWED_SERVICES = {"dynamodb", "sqs", "secretsmanager", "ses", "logs"}
+ALLOWED_SERVICES = {"dynamodb", "sqs", "secretsmanager", "ses", "logs", "events"}
 
 
 def _listed(value: Any) -> list[Any]:
@@ -51,7 +51,19 @@ def _logical_ids(synthesized: Synthesized) -> dict[str, str]:
         for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
         if q["Properties"]["QueueName"] == queues.work_queue_name(synthesized.stage)
     )
-    return {"table": table_id, "secret": secret_id, "work_queue": work_id}
+    bus_id, _ = synthesized.only("AWS::Events::EventBus")
+    publisher_dlq = next(
+        logical_id
+        for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
+        if q["Properties"]["QueueName"].endswith("-publisher-dlq")
+    )
+    return {
+        "table": table_id,
+        "secret": secret_id,
+        "work_queue": work_id,
+        "bus": bus_id,
+        "publisher_dlq": publisher_dlq,
+    }
 
 
 def test_every_function_has_its_own_role_with_nothing_attached_but_its_policy(
@@ -90,10 +102,18 @@ def test_no_policy_has_a_wildcard_action_or_a_foreign_resource(synthesized: Synt
             if service == "dynamodb":
                 if actions == ["dynamodb:Query"] and resources != [table_arn]:
                     assert resources == index_arns, resources
+                elif "dynamodb:GetRecords" in actions:  # the stream publisher
+                    assert resources == [{"Fn::GetAtt": [ids["table"], "StreamArn"]}]
                 else:
                     assert resources == [table_arn], resources
             elif service == "sqs":
-                assert resources == [{"Fn::GetAtt": [ids["work_queue"], "Arn"]}]
+                assert resources in (
+                    [{"Fn::GetAtt": [ids["work_queue"], "Arn"]}],
+                    [{"Fn::GetAtt": [ids["publisher_dlq"], "Arn"]}],
+                )
+            elif service == "events":
+                assert actions == ["events:PutEvents"]
+                assert resources == [{"Fn::GetAtt": [ids["bus"], "Arn"]}]
             elif service == "secretsmanager":
                 assert actions == ["secretsmanager:GetSecretValue"]
                 assert resources == [{"Ref": ids["secret"]}]
@@ -147,3 +167,30 @@ def test_each_kind_of_function_gets_only_what_its_work_needs(synthesized: Synthe
             assert ("secretsmanager:GetSecretValue" in actions) is special.secret
             assert ("ses:SendEmail" in actions) is special.email
             assert set(special.queue) == {a for a in actions if a.startswith("sqs:")}
+
+
+def test_only_the_stream_publisher_reads_the_stream_and_puts_on_the_bus(
+    synthesized: Synthesized,
+) -> None:
+    policies = _policies(synthesized)
+    bus_id, _ = synthesized.only("AWS::Events::EventBus")
+    table_id, _ = synthesized.only("AWS::DynamoDB::Table")
+    prefix = f"membership-billing-{synthesized.stage}-"
+    for logical_id, fn in synthesized.functions.items():
+        name = fn["Properties"]["FunctionName"].removeprefix(prefix)
+        actions = _actions(policies[logical_id])
+        streams = {e["Type"] for e in fn["Properties"].get("Events", {}).values()}
+        if "DynamoDB" in streams:
+            assert {"dynamodb:GetRecords", "dynamodb:GetShardIterator"} <= actions
+            assert {"events:PutEvents", "sqs:SendMessage"} <= actions
+            assert "secretsmanager:GetSecretValue" not in actions
+        else:
+            assert not {a for a in actions if a.startswith("events:")}, name
+            assert "dynamodb:GetRecords" not in actions, name
+        for statement in _statements(policies[logical_id]):
+            granted = statement["Action"]
+            granted = granted if isinstance(granted, list) else [granted]
+            if "events:PutEvents" in granted:
+                assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+            if "dynamodb:GetRecords" in granted:
+                assert statement["Resource"] == {"Fn::GetAtt": [table_id, "StreamArn"]}

@@ -261,3 +261,48 @@ def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_outbox_stream_feeds_the_publisher_with_retries_a_dlq_and_alarms(
+    synthesized: Synthesized,
+) -> None:
+    """Issue 13: the table's stream -> the publisher (outbox inserts only, in order, bisected
+    retries, then its own DLQ); the stage's bus; alarms on that DLQ and on stream lag."""
+    _, table = synthesized.only("AWS::DynamoDB::Table")
+    assert table["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    bus_id, bus = synthesized.only("AWS::Events::EventBus")
+    assert bus["Properties"]["Name"] == f"membership-billing-{synthesized.stage}"
+    publishers = [
+        (logical_id, fn)
+        for logical_id, fn in synthesized.functions.items()
+        if any(e["Type"] == "DynamoDB" for e in fn["Properties"].get("Events", {}).values())
+    ]
+    assert len(publishers) == 1
+    publisher_id, publisher = publishers[0]
+    [source] = publisher["Properties"]["Events"].values()
+    props = source["Properties"]
+    table_id, _ = synthesized.only("AWS::DynamoDB::Table")
+    assert props["Stream"] == {"Fn::GetAtt": [table_id, "StreamArn"]}
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    assert props["ParallelizationFactor"] == 1 and props["BisectBatchOnFunctionError"] is True
+    assert 0 < props["MaximumRetryAttempts"] <= 10
+    pattern = json.loads(props["FilterCriteria"]["Filters"][0]["Pattern"])
+    assert pattern["eventName"] == ["INSERT"]
+    assert pattern["dynamodb"]["NewImage"]["type"] == {"S": ["outbox_record"]}
+    dlq_id = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert synthesized.resources[dlq_id]["Type"] == "AWS::SQS::Queue"
+    for fn in synthesized.functions.values():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["BILLING_EVENT_BUS_NAME"] == {"Ref": bus_id}
+    alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
+    dlq_alarm = [
+        a
+        for a in alarms
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [dlq_id, "QueueName"]}
+    ]
+    assert len(dlq_alarm) == 1
+    lag = [a for a in alarms if a["MetricName"] == "IteratorAge"]
+    assert len(lag) == 1
+    assert lag[0]["Dimensions"][0]["Value"] == publisher["Properties"]["FunctionName"]
+    assert publisher_id

@@ -22,6 +22,7 @@ from typing import Any
 from chalicelib.domain.errors import ConcurrentChange, DuplicateEvent, NotFound
 from chalicelib.domain.events import AuditEvent
 from chalicelib.domain.payments import Payment, Refund
+from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.domain.webhook_events import EventStatus, WebhookEvent
 
@@ -39,6 +40,8 @@ class InMemoryStore:
     cards: dict[Key, dict[str, Any]] = field(default_factory=dict)
     deauthorized: dict[str, str] = field(default_factory=dict)
     webhook_events: dict[str, WebhookEvent] = field(default_factory=dict)
+    # The outbox: one entry per commit that reported something: (events, access checks).
+    outbox: list[tuple[list[PlatformEvent], list[AccessCheck]]] = field(default_factory=list)
     fail_next_commits: list[Exception] = field(default_factory=list)
     commits: int = 0
 
@@ -282,6 +285,18 @@ class FakeCommunities:
         )
 
 
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.events: list[PlatformEvent] = []
+        self.checks: list[AccessCheck] = []
+
+    def add(self, event: PlatformEvent) -> None:
+        self.events.append(event)
+
+    def check_access(self, check: AccessCheck) -> None:
+        self.checks.append(check)
+
+
 class InMemoryUnitOfWork:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
@@ -294,6 +309,7 @@ class InMemoryUnitOfWork:
         self.credit = FakeCredit(self._staged)
         self.cards = FakeCards(store, self._staged)
         self.communities = FakeCommunities(self._staged)
+        self.outbox = FakeOutbox()
         self.committed = False
 
     def record_webhook_event(self, event: WebhookEvent) -> None:
@@ -316,6 +332,8 @@ class InMemoryUnitOfWork:
             store.webhook_events[record.id] = record
         for _, apply in self._staged.changes:
             apply(store)
+        if self._staged.changes and (self.outbox.events or self.outbox.checks):
+            store.outbox.append((list(self.outbox.events), list(self.outbox.checks)))
         store.commits += 1
         self.committed = True
 

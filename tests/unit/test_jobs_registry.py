@@ -22,7 +22,10 @@ from chalicelib.jobs.registry import (
     sweep_groups,
 )
 
-NOT_A_DUE_SWEEP = {"webhook_reconciliation"}  # app.py's other schedule: Stripe's event list
+NOT_A_DUE_SWEEP = {
+    "webhook_reconciliation",  # Stripe's event list
+    "event_deliveries",  # retries of events to the platform (jobs/event_publisher.py)
+}
 NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
 BOX = Container(Settings.from_env({"BILLING_STAGE": "test"}))
 

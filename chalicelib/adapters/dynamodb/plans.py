@@ -12,15 +12,18 @@ Every write after the first is conditional on `version` (optimistic locking).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
+from chalicelib.adapters.dynamodb.platform_events import outbox_entry
 from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
-from chalicelib.adapters.dynamodb.transactions import is_condition_failure
+from chalicelib.adapters.dynamodb.transactions import commit_transaction, is_condition_failure
 from chalicelib.domain.errors import ConcurrentChange, NotFound
 from chalicelib.domain.plans import Plan
+from chalicelib.domain.platform_events import PlatformEvent
 
 
 def plan_key(community_id: str, plan_id: str) -> dict[str, Any]:
@@ -40,23 +43,34 @@ class PlanRepository:
         self._table = table
         self._cursors = cursors
 
-    def create(self, plan: Plan) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={**plan_key(plan.community_id, plan.id), **to_item(_attributes(plan))},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+    def create(self, plan: Plan, events: Sequence[PlatformEvent] = ()) -> None:
+        """The plan, with its events to the platform in the same request (the outbox)."""
+        put = {
+            "TableName": self._table,
+            "Item": {**plan_key(plan.community_id, plan.id), **to_item(_attributes(plan))},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        record = outbox_entry(self._table, events, (), plan.created_at)
+        if record is None:
+            self._client.put_item(**put)
+            return
+        commit_transaction(self._client, [{"Put": put}, record])
 
-    def save(self, plan: Plan) -> Plan:
+    def save(self, plan: Plan, events: Sequence[PlatformEvent] = ()) -> Plan:
         """Store a changed plan read at `plan.version`; returns it at its new version."""
         stored = replace(plan, version=plan.version + 1)
+        put = {
+            "TableName": self._table,
+            "Item": {**plan_key(plan.community_id, plan.id), **to_item(_attributes(stored))},
+            "ConditionExpression": "version = :expected",
+            "ExpressionAttributeValues": {":expected": to_value(plan.version)},
+        }
+        record = outbox_entry(self._table, events, (), events[0].created_at) if events else None
+        if record is not None:
+            commit_transaction(self._client, [{"Put": put}, record])
+            return stored
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={**plan_key(plan.community_id, plan.id), **to_item(_attributes(stored))},
-                ConditionExpression="version = :expected",
-                ExpressionAttributeValues={":expected": to_value(plan.version)},
-            )
+            self._client.put_item(**put)
         except Exception as error:
             if is_condition_failure(error):
                 raise ConcurrentChange(f"Plan {plan.id} was changed concurrently; retry.") from None

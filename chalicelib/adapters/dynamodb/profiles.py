@@ -17,18 +17,21 @@ credit-balance change made by the subscription service (`credit_change_entry`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, bad_cursor, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
+from chalicelib.adapters.dynamodb.platform_events import outbox_entry
 from chalicelib.adapters.dynamodb.profile_links import (
     link_from_item,
     profile_ids_with_status,
     profile_partition,
 )
 from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
-from chalicelib.adapters.dynamodb.transactions import is_condition_failure
+from chalicelib.adapters.dynamodb.transactions import commit_transaction, is_condition_failure
 from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.platform_events import AccessCheck
 from chalicelib.domain.profiles import Profile
 
 PROFILE_SK = "PROFILE"
@@ -106,7 +109,8 @@ class ProfileRepository:
         self._cursors = cursors
 
     # --- writes -------------------------------------------------------------------------
-    def create(self, profile: Profile) -> None:
+    def create(self, profile: Profile, access_check: AccessCheck | None = None) -> None:
+        """`access_check`: tell the platform (outbox item in the same request)."""
         created = format_time(profile.created_at)
         attributes: dict[str, Any] = {
             "type": "profile",
@@ -123,14 +127,25 @@ class ProfileRepository:
             **self._email_attributes(profile),
             **self._free_access_attributes(profile),
         }
-        self._client.put_item(
-            TableName=self._table,
-            Item={**profile_key(profile.community_id, profile.id), **to_item(attributes)},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+        put = {
+            "TableName": self._table,
+            "Item": {**profile_key(profile.community_id, profile.id), **to_item(attributes)},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        record = self._access_record(access_check, profile.created_at)
+        if record is None:
+            self._client.put_item(**put)
+        else:
+            commit_transaction(self._client, [{"Put": put}, record])
 
-    def save_details(self, profile: Profile) -> None:
-        """Store name, email and free access (and their index entries) of an existing profile."""
+    def _access_record(self, check: AccessCheck | None, now: datetime) -> dict[str, Any] | None:
+        return None if check is None else outbox_entry(self._table, (), (check,), now)
+
+    def save_details(
+        self, profile: Profile, access_check: AccessCheck | None = None, now: datetime | None = None
+    ) -> None:
+        """Store name, email and free access (and their index entries) of an existing profile;
+        with `access_check`, the platform is told in the same request (outbox)."""
         attributes = {
             "name": profile.name,
             **self._email_attributes(profile),
@@ -149,6 +164,22 @@ class ProfileRepository:
             else:
                 removes.append(f"#a{position}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        record = self._access_record(access_check, now or profile.created_at)
+        if record is not None:
+            update = {
+                "TableName": self._table,
+                "Key": profile_key(profile.community_id, profile.id),
+                "UpdateExpression": expression,
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+            commit_transaction(
+                self._client,
+                [{"Update": update}, record],
+                conflict=NotFound(f"Profile {profile.id} not found."),
+            )
+            return
         try:
             self._client.update_item(
                 TableName=self._table,

@@ -27,12 +27,14 @@ from chalicelib.adapters.dynamodb import audit_events, charge_keys
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_update_entry
 from chalicelib.adapters.dynamodb.communities import deauthorized_entry
 from chalicelib.adapters.dynamodb.payments import PaymentRepository
+from chalicelib.adapters.dynamodb.platform_events import outbox_entry
 from chalicelib.adapters.dynamodb.profile_links import link_entries
 from chalicelib.adapters.dynamodb.profiles import credit_change_entry
 from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
 from chalicelib.adapters.dynamodb.transactions import commit_transaction
 from chalicelib.domain.events import AuditEvent
 from chalicelib.domain.payments import Payment, Refund
+from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
 from chalicelib.domain.subscriptions import Subscription
 
 if TYPE_CHECKING:
@@ -218,6 +220,21 @@ class UowCommunities:
         self._staged.add(deauthorized_entry(self._table, community_id, account, at))
 
 
+class UowOutbox:
+    """Events to the platform: however many a change stages, they become ONE outbox item of
+    the change's transaction (platform_events.outbox_entry), added at commit."""
+
+    def __init__(self) -> None:
+        self.events: list[PlatformEvent] = []
+        self.checks: list[AccessCheck] = []
+
+    def add(self, event: PlatformEvent) -> None:
+        self.events.append(event)
+
+    def check_access(self, check: AccessCheck) -> None:
+        self.checks.append(check)
+
+
 class DynamoUnitOfWork:
     def __init__(
         self,
@@ -239,6 +256,9 @@ class DynamoUnitOfWork:
         self.credit = UowCredit(table, self._staged)
         self.cards = UowCards(cards, self._staged)
         self.communities = UowCommunities(table, self._staged)
+        self.outbox = UowOutbox()
+        self._table = table
+        self._now = now
         self.committed = False
 
     def record_webhook_event(self, event: WebhookEvent) -> None:
@@ -248,6 +268,9 @@ class DynamoUnitOfWork:
         if self.committed:
             raise RuntimeError("a unit of work commits once")
         entries = self._staged.all()
+        record = outbox_entry(self._table, self.outbox.events, self.outbox.checks, self._now)
+        if record is not None and entries:  # events only ever go with the change they report
+            entries.append(record)
         if entries:
             commit_transaction(self._client, entries, guarded_first=self._staged.first is not None)
         self.committed = True

@@ -1,0 +1,403 @@
+"""Events to the platform through the HTTP API, moto and a real local HTTP receiver: the
+outbox written with each change, published (here synchronously, as the test clock does),
+signed, delivered in per-subject order, retried after an outage, redelivered on request."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.adapters.event_bus import ensure_event_bus
+from chalicelib.adapters.webhook_sender import post
+from chalicelib.domain.errors import Unavailable
+from chalicelib.domain.platform_events import PlatformEvent
+from chalicelib.jobs.event_publisher import handle_stream, publish_now
+from chalicelib.services.event_delivery import EventPublisher, MailNotifier, ProfileAccess
+from receivers.billing_signature import verify_signature
+from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
+from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.receiver import Receiver, in_subject_order, rebuild_access
+from tests.support.webhook_flow import call, community, ok
+
+__all__ = ["localstripe_url"]
+BUS = "membership-billing-test"
+SENDER = "billing@example.com"
+
+
+@pytest.fixture
+def env(localstripe_url: str) -> Iterator[Env]:
+    with moto_app_env(localstripe_url, email_sender=SENDER) as running:
+        yield running
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver().up()
+    yield running
+    running.down()
+
+
+@pytest.fixture
+def bus_env(localstripe_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("BILLING_EVENT_BUS_NAME", BUS)
+    with moto_app_env(localstripe_url) as running:
+        yield running
+
+
+@pytest.fixture
+def bus_queue(bus_env: Env) -> str:
+    """The stage's bus with a rule sending every membership-billing event to an SQS queue."""
+    events = boto3.client("events", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    ensure_event_bus(events, BUS)
+    queue_url = sqs.create_queue(QueueName="bus-tap")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="tap", EventBusName=BUS, EventPattern=json.dumps({"source": ["membership-billing"]})
+    )
+    events.put_targets(Rule="tap", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
+    return str(queue_url)
+
+
+def free_family(env: Env, key: str, *names: str) -> tuple[dict[str, Any], list[str]]:
+    """An active subscription on a free plan (no Stripe) with these members."""
+    plan = ok(env.client, "post", "/v1/plans", key, {"name": "Free", "prices": {"month": 0}})
+    owner = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": names[0], "email": f"{names[0].lower()}@example.com"},
+    )
+    method = stripe_for(env.settings.stripe_api_base or "").v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    ok(
+        env.client,
+        "post",
+        f"/v1/profiles/{owner['id']}/payment-methods",
+        key,
+        {"stripe_payment_method_id": method.id},
+    )
+    member_ids = [owner["id"]]
+    for name in names[1:]:
+        kid = ok(
+            env.client,
+            "post",
+            "/v1/profiles",
+            key,
+            {"kind": "dependent", "name": name, "account_holder_id": owner["id"]},
+        )
+        member_ids.append(kid["id"])
+    sub = ok(
+        env.client,
+        "post",
+        "/v1/subscriptions",
+        key,
+        {
+            "plan_id": plan["id"],
+            "owner_id": owner["id"],
+            "member_ids": member_ids,
+            "billing_cycle": "month",
+            "payment_method_id": method.id,
+        },
+    )
+    active = ok(env.client, "post", f"/v1/subscriptions/{sub['id']}/activate", key)
+    assert active["status"] == "active"
+    return active, member_ids
+
+
+def register(
+    env: Env, key: str, url: str, events: list[str] | None = None, **extra: str
+) -> dict[str, Any]:
+    status, endpoint = call(
+        env.client,
+        "post",
+        "/v1/webhook-endpoints",
+        key,
+        {"url": url, "enabled_events": events or ["*"], "description": "platform", **extra},
+    )
+    assert status == 201, endpoint
+    return dict(endpoint)
+
+
+def test_a_lifecycle_arrives_once_signed_in_order_and_rebuilds_access(
+    env: Env, receiver: Receiver
+) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    endpoint = register(env, key, receiver.url)
+    assert endpoint["secret"].startswith("whsec_") and endpoint["id"].startswith("we_")
+    assert endpoint["status"] == "enabled" and endpoint["enabled_events"] == ["*"]
+    listed = ok(env.client, "get", "/v1/webhook-endpoints", key)["data"]
+    assert [e["id"] for e in listed] == [endpoint["id"]] and "secret" not in listed[0]
+
+    sub, members = free_family(env, key, "Maria", "Sam")
+    publish_now(env.container)
+    ok(env.client, "delete", f"/v1/subscriptions/{sub['id']}/members/{members[1]}?at=now", key)
+    publish_now(env.container)
+    ok(env.client, "post", f"/v1/subscriptions/{sub['id']}/cancel", key, {"at": "now"})
+    publish_now(env.container)
+
+    received = receiver.events()
+    ids = [e["id"] for e in received]
+    assert len(ids) == len(set(ids))
+    types = [e["type"] for e in received]
+    for expected in (
+        "plan.created",
+        "subscription.created",
+        "member.added",
+        "subscription.activated",
+        "access.granted",
+        "member.removed",
+        "access.revoked",
+        "subscription.cancelled",
+    ):
+        assert expected in types, (expected, types)
+    assert in_subject_order(received)
+    for delivery in receiver.received:
+        assert delivery.headers["Billing-Event-Id"] == delivery.event["id"]
+        signature = delivery.headers["Billing-Signature"]
+        assert verify_signature(delivery.raw, signature, endpoint["secret"])
+        assert not verify_signature(delivery.raw, signature, "whsec_wrong")
+        assert not verify_signature(delivery.raw + b" ", signature, endpoint["secret"])
+    rebuilt = rebuild_access(received)
+    for profile_id in members:
+        assert rebuilt[profile_id] == ok(
+            env.client, "get", f"/v1/profiles/{profile_id}/access", key
+        )
+    assert [e["type"] for e in received if e["subject_id"] == members[1]] == [
+        "access.granted",
+        "access.revoked",
+    ]
+
+    by_subject = ok(env.client, "get", f"/v1/events?subject_id={sub['id']}&limit=100", key)
+    assert {e["subject_id"] for e in by_subject["data"]} == {sub["id"]}
+    sequences = [e["sequence"] for e in by_subject["data"]]
+    assert sequences == sorted(sequences, reverse=True)  # newest first
+    granted = ok(env.client, "get", "/v1/events?type=access.granted", key)["data"]
+    assert {e["subject_id"] for e in granted} == set(members)
+
+    deliveries = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", key)
+    assert deliveries["data"] and {d["status"] for d in deliveries["data"]} == {"succeeded"}
+    assert deliveries["data"][0]["response_status"] == 200
+    assert len(deliveries["data"][0]["response_body"]) == 1024
+
+
+def test_an_outage_is_retried_with_backoff_and_keeps_per_subject_order(
+    env: Env, receiver: Receiver
+) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    endpoint = register(env, key, receiver.url)
+    receiver.down()
+    sub, _ = free_family(env, key, "Ana", "Kim")
+    ok(env.client, "post", f"/v1/subscriptions/{sub['id']}/cancel", key, {"at": "period_end"})
+    publish_now(env.container)
+    attempts = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", key)
+    [failed] = attempts["data"]  # the first delivery failed; the rest wait behind it
+    assert failed["status"] == "failed" and failed["response_status"] is None
+    publish_now(env.container)  # the backoff is not over: nothing is tried
+    again = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", key)
+    assert len(again["data"]) == 1
+
+    receiver.up()
+    env.clock.advance(timedelta(seconds=1))
+    publish_now(env.container)
+    received = receiver.events()
+    ids = [e["id"] for e in received]
+    assert len(ids) == len(set(ids)) and in_subject_order(received)
+    expected = ok(env.client, "get", "/v1/events?limit=100", key)["data"]
+    assert set(ids) == {e["id"] for e in expected}
+    assert "subscription.expiring" in [e["type"] for e in received]
+
+
+def test_three_days_of_failures_disable_the_endpoint_and_redeliver_sends_one_again(
+    env: Env, receiver: Receiver
+) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    endpoint = register(
+        env, key, receiver.url, ["subscription.activated"], notification_email="ops@gym.example"
+    )
+    free_family(env, key, "Lea")
+    ses = boto3.client("ses", region_name="us-east-1")
+    sent_before = ses.get_send_quota()["SentLast24Hours"]
+    receiver.answer_status = 500
+    publish_now(env.container)
+    for _ in range(3):
+        env.clock.advance(timedelta(days=1))
+        publish_now(env.container)
+    current = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}", key)
+    assert current["status"] == "disabled"
+    assert ses.get_send_quota()["SentLast24Hours"] == sent_before + 1  # the community is told
+    assert {e["type"] for e in receiver.events()} == {"subscription.activated"}
+
+    receiver.answer_status = 200
+    [event] = ok(env.client, "get", "/v1/events?type=subscription.activated", key)["data"]
+    ok(env.client, "patch", f"/v1/webhook-endpoints/{endpoint['id']}", key, {"status": "enabled"})
+    publish_now(env.container)  # re-enabled: what it missed goes out
+    assert receiver.events()[-1]["id"] == event["id"]
+    answer = ok(env.client, "post", f"/v1/events/{event['id']}/redeliver", key)
+    assert answer["deliveries"][0]["status"] == "succeeded"
+    assert [e["id"] for e in receiver.events()][-2:] == [event["id"], event["id"]]
+    status, _ = call(env.client, "post", "/v1/events/evt_unknown/redeliver", key)
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/hook",  # not https
+        "https://169.254.169.254/latest/meta-data",  # metadata
+        "https://10.1.2.3/hook",  # private
+        "https://[::1]/hook",  # loopback
+        "https://user:pw@example.com/hook",
+        "http://127.0.0.2:8000/hook",  # only 127.0.0.1 locally
+    ],
+)
+def test_the_ssrf_guard_refuses_unsafe_urls_at_registration(env: Env, url: str) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    status, answer = call(
+        env.client, "post", "/v1/webhook-endpoints", key, {"url": url, "enabled_events": ["*"]}
+    )
+    assert status == 400, answer
+    assert answer["error"]["details"][0]["field"] == "url"
+
+
+def test_unknown_event_types_are_refused(env: Env) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    status, answer = call(
+        env.client,
+        "post",
+        "/v1/webhook-endpoints",
+        key,
+        {"url": "http://127.0.0.1:9/x", "enabled_events": ["subscription.exploded"]},
+    )
+    assert status == 400 and answer["error"]["details"][0]["field"] == "enabled_events[0]"
+
+
+def test_every_event_goes_on_the_stage_bus_and_the_stream_handler_publishes(
+    bus_queue: str, bus_env: Env
+) -> None:
+    env = bus_env
+    _, key = community(env.client, PLATFORM_KEY)
+    free_family(env, key, "Eve")
+    store = env.container.platform_events
+    records = store.undelivered()
+    assert records
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    stream_records = []
+    for record in records:
+        item = client.get_item(
+            TableName=env.settings.table_name,
+            Key={"pk": {"S": record.pk}, "sk": {"S": record.sk}},
+        )["Item"]
+        stream_records.append({"eventName": "INSERT", "dynamodb": {"NewImage": item}})
+    stream_records.append({"eventName": "MODIFY", "dynamodb": {"NewImage": item}})
+    published = handle_stream(stream_records, env.container)
+    assert store.undelivered() == []
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    on_bus: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=bus_queue, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        on_bus += [json.loads(m["Body"]) for m in batch]
+        for message in batch:
+            sqs.delete_message(QueueUrl=bus_queue, ReceiptHandle=message["ReceiptHandle"])
+    assert len(on_bus) == published
+    assert {m["source"] for m in on_bus} == {"membership-billing"}
+    assert {m["detail-type"] for m in on_bus} >= {"subscription.activated", "access.granted"}
+    assert all(m["detail-type"] == m["detail"]["type"] for m in on_bus)
+
+
+def test_free_access_granted_and_taken_tells_the_platform(env: Env, receiver: Receiver) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    register(env, key, receiver.url, ["access.granted", "access.revoked"])
+    vip = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": "Vip", "email": "vip@example.com", "free_access": True},
+    )
+    plain = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": "Pat", "email": "pat@example.com"},
+    )
+    publish_now(env.container)
+    ok(env.client, "patch", f"/v1/profiles/{plain['id']}", key, {"free_access": True})
+    ok(env.client, "patch", f"/v1/profiles/{vip['id']}", key, {"free_access": False})
+    ok(env.client, "patch", f"/v1/profiles/{plain['id']}", key, {"name": "Pat B."})
+    publish_now(env.container)
+
+    received = receiver.events()
+    assert [(e["type"], e["subject_id"]) for e in received] == [
+        ("access.granted", vip["id"]),
+        ("access.granted", plain["id"]),
+        ("access.revoked", vip["id"]),
+    ]
+    assert received[0]["data"]["object"]["reason"] == "free_access"
+    rebuilt = rebuild_access(received)
+    for profile in (vip, plain):
+        assert rebuilt[profile["id"]] == ok(
+            env.client, "get", f"/v1/profiles/{profile['id']}/access", key
+        )
+
+
+class FlakyBus:
+    """EventBridge refusing the first put (a hand-written fake of the bus port)."""
+
+    def __init__(self) -> None:
+        self.failures_left = 1
+        self.put_ids: list[str] = []
+
+    def put(self, events: Sequence[PlatformEvent]) -> None:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise Unavailable("EventBridge is down")
+        self.put_ids += [event.id for event in events]
+
+
+def test_a_failed_publication_is_published_again_with_the_same_access_events(
+    env: Env, receiver: Receiver
+) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    register(env, key, receiver.url, ["access.granted", "access.revoked"])
+    profile = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": "Flo", "email": "flo@example.com", "free_access": True},
+    )
+    box = env.container
+    bus = FlakyBus()
+    publisher = EventPublisher(
+        box.platform_events,
+        ProfileAccess(box.profiles),
+        bus,
+        post,
+        box.check_webhook_url,
+        MailNotifier(box.mailer, SENDER),
+        env.clock,
+    )
+    assert publisher.publish_pending() == 0  # the bus refused: logged, left for the next pass
+    assert receiver.events() == []
+    assert publisher.publish_pending() == 1  # the access event decided the first time
+    publisher.drain_due()
+    [event] = receiver.events()
+    assert (event["type"], event["subject_id"]) == ("access.granted", profile["id"])
+    assert bus.put_ids == [event["id"]]
+    assert publisher.publish_pending() == 0

@@ -1,0 +1,84 @@
+"""The SSRF guard and the one-POST sender (adapters/webhook_sender.py), and the receivers'
+stand-alone verification of the signature the sender makes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from chalicelib.adapters.webhook_sender import UnsafeUrl, check_url, post, signature_header
+from receivers.billing_signature import verify_signature
+from tests.support.receiver import Receiver
+
+
+def resolving_to(*addresses: str) -> Callable[[str, int], list[str]]:
+    def resolver(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return resolver
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.7",
+        "172.16.3.4",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",  # instance metadata
+        "169.254.10.10",
+        "fd00:ec2::254",  # instance metadata over IPv6
+        "::1",
+        "::ffff:10.0.0.1",  # IPv4-mapped private
+        "0.0.0.0",  # noqa: S104 (an address to refuse, not one we bind)
+        "100.64.0.1",  # carrier-grade NAT: not global
+    ],
+)
+def test_a_name_resolving_to_a_private_or_metadata_address_is_refused(address: str) -> None:
+    with pytest.raises(UnsafeUrl, match="private, link-local or metadata"):
+        check_url("https://hooks.example.com/x", local=False, resolver=resolving_to(address))
+
+
+def test_one_bad_address_among_good_ones_is_enough_to_refuse() -> None:
+    with pytest.raises(UnsafeUrl):
+        check_url(
+            "https://hooks.example.com/x",
+            local=False,
+            resolver=resolving_to("93.184.216.34", "10.0.0.1"),
+        )
+
+
+def test_public_https_passes_and_local_stages_also_take_http_127_0_0_1_only() -> None:
+    check_url("https://hooks.example.com/x", local=False, resolver=resolving_to("93.184.216.34"))
+    check_url("http://127.0.0.1:8123/hooks", local=True)
+    with pytest.raises(UnsafeUrl, match="https"):
+        check_url("http://127.0.0.1:8123/hooks", local=False)
+    with pytest.raises(UnsafeUrl, match="https"):
+        check_url("http://localhost:8123/hooks", local=True)
+
+
+def test_a_redirect_is_a_failed_delivery_never_followed() -> None:
+    receiver = Receiver().up()
+    try:
+        receiver.answer_status = 302
+        answer = post(receiver.url, b"{}", {})
+        assert answer.status == 302 and not answer.succeeded
+        assert len(receiver.received) == 1
+        receiver.answer_status = 204
+        assert post(receiver.url, b"{}", {}).succeeded
+    finally:
+        receiver.down()
+    refused = post(receiver.url, b"{}", {})  # the port is closed now
+    assert refused.status is None and refused.error and not refused.succeeded
+
+
+def test_the_receivers_verify_what_the_sender_signs_and_nothing_else() -> None:
+    body = json.dumps({"id": "evt_1", "type": "access.granted"}).encode()
+    header = signature_header("whsec_abc", body, 1_800_000_000)
+    assert verify_signature(body, header, "whsec_abc", now=1_800_000_010)
+    assert not verify_signature(body, header, "whsec_other", now=1_800_000_010)
+    assert not verify_signature(body + b" ", header, "whsec_abc", now=1_800_000_010)
+    assert not verify_signature(body, header, "whsec_abc", now=1_800_000_000 + 301)  # stale
+    assert not verify_signature(body, "v1=deadbeef", "whsec_abc", now=1_800_000_000)
