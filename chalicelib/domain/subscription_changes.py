@@ -22,6 +22,7 @@ from chalicelib.domain.subscriptions import (
     Subscription,
     ensure_capacity,
     ensure_cycle,
+    with_former,
 )
 
 
@@ -182,7 +183,7 @@ def remove_member(
         )
         return Outcome(replace(sub, members=members), event)
     members = tuple(m for m in sub.members if m.profile_id != profile_id)
-    former = (*sub.former_members, replace(member, removed_at=now))
+    former = with_former(sub, (replace(member, removed_at=now),))
     event = audit_event(now, "member.removed", "active", "active", actor, profile_id=profile_id)
     return Outcome(replace(sub, members=members, former_members=former), event)
 

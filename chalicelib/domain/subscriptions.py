@@ -304,6 +304,7 @@ class Subscription:
             status="cancelled",
             cancelled_at=now,
             cancellation_reason=reason,
+            cancel_at=None,  # API.md: set only while expiring or failed_payment
             next_retry_at=None,
             pending_changes=NO_CHANGES,
         )
@@ -349,6 +350,18 @@ class Subscription:
 
 # ---------------------------------------------------------------- helpers
 
+# The most members one subscription holds (a plan's max_members may lower it). The stored
+# subscription (members twice while a charge is in flight) stays far below DynamoDB's 400 KB.
+MAX_MEMBERS = 1000
+# Former members kept on the subscription (the most recent); the audit trail keeps them all.
+FORMER_MEMBERS_KEPT = 200
+
+
+def with_former(sub: Subscription, leaving: tuple[Member, ...]) -> tuple[Member, ...]:
+    """The subscription's former members with `leaving` added, bounded in number so the
+    stored item cannot grow with churn."""
+    return (*sub.former_members, *leaving)[-FORMER_MEMBERS_KEPT:]
+
 
 def credit_change(profile_id: str, delta: int) -> CreditChange | None:
     return CreditChange(profile_id, delta) if delta else None
@@ -363,4 +376,8 @@ def ensure_capacity(plan: PlanSnapshot, count: int, field_name: str) -> None:
     if plan.max_members is not None and count > plan.max_members:
         raise InvalidRequest.for_field(
             field_name, f"Plan {plan.plan_id} allows at most {plan.max_members} members."
+        )
+    if count > MAX_MEMBERS:
+        raise InvalidRequest.for_field(
+            field_name, f"A subscription has at most {MAX_MEMBERS} members."
         )

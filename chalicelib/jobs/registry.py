@@ -100,6 +100,10 @@ def recover_pending_payment(
     return box.scheduled.recover_pending_payment(community_id, subject_id, now)
 
 
+def repair_links(box: Container, community_id: str, subject_id: str, now: datetime) -> str:
+    return box.subscription_links.repair(community_id, subject_id, now)
+
+
 SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
     "renewal": ScheduledJob(
         group="renewal",
@@ -131,6 +135,13 @@ SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
         sweep="pending_payments",
         subject_key="payment_id",
         action=recover_pending_payment,
+    ),
+    # Profile links a crash left unwritten after their subscription's transaction.
+    "links": ScheduledJob(
+        group="links",
+        sweep="pending_payments",
+        subject_key="subscription_id",
+        action=repair_links,
     ),
 }
 

@@ -492,6 +492,10 @@ class ProfileReader:
     def get(self, community_id: str, profile_id: str) -> Any:
         return self._directory.profile(community_id, profile_id)
 
+    def get_many(self, community_id: str, profile_ids: list[str]) -> dict[str, Any]:
+        found = {pid: self.find(community_id, pid) for pid in profile_ids}
+        return {pid: profile for pid, profile in found.items() if profile is not None}
+
 
 class SubscriptionReads:
     def __init__(self, store: InMemoryStore) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from chalicelib.adapters.dynamodb.codec import decode, encode
 from chalicelib.adapters.dynamodb.items import from_item, to_item
 from chalicelib.adapters.dynamodb.payments import payment_attributes, payment_from_item
-from chalicelib.adapters.dynamodb.profile_links import link_entries
+from chalicelib.adapters.dynamodb.profile_links import LinkChange
 from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
 from chalicelib.adapters.stripe.payments import outcome_from_intent
 from chalicelib.domain.billing.outcomes import (
@@ -144,16 +144,15 @@ def test_intents_map_to_outcomes() -> None:
 
 def test_links_follow_members_and_status() -> None:
     sub = active_subscription()
-    created = link_entries("t", None, sub, NOW)
-    assert sorted(e["Put"]["Item"]["sk"]["S"] for e in created) == [
-        "SUB#sub_1#member",
-        "SUB#sub_1#member",
-        "SUB#sub_1#owner",
-    ]
+    created = LinkChange("com_1", "sub_1", None, sub, 1)
+    assert created.changed() and created.lost() == set()
     removed = remove_member(sub, "prof_2", "now", NOW).subscription
-    [gone] = link_entries("t", sub, removed, NOW)
-    assert gone["Delete"]["Key"]["pk"]["S"] == "C#com_1#PROFILE#prof_2"
+    gone = LinkChange("com_1", "sub_1", sub, removed, 2)
+    assert gone.changed() and gone.lost() == {"prof_2#member"}
     cancelled = removed.cancel("now", NOW).subscription
-    statuses = {e["Put"]["Item"]["status"]["S"] for e in link_entries("t", removed, cancelled, NOW)}
-    assert statuses == {"cancelled"}
-    assert link_entries("t", removed, removed, NOW) == []
+    assert LinkChange("com_1", "sub_1", removed, cancelled, 3).changed()
+    assert not LinkChange("com_1", "sub_1", removed, removed, 3).changed()
+    deleted = LinkChange("com_1", "sub_1", removed, None, 3)
+    assert deleted.lost() == {f"{removed.owner_id}#owner"} | {
+        f"{m.profile_id}#member" for m in removed.members
+    }

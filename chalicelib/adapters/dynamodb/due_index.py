@@ -10,6 +10,8 @@ Groups (one EventBridge schedule each, plus the recovery pass):
 - failed_payment: a failed_payment subscription at its next retry or its grace end.
 - expiration: an expiring subscription at its period end.
 - pending_payment: a payment left pending (recovery pass resolves it from Stripe).
+- links: a subscription's link state item whose profile links were not all written after its
+  transaction (profile_links.py); read by the pending_payments sweep.
 
 The request shapes of the scheduler live here too: `DueIndex` (the sweeps' Query, the test
 clock's "earliest due" Query, the worker's re-check read), `SweepCursors` (where each sweep got
@@ -26,8 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-DueGroup = Literal["renewal", "failed_payment", "expiration", "pending_payment"]
-DUE_GROUPS: tuple[DueGroup, ...] = ("renewal", "failed_payment", "expiration", "pending_payment")
+DueGroup = Literal["renewal", "failed_payment", "expiration", "pending_payment", "links"]
+DUE_GROUPS: tuple[DueGroup, ...] = (
+    "renewal",
+    "failed_payment",
+    "expiration",
+    "pending_payment",
+    "links",
+)
 DUE_INDEX = "due"
 DUE_PK = "due_pk"
 DUE_AT = "due_at"

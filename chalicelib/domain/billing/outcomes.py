@@ -23,7 +23,13 @@ from chalicelib.domain.errors import ConcurrentChange, Conflict
 from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
 from chalicelib.domain.members import Member
 from chalicelib.domain.periods import ensure_utc
-from chalicelib.domain.subscriptions import Outcome, PendingChanges, Subscription, credit_change
+from chalicelib.domain.subscriptions import (
+    Outcome,
+    PendingChanges,
+    Subscription,
+    credit_change,
+    with_former,
+)
 
 
 def begin_charge(
@@ -80,9 +86,11 @@ def apply_charge_failed(
             cleared,
             status="failed_payment",
             members=pending.members,
-            former_members=(*sub.former_members, *_removed(leaving, pending.period.start)),
+            former_members=with_former(sub, _removed(leaving, pending.period.start)),
             failed_at=now,
             grace_ends_at=now + grace,
+            # API.md: a failed_payment subscription shows when it is cancelled unless paid.
+            cancel_at=now + grace,
             retry_count=0,
             next_retry_at=_retry_at(sub.plan, now, 0, now),
         )
@@ -142,13 +150,14 @@ def _succeed(
         owner_id=pending.owner_id,
         payment_method_id=pending.payment_method_id,
         members=tuple(m.fee_paid_by(payment_id) for m in pending.members),
-        former_members=(*sub.former_members, *_removed(leaving, removed_at)),
+        former_members=with_former(sub, _removed(leaving, removed_at)),
         period_anchor=pending.period_anchor,
         period_index=pending.period_index,
         pending_changes=PendingChanges(
             pending.pending_changes_billing_cycle, pending.pending_changes_plan
         ),
         pending_charge=None,
+        cancel_at=None,
         failed_at=None,
         grace_ends_at=None,
         next_retry_at=None,

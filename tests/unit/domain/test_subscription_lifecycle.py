@@ -579,3 +579,21 @@ def test_pending_charge_blocks_every_other_change() -> None:
     for attempt in attempts:
         with pytest.raises(Conflict):
             attempt()
+
+
+def test_a_failed_payment_subscription_shows_when_it_is_cancelled_unless_paid() -> None:
+    sub = failed_sub(grace_days=10)
+    assert sub.cancel_at == at(2026, 2, 11, 1) == sub.grace_ends_at  # failed_at + grace days
+
+    paid = charge_through(
+        sub, plan_retry(sub, at(2026, 2, 4, 1), owner_credit=0), at(2026, 2, 4, 1)
+    )
+    assert (paid.subscription.status, paid.subscription.cancel_at) == ("active", None)
+    ended = sub.end_grace(at(2026, 2, 11, 1)).subscription
+    assert (ended.status, ended.cancel_at) == ("cancelled", None)
+    cancelled = sub.cancel("now", at(2026, 2, 2)).subscription
+    assert (cancelled.status, cancelled.cancel_at) == ("cancelled", None)
+    reactivated = charge_through(
+        sub, plan_reactivation(sub, at(2026, 2, 5), owner_credit=0), at(2026, 2, 5)
+    ).subscription
+    assert (reactivated.status, reactivated.cancel_at) == ("active", None)
