@@ -271,7 +271,7 @@ class Container:
     def scheduled(self) -> ScheduledActions:
         from chalicelib.services.scheduled import ScheduledActions
 
-        return ScheduledActions(self.unit_of_work, self.charging, self.payment_gateway)
+        return ScheduledActions(self.unit_of_work, self.charging, self.payment_gateway, self.plans)
 
     @cached_property
     def subscription_views(self) -> SubscriptionViews:

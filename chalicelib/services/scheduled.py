@@ -29,6 +29,7 @@ Raises Unavailable only for transient failures before anything was written (retr
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome, outcome_from_intent
@@ -37,6 +38,7 @@ from chalicelib.domain.billing.planning import plan_renewal, plan_retry
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.events import Actor
 from chalicelib.domain.payments import NOT_ATTEMPTED, PENDING_RECOVERY_DELAY
+from chalicelib.domain.plans import Plan
 from chalicelib.domain.subscriptions import Outcome, Subscription
 from chalicelib.services.charging import Charging, PaymentPending, stage_change
 from chalicelib.services.ports import PaymentGateway, UnitOfWorkFactory
@@ -51,11 +53,22 @@ def _due(sub: Subscription | None, action: str, now: datetime) -> bool:
     return scheduled is not None and scheduled.action == action and scheduled.due_at <= now
 
 
+class PlanFinder(Protocol):
+    def find(self, community_id: str, plan_id: str) -> Plan | None: ...
+
+
 class ScheduledActions:
-    def __init__(self, uow: UnitOfWorkFactory, charging: Charging, gateway: PaymentGateway) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        charging: Charging,
+        gateway: PaymentGateway,
+        plans: PlanFinder | None = None,
+    ) -> None:
         self._uow = uow
         self._charging = charging
         self._gateway = gateway
+        self._plans = plans
 
     def _find(self, community_id: str, subscription_id: str) -> Subscription | None:
         with self._uow() as uow:
@@ -95,7 +108,11 @@ class ScheduledActions:
             return "not_due"
         try:
             context = self._charging.context(community_id, sub.owner_id, sub.payment_method_id)
-            plan = plan_renewal(sub, now, owner_credit=context.billed.credit_balance)
+            # The plan as stored now: its latest grace days and retries apply if this fails.
+            current = self._plans.find(community_id, sub.plan_id) if self._plans else None
+            plan = plan_renewal(
+                sub, now, owner_credit=context.billed.credit_balance, current_plan=current
+            )
             outcome = self._charge(sub, plan, context, now)
         except Conflict:
             return "not_due"  # someone else renewed or changed it first

@@ -311,6 +311,7 @@ class SubscriptionService:
                 now,
                 owner_credit=self.owner_credit(community_id, sub.owner_id),
                 payment_method_id=payment_method_id,
+                current_plan=self._plan(community_id, sub.plan_id),  # archived: 409
             )
             if method:
                 self._cards.require(community_id, sub.owner_id, method)

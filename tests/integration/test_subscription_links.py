@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.dynamodb.due_index import DueIndex
+from chalicelib.adapters.dynamodb.due_index import DueIndex, format_due_at
 from chalicelib.adapters.dynamodb.profile_links import links_for_profile
 from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
 from chalicelib.domain.subscription_changes import remove_member
@@ -124,6 +124,11 @@ def test_a_writer_that_finds_the_lease_taken_leaves_the_repair_due(env: Env) -> 
         UpdateExpression="SET lease_owner = :o, lease_until = :u",
         ExpressionAttributeValues={":o": {"S": "other"}, ":u": {"N": "99999999999"}},
     )
-    assert SCHEDULED_JOBS["links"].run(env.container, "com_1", "sub_1", START) == "links_busy"
+    later = START + timedelta(minutes=10)
+    assert SCHEDULED_JOBS["links"].run(env.container, "com_1", "sub_1", later) == "links_busy"
     assert links(env, "prof_b") == set()
-    assert due_link_repairs(env) == ["sub_1"]
+    assert due_link_repairs(env) == ["sub_1"]  # still due, after the writer at work
+    raw = env.container.dynamodb.get_item(
+        TableName=TABLE_NAME, Key={"pk": {"S": "C#com_1#SUB#sub_1"}, "sk": {"S": "LINKS"}}
+    )["Item"]
+    assert raw["due_at"]["S"] == format_due_at(later + timedelta(minutes=2))

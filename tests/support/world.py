@@ -75,7 +75,9 @@ class World:
         )
         self.members = MemberService(self.subscriptions, self.mailer)
         self.payments = PaymentService(uow, self.charging, self.gateway, NoListing(), self.clock)
-        self.scheduled = ScheduledActions(uow, self.charging, self.gateway)
+        self.scheduled = ScheduledActions(
+            uow, self.charging, self.gateway, PlanFinder(self.directory)
+        )
 
     # --- builders ---------------------------------------------------------------------------
     def plan(self, month: int = 3000, *, activation_fee: int = 0, **terms: Any) -> Plan:

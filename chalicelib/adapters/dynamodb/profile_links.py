@@ -407,7 +407,9 @@ class LinkWriter:
         token = secrets.token_hex(8)
         state = self._take_lease(community_id, subscription_id, token)
         if state is None:
-            return "links_busy"  # another writer holds the lease (the repair stays due)
+            if change is None:  # the repair: come back after the writer at work
+                self._postpone(community_id, subscription_id, now)
+            return "links_busy"
         try:
             for _ in range(ROUNDS):
                 if state.written >= state.wanted:
@@ -462,6 +464,20 @@ class LinkWriter:
                 return None
             raise
         return LinkState.from_item(answer["Attributes"])
+
+    def _postpone(self, community_id: str, subscription_id: str, now: datetime) -> None:
+        due = due_attributes(subscription_id, "links", now + REPAIR_DELAY, self._shards)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=links_state_key(community_id, subscription_id),
+                UpdateExpression=f"SET {DUE_AT} = :due_at",
+                ConditionExpression=f"attribute_exists({DUE_PK})",
+                ExpressionAttributeValues={":due_at": to_value(due[DUE_AT])},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
     def _release(self, community_id: str, subscription_id: str, token: str) -> None:
         try:

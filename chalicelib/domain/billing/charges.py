@@ -67,6 +67,9 @@ class PendingCharge:
     fee is charged by this payment have fee status `due` here and become `paid` on success.
     `period_anchor`/`period_index` describe `period` (period_index-th period of the anchor);
     `pending_changes_*` are the subscription's queued changes after success.
+    `failure_terms`: the subscription's own plan as it stood when a renewal was planned (the
+    plan's latest grace days and retry schedule); a failed renewal starts its grace and
+    retries on them (None: the subscription's snapshot).
     """
 
     kind: PaymentKind
@@ -86,6 +89,7 @@ class PendingCharge:
     period_index: int
     pending_changes_billing_cycle: BillingCycle | None = None
     pending_changes_plan: PlanSnapshot | None = None
+    failure_terms: PlanSnapshot | None = None
 
 
 @dataclass(frozen=True)

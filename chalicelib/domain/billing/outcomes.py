@@ -79,12 +79,18 @@ def apply_charge_failed(
     refund_credit = credit_change(pending.billed_to_profile_id, pending.credit_applied)
     details: dict[str, DetailValue] = {"payment_id": payment_id, "kind": pending.kind}
     if pending.kind == "renewal":
-        grace = timedelta(days=sub.plan.failed_payment_grace_days)
+        # The plan's terms when the renewal was planned (a PATCHed plan applies to
+        # subscriptions that fail afterwards), else the subscription's snapshot.
+        terms = pending.failure_terms
+        if terms is None or terms.plan_id != sub.plan_id:
+            terms = sub.plan
+        grace = timedelta(days=terms.failed_payment_grace_days)
         staying = {m.profile_id for m in pending.members}
         leaving = [m for m in sub.members if m.profile_id not in staying]
         failed = replace(
             cleared,
             status="failed_payment",
+            plan=terms,
             members=pending.members,
             former_members=with_former(sub, _removed(leaving, pending.period.start)),
             failed_at=now,
@@ -92,7 +98,7 @@ def apply_charge_failed(
             # API.md: a failed_payment subscription shows when it is cancelled unless paid.
             cancel_at=now + grace,
             retry_count=0,
-            next_retry_at=_retry_at(sub.plan, now, 0, now),
+            next_retry_at=_retry_at(terms, now, 0, now),
         )
         event = AuditEvent(
             now, "subscription.renewal_failed", "active", "failed_payment", actor, details

@@ -4,6 +4,7 @@ Every function checks the subscription can take the operation and returns a `Cha
 charges.py) holding the lines, the totals and the pending charge to store meanwhile; nothing
 changes until `billing.outcomes` applies it:
 - `plan_activation(sub, now, owner_credit=, payment_method_id=None, current_plan=None)`
+  (and `plan_renewal(..., current_plan=None)`: the plan's latest failed-payment terms)
 - `plan_renewal(sub, now, owner_credit=)` (`preview_renewal` for GET .../preview: not due-checked)
 - `plan_retry(sub, now, owner_credit=)`
 - `plan_reactivation(sub, now, owner_credit=, owner=None, payment_method_id=None,
@@ -100,14 +101,21 @@ def plan_activation(
     )
 
 
-def plan_renewal(sub: Subscription, now: datetime, *, owner_credit: int) -> ChargePlan:
+def plan_renewal(
+    sub: Subscription, now: datetime, *, owner_credit: int, current_plan: Plan | None = None
+) -> ChargePlan:
     """active, period ended -> next period on the (possibly queued) plan and cycle, billing
-    the members without a pending removal."""
+    the members without a pending removal. `current_plan` (the stored plan of the
+    subscription): its latest terms (grace days, retry schedule) apply if this renewal fails
+    and from then on."""
     ensure_utc(now)
     period = sub.require_period() if sub.status == "active" else None
     if period is not None and now < period.end:
         raise Conflict(f"Subscription {sub.id} is not due for renewal before {period.end}.")
-    return preview_renewal(sub, now, owner_credit=owner_credit)
+    if current_plan is not None and current_plan.id == sub.plan_id:
+        sub = sub.refresh_plan_terms(current_plan)
+    charge = preview_renewal(sub, now, owner_credit=owner_credit)
+    return replace(charge, pending=replace(charge.pending, failure_terms=sub.plan))
 
 
 def preview_renewal(sub: Subscription, now: datetime, *, owner_credit: int) -> ChargePlan:
