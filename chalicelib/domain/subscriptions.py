@@ -255,9 +255,8 @@ class Subscription:
             if self.status != "active":
                 raise Conflict(f"A {self.status} subscription cannot be cancelled at period end.")
             period = self.require_period()
-            updated = replace(
-                self, status="expiring", cancel_at=period.end, pending_changes=NO_CHANGES
-            )
+            # Queued changes stay (they come back on resume; expiry clears them).
+            updated = replace(self, status="expiring", cancel_at=period.end)
             event = audit_event(
                 now,
                 "subscription.cancel_scheduled",

@@ -306,7 +306,11 @@ def plan_change_now(
         lines.append(plan_change_line(sub.plan, snapshot, difference, count))
     pending = sub.pending_changes
     if pending.billing_cycle is not None and not snapshot.offers(pending.billing_cycle):
-        pending = NO_CHANGES
+        raise Conflict(
+            f"The queued change to the {pending.billing_cycle} billing cycle at period end is "
+            f"not offered by plan {plan.id}; change the billing cycle back to "
+            f"{sub.billing_cycle} first."
+        )
     return _charge_plan(
         sub,
         "plan_change",

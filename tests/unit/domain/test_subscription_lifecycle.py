@@ -15,6 +15,7 @@ from chalicelib.domain.billing.outcomes import (
 )
 from chalicelib.domain.billing.planning import (
     plan_activation,
+    plan_change_now,
     plan_reactivation,
     plan_renewal,
     plan_retry,
@@ -307,12 +308,30 @@ def test_cancel_at_period_end_then_resume_then_cancel_now() -> None:
         assert now.subscription.next_action is None
 
 
-def test_cancel_at_period_end_discards_queued_changes() -> None:
-    sub = update_subscription(
-        active_sub(), SubscriptionUpdate(billing_cycle="year"), T0
-    ).subscription
+def test_queued_changes_survive_a_cancel_at_period_end_and_apply_after_resume() -> None:
+    sub = stored(
+        update_subscription(active_sub(), SubscriptionUpdate(billing_cycle="year"), T0).subscription
+    )
     assert sub.pending_changes.billing_cycle == "year"
-    assert sub.cancel("period_end", T0).subscription.pending_changes.empty
+    expiring = stored(sub.cancel("period_end", T0).subscription)
+    assert expiring.pending_changes.billing_cycle == "year"
+    resumed = stored(expiring.resume(T0).subscription)
+    assert resumed.pending_changes.billing_cycle == "year"
+
+    renewal = plan_renewal(resumed, at(2026, 2, 1), owner_credit=0)
+    renewed = charge_through(resumed, renewal, at(2026, 2, 1)).subscription
+    assert renewed.billing_cycle == "year" and renewal.total == 30000
+    assert renewed.current_period is not None
+    assert renewed.current_period.end == at(2027, 2, 1)
+
+
+def test_a_plan_change_now_that_rules_out_the_queued_cycle_is_refused() -> None:
+    sub = stored(
+        update_subscription(active_sub(), SubscriptionUpdate(billing_cycle="year"), T0).subscription
+    )
+    monthly_only = make_plan("plan_monthly", month=4000, year=None)
+    with pytest.raises(Conflict, match="year"):
+        plan_change_now(sub, monthly_only, at(2026, 1, 10), owner_credit=0)
 
 
 def test_expiring_period_ends_cancelled_expired() -> None:
