@@ -199,6 +199,12 @@ def restore_member(
         raise NotFound(f"Profile {profile_id} is not a member of subscription {sub.id}.")
     if not member.removal_pending:
         raise Conflict(f"Profile {profile_id} has no pending removal.")
+    if not member.is_current(now):
+        raise Conflict(
+            f"The removal of profile {profile_id} took effect at "
+            f"{member.removal_effective_at.isoformat() if member.removal_effective_at else ''};"
+            " add the profile again instead."
+        )
     if sub.pending_changes.plan is not None:
         queued = sub.pending_changes.plan
         if queued.max_members is not None and len(sub.staying_members()) >= queued.max_members:

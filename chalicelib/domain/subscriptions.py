@@ -273,6 +273,11 @@ class Subscription:
         if self.status != "expiring":
             raise Conflict(f"Only expiring subscriptions resume; this one is {self.status}.")
         self.ensure_no_pending_charge()
+        if self.cancel_at is not None and now >= self.cancel_at:
+            raise Conflict(
+                f"The subscription ended at {self.cancel_at.isoformat()} (its expiration runs "
+                "shortly); it can no longer be resumed."
+            )
         updated = replace(self, status="active", cancel_at=None)
         return Outcome(
             updated, audit_event(now, "subscription.resumed", "expiring", "active", actor)

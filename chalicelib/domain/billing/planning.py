@@ -242,6 +242,14 @@ def plan_add_members(
     ensure_utc(now)
     sub.ensure_status("active", "members are added")
     sub.ensure_no_pending_charge()
+    period = sub.require_period()
+    if now >= period.end:
+        # Never charge a member for a period that began before they joined: the renewal of
+        # the ended period runs first (the scheduler, minutes at most), then the addition.
+        raise Conflict(
+            f"The period ended at {period.end.isoformat()} and the subscription has not renewed "
+            "yet; add the members once it has renewed."
+        )
     if not additions:
         raise InvalidRequest.for_field("members", "Give at least one member to add.")
     ensure_unique_ids([a.profile_id for a in additions], "members")

@@ -616,3 +616,11 @@ def test_a_failed_payment_subscription_shows_when_it_is_cancelled_unless_paid() 
         sub, plan_reactivation(sub, at(2026, 2, 5), owner_credit=0), at(2026, 2, 5)
     ).subscription
     assert (reactivated.status, reactivated.cancel_at) == ("active", None)
+
+
+def test_an_expiring_subscription_cannot_resume_after_it_ended() -> None:
+    expiring = stored(active_sub().cancel("period_end", T0).subscription)
+    assert expiring.cancel_at == at(2026, 2, 1)
+    with pytest.raises(Conflict, match="ended"):
+        expiring.resume(at(2026, 2, 1, 0, 1))  # the expiration has not run yet
+    assert expiring.resume(at(2026, 1, 31, 23, 59)).subscription.status == "active"
