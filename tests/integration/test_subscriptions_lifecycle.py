@@ -121,8 +121,14 @@ def test_remove_at_period_end_restore_remove_now_and_renew_without_the_leaver(
     finally:
         events.unregister("before-call.dynamodb", count)
     # The subscription; its owner (credit, customer), community and card snapshot in one read;
-    # then the two transactions of DESIGN.md section 6 (pending payment, resolution). No Scan.
-    assert calls == ["GetItem", "BatchGetItem"] + ["TransactWriteItems"] * 2
+    # the plan (its latest failed-payment terms); then the two transactions of DESIGN.md
+    # section 6 (pending payment, resolution); then the links of the leaver (lease, one batch,
+    # done). No Scan.
+    assert calls == ["GetItem", "BatchGetItem", "GetItem"] + ["TransactWriteItems"] * 2 + [
+        "UpdateItem",
+        "BatchWriteItem",
+        "UpdateItem",
+    ]
     assert run(api, "renew", sub["id"]) == "not_due"  # a duplicate message
     renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
     assert [m["profile_id"] for m in renewed["members"]] == [owner["id"]]

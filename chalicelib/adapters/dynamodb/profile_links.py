@@ -410,6 +410,7 @@ class LinkWriter:
             if change is None:  # the repair: come back after the writer at work
                 self._postpone(community_id, subscription_id, now)
             return "links_busy"
+        finished = False
         try:
             for _ in range(ROUNDS):
                 if state.written >= state.wanted:
@@ -432,7 +433,8 @@ class LinkWriter:
                 state = self._read(community_id, subscription_id)
             return "links_behind"
         finally:
-            self._release(community_id, subscription_id, token)
+            if not finished:  # a finished round gave the lease back itself
+                self._release(community_id, subscription_id, token)
 
     def _read(self, community_id: str, subscription_id: str) -> LinkState:
         item = self._client.get_item(
@@ -535,8 +537,10 @@ class LinkWriter:
         gone: set[str],
         token: str,
     ) -> bool:
-        """Mark `state.wanted` written and drop its repair, unless a later write wants more."""
-        expression = f"SET written = :wanted REMOVE {', '.join(DUE_ATTRIBUTE_NAMES)}"
+        """Mark `state.wanted` written, drop its repair and give the lease back, unless a later
+        write wants more."""
+        removed = ", ".join((*DUE_ATTRIBUTE_NAMES, "lease_owner", "lease_until"))
+        expression = f"SET written = :wanted REMOVE {removed}"
         values: dict[str, Any] = {":wanted": to_value(state.wanted), ":token": to_value(token)}
         if gone:
             expression += " DELETE pending :gone"
