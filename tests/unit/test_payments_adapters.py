@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.adapters.dynamodb.codec import decode, encode
 from chalicelib.adapters.dynamodb.items import from_item, to_item
@@ -156,3 +157,35 @@ def test_links_follow_members_and_status() -> None:
     assert deleted.lost() == {f"{removed.owner_id}#owner"} | {
         f"{m.profile_id}#member" for m in removed.members
     }
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's item size, near enough: attribute names plus their values' bytes."""
+    return sum(len(name) + len(json.dumps(value)) for name, value in item.items())
+
+
+def test_a_thousand_members_fit_far_below_the_item_limit_and_round_trip() -> None:
+    sub = active_subscription()  # 2 members; 998 join at once, each with the activation fee
+    joining = [MemberAddition(f"prof_{n:020x}") for n in range(998)]
+    charge = plan_add_members(sub, joining, NOW + timedelta(days=3), owner_credit=0)
+    in_flight = begin_charge(sub, charge, "pay_2", NOW).subscription  # members twice
+    assert len(charge.pending.members) == 1000
+
+    stored_sub = repository().attributes(in_flight, 7)
+    assert item_bytes(stored_sub) < 100_000  # DynamoDB's limit: 400 KB
+    item = from_item(to_item(stored_sub))
+    assert SubscriptionRepository.from_item(item) == replace(in_flight, version=7)
+
+    payment = new_payment(
+        charge,
+        "pay_2",
+        BilledTo("prof_1", "Ada", "a@x.io"),
+        PaymentMethodSummary("card", "visa", "4242"),
+        None,
+        0,
+        NOW,
+    )
+    assert len(payment.lines) == 1996
+    stored_payment = payment_attributes(payment, 1, 4)
+    assert item_bytes(stored_payment) < 100_000
+    assert payment_from_item(from_item(to_item(stored_payment))) == replace(payment, revision=1)

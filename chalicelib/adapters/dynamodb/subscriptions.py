@@ -6,7 +6,7 @@ Item layout (the subscription, its audit events and its charge keys share one pa
     status, plan_id, owner_id, member_ids (current members, for filters), created_at,
     pending_payment_id (while a charge is in flight: the marker of DESIGN.md section 6),
     data (the whole domain object as a JSON string, see codec.py; above 16 KB zlib-compressed,
-    base64, prefixed `z1:`: see pack_data)
+    base64, prefixed `z1:`: see packing.py)
     gsi1pk=`C#<cid>#SUBS#STATUS#<status>`  gsi1sk=`<created µs>#<sid>`  (by status; COUNT)
     gsi2pk=`C#<cid>#SUBS`                  gsi2sk=`<created µs>#<sid>`  (all, newest first)
     gsi3pk=`C#<cid>#SUBS#OWNER#<owner_id>` gsi3sk=`<created µs>#<sid>`  (by owner)
@@ -21,10 +21,7 @@ always recomputed from the state written, and a concurrent writer gets Concurren
 
 from __future__ import annotations
 
-import base64
 import builtins
-import json
-import zlib
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +30,7 @@ from chalicelib.adapters.dynamodb.codec import decode, encode
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.due_index import DueGroup, due_attributes
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
+from chalicelib.adapters.dynamodb.packing import pack_json, unpack_json
 from chalicelib.adapters.dynamodb.transactions import transact
 from chalicelib.domain.errors import ConcurrentChange, NotFound
 from chalicelib.domain.subscriptions import STATUSES, Subscription
@@ -51,26 +49,6 @@ def subscription_key(community_id: str, subscription_id: str) -> dict[str, Any]:
 
 def _sortable(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-# `data` above this size is stored zlib-compressed (base64, prefixed): 1,000 members, twice
-# while a charge is in flight, are ~400 KB of JSON, DynamoDB's item limit; compressed ~70 KB.
-COMPRESS_ABOVE = 16_384
-_PACKED = "z1:"
-
-
-def pack_data(encoded: Any) -> str:
-    """One JSON string, not a nested map: cheaper to (de)serialize on every read and write."""
-    text = json.dumps(encoded, separators=(",", ":"))
-    if len(text) <= COMPRESS_ABOVE:
-        return text
-    return _PACKED + base64.b64encode(zlib.compress(text.encode(), 6)).decode("ascii")
-
-
-def unpack_data(data: str) -> Any:
-    if data.startswith(_PACKED):
-        return json.loads(zlib.decompress(base64.b64decode(data[len(_PACKED) :])))
-    return json.loads(data)
 
 
 def concurrent_change() -> ConcurrentChange:
@@ -96,7 +74,8 @@ class SubscriptionRepository:
     def attributes(self, sub: Subscription, version: int) -> dict[str, Any]:
         created = _sortable(sub.created_at)
         cid = sub.community_id
-        data = pack_data(encode(replace(sub, version=version)))
+        # One JSON string, not a nested map: cheaper to (de)serialize on every read and write.
+        data = pack_json(encode(replace(sub, version=version)))
         attributes: dict[str, Any] = {
             "type": "subscription",
             "id": sub.id,
@@ -124,7 +103,7 @@ class SubscriptionRepository:
 
     @staticmethod
     def from_item(item: dict[str, Any]) -> Subscription:
-        sub: Subscription = decode(Subscription, unpack_data(item["data"]))
+        sub: Subscription = decode(Subscription, unpack_json(item["data"]))
         return replace(sub, version=int(item["version"]))
 
     # --- transaction entries ---------------------------------------------------------------
