@@ -134,6 +134,9 @@ def test_a_subscription_of_1000_members_lives_its_whole_life(api: Api) -> None:
         ("member", "failed_payment"): MEMBERS,
     }
     assert access(api, kids[MEMBERS // 2]) == (False, [])
+    shown = api.ok("GET", f"/v1/subscriptions/{sub['id']}")  # item 11: when it ends unless paid
+    grace = timedelta(days=plan["failed_payment_grace_days"])
+    assert at(shown["cancel_at"]) == at(shown["failed_at"]) + grace
 
     back = api.ok(
         "POST", f"/v1/subscriptions/{sub['id']}/reactivate", {"payment_method_id": owner["card"]}
