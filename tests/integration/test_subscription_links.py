@@ -7,10 +7,16 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb.due_index import DueIndex, format_due_at
-from chalicelib.adapters.dynamodb.profile_links import links_for_profile
+from chalicelib.adapters.dynamodb.profile_links import (
+    LEASE_SECONDS,
+    LeaseLost,
+    LinkWriter,
+    links_for_profile,
+)
 from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
 from chalicelib.domain.subscription_changes import remove_member
 from chalicelib.domain.subscriptions import Subscription
@@ -132,3 +138,31 @@ def test_a_writer_that_finds_the_lease_taken_leaves_the_repair_due(env: Env) -> 
         TableName=TABLE_NAME, Key={"pk": {"S": "C#com_1#SUB#sub_1"}, "sk": {"S": "LINKS"}}
     )["Item"]
     assert raw["due_at"]["S"] == format_due_at(later + timedelta(minutes=2))
+
+
+class JumpingWall:
+    """Wall-clock seconds that jump past the lease right after it was taken."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        return 1_000_000.0 if self.readings <= 2 else 1_000_000.0 + LEASE_SECONDS
+
+
+def test_a_writer_whose_lease_runs_out_stops_and_leaves_the_repair_due(env: Env) -> None:
+    with unit_of_work(env, crash=True) as uow:
+        uow.subscriptions.add(new_sub(members=MEMBERS))
+        uow.commit()
+    box = env.container
+    late = LinkWriter(
+        box.dynamodb, TABLE_NAME, env.settings.due_index_shards, box.subscriptions, JumpingWall()
+    )
+    with pytest.raises(LeaseLost):
+        late.repair("com_1", "sub_1", START)
+    assert links(env, "prof_b") == set()
+    assert due_link_repairs(env) == ["sub_1"]
+    # it gave the lease back: the next repair works
+    assert SCHEDULED_JOBS["links"].run(box, "com_1", "sub_1", START) == "links_repaired"
+    assert links(env, "prof_b") == {("sub_1", "member", "inactive")}

@@ -405,7 +405,8 @@ class LinkWriter:
         self, community_id: str, subscription_id: str, change: LinkChange | None, now: datetime
     ) -> str:
         token = secrets.token_hex(8)
-        state = self._take_lease(community_id, subscription_id, token)
+        lease_until = self._wall() + LEASE_SECONDS
+        state = self._take_lease(community_id, subscription_id, token, lease_until)
         if state is None:
             if change is None:  # the repair: come back after the writer at work
                 self._postpone(community_id, subscription_id, now)
@@ -425,7 +426,7 @@ class LinkWriter:
                     sub = self._subscriptions.find(community_id, subscription_id)
                     links = _links(sub)
                 gone = {t for t in state.pending if _key_of(t) not in _links(sub)}
-                self._write(community_id, subscription_id, links, gone, token, now)
+                self._write(community_id, subscription_id, links, gone, lease_until, now)
                 finished = self._finish(community_id, subscription_id, state, gone, token)
                 if finished:
                     return "links_repaired" if change is None else "links_written"
@@ -444,9 +445,10 @@ class LinkWriter:
         ).get("Item")
         return LinkState.from_item(item or {})
 
-    def _take_lease(self, community_id: str, subscription_id: str, token: str) -> LinkState | None:
+    def _take_lease(
+        self, community_id: str, subscription_id: str, token: str, lease_until: float
+    ) -> LinkState | None:
         wall = self._wall()
-        self._lease_until = wall + LEASE_SECONDS
         try:
             answer = self._client.update_item(
                 TableName=self._table,
@@ -456,7 +458,7 @@ class LinkWriter:
                 "(attribute_not_exists(lease_until) OR lease_until < :wall)",
                 ExpressionAttributeValues={
                     ":token": to_value(token),
-                    ":until": to_value(int(self._lease_until)),
+                    ":until": to_value(int(lease_until)),
                     ":wall": to_value(int(wall)),
                 },
                 ReturnValues="ALL_NEW",
@@ -501,7 +503,7 @@ class LinkWriter:
         subscription_id: str,
         links: dict[LinkKey, tuple[str, str | None]],
         gone: set[str],
-        token: str,
+        lease_until: float,
         now: datetime,
     ) -> None:
         requests: list[dict[str, Any]] = []
@@ -522,7 +524,7 @@ class LinkWriter:
             key = link_key(community_id, profile_id, subscription_id, role)
             requests.append({"DeleteRequest": {"Key": key}})
         for start in range(0, len(requests), BATCH):
-            if self._wall() > self._lease_until - LEASE_MARGIN_SECONDS:
+            if self._wall() > lease_until - LEASE_MARGIN_SECONDS:
                 raise LeaseLost(f"lease on the links of {subscription_id} ran out")
             unprocessed = {self._table: requests[start : start + BATCH]}
             while unprocessed:
