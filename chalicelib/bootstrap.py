@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.adapters.dynamodb.payments import PaymentRepository
     from chalicelib.adapters.dynamodb.plans import PlanRepository
     from chalicelib.adapters.dynamodb.platform_events import PlatformEventStore
+    from chalicelib.adapters.dynamodb.profile_links import LinkWriter
     from chalicelib.adapters.dynamodb.profiles import ProfileRepository
     from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
     from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
@@ -173,6 +174,18 @@ class Container:
 
         return SubscriptionRepository(
             self.dynamodb, self.settings.table_name, self.cursors, self.settings.due_index_shards
+        )
+
+    @cached_property
+    def subscription_links(self) -> LinkWriter:
+        """Writes and repairs subscriptions' profile links (the "links" due group)."""
+        from chalicelib.adapters.dynamodb.profile_links import LinkWriter
+
+        return LinkWriter(
+            self.dynamodb,
+            self.settings.table_name,
+            self.settings.due_index_shards,
+            self.subscriptions,
         )
 
     @cached_property

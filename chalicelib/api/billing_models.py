@@ -12,6 +12,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from chalicelib.api.fields import ObjectId
 from chalicelib.api.models import ListQuery, QueryModel, RequestModel, ResponseModel
+from chalicelib.domain.subscriptions import MAX_MEMBERS
 
 BillingCycle = Literal["month", "year"]
 SubscriptionStatus = Literal["inactive", "active", "failed_payment", "expiring", "cancelled"]
@@ -25,7 +26,7 @@ PaymentStatus = Literal[
 class CreateSubscription(RequestModel):
     plan_id: ObjectId
     owner_id: ObjectId
-    member_ids: list[ObjectId] = Field(default_factory=list, max_length=100)
+    member_ids: list[ObjectId] = Field(default_factory=list, max_length=MAX_MEMBERS)
     billing_cycle: BillingCycle
     payment_method_id: ObjectId | None = None
     waive_activation_fee: bool = False
@@ -36,7 +37,7 @@ class UpdateSubscription(RequestModel):
 
     plan_id: ObjectId | None = None
     owner_id: ObjectId | None = None
-    member_ids: list[ObjectId] | None = Field(default=None, max_length=100)
+    member_ids: list[ObjectId] | None = Field(default=None, max_length=MAX_MEMBERS)
     billing_cycle: BillingCycle | None = None
     payment_method_id: ObjectId | None = None
     waive_activation_fee: bool | None = None
@@ -58,7 +59,7 @@ class Reactivate(RequestModel):
     payment_method_id: ObjectId | None = None
     owner_id: ObjectId | None = None
     billing_cycle: BillingCycle | None = None
-    member_ids: list[ObjectId] | None = Field(default=None, max_length=100)
+    member_ids: list[ObjectId] | None = Field(default=None, max_length=MAX_MEMBERS)
 
 
 class NewMember(RequestModel):
@@ -67,7 +68,7 @@ class NewMember(RequestModel):
 
 
 class AddMembers(RequestModel):
-    members: list[NewMember] = Field(min_length=1, max_length=100)
+    members: list[NewMember] = Field(min_length=1, max_length=MAX_MEMBERS)
     send_welcome_email: bool = False
     send_receipt_email: bool = False
 

@@ -22,6 +22,7 @@ from chalicelib.domain.subscriptions import (
     Subscription,
     ensure_capacity,
     ensure_cycle,
+    with_former,
 )
 
 
@@ -182,7 +183,7 @@ def remove_member(
         )
         return Outcome(replace(sub, members=members), event)
     members = tuple(m for m in sub.members if m.profile_id != profile_id)
-    former = (*sub.former_members, replace(member, removed_at=now))
+    former = with_former(sub, (replace(member, removed_at=now),))
     event = audit_event(now, "member.removed", "active", "active", actor, profile_id=profile_id)
     return Outcome(replace(sub, members=members, former_members=former), event)
 
@@ -198,6 +199,12 @@ def restore_member(
         raise NotFound(f"Profile {profile_id} is not a member of subscription {sub.id}.")
     if not member.removal_pending:
         raise Conflict(f"Profile {profile_id} has no pending removal.")
+    if not member.is_current(now):
+        raise Conflict(
+            f"The removal of profile {profile_id} took effect at "
+            f"{member.removal_effective_at.isoformat() if member.removal_effective_at else ''};"
+            " add the profile again instead."
+        )
     if sub.pending_changes.plan is not None:
         queued = sub.pending_changes.plan
         if queued.max_members is not None and len(sub.staying_members()) >= queued.max_members:

@@ -258,9 +258,8 @@ class Subscription:
             if self.status != "active":
                 raise Conflict(f"A {self.status} subscription cannot be cancelled at period end.")
             period = self.require_period()
-            updated = replace(
-                self, status="expiring", cancel_at=period.end, pending_changes=NO_CHANGES
-            )
+            # Queued changes stay (they come back on resume; expiry clears them).
+            updated = replace(self, status="expiring", cancel_at=period.end)
             event = audit_event(
                 now,
                 "subscription.cancel_scheduled",
@@ -277,6 +276,11 @@ class Subscription:
         if self.status != "expiring":
             raise Conflict(f"Only expiring subscriptions resume; this one is {self.status}.")
         self.ensure_no_pending_charge()
+        if self.cancel_at is not None and now >= self.cancel_at:
+            raise Conflict(
+                f"The subscription ended at {self.cancel_at.isoformat()} (its expiration runs "
+                "shortly); it can no longer be resumed."
+            )
         updated = replace(self, status="active", cancel_at=None)
         return Outcome(
             updated, audit_event(now, "subscription.resumed", "expiring", "active", actor)
@@ -307,6 +311,7 @@ class Subscription:
             status="cancelled",
             cancelled_at=now,
             cancellation_reason=reason,
+            cancel_at=None,  # API.md: set only while expiring or failed_payment
             next_retry_at=None,
             pending_changes=NO_CHANGES,
         )
@@ -352,6 +357,18 @@ class Subscription:
 
 # ---------------------------------------------------------------- helpers
 
+# The most members one subscription holds (a plan's max_members may lower it). The stored
+# subscription (members twice while a charge is in flight) stays far below DynamoDB's 400 KB.
+MAX_MEMBERS = 1000
+# Former members kept on the subscription (the most recent); the audit trail keeps them all.
+FORMER_MEMBERS_KEPT = 200
+
+
+def with_former(sub: Subscription, leaving: tuple[Member, ...]) -> tuple[Member, ...]:
+    """The subscription's former members with `leaving` added, bounded in number so the
+    stored item cannot grow with churn."""
+    return (*sub.former_members, *leaving)[-FORMER_MEMBERS_KEPT:]
+
 
 def credit_change(profile_id: str, delta: int) -> CreditChange | None:
     return CreditChange(profile_id, delta) if delta else None
@@ -366,4 +383,8 @@ def ensure_capacity(plan: PlanSnapshot, count: int, field_name: str) -> None:
     if plan.max_members is not None and count > plan.max_members:
         raise InvalidRequest.for_field(
             field_name, f"Plan {plan.plan_id} allows at most {plan.max_members} members."
+        )
+    if count > MAX_MEMBERS:
+        raise InvalidRequest.for_field(
+            field_name, f"A subscription has at most {MAX_MEMBERS} members."
         )

@@ -106,6 +106,10 @@ def recover_pending_refunds(
     return box.scheduled.recover_pending_refunds(community_id, subject_id, now)
 
 
+def repair_links(box: Container, community_id: str, subject_id: str, now: datetime) -> str:
+    return box.subscription_links.repair(community_id, subject_id, now)
+
+
 SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
     "renewal": ScheduledJob(
         group="renewal",
@@ -143,6 +147,13 @@ SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
         sweep="pending_payments",  # the same recovery sweep: a payment is never in both groups
         subject_key="payment_id",
         action=recover_pending_refunds,
+    ),
+    # Profile links a crash left unwritten after their subscription's transaction.
+    "links": ScheduledJob(
+        group="links",
+        sweep="pending_payments",
+        subject_key="subscription_id",
+        action=repair_links,
     ),
 }
 

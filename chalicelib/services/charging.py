@@ -175,9 +175,13 @@ class Charging:
         return Charging(uow, self._gateway, self._billing, self._clock, self._follow_ups)
 
     def context(
-        self, community_id: str, profile_id: str, payment_method_id: str | None
+        self,
+        community_id: str,
+        profile_id: str,
+        payment_method_id: str | None,
+        plan_id: str | None = None,
     ) -> BillingContext:
-        return self._billing.billing_context(community_id, profile_id, payment_method_id)
+        return self._billing.billing_context(community_id, profile_id, payment_method_id, plan_id)
 
     # --- phase 1 and 2 ----------------------------------------------------------------------
     def charge(

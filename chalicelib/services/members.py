@@ -54,10 +54,9 @@ class MemberService:
         send_receipt_email: bool,
     ) -> MembersAdded:
         service = self._subscriptions
-        profiles: list[Profile] = [
-            service.profile(community_id, addition.profile_id, f"members[{index}].profile_id")
-            for index, addition in enumerate(additions)
-        ]
+        profiles: list[Profile] = service.profiles(
+            community_id, [a.profile_id for a in additions], "members", ".profile_id"
+        )
 
         def planner(sub: Subscription, now: datetime) -> ChargePlan:
             return plan_add_members(
@@ -81,11 +80,16 @@ class MemberService:
                 ):
                     sent.append(profile.id)
         if send_receipt_email and result.payment is not None:
-            payment = result.payment
-            email = payment.billed_to.email
-            billed = payment.billed_to.profile_id
-            if email and self._mail(email, *_receipt(payment)) and billed not in sent:
-                sent.append(billed)
+            # The seed: the NEW member gets the receipt if they are a customer (not the owner,
+            # who pays and sees the payment anyway).
+            for profile in profiles:
+                if (
+                    profile.is_customer
+                    and profile.email
+                    and self._mail(profile.email, *_receipt(result.payment, profile))
+                    and profile.id not in sent
+                ):
+                    sent.append(profile.id)
         return MembersAdded(result.subscription, result.payment, sent, skipped)
 
     def remove(
@@ -121,8 +125,9 @@ def _welcome(profile: Profile, sub: Subscription) -> tuple[str, str]:
     )
 
 
-def _receipt(payment: Payment) -> tuple[str, str]:
-    """The receipt, amounts with the currency's own decimals (JPY 0, USD 2, KWD 3)."""
+def _receipt(payment: Payment, member: Profile) -> tuple[str, str]:
+    """The receipt for a new member, amounts with the currency's own decimals (JPY 0, USD 2,
+    KWD 3)."""
     money = currency(payment.currency).format
     lines = "\n".join(
         f"  {line.description}: {line.quantity} x {money(line.unit_amount)} = {money(line.amount)}"
@@ -130,6 +135,7 @@ def _receipt(payment: Payment) -> tuple[str, str]:
     )
     return (
         f"Receipt for payment {payment.id}",
-        f"Hello {payment.billed_to.name},\n\nthank you for your payment {payment.id}.\n\n"
+        f"Hello {member.name},\n\nhere is the receipt for payment {payment.id}, which "
+        f"{payment.billed_to.name} paid for your membership.\n\n"
         f"{lines}\n\nTotal: {money(payment.total)}\n",
     )

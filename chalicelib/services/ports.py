@@ -190,8 +190,14 @@ __all__ = ["DuplicateEvent"]
 # --- reads and gateways ------------------------------------------------------------------------
 class BillingReader(Protocol):
     def billing_context(
-        self, community_id: str, profile_id: str, payment_method_id: str | None
-    ) -> BillingContext: ...
+        self,
+        community_id: str,
+        profile_id: str,
+        payment_method_id: str | None,
+        plan_id: str | None = None,
+    ) -> BillingContext:
+        """Community, billed profile, card snapshot (and the plan, when named): one read."""
+        ...
 
 
 class PaymentGateway(Protocol):

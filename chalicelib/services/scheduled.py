@@ -55,7 +55,12 @@ def _due(sub: Subscription | None, action: str, now: datetime) -> bool:
 
 
 class ScheduledActions:
-    def __init__(self, uow: UnitOfWorkFactory, charging: Charging, gateway: PaymentGateway) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        charging: Charging,
+        gateway: PaymentGateway,
+    ) -> None:
         self._uow = uow
         self._charging = charging
         self._gateway = gateway
@@ -97,9 +102,17 @@ class ScheduledActions:
         if not _due(sub, "renew", now):
             return "not_due"
         try:
-            context = self._charging.context(community_id, sub.owner_id, sub.payment_method_id)
-            credit = context.billed.credit_in(sub.currency)
-            plan = plan_renewal(sub, now, owner_credit=credit)
+            # The plan as stored now (read with the rest, no extra request): its latest grace
+            # days and retries apply if this renewal fails.
+            context = self._charging.context(
+                community_id, sub.owner_id, sub.payment_method_id, plan_id=sub.plan_id
+            )
+            plan = plan_renewal(
+                sub,
+                now,
+                owner_credit=context.billed.credit_in(sub.currency),
+                current_plan=context.plan,
+            )
             outcome = self._charge(sub, plan, context, now)
         except Conflict:
             return "not_due"  # someone else renewed or changed it first

@@ -47,6 +47,9 @@ class PlanFinder(Protocol):
 class ProfileReader(Protocol):
     def find(self, community_id: str, profile_id: str) -> Profile | None: ...
     def get(self, community_id: str, profile_id: str) -> Profile: ...
+    def get_many(self, community_id: str, profile_ids: list[str]) -> dict[str, Profile]:
+        """By id, batched (may miss a profile written a moment ago: re-check with find)."""
+        ...
 
 
 class CommunityReader(Protocol):
@@ -122,9 +125,20 @@ class SubscriptionService:
             raise InvalidRequest.for_field("plan_id", f"Plan {plan_id} not found.")
         return plan
 
+    def profiles(
+        self, community_id: str, ids: Sequence[str], field: str, suffix: str = ""
+    ) -> list[Profile]:
+        """The profiles, in order, read in batches (up to 1,000 members); a missing one is a
+        400 naming `field[index]` (re-checked with a consistent read first)."""
+        found = self._profiles.get_many(community_id, list(ids))
+        return [
+            found.get(profile_id)
+            or self.profile(community_id, profile_id, f"{field}[{index}]{suffix}")
+            for index, profile_id in enumerate(ids)
+        ]
+
     def _members_exist(self, community_id: str, ids: Sequence[str], field: str) -> None:
-        for index, profile_id in enumerate(ids):
-            self.profile(community_id, profile_id, f"{field}[{index}]")
+        self.profiles(community_id, ids, field)
 
     def owner_credit(self, community_id: str, profile_id: str, currency: str) -> int:
         """The credit `profile_id` holds in `currency` (credit is never spent in another)."""
@@ -301,6 +315,7 @@ class SubscriptionService:
                 now,
                 owner_credit=self.owner_credit(community_id, sub.owner_id, sub.currency),
                 payment_method_id=payment_method_id,
+                current_plan=self._plan(community_id, sub.plan_id),  # archived: 409
             )
             if method:
                 self._cards.require(community_id, sub.owner_id, method)

@@ -542,7 +542,11 @@ class InMemoryDirectory:
 
     # BillingReader
     def billing_context(
-        self, community_id: str, profile_id: str, payment_method_id: str | None
+        self,
+        community_id: str,
+        profile_id: str,
+        payment_method_id: str | None,
+        plan_id: str | None = None,
     ) -> Any:
         from chalicelib.adapters.dynamodb.billing_context import BillingContext
 
@@ -553,6 +557,7 @@ class InMemoryDirectory:
             community_disconnected=community_id in self._store.deauthorized,
             billed=profile,
             card=card,
+            plan=self.plans.get((community_id, plan_id)) if plan_id else None,
         )
 
     def profile(self, community_id: str, profile_id: str) -> Any:
@@ -587,6 +592,10 @@ class ProfileReader:
 
     def get(self, community_id: str, profile_id: str) -> Any:
         return self._directory.profile(community_id, profile_id)
+
+    def get_many(self, community_id: str, profile_ids: list[str]) -> dict[str, Any]:
+        found = {pid: self.find(community_id, pid) for pid in profile_ids}
+        return {pid: profile for pid, profile in found.items() if profile is not None}
 
 
 class SubscriptionReads:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.adapters.dynamodb.codec import decode, encode
 from chalicelib.adapters.dynamodb.items import from_item, to_item
 from chalicelib.adapters.dynamodb.payments import payment_attributes, payment_from_item
-from chalicelib.adapters.dynamodb.profile_links import link_entries
+from chalicelib.adapters.dynamodb.profile_links import LinkChange
 from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
 from chalicelib.adapters.stripe.payments import outcome_from_intent
 from chalicelib.domain.billing.outcomes import (
@@ -144,16 +145,47 @@ def test_intents_map_to_outcomes() -> None:
 
 def test_links_follow_members_and_status() -> None:
     sub = active_subscription()
-    created = link_entries("t", None, sub, NOW)
-    assert sorted(e["Put"]["Item"]["sk"]["S"] for e in created) == [
-        "SUB#sub_1#member",
-        "SUB#sub_1#member",
-        "SUB#sub_1#owner",
-    ]
+    created = LinkChange("com_1", "sub_1", None, sub, 1)
+    assert created.changed() and created.lost() == set()
     removed = remove_member(sub, "prof_2", "now", NOW).subscription
-    [gone] = link_entries("t", sub, removed, NOW)
-    assert gone["Delete"]["Key"]["pk"]["S"] == "C#com_1#PROFILE#prof_2"
+    gone = LinkChange("com_1", "sub_1", sub, removed, 2)
+    assert gone.changed() and gone.lost() == {"prof_2#member"}
     cancelled = removed.cancel("now", NOW).subscription
-    statuses = {e["Put"]["Item"]["status"]["S"] for e in link_entries("t", removed, cancelled, NOW)}
-    assert statuses == {"cancelled"}
-    assert link_entries("t", removed, removed, NOW) == []
+    assert LinkChange("com_1", "sub_1", removed, cancelled, 3).changed()
+    assert not LinkChange("com_1", "sub_1", removed, removed, 3).changed()
+    deleted = LinkChange("com_1", "sub_1", removed, None, 3)
+    assert deleted.lost() == {f"{removed.owner_id}#owner"} | {
+        f"{m.profile_id}#member" for m in removed.members
+    }
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's item size, near enough: attribute names plus their values' bytes."""
+    return sum(len(name) + len(json.dumps(value)) for name, value in item.items())
+
+
+def test_a_thousand_members_fit_far_below_the_item_limit_and_round_trip() -> None:
+    sub = active_subscription()  # 2 members; 998 join at once, each with the activation fee
+    joining = [MemberAddition(f"prof_{n:020x}") for n in range(998)]
+    charge = plan_add_members(sub, joining, NOW + timedelta(days=3), owner_credit=0)
+    in_flight = begin_charge(sub, charge, "pay_2", NOW).subscription  # members twice
+    assert len(charge.pending.members) == 1000
+
+    stored_sub = repository().attributes(in_flight, 7)
+    assert item_bytes(stored_sub) < 100_000  # DynamoDB's limit: 400 KB
+    item = from_item(to_item(stored_sub))
+    assert SubscriptionRepository.from_item(item) == replace(in_flight, version=7)
+
+    payment = new_payment(
+        charge,
+        "pay_2",
+        BilledTo("prof_1", "Ada", "a@x.io"),
+        PaymentMethodSummary("card", "visa", "4242"),
+        None,
+        0,
+        NOW,
+    )
+    assert len(payment.lines) == 1996
+    stored_payment = payment_attributes(payment, 1, 4)
+    assert item_bytes(stored_payment) < 100_000
+    assert payment_from_item(from_item(to_item(stored_payment))) == replace(payment, revision=1)

@@ -14,10 +14,12 @@ from typing import Any
 from chalicelib.adapters.dynamodb.card_snapshots import card_key
 from chalicelib.adapters.dynamodb.communities import community_key
 from chalicelib.adapters.dynamodb.items import from_item
+from chalicelib.adapters.dynamodb.plans import plan_from_item, plan_key
 from chalicelib.adapters.dynamodb.profiles import profile_from_item, profile_key
 from chalicelib.adapters.dynamodb.timestamps import parse_time
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import NotFound
+from chalicelib.domain.plans import Plan
 from chalicelib.domain.profiles import Profile
 
 
@@ -27,14 +29,21 @@ class BillingContext:
     community_disconnected: bool  # the connected account deauthorized the platform
     billed: Profile
     card: dict[str, Any] | None  # the card snapshot item, if the card was ever checked
+    plan: Plan | None = None  # the plan as stored now, when asked for (renewals)
 
 
 def load_billing_context(
-    client: Any, table: str, community_id: str, profile_id: str, payment_method_id: str | None
+    client: Any,
+    table: str,
+    community_id: str,
+    profile_id: str,
+    payment_method_id: str | None,
+    plan_id: str | None = None,
 ) -> BillingContext:
     keys = [community_key(community_id), profile_key(community_id, profile_id)]
-    if payment_method_id:
-        keys.append(card_key(community_id, payment_method_id))
+    card = card_key(community_id, payment_method_id) if payment_method_id else None
+    plan = plan_key(community_id, plan_id) if plan_id else None
+    keys += [key for key in (card, plan) if key is not None]
     request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
     items: list[dict[str, Any]] = []
     while request:
@@ -64,7 +73,8 @@ def load_billing_context(
         community=community,
         community_disconnected=bool(community_item.get("stripe_deauthorized_at")),
         billed=profile_from_item(profile_item),
-        card=find(keys[2]) if payment_method_id else None,
+        card=find(card) if card else None,
+        plan=plan_from_item(found) if plan and (found := find(plan)) else None,
     )
 
 
@@ -76,8 +86,12 @@ class DynamoBillingReader:
         self._table = table
 
     def billing_context(
-        self, community_id: str, profile_id: str, payment_method_id: str | None
+        self,
+        community_id: str,
+        profile_id: str,
+        payment_method_id: str | None,
+        plan_id: str | None = None,
     ) -> BillingContext:
         return load_billing_context(
-            self._client, self._table, community_id, profile_id, payment_method_id
+            self._client, self._table, community_id, profile_id, payment_method_id, plan_id
         )

@@ -12,6 +12,8 @@ Groups (one EventBridge schedule each, plus the recovery pass):
 - pending_payment: a payment left pending (recovery pass resolves it from Stripe).
 - pending_refund: a paid payment with refunds left pending (recovery pass settles them from
   what Stripe did); swept with pending_payment (a payment is never both).
+- links: a subscription's link state item whose profile links were not all written after its
+  transaction (profile_links.py); read by the pending_payments sweep.
 
 The request shapes of the scheduler live here too: `DueIndex` (the sweeps' Query, the test
 clock's "earliest due" Query, the worker's re-check read), `SweepCursors` (where each sweep got
@@ -28,13 +30,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-DueGroup = Literal["renewal", "failed_payment", "expiration", "pending_payment", "pending_refund"]
+DueGroup = Literal[
+    "renewal", "failed_payment", "expiration", "pending_payment", "pending_refund", "links"
+]
 DUE_GROUPS: tuple[DueGroup, ...] = (
     "renewal",
     "failed_payment",
     "expiration",
     "pending_payment",
     "pending_refund",
+    "links",
 )
 DUE_INDEX = "due"
 DUE_PK = "due_pk"

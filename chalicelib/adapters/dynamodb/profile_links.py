@@ -1,7 +1,9 @@
 """Profile <-> subscription links: who owns and who is a member of which subscription.
 
-The subscription service keeps these in step with its subscriptions by adding the entries
-built here to its own TransactWriteItems (same transaction as the subscription change).
+The unit of work keeps these in step with its subscriptions: right after the subscription's
+own transaction, versioned and idempotent (see "writing the links after the subscription's
+own transaction" below); they are never part of that transaction, which would then grow with
+the member count.
 
 Item layout (one item per profile, subscription and role; an owner who is also a member has
 two, because access depends on membership alone):
@@ -21,16 +23,31 @@ Writing them (all return TransactWriteItems entries):
 - `update_link(table, cid, profile_id, subscription_id, role, now, status=...,
   payment_method_id=...)`
   on every status change, and on the owner link when the subscription's card changes.
-- `delete_link(table, cid, profile_id, subscription_id, role)` when a member is removed for
-  good, the owner changes, or an inactive subscription is deleted. Cancelled subscriptions keep
-  their links with status "cancelled" (billing history).
+- `delete_link(table, cid, profile_id, subscription_id, role)` (tests and tools only): the
+  unit of work replaces a link that goes away (a member removed for good, a changed owner, a
+  deleted inactive subscription) by a tombstone, `type="profile_link_removed"`, which reads
+  skip. Cancelled subscriptions keep their links with status "cancelled" (billing history).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
+from chalicelib.adapters.dynamodb.due_index import (
+    DUE_AT,
+    DUE_ATTRIBUTE_NAMES,
+    DUE_GROUP,
+    DUE_PK,
+    due_attributes,
+)
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.timestamps import format_time
 from chalicelib.domain.profiles import SubscriptionLink
@@ -165,7 +182,8 @@ def links_for_profile(
     }
     while True:
         response = client.query(**kwargs)
-        links += [link_from_item(from_item(i)) for i in response.get("Items", [])]
+        items = [from_item(i) for i in response.get("Items", [])]
+        links += [link_from_item(i) for i in items if i.get("type") == "profile_link"]
         if "LastEvaluatedKey" not in response:
             return links
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -204,7 +222,7 @@ def profile_ids_with_status(
     return ids, "LastEvaluatedKey" in response
 
 
-# --- keeping the links in step with a subscription change (in the same transaction) -----------
+# --- the links a subscription state holds ---------------------------------------------------
 # A link exists for the owner and for every current member (a member leaving at period end
 # keeps it until the removal takes effect); cancelled subscriptions keep their links.
 LinkKey = tuple[str, str]  # (profile_id, role)
@@ -221,29 +239,324 @@ def _links(sub: Subscription | None) -> dict[LinkKey, tuple[str, str | None]]:
     return links
 
 
-def link_entries(
-    table: str, before: Subscription | None, after: Subscription | None, now: datetime
-) -> list[dict[str, Any]]:
-    """Put the links that are new or changed, delete the ones that are gone."""
-    old, new = _links(before), _links(after)
-    subject = after or before
-    if subject is None:
-        return []
-    entries: list[dict[str, Any]] = []
-    for (profile_id, role), (status, method) in new.items():
-        if old.get((profile_id, role)) != (status, method):
-            entries.append(
-                put_link(
-                    table,
-                    subject.community_id,
-                    profile_id,
-                    subject.id,
-                    role,
-                    status,
-                    now,
-                    payment_method_id=method,
-                )
+# --- writing the links after the subscription's own transaction ------------------------------
+# A transaction takes at most 100 items, so the links (one per member) are never part of it.
+# The subscription's transaction stages ONE constant-size entry on the subscription's link
+# state item (`links_state_entry`); `LinkWriter.apply` writes the links right after the commit
+# (BatchWriteItem, 25 a call), and the "links" due-index group repairs what a crash between
+# the two left behind.
+#
+# Link state item  pk=`C#<cid>#SUB#<sid>`  sk=`LINKS`
+#   wanted       the subscription version whose links must be written (set in the transaction)
+#   prev_wanted  the `wanted` before it (the transaction copies it)
+#   written      the last `wanted` whose links were all written
+#   pending      string set of `<profile_id>#<role>` that lost their link (removed members, a
+#                changed owner, a deleted subscription) and may still hold a link item
+#   lease_owner / lease_until (wall-clock epoch seconds): the one writer at work
+#   due_pk/due_at/due_group="links" while `written` < `wanted`: the sweep's repair.
+#
+# Writers of one subscription never overlap: a writer first takes the lease (conditional
+# update), and stops before its lease could run out (LEASE is longer than any Lambda runs).
+# The lease holder writes the state as it is at `wanted`; if `wanted` moved on meanwhile, it
+# goes on with the subscription as it is now before giving the lease back.
+LINKS_SK = "LINKS"
+LEASE_SECONDS = 16 * 60  # longer than the longest Lambda (15 minutes)
+LEASE_MARGIN_SECONDS = 60  # no batch is started with less of the lease left
+BATCH = 25  # BatchWriteItem's limit
+ROUNDS = 3  # catching up with later writes, before the repair sweep takes over
+# The sweep repairs a state item only this long after its transaction, so it does not race
+# the writer that runs right after the commit.
+REPAIR_DELAY = timedelta(minutes=2)
+
+log = logging.getLogger(__name__)
+
+
+def links_state_key(community_id: str, subscription_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"C#{community_id}#SUB#{subscription_id}"}, "sk": {"S": LINKS_SK}}
+
+
+def _key_text(profile_id: str, role: str) -> str:
+    return f"{profile_id}#{role}"
+
+
+def _key_of(text: str) -> LinkKey:
+    profile_id, _, role = text.rpartition("#")
+    return profile_id, role
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """One subscription write whose links must follow (`version`: the version written)."""
+
+    community_id: str
+    subscription_id: str
+    before: Subscription | None
+    after: Subscription | None
+    version: int
+
+    def changed(self) -> bool:
+        return _links(self.before) != _links(self.after)
+
+    def lost(self) -> set[str]:
+        """The links the write takes away."""
+        gone = _links(self.before).keys() - _links(self.after).keys()
+        return {_key_text(profile_id, role) for profile_id, role in gone}
+
+
+def links_state_entry(
+    table: str, change: LinkChange, now: datetime, due_shards: int
+) -> dict[str, Any]:
+    """The subscription transaction's one entry for its links: what must be written, and a
+    due-index entry that repairs it if nobody does."""
+    due = due_attributes(change.subscription_id, "links", now + REPAIR_DELAY, due_shards)
+    values: dict[str, Any] = {
+        ":type": to_value("subscription_links"),
+        ":id": to_value(change.subscription_id),
+        ":cid": to_value(change.community_id),
+        ":wanted": to_value(change.version),
+        ":zero": to_value(0),
+        ":due_pk": to_value(due[DUE_PK]),
+        ":due_at": to_value(due[DUE_AT]),
+        ":due_group": to_value(due[DUE_GROUP]),
+    }
+    expression = (
+        "SET #type = :type, id = :id, community_id = :cid,"
+        " prev_wanted = if_not_exists(wanted, :zero), wanted = :wanted,"
+        f" {DUE_PK} = :due_pk, {DUE_AT} = :due_at, {DUE_GROUP} = :due_group"
+    )
+    lost = change.lost()
+    if lost:
+        expression += " ADD pending :lost"
+        values[":lost"] = {"SS": sorted(lost)}
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": links_state_key(change.community_id, change.subscription_id),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": {"#type": "type"},
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+@dataclass(frozen=True)
+class LinkState:
+    wanted: int
+    prev_wanted: int
+    written: int
+    pending: frozenset[str]
+
+    @staticmethod
+    def from_item(item: dict[str, Any]) -> LinkState:
+        return LinkState(
+            wanted=int(item.get("wanted", {}).get("N", "0")),
+            prev_wanted=int(item.get("prev_wanted", {}).get("N", "0")),
+            written=int(item.get("written", {}).get("N", "0")),
+            pending=frozenset(item.get("pending", {}).get("SS", [])),
+        )
+
+
+class SubscriptionReader(Protocol):
+    def find(self, community_id: str, subscription_id: str) -> Subscription | None: ...
+
+
+class LeaseLost(Exception):
+    """The writer's lease is (nearly) over: it stops; the repair sweep finishes."""
+
+
+class LinkWriter:
+    """Writes the link items of a subscription outside its transaction, one writer at a time
+    (the lease on the link state item), and repairs them from the link state item."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        due_shards: int,
+        subscriptions: SubscriptionReader,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._shards = due_shards
+        self._subscriptions = subscriptions
+        self._wall = wall
+
+    def state_entry(self, change: LinkChange, now: datetime) -> dict[str, Any]:
+        return links_state_entry(self._table, change, now, self._shards)
+
+    def apply(self, change: LinkChange, now: datetime) -> None:
+        """Write the links of a committed change. A failure leaves the repair due."""
+        try:
+            self._run(change.community_id, change.subscription_id, change, now)
+        except Exception:  # the money is committed; the sweep finishes the links
+            log.warning(
+                "links of subscription %s left to the repair sweep",
+                change.subscription_id,
+                exc_info=True,
             )
-    for profile_id, role in old.keys() - new.keys():
-        entries.append(delete_link(table, subject.community_id, profile_id, subject.id, role))
-    return entries
+
+    def repair(self, community_id: str, subscription_id: str, now: datetime) -> str:
+        """The "links" due group: write every link of the subscription as it is now."""
+        return self._run(community_id, subscription_id, None, now)
+
+    # --- the lease and the rounds ------------------------------------------------------------
+    def _run(
+        self, community_id: str, subscription_id: str, change: LinkChange | None, now: datetime
+    ) -> str:
+        token = secrets.token_hex(8)
+        lease_until = self._wall() + LEASE_SECONDS
+        state = self._take_lease(community_id, subscription_id, token, lease_until)
+        if state is None:
+            if change is None:  # the repair: come back after the writer at work
+                self._postpone(community_id, subscription_id, now)
+            return "links_busy"
+        finished = False
+        try:
+            for _ in range(ROUNDS):
+                if state.written >= state.wanted:
+                    return "links_current"
+                if change is not None and change.version == state.wanted:
+                    sub, links = change.after, _links(change.after)
+                    if state.written == state.prev_wanted:
+                        # Complete before this change: write only what changed.
+                        previous = _links(change.before)
+                        links = {k: v for k, v in links.items() if previous.get(k) != v}
+                else:
+                    sub = self._subscriptions.find(community_id, subscription_id)
+                    links = _links(sub)
+                gone = {t for t in state.pending if _key_of(t) not in _links(sub)}
+                self._write(community_id, subscription_id, links, gone, lease_until, now)
+                finished = self._finish(community_id, subscription_id, state, gone, token)
+                if finished:
+                    return "links_repaired" if change is None else "links_written"
+                change = None
+                state = self._read(community_id, subscription_id)
+            return "links_behind"
+        finally:
+            if not finished:  # a finished round gave the lease back itself
+                self._release(community_id, subscription_id, token)
+
+    def _read(self, community_id: str, subscription_id: str) -> LinkState:
+        item = self._client.get_item(
+            TableName=self._table,
+            Key=links_state_key(community_id, subscription_id),
+            ConsistentRead=True,
+        ).get("Item")
+        return LinkState.from_item(item or {})
+
+    def _take_lease(
+        self, community_id: str, subscription_id: str, token: str, lease_until: float
+    ) -> LinkState | None:
+        wall = self._wall()
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=links_state_key(community_id, subscription_id),
+                UpdateExpression="SET lease_owner = :token, lease_until = :until",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(lease_until) OR lease_until < :wall)",
+                ExpressionAttributeValues={
+                    ":token": to_value(token),
+                    ":until": to_value(int(lease_until)),
+                    ":wall": to_value(int(wall)),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return LinkState.from_item(answer["Attributes"])
+
+    def _postpone(self, community_id: str, subscription_id: str, now: datetime) -> None:
+        due = due_attributes(subscription_id, "links", now + REPAIR_DELAY, self._shards)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=links_state_key(community_id, subscription_id),
+                UpdateExpression=f"SET {DUE_AT} = :due_at",
+                ConditionExpression=f"attribute_exists({DUE_PK})",
+                ExpressionAttributeValues={":due_at": to_value(due[DUE_AT])},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def _release(self, community_id: str, subscription_id: str, token: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=links_state_key(community_id, subscription_id),
+                UpdateExpression="REMOVE lease_owner, lease_until",
+                ConditionExpression="lease_owner = :token",
+                ExpressionAttributeValues={":token": to_value(token)},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    # --- the writes ----------------------------------------------------------------------------
+    def _write(
+        self,
+        community_id: str,
+        subscription_id: str,
+        links: dict[LinkKey, tuple[str, str | None]],
+        gone: set[str],
+        lease_until: float,
+        now: datetime,
+    ) -> None:
+        requests: list[dict[str, Any]] = []
+        for (profile_id, role), (status, method) in links.items():
+            entry = put_link(
+                self._table,
+                community_id,
+                profile_id,
+                subscription_id,
+                role,
+                status,
+                now,
+                payment_method_id=method,
+            )
+            requests.append({"PutRequest": {"Item": entry["Put"]["Item"]}})
+        for text in sorted(gone):
+            profile_id, role = _key_of(text)
+            key = link_key(community_id, profile_id, subscription_id, role)
+            requests.append({"DeleteRequest": {"Key": key}})
+        for start in range(0, len(requests), BATCH):
+            if self._wall() > lease_until - LEASE_MARGIN_SECONDS:
+                raise LeaseLost(f"lease on the links of {subscription_id} ran out")
+            unprocessed = {self._table: requests[start : start + BATCH]}
+            while unprocessed:
+                answer = self._client.batch_write_item(RequestItems=unprocessed)
+                unprocessed = answer.get("UnprocessedItems") or {}
+
+    def _finish(
+        self,
+        community_id: str,
+        subscription_id: str,
+        state: LinkState,
+        gone: set[str],
+        token: str,
+    ) -> bool:
+        """Mark `state.wanted` written, drop its repair and give the lease back, unless a later
+        write wants more."""
+        removed = ", ".join((*DUE_ATTRIBUTE_NAMES, "lease_owner", "lease_until"))
+        expression = f"SET written = :wanted REMOVE {removed}"
+        values: dict[str, Any] = {":wanted": to_value(state.wanted), ":token": to_value(token)}
+        if gone:
+            expression += " DELETE pending :gone"
+            values[":gone"] = {"SS": sorted(gone)}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=links_state_key(community_id, subscription_id),
+                UpdateExpression=expression,
+                ConditionExpression="wanted = :wanted AND lease_owner = :token",
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

@@ -5,7 +5,8 @@ Item layout (the subscription, its audit events and its charge keys share one pa
     type="subscription", id, version (optimistic lock: every write is conditional on it),
     status, plan_id, owner_id, member_ids (current members, for filters), created_at,
     pending_payment_id (while a charge is in flight: the marker of DESIGN.md section 6),
-    data (the whole domain object as a JSON string, see codec.py)
+    data (the whole domain object as a JSON string, see codec.py; above 16 KB zlib-compressed,
+    base64, prefixed `z1:`: see packing.py)
     gsi1pk=`C#<cid>#SUBS#STATUS#<status>`  gsi1sk=`<created µs>#<sid>`  (by status; COUNT)
     gsi2pk=`C#<cid>#SUBS`                  gsi2sk=`<created µs>#<sid>`  (all, newest first)
     gsi3pk=`C#<cid>#SUBS#OWNER#<owner_id>` gsi3sk=`<created µs>#<sid>`  (by owner)
@@ -21,7 +22,6 @@ always recomputed from the state written, and a concurrent writer gets Concurren
 from __future__ import annotations
 
 import builtins
-import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from chalicelib.adapters.dynamodb.codec import decode, encode
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.due_index import DueGroup, due_attributes
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
+from chalicelib.adapters.dynamodb.packing import pack_json, unpack_json
 from chalicelib.adapters.dynamodb.transactions import transact
 from chalicelib.domain.errors import ConcurrentChange, NotFound
 from chalicelib.domain.subscriptions import STATUSES, Subscription
@@ -65,12 +66,16 @@ class SubscriptionRepository:
     def table(self) -> str:
         return self._table
 
+    @property
+    def due_shards(self) -> int:
+        return self._shards
+
     # --- items ------------------------------------------------------------------------------
     def attributes(self, sub: Subscription, version: int) -> dict[str, Any]:
         created = _sortable(sub.created_at)
         cid = sub.community_id
         # One JSON string, not a nested map: cheaper to (de)serialize on every read and write.
-        data = json.dumps(encode(replace(sub, version=version)), separators=(",", ":"))
+        data = pack_json(encode(replace(sub, version=version)))
         attributes: dict[str, Any] = {
             "type": "subscription",
             "id": sub.id,
@@ -98,7 +103,7 @@ class SubscriptionRepository:
 
     @staticmethod
     def from_item(item: dict[str, Any]) -> Subscription:
-        sub: Subscription = decode(Subscription, json.loads(item["data"]))
+        sub: Subscription = decode(Subscription, unpack_json(item["data"]))
         return replace(sub, version=int(item["version"]))
 
     # --- transaction entries ---------------------------------------------------------------

@@ -4,8 +4,11 @@ Repositories hand out domain objects and take them back; only this package knows
 keys and conditions. Reads go straight to the table (consistent); writes are staged and
 sent together by `commit()`:
 
-- a subscription save is a whole-item Put conditional on the version it was read at; its
-  profile links follow the difference between the state read and the state saved;
+- a subscription save is a whole-item Put conditional on the version it was read at. Its
+  profile links (one item per member: up to 1,000, and a transaction takes at most 100) are
+  NOT in the transaction: it holds one constant-size entry on the subscription's link state
+  item, and `commit()` writes the links right after (profile_links.LinkWriter: versioned,
+  idempotent; a crash in between leaves the "links" repair due);
 - a payment save is conditional on its revision; a charge-key claim on nobody holding the key;
 - the webhook-event record, when registered, is the FIRST entry, conditional on the event not
   being done: its failure alone means "duplicate".
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -28,7 +32,7 @@ from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_upda
 from chalicelib.adapters.dynamodb.communities import deauthorized_entry
 from chalicelib.adapters.dynamodb.payments import PaymentRepository
 from chalicelib.adapters.dynamodb.platform_events import outbox_entry
-from chalicelib.adapters.dynamodb.profile_links import link_entries
+from chalicelib.adapters.dynamodb.profile_links import LinkChange, LinkWriter
 from chalicelib.adapters.dynamodb.profiles import credit_change_entry
 from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
 from chalicelib.adapters.dynamodb.transactions import commit_transaction
@@ -59,11 +63,15 @@ class _Staged:
 
 
 class UowSubscriptions:
-    def __init__(self, repo: SubscriptionRepository, staged: _Staged, now: datetime) -> None:
+    def __init__(
+        self, repo: SubscriptionRepository, links: LinkWriter, staged: _Staged, now: datetime
+    ) -> None:
         self._repo = repo
+        self._links = links
         self._staged = staged
         self._now = now
         self._seen: dict[tuple[str, str], Subscription] = {}
+        self.link_changes: list[LinkChange] = []
 
     def _track(self, sub: Subscription | None) -> Subscription | None:
         if sub is not None:
@@ -84,19 +92,27 @@ class UowSubscriptions:
 
     def add(self, sub: Subscription) -> None:
         self._staged.add(self._repo.create_entry(sub))
-        self._staged.entries += link_entries(self._repo.table, None, sub, self._now)
+        self._follow(LinkChange(sub.community_id, sub.id, None, sub, 1))
 
     def save(self, sub: Subscription, expected_version: int) -> None:
         before = self._seen.get((sub.community_id, sub.id))
         if before is None or before.version != expected_version:
             raise ValueError(f"subscription {sub.id} was not read at version {expected_version}")
         self._staged.add(self._repo.save_entry(sub, expected_version))
-        self._staged.entries += link_entries(self._repo.table, before, sub, self._now)
+        after = replace(sub, version=expected_version + 1)
+        self._follow(LinkChange(sub.community_id, sub.id, before, after, after.version))
 
     def delete(self, sub: Subscription) -> None:
         before = self._seen.get((sub.community_id, sub.id), sub)
         self._staged.add(self._repo.delete_entry(sub))
-        self._staged.entries += link_entries(self._repo.table, before, None, self._now)
+        self._follow(LinkChange(sub.community_id, sub.id, before, None, sub.version + 1))
+
+    def _follow(self, change: LinkChange) -> None:
+        """Stage the link state entry (constant size) when the links change; commit() writes
+        the links themselves after the transaction."""
+        if change.changed():
+            self._staged.add(self._links.state_entry(change, self._now))
+            self.link_changes.append(change)
 
 
 class UowPayments:
@@ -248,8 +264,10 @@ class DynamoUnitOfWork:
         self._client = client
         self._webhook_events = webhook_events
         self._staged = _Staged()
+        self._now = now
         table = subscriptions.table
-        self.subscriptions = UowSubscriptions(subscriptions, self._staged, now)
+        self._links = LinkWriter(client, table, subscriptions.due_shards, subscriptions)
+        self.subscriptions = UowSubscriptions(subscriptions, self._links, self._staged, now)
         self.payments = UowPayments(payments, self.subscriptions, self._staged)
         self.charge_keys = UowChargeKeys(table, self._staged)
         self.audit = UowAudit(table, self._staged)
@@ -274,6 +292,8 @@ class DynamoUnitOfWork:
         if entries:
             commit_transaction(self._client, entries, guarded_first=self._staged.first is not None)
         self.committed = True
+        for change in self.subscriptions.link_changes:
+            self._links.apply(change, self._now)
 
     def __enter__(self) -> DynamoUnitOfWork:
         return self

@@ -69,6 +69,9 @@ class PendingCharge:
     fee is charged by this payment have fee status `due` here and become `paid` on success.
     `period_anchor`/`period_index` describe `period` (period_index-th period of the anchor);
     `pending_changes_*` are the subscription's queued changes after success.
+    `failure_terms`: the subscription's own plan as it stood when a renewal was planned (the
+    plan's latest grace days and retry schedule); a failed renewal starts its grace and
+    retries on them (None: the subscription's snapshot).
     """
 
     kind: PaymentKind
@@ -91,6 +94,7 @@ class PendingCharge:
     # The subscription's carried amounts after success: () when this charge includes them,
     # all of them plus this order when it is itself carried (see ChargePlan.carried_forward).
     carried: tuple[CarriedAmount, ...] = ()
+    failure_terms: PlanSnapshot | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ from chalicelib.domain.errors import ConcurrentChange, Conflict
 from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
 from chalicelib.domain.members import Member
 from chalicelib.domain.periods import ensure_utc
-from chalicelib.domain.subscriptions import Outcome, PendingChanges, Subscription, credit_change
+from chalicelib.domain.subscriptions import (
+    Outcome,
+    PendingChanges,
+    Subscription,
+    credit_change,
+    with_former,
+)
 
 
 def begin_charge(
@@ -73,18 +79,26 @@ def apply_charge_failed(
     refund_credit = credit_change(pending.billed_to_profile_id, pending.credit_applied)
     details: dict[str, DetailValue] = {"payment_id": payment_id, "kind": pending.kind}
     if pending.kind == "renewal":
-        grace = timedelta(days=sub.plan.failed_payment_grace_days)
+        # The plan's terms when the renewal was planned (a PATCHed plan applies to
+        # subscriptions that fail afterwards), else the subscription's snapshot.
+        terms = pending.failure_terms
+        if terms is None or terms.plan_id != sub.plan_id:
+            terms = sub.plan
+        grace = timedelta(days=terms.failed_payment_grace_days)
         staying = {m.profile_id for m in pending.members}
         leaving = [m for m in sub.members if m.profile_id not in staying]
         failed = replace(
             cleared,
             status="failed_payment",
+            plan=terms,
             members=pending.members,
-            former_members=(*sub.former_members, *_removed(leaving, pending.period.start)),
+            former_members=with_former(sub, _removed(leaving, pending.period.start)),
             failed_at=now,
             grace_ends_at=now + grace,
+            # API.md: a failed_payment subscription shows when it is cancelled unless paid.
+            cancel_at=now + grace,
             retry_count=0,
-            next_retry_at=_retry_at(sub.plan, now, 0, now),
+            next_retry_at=_retry_at(terms, now, 0, now),
         )
         event = AuditEvent(
             now, "subscription.renewal_failed", "active", "failed_payment", actor, details
@@ -142,13 +156,14 @@ def _succeed(
         owner_id=pending.owner_id,
         payment_method_id=pending.payment_method_id,
         members=tuple(m.fee_paid_by(payment_id) for m in pending.members),
-        former_members=(*sub.former_members, *_removed(leaving, removed_at)),
+        former_members=with_former(sub, _removed(leaving, removed_at)),
         period_anchor=pending.period_anchor,
         period_index=pending.period_index,
         pending_changes=PendingChanges(
             pending.pending_changes_billing_cycle, pending.pending_changes_plan
         ),
         pending_charge=None,
+        cancel_at=None,
         failed_at=None,
         grace_ends_at=None,
         next_retry_at=None,

@@ -4,6 +4,7 @@ Every function checks the subscription can take the operation and returns a `Cha
 charges.py) holding the lines, the totals and the pending charge to store meanwhile; nothing
 changes until `billing.outcomes` applies it:
 - `plan_activation(sub, now, owner_credit=, payment_method_id=None, current_plan=None)`
+  (and `plan_renewal(..., current_plan=None)`: the plan's latest failed-payment terms)
 - `plan_renewal(sub, now, owner_credit=)` (`preview_renewal` for GET .../preview: not due-checked)
 - `plan_retry(sub, now, owner_credit=)`
 - `plan_reactivation(sub, now, owner_credit=, owner=None, payment_method_id=None,
@@ -106,14 +107,21 @@ def plan_activation(
     )
 
 
-def plan_renewal(sub: Subscription, now: datetime, *, owner_credit: int) -> ChargePlan:
+def plan_renewal(
+    sub: Subscription, now: datetime, *, owner_credit: int, current_plan: Plan | None = None
+) -> ChargePlan:
     """active, period ended -> next period on the (possibly queued) plan and cycle, billing
-    the members without a pending removal."""
+    the members without a pending removal. `current_plan` (the stored plan of the
+    subscription): its latest terms (grace days, retry schedule) apply if this renewal fails
+    and from then on."""
     ensure_utc(now)
     period = sub.require_period() if sub.status == "active" else None
     if period is not None and now < period.end:
         raise Conflict(f"Subscription {sub.id} is not due for renewal before {period.end}.")
-    return preview_renewal(sub, now, owner_credit=owner_credit)
+    if current_plan is not None and current_plan.id == sub.plan_id:
+        sub = sub.refresh_plan_terms(current_plan)
+    charge = preview_renewal(sub, now, owner_credit=owner_credit)
+    return replace(charge, pending=replace(charge.pending, failure_terms=sub.plan))
 
 
 def preview_renewal(sub: Subscription, now: datetime, *, owner_credit: int) -> ChargePlan:
@@ -240,6 +248,14 @@ def plan_add_members(
     ensure_utc(now)
     sub.ensure_status("active", "members are added")
     sub.ensure_no_pending_charge()
+    period = sub.require_period()
+    if now >= period.end:
+        # Never charge a member for a period that began before they joined: the renewal of
+        # the ended period runs first (the scheduler, minutes at most), then the addition.
+        raise Conflict(
+            f"The period ended at {period.end.isoformat()} and the subscription has not renewed "
+            "yet; add the members once it has renewed."
+        )
     if not additions:
         raise InvalidRequest.for_field("members", "Give at least one member to add.")
     ensure_unique_ids([a.profile_id for a in additions], "members")
@@ -305,7 +321,11 @@ def plan_change_now(
         lines.append(plan_change_line(sub.plan, snapshot, difference, count))
     pending = sub.pending_changes
     if pending.billing_cycle is not None and not snapshot.offers(pending.billing_cycle):
-        pending = NO_CHANGES
+        raise Conflict(
+            f"The queued change to the {pending.billing_cycle} billing cycle at period end is "
+            f"not offered by plan {plan.id}; change the billing cycle back to "
+            f"{sub.billing_cycle} first."
+        )
     return _charge_plan(
         sub,
         "plan_change",

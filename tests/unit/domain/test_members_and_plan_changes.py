@@ -103,11 +103,10 @@ def test_failed_add_adds_nobody() -> None:
 
 def test_adding_with_everything_waived_at_period_end_needs_no_payment() -> None:
     sub = april_sub()
-    charge = plan_add_members(
-        sub, [MemberAddition("prof_b", "waive")], at(2026, 5, 1), owner_credit=0
-    )
+    last_minute = at(2026, 4, 30, 23, 59)  # 3000 x 60 s / 30 days rounds to 0
+    charge = plan_add_members(sub, [MemberAddition("prof_b", "waive")], last_minute, owner_credit=0)
     assert not charge.needs_payment
-    assert settle_without_stripe(sub, charge, at(2026, 5, 1)).subscription.member_ids == [
+    assert settle_without_stripe(sub, charge, last_minute).subscription.member_ids == [
         "prof_a",
         "prof_b",
     ]
@@ -285,3 +284,29 @@ def test_activation_checks_the_stored_plan_and_preview_renewal_is_not_due_checke
     assert preview.period is not None
     assert (preview.period.start, preview.period.end) == (at(2026, 5, 1), at(2026, 6, 1))
     assert preview.total == 3000
+
+
+# --- item 8: time guards ----------------------------------------------------------------------
+
+
+def test_no_member_is_added_after_the_period_ended_before_the_renewal_ran() -> None:
+    sub = active_sub()  # period 2026-01-01 .. 2026-02-01, renewal not run yet
+    with pytest.raises(Conflict, match="renew"):
+        plan_add_members(sub, [MemberAddition("prof_b")], at(2026, 2, 1, 0, 5), owner_credit=0)
+    renewed = stored(
+        charge_through(
+            sub, plan_renewal(sub, at(2026, 2, 1, 0, 5), owner_credit=0), at(2026, 2, 1, 0, 5)
+        ).subscription
+    )
+    charge = plan_add_members(
+        renewed, [MemberAddition("prof_b", "waive")], at(2026, 2, 1, 0, 5), owner_credit=0
+    )
+    assert charge.period is not None and charge.period.start == at(2026, 2, 1)
+    assert [line.profile_id for line in charge.lines] == ["prof_b"]  # only the new period
+
+
+def test_a_removal_that_took_effect_cannot_be_restored() -> None:
+    sub = active_sub(members=["prof_a", "prof_b"])
+    pending = remove_member(sub, "prof_b", "period_end", at(2026, 1, 10)).subscription
+    with pytest.raises(Conflict, match="took effect"):
+        restore_member(pending, "prof_b", at(2026, 2, 1, 0, 1))

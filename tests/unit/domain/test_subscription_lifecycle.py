@@ -15,6 +15,7 @@ from chalicelib.domain.billing.outcomes import (
 )
 from chalicelib.domain.billing.planning import (
     plan_activation,
+    plan_change_now,
     plan_reactivation,
     plan_renewal,
     plan_retry,
@@ -307,12 +308,30 @@ def test_cancel_at_period_end_then_resume_then_cancel_now() -> None:
         assert now.subscription.next_action is None
 
 
-def test_cancel_at_period_end_discards_queued_changes() -> None:
-    sub = update_subscription(
-        active_sub(), SubscriptionUpdate(billing_cycle="year"), T0
-    ).subscription
+def test_queued_changes_survive_a_cancel_at_period_end_and_apply_after_resume() -> None:
+    sub = stored(
+        update_subscription(active_sub(), SubscriptionUpdate(billing_cycle="year"), T0).subscription
+    )
     assert sub.pending_changes.billing_cycle == "year"
-    assert sub.cancel("period_end", T0).subscription.pending_changes.empty
+    expiring = stored(sub.cancel("period_end", T0).subscription)
+    assert expiring.pending_changes.billing_cycle == "year"
+    resumed = stored(expiring.resume(T0).subscription)
+    assert resumed.pending_changes.billing_cycle == "year"
+
+    renewal = plan_renewal(resumed, at(2026, 2, 1), owner_credit=0)
+    renewed = charge_through(resumed, renewal, at(2026, 2, 1)).subscription
+    assert renewed.billing_cycle == "year" and renewal.total == 30000
+    assert renewed.current_period is not None
+    assert renewed.current_period.end == at(2027, 2, 1)
+
+
+def test_a_plan_change_now_that_rules_out_the_queued_cycle_is_refused() -> None:
+    sub = stored(
+        update_subscription(active_sub(), SubscriptionUpdate(billing_cycle="year"), T0).subscription
+    )
+    monthly_only = make_plan("plan_monthly", month=4000, year=None)
+    with pytest.raises(Conflict, match="year"):
+        plan_change_now(sub, monthly_only, at(2026, 1, 10), owner_credit=0)
 
 
 def test_expiring_period_ends_cancelled_expired() -> None:
@@ -579,3 +598,29 @@ def test_pending_charge_blocks_every_other_change() -> None:
     for attempt in attempts:
         with pytest.raises(Conflict):
             attempt()
+
+
+def test_a_failed_payment_subscription_shows_when_it_is_cancelled_unless_paid() -> None:
+    sub = failed_sub(grace_days=10)
+    assert sub.cancel_at == at(2026, 2, 11, 1) == sub.grace_ends_at  # failed_at + grace days
+
+    paid = charge_through(
+        sub, plan_retry(sub, at(2026, 2, 4, 1), owner_credit=0), at(2026, 2, 4, 1)
+    )
+    assert (paid.subscription.status, paid.subscription.cancel_at) == ("active", None)
+    ended = sub.end_grace(at(2026, 2, 11, 1)).subscription
+    assert (ended.status, ended.cancel_at) == ("cancelled", None)
+    cancelled = sub.cancel("now", at(2026, 2, 2)).subscription
+    assert (cancelled.status, cancelled.cancel_at) == ("cancelled", None)
+    reactivated = charge_through(
+        sub, plan_reactivation(sub, at(2026, 2, 5), owner_credit=0), at(2026, 2, 5)
+    ).subscription
+    assert (reactivated.status, reactivated.cancel_at) == ("active", None)
+
+
+def test_an_expiring_subscription_cannot_resume_after_it_ended() -> None:
+    expiring = stored(active_sub().cancel("period_end", T0).subscription)
+    assert expiring.cancel_at == at(2026, 2, 1)
+    with pytest.raises(Conflict, match="ended"):
+        expiring.resume(at(2026, 2, 1, 0, 1))  # the expiration has not run yet
+    assert expiring.resume(at(2026, 1, 31, 23, 59)).subscription.status == "active"

@@ -79,12 +79,12 @@ def test_a_member_added_for_cents_is_a_member_now_and_pays_once_next_time() -> N
 def test_the_receipt_prints_amounts_with_the_currency_decimals() -> None:
     world = World()
     owner = world.customer("Cy")
-    kid = world.dependent("Kid", owner)
+    friend = world.customer("Kit", card="pm_kit")  # a customer: the receipt goes to them
     sub_id = world.active(world.plan(3000, currency="jpy"), owner)
     world.members.add(
         CID,
         sub_id,
-        [MemberAddition(kid.id, "charge")],
+        [MemberAddition(friend.id, "charge")],
         send_welcome_email=False,
         send_receipt_email=True,
     )

@@ -1,0 +1,56 @@
+"""Item 6: a PATCHed plan's failed-payment terms apply to subscriptions that fail afterwards;
+an archived plan takes no activation (services on the in-memory world)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.domain.errors import Conflict
+from tests.support.world import CID, World
+
+
+def test_grace_and_retries_changed_on_the_plan_apply_to_a_later_failure() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    plan = world.plan(3000, grace_days=14, retry_days=(3, 7))
+    sub_id = world.active(plan, owner)
+    world.directory.plans[(CID, plan.id)] = plan.with_terms(
+        failed_payment_grace_days=5, retry_schedule_days=(1, 2)
+    )
+    world.card_checks.on_stripe["pm_decline"] = owner.stripe_customer_id or ""
+    world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert sub.current_period is not None
+    world.clock.advance_to(sub.current_period.end + timedelta(minutes=1))
+    now = world.clock.now()
+
+    assert world.scheduled.renew(CID, sub_id, now) == "renewal_failed"
+
+    failed = world.store.subscriptions[(CID, sub_id)]
+    assert failed.status == "failed_payment"
+    assert failed.grace_ends_at == now + timedelta(days=5)
+    assert failed.next_retry_at == now + timedelta(days=1)
+    assert failed.plan.retry_schedule_days == (1, 2)  # the later retries follow the new terms
+
+
+def test_an_archived_plan_cannot_be_activated() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    plan = world.plan(3000)
+    sub = world.subscriptions.create(
+        CID,
+        plan_id=plan.id,
+        owner_id=owner.id,
+        member_ids=[owner.id],
+        billing_cycle="month",
+        payment_method_id="pm_ok",
+        waive_activation_fee=False,
+    )
+    world.directory.plans[(CID, plan.id)] = plan.archived()
+
+    with pytest.raises(Conflict, match="archived"):
+        world.subscriptions.activate(CID, sub.id, None)
+    assert world.store.subscriptions[(CID, sub.id)].status == "inactive"
+    assert world.gateway.requests == []
