@@ -32,8 +32,11 @@ def _idempotency_items() -> list[dict[str, Any]]:
 
 
 def _secret_parts(full_key: str) -> list[str]:
-    # mbk_<key_id>_<secret>: neither the whole key nor its secret part may be stored.
-    return [full_key, full_key.rsplit("_", 1)[-1]]
+    # mbk_key_<20 hex>_<43 characters of base64url>: neither the whole key nor its secret part
+    # may be stored. (The secret itself may contain "_": split at the key id, not the last "_".)
+    prefix, secret = full_key[: len("mbk_key_") + 20], full_key[len("mbk_key_") + 21 :]
+    assert prefix.startswith("mbk_key_") and len(secret) == 43, full_key
+    return [full_key, secret]
 
 
 def test_a_created_community_key_is_not_in_the_idempotency_store(shared_env: Env) -> None:
