@@ -1,0 +1,674 @@
+"""The soak's state machine: what operators and Stripe do, faults as rules, invariants after each.
+
+Each example (a sequence) is one new community on the shared world (`WORLD`, set by the short
+test or the runner); rules act only through the HTTP API, signed webhooks, the test-clock route
+and the Lambda entry points. After every step the invariant pass runs: faults are disarmed,
+a recovery pass runs when a step left a payment pending (the test clock moves past the
+recovery delay, which runs the real recovery sweep), then every invariant of `invariants.py`
+is checked. Violations that are documented product bugs (issue 11) are counted as gated
+(`known_issues.gate`) and do not fail the run; anything else fails it, and hypothesis prints
+the shrunk sequence of steps, ready to paste as a regression test.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tests.soak.dynamo_faults import DYNAMO_FAULT_KINDS, DynamoFaultKind, LambdaDied
+from tests.soak.invariants import COLLECTED, Snapshot, Violation, check_all, server_errors
+from tests.soak.known_issues import gate
+from tests.soak.stripe_faults import STRIPE_FAULT_KINDS, FaultTarget, StripeFaultKind
+from tests.soak.world import SoakWorld
+from tests.support import stripe_events as se
+
+GOOD_CARD = "4242424242424242"
+DECLINING_CARD = "4000000000000341"
+AUTH_CARD = "4000002500003155"
+CARDS = {"good": GOOD_CARD, "declining": DECLINING_CARD, "authentication": AUTH_CARD}
+RECOVERY_SECONDS = 6 * 60  # past the 5-minute pending-payment recovery delay
+BIG_LISTS = (40, 120, 250)
+ACCESS_SAMPLE = 8  # profiles of big lists whose access is checked per step (all at the end)
+CHARGING_ACTIONS = ("activate", "add_members", "reactivate", "change_plan_now", "renewal")
+ANY_ACTIONS = (*CHARGING_ACTIONS, "refund", "cancel", "patch", "remove_member", "create")
+
+
+@dataclass
+class Stats:
+    sequences: int = 0
+    steps: int = 0
+    rules: Counter[str] = field(default_factory=Counter)
+    gated: Counter[str] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    budget_ends: float | None = None  # monotonic time after which rules do nothing
+
+
+WORLD: SoakWorld | None = None
+STATS = Stats()
+
+
+def world() -> SoakWorld:
+    assert WORLD is not None, "the soak world is not started (tests.soak.machine.WORLD)"
+    return WORLD
+
+
+def over_budget() -> bool:
+    return STATS.budget_ends is not None and time.monotonic() > STATS.budget_ends
+
+
+class BillingMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = world()
+        self.key = ""
+        self.community_id = ""
+        self.plans: list[dict[str, Any]] = []
+        self.customers: list[dict[str, Any]] = []
+        self.dependents: list[str] = []
+        self.subs: list[str] = []
+        self.held_events: list[dict[str, Any]] = []
+        self.refund_faulted: set[str] = set()  # payments whose refund met a Stripe fault
+        self.versions: dict[str, int] = {}
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.charges: dict[str, dict[str, Any]] = {}
+        self.intents_from = len(self.w.proxy.intents_created)
+        self.refunds_seen = len(self.w.proxy.refunds_created)
+        self.money_moved = True
+        self.rng = random.Random(0)
+
+    # --- helpers ----------------------------------------------------------------------------
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        return self.w.call(method, path, self.key, body)
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        answer = self.api(method, path, body)
+        assert answer.status in (200, 201), (method, path, answer.status, answer.body)
+        return answer.body
+
+    def listed(self, path: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        joiner = "&" if "?" in path else "?"
+        cursor = ""
+        while True:
+            page = self.ok("GET", f"{path}{joiner}limit=100{cursor}")
+            found += page["data"]
+            if not page["has_more"]:
+                return found
+            cursor = f"&starting_after={page['next_cursor']}"
+
+    def customer(self, name: str, card: str) -> dict[str, Any]:
+        email = f"{name.lower()}@example.com"
+        body = {"kind": "customer", "name": name, "email": email}
+        profile = dict(self.ok("POST", "/v1/profiles", body))
+        method = self.w.payment_method(card)
+        self.ok(
+            "POST",
+            f"/v1/profiles/{profile['id']}/payment-methods",
+            {"stripe_payment_method_id": method},
+        )
+        profile["card"] = method
+        return profile
+
+    def dependent(self) -> str:
+        holder = self.customers[0]["id"]
+        body = {"kind": "dependent", "name": "Kid", "account_holder_id": holder}
+        profile_id = str(self.ok("POST", "/v1/profiles", body)["id"])
+        self.dependents.append(profile_id)
+        return profile_id
+
+    def step(self, name: str) -> bool:
+        """Count a rule; False once the time budget is spent (the rest are no-ops)."""
+        if over_budget():
+            return False
+        STATS.steps += 1
+        STATS.rules[name] += 1
+        return True
+
+    def sub(self, data: st.DataObject) -> str:
+        return str(data.draw(st.sampled_from(self.subs), label="subscription"))
+
+    def payments(self) -> list[dict[str, Any]]:
+        return self.listed("/v1/payments")
+
+    # --- setup ------------------------------------------------------------------------------
+    @initialize()
+    def community(self) -> None:
+        STATS.sequences += 1
+        self.w.fresh_table()
+        created = self.w.platform("POST", "/v1/communities", {"name": "Soak gym"})
+        assert created.status == 201, created
+        self.key = created.body["api_key"]["secret"]
+        self.community_id = created.body["id"]
+        self.plans = [
+            self.ok(
+                "POST",
+                "/v1/plans",
+                {
+                    "name": "Gold",
+                    "prices": {"month": 3000, "year": 30000},
+                    "activation_fee": 500,
+                    "failed_payment_grace_days": 5,
+                    "retry_schedule_days": [1, 3],
+                },
+            ),
+            self.ok(
+                "POST",
+                "/v1/plans",
+                {
+                    "name": "Basic",
+                    "prices": {"month": 1000, "year": 10000},
+                    "failed_payment_grace_days": 3,
+                    "retry_schedule_days": [1],
+                },
+            ),
+            self.ok(
+                "POST", "/v1/plans", {"name": "Euro", "currency": "eur", "prices": {"month": 2000}}
+            ),
+        ]
+        self.customers = [
+            self.customer("Ada", GOOD_CARD),
+            self.customer("Bob", GOOD_CARD),
+            self.customer("Cy", DECLINING_CARD),
+            self.customer("Di", AUTH_CARD),
+        ]
+        self.dependent()
+        self.dependent()
+        self.w.new_events()  # earlier sequences' events are not this one's to deliver
+
+    # --- operators --------------------------------------------------------------------------
+    @rule(
+        owner=st.integers(0, 3),
+        plan=st.integers(0, 2),
+        extra_members=st.integers(0, 2),
+        cycle=st.sampled_from(["month", "year"]),
+        waive=st.booleans(),
+        activate=st.booleans(),
+    )
+    def create(
+        self, owner: int, plan: int, extra_members: int, cycle: str, waive: bool, activate: bool
+    ) -> None:
+        if not self.step("create"):
+            return
+        self.do_create(owner, plan, extra_members, cycle, waive, activate)
+
+    def do_create(
+        self,
+        owner: int,
+        plan: int,
+        extra_members: int,
+        cycle: str,
+        waive: bool,
+        activate: bool,
+        members: list[str] | None = None,
+    ) -> None:
+        holder = self.customers[owner]
+        chosen = members or [holder["id"], *self.dependents[:extra_members]]
+        answer = self.api(
+            "POST",
+            "/v1/subscriptions",
+            {
+                "plan_id": self.plans[plan]["id"],
+                "owner_id": holder["id"],
+                "member_ids": chosen,
+                "billing_cycle": cycle,
+                "payment_method_id": holder["card"],
+                "waive_activation_fee": waive,
+            },
+        )
+        if answer.status == 201:
+            self.subs.append(answer.body["id"])
+            if activate:
+                self.api("POST", f"/v1/subscriptions/{answer.body['id']}/activate", {})
+
+    @rule(size=st.sampled_from(BIG_LISTS), activate=st.booleans())
+    def create_with_a_big_member_list(self, size: int, activate: bool) -> None:
+        if not self.step("create_big_list"):
+            return
+        while len(self.dependents) < size:
+            self.dependent()
+        members = [self.customers[0]["id"], *self.dependents[: size - 1]]
+        self.do_create(0, 1, 0, "month", True, activate, members=members)
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data())
+    def activate(self, data: st.DataObject) -> None:
+        if self.step("activate"):
+            self.api("POST", f"/v1/subscriptions/{self.sub(data)}/activate", {})
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data(), at=st.sampled_from(["now", "period_end"]))
+    def cancel(self, data: st.DataObject, at: str) -> None:
+        if self.step(f"cancel_{at}"):
+            self.api("POST", f"/v1/subscriptions/{self.sub(data)}/cancel", {"at": at})
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data())
+    def resume(self, data: st.DataObject) -> None:
+        if self.step("resume"):
+            self.api("POST", f"/v1/subscriptions/{self.sub(data)}/resume", {})
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data(), card=st.sampled_from(["same", "good", "declining", "authentication"]))
+    def reactivate(self, data: st.DataObject, card: str) -> None:
+        if self.step("reactivate"):
+            self.do_reactivate(self.sub(data), card)
+
+    def do_reactivate(self, sub_id: str, card: str) -> None:
+        body: dict[str, Any] = {}
+        if card != "same":
+            owner = self.ok("GET", f"/v1/subscriptions/{sub_id}")["owner_id"]
+            method = self.w.payment_method(CARDS[card])
+            attached = self.api(
+                "POST",
+                f"/v1/profiles/{owner}/payment-methods",
+                {"stripe_payment_method_id": method},
+            )
+            if attached.status == 201:
+                body["payment_method_id"] = method
+        self.api("POST", f"/v1/subscriptions/{sub_id}/reactivate", body)
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data(), count=st.integers(1, 3), fee=st.sampled_from(["charge", "waive"]))
+    def add_members(self, data: st.DataObject, count: int, fee: str) -> None:
+        if self.step("add_members"):
+            self.do_add_members(self.sub(data), count, fee)
+
+    def do_add_members(self, sub_id: str, count: int, fee: str) -> None:
+        current = self.ok("GET", f"/v1/subscriptions/{sub_id}")
+        taken = {m["profile_id"] for m in current["members"]}
+        fresh = [p for p in self.dependents if p not in taken][:count]
+        while len(fresh) < count:
+            fresh.append(self.dependent())
+        body = {"members": [{"profile_id": p, "activation_fee": fee} for p in fresh]}
+        self.api("POST", f"/v1/subscriptions/{sub_id}/members", body)
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data(), at=st.sampled_from(["now", "period_end"]))
+    def remove_member(self, data: st.DataObject, at: str) -> None:
+        if self.step(f"remove_member_{at}"):
+            self.do_remove_member(self.sub(data), at, data)
+
+    def do_remove_member(self, sub_id: str, at: str, data: st.DataObject) -> None:
+        members = self.ok("GET", f"/v1/subscriptions/{sub_id}")["members"]
+        if members:
+            member = data.draw(st.sampled_from(members), label="member")["profile_id"]
+            self.api("DELETE", f"/v1/subscriptions/{sub_id}/members/{member}?at={at}")
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data())
+    def restore_member(self, data: st.DataObject) -> None:
+        if not self.step("restore_member"):
+            return
+        sub_id = self.sub(data)
+        members = self.ok("GET", f"/v1/subscriptions/{sub_id}")["members"]
+        leaving = [m["profile_id"] for m in members if m.get("removal")]
+        if leaving:
+            member = data.draw(st.sampled_from(leaving), label="leaving member")
+            self.api("POST", f"/v1/subscriptions/{sub_id}/members/{member}/restore", {})
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data(), plan=st.integers(0, 2), effective=st.sampled_from(["now", "period_end"]))
+    def change_plan(self, data: st.DataObject, plan: int, effective: str) -> None:
+        if self.step(f"change_plan_{effective}"):
+            self.api(
+                "POST",
+                f"/v1/subscriptions/{self.sub(data)}/change-plan",
+                {"plan_id": self.plans[plan]["id"], "effective": effective},
+            )
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(
+        data=st.data(),
+        change=st.sampled_from(["cycle_month", "cycle_year", "owner", "card_good", "card_declining"]),
+    )
+    def patch(self, data: st.DataObject, change: str) -> None:
+        if self.step(f"patch_{change}"):
+            self.do_patch(self.sub(data), change, data)
+
+    def do_patch(self, sub_id: str, change: str, data: st.DataObject) -> None:
+        body: dict[str, Any]
+        if change.startswith("cycle_"):
+            body = {"billing_cycle": change.removeprefix("cycle_")}
+        elif change == "owner":
+            owner = data.draw(st.sampled_from(self.customers[:2]), label="new owner")
+            body = {"owner_id": owner["id"], "payment_method_id": owner["card"]}
+        else:
+            # A card that starts declining later: the subscription switches to it.
+            owner_id = self.ok("GET", f"/v1/subscriptions/{sub_id}")["owner_id"]
+            method = self.w.payment_method(CARDS[change.removeprefix("card_")])
+            attached = self.api(
+                "POST",
+                f"/v1/profiles/{owner_id}/payment-methods",
+                {"stripe_payment_method_id": method},
+            )
+            if attached.status != 201:
+                return
+            body = {"payment_method_id": method}
+        self.api("PATCH", f"/v1/subscriptions/{sub_id}", body)
+
+    @rule(data=st.data(), free=st.booleans())
+    def free_access(self, data: st.DataObject, free: bool) -> None:
+        if not self.step("free_access"):
+            return
+        profile_id = data.draw(
+            st.sampled_from([c["id"] for c in self.customers] + self.dependents[:2]), label="who"
+        )
+        self.api("PATCH", f"/v1/profiles/{profile_id}", {"free_access": free})
+
+    # --- money back ---------------------------------------------------------------------------
+    @rule(data=st.data(), partial=st.booleans())
+    def refund(self, data: st.DataObject, partial: bool) -> None:
+        if self.step("refund_partial" if partial else "refund_full"):
+            self.do_refund(data, partial)
+
+    def do_refund(self, data: st.DataObject, partial: bool) -> str | None:
+        paid = [
+            p
+            for p in self.payments()
+            if p["status"] in COLLECTED and p["amount_paid"] > p["amount_refunded"]
+        ]
+        if not paid:
+            return None
+        payment = data.draw(st.sampled_from(paid), label="payment")
+        left = payment["amount_paid"] - payment["amount_refunded"]
+        body = {"amount": max(1, left // 3)} if partial else {}
+        self.money_moved = True
+        self.api("POST", f"/v1/payments/{payment['id']}/refunds", body)
+        return str(payment["id"])
+
+    @rule(data=st.data(), outcome=st.sampled_from(["open", "won", "lost"]))
+    def dispute(self, data: st.DataObject, outcome: str) -> None:
+        """Stripe opens (and maybe closes) a dispute on one of our charges."""
+        if not self.step(f"dispute_{outcome}"):
+            return
+        charged = [
+            p for p in self.payments() if p["status"] in COLLECTED and p["stripe"]["charge_id"]
+        ]
+        if not charged:
+            return
+        payment = data.draw(st.sampled_from(charged), label="payment")
+        dispute = se.dispute(
+            charge_id=payment["stripe"]["charge_id"],
+            payment_intent_id=payment["stripe"]["payment_intent_id"],
+            amount=payment["amount_paid"],
+            status="needs_response",
+            currency=payment["currency"],
+        )
+        self.w.deliver(se.event("charge.dispute.created", dispute))
+        if outcome != "open":
+            closed = {**dispute, "status": outcome}
+            self.w.deliver(se.event("charge.dispute.closed", closed))
+
+    # --- Stripe's webhooks ----------------------------------------------------------------------
+    @rule(mode=st.sampled_from(["in_order", "duplicated", "reordered", "delayed"]), data=st.data())
+    def deliver_webhooks(self, mode: str, data: st.DataObject) -> None:
+        if not self.step(f"webhooks_{mode}"):
+            return
+        fresh = self.w.new_events()
+        events = self.held_events + fresh
+        self.held_events = []
+        if mode == "delayed" and events:
+            keep = data.draw(st.integers(1, len(events)), label="held back")
+            self.held_events, events = events[-keep:], events[:-keep]
+            self.w.faults["webhook.delayed"] += keep
+        if mode == "duplicated":
+            events = [e for e in events for _ in range(2)]
+            self.w.faults["webhook.duplicated"] += len(events) // 2
+        if mode == "reordered" and len(events) > 1:
+            self.rng.seed(data.draw(st.integers(0, 2**16), label="order"))
+            self.rng.shuffle(events)
+            self.w.faults["webhook.reordered"] += len(events)
+        for event in events:
+            self.w.deliver(event)
+
+    # --- time ---------------------------------------------------------------------------------
+    @rule(days=st.sampled_from([1, 2, 4, 15, 31, 40, 366]))
+    def advance(self, days: int) -> None:
+        if self.step("advance"):
+            self.w.advance(days=days)
+
+    @rule(
+        days=st.sampled_from([1, 3, 31]),
+        fault=st.sampled_from(["none", "worker_death", "duplicate_delivery"]),
+        die_after=st.integers(0, 6),
+    )
+    def sqs_pass(self, days: int, fault: str, die_after: int) -> None:
+        """Time passes; the scheduled sweeps and the SQS worker Lambdas run for real."""
+        if not self.step(f"sqs_{fault}"):
+            return
+        self.w.move_clock(timedelta(days=days))
+        self.w.run_sweeps()
+        messages = self.w.receive_work()
+        bodies = [m["Body"] for m in messages]
+        if bodies and fault == "worker_death":
+            self.w.dynamo.die_after(die_after)
+            try:
+                self.w.invoke_worker(bodies)
+            except LambdaDied:
+                self.w.faults["sqs.redelivered_batch"] += 1  # the whole batch comes back
+            self.w.dynamo.disarm()
+        if bodies and fault == "duplicate_delivery":
+            self.w.faults["sqs.duplicate_delivery"] += 1
+            self.w.invoke_worker(bodies[:1])  # a second worker took the same message
+        if bodies:
+            try:
+                self.w.invoke_worker(bodies)
+            except Exception:  # noqa: BLE001 - a failed batch comes back from SQS: once more
+                self.w.faults["sqs.failed_batch_redelivered"] += 1
+                self.w.invoke_worker(bodies)
+        self.w.delete_work(messages)
+
+    # --- faults -------------------------------------------------------------------------------
+    @precondition(lambda self: bool(self.subs))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(STRIPE_FAULT_KINDS),
+        aim=st.sampled_from(["charge", "refund", "any"]),
+        action=st.sampled_from(CHARGING_ACTIONS + ("refund",)),
+    )
+    def stripe_fault(
+        self, data: st.DataObject, kind: StripeFaultKind, aim: FaultTarget, action: str
+    ) -> None:
+        if not self.step(f"stripe_fault_{kind}"):
+            return
+        if action == "refund":
+            aim = "refund" if aim == "charge" else aim
+        self.w.proxy.arm(kind, aim)
+        fired_before = sum(self.w.proxy.fired.values())
+        refunded = self.run_action(action, data)
+        if refunded and sum(self.w.proxy.fired.values()) > fired_before:
+            self.refund_faulted.add(refunded)
+        self.w.proxy.disarm()
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(DYNAMO_FAULT_KINDS),
+        action=st.sampled_from(ANY_ACTIONS),
+        skip=st.integers(0, 8),
+    )
+    def dynamodb_fault(
+        self, data: st.DataObject, kind: DynamoFaultKind, action: str, skip: int
+    ) -> None:
+        if not self.step(f"dynamodb_fault_{kind}"):
+            return
+        if kind == "after_charge":
+            action = data.draw(st.sampled_from(CHARGING_ACTIONS), label="charging action")
+            self.w.proxy.on_intent_created = lambda _intent: self.w.dynamo.intent_created()
+        self.w.dynamo.arm(kind, skip)
+        try:
+            self.run_action(action, data)
+        finally:
+            self.w.proxy.on_intent_created = None
+            self.w.dynamo.disarm()
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=st.data(), action=st.sampled_from(CHARGING_ACTIONS))
+    def webhook_while_resolving(self, data: st.DataObject, action: str) -> None:
+        """Stripe's webhook for a charge arrives while the API is still resolving it."""
+        if not self.step("webhook_while_resolving"):
+            return
+
+        def deliver_now(intent: dict[str, Any]) -> None:
+            kind = {
+                "succeeded": "payment_intent.succeeded",
+                "requires_payment_method": "payment_intent.payment_failed",
+                "requires_action": "payment_intent.requires_action",
+            }.get(intent["status"])
+            if kind is not None:
+                self.w.faults["webhook.during_resolution"] += 1
+                self.w.deliver(se.event(kind, intent))
+
+        self.w.proxy.on_intent_created = deliver_now
+        try:
+            self.run_action(action, data)
+        finally:
+            self.w.proxy.on_intent_created = None
+
+    def run_action(self, action: str, data: st.DataObject) -> str | None:
+        """One operator action that (usually) reaches Stripe or DynamoDB; returns a refunded
+        payment id for `refund`."""
+        if action == "refund":
+            return self.do_refund(data, data.draw(st.booleans(), label="partial"))
+        if action == "renewal":
+            self.w.advance(days=31)
+            return None
+        if action == "create":
+            self.do_create(data.draw(st.integers(0, 3)), 0, 0, "month", False, True)
+            return None
+        sub_id = self.sub(data)
+        if action == "activate":
+            self.api("POST", f"/v1/subscriptions/{sub_id}/activate", {})
+        elif action == "add_members":
+            self.do_add_members(sub_id, 1, "charge")
+        elif action == "reactivate":
+            self.do_reactivate(sub_id, "same")
+        elif action == "change_plan_now":
+            plan = data.draw(st.sampled_from(self.plans), label="plan")
+            self.api(
+                "POST",
+                f"/v1/subscriptions/{sub_id}/change-plan",
+                {"plan_id": plan["id"], "effective": "now"},
+            )
+        elif action == "cancel":
+            self.api("POST", f"/v1/subscriptions/{sub_id}/cancel", {"at": "now"})
+        elif action == "patch":
+            self.do_patch(sub_id, "cycle_year", data)
+        elif action == "remove_member":
+            self.do_remove_member(sub_id, "period_end", data)
+        return None
+
+    # --- the invariants -----------------------------------------------------------------------
+    @invariant()
+    def invariants_hold(self) -> None:
+        if not self.key:
+            return
+        self.w.disarm()
+        snap = self.snapshot(full_access=False)
+        if any(p["status"] == "pending" for p in snap.payments):
+            self.recover()
+            snap = self.snapshot(full_access=False)
+        self.judge(snap)
+
+    def recover(self) -> None:
+        """The recovery pass: past the recovery delay, the real recovery sweep resolves what
+        is pending (from what Stripe did); webhooks still held back stay held."""
+        self.w.advance(seconds=RECOVERY_SECONDS)
+
+    def judge(self, snap: Snapshot) -> None:
+        found = check_all(snap) + server_errors(self.w.server_errors)
+        self.w.server_errors.clear()
+        failing: list[Violation] = []
+        for violation in found:
+            reason = gate(violation, self)
+            if reason is None:
+                failing.append(violation)
+            else:
+                STATS.gated[reason] += 1
+        for sub in snap.subscriptions:
+            self.versions[sub["id"]] = max(self.versions.get(sub["id"], 0), sub["version"])
+        if failing:
+            seen = set(self.w.proxy.intents_created)
+            for v in failing:
+                if "unknown to Stripe" in v.message:
+                    pi = v.message.split()[1].rstrip(",")
+                    print("DEBUG", pi, pi in seen, self.intents_from, self.w.proxy.intents_created.index(pi) if pi in seen else None, file=sys.stderr)
+            STATS.violations += [str(v) for v in failing]
+            print("violation:", *failing, sep="\n  ", file=sys.stderr, flush=True)
+        assert not failing, "invariants violated:\n" + "\n".join(str(v) for v in failing)
+
+    def snapshot(self, *, full_access: bool) -> Snapshot:
+        subscriptions = self.listed("/v1/subscriptions")
+        payments = self.payments()
+        # Every customer and the first dependents each step; of a big list, a sample per step.
+        checked = [c["id"] for c in self.customers] + self.dependents[:2]
+        others = self.dependents[2:]
+        if full_access:
+            checked += others
+        elif others:
+            checked += self.rng.sample(others, min(ACCESS_SAMPLE, len(others)))
+        profiles = [self.ok("GET", f"/v1/profiles/{pid}") for pid in checked]
+        access = {pid: self.ok("GET", f"/v1/profiles/{pid}/access") for pid in checked}
+        audit = {s["id"]: self.audit(s["id"]) for s in subscriptions}
+        self.refresh_stripe()
+        return Snapshot(
+            subscriptions=subscriptions,
+            payments=payments,
+            profiles=profiles,
+            access=access,
+            audit=audit,
+            intents=dict(self.intents),
+            charges=dict(self.charges),
+            versions_before=dict(self.versions),
+        )
+
+    def audit(self, sub_id: str) -> list[dict[str, Any]]:
+        events = self.listed(f"/v1/subscriptions/{sub_id}/events")
+        return sorted(events, key=lambda e: e["at"])  # stable: same-time events keep order
+
+    def refresh_stripe(self) -> None:
+        """The PaymentIntents Stripe made for this community (as the fault layer saw them
+        created, lost answers included) and the charges of the succeeded ones."""
+        stripe = self.w.stripe
+        new_refunds = len(self.w.proxy.refunds_created) > self.refunds_seen
+        self.refunds_seen = len(self.w.proxy.refunds_created)
+        for intent_id in self.w.proxy.intents_created[self.intents_from :]:
+            known = self.intents.get(intent_id)
+            if known is not None and known["status"] in ("succeeded", "requires_payment_method"):
+                continue
+            intent = stripe.v1.payment_intents.retrieve(intent_id).to_dict()
+            if (intent.get("metadata") or {}).get("community_id") == self.community_id:
+                self.intents[intent_id] = intent
+            else:
+                print("not ours", intent_id, intent.get("metadata"), self.community_id, file=sys.stderr)
+        for intent in self.intents.values():
+            charge_id = intent.get("latest_charge")
+            charge_id = charge_id.get("id") if isinstance(charge_id, dict) else charge_id
+            if intent["status"] != "succeeded" or not charge_id:
+                continue
+            if charge_id not in self.charges or new_refunds or self.money_moved:
+                self.charges[charge_id] = stripe.v1.charges.retrieve(charge_id).to_dict()
+        self.money_moved = False
+
+    def teardown(self) -> None:
+        """Stop this sequence's subscriptions renewing in later ones; check access in full."""
+        if not self.key:
+            return
+        self.w.disarm()
+        self.w.proxy.on_intent_created = None
+        try:
+            for event in self.held_events:
+                self.w.deliver(event)
+            for sub_id in self.subs:
+                self.api("POST", f"/v1/subscriptions/{sub_id}/cancel", {"at": "now"})
+        finally:
+            self.held_events = []
