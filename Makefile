@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration e2e bench demo synth deploy clean install
+.PHONY: run test lint typecheck unit integration e2e bench soak demo synth deploy clean install
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -40,6 +40,11 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The stateful soak with injected faults (tests/soak/): a fresh seed each run; figures printed.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.run --minutes $(SOAK_MINUTES)
 
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo

@@ -27,7 +27,12 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from chalicelib.api.auth import Principal, api_key_authorizer, principal_from_request
+from chalicelib.api.auth import (
+    UNAVAILABLE,
+    Principal,
+    api_key_authorizer,
+    principal_from_request,
+)
 from chalicelib.api.errors import (
     domain_error_response,
     error_response,
@@ -208,8 +213,33 @@ def _execute(
         return _to_response(spec, handler(ctx, **kwargs))
     except DomainError as error:
         return _domain_error(error)
-    except Exception:
+    except Exception as error:
+        if _transient_aws_error(error):
+            return _domain_error(Unavailable("The database is busy; retry shortly."))
         return _internal_error(spec)
+
+
+# DynamoDB answers that mean "retry later" once botocore's own retries are spent: a read (or
+# any request the adapters do not map) failing with one of these is a 503, never a 500.
+TRANSIENT_AWS_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+
+
+def _transient_aws_error(error: Exception) -> bool:
+    """botocore's ClientError with a transient code (duck-typed: importing the app loads no
+    SDK, so botocore is not imported here)."""
+    response = getattr(error, "response", None)
+    if type(error).__name__ != "ClientError" or not isinstance(response, dict):
+        return False
+    return response.get("Error", {}).get("Code") in TRANSIENT_AWS_CODES
 
 
 def _domain_error(error: DomainError) -> Response:
@@ -256,6 +286,8 @@ def _request_id(request: Request) -> str:
 def _check_auth(spec: RouteSpec, principal: Principal) -> None:
     if spec.auth is Auth.NONE:
         return
+    if principal.kind == UNAVAILABLE:
+        raise Unavailable("The API key could not be checked; retry shortly.")
     if principal.kind == "anonymous":
         raise Unauthorized("Missing or unknown API key.")
     if spec.auth.value != principal.kind:

@@ -20,11 +20,15 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 DynamoFaultKind = Literal["throttle", "transaction_conflict", "after_charge"]
-DYNAMO_FAULT_KINDS: tuple[DynamoFaultKind, ...] = ("throttle", "transaction_conflict", "after_charge")
+DYNAMO_FAULT_KINDS: tuple[DynamoFaultKind, ...] = (
+    "throttle",
+    "transaction_conflict",
+    "after_charge",
+)
 WRITES = frozenset({"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
 
 
-class LambdaDied(BaseException):  # noqa: N818 - it is what happened, not an error to handle
+class LambdaDied(BaseException):
     """The worker's process ended mid-batch (timeout, out of memory): nothing catches this."""
 
 

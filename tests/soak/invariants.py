@@ -94,7 +94,9 @@ def ledger_equals_stripe(snap: Snapshot) -> list[Violation]:
         elif status in FAILED_INTENT:
             if payment["status"] != "failed":
                 found.append(
-                    Violation("ledger=stripe", where, f"Stripe {status}, ledger {payment['status']}")
+                    Violation(
+                        "ledger=stripe", where, f"Stripe {status}, ledger {payment['status']}"
+                    )
                 )
         else:
             found.append(

@@ -28,11 +28,11 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MembershipBilling")
 
-from hypothesis import HealthCheck, Phase, settings  # noqa: E402
-from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
 
-from tests.soak import machine  # noqa: E402
-from tests.soak.world import soak_world  # noqa: E402
+from tests.soak import machine
+from tests.soak.world import soak_world
 
 SEQUENCES_PER_SEED = 4
 STEPS_PER_SEQUENCE = 40
@@ -58,7 +58,7 @@ def run_with_seed(seed: int, soak: settings) -> str | None:
     """One batch of sequences from `seed`; the failure report (shrunk steps) or None."""
     import hypothesis.core
 
-    hypothesis.core.global_force_seed = seed  # what pytest's --hypothesis-seed sets
+    hypothesis.core.global_force_seed = seed  # type: ignore[assignment]  # = --hypothesis-seed
     try:
         run_state_machine_as_test(machine.BillingMachine, settings=soak)
     except Exception:

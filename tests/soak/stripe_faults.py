@@ -119,9 +119,7 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
 
         def _reset(self) -> None:
             # SO_LINGER 0: close() sends RST, the client sees the connection dropped.
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
 
         def _answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:

@@ -69,7 +69,7 @@ class SoakWorld:
                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
                 body=json.dumps(body) if body is not None else None,
             )
-        except Exception as error:  # noqa: BLE001 - API Gateway answers 500 for these
+        except Exception as error:
             # An exception out of the app (e.g. its authorizer) is API Gateway's bare 500.
             note = f"{method} {path} -> raised {type(error).__name__}: {error}"
             with self.lock:
@@ -154,9 +154,7 @@ class SoakWorld:
             )
 
     def invoke_worker(self, bodies: list[str]) -> None:
-        event = self.env.client.events.generate_sqs_event(
-            message_bodies=bodies, queue_name="work"
-        )
+        event = self.env.client.events.generate_sqs_event(message_bodies=bodies, queue_name="work")
         self.env.client.lambda_.invoke("worker", event)
 
     def move_clock(self, delta: timedelta) -> None:
@@ -204,7 +202,7 @@ def soak_world() -> Iterator[SoakWorld]:
         os.environ["BILLING_DUE_INDEX_SHARDS"] = "2"
         # stripe-python's network retries wait 0.5 s+ each; the soak injects thousands.
         _http_client.HTTPClient.INITIAL_DELAY = STRIPE_RETRY_DELAY_SECONDS
-        _http_client.HTTPClient.MAX_DELAY = STRIPE_RETRY_DELAY_SECONDS
+        _http_client.HTTPClient.MAX_DELAY = STRIPE_RETRY_DELAY_SECONDS  # type: ignore[assignment]
         localstripe_url = stack.enter_context(standalone_localstripe())
         proxy = stack.enter_context(stripe_faults(localstripe_url))
         env = stack.enter_context(moto_app_env(proxy.url))
@@ -219,6 +217,4 @@ def soak_world() -> Iterator[SoakWorld]:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-            _http_client.HTTPClient.INITIAL_DELAY, _http_client.HTTPClient.MAX_DELAY = (
-                saved_delays
-            )
+            _http_client.HTTPClient.INITIAL_DELAY, _http_client.HTTPClient.MAX_DELAY = saved_delays
