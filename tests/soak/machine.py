@@ -35,8 +35,8 @@ DECLINING_CARD = "4000000000000341"
 AUTH_CARD = "4000002500003155"
 CARDS = {"good": GOOD_CARD, "declining": DECLINING_CARD, "authentication": AUTH_CARD}
 RECOVERY_SECONDS = 6 * 60  # past the 5-minute pending-payment recovery delay
-BIG_LISTS = (40, 120, 250)
-ACCESS_SAMPLE = 8  # profiles of big lists whose access is checked per step (all at the end)
+BIG_LISTS = (30, 120)  # over the 100 items of one DynamoDB transaction
+ACCESS_SAMPLE = 3  # profiles of big lists whose access is checked per step (all at the end)
 CHARGING_ACTIONS = ("activate", "add_members", "reactivate", "change_plan_now", "renewal")
 STRIPE_ACTIONS = (*CHARGING_ACTIONS, "refund")
 ANY_ACTIONS = (*CHARGING_ACTIONS, "refund", "cancel", "patch", "remove_member", "create")
@@ -187,6 +187,9 @@ class BillingMachine(RuleBasedStateMachine):
         self.dependent()
         self.dependent()
         self.w.new_events()  # earlier sequences' events are not this one's to deliver
+        # Two subscriptions from the start (one active), so every rule has work from step 1.
+        self.do_create(0, 0, 1, "month", False, True)
+        self.do_create(1, 1, 0, "year", False, False)
 
     # --- operators --------------------------------------------------------------------------
     @rule(
@@ -692,7 +695,9 @@ class BillingMachine(RuleBasedStateMachine):
             checked += others
         elif others:
             checked += self.rng.sample(others, min(ACCESS_SAMPLE, len(others)))
-        profiles = [self.ok("GET", f"/v1/profiles/{pid}") for pid in checked]
+        # Credit lives on customers (owners); dependents are read for their access alone.
+        owners = [c["id"] for c in self.customers] + self.dependents[:2]
+        profiles = [self.ok("GET", f"/v1/profiles/{pid}") for pid in owners]
         access = {pid: self.ok("GET", f"/v1/profiles/{pid}/access") for pid in checked}
         audit = {s["id"]: self.audit(s["id"]) for s in subscriptions}
         self.last_state = state
