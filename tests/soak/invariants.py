@@ -122,6 +122,23 @@ def ledger_equals_stripe(snap: Snapshot) -> list[Violation]:
     return found
 
 
+# Stripe's minimum charge per currency (the soak's plans use these two).
+STRIPE_MINIMUM = {"usd": 50, "eur": 50}
+
+
+def no_charge_under_the_minimum(snap: Snapshot) -> list[Violation]:
+    """API.md: no charge below the currency's Stripe minimum is ever sent."""
+    return [
+        Violation(
+            "stripe-minimum",
+            f"{intent['id']} (payment {(intent.get('metadata') or {}).get('payment_id')})",
+            f"charged {intent['amount']} {intent['currency']}, under the minimum",
+        )
+        for intent in snap.intents.values()
+        if intent["amount"] < STRIPE_MINIMUM.get(intent["currency"], 0)
+    ]
+
+
 def no_double_charge(snap: Snapshot) -> list[Violation]:
     """No two successful charges for one (subscription, period, kind)."""
     collected: Counter[tuple[str, str, str]] = Counter()
@@ -231,6 +248,7 @@ def versions_only_grow(snap: Snapshot) -> list[Violation]:
 
 INVARIANTS = (
     ledger_equals_stripe,
+    no_charge_under_the_minimum,
     no_double_charge,
     nothing_pending,
     credit_sane,

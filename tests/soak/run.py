@@ -68,6 +68,20 @@ def run_with_seed(seed: int, soak: settings) -> str | None:
     return None
 
 
+def regression_test(seed: int, report: str) -> str:
+    """The shrunk steps of a failure report as a test for tests/soak/test_soak_regressions.py
+    (which has the `world` fixture and imports `BillingMachine`, `Pick` and `machine`)."""
+    steps = [line.strip() for line in report.splitlines() if line.strip().startswith("state")]
+    violation = next((ln for ln in report.splitlines() if ln.lstrip().startswith("[")), "")
+    body = "\n".join(f"    {line}" for line in steps)
+    return (
+        f"def test_soak_seed_{seed}(world: SoakWorld) -> None:\n"
+        f'    """Found by `make soak` (seed {seed}):{violation.strip()[:150]}"""\n'
+        f"    machine.WORLD, machine.STATS = world, machine.Stats()\n"
+        f"{body}\n"
+    )
+
+
 def figures(stats: machine.Stats, faults: Counter[str], seconds: float) -> str:
     lines = [
         f"sequences: {stats.sequences}",
@@ -127,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         machine.WORLD = None
     for seed, report in failures:
         print(f"--- failing seed {seed}: replay with --seed {seed}\n{report}")
+        print(f"--- as a regression test, ready to paste:\n{regression_test(seed, report)}")
     return 1 if failures or machine.STATS.violations else 0
 
 
