@@ -124,6 +124,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.money_moved = True
         self.rng = random.Random(0)
         self.profile_edits = 0
+        self.subscription_owner: dict[str, str] = {}
         self.big_list_calls: set[str] = set()  # requests of this step that carried a big list
         self.last_state: Any = None
         self.last_snapshot: Snapshot | None = None
@@ -287,6 +288,7 @@ class BillingMachine(RuleBasedStateMachine):
         )
         if answer.status == 201:
             self.subs.append(answer.body["id"])
+            self.subscription_owner[answer.body["id"]] = holder["id"]
             if activate:
                 self.api("POST", f"/v1/subscriptions/{answer.body['id']}/activate", {})
 
@@ -314,10 +316,27 @@ class BillingMachine(RuleBasedStateMachine):
         self.do_create(0, 1, 0, "month", True, how == "create_and_activate", members=members)
 
     @precondition(lambda self: bool(self.subs))
-    @rule(data=PICK)
-    def activate(self, data: Pick) -> None:
+    @rule(data=PICK, card=st.sampled_from(["on_file", "good", "declining", "authentication"]))
+    def activate(self, data: Pick, card: str) -> None:
         if self.step("activate"):
-            self.api("POST", f"/v1/subscriptions/{self.sub(data)}/activate", {})
+            self.do_activate(self.sub(data), card)
+
+    def do_activate(self, sub_id: str, card: str) -> None:
+        body: dict[str, Any] = {}
+        if card != "on_file":
+            owner = self.subscription_owner.get(sub_id)
+            method = self.w.payment_method(CARDS[card])
+            if (
+                owner
+                and self.api(
+                    "POST",
+                    f"/v1/profiles/{owner}/payment-methods",
+                    {"stripe_payment_method_id": method},
+                ).status
+                == 201
+            ):
+                body["payment_method_id"] = method
+        self.api("POST", f"/v1/subscriptions/{sub_id}/activate", body)
 
     @precondition(lambda self: bool(self.subs))
     @rule(data=PICK, at=st.sampled_from(["now", "period_end"]))
@@ -326,10 +345,12 @@ class BillingMachine(RuleBasedStateMachine):
             self.api("POST", f"/v1/subscriptions/{self.sub(data)}/cancel", {"at": at})
 
     @precondition(lambda self: bool(self.subs))
-    @rule(data=PICK)
-    def resume(self, data: Pick) -> None:
+    @rule(data=PICK, times=st.integers(1, 2))
+    def resume(self, data: Pick, times: int) -> None:
         if self.step("resume"):
-            self.api("POST", f"/v1/subscriptions/{self.sub(data)}/resume", {})
+            sub_id = self.sub(data)
+            for _ in range(times):
+                self.api("POST", f"/v1/subscriptions/{sub_id}/resume", {})
 
     @precondition(lambda self: bool(self.subs))
     @rule(data=PICK, card=st.sampled_from(["same", "good", "declining", "authentication"]))
@@ -382,15 +403,15 @@ class BillingMachine(RuleBasedStateMachine):
             self.api("DELETE", f"/v1/subscriptions/{sub_id}/members/{member}?at={at}")
 
     @precondition(lambda self: bool(self.subs))
-    @rule(data=PICK)
+    @rule(data=PICK, times=st.integers(1, 2))
     @tolerant
-    def restore_member(self, data: Pick) -> None:
+    def restore_member(self, data: Pick, times: int) -> None:
         if not self.step("restore_member"):
             return
         sub_id = self.sub(data)
         members = self.read(f"/v1/subscriptions/{sub_id}")["members"]
         leaving = [m["profile_id"] for m in members if m.get("removal")]
-        if leaving:
+        for _ in range(times if leaving else 0):
             member = data.choice(leaving)
             self.api("POST", f"/v1/subscriptions/{sub_id}/members/{member}/restore", {})
 
@@ -671,6 +692,12 @@ class BillingMachine(RuleBasedStateMachine):
         finally:
             self.w.proxy.on_intent_created = None
 
+    def live_sub(self, data: Pick, status: str) -> str:
+        """A subscription in `status` (so the action reaches Stripe), else any."""
+        answer = self.api("GET", f"/v1/subscriptions?status={status}&limit=100")
+        found = [s["id"] for s in answer.body["data"]] if answer.status == 200 else []
+        return str(data.choice(found)) if found else self.sub(data)
+
     def run_action(self, action: str, data: Pick) -> str | None:
         """One operator action that (usually) reaches Stripe or DynamoDB; returns a refunded
         payment id for `refund`."""
@@ -682,19 +709,20 @@ class BillingMachine(RuleBasedStateMachine):
         if action == "create":
             self.do_create(data.randint(0, 3), 0, 0, "month", False, True)
             return None
-        sub_id = self.sub(data)
-        if action == "activate":
-            self.api("POST", f"/v1/subscriptions/{sub_id}/activate", {})
-        elif action == "add_members":
+        if action == "activate":  # a new subscription: its activation always charges
+            self.do_create(data.randint(0, 1), data.randint(0, 1), 0, "month", False, False)
+            self.do_activate(self.subs[-1], "on_file")
+            return None
+        sub_id = self.live_sub(data, "failed_payment" if action == "reactivate" else "active")
+        if action == "add_members":
             self.do_add_members(sub_id, 1, "charge")
         elif action == "reactivate":
-            self.do_reactivate(sub_id, "same")
-        elif action == "change_plan_now":
-            plan = data.choice(self.plans)
+            self.do_reactivate(sub_id, "good")
+        elif action == "change_plan_now":  # to the dearest plan: a prorated charge
             self.api(
                 "POST",
                 f"/v1/subscriptions/{sub_id}/change-plan",
-                {"plan_id": plan["id"], "effective": "now"},
+                {"plan_id": self.plans[0]["id"], "effective": "now"},
             )
         elif action == "cancel":
             self.api("POST", f"/v1/subscriptions/{sub_id}/cancel", {"at": "now"})
