@@ -126,6 +126,8 @@ class BillingMachine(RuleBasedStateMachine):
         self.profile_edits = 0
         self.subscription_owner: dict[str, str] = {}
         self.big_list_calls: set[str] = set()  # requests of this step that carried a big list
+        self.big_list_subs: set[str] = set()  # subscriptions a big list was added to
+        self.big_list_payments: set[str] = set()  # and their payments
         self.last_state: Any = None
         self.last_snapshot: Snapshot | None = None
 
@@ -310,6 +312,7 @@ class BillingMachine(RuleBasedStateMachine):
                 ]
             }
             self.big_list_calls = {f"POST /v1/subscriptions/{self.subs[-1]}/members"}
+            self.big_list_subs.add(self.subs[-1])
             self.api("POST", f"/v1/subscriptions/{self.subs[-1]}/members", body)
             return
         members = [self.customers[0]["id"], *self.dependents[: size - 1]]
@@ -750,6 +753,9 @@ class BillingMachine(RuleBasedStateMachine):
         self.w.advance(seconds=RECOVERY_SECONDS)
 
     def judge(self, snap: Snapshot) -> None:
+        self.big_list_payments = {
+            p["id"] for p in snap.payments if p["subscription_id"] in self.big_list_subs
+        }
         found = check_all(snap) + server_errors(self.w.server_errors)
         self.w.server_errors.clear()
         failing: list[Violation] = []
@@ -770,7 +776,13 @@ class BillingMachine(RuleBasedStateMachine):
     def snapshot(self, *, full_access: bool) -> Snapshot:
         subscriptions = self.listed("/v1/subscriptions")
         payments = self.payments()
-        self.refresh_stripe()
+        self.refresh_stripe(
+            {
+                p["id"]: p["stripe"]["payment_intent_id"]
+                for p in payments
+                if p["stripe"]["payment_intent_id"]
+            }
+        )
         state = (
             tuple((s["id"], s["version"], s["status"]) for s in subscriptions),
             tuple((p["id"], p["status"], p["amount_refunded"]) for p in payments),
@@ -817,7 +829,7 @@ class BillingMachine(RuleBasedStateMachine):
         events = self.listed(f"/v1/subscriptions/{sub_id}/events")
         return sorted(events, key=lambda e: e["at"])  # stable: same-time events keep order
 
-    def refresh_stripe(self) -> None:
+    def refresh_stripe(self, named: dict[str, str]) -> None:
         """The PaymentIntents Stripe made for this community (as the fault layer saw them
         created, lost answers included) and the charges of the succeeded ones."""
         stripe = self.w.stripe
@@ -830,6 +842,22 @@ class BillingMachine(RuleBasedStateMachine):
             intent = stripe.v1.payment_intents.retrieve(intent_id).to_dict()
             if (intent.get("metadata") or {}).get("community_id") == self.community_id:
                 self.intents[intent_id] = intent
+        # An intent a payment names that the fault layer never saw created: ask Stripe itself.
+        for payment_id, intent_id in named.items():
+            if intent_id in self.intents:
+                continue
+            try:
+                intent = stripe.v1.payment_intents.retrieve(intent_id).to_dict()
+            except Exception as error:
+                # Stripe has no such intent: the ledger invariant reports the payment.
+                print(f"note: {intent_id} of {payment_id}: {error}", file=sys.stderr)
+                continue
+            print(
+                f"note: {intent_id} of {payment_id} was not seen created by the fault layer; "
+                f"metadata {intent.get('metadata')}",
+                file=sys.stderr,
+            )
+            self.intents[intent_id] = intent
 
         for intent in self.intents.values():
             charge_id = intent.get("latest_charge")

@@ -71,7 +71,7 @@ def run_with_seed(seed: int, soak: settings) -> str | None:
 def regression_test(seed: int, report: str) -> str:
     """The shrunk steps of a failure report as a test for tests/soak/test_soak_regressions.py
     (which has the `world` fixture and imports `BillingMachine`, `Pick` and `machine`)."""
-    steps = [line.strip() for line in report.splitlines() if line.strip().startswith("state")]
+    steps = [ln.strip() for ln in report.splitlines() if ln.startswith(("state = ", "state."))]
     violation = next((ln for ln in report.splitlines() if ln.lstrip().startswith("[")), "")
     body = "\n".join(f"    {line}" for line in steps)
     return (

@@ -204,3 +204,29 @@ def test_a_subscription_with_100_members_is_created(world: SoakWorld) -> None:
     answer = community.call("POST", "/v1/subscriptions", body)
     world.server_errors.clear()
     assert answer.status == 201, answer
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 item 4: adding 100 members charges, then its resolution overflows one "
+    "transaction: the payment stays pending",
+)
+def test_adding_100_members_leaves_no_charge_pending(world: SoakWorld) -> None:
+    """Found by the soak (seed 2549177519): Stripe charges the proration of 100 new members,
+    writing the outcome overflows a 100-item transaction, and recovery cannot write it either."""
+    community = Community(world)
+    owner, card = community.customer()
+    sub_id = community.subscription(owner, card)
+    community.ok("POST", f"/v1/subscriptions/{sub_id}/activate", {})
+    kids = [
+        community.ok(
+            "POST", "/v1/profiles", {"kind": "dependent", "name": "Kid", "account_holder_id": owner}
+        )["id"]
+        for _ in range(100)
+    ]
+    members = {"members": [{"profile_id": kid, "activation_fee": "charge"} for kid in kids]}
+    community.call("POST", f"/v1/subscriptions/{sub_id}/members", members)
+    assert world.advance(seconds=6 * 60).status == 200  # the recovery pass
+    world.server_errors.clear()
+    payments = community.ok("GET", f"/v1/payments?subscription_id={sub_id}")["data"]
+    assert [p["status"] for p in payments if p["status"] == "pending"] == [], payments
