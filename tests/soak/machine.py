@@ -137,6 +137,8 @@ class BillingMachine(RuleBasedStateMachine):
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         answer = self.api(method, path, body)
+        if answer.status == 503:  # an injected fault met a harness request inside a rule
+            raise FaultedRead(f"{method} {path} -> 503")
         assert answer.status in (200, 201), (method, path, answer.status, answer.body)
         return answer.body
 
@@ -554,7 +556,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.w.advance(days=days)
 
     @rule(
-        days=st.sampled_from([1, 3, 31]),
+        days=st.sampled_from([15, 31, 40]),
         fault=st.sampled_from(["none", "worker_death", "duplicate_delivery"]),
         die_after=st.integers(0, 6),
     )
@@ -590,24 +592,33 @@ class BillingMachine(RuleBasedStateMachine):
     ) -> None:
         if not self.step(f"stripe_fault_{kind}"):
             return
-        if action == "refund":
-            aim = "refund" if aim == "charge" else aim
-        self.w.proxy.arm(kind, aim)
-        fired_before = sum(self.w.proxy.fired.values())
-        refunded = self.run_action(action, data)
-        if refunded and sum(self.w.proxy.fired.values()) > fired_before:
-            self.refund_faulted.add(refunded)
-        self.w.proxy.disarm()
+        # The fault again on up to two more actions (the Pick chooses them): more faults per
+        # step, so each kind is injected often enough in a soak of minutes.
+        actions = [action] + [data.choice(STRIPE_ACTIONS) for _ in range(data.randint(0, 2))]
+        for one in actions:
+            # "any" hits the action's first Stripe request; otherwise the request it is about.
+            self.w.proxy.arm(
+                kind, "any" if aim == "any" else "refund" if one == "refund" else "charge"
+            )
+            fired_before = sum(self.w.proxy.fired.values())
+            refunded = self.run_action(one, data)
+            if refunded and sum(self.w.proxy.fired.values()) > fired_before:
+                self.refund_faulted.add(refunded)
+            self.w.proxy.disarm()
 
     def dynamodb_fault(self, kind: DynamoFaultKind, data: Pick, action: str, skip: int) -> None:
         if not self.step(f"dynamodb_fault_{kind}"):
             return
+        choices = CHARGING_ACTIONS if kind == "after_charge" else ANY_ACTIONS
         if kind == "after_charge":
             action = data.choice(CHARGING_ACTIONS)
             self.w.proxy.on_intent_created = lambda _intent: self.w.dynamo.intent_created()
-        self.w.dynamo.arm(kind, skip)
+        actions = [action] + [data.choice(choices) for _ in range(data.randint(0, 2))]
         try:
-            self.run_action(action, data)
+            for one in actions:
+                self.w.dynamo.arm(kind, skip)
+                self.run_action(one, data)
+                self.w.dynamo.disarm()
         finally:
             self.w.proxy.on_intent_created = None
             self.w.dynamo.disarm()
@@ -701,6 +712,7 @@ class BillingMachine(RuleBasedStateMachine):
         found = [s["id"] for s in answer.body["data"]] if answer.status == 200 else []
         return str(data.choice(found)) if found else self.sub(data)
 
+    @tolerant
     def run_action(self, action: str, data: Pick) -> str | None:
         """One operator action that (usually) reaches Stripe or DynamoDB; returns a refunded
         payment id for `refund`."""
