@@ -13,6 +13,7 @@ the shrunk sequence of steps, ready to paste as a regression test.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import sys
 import time
@@ -583,8 +584,22 @@ class BillingMachine(RuleBasedStateMachine):
                 self.w.invoke_worker(bodies)
             except Exception:
                 self.w.faults["sqs.failed_batch_redelivered"] += 1
-                self.w.invoke_worker(bodies)
+                try:
+                    self.w.invoke_worker(bodies)
+                except Exception as error:
+                    self.dead_lettered(bodies, error)
         self.w.delete_work(messages)
+
+    def dead_lettered(self, bodies: list[str], error: Exception) -> None:
+        """A batch that fails again without any fault: its messages would end in the DLQ.
+        Only the documented case (issue 11 item 4, a big member list) is gated."""
+        subjects = {json.loads(body)["subject_id"] for body in bodies}
+        known = self.big_list_subs | {
+            p["id"] for p in self.payments() if p["subscription_id"] in self.big_list_subs
+        }
+        if not subjects <= known or "must have length less than or equal to 100" not in str(error):
+            raise AssertionError(f"worker messages fail without a fault: {error}") from error
+        STATS.gated["issue 11 item 4: a big member list's scheduled work fails (to the DLQ)"] += 1
 
     # --- faults: one rule per kind, so each is drawn as often as any operator action ----------
     def stripe_fault(
