@@ -520,7 +520,8 @@ class BillingMachine(RuleBasedStateMachine):
 
     # --- Stripe's webhooks ----------------------------------------------------------------------
     # Hypothesis draws rules with fewer arguments first more often; this cheap one is first.
-    @rule(mode=st.sampled_from(["in_order", "duplicated", "reordered", "delayed"]))
+    # The first value of each list is the one drawn most (the simplest): the richer fault.
+    @rule(mode=st.sampled_from(["duplicated", "reordered", "delayed", "in_order"]))
     def deliver_webhooks(self, mode: str) -> None:
         if self.step(f"webhooks_{mode}"):
             self.do_deliver(mode)
@@ -557,8 +558,8 @@ class BillingMachine(RuleBasedStateMachine):
         self.w.advance(days=days)
 
     @rule(
-        days=st.sampled_from([15, 31, 40]),
-        fault=st.sampled_from(["none", "worker_death", "duplicate_delivery"]),
+        days=st.sampled_from([31, 15, 40]),
+        fault=st.sampled_from(["duplicate_delivery", "worker_death", "none"]),
         die_after=st.integers(0, 6),
     )
     def sqs_pass(self, days: int, fault: str, die_after: int) -> None:
