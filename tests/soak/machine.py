@@ -573,20 +573,20 @@ class BillingMachine(RuleBasedStateMachine):
         if bodies and fault == "worker_death":
             self.w.dynamo.die_after(die_after)
             try:
-                self.w.invoke_worker(bodies)
+                self.w.invoke_worker(messages)
             except LambdaDied:
                 self.w.faults["sqs.redelivered_batch"] += 1  # the whole batch comes back
             self.w.dynamo.disarm()
         if bodies and fault == "duplicate_delivery":
             self.w.faults["sqs.duplicate_delivery"] += 1
-            self.w.invoke_worker(bodies[:1])  # a second worker took the same message
+            self.w.invoke_worker(messages[:1])  # a second worker took the same message
         if bodies:
             try:
-                self.w.invoke_worker(bodies)
+                self.w.invoke_worker(messages)
             except Exception:
                 self.w.faults["sqs.failed_batch_redelivered"] += 1
                 try:
-                    self.w.invoke_worker(bodies)
+                    self.w.invoke_worker(messages)
                 except Exception as error:
                     self.dead_lettered(bodies, error)
         self.w.delete_work(messages)
