@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The console's browser tests drive Debian's chromium (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-calendar lint typecheck unit integration e2e browser load bench demo synth deploy clean install console-vendor
+.PHONY: run test test-calendar lint typecheck unit integration e2e browser load bench soak demo synth deploy clean install console-vendor
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -77,6 +77,11 @@ load: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The stateful soak with injected faults (tests/soak/): a fresh seed each run; figures printed.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.run --minutes $(SOAK_MINUTES)
 
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo

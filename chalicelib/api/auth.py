@@ -17,17 +17,21 @@ from chalice import AuthResponse, Blueprint
 from chalice.app import AuthRequest, Request
 
 from chalicelib.bootstrap import container
+from chalicelib.observability import logger
 
 blueprint = Blueprint(__name__)
 
 ANONYMOUS = "anonymous"
 PLATFORM = "platform"
 COMMUNITY = "community"
+# The key could not be checked (DynamoDB throttled, a network error): the route answers 503.
+# An authorizer that raises makes API Gateway answer a bare 500 instead.
+UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "platform" | "community" | "anonymous"
+    kind: str  # "platform" | "community" | "anonymous" | "unavailable"
     community_id: str | None = None
     key_id: str | None = None
 
@@ -73,7 +77,11 @@ def resolve_community_key(token: str) -> Principal:
 
 @blueprint.authorizer(ttl_seconds=0)
 def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
-    principal = resolve_principal(bearer_token(auth_request.token))
+    try:
+        principal = resolve_principal(bearer_token(auth_request.token))
+    except Exception:
+        logger.exception("api_key_check_failed")
+        principal = Principal(UNAVAILABLE)
     return AuthResponse(routes=["*"], principal_id=principal.kind, context=principal.to_context())
 
 

@@ -27,7 +27,12 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from chalicelib.api.auth import Principal, api_key_authorizer, principal_from_request
+from chalicelib.api.auth import (
+    UNAVAILABLE,
+    Principal,
+    api_key_authorizer,
+    principal_from_request,
+)
 from chalicelib.api.errors import (
     domain_error_response,
     error_response,
@@ -202,7 +207,9 @@ def _execute(
         return _to_response(spec, handler(ctx, **kwargs))
     except DomainError as error:
         return _domain_error(error)
-    except Exception:
+    except Exception as error:
+        if _transient_aws_error(error):
+            return _domain_error(Unavailable("The database is busy; retry shortly."))
         return _internal_error(spec)
 
 
@@ -210,6 +217,17 @@ def _execute(
 # Retry-After, and the idempotency store never keeps them as a key's answer.
 RETRYABLE_ERRORS = (ConcurrentChange, RateLimited, Unavailable)
 RETRY_AFTER_SECONDS = "1"
+
+
+def _transient_aws_error(error: Exception) -> bool:
+    """A ClientError that a retry can fix (throttling, DynamoDB's own failures) once botocore's
+    own retries are spent: a 503, never a 500. Checked by name first, so importing the app
+    loads no SDK; the codes are the adapters' one list (adapters/dynamodb/transactions.py)."""
+    if type(error).__name__ != "ClientError":
+        return False
+    from chalicelib.adapters.dynamodb.transactions import is_transient
+
+    return is_transient(error)
 
 
 def _domain_error(error: DomainError) -> Response:
@@ -259,6 +277,8 @@ def _request_id(request: Request) -> str:
 def _check_auth(spec: RouteSpec, principal: Principal) -> None:
     if spec.auth is Auth.NONE:
         return
+    if principal.kind == UNAVAILABLE:
+        raise Unavailable("The API key could not be checked; retry shortly.")
     if principal.kind == "anonymous":
         raise Unauthorized("Missing or unknown API key.")
     if spec.auth.value != principal.kind:

@@ -1,0 +1,212 @@
+"""An HTTP layer in front of localstripe that behaves like Stripe and injects Stripe's faults.
+
+Everything the app sends to Stripe goes through here (the app's `STRIPE_API_BASE`); the soak
+harness's own reads go to localstripe directly. Two things on top of forwarding:
+
+- **Idempotency as Stripe keeps it**: a POST with an `Idempotency-Key` that was already
+  answered gets the stored answer again instead of being forwarded (localstripe itself ignores
+  the header, so without this a network retry of stripe-python would charge twice where real
+  Stripe would not).
+- **Faults**, armed by `arm(kind, target)` and fired on the next matching request; a fired
+  fault also covers stripe-python's retries of the same request (same `Idempotency-Key`), so
+  the caller really sees the fault instead of a retry papering over it:
+    timeout_before  held, then the connection closes without an answer; Stripe never saw it
+    timeout_after   forwarded (Stripe acted), then the connection closes: the answer is lost
+    http_500        `500 api_error` (Stripe-Should-Retry: false); not forwarded
+    http_429        `429 rate_limit` (Stripe-Should-Retry: false); not forwarded
+    drop            the connection is reset at once; not forwarded
+- **Observers**: `on_intent_created(intent)` is called with every PaymentIntent Stripe made
+  (also when its answer is lost), before the answer goes back; the soak uses it to record every
+  intent and to deliver a webhook while the API is still resolving that same payment.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+StripeFaultKind = Literal["timeout_before", "timeout_after", "http_500", "http_429", "drop"]
+STRIPE_FAULT_KINDS: tuple[StripeFaultKind, ...] = (
+    "timeout_before",
+    "timeout_after",
+    "http_500",
+    "http_429",
+    "drop",
+)
+# Which requests a fault may hit: charges, refunds, or any request of the app.
+FaultTarget = Literal["charge", "refund", "any"]
+TARGET_PATHS: dict[FaultTarget, tuple[str, str]] = {
+    "charge": ("POST", "/v1/payment_intents"),
+    "refund": ("POST", "/v1/refunds"),
+    "any": ("", "/v1/"),
+}
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+HOLD_SECONDS = 0.05  # how long a "timed out" request is held before the connection closes
+
+
+@dataclass
+class Armed:
+    kind: StripeFaultKind
+    target: FaultTarget
+
+
+@dataclass
+class StripeFaults:
+    url: str
+    target: str
+    armed: list[Armed] = field(default_factory=list)
+    # Idempotency-Key -> the fault that hit its first attempt (its retries get the same).
+    sticky: dict[str, StripeFaultKind] = field(default_factory=dict)
+    answers: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+    fired: Counter[str] = field(default_factory=Counter)
+    intents_created: list[str] = field(default_factory=list)
+    refunds_created: list[str] = field(default_factory=list)
+    on_intent_created: Callable[[dict[str, Any]], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def arm(self, kind: StripeFaultKind, target: FaultTarget) -> None:
+        with self.lock:
+            self.armed.append(Armed(kind, target))
+
+    def disarm(self) -> None:
+        """Drop faults that did not fire (each step arms its own)."""
+        with self.lock:
+            self.armed.clear()
+
+    def _fault_for(self, method: str, path: str, key: str | None) -> StripeFaultKind | None:
+        with self.lock:
+            if key is not None and key in self.sticky:
+                return self.sticky[key]
+            for armed in self.armed:
+                want_method, prefix = TARGET_PATHS[armed.target]
+                if (not want_method or want_method == method) and path.startswith(prefix):
+                    self.armed.remove(armed)
+                    self.fired[armed.kind] += 1
+                    if key is not None:
+                        self.sticky[key] = armed.kind
+                    return armed.kind
+        return None
+
+
+@contextmanager
+def stripe_faults(target: str) -> Iterator[StripeFaults]:
+    proxy = StripeFaults(url="", target=target)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self, body: bytes | None) -> tuple[int, bytes, dict[str, str]]:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+            request = urllib.request.Request(
+                proxy.target + self.path, data=body, headers=headers, method=self.command
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, response.read(), dict(response.headers.items())
+            except urllib.error.HTTPError as error:
+                return error.code, error.read(), dict(error.headers.items())
+
+        def _reset(self) -> None:
+            # SO_LINGER 0: close() sends RST, the client sees the connection dropped.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+
+        def _answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() not in HOP_HEADERS:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _record(self, status: int, data: bytes) -> None:
+            if self.command != "POST" or status >= 500:
+                return
+            path = self.path.split("?")[0]
+            answer: dict[str, Any] = json.loads(data)
+            # A decline answers 402 with the PaymentIntent Stripe made inside the error.
+            created = answer.get("error", {}).get("payment_intent") if status >= 300 else answer
+            if not isinstance(created, dict) or "id" not in created:
+                return
+            if path == "/v1/payment_intents":
+                with proxy.lock:
+                    proxy.intents_created.append(str(created["id"]))
+                if proxy.on_intent_created is not None:
+                    proxy.on_intent_created(created)
+            elif path == "/v1/refunds":
+                with proxy.lock:
+                    proxy.refunds_created.append(str(created["id"]))
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            key = self.headers.get("Idempotency-Key") if self.command == "POST" else None
+            account = self.headers.get("Stripe-Account") or ""
+            stored_key = f"{account}|{self.path}|{key}" if key else None
+            fault = proxy._fault_for(self.command, self.path.split("?")[0], stored_key)
+            if fault in ("drop", "timeout_before"):
+                if fault == "timeout_before":
+                    time.sleep(HOLD_SECONDS)
+                self._reset()
+                return
+            if fault == "http_500":
+                data = b'{"error": {"type": "api_error", "message": "Stripe had a problem."}}'
+                self._answer(
+                    500, data, {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
+                )
+                return
+            if fault == "http_429":
+                data = (
+                    b'{"error": {"type": "invalid_request_error", "code": "rate_limit",'
+                    b' "message": "Too many requests."}}'
+                )
+                self._answer(
+                    429, data, {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
+                )
+                return
+            with proxy.lock:
+                replay = proxy.answers.get(stored_key) if stored_key else None
+            if replay is not None:
+                status, data, headers = replay
+                headers = {**headers, "Idempotent-Replayed": "true"}
+            else:
+                status, data, headers = self._forward(body)
+                if stored_key is not None and status < 500:
+                    with proxy.lock:
+                        proxy.answers[stored_key] = (status, data, headers)
+                self._record(status, data)
+            if fault == "timeout_after":
+                time.sleep(HOLD_SECONDS)
+                self._reset()
+                return
+            self._answer(status, data, headers)
+
+        do_GET = _handle  # noqa: N815
+        do_POST = _handle  # noqa: N815
+        do_DELETE = _handle  # noqa: N815
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
