@@ -1,7 +1,9 @@
 """Every violation the soak found, as an ordinary regression test on the same real pieces.
 
-Fixed ones pass. Known product bugs (issue 11) that the soak gates (`known_issues.gate`) are
-`xfail(strict=True)`: each fails today and flips (so its xfail must go) once fixed.
+Each was a failure when found; the five product bugs it found first (issue 11: an open
+PaymentIntent after a card needing authentication, a refund kept that Stripe never made, a
+charge under Stripe's minimum, 100-member lists overflowing a transaction) are fixed, and these
+tests hold them.
 """
 
 from __future__ import annotations
@@ -78,10 +80,6 @@ def test_a_throttled_api_key_lookup_answers_503_not_a_bare_500(world: SoakWorld)
     assert community.call("GET", "/v1/plans").status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 1: a card needing authentication leaves the PaymentIntent open",
-)
 def test_a_card_needing_authentication_leaves_no_open_payment_intent(world: SoakWorld) -> None:
     community = Community(world)
     owner, card = community.customer(AUTH_CARD)
@@ -94,10 +92,6 @@ def test_a_card_needing_authentication_leaves_no_open_payment_intent(world: Soak
     assert intent.status in ("requires_payment_method", "canceled"), intent.status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 2: a refund Stripe failed keeps its reservation in the ledger",
-)
 def test_a_refund_stripe_never_made_is_not_kept_in_the_ledger(world: SoakWorld) -> None:
     community = Community(world)
     owner, card = community.customer()
@@ -148,7 +142,6 @@ def test_a_throttle_during_a_test_clock_advance_answers_503_and_the_next_one_run
     assert world.server_errors == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 3: charges under Stripe's minimum are sent")
 def test_no_charge_is_sent_under_stripes_minimum(world: SoakWorld) -> None:
     """A member added 20 days into a 60-cent month: the proration (21 cents) must be carried
     to the next charge (API.md, Payments), never sent to Stripe."""
@@ -179,10 +172,6 @@ def test_no_charge_is_sent_under_stripes_minimum(world: SoakWorld) -> None:
     assert sent and min(sent) >= 50, sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 4: a member list of 100 overflows one 100-item transaction (500)",
-)
 def test_a_subscription_with_100_members_is_created(world: SoakWorld) -> None:
     """API.md: member lists take up to 1,000 profiles. 100 members today answer 500."""
     community = Community(world)
@@ -206,11 +195,6 @@ def test_a_subscription_with_100_members_is_created(world: SoakWorld) -> None:
     assert answer.status == 201, answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 4: adding 100 members charges, then its resolution overflows one "
-    "transaction: the payment stays pending",
-)
 def test_adding_100_members_leaves_no_charge_pending(world: SoakWorld) -> None:
     """Found by the soak (seed 2549177519): Stripe charges the proration of 100 new members,
     writing the outcome overflows a 100-item transaction, and recovery cannot write it either."""
