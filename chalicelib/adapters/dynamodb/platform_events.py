@@ -335,44 +335,33 @@ class PlatformEventStore:
         subject_id: str | None,
         since: datetime,
     ) -> EventPage:
-        values: dict[str, Any] = {}
-        names: dict[str, str] = {}
+        values: dict[str, Any] = {":since": to_value(since.isoformat())}
         filters = ["created_at >= :since"]
-        values[":since"] = to_value(since.isoformat())
         if event_type:
             filters.append("event_type = :type")
             values[":type"] = to_value(event_type)
+        index: str | None
         if subject_id:
+            # One subject's events are its own partition; a community's, a gsi1 partition.
+            index, key_condition = None, "pk = :pk AND begins_with(sk, :evt)"
             values[":pk"] = to_value(f"C#{community_id}#EVENTS#{subject_id}")
             values[":evt"] = to_value("EVT#")
-            page = query_page(
-                self._client,
-                self._table,
-                self._cursors,
-                scope=f"events:{community_id}:{subject_id}",
-                key_condition="pk = :pk AND begins_with(sk, :evt)",
-                values=values,
-                limit=limit,
-                cursor=cursor,
-                filter_expression=" AND ".join(filters),
-                newest_first=True,
-            )
         else:
+            index, key_condition = "gsi1", "gsi1pk = :pk"
             values[":pk"] = to_value(f"C#{community_id}#EVENTS")
-            page = query_page(
-                self._client,
-                self._table,
-                self._cursors,
-                scope=f"events:{community_id}",
-                index="gsi1",
-                key_condition="gsi1pk = :pk",
-                values=values,
-                limit=limit,
-                cursor=cursor,
-                filter_expression=" AND ".join(filters),
-                newest_first=True,
-                names=names or None,
-            )
+        page = query_page(
+            self._client,
+            self._table,
+            self._cursors,
+            scope=f"events:{community_id}:{subject_id}" if subject_id else f"events:{community_id}",
+            index=index,
+            key_condition=key_condition,
+            values=values,
+            limit=limit,
+            cursor=cursor,
+            filter_expression=" AND ".join(filters),
+            newest_first=True,
+        )
         bodies = [json.loads(item["body"]) for item in page.items]
         return EventPage(bodies, page.has_more, page.next_cursor)
 
