@@ -1,10 +1,10 @@
 """Payments: reading the ledger, refunds, and the entry points the webhooks (issue 5) call.
 
-For the webhook handlers (every function is idempotent and forward-only; call it again with
-the same event and nothing changes; all of them write payment + subscription change + audit
-event in one transaction):
+`PaymentService`'s entry points for the webhook handlers (each idempotent and forward-only:
+called again with the same event, nothing changes; each writes payment + subscription change +
+audit event in one unit of work, the event's own when bound with `committing_with`):
 
-- `find_payment_for_intent(intent, community_id=None) -> StoredPayment | None`
+- `find_payment_for_intent(intent, community_id=None) -> Payment | None`
   The payment a PaymentIntent charged: by the intent id (gsi3 index), else by our metadata
   (`metadata.community_id`, `metadata.payment_id`; we put `community_id`, `subscription_id`,
   `payment_id` and `kind` on every PaymentIntent). Pass `community_id` when the event names a
@@ -25,8 +25,9 @@ event in one transaction):
   For `charge.dispute.created` (status "open") and `charge.dispute.closed` ("won" / "lost",
   from the dispute's status). Returns whether anything changed.
 
-The recovery of payments left pending (no webhook ever came) is `scheduled.recover_pending_payment`;
-of refunds left pending, `scheduled.recover_pending_refunds` (services/refunds.py).
+The recovery of payments left pending (no webhook ever came) is
+`ScheduledActions.recover_pending_payment`; of refunds left pending,
+`ScheduledActions.recover_pending_refunds` (services/refunds.py).
 """
 
 from __future__ import annotations

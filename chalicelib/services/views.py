@@ -212,10 +212,6 @@ def payment_view(payment: Payment) -> dict[str, Any]:
     }
 
 
-def payments_view(payments: list[Payment]) -> list[dict[str, Any]]:
-    return [payment_view(p) for p in payments]
-
-
 def refund_view(refund: Refund) -> dict[str, Any]:
     return {
         "id": refund.id,

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import stack
+from tests.support.localstripe import stack_card
 
 __all__ = ["stack"]
 
@@ -62,23 +63,7 @@ class Api:
         return answer
 
     def card(self, profile_id: str, number: str) -> str:
-        form = urllib.parse.urlencode(
-            {
-                "type": "card",
-                "card[number]": number,
-                "card[exp_month]": "12",
-                "card[exp_year]": "2031",
-                "card[cvc]": "123",
-            }
-        ).encode()
-        request = urllib.request.Request(
-            f"{self.stack.config.stripe_url}/v1/payment_methods",
-            data=form,
-            method="POST",
-            headers={"Authorization": f"Bearer {self.stack.config.stripe_secret_key}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            method_id = str(json.loads(response.read())["id"])
+        method_id = stack_card(self.stack, number)
         self.ok(
             "POST",
             f"/v1/profiles/{profile_id}/payment-methods",

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from infra.local.stack import LocalStack
+from tests.support.localstripe import stack_card
 
 pytestmark = pytest.mark.e2e
 
@@ -37,26 +38,6 @@ def _http(
     except urllib.error.HTTPError as error:
         raw = error.read()
         return error.code, json.loads(raw) if raw else None, dict(error.headers)
-
-
-def _localstripe_card(stack: LocalStack, number: str) -> str:
-    form = urllib.parse.urlencode(
-        {
-            "type": "card",
-            "card[number]": number,
-            "card[exp_month]": "12",
-            "card[exp_year]": "2031",
-            "card[cvc]": "123",
-        }
-    ).encode()
-    request = urllib.request.Request(
-        f"{stack.config.stripe_url}/v1/payment_methods",
-        data=form,
-        method="POST",
-        headers={"Authorization": f"Bearer {stack.config.stripe_secret_key}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(json.loads(response.read())["id"])
 
 
 def test_a_new_community_sets_up_plans_profiles_and_cards(stack: LocalStack) -> None:
@@ -126,7 +107,7 @@ def test_a_new_community_sets_up_plans_profiles_and_cards(stack: LocalStack) -> 
     }
 
     cards = f"/v1/profiles/{ann['id']}/payment-methods"
-    visa = _localstripe_card(stack, "4242424242424242")
+    visa = stack_card(stack, "4242424242424242")
     status, card, _ = _http(stack, "POST", cards, {"stripe_payment_method_id": visa}, key=key)
     assert status == 201
     assert card == {
@@ -137,14 +118,14 @@ def test_a_new_community_sets_up_plans_profiles_and_cards(stack: LocalStack) -> 
         "exp_month": 12,
         "exp_year": 2031,
     }
-    declines_later = _localstripe_card(stack, "4000000000000341")
+    declines_later = stack_card(stack, "4000000000000341")
     status, _, _ = _http(
         stack, "POST", cards, {"stripe_payment_method_id": declines_later}, key=key
     )
     assert status == 201
     status, listed, _ = _http(stack, "GET", cards, key=key)
     assert sorted(c["last4"] for c in listed["data"]) == ["0341", "4242"]
-    refused = _localstripe_card(stack, "4000000000000002")
+    refused = stack_card(stack, "4000000000000002")
     status, error, _ = _http(stack, "POST", cards, {"stripe_payment_method_id": refused}, key=key)
     assert status == 400 and error["error"]["details"][0]["field"] == "stripe_payment_method_id"
     status, setup, _ = _http(stack, "POST", f"/v1/profiles/{ann['id']}/setup-intents", key=key)

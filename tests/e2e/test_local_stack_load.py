@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from infra.local.stack import LocalStack, StackConfig, free_port
+from tests.support.localstripe import stack_card
 
 pytestmark = pytest.mark.e2e
 
@@ -77,21 +78,7 @@ class Http:
         return answer
 
     def stripe_card(self) -> str:
-        form = {
-            "type": "card",
-            "card[number]": "4242424242424242",
-            "card[exp_month]": "12",
-            "card[exp_year]": "2031",
-            "card[cvc]": "123",
-        }
-        request = urllib.request.Request(
-            f"{self.stack.config.stripe_url}/v1/payment_methods",
-            data=urllib.parse.urlencode(form).encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {self.stack.config.stripe_secret_key}"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return str(json.loads(response.read())["id"])
+        return stack_card(self.stack, "4242424242424242")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.stack import standalone_localstripe
+from infra.local.stack import LocalStack, standalone_localstripe
 
 BIN_DIR = Path(sys.executable).parent
 
@@ -37,3 +37,26 @@ def card_on_customer(client: Any, number: str, email: str = "owner@example.com")
     )
     client.v1.payment_methods.attach(method.id, params={"customer": customer.id})
     return customer.id, method.id
+
+
+def stack_card(stack: LocalStack, number: str) -> str:
+    """A card (PaymentMethod, not attached yet) made on the local stack's localstripe."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    form = {
+        "type": "card",
+        "card[number]": number,
+        "card[exp_month]": "12",
+        "card[exp_year]": "2031",
+        "card[cvc]": "123",
+    }
+    request = urllib.request.Request(
+        f"{stack.config.stripe_url}/v1/payment_methods",
+        data=urllib.parse.urlencode(form).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {stack.config.stripe_secret_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.loads(response.read())["id"])
