@@ -2,38 +2,22 @@
 
 import os
 
-from chalice import Chalice, Rate
+# No pydantic plugins are used; skipping their entry-point scan saves ~27 ms of the API's cold
+# start (pydantic reads this when first imported).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+from chalice import Rate
 from chalice.app import CloudWatchEvent, DynamoDBEvent, SQSEvent
 
 from chalicelib.adapters.queues import work_queue_name
-from chalicelib.api import auth, console, health, test_clock, webhooks
-from chalicelib.api import billing_history as billing_history_api
-from chalicelib.api import communities as admin_communities
-from chalicelib.api import payment_methods as admin_payment_methods
-from chalicelib.api import payments as payments_api
-from chalicelib.api import plans as admin_plans
-from chalicelib.api import platform_events as platform_events_api
-from chalicelib.api import profiles as admin_profiles
-from chalicelib.api import reports as reports_api
-from chalicelib.api import subscriptions as subscriptions_api
+from chalicelib.api import auth
+from chalicelib.api.blueprints import LazyRoutesChalice, http_blueprints
 from chalicelib.jobs import event_publisher, reconciliation, schedules, sweeps, worker
 
-app = Chalice(app_name="membership-billing")
-
+# The HTTP routes are registered when the route table is first read (chalicelib/api/blueprints.py),
+# so the scheduled and worker functions never build the API's models.
+app = LazyRoutesChalice(app_name="membership-billing", route_blueprints=http_blueprints)
 app.register_blueprint(auth.blueprint)
-app.register_blueprint(health.blueprint)
-app.register_blueprint(webhooks.blueprint)
-app.register_blueprint(admin_communities.blueprint)
-app.register_blueprint(admin_plans.blueprint)
-app.register_blueprint(admin_profiles.blueprint)
-app.register_blueprint(admin_payment_methods.blueprint)
-app.register_blueprint(test_clock.blueprint)
-app.register_blueprint(subscriptions_api.blueprint)
-app.register_blueprint(payments_api.blueprint)
-app.register_blueprint(reports_api.blueprint)
-app.register_blueprint(billing_history_api.blueprint)
-app.register_blueprint(console.blueprint)
-app.register_blueprint(platform_events_api.blueprint)
 
 
 # Scheduled jobs (DESIGN.md section 8): each sweep fans due items out to the work queue.

@@ -22,3 +22,23 @@ def test_importing_app_loads_no_sdk_and_creates_no_client() -> None:
         [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_importing_app_builds_no_api_model_and_the_route_table_loads_on_first_read() -> None:
+    """The scheduled and worker functions never import pydantic; the API's route table (and
+    every route) is there as soon as Chalice, chalice local or the test client reads it."""
+    probe = (
+        "import json, sys; import app; before = 'pydantic' in sys.modules; "
+        "routes = app.app.routes; "
+        "print(json.dumps([before, 'pydantic' in sys.modules, "
+        "sorted(routes['/v1/plans']), sorted(routes['/webhooks/stripe'])]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    before, after, plan_methods, webhook_methods = json.loads(
+        result.stdout.strip().splitlines()[-1]
+    )
+    assert (before, after) == (False, True)
+    assert plan_methods == ["GET", "POST"]
+    assert webhook_methods == ["POST"]
