@@ -561,35 +561,39 @@ class BillingMachine(RuleBasedStateMachine):
         days=st.sampled_from([31, 15, 40]),
         fault=st.sampled_from(["duplicate_delivery", "worker_death", "none"]),
         die_after=st.integers(0, 6),
+        batch_size=st.integers(1, 4),
     )
-    def sqs_pass(self, days: int, fault: str, die_after: int) -> None:
-        """Time passes; the scheduled sweeps and the SQS worker Lambdas run for real."""
+    def sqs_pass(self, days: int, fault: str, die_after: int, batch_size: int) -> None:
+        """Time passes; the scheduled sweeps and the SQS worker Lambdas run for real, one
+        worker invocation per batch of `batch_size` messages; the fault hits every batch."""
         if not self.step(f"sqs_{fault}"):
             return
         self.w.move_clock(timedelta(days=days))
         self.w.run_sweeps()
         messages = self.w.receive_work()
-        bodies = [m["Body"] for m in messages]
-        if bodies and fault == "worker_death":
+        for start in range(0, len(messages), batch_size):
+            self.run_worker_batch(messages[start : start + batch_size], fault, die_after)
+        self.w.delete_work(messages)
+
+    def run_worker_batch(self, batch: list[dict[str, Any]], fault: str, die_after: int) -> None:
+        if fault == "worker_death":
             self.w.dynamo.die_after(die_after)
             try:
-                self.w.invoke_worker(messages)
+                self.w.invoke_worker(batch)
             except LambdaDied:
                 self.w.faults["sqs.redelivered_batch"] += 1  # the whole batch comes back
             self.w.dynamo.disarm()
-        if bodies and fault == "duplicate_delivery":
+        if fault == "duplicate_delivery":
             self.w.faults["sqs.duplicate_delivery"] += 1
-            self.w.invoke_worker(messages[:1])  # a second worker took the same message
-        if bodies:
+            self.w.invoke_worker(batch[:1])  # a second worker took the same message
+        try:
+            self.w.invoke_worker(batch)
+        except Exception:
+            self.w.faults["sqs.failed_batch_redelivered"] += 1
             try:
-                self.w.invoke_worker(messages)
-            except Exception:
-                self.w.faults["sqs.failed_batch_redelivered"] += 1
-                try:
-                    self.w.invoke_worker(messages)
-                except Exception as error:
-                    self.dead_lettered(bodies, error)
-        self.w.delete_work(messages)
+                self.w.invoke_worker(batch)
+            except Exception as error:
+                self.dead_lettered([m["Body"] for m in batch], error)
 
     def dead_lettered(self, bodies: list[str], error: Exception) -> None:
         """A batch that fails again without any fault: its messages would end in the DLQ.
@@ -717,8 +721,11 @@ class BillingMachine(RuleBasedStateMachine):
                 self.w.deliver(se.event(kind, intent))
 
         self.w.proxy.on_intent_created = deliver_now
+        # Up to two more charging actions (the Pick chooses them), as the fault rules do.
+        actions = [action] + [data.choice(CHARGING_ACTIONS) for _ in range(data.randint(0, 2))]
         try:
-            self.run_action(action, data)
+            for one in actions:
+                self.run_action(one, data)
         finally:
             self.w.proxy.on_intent_created = None
 
