@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -80,6 +80,26 @@ class Pick(random.Random):
 
 PICK = st.builds(Pick, st.integers(0, 2**16))
 
+# Every fault kind in turn, per sequence (`next_fault`): hypothesis draws rules with fewer
+# arguments more often and switches random subsets of rules off per sequence (swarm testing),
+# so without it a long soak injects the common kinds hundreds of times and the rare ones a few.
+FAULT_ROTATION = (
+    "stripe.timeout_before",
+    "stripe.timeout_after",
+    "stripe.http_500",
+    "stripe.http_429",
+    "stripe.drop",
+    "dynamodb.throttle",
+    "dynamodb.transaction_conflict",
+    "dynamodb.after_charge",
+    "sqs.worker_death",
+    "sqs.duplicate_delivery",
+    "webhook.during_resolution",
+    "webhook.duplicated",
+    "webhook.delayed",
+    "webhook.reordered",
+)
+
 
 @dataclass
 class Stats:
@@ -131,6 +151,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.big_list_payments: set[str] = set()  # and their payments
         self.last_state: Any = None
         self.last_snapshot: Snapshot | None = None
+        self.faults_rotated = 0
 
     # --- helpers ----------------------------------------------------------------------------
     def api(self, method: str, path: str, body: Any = None) -> Any:
@@ -728,6 +749,27 @@ class BillingMachine(RuleBasedStateMachine):
                 self.run_action(one, data)
         finally:
             self.w.proxy.on_intent_created = None
+
+    @precondition(lambda self: bool(self.subs))
+    @rule(data=PICK)
+    def next_fault(self, data: Pick) -> None:
+        """The next fault kind of FAULT_ROTATION, through its own rule (the Pick chooses the
+        rest), so each kind is injected about equally often in a long soak."""
+        kind = FAULT_ROTATION[self.faults_rotated % len(FAULT_ROTATION)]
+        self.faults_rotated += 1
+        layer, name = kind.split(".")
+        if layer == "stripe":
+            aim: FaultTarget = data.choice(["charge", "any", "refund"])
+            self.stripe_fault(cast(StripeFaultKind, name), data, aim, data.choice(STRIPE_ACTIONS))
+        elif layer == "dynamodb":
+            dynamo_kind = cast(DynamoFaultKind, name)
+            self.dynamodb_fault(dynamo_kind, data, data.choice(ANY_ACTIONS), data.randint(0, 8))
+        elif layer == "sqs":
+            self.sqs_pass(data.choice([31, 15, 40]), name, data.randint(0, 6), data.randint(1, 4))
+        elif name == "during_resolution":
+            self.webhook_while_resolving(data, data.choice(CHARGING_ACTIONS))
+        else:
+            self.deliver_webhooks(name)
 
     def live_sub(self, data: Pick, status: str) -> str:
         """A subscription in `status` (so the action reaches Stripe), else any."""
