@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.charging import Charging
     from chalicelib.services.event_delivery import EventPublisher
     from chalicelib.services.members import MemberService
+    from chalicelib.services.payment_links import PaymentLinks
     from chalicelib.services.payments import PaymentService
     from chalicelib.services.ports import BillingReader, PaymentGateway, UnitOfWork
     from chalicelib.services.reports import ReportService
@@ -279,6 +280,18 @@ class Container:
         from chalicelib.services.scheduled import ScheduledActions
 
         return ScheduledActions(self.unit_of_work, self.charging, self.payment_gateway)
+
+    # --- issue 15: pay-now links ---
+    @cached_property
+    def payment_links(self) -> PaymentLinks:
+        from chalicelib.adapters.dynamodb.payment_links import PaymentLinkStore
+        from chalicelib.services.payment_links import PaymentLinks
+
+        return PaymentLinks(
+            PaymentLinkStore(self.dynamodb, self.settings.table_name),
+            self.subscriptions,
+            lambda: self.settings.public_url,
+        )
 
     @cached_property
     def subscription_views(self) -> SubscriptionViews:

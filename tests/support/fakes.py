@@ -644,3 +644,36 @@ class CardChecks:
 
     def put(self, community_id: str, snapshot: dict[str, Any]) -> None:
         self._store.cards[(community_id, snapshot["id"])] = dict(snapshot)
+
+
+class InMemoryPaymentLinkStore:
+    """Pay-now links as adapters/dynamodb/payment_links.py keeps them: by token hash, one
+    current link per subscription, a resend mark per link, request counts per minute."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, Any] = {}
+        self.current: dict[Key, str] = {}
+        self.resent: set[str] = set()
+        self.hits: dict[tuple[str, str], int] = {}
+
+    def replace_current(self, link: Any) -> None:
+        assert link.token_hash not in self.links
+        self.links[link.token_hash] = link
+        self.current[(link.community_id, link.subscription_id)] = link.token_hash
+
+    def find(self, token_hash: str) -> tuple[Any, bool] | None:
+        link = self.links.get(token_hash)
+        if link is None:
+            return None
+        return link, self.current.get((link.community_id, link.subscription_id)) == token_hash
+
+    def claim_resend(self, token_hash: str, now: datetime) -> bool:
+        if token_hash not in self.links or token_hash in self.resent:
+            return False
+        self.resent.add(token_hash)
+        return True
+
+    def count_request(self, token_hash: str, now: datetime) -> int:
+        minute = now.strftime("%Y%m%d%H%M")
+        self.hits[(token_hash, minute)] = self.hits.get((token_hash, minute), 0) + 1
+        return self.hits[(token_hash, minute)]

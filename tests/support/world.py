@@ -14,6 +14,7 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.services.cards import Cards
 from chalicelib.services.charging import Charging
 from chalicelib.services.members import MemberService
+from chalicelib.services.payment_links import PaymentLinks
 from chalicelib.services.payments import PaymentService
 from chalicelib.services.scheduled import ScheduledActions
 from chalicelib.services.subscriptions import SubscriptionService
@@ -22,6 +23,7 @@ from tests.support.fakes import (
     CardChecks,
     FakePaymentGateway,
     InMemoryDirectory,
+    InMemoryPaymentLinkStore,
     InMemoryStore,
     PlanFinder,
     ProfileReader,
@@ -30,6 +32,7 @@ from tests.support.fakes import (
 
 START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 CID = "com_1"
+PUBLIC_URL = "https://billing.example.org"
 
 
 class RecordingMailer:
@@ -76,6 +79,10 @@ class World:
         self.members = MemberService(self.subscriptions, self.mailer)
         self.payments = PaymentService(uow, self.charging, self.gateway, NoListing(), self.clock)
         self.scheduled = ScheduledActions(uow, self.charging, self.gateway)
+        self.link_store = InMemoryPaymentLinkStore()
+        self.payment_links = PaymentLinks(
+            self.link_store, SubscriptionReads(self.store), lambda: PUBLIC_URL
+        )
 
     # --- builders ---------------------------------------------------------------------------
     def plan(self, month: int = 3000, *, activation_fee: int = 0, **terms: Any) -> Plan:
