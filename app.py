@@ -6,7 +6,7 @@ from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent, DynamoDBEvent, SQSEvent
 
 from chalicelib.adapters.queues import work_queue_name
-from chalicelib.api import auth, console, health, test_clock, webhooks
+from chalicelib.api import auth, console, health, pay_page, test_clock, webhooks
 from chalicelib.api import billing_history as billing_history_api
 from chalicelib.api import communities as admin_communities
 from chalicelib.api import payment_links as payment_links_api
@@ -32,6 +32,7 @@ app.register_blueprint(test_clock.blueprint)
 app.register_blueprint(subscriptions_api.blueprint)
 app.register_blueprint(payments_api.blueprint)
 app.register_blueprint(payment_links_api.blueprint)
+app.register_blueprint(pay_page.blueprint)
 app.register_blueprint(reports_api.blueprint)
 app.register_blueprint(billing_history_api.blueprint)
 app.register_blueprint(console.blueprint)

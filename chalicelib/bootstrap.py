@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.charging import Charging
     from chalicelib.services.event_delivery import EventPublisher
     from chalicelib.services.members import MemberService
+    from chalicelib.services.pay_now import PayNow
     from chalicelib.services.payment_links import PaymentLinks
     from chalicelib.services.payments import PaymentService
     from chalicelib.services.ports import BillingReader, PaymentGateway, UnitOfWork
@@ -291,6 +292,24 @@ class Container:
             PaymentLinkStore(self.dynamodb, self.settings.table_name),
             self.subscriptions,
             lambda: self.settings.public_url,
+        )
+
+    @cached_property
+    def pay_now(self) -> PayNow:
+        from chalicelib.services.pay_now import PayNow
+        from chalicelib.services.payment_methods import PaymentMethodService
+
+        return PayNow(
+            self.payment_links,
+            self.subscription_service,
+            PaymentMethodService(self.profiles, self.communities, self.stripe_customers),
+            self.charging,
+            self.payment_gateway,
+            self.communities,
+            self.profiles,
+            self.mailer,
+            self.clock,
+            self.unit_of_work,
         )
 
     @cached_property

@@ -14,6 +14,7 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.services.cards import Cards
 from chalicelib.services.charging import Charging
 from chalicelib.services.members import MemberService
+from chalicelib.services.pay_now import PayNow
 from chalicelib.services.payment_links import PaymentLinks
 from chalicelib.services.payments import PaymentService
 from chalicelib.services.scheduled import ScheduledActions
@@ -21,6 +22,7 @@ from chalicelib.services.subscriptions import SubscriptionService
 from tests.support.fakes import (
     AuditReads,
     CardChecks,
+    FakeCardSetup,
     FakePaymentGateway,
     InMemoryDirectory,
     InMemoryPaymentLinkStore,
@@ -82,6 +84,19 @@ class World:
         self.link_store = InMemoryPaymentLinkStore()
         self.payment_links = PaymentLinks(
             self.link_store, SubscriptionReads(self.store), lambda: PUBLIC_URL
+        )
+        self.card_setup = FakeCardSetup(self.card_checks, self.directory)
+        self.pay_now = PayNow(
+            self.payment_links,
+            self.subscriptions,
+            self.card_setup,
+            self.charging,
+            self.gateway,
+            self.directory,
+            ProfileReader(self.directory),
+            self.mailer,
+            self.clock,
+            uow,
         )
 
     # --- builders ---------------------------------------------------------------------------
