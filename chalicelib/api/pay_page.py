@@ -79,6 +79,10 @@ class PayOut(ResponseModel):
     client_secret: str | None = None
 
 
+class NewLinkBody(RequestModel):
+    """Nothing: the new link goes to the owner's address on file, never to one given here."""
+
+
 class NewLinkOut(ResponseModel):
     sent_to: str
 
@@ -135,12 +139,13 @@ def pay_confirm(ctx: RequestContext, token: str, body: ConfirmBody) -> PayOut:
     "/pay/{token}/new-link",
     "POST",
     auth=Auth.NONE,
+    body=NewLinkBody,
     response=NewLinkOut,
     error_statuses=(404, 409, 429),
     summary="Pay page: email a fresh link to the owner's address on file (expired links)",
     tag=TAG,
 )
-def pay_new_link(ctx: RequestContext, token: str) -> NewLinkOut:
+def pay_new_link(ctx: RequestContext, token: str, body: NewLinkBody) -> NewLinkOut:
     return NewLinkOut(sent_to=_service(ctx).email_new_link(token))
 
 
