@@ -256,10 +256,7 @@ def _summary(page: PayPage) -> str:
     code = str(summary.get("currency", "usd"))
     rows = []
     for line in summary.get("lines", []):
-        quantity = int(line.get("quantity") or 1)
-        label = _esc(line.get("description", ""))
-        if quantity > 1:
-            label += f' <small class="muted">&times; {quantity}</small>'
+        label = _esc(line.get("description", ""))  # says the quantity itself ("2 members")
         rows.append(
             f'<tr><td>{label}</td><td class="amount">{_esc(_money(line["amount"], code))}</td></tr>'
         )
