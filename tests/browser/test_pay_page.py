@@ -107,9 +107,10 @@ def pay_screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
+def context(browser: Browser, stack: LocalStack) -> Iterator[BrowserContext]:
     made = browser.new_context(viewport={"width": 900, "height": VIEWPORT["height"]})
     problems: list[str] = []
+    origins = (stack.config.api_url + "/", stack.config.stripe_url + "/")
 
     def watch(page: Page) -> None:
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -117,11 +118,16 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
             "console",
             lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
         )
+        page.on(
+            "request",
+            lambda r: None if r.url.startswith(origins) else problems.append(f"loaded {r.url}"),
+        )
 
     made.on("page", watch)
     yield made
     made.close()
-    assert problems == []  # nothing the CSP refused, no script error
+    # Nothing the CSP refused, no script error, nothing from anywhere but the API and Stripe.
+    assert problems == []
 
 
 def reactivation_intents(stack: LocalStack, subscription_id: str) -> list[dict[str, Any]]:
