@@ -310,6 +310,7 @@ class Container:
             self.mailer,
             self.clock,
             self.unit_of_work,
+            self.cards,
         )
 
     @cached_property

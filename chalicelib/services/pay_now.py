@@ -44,6 +44,10 @@ class CardSetup(Protocol):
     def attach(self, community_id: str, profile_id: str, payment_method_id: str) -> Card: ...
 
 
+class CardsOnFile(Protocol):
+    def require(self, community_id: str, profile_id: str, payment_method_id: str) -> Card: ...
+
+
 class CommunityReader(Protocol):
     def get(self, community_id: str) -> Community: ...
 
@@ -98,8 +102,10 @@ class PayNow:
         mailer: Mailer,
         clock: Clock,
         uow: UnitOfWorkFactory,
+        cards_on_file: CardsOnFile,
     ) -> None:
         self._links = links
+        self._cards_on_file = cards_on_file
         self._uow = uow
         self._subscriptions = subscriptions
         self._cards = cards
@@ -158,7 +164,7 @@ class PayNow:
         sub = self._payable(token).subscription
         if sub.pending_charge is not None:
             raise Conflict("A payment for this amount is already in progress.")
-        self._cards.attach(sub.community_id, sub.owner_id, payment_method_id)
+        self._attach(sub, payment_method_id)
         result = self._subscriptions.reactivate(
             sub.community_id,
             sub.id,
@@ -169,6 +175,14 @@ class PayNow:
             on_session=True,
         )
         return _pay_result(result)
+
+    def _attach(self, sub: Subscription, payment_method_id: str) -> None:
+        """The card on the owner's customer: a SetupIntent with a customer attached it
+        already (real Stripe); localstripe's leaves that to us."""
+        try:
+            self._cards_on_file.require(sub.community_id, sub.owner_id, payment_method_id)
+        except InvalidRequest:
+            self._cards.attach(sub.community_id, sub.owner_id, payment_method_id)
 
     def confirm(self, token: str, payment_intent_id: str) -> PayResult:
         """After the customer authenticated: confirm the intent (manual confirmation) and

@@ -97,6 +97,7 @@ class World:
             self.mailer,
             self.clock,
             uow,
+            cards,
         )
 
     # --- builders ---------------------------------------------------------------------------
