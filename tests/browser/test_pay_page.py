@@ -20,14 +20,14 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from infra.local.stack import LocalStack
-from tests.browser.conftest import REPO_ROOT, VIEWPORT, Api
+from tests.browser.conftest import AXE_SOURCE, REPO_ROOT, VIEWPORT, Api
 
 pytestmark = pytest.mark.e2e
 
 GOOD_CARD = "4242424242424242"
 DECLINING_LATER = "4000000000000341"
 AUTHENTICATION_CARD = "4000002500003155"
-STORIES = ("good", "authentication", "two_tabs", "expired")
+STORIES = ("good", "authentication", "two_tabs", "expired", "declined")
 
 
 @dataclass
@@ -163,6 +163,18 @@ def enter_card(page: Page, number: str) -> None:
     form.get_by_label("Card postal code").fill("10001")
 
 
+def check_accessibility(page: Page) -> None:
+    """axe-core in the page (injected over the DevTools protocol, which the CSP does not
+    govern): no serious or critical violation."""
+    page.evaluate(AXE_SOURCE.read_text(encoding="utf-8"))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+            .filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))}))"""
+    )
+    assert violations == [], json.dumps(violations, indent=1)
+
+
 def expect_paid(page: Page) -> None:
     expect(page.locator("main[data-state='paid']")).to_be_visible(timeout=30_000)
     expect(page.get_by_role("heading", name="Paid")).to_be_visible()
@@ -179,10 +191,12 @@ def test_pay_with_4242_makes_the_subscription_active_with_one_charge(
     summary = page.get_by_role("table", name="Order summary")
     expect(summary).to_contain_text("Amount due")
     expect(summary).to_contain_text("60.00 USD")  # two members at 30.00
+    check_accessibility(page)
     enter_card(page, GOOD_CARD)
     page.screenshot(path=str(pay_screenshots / "pay-page.png"), full_page=True)
     page.get_by_role("button", name="Pay 60.00 USD").click()
     expect_paid(page)
+    check_accessibility(page)
     page.screenshot(path=str(pay_screenshots / "pay-page-paid.png"), full_page=True)
 
     sub = failed.subscription("good")
@@ -243,9 +257,26 @@ def test_an_expired_link_emails_a_new_one(
     page = context.new_page()
     page.goto(old)
     expect(page.get_by_role("heading", name="This link has expired")).to_be_visible()
+    check_accessibility(page)
     page.get_by_role("button", name="Email me a new link").click()
     expect(page.get_by_role("status")).to_contain_text("We sent a new link to a••••@example.com")
     page.screenshot(path=str(pay_screenshots / "pay-page-expired.png"), full_page=True)
     page.goto(newer)  # the link the new email replaced
     expect(page.get_by_role("heading", name="This link has expired")).to_be_visible()
     assert reactivation_intents(stack, failed.subscriptions["expired"]) == []
+
+
+def test_a_declined_card_says_why_and_the_link_can_be_paid_with_another(
+    context: BrowserContext, failed: Failed, stack: LocalStack
+) -> None:
+    page = context.new_page()
+    page.goto(failed.link("declined"))
+    enter_card(page, DECLINING_LATER)
+    page.get_by_role("button", name="Pay 60.00 USD").click()
+    expect(page.get_by_role("alert")).to_contain_text("card_declined", timeout=30_000)
+    assert failed.subscription("declined")["status"] == "failed_payment"
+    enter_card(page, GOOD_CARD)
+    page.get_by_role("button", name="Pay 60.00 USD").click()
+    expect_paid(page)
+    intents = reactivation_intents(stack, failed.subscriptions["declined"])
+    assert sorted(i["status"] for i in intents) == ["requires_payment_method", "succeeded"]
