@@ -44,7 +44,8 @@ class Settings:
     # EventBridge bus for platform events; "" = none (unit/integration tests).
     event_bus_name: str = ""
     # Where the public pay page is served (`<public_url>/pay/<token>`): the API's own base URL
-    # (deployed: the custom domain or the API Gateway stage URL).
+    # (deployed: the custom domain or the API Gateway stage URL; unset there, no link is
+    # issued rather than one pointing at localhost).
     public_url: str = DEFAULT_PUBLIC_URL
     # On-session charges (the pay page) use Stripe's manual confirmation, which
     # stripe.handleCardAction needs. localstripe refuses the parameter (its Stripe.js stand-in
@@ -74,7 +75,8 @@ class Settings:
             due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
             stripe_timeout_seconds=float(source.get("STRIPE_TIMEOUT_SECONDS", "5")),
             event_bus_name=source.get("BILLING_EVENT_BUS_NAME", ""),
-            public_url=source.get("BILLING_PUBLIC_URL") or DEFAULT_PUBLIC_URL,
+            public_url=source.get("BILLING_PUBLIC_URL")
+            or (DEFAULT_PUBLIC_URL if stage in LOCAL_STAGES else ""),
             stripe_manual_confirmation=_truthy(
                 source.get(
                     "STRIPE_MANUAL_CONFIRMATION",

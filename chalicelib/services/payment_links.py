@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from chalicelib.domain.errors import NotFound, RateLimited
+from chalicelib.domain.errors import NotFound, RateLimited, Unavailable
 from chalicelib.domain.payment_links import (
     PAY_OUTSTANDING,
     LinkState,
@@ -83,10 +83,13 @@ class PaymentLinks:
         sub = self._subscriptions.find(community_id, subscription_id)
         if sub is None:
             raise NotFound(f"Subscription {subscription_id} not found.")
+        base = self._public_url().rstrip("/")
+        if not base:
+            raise Unavailable("Payment links are not set up on this stage (BILLING_PUBLIC_URL).")
         token = self._make_token()
         link = new_link(hash_token(token), sub, now)
         self._store.replace_current(link)
-        return IssuedPaymentLink(f"{self._public_url().rstrip('/')}/pay/{token}", link.expires_at)
+        return IssuedPaymentLink(f"{base}/pay/{token}", link.expires_at)
 
     def open(self, token: str, now: datetime) -> OpenedLink:
         """The link behind `token` and its state now; NotFound for anything that is not one

@@ -7,8 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.domain.errors import Conflict, NotFound, RateLimited
-from chalicelib.services.payment_links import REQUESTS_PER_TOKEN_PER_MINUTE, hash_token
+from chalicelib.config import Settings
+from chalicelib.domain.errors import Conflict, NotFound, RateLimited, Unavailable
+from chalicelib.services.payment_links import (
+    REQUESTS_PER_TOKEN_PER_MINUTE,
+    PaymentLinks,
+    hash_token,
+)
+from tests.support.fakes import SubscriptionReads
 from tests.support.world import CID, PUBLIC_URL, World
 
 
@@ -154,3 +160,17 @@ def test_a_failure_time_with_microseconds_matches_the_link_stored_in_whole_secon
     stored = world.link_store.links[hash_token(token)]
     assert stored.outstanding_since.microsecond == 0
     assert world.payment_links.open(token, world.clock.now()).state == "payable"
+
+
+def test_the_public_url_comes_from_the_setting_and_deployed_stages_must_set_it() -> None:
+    assert Settings.from_env({"BILLING_STAGE": "local"}).public_url == "http://127.0.0.1:8000"
+    deployed = Settings.from_env({"BILLING_STAGE": "prod"})
+    assert deployed.public_url == ""
+    given = {"BILLING_STAGE": "prod", "BILLING_PUBLIC_URL": "https://billing.example.org/"}
+    assert Settings.from_env(given).public_url == "https://billing.example.org/"
+    world = World()
+    sub_id = failed_subscription(world)
+    unset = PaymentLinks(world.link_store, SubscriptionReads(world.store), lambda: "")
+    with pytest.raises(Unavailable):
+        unset.issue(CID, sub_id, world.clock.now())
+    assert world.link_store.links == {}
