@@ -15,6 +15,7 @@ from typing import Any
 
 LOCAL_STAGES = frozenset({"local", "test"})
 SECRETS_CACHE_SECONDS = 300.0
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"  # `make run`'s API
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class Settings:
     stripe_timeout_seconds: float = 5.0
     # EventBridge bus for platform events; "" = none (unit/integration tests).
     event_bus_name: str = ""
+    # Where the public pay page is served (`<public_url>/pay/<token>`): the API's own base URL
+    # (deployed: the custom domain or the API Gateway stage URL; unset there, no link is
+    # issued rather than one pointing at localhost).
+    public_url: str = DEFAULT_PUBLIC_URL
+    # On-session charges (the pay page) use Stripe's manual confirmation, which
+    # stripe.handleCardAction needs. localstripe refuses the parameter (its Stripe.js stand-in
+    # completes the intent itself), so it is off by default where STRIPE_API_BASE is set.
+    stripe_manual_confirmation: bool = True
 
     @property
     def is_local(self) -> bool:
@@ -66,6 +75,14 @@ class Settings:
             due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
             stripe_timeout_seconds=float(source.get("STRIPE_TIMEOUT_SECONDS", "5")),
             event_bus_name=source.get("BILLING_EVENT_BUS_NAME", ""),
+            public_url=source.get("BILLING_PUBLIC_URL")
+            or (DEFAULT_PUBLIC_URL if stage in LOCAL_STAGES else ""),
+            stripe_manual_confirmation=_truthy(
+                source.get(
+                    "STRIPE_MANUAL_CONFIRMATION",
+                    "false" if source.get("STRIPE_API_BASE") else "true",
+                )
+            ),
         )
 
 
