@@ -73,8 +73,8 @@ def test_a_hard_decline_on_a_retry_stops_the_retries_left() -> None:
 def test_hard_and_soft_codes() -> None:
     for code in ("stolen_card", "lost_card", "pickup_card", "fraudulent", "restricted_card"):
         assert is_hard_decline("card_declined", code)
-    for code in ("insufficient_funds", "generic_decline", "expired_card", "do_not_honor", None):
-        assert not is_hard_decline("card_declined", code)
+    for soft in ("insufficient_funds", "generic_decline", "expired_card", "do_not_honor", None):
+        assert not is_hard_decline("card_declined", soft)
     assert not is_hard_decline("authentication_required", "authentication_required")
     assert not is_hard_decline("expired_card", None)
 
