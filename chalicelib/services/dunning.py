@@ -355,7 +355,7 @@ class DunningMailer:
             return "To pay, please contact the community.\n"
         try:
             link = self._links.issue(community_id, subscription_id, self._clock.now())
-        except Conflict:
+        except (Conflict, NotFound):
             return (
                 "This subscription is no longer waiting for a payment, so there is no link to "
                 "pay: nothing more is due.\n"
