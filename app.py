@@ -6,9 +6,10 @@ from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent, DynamoDBEvent, SQSEvent
 
 from chalicelib.adapters.queues import work_queue_name
-from chalicelib.api import auth, console, health, test_clock, webhooks
+from chalicelib.api import auth, console, health, pay_page, test_clock, webhooks
 from chalicelib.api import billing_history as billing_history_api
 from chalicelib.api import communities as admin_communities
+from chalicelib.api import payment_links as payment_links_api
 from chalicelib.api import payment_methods as admin_payment_methods
 from chalicelib.api import payments as payments_api
 from chalicelib.api import plans as admin_plans
@@ -30,6 +31,8 @@ app.register_blueprint(admin_payment_methods.blueprint)
 app.register_blueprint(test_clock.blueprint)
 app.register_blueprint(subscriptions_api.blueprint)
 app.register_blueprint(payments_api.blueprint)
+app.register_blueprint(payment_links_api.blueprint)
+app.register_blueprint(pay_page.blueprint)
 app.register_blueprint(reports_api.blueprint)
 app.register_blueprint(billing_history_api.blueprint)
 app.register_blueprint(console.blueprint)

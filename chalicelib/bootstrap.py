@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.dunning import DunningMailer
     from chalicelib.services.event_delivery import EventPublisher
     from chalicelib.services.members import MemberService
+    from chalicelib.services.pay_now import PayNow
+    from chalicelib.services.payment_links import PaymentLinks
     from chalicelib.services.payments import PaymentService
     from chalicelib.services.ports import BillingReader, PaymentGateway, UnitOfWork
     from chalicelib.services.reports import ReportService
@@ -281,6 +283,36 @@ class Container:
         from chalicelib.services.scheduled import ScheduledActions
 
         return ScheduledActions(self.unit_of_work, self.charging, self.payment_gateway)
+
+    # --- issue 15: pay-now links ---
+    @cached_property
+    def payment_links(self) -> PaymentLinks:
+        from chalicelib.adapters.dynamodb.payment_links import PaymentLinkStore
+        from chalicelib.services.payment_links import PaymentLinks
+
+        return PaymentLinks(
+            PaymentLinkStore(self.dynamodb, self.settings.table_name),
+            self.subscriptions,
+            lambda: self.settings.public_url,
+        )
+
+    @cached_property
+    def pay_now(self) -> PayNow:
+        from chalicelib.services.pay_now import PayNow
+        from chalicelib.services.payment_methods import PaymentMethodService
+
+        return PayNow(
+            self.payment_links,
+            self.subscription_service,
+            PaymentMethodService(self.profiles, self.communities, self.stripe_customers),
+            self.charging,
+            self.payment_gateway,
+            self.communities,
+            self.profiles,
+            self.mailer,
+            self.clock,
+            self.unit_of_work,
+        )
 
     @cached_property
     def subscription_views(self) -> SubscriptionViews:

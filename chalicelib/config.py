@@ -15,6 +15,7 @@ from typing import Any
 
 LOCAL_STAGES = frozenset({"local", "test"})
 SECRETS_CACHE_SECONDS = 300.0
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"  # `make run`'s API
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Settings:
     stripe_timeout_seconds: float = 5.0
     # EventBridge bus for platform events; "" = none (unit/integration tests).
     event_bus_name: str = ""
+    # Where the public pay page is served (`<public_url>/pay/<token>`): the API's own base URL
+    # (deployed: the custom domain or the API Gateway stage URL).
+    public_url: str = DEFAULT_PUBLIC_URL
 
     @property
     def is_local(self) -> bool:
@@ -66,6 +70,7 @@ class Settings:
             due_index_shards=int(source.get("BILLING_DUE_INDEX_SHARDS", "16")),
             stripe_timeout_seconds=float(source.get("STRIPE_TIMEOUT_SECONDS", "5")),
             event_bus_name=source.get("BILLING_EVENT_BUS_NAME", ""),
+            public_url=source.get("BILLING_PUBLIC_URL") or DEFAULT_PUBLIC_URL,
         )
 
 

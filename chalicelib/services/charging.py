@@ -79,6 +79,9 @@ class PaymentPending(Unavailable):
 class ChargeResult:
     subscription: Subscription
     payment: Payment | None
+    # On session only: the payment waits for the customer's authentication (Stripe.js
+    # handleCardAction with this secret), then `Charging.finish_on_session`.
+    client_secret: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -192,10 +195,13 @@ class Charging:
         actor: Actor,
         now: datetime,
         context: BillingContext | None = None,
+        on_session: bool = False,
     ) -> ChargeResult:
         """Run one planned charge to completion (or to PaymentPending). `context`: the billing
         context the caller read to plan the charge (reused when it names the same profile and
-        card)."""
+        card). `on_session`: the customer is present (the pay page); a card that asks for
+        authentication leaves the payment pending and the result carries the intent's
+        client secret (no authentication within the recovery delay: it fails as usual)."""
         if (
             context is None
             or context.billed.id != plan.billed_to_profile_id
@@ -243,6 +249,7 @@ class Charging:
                 "payment_id": payment.id,
                 "kind": plan.kind,
             },
+            on_session=on_session,
         )
         try:
             outcome = self._gateway.charge(request)
@@ -257,8 +264,25 @@ class Charging:
                 f"Stripe is still processing payment {payment.id}; it will be resolved shortly.",
                 payment.id,
             )
+        if outcome.status == "requires_action":
+            waiting = self._note_intent(known[0], outcome.payment_intent_id)
+            return ChargeResult(begun, waiting, client_secret=outcome.client_secret)
         result = self.resolve(sub.community_id, payment.id, outcome, actor=actor, known=known)
         return ChargeResult(result.subscription, result.payment)
+
+    def _note_intent(self, payment: Payment, intent_id: str | None) -> Payment:
+        """Record the intent of a payment left waiting for the customer's authentication (so
+        its confirmation and the recovery pass read that intent, never search for it)."""
+        if not intent_id:
+            return payment
+        updated = replace(payment, stripe=replace(payment.stripe, payment_intent_id=intent_id))
+        try:
+            with self._uow() as uow:
+                uow.payments.save(updated)
+                uow.commit()
+        except ConcurrentChange:
+            return payment  # resolved meanwhile: the resolution has the intent id
+        return replace(updated, revision=payment.revision + 1)
 
     def _settle(
         self,
@@ -307,7 +331,7 @@ class Charging:
 
         `known`: the payment and subscription as phase 1 just wrote them (saves two reads; a
         concurrent resolver makes the conditional write fail and the state is read again)."""
-        if outcome.status == "pending":
+        if outcome.status in ("pending", "requires_action"):
             raise ValueError("a pending outcome resolves nothing")
         first_try = [known]
 

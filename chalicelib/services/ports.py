@@ -206,6 +206,11 @@ class PaymentGateway(Protocol):
     def find_intents_by_metadata(
         self, key: str, value: str, stripe_account_id: str | None
     ) -> list[dict[str, Any]]: ...
+    def confirm_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        """Confirm an on-session PaymentIntent once the customer authenticated; the intent as
+        Stripe now holds it (a decline included)."""
+        ...
+
     def cancel_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
         """Cancel an open PaymentIntent; the intent as Stripe now holds it. InvalidRequest when
         it can no longer be canceled (e.g. it succeeded meanwhile)."""

@@ -293,13 +293,17 @@ class SubscriptionService:
         community_id: str,
         subscription_id: str,
         planner: Callable[[Subscription, datetime], ChargePlan],
+        *,
+        on_session: bool = False,
     ) -> ChargeResult:
         """Plan a charge on fresh state and run it; a race lost before Stripe is retried."""
 
         def step() -> ChargeResult:
             sub = self.get(community_id, subscription_id)
             now = self._clock.now()
-            return self._charging.charge(sub, planner(sub, now), actor="api", now=now)
+            return self._charging.charge(
+                sub, planner(sub, now), actor="api", now=now, on_session=on_session
+            )
 
         result = retrying(step)
         fail_if_declined(result)
@@ -332,7 +336,11 @@ class SubscriptionService:
         owner_id: str | None,
         billing_cycle: BillingCycle | None,
         member_ids: Sequence[str] | None,
+        on_session: bool = False,
     ) -> ChargeResult:
+        """failed_payment -> active: the full period now, a new cycle from now. `on_session`:
+        the owner pays on the pay page (ChargeResult.client_secret when the card asks for
+        authentication)."""
         owner = self.profile(community_id, owner_id, "owner_id") if owner_id else None
         if member_ids is not None:
             self._members_exist(community_id, member_ids, "member_ids")
@@ -351,7 +359,7 @@ class SubscriptionService:
             self._cards.require(community_id, billed, plan.payment_method_id)
             return plan
 
-        return self.charged_change(community_id, subscription_id, planner)
+        return self.charged_change(community_id, subscription_id, planner, on_session=on_session)
 
     def change_plan(
         self, community_id: str, subscription_id: str, plan_id: str, effective: str

@@ -161,6 +161,7 @@ class LocalStack:
                 "STRIPE_WEBHOOK_SECRET": cfg.webhook_secret,
                 "STRIPE_API_BASE": cfg.stripe_url,
                 "BILLING_API_URL": cfg.api_url,
+                "BILLING_PUBLIC_URL": cfg.api_url,
                 "BILLING_DUE_INDEX_SHARDS": str(cfg.due_index_shards),
                 "BILLING_EVENT_BUS_NAME": f"membership-billing-{LOCAL_STAGE}",
                 "PYTHONUNBUFFERED": "1",

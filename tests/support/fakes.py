@@ -442,9 +442,17 @@ class FakePaymentGateway:
                 "decline_code": decline_code,
                 "message": "Your card was declined.",
             }
+        if getattr(request, "on_session", False) and status == "requires_action":
+            intent["client_secret"] = f"{intent_id}_secret_fake"
         self.intents[intent_id] = intent
         if fault == "after":
             raise Unavailable("Stripe is unavailable: the answer was lost")
+        if "client_secret" in intent:
+            from chalicelib.adapters.stripe.payments import IntentOutcome
+
+            return IntentOutcome(
+                "requires_action", intent_id, None, None, None, intent["client_secret"]
+            )
         return outcome_from_intent(intent)
 
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
@@ -465,6 +473,24 @@ class FakePaymentGateway:
             raise InvalidRequest(f"PaymentIntent {intent_id} is {intent['status']}.")
         intent["status"] = "canceled"
         return dict(intent)
+
+    def confirm_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        """Stripe's server-side confirmation after handleCardAction: an intent the customer
+        authenticated (`requires_confirmation`) succeeds; any other is answered as it is."""
+        intent = self.intents[intent_id]
+        if intent["status"] == "requires_confirmation":
+            intent.update(
+                status="succeeded",
+                amount_received=intent["amount"],
+                latest_charge=f"ch_{intent_id}",
+            )
+        return dict(intent)
+
+    def handle_card_action(self, intent_id: str) -> None:
+        """The customer authenticates in Stripe.js (manual confirmation: the server confirms)."""
+        intent = self.intents[intent_id]
+        if intent["status"] == "requires_action":
+            intent["status"] = "requires_confirmation"
 
     def complete_authentication(self, intent_id: str) -> dict[str, Any]:
         """The customer authenticates an intent that waited for it (Stripe's hosted page):
@@ -650,3 +676,55 @@ class CardChecks:
 
     def put(self, community_id: str, snapshot: dict[str, Any]) -> None:
         self._store.cards[(community_id, snapshot["id"])] = dict(snapshot)
+
+
+class InMemoryPaymentLinkStore:
+    """Pay-now links as adapters/dynamodb/payment_links.py keeps them: by token hash, one
+    current link per subscription, a resend mark per link, request counts per minute."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, Any] = {}
+        self.current: dict[Key, str] = {}
+        self.resent: set[str] = set()
+        self.hits: dict[tuple[str, str], int] = {}
+
+    def replace_current(self, link: Any) -> None:
+        assert link.token_hash not in self.links
+        self.links[link.token_hash] = link
+        self.current[(link.community_id, link.subscription_id)] = link.token_hash
+
+    def find(self, token_hash: str) -> tuple[Any, bool] | None:
+        link = self.links.get(token_hash)
+        if link is None:
+            return None
+        return link, self.current.get((link.community_id, link.subscription_id)) == token_hash
+
+    def claim_resend(self, token_hash: str, now: datetime) -> bool:
+        if token_hash not in self.links or token_hash in self.resent:
+            return False
+        self.resent.add(token_hash)
+        return True
+
+    def count_request(self, token_hash: str, now: datetime) -> int:
+        minute = now.strftime("%Y%m%d%H%M")
+        self.hits[(token_hash, minute)] = self.hits.get((token_hash, minute), 0) + 1
+        return self.hits[(token_hash, minute)]
+
+
+class FakeCardSetup:
+    """The pay page's card setup (services/payment_methods.py on Stripe): a SetupIntent per call;
+    attaching a card puts it on the profile's customer (as Stripe would)."""
+
+    def __init__(self, card_checks: CardChecks, directory: InMemoryDirectory) -> None:
+        self._card_checks = card_checks
+        self._directory = directory
+        self.setup_intents: list[tuple[str, str]] = []
+
+    def setup_intent(self, community_id: str, profile_id: str) -> str:
+        self.setup_intents.append((community_id, profile_id))
+        return f"seti_{len(self.setup_intents)}_secret_fake"
+
+    def attach(self, community_id: str, profile_id: str, payment_method_id: str) -> Any:
+        profile = self._directory.profile(community_id, profile_id)
+        self._card_checks.on_stripe[payment_method_id] = profile.stripe_customer_id or ""
+        return self._card_checks.retrieve(None, payment_method_id)

@@ -14,14 +14,18 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.services.cards import Cards
 from chalicelib.services.charging import Charging
 from chalicelib.services.members import MemberService
+from chalicelib.services.pay_now import PayNow
+from chalicelib.services.payment_links import PaymentLinks
 from chalicelib.services.payments import PaymentService
 from chalicelib.services.scheduled import ScheduledActions
 from chalicelib.services.subscriptions import SubscriptionService
 from tests.support.fakes import (
     AuditReads,
     CardChecks,
+    FakeCardSetup,
     FakePaymentGateway,
     InMemoryDirectory,
+    InMemoryPaymentLinkStore,
     InMemoryStore,
     PlanFinder,
     ProfileReader,
@@ -30,6 +34,7 @@ from tests.support.fakes import (
 
 START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 CID = "com_1"
+PUBLIC_URL = "https://billing.example.org"
 
 
 class RecordingMailer:
@@ -76,6 +81,23 @@ class World:
         self.members = MemberService(self.subscriptions, self.mailer)
         self.payments = PaymentService(uow, self.charging, self.gateway, NoListing(), self.clock)
         self.scheduled = ScheduledActions(uow, self.charging, self.gateway)
+        self.link_store = InMemoryPaymentLinkStore()
+        self.payment_links = PaymentLinks(
+            self.link_store, SubscriptionReads(self.store), lambda: PUBLIC_URL
+        )
+        self.card_setup = FakeCardSetup(self.card_checks, self.directory)
+        self.pay_now = PayNow(
+            self.payment_links,
+            self.subscriptions,
+            self.card_setup,
+            self.charging,
+            self.gateway,
+            self.directory,
+            ProfileReader(self.directory),
+            self.mailer,
+            self.clock,
+            uow,
+        )
 
     # --- builders ---------------------------------------------------------------------------
     def plan(self, month: int = 3000, *, activation_fee: int = 0, **terms: Any) -> Plan:

@@ -3,9 +3,14 @@
 Only this module knows Stripe's payment API. It answers with plain dataclasses:
 
 - `charge(request)` creates and confirms one PaymentIntent (`confirm=True, off_session=True`)
-  with `idempotency_key` = our payment id and our ids in `metadata`. On a community's connected
-  account it sends the `Stripe-Account` header and `application_fee_amount` (only there).
-  Declines (CardError) and `requires_action` come back as a failed `IntentOutcome`;
+  with `idempotency_key` = our payment id and our ids in `metadata`. An on-session charge
+  (`request.on_session`: the customer is on the pay page) is confirmed with the customer
+  present instead; when the card asks for authentication it answers `requires_action` with the
+  intent's `client_secret` for the page's `stripe.handleCardAction`, and `confirm_intent`
+  finishes it on the server afterwards (Stripe's manual confirmation flow). On a community's
+  connected account it sends the `Stripe-Account` header and `application_fee_amount` (only
+  there). Declines (CardError) and (off session) `requires_action` come back as a failed
+  `IntentOutcome`;
   rate limits, timeouts, connection and API errors raise `Unavailable`: the caller leaves the
   payment pending for the webhook / recovery pass and never sends the charge again.
 - `outcome_from_intent(intent)` reads a PaymentIntent (from an API answer or a webhook event).
@@ -25,7 +30,7 @@ from chalicelib.adapters.stripe.client import request_options, stripe_client
 from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidRequest, Unavailable
 
-IntentStatus = Literal["succeeded", "failed", "pending"]
+IntentStatus = Literal["succeeded", "failed", "pending", "requires_action"]
 AUTHENTICATION_REQUIRED = "authentication_required"
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 20
@@ -51,17 +56,21 @@ class ChargeRequest:
     stripe_account_id: str | None
     application_fee_amount: int
     metadata: Mapping[str, str]
+    # The customer is present (the pay page): no off_session, and authentication is theirs.
+    on_session: bool = False
 
 
 @dataclass(frozen=True)
 class IntentOutcome:
-    """What Stripe did with one payment: succeeded, failed (with why), or still pending."""
+    """What Stripe did with one payment: succeeded, failed (with why), still pending, or (on
+    session only) waiting for the customer's authentication (`client_secret` for Stripe.js)."""
 
     status: IntentStatus
     payment_intent_id: str | None
     charge_id: str | None
     failure: ChargeFailure | None = None
     amount_received: int | None = None
+    client_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,9 +163,15 @@ class StripePaymentGateway:
             "customer": request.customer_id,
             "payment_method": request.payment_method_id,
             "confirm": True,
-            "off_session": True,
             "metadata": dict(request.metadata),
         }
+        if not request.on_session:
+            params["off_session"] = True
+        elif self._settings.stripe_api_base is None:
+            # handleCardAction needs manual confirmation. localstripe (STRIPE_API_BASE) refuses
+            # the parameter; its intents finish through its Stripe.js stand-in instead, and
+            # `confirm_intent` then finds them succeeded.
+            params["confirmation_method"] = "manual"
         if request.stripe_account_id and request.application_fee_amount > 0:
             params["application_fee_amount"] = request.application_fee_amount
         options = request_options(request.stripe_account_id, idempotency_key=request.payment_id)
@@ -182,7 +197,37 @@ class StripePaymentGateway:
             )
         except stripe.StripeError as error:
             raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
-        return outcome_from_intent(_to_dict(intent))
+        answer = _to_dict(intent)
+        if request.on_session and answer.get("status") == "requires_action":
+            return IntentOutcome(
+                "requires_action",
+                _id_of(answer.get("id")),
+                None,
+                client_secret=str(answer.get("client_secret") or ""),
+            )
+        return outcome_from_intent(answer)
+
+    def confirm_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        """Confirm an on-session intent after the customer's authentication (manual
+        confirmation); a decline comes back as the intent it left behind."""
+        import stripe
+
+        try:
+            intent = self._client.v1.payment_intents.confirm(
+                intent_id, options=request_options(stripe_account_id)
+            )
+        except stripe.CardError as error:
+            found = _error_intent(error)
+            if found is not None:
+                return found
+            return self.retrieve_intent(intent_id, stripe_account_id)
+        except stripe.InvalidRequestError as error:
+            raise InvalidRequest(
+                f"PaymentIntent {intent_id} cannot be confirmed: {error.user_message or error}"
+            ) from None
+        except stripe.StripeError as error:
+            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+        return _to_dict(intent)
 
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
         import stripe
