@@ -413,7 +413,7 @@ class Container:
             self.communities,
             self.dunning_store,
             self.mailer,
-            None,  # TODO(lead): the pay-links branch's Container.payment_links, once merged
+            self.payment_links,
             self.clock,
         )
 

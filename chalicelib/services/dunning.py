@@ -137,11 +137,9 @@ class DunningMailer:
         communities: CommunityReader,
         ledger: DunningLedger,
         mailer: Mailer,
-        links: IssuesPaymentLinks | None,
+        links: IssuesPaymentLinks,
         clock: Clock,
     ) -> None:
-        """`links`: None until the pay-now links are wired: the emails then say to contact the
-        community instead of giving a link."""
         self._uow = uow
         self._profiles = profiles
         self._communities = communities
@@ -351,8 +349,6 @@ class DunningMailer:
     def _link_text(self, community_id: str, subscription_id: str) -> str:
         """Issued when the email is written (after its claim): a new link invalidates the older
         ones, so the newest email always carries the working link."""
-        if self._links is None:
-            return "To pay, please contact the community.\n"
         try:
             link = self._links.issue(community_id, subscription_id, self._clock.now())
         except (Conflict, NotFound):

@@ -6,6 +6,7 @@ e.g. a `stolen_card` decline). Every email is asserted by its content."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -172,7 +173,23 @@ def outbox_stream_records(d: Dunning) -> list[dict[str, Any]]:
     return records
 
 
-NO_LINK = "To pay, please contact the community."
+def link_in(body: str) -> tuple[str, str]:
+    """(url, token) of the pay-now link an email carries; it must carry one."""
+    found = re.search(r"Pay now: (http://127\.0\.0\.1:8000/pay/([A-Za-z0-9_-]+))\n", body)
+    assert found, body
+    return found.group(1), found.group(2)
+
+
+def link_text(body: str, expires_at: datetime) -> str:
+    url, _ = link_in(body)
+    return f"Pay now: {url}\n(This link works until {when(expires_at)}.)\n"
+
+
+def page_state(d: Dunning, token: str) -> str:
+    """What the public pay page shows for this token (its data-state)."""
+    response = d.env.client.http.get(f"/pay/{token}")
+    found = re.search(r'data-state="([a-z_]+)"', response.body.decode())
+    return found.group(1) if found else f"HTTP {response.status_code}"
 
 
 def test_a_declined_renewal_mails_each_failure_once_then_the_reminder_then_the_cancellation(
@@ -210,8 +227,9 @@ def test_a_declined_renewal_mails_each_failure_once_then_the_reminder_then_the_c
         "Reason: Your bank declined the payment without giving a reason.\n"
         f"Next attempt: We will try the card again on {when(failed_at + timedelta(days=1))}.\n"
         f"Unless it is paid, the membership will be cancelled on {when(grace_end)}.\n\n"
-        f"{NO_LINK}\n"
+        f"{link_text(failed.body, grace_end)}"
     )
+    assert page_state(d, link_in(failed.body)[1]) == "payable"
 
     # Retry 1 (day 1) and retry 2 (day 3) fail: one email each.
     d.advance_to(failed_at + timedelta(days=1, minutes=1))
@@ -237,8 +255,11 @@ def test_a_declined_renewal_mails_each_failure_once_then_the_reminder_then_the_c
         "the payment of 50.00 USD for your Gold membership at Webhook Gym "
         f"(subscription {sub['id']}) is still outstanding. Unless it is paid, the membership "
         f"will be cancelled on {when(grace_end)} and its members will lose access.\n\n"
-        f"{NO_LINK}\n"
+        f"{link_text(reminder.body, grace_end)}"
     )
+    # The newest email's link pays; issuing it retired the older emails' links.
+    assert page_state(d, link_in(reminder.body)[1]) == "payable"
+    assert page_state(d, link_in(failed.body)[1]) != "payable"
     assert run_group(d, "dunning_reminder") == []  # nothing due any more
     d.advance_to(grace_end - timedelta(minutes=1))
     assert len(mails()) == 4
@@ -331,6 +352,7 @@ def test_a_stolen_card_stops_the_retries_and_the_emails_say_so(dunning: Dunning)
         f"Unless it is paid, the membership will be cancelled on {when(grace_end)}.\n"
     ) in failed.body
     assert "stolen" not in failed.body
+    assert page_state(d, link_in(failed.body)[1]) == "payable"  # the link stays
 
     # Days 1 and 3 pass: no retry reaches Stripe; the subscription waits for its grace end.
     intents_before = len(d.intents(sub["id"]))
@@ -345,6 +367,7 @@ def test_a_stolen_card_stops_the_retries_and_the_emails_say_so(dunning: Dunning)
         f"Last reminder: your Gold membership ends on {grace_end.strftime('%B %-d, %Y')}",
         "Your Gold membership at Webhook Gym was cancelled",
     ]
+    assert page_state(d, link_in(mails()[1].body)[1]) != "payable"  # nothing to pay now
 
 
 def test_a_successful_retry_mails_the_order_summary_and_no_reminder(dunning: Dunning) -> None:
@@ -393,6 +416,69 @@ def test_a_successful_retry_mails_the_order_summary_and_no_reminder(dunning: Dun
 
     # The grace period ended with the payment: its reminder is never sent.
     d.advance_to(period_end + timedelta(days=6))
+    assert subjects() == [
+        "Payment failed for your Gold membership",
+        "Payment received: 50.00 USD for Gold",
+    ]
+
+
+def pay_call(d: Dunning, token: str, action: str, body: Any = None) -> tuple[int, Any]:
+    """One of the pay page's JSON calls, as its script makes them (no API key)."""
+    response = d.env.client.http.post(
+        f"/pay/{token}/{action}",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(body or {}),
+    )
+    text = response.body.decode() if isinstance(response.body, bytes) else response.body
+    return response.status_code, json.loads(text) if text else None
+
+
+def test_paying_through_the_emailed_link_mails_the_payment_received_once(
+    dunning: Dunning,
+) -> None:
+    d = dunning
+    sub = d.family_subscription(
+        DECLINING_CARD, failed_payment_grace_days=7, retry_schedule_days=[3]
+    )
+    period_end = at(sub["current_period"]["end"])
+    d.advance_to(period_end + timedelta(minutes=1))
+    [failed] = mails()
+    _, token = link_in(failed.body)
+
+    # The owner opens the emailed link and pays with a new card (Stripe.js's part by hand).
+    _, setup = pay_call(d, token, "setup-intent")
+    client = stripe_for(d.cutoff.target)
+    card = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": GOOD_CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    setup_id = setup["client_secret"].split("_secret_")[0]
+    assert client.v1.setup_intents.confirm(setup_id, params={"payment_method": card.id}).status == (
+        "succeeded"
+    )
+    status, paid = pay_call(d, token, "pay", {"payment_method_id": card.id})
+    assert (status, paid["status"]) == (200, "paid"), paid
+    publish_now(d.box)  # what the publisher loop (or the stream) does right after
+    publish_now(d.box)
+
+    assert d.subscription(sub["id"])["status"] == "active"
+    [reactivation] = [
+        p
+        for p in d.ok("get", f"/v1/payments?subscription_id={sub['id']}")["data"]
+        if p["kind"] == "reactivation"
+    ]
+    received = mails()[1]
+    assert received.to == ["ada@example.com"]
+    assert received.subject == "Payment received: 50.00 USD for Gold"
+    assert "we received your payment of 50.00 USD (Visa ending in 4242)" in received.body
+    assert f"Order summary (payment {reactivation['id']}):\n" in received.body
+    assert received.body.endswith("\nTotal: 50.00 USD\n")
+    assert page_state(d, token) == "paid"
+
+    # Later sweeps send nothing more: no reminder for a grace period that ended with the payment.
+    d.advance_to(period_end + timedelta(days=8))
     assert subjects() == [
         "Payment failed for your Gold membership",
         "Payment received: 50.00 USD for Gold",
