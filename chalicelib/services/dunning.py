@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from chalicelib.adapters.dynamodb.transactions import is_transient
 from chalicelib.adapters.email import Email
 from chalicelib.domain.communities import Community
 from chalicelib.domain.currencies import currency
@@ -129,6 +130,9 @@ class _Context:
     plan_name: str
 
 
+Composed = tuple[_Context, str, str]  # to whom (and about what), subject, body
+
+
 class DunningMailer:
     def __init__(
         self,
@@ -186,106 +190,103 @@ class DunningMailer:
             self._ledger.reminder_done(community_id, subscription_id, reminder.grace_ends_at)
             return "reminder_moot"
         key = f"{LAST_REMINDER}#{reminder.grace_ends_at.isoformat()}"
-        context = self._context(community_id, sub.owner_id, sub.plan.name)
-        sent = context is not None and self._send_once(
-            community_id,
-            subscription_id,
-            key,
-            context,
-            lambda: self._reminder_email(context, sub, reminder),
-        )
+
+        def compose() -> Composed | None:
+            context = self._context(community_id, sub.owner_id, subscription_id, sub.plan.name)
+            if context is None:
+                return None
+            return context, *self._reminder_email(context, sub, reminder)
+
+        sent = self._send_once(community_id, subscription_id, key, compose)
         self._ledger.reminder_done(community_id, subscription_id, reminder.grace_ends_at)
         return "reminder_sent" if sent else "reminder_already_sent"
 
     # --- each email ----------------------------------------------------------------------------
+    # Each is claimed first and composed (reads, the link) only once claimed: a replayed record
+    # costs one conditional put per email.
     def _payment_failed(self, event: PlatformEvent, events: Sequence[PlatformEvent]) -> bool:
         data = event.data
         community_id, subscription_id = event.community_id, str(data["id"])
-        payment = self._payment_of(event, events, "payment.failed")
-        if payment is None:
+        paid = self._payment_event(event, events, "payment.failed")
+        if paid is None:
             logger.warning("dunning_no_payment", extra={"event_id": event.id})
             return False
-        failed_at = event.created_at  # this failure (a retry's is later than the first)
         grace_ends_at = _parse(data.get("grace_ends_at"))
         if grace_ends_at is not None:
             # Scheduled before the email is claimed: a crash after the send still leaves it.
-            due = last_reminder_at(failed_at, grace_ends_at)
+            # `created_at`: this failure's time (a retry's is later than the first failure's).
+            due = last_reminder_at(event.created_at, grace_ends_at)
             if due is not None:
+                amount, code = int(paid.data["total"]), str(paid.data["currency"])
                 self._ledger.schedule_reminder(
-                    community_id,
-                    Reminder(subscription_id, grace_ends_at, due, payment.total, payment.currency),
+                    community_id, Reminder(subscription_id, grace_ends_at, due, amount, code)
                 )
-        plan_name = self._plan_name(community_id, subscription_id)
-        context = self._context(community_id, str(data["owner_id"]), plan_name)
-        if context is None:
-            return False
+
+        def compose() -> Composed | None:
+            payment = self._payment(community_id, str(paid.data["id"]))
+            context = self._context(community_id, str(data["owner_id"]), subscription_id)
+            if payment is None or context is None:
+                return None
+            return context, *self._failed_email(context, data, payment, grace_ends_at)
+
         return self._send_once(
-            community_id,
-            subscription_id,
-            f"{PAYMENT_FAILED}#{event.id}",
-            context,
-            lambda: self._failed_email(context, data, payment, grace_ends_at),
+            community_id, subscription_id, f"{PAYMENT_FAILED}#{event.id}", compose
         )
 
     def _cancelled(self, event: PlatformEvent) -> bool:
         data = event.data
         community_id, subscription_id = event.community_id, str(data["id"])
-        context = self._context(
-            community_id, str(data["owner_id"]), self._plan_name(community_id, subscription_id)
-        )
-        if context is None:
-            return False
-        cancelled_at = _parse(data.get("cancelled_at")) or event.created_at
-        subject = f"Your {context.plan_name} membership at {context.community.name} was cancelled"
-        body = (
-            f"Hello {context.owner.name},\n\n"
-            f"your {context.plan_name} membership at {context.community.name} "
-            f"(subscription {subscription_id}) was cancelled on {when(cancelled_at)} because "
-            "its payment could not be collected before the grace period ended. Its members "
-            "no longer have access.\n\n"
-            f"To join again, please contact {context.community.name}.\n"
-        )
-        return self._send_once(
-            community_id,
-            subscription_id,
-            f"{CANCELLED}#{event.id}",
-            context,
-            lambda: (subject, body),
-        )
+
+        def compose() -> Composed | None:
+            context = self._context(community_id, str(data["owner_id"]), subscription_id)
+            if context is None:
+                return None
+            cancelled_at = _parse(data.get("cancelled_at")) or event.created_at
+            plan, community = context.plan_name, context.community.name
+            subject = f"Your {plan} membership at {community} was cancelled"
+            body = (
+                f"Hello {context.owner.name},\n\n"
+                f"your {plan} membership at {community} (subscription {subscription_id}) was "
+                f"cancelled on {when(cancelled_at)} because its payment could not be collected "
+                "before the grace period ended. Its members no longer have access.\n\n"
+                f"To join again, please contact {community}.\n"
+            )
+            return context, subject, body
+
+        return self._send_once(community_id, subscription_id, f"{CANCELLED}#{event.id}", compose)
 
     def _payment_received(self, event: PlatformEvent, events: Sequence[PlatformEvent]) -> bool:
         data = event.data
         community_id, subscription_id = event.community_id, str(data["id"])
-        payment = self._payment_of(event, events, "payment.succeeded")
-        if payment is None:
+        paid = self._payment_event(event, events, "payment.succeeded")
+        if paid is None:
             return False  # nothing was charged (no payment): no receipt to send
-        context = self._context(
-            community_id, str(data["owner_id"]), self._plan_name(community_id, subscription_id)
-        )
-        if context is None:
-            return False
-        money = currency(payment.currency).format
-        period = data.get("current_period") or {}
-        start, end = _parse(period.get("start")), _parse(period.get("end"))
-        period_text = (
-            f" Its new billing period runs from {when(start)} to {when(end)}."
-            if start is not None and end is not None
-            else ""
-        )
-        subject = f"Payment received: {money(payment.total)} for {context.plan_name}"
-        body = (
-            f"Hello {context.owner.name},\n\n"
-            f"thank you: we received your payment of {money(payment.total)} "
-            f"({card_text(payment)}) for your {context.plan_name} membership at "
-            f"{context.community.name}. The membership is active again.{period_text}\n\n"
-            f"Order summary (payment {payment.id}):\n{order_summary(payment)}\n"
-        )
+
+        def compose() -> Composed | None:
+            payment = self._payment(community_id, str(paid.data["id"]))
+            context = self._context(community_id, str(data["owner_id"]), subscription_id)
+            if payment is None or context is None:
+                return None
+            money = currency(payment.currency).format
+            period = data.get("current_period") or {}
+            start, end = _parse(period.get("start")), _parse(period.get("end"))
+            period_text = (
+                f" Its new billing period runs from {when(start)} to {when(end)}."
+                if start is not None and end is not None
+                else ""
+            )
+            subject = f"Payment received: {money(payment.total)} for {context.plan_name}"
+            body = (
+                f"Hello {context.owner.name},\n\n"
+                f"thank you: we received your payment of {money(payment.total)} "
+                f"({card_text(payment)}) for your {context.plan_name} membership at "
+                f"{context.community.name}. The membership is active again.{period_text}\n\n"
+                f"Order summary (payment {payment.id}):\n{order_summary(payment)}\n"
+            )
+            return context, subject, body
+
         return self._send_once(
-            community_id,
-            subscription_id,
-            f"{PAYMENT_RECEIVED}#{event.id}",
-            context,
-            lambda: (subject, body),
+            community_id, subscription_id, f"{PAYMENT_RECEIVED}#{event.id}", compose
         )
 
     def _failed_email(
@@ -364,21 +365,23 @@ class DunningMailer:
         community_id: str,
         subscription_id: str,
         key: str,
-        context: _Context,
-        write: Callable[[], tuple[str, str]],
+        compose: Callable[[], Composed | None],
     ) -> bool:
-        """Claim `key`, write the email (the link is issued only then) and send it."""
+        """Claim `key`, compose the email (reads, the link: only once claimed) and send it."""
         if not self._ledger.claim(community_id, subscription_id, key):
             return False
         try:
-            subject, body = write()
-            message_id = self._mailer.send(
-                Email(to=context.owner.email or "", subject=subject, body=body)
-            )
-        except Unavailable:
-            self._ledger.release(community_id, subscription_id, key)
-            raise
+            composed = compose()
+            if composed is None:  # no one to write to (no customer address, payment gone)
+                self._ledger.mark_failed(community_id, subscription_id, key, "no_address")
+                return False
+            context, subject, body = composed
+            email = Email(to=context.owner.email or "", subject=subject, body=body)
+            message_id = self._mailer.send(email)
         except Exception as error:
+            if isinstance(error, Unavailable) or is_transient(error):
+                self._ledger.release(community_id, subscription_id, key)
+                raise
             logger.exception("dunning_email_failed", extra={"key": key})
             self._ledger.mark_failed(community_id, subscription_id, key, type(error).__name__)
             return False
@@ -386,8 +389,15 @@ class DunningMailer:
         logger.info("dunning_email_sent", extra={"key": key, "subscription_id": subscription_id})
         return True
 
-    def _context(self, community_id: str, owner_id: str, plan_name: str) -> _Context | None:
-        """The owner to write to: a customer with an email (dependents have none)."""
+    def _context(
+        self,
+        community_id: str,
+        owner_id: str,
+        subscription_id: str,
+        plan_name: str | None = None,
+    ) -> _Context | None:
+        """The owner to write to (a customer with an email: dependents have none), the
+        community and the plan's name (read from the subscription unless given)."""
         owner = self._profiles.find(community_id, owner_id)
         if owner is None or not owner.is_customer or not owner.email:
             logger.info("dunning_no_address", extra={"profile_id": owner_id})
@@ -396,22 +406,25 @@ class DunningMailer:
             community = self._communities.get(community_id)
         except NotFound:
             return None
+        if plan_name is None:
+            with self._uow() as uow:
+                sub = uow.subscriptions.find(community_id, subscription_id)
+            plan_name = sub.plan.name if sub is not None else "membership"
         return _Context(owner, community, plan_name)
 
-    def _plan_name(self, community_id: str, subscription_id: str) -> str:
+    def _payment(self, community_id: str, payment_id: str) -> Payment | None:
         with self._uow() as uow:
-            sub = uow.subscriptions.find(community_id, subscription_id)
-        return sub.plan.name if sub is not None else "membership"
+            return uow.payments.find(community_id, payment_id)
 
-    def _payment_of(
-        self, event: PlatformEvent, events: Sequence[PlatformEvent], payment_type: str
-    ) -> Payment | None:
-        """The payment the record reports with the subscription's change."""
+    @staticmethod
+    def _payment_event(
+        event: PlatformEvent, events: Sequence[PlatformEvent], payment_type: str
+    ) -> PlatformEvent | None:
+        """The payment event the record reports with the subscription's change."""
         subscription_id = event.data["id"]
         for other in events:
             if other.type == payment_type and other.data.get("subscription_id") == subscription_id:
-                with self._uow() as uow:
-                    return uow.payments.find(event.community_id, str(other.data["id"]))
+                return other
         return None
 
 
