@@ -46,6 +46,10 @@ class Settings:
     # Where the public pay page is served (`<public_url>/pay/<token>`): the API's own base URL
     # (deployed: the custom domain or the API Gateway stage URL).
     public_url: str = DEFAULT_PUBLIC_URL
+    # On-session charges (the pay page) use Stripe's manual confirmation, which
+    # stripe.handleCardAction needs. localstripe refuses the parameter (its Stripe.js stand-in
+    # completes the intent itself), so it is off by default where STRIPE_API_BASE is set.
+    stripe_manual_confirmation: bool = True
 
     @property
     def is_local(self) -> bool:
@@ -71,6 +75,12 @@ class Settings:
             stripe_timeout_seconds=float(source.get("STRIPE_TIMEOUT_SECONDS", "5")),
             event_bus_name=source.get("BILLING_EVENT_BUS_NAME", ""),
             public_url=source.get("BILLING_PUBLIC_URL") or DEFAULT_PUBLIC_URL,
+            stripe_manual_confirmation=_truthy(
+                source.get(
+                    "STRIPE_MANUAL_CONFIRMATION",
+                    "false" if source.get("STRIPE_API_BASE") else "true",
+                )
+            ),
         )
 
 

@@ -40,7 +40,7 @@ from chalicelib.api.routing import Auth, RequestContext, route
 from chalicelib.bootstrap import container
 from chalicelib.config import LOCAL_STAGES
 from chalicelib.domain.currencies import currency
-from chalicelib.domain.errors import DomainError, NotFound, RateLimited
+from chalicelib.domain.errors import DomainError, NotFound, RateLimited, Unavailable
 
 if TYPE_CHECKING:
     from chalicelib.services.pay_now import PayNow, PayPage
@@ -192,6 +192,8 @@ def pay_page(token: str) -> Response:
         return _html(429, _shell("Too many requests", _message("Too many requests", _WAIT)))
     except NotFound:
         return _html(404, _shell("Link not valid", _message("This link is not valid", _INVALID)))
+    except Unavailable:
+        return _html(503, _shell("Try again", _message("Please try again", _BUSY)))
     except DomainError as error:
         return _html(409, _shell("Payment", _message("Payment unavailable", error.message)))
     return _html(200, render_page(page))
@@ -202,6 +204,7 @@ def _html(status: int, body: str) -> Response:
 
 
 _WAIT = "This link was used too often in the last minute. Wait a minute, then reload the page."
+_BUSY = "We could not load this page just now. Reload it in a few seconds."
 _INVALID = "Check that you opened the whole link from the email, or ask the club for a new one."
 
 
@@ -256,10 +259,7 @@ def _summary(page: PayPage) -> str:
     code = str(summary.get("currency", "usd"))
     rows = []
     for line in summary.get("lines", []):
-        quantity = int(line.get("quantity") or 1)
-        label = _esc(line.get("description", ""))
-        if quantity > 1:
-            label += f' <small class="muted">&times; {quantity}</small>'
+        label = _esc(line.get("description", ""))  # says the quantity itself ("2 members")
         rows.append(
             f'<tr><td>{label}</td><td class="amount">{_esc(_money(line["amount"], code))}</td></tr>'
         )

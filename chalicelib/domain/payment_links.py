@@ -58,7 +58,7 @@ def new_link(token_hash: str, sub: Subscription, now: datetime) -> PaymentLink:
         community_id=sub.community_id,
         subscription_id=sub.id,
         purpose=PAY_OUTSTANDING,
-        outstanding_since=sub.failed_at,
+        outstanding_since=_whole_seconds(sub.failed_at),
         issued_at=now,
         expires_at=link_expiry(sub, now),
     )
@@ -70,8 +70,16 @@ def link_state(link: PaymentLink, sub: Subscription, *, current: bool, now: date
     or not. Otherwise a link past its expiry, or replaced by a newer one, is "expired"."""
     if sub.status == "cancelled":
         return "cancelled"
-    if sub.status != "failed_payment" or sub.failed_at != link.outstanding_since:
+    failure = sub.failed_at
+    if sub.status != "failed_payment" or failure is None:
+        return "paid"
+    if _whole_seconds(failure) != _whole_seconds(link.outstanding_since):
         return "paid"  # the outstanding amount this link was for has been paid
     if not current or now >= link.expires_at:
         return "expired"
     return "payable"
+
+
+def _whole_seconds(when: datetime) -> datetime:
+    """Links are stored in whole seconds; a subscription's times may carry microseconds."""
+    return when.replace(microsecond=0)

@@ -17,9 +17,11 @@ always says what is due next. The jobs reach them through chalicelib/jobs/regist
   -> "expired" | "not_due" | "missing"
 - `recover_pending_payment(cid, payment_id, now)` (group pending_payment): resolves
   a payment left pending from what Stripe did: the stored PaymentIntent id, else a search by
-  our metadata (payment_id). Never creates a PaymentIntent. When Stripe provably has none
-  (searched after the 5-minute delay), the payment fails as `not_attempted` and the normal
-  failed-payment flow follows.
+  our metadata (payment_id). Never creates a PaymentIntent. An on-session intent the customer
+  authenticated but nobody confirmed (the pay page closed) is confirmed; one still waiting
+  for authentication fails as `authentication_required` (and is canceled). When Stripe
+  provably has none (searched after the 5-minute delay), the payment fails as
+  `not_attempted` and the normal failed-payment flow follows.
   -> "recovered_succeeded" | "recovered_failed" | "not_attempted" | "still_pending"
      | "not_pending" | "missing"
 - `recover_pending_refunds(cid, payment_id, now)` (group pending_refund): settles a payment's
@@ -173,6 +175,10 @@ class ScheduledActions:
             # Our idempotency key makes one intent per payment on Stripe; should a second one
             # exist (localstripe ignores the key), the money follows the one that succeeded.
             chosen = next((i for i in intents if i.get("status") == "succeeded"), intents[0])
+            if chosen.get("status") == "requires_confirmation":
+                # An on-session payment the customer authenticated whose page never came back
+                # to confirm it (closed tab): confirming finishes what they asked for.
+                chosen = self._gateway.confirm_intent(str(chosen["id"]), account)
             outcome = outcome_from_intent(chosen)
             if outcome.status == "pending":
                 return "still_pending"

@@ -3,7 +3,9 @@
 A plan; a family subscription (a parent and two children); activation; a member added in the
 middle of the period; a month passing into a renewal; the card starting to decline; the failed
 renewal, a retry and the cancellation at the end of the grace period; and, beside it, a
-subscription cancelled at period end that expires. Time moves with the test clock
+subscription cancelled at period end that expires. Last chapter: another renewal fails, the
+owner gets a pay-now link and pays through it (the JSON calls the page makes) before grace
+ends. Time moves with the test clock
 (`POST /v1/test-clock/advance`), which runs the same sweep and worker code as the scheduled
 Lambdas. Everything goes through the HTTP API; cards are made on localstripe.
 
@@ -320,7 +322,122 @@ def run_demo(
         t.detail(
             f"  {payment['created_at']}  {payment['kind']:<10} {payment['status']:<10} {amount:>12}"
         )
+
+    t.add("")
+    pay_through_a_link(t, api, stripe_url, solo, advance, clock)
     return t
+
+
+def pay_through_a_link(
+    t: Timeline,
+    api: Api,
+    stripe_url: str,
+    plan: dict[str, Any],
+    advance: Callable[[dict[str, Any], str], dict[str, Any]],
+    clock: Callable[[], str],
+) -> None:
+    """A renewal fails; the owner pays the pay-now link before grace ends (issue 15)."""
+    noor = api(
+        "POST",
+        "/v1/profiles",
+        {"kind": "customer", "name": "Noor Haddad", "email": "noor@example.com"},
+    )
+    good = api(
+        "POST",
+        f"/v1/profiles/{noor['id']}/payment-methods",
+        {"stripe_payment_method_id": stripe_card(stripe_url, GOOD_CARD)},
+    )
+    sub = api(
+        "POST",
+        "/v1/subscriptions",
+        {
+            "plan_id": plan["id"],
+            "owner_id": noor["id"],
+            "member_ids": [noor["id"]],
+            "billing_cycle": "month",
+            "payment_method_id": good["id"],
+        },
+    )
+    sub = api("POST", f"/v1/subscriptions/{sub['id']}/activate", {})
+    declining = api(
+        "POST",
+        f"/v1/profiles/{noor['id']}/payment-methods",
+        {"stripe_payment_method_id": stripe_card(stripe_url, DECLINING_CARD)},
+    )
+    api("PATCH", f"/v1/subscriptions/{sub['id']}", {"payment_method_id": declining["id"]})
+    t.at(clock(), f"Noor Haddad joins {plan['name']} ({sub['id']}); her card will start declining")
+
+    answer = advance({"to": sub["current_period"]["end"]}, "Noor's period ends")
+    sub = api("GET", f"/v1/subscriptions/{sub['id']}")
+    t.at(
+        answer["now"],
+        f"Noor's renewal declined: status {sub['status']}, cancelled at {sub['cancel_at']} "
+        "unless paid",
+    )
+    grace_end = sub["cancel_at"]
+    link = api("POST", f"/v1/subscriptions/{sub['id']}/payment-link", {})
+    t.at(clock(), f"Pay-now link for Noor (expires {link['expires_at']}):")
+    t.detail(f"  {link['url']}")
+    t.detail(f"  the page shows: {page_state(link['url'])}")
+
+    # What the page does in her browser: a SetupIntent confirmed by Stripe.js, then pay.
+    setup = pay_call(link["url"], "setup-intent")
+    new_card = stripe_card(stripe_url, GOOD_CARD)
+    confirm_setup_intent(stripe_url, setup["client_secret"], new_card)
+    paid = pay_call(link["url"], "pay", {"payment_method_id": new_card})
+    sub = api("GET", f"/v1/subscriptions/{sub['id']}")
+    t.at(
+        clock(),
+        f"Noor pays through the link ({paid['status']}): status {sub['status']}, "
+        f"new period {sub['current_period']['start']} -> {sub['current_period']['end']}",
+    )
+    describe_payment(t, last_payment(api, sub["id"]))
+    t.detail(f"  the link now shows: {page_state(link['url'])}")
+    t.facts["pay_link_payment"] = last_payment(api, sub["id"])
+
+    answer = advance({"to": grace_end}, "to where the grace period would have ended")
+    sub = api("GET", f"/v1/subscriptions/{sub['id']}")
+    t.at(answer["now"], f"Noor's subscription: {sub['status']}")
+
+
+def pay_call(link_url: str, action: str, body: Any = None) -> Any:
+    """One of the pay page's JSON calls (public: the link's token is the credential)."""
+    request = urllib.request.Request(
+        f"{link_url}/{action}",
+        data=json.dumps(body or {}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raw = error.read().decode()[:500]
+        raise DemoError(f"POST {link_url}/{action} -> {error.code}: {raw}") from None
+
+
+def page_state(link_url: str) -> str:
+    """What the public pay page says about its link (its `data-state`)."""
+    with urllib.request.urlopen(link_url, timeout=60) as response:
+        text: str = response.read().decode()
+    marker = 'data-state="'
+    start = text.index(marker) + len(marker)
+    return text[start : text.index('"', start)]
+
+
+def confirm_setup_intent(stripe_url: str, client_secret: str, payment_method_id: str) -> None:
+    """Stripe.js's confirmCardSetup, done on localstripe directly."""
+    setup_intent_id = client_secret.split("_secret_")[0]
+    request = urllib.request.Request(
+        f"{stripe_url}/v1/setup_intents/{setup_intent_id}/confirm",
+        data=urllib.parse.urlencode({"payment_method": payment_method_id}).encode(),
+        method="POST",
+        headers={"Authorization": "Bearer sk_test_local"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        status = json.loads(response.read())["status"]
+    if status != "succeeded":
+        raise DemoError(f"the SetupIntent is {status}")
 
 
 def last_payment(api: Api, subscription_id: str) -> dict[str, Any]:

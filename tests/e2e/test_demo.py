@@ -57,6 +57,9 @@ def test_the_demo_tells_the_whole_lifecycle_with_amounts(own_stack: LocalStack) 
     assert ana_line["amount"] in possible, (ana_line, possible, period, joined)
     ana = ana_line["amount"]
 
+    link_payment = timeline.facts["pay_link_payment"]
+    assert (link_payment["kind"], link_payment["status"]) == ("reactivation", "succeeded")
+
     text = "\n".join(timeline.lines)
     assert printed == timeline.lines
     expected_in_order = [
@@ -81,6 +84,17 @@ def test_the_demo_tells_the_whole_lifecycle_with_amounts(own_stack: LocalStack) 
         "Leo has access: False",
         f"Family billing history: 6 payments, "
         f"{money(11000 + ana + ACTIVATION_FEE + 12000, 'usd')} collected",
+        "Noor Haddad joins Solo climbing",
+        "Noor's period ends; scheduler processed {'renewals_failed': 1}",
+        "Noor's renewal declined: status failed_payment",
+        "Pay-now link for Noor (expires",
+        "/pay/",
+        "the page shows: payable",
+        "Noor pays through the link (paid): status active",
+        "SUCCEEDED: 25.00 USD on visa ending 4242",
+        "the link now shows: paid",
+        "to where the grace period would have ended; scheduler processed nothing",
+        "Noor's subscription: active",
     ]
     position = 0
     for fragment in expected_in_order:

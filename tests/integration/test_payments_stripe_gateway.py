@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib.adapters.secrets import SecretsProvider
@@ -176,3 +178,57 @@ def test_a_refund_stripe_refuses_is_a_400_naming_amount() -> None:
     assert sent.headers["stripe-account"] == "acct_9"
     assert sent.headers["idempotency-key"] == "ref_1"
     assert sent.form["amount"] == "99999"
+
+
+def test_an_on_session_charge_asks_for_manual_confirmation_and_answers_the_client_secret() -> None:
+    """The pay page's charge: no off_session; Stripe's manual confirmation (which
+    stripe.handleCardAction needs); requires_action answers the secret for Stripe.js, and
+    confirm_intent finishes it."""
+    with stripe_recorder() as stripe:
+        stripe.reply(
+            200,
+            {
+                "id": "pi_rec_3",
+                "object": "payment_intent",
+                "status": "requires_action",
+                "client_secret": "pi_rec_3_secret_abc",
+                "metadata": {"payment_id": "pay_rec_3"},
+            },
+        )
+        stripe.reply(
+            200,
+            {
+                "id": "pi_rec_3",
+                "object": "payment_intent",
+                "status": "succeeded",
+                "amount": 2500,
+                "amount_received": 2500,
+                "latest_charge": "ch_rec_3",
+            },
+        )
+        settings = replace(
+            Settings.from_env({"BILLING_STAGE": "test", "STRIPE_API_BASE": stripe.url}),
+            stripe_manual_confirmation=True,
+        )
+        real_stripe = StripePaymentGateway(settings, SecretsProvider(settings))
+        outcome = real_stripe.charge(charge_request("cus_1", "pm_1", "pay_rec_3", on_session=True))
+        assert (outcome.status, outcome.client_secret) == ("requires_action", "pi_rec_3_secret_abc")
+        confirmed = real_stripe.confirm_intent("pi_rec_3", None)
+        assert confirmed["status"] == "succeeded"
+        created, confirm = stripe.requests
+    assert "off_session" not in created.form
+    assert created.form["confirmation_method"] == "manual"
+    assert created.form["confirm"] == "true"
+    assert (confirm.method, confirm.path) == ("POST", "/v1/payment_intents/pi_rec_3/confirm")
+
+
+def test_on_localstripe_an_on_session_charge_needing_authentication_answers_its_secret(
+    localstripe_url: str,
+) -> None:
+    client = stripe_for(localstripe_url)
+    customer, method = card_on_customer(client, "4000002500003155")
+    outcome = gateway(localstripe_url).charge(
+        charge_request(customer, method, "pay_gw_on_session", on_session=True)
+    )
+    assert outcome.status == "requires_action"
+    assert outcome.client_secret and outcome.client_secret.startswith(outcome.payment_intent_id)

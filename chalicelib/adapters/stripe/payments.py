@@ -167,10 +167,10 @@ class StripePaymentGateway:
         }
         if not request.on_session:
             params["off_session"] = True
-        elif self._settings.stripe_api_base is None:
-            # handleCardAction needs manual confirmation. localstripe (STRIPE_API_BASE) refuses
-            # the parameter; its intents finish through its Stripe.js stand-in instead, and
-            # `confirm_intent` then finds them succeeded.
+        elif self._settings.stripe_manual_confirmation:
+            # handleCardAction needs manual confirmation (off on localstripe, which refuses the
+            # parameter: its Stripe.js stand-in completes the intent and `confirm_intent` then
+            # finds it succeeded).
             params["confirmation_method"] = "manual"
         if request.stripe_account_id and request.application_fee_amount > 0:
             params["application_fee_amount"] = request.application_fee_amount

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.errors import Conflict, InvalidRequest, PaymentFailed
+from chalicelib.domain.payments import PENDING_RECOVERY_DELAY
 from tests.support.world import CID, PUBLIC_URL, World
 
 
@@ -142,3 +143,32 @@ def test_an_expired_link_emails_a_new_one_to_the_owner_on_file_once() -> None:
     assert len(world.mailer.sent) == 1
     assert world.pay_now.pay(new_token, "pm_ok").status == "paid"
     assert world.store.subscriptions[(CID, sub_id)].status == "active"
+
+
+def test_recovery_confirms_an_authenticated_payment_whose_page_never_came_back() -> None:
+    world = World()
+    sub_id, token = failed(world)
+    result = world.pay_now.pay(token, "pm_auth")
+    assert result.client_secret is not None
+    intent_id = result.client_secret.split("_secret_")[0]
+    world.gateway.handle_card_action(intent_id)  # authenticated, then the tab was closed
+    payment_id = world.store.subscriptions[(CID, sub_id)].pending_charge.payment_id  # type: ignore[union-attr]
+    assert payment_id is not None
+    world.clock.advance(PENDING_RECOVERY_DELAY)
+    outcome = world.scheduled.recover_pending_payment(CID, payment_id, world.clock.now())
+    assert outcome == "recovered_succeeded"
+    assert world.store.subscriptions[(CID, sub_id)].status == "active"
+    assert world.pay_now.page(token).state == "paid"
+
+
+def test_recovery_fails_a_payment_still_waiting_for_authentication() -> None:
+    world = World()
+    sub_id, token = failed(world)
+    world.pay_now.pay(token, "pm_auth")
+    payment_id = world.store.subscriptions[(CID, sub_id)].pending_charge.payment_id  # type: ignore[union-attr]
+    assert payment_id is not None
+    world.clock.advance(PENDING_RECOVERY_DELAY)
+    outcome = world.scheduled.recover_pending_payment(CID, payment_id, world.clock.now())
+    assert outcome == "recovered_failed"
+    assert world.store.subscriptions[(CID, sub_id)].status == "failed_payment"
+    assert world.pay_now.page(token).state == "payable"

@@ -12,7 +12,7 @@ from chalicelib.services.payment_links import REQUESTS_PER_TOKEN_PER_MINUTE, has
 from tests.support.world import CID, PUBLIC_URL, World
 
 
-def failed_subscription(world: World, grace_days: int = 14) -> str:
+def failed_subscription(world: World, grace_days: int = 14, late: timedelta = timedelta(0)) -> str:
     """A monthly subscription whose first renewal was declined (now failed_payment)."""
     owner = world.customer("Ada")
     sub_id = world.active(world.plan(2500, retry_days=(1,), grace_days=grace_days), owner)
@@ -20,7 +20,7 @@ def failed_subscription(world: World, grace_days: int = 14) -> str:
     world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
     period = world.store.subscriptions[(CID, sub_id)].current_period
     assert period is not None
-    world.clock.advance_to(period.end)
+    world.clock.advance_to(period.end + late)
     assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
     return sub_id
 
@@ -141,3 +141,16 @@ def test_each_token_may_make_a_limited_number_of_requests_a_minute() -> None:
     world.payment_links.count_request(other, world.clock.now())  # each token has its own
     world.clock.advance(timedelta(minutes=1))
     world.payment_links.count_request(token, world.clock.now())  # a new minute
+
+
+def test_a_failure_time_with_microseconds_matches_the_link_stored_in_whole_seconds() -> None:
+    """The stored link keeps whole seconds (adapters/dynamodb/payment_links.py); the
+    subscription's failed_at may carry microseconds (a live clock): still the same failure."""
+    world = World()
+    sub_id = failed_subscription(world, late=timedelta(microseconds=250_000))
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert sub.failed_at is not None and sub.failed_at.microsecond == 250_000
+    token = token_of(world.payment_links.issue(CID, sub_id, world.clock.now()).url)
+    stored = world.link_store.links[hash_token(token)]
+    assert stored.outstanding_since.microsecond == 0
+    assert world.payment_links.open(token, world.clock.now()).state == "payable"
