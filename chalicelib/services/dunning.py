@@ -1,5 +1,5 @@
 """Dunning emails to the owner of a subscription whose payment failed (issue 15, docs/DESIGN.md
-"Dunning emails").
+section 11).
 
 Four emails, to the owner only (a customer: dependents have no address), each once per event:
 - payment failed: after a failed renewal or a failed retry (`subscription.payment_failed`);
@@ -14,13 +14,14 @@ email exists only for a committed change, and never touches the money path. Each
 (stable: it is stored in the record) is claimed per email kind with a conditional write before
 SES is called; a record published again (a Streams retry, a redelivered batch, a replay, a
 crash after the send) finds the claim and sends nothing. The reminder is claimed per
-(subscription, grace end).
+(subscription, grace end). The email is composed only once claimed (its reads, and the pay-now
+link, whose issuing retires the older links), so a replay costs one conditional put per email.
 
 At most once, in one case at least once: a crash between SES accepting the email and the claim
 being marked sent leaves the claim "sending"; after its lease (10 minutes) a retry sends again.
 SES has no idempotency key, so that window cannot be closed; it is one Lambda crash wide.
 
-A transient SES failure (`Unavailable`) releases the claim and raises, so the record is
+A transient SES or DynamoDB failure releases the claim and raises, so the record is
 published again later; a permanent one (an address SES refuses) is logged, the claim is marked
 failed, and publishing goes on.
 """
