@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
         DueIndex,
         SweepCursors,
     )
+    from chalicelib.adapters.dynamodb.dunning import DunningStore
     from chalicelib.adapters.dynamodb.idempotency import IdempotencyStore
     from chalicelib.adapters.dynamodb.payments import PaymentRepository
     from chalicelib.adapters.dynamodb.plans import PlanRepository
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.billing_history import BillingHistory
     from chalicelib.services.cards import Cards
     from chalicelib.services.charging import Charging
+    from chalicelib.services.dunning import DunningMailer
     from chalicelib.services.event_delivery import EventPublisher
     from chalicelib.services.members import MemberService
     from chalicelib.services.pay_now import PayNow
@@ -391,6 +393,28 @@ class Container:
             post,
             self.check_webhook_url,
             MailNotifier(self.mailer, self.settings.email_sender),
+            self.clock,
+            listeners=[self.dunning.handle],
+        )
+
+    # --- issue 15: dunning emails ---
+    @cached_property
+    def dunning_store(self) -> DunningStore:
+        from chalicelib.adapters.dynamodb.dunning import DunningStore
+
+        return DunningStore(self.dynamodb, self.settings.table_name, self.settings.due_index_shards)
+
+    @cached_property
+    def dunning(self) -> DunningMailer:
+        from chalicelib.services.dunning import DunningMailer
+
+        return DunningMailer(
+            self.unit_of_work,
+            self.profiles,
+            self.communities,
+            self.dunning_store,
+            self.mailer,
+            self.payment_links,
             self.clock,
         )
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import Settings
+from chalicelib.domain.errors import Unavailable
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,19 @@ class SesMailer:
         return self._client
 
     def send(self, email: Email) -> str:
-        """Send one plain-text email; returns SES's message id."""
+        """Send one plain-text email; returns SES's message id. A failure a retry can fix
+        (throttling, 5xx, a lost connection) raises Unavailable; others (an address SES
+        refuses) raise as they are."""
+        from chalicelib.adapters.dynamodb.transactions import is_transient
+
+        try:
+            return self._send(email)
+        except Exception as error:
+            if is_transient(error):
+                raise Unavailable("SES is unavailable; try again.") from error
+            raise
+
+    def _send(self, email: Email) -> str:
         response = self._ses().send_email(
             Source=self._settings.email_sender,
             Destination={"ToAddresses": [email.to]},

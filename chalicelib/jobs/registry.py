@@ -110,6 +110,10 @@ def repair_links(box: Container, community_id: str, subject_id: str, now: dateti
     return box.subscription_links.repair(community_id, subject_id, now)
 
 
+def send_last_reminder(box: Container, community_id: str, subject_id: str, now: datetime) -> str:
+    return box.dunning.send_last_reminder(community_id, subject_id, now)
+
+
 SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
     "renewal": ScheduledJob(
         group="renewal",
@@ -154,6 +158,13 @@ SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
         sweep="pending_payments",
         subject_key="subscription_id",
         action=repair_links,
+    ),
+    # The dunning "last reminder", 48 h before a failed_payment subscription's grace ends.
+    "dunning_reminder": ScheduledJob(
+        group="dunning_reminder",
+        sweep="failed_payments",
+        subject_key="subscription_id",
+        action=send_last_reminder,
     ),
 }
 

@@ -55,6 +55,9 @@ ORDINARY_OUTCOMES = frozenset(
         "not_pending",
         "still_pending",
         "cancelled",
+        "reminder_sent",
+        "reminder_already_sent",
+        "reminder_moot",
     }
 )
 # An advance that needs more steps than this is refused midway rather than running forever.

@@ -438,7 +438,14 @@ class Charging:
                 transition = (
                     apply_charge_succeeded(sub, payment_id, now, actor)
                     if status == "succeeded"
-                    else apply_charge_failed(sub, payment_id, now, actor)
+                    else apply_charge_failed(
+                        sub,
+                        payment_id,
+                        now,
+                        actor,
+                        code=written.failure.code if written.failure else None,
+                        decline_code=written.failure.decline_code if written.failure else None,
+                    )
                 )
                 after = stage_change(uow, sub, transition)
                 uow.charge_keys.resolve(sub, payment.charge_key, payment_id, status)

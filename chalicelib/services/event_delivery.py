@@ -70,6 +70,9 @@ class Notifier(Protocol):
 
 
 Sender = Callable[[str, bytes, Mapping[str, str]], Answer]
+# Runs for every outbox record published, with its events (the dunning emails): a failure
+# raises, so the record stays unpublished and is published again (listeners are idempotent).
+RecordListener = Callable[[Sequence[PlatformEvent]], object]
 UrlCheck = Callable[[str], None]
 
 
@@ -90,8 +93,10 @@ class EventPublisher:
         notifier: Notifier,
         clock: Clock,
         wall: Callable[[], float] = time.time,
+        listeners: Sequence[RecordListener] = (),
     ) -> None:
         self._store = store
+        self._listeners = tuple(listeners)
         self._access = access
         self._bus = bus
         self._send = send
@@ -112,6 +117,8 @@ class EventPublisher:
         for endpoint in endpoints:
             wanted = [e for e in events if matches(endpoint.enabled_events, e.type)]
             self._store.enqueue(endpoint, wanted, now)
+        for listener in self._listeners:
+            listener(record.events)
         self._store.mark_published(record)
         return events
 

@@ -24,6 +24,7 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscription_changes import remove_member, restore_member
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
+from chalicelib.services.receipts import order_lines
 from chalicelib.services.subscriptions import SubscriptionService
 
 
@@ -129,10 +130,7 @@ def _receipt(payment: Payment, member: Profile) -> tuple[str, str]:
     """The receipt for a new member, amounts with the currency's own decimals (JPY 0, USD 2,
     KWD 3)."""
     money = currency(payment.currency).format
-    lines = "\n".join(
-        f"  {line.description}: {line.quantity} x {money(line.unit_amount)} = {money(line.amount)}"
-        for line in payment.lines
-    )
+    lines = order_lines(payment)
     return (
         f"Receipt for payment {payment.id}",
         f"Hello {member.name},\n\nhere is the receipt for payment {payment.id}, which "

@@ -381,7 +381,8 @@ def _stripe_minimum(code: str) -> int:
 
 class FakePaymentGateway:
     """PaymentIntents in memory, with cards that behave like Stripe's test cards:
-    `pm_ok` succeeds, `pm_decline` is declined, `pm_auth` needs authentication
+    `pm_ok` succeeds, `pm_decline` is declined (`pm_decline_<code>`: with that decline code,
+    e.g. `pm_decline_stolen_card`), `pm_auth` needs authentication
     (`requires_action`); like Stripe, an amount under the currency's minimum is refused
     (`amount_too_small`). `fail_next` queues faults for the next calls: "before" (Stripe never
     saw the request: Unavailable), "after" (Stripe acted, the answer was lost: Unavailable) or
@@ -412,6 +413,11 @@ class FakePaymentGateway:
             "pm_decline": "requires_payment_method",
             "pm_auth": "requires_action",
         }.get(request.payment_method_id, "succeeded")
+        decline_code = "generic_decline"
+        if request.payment_method_id.startswith("pm_decline_"):
+            # pm_decline_<code>: declined with that issuer decline code (e.g. stolen_card)
+            status = "requires_payment_method"
+            decline_code = request.payment_method_id.removeprefix("pm_decline_")
         too_small = request.amount < _stripe_minimum(request.currency)
         if too_small:
             status = "requires_payment_method"
@@ -433,7 +439,7 @@ class FakePaymentGateway:
         elif status == "requires_payment_method":
             intent["last_payment_error"] = {
                 "code": "card_declined",
-                "decline_code": "generic_decline",
+                "decline_code": decline_code,
                 "message": "Your card was declined.",
             }
         if getattr(request, "on_session", False) and status == "requires_action":

@@ -6,6 +6,12 @@ and records the event) but our side gets `500` with `Stripe-Should-Retry: false`
 answer: the "crash between creating the PaymentIntent and recording its outcome" of DESIGN.md
 section 6, which leaves our payment pending while Stripe holds the charge.
 
+`decline_next(method, path_prefix, error)` plays an issuer's answer localstripe cannot give
+(it only ever declines with `card_declined`): the request is forwarded and, if Stripe refused it,
+`error` (e.g. `{"decline_code": "stolen_card"}`) is merged into Stripe's error body; with
+`forward=False` nothing reaches localstripe and the answer is a 402 `card_error` made of
+`error` alone (a decline of a card that would otherwise succeed).
+
 `down_next(method, path_prefix, times)` answers the next matching requests with `503` without
 forwarding them (Stripe is down and did nothing); `hang_next(method, path_prefix, times)`
 accepts them and never answers (until the proxy stops): a hung Stripe, for client timeouts.
@@ -13,6 +19,7 @@ accepts them and never answers (until the proxy stops): a hung Stripe, for clien
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -30,6 +37,8 @@ class StripeCutoff:
     url: str
     target: str
     armed: list[tuple[str, str, str]] = field(default_factory=list)  # (mode, method, prefix)
+    # The error fields of armed "decline" / "decline_here" requests, in arming order.
+    declines: list[dict[str, Any]] = field(default_factory=list)
     cut: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)  # every request, "METHOD /path"
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -42,6 +51,13 @@ class StripeCutoff:
     def down_next(self, method: str, path_prefix: str, times: int = 1) -> None:
         with self.lock:
             self.armed += [("down", method, path_prefix)] * times
+
+    def decline_next(
+        self, method: str, path_prefix: str, error: dict[str, Any], *, forward: bool = True
+    ) -> None:
+        with self.lock:
+            self.armed.append(("decline" if forward else "decline_here", method, path_prefix))
+            self.declines.append(dict(error))
 
     def hang_next(self, method: str, path_prefix: str, times: int = 1) -> None:
         with self.lock:
@@ -67,7 +83,13 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
             body = self.rfile.read(length) if length else None
             with proxy.lock:
                 proxy.seen.append(f"{self.command} {self.path}")
-            refused = proxy._take(self.command, self.path, ("down", "hang"))
+            refused = proxy._take(self.command, self.path, ("down", "hang", "decline_here"))
+            if refused == "decline_here":
+                with proxy.lock:
+                    fields = proxy.declines.pop(0)
+                error = {"type": "card_error", "message": "Your card was declined.", **fields}
+                self._reply(402, json.dumps({"error": error}).encode(), {})
+                return
             if refused == "hang":
                 proxy.stopped.wait(120)  # never answers while the test runs
                 return
@@ -93,7 +115,18 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
             if proxy._take(self.command, self.path):
                 status, data = 500, b'{"error": {"type": "api_error", "message": "lost"}}'
                 reply_headers = {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
+            elif status >= 400 and proxy._take(self.command, self.path, ("decline",)):
+                with proxy.lock:
+                    fields = proxy.declines.pop(0)
+                answer = json.loads(data)
+                answer["error"] = {**answer.get("error", {}), "type": "card_error", **fields}
+                data = json.dumps(answer).encode()
+            self._reply(status, data, reply_headers)
+
+        def _reply(self, status: int, data: bytes, reply_headers: dict[str, str]) -> None:
             self.send_response(status)
+            if not reply_headers:
+                reply_headers = {"Content-Type": "application/json"}
             for key, value in reply_headers.items():
                 if key.lower() not in HOP_HEADERS:
                     self.send_header(key, value)

@@ -14,6 +14,9 @@ Groups (one EventBridge schedule each, plus the recovery pass):
   what Stripe did); swept with pending_payment (a payment is never both).
 - links: a subscription's link state item whose profile links were not all written after its
   transaction (profile_links.py); read by the pending_payments sweep.
+- dunning_reminder: a failed_payment subscription's last-reminder item (`REMINDER` in its
+  dunning partition, adapters/dynamodb/dunning.py), 48 h before grace ends; read by the
+  failed_payments sweep.
 
 The request shapes of the scheduler live here too: `DueIndex` (the sweeps' Query, the test
 clock's "earliest due" Query, the worker's re-check read), `SweepCursors` (where each sweep got
@@ -31,7 +34,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 DueGroup = Literal[
-    "renewal", "failed_payment", "expiration", "pending_payment", "pending_refund", "links"
+    "renewal",
+    "failed_payment",
+    "expiration",
+    "pending_payment",
+    "pending_refund",
+    "links",
+    "dunning_reminder",
 ]
 DUE_GROUPS: tuple[DueGroup, ...] = (
     "renewal",
@@ -40,6 +49,7 @@ DUE_GROUPS: tuple[DueGroup, ...] = (
     "pending_payment",
     "pending_refund",
     "links",
+    "dunning_reminder",
 )
 DUE_INDEX = "due"
 DUE_PK = "due_pk"

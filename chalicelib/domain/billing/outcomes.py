@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from chalicelib.domain.billing.charges import ChargePlan, PendingCharge, PlanSnapshot
+from chalicelib.domain.declines import is_hard_decline
 from chalicelib.domain.errors import ConcurrentChange, Conflict
 from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
 from chalicelib.domain.members import Member
@@ -69,15 +70,27 @@ def apply_charge_succeeded(
 
 
 def apply_charge_failed(
-    sub: Subscription, payment_id: str, now: datetime, actor: Actor = "api"
+    sub: Subscription,
+    payment_id: str,
+    now: datetime,
+    actor: Actor = "api",
+    *,
+    code: str | None = None,
+    decline_code: str | None = None,
 ) -> Outcome:
     """Phase 3, failure: changes are discarded, the reserved credit returns; a failed
-    renewal starts the failed-payment flow, a failed retry schedules the next retry."""
+    renewal starts the failed-payment flow, a failed retry schedules the next retry.
+
+    `code` / `decline_code`: Stripe's answer. After a hard decline (stolen, lost, pick-up
+    card...: domain/declines.py) no automatic retry is scheduled; grace still ends as usual."""
     ensure_utc(now)
     pending = _pending_for(sub, payment_id)
     cleared = replace(sub, pending_charge=None)
     refund_credit = credit_change(pending.billed_to_profile_id, pending.credit_applied)
     details: dict[str, DetailValue] = {"payment_id": payment_id, "kind": pending.kind}
+    hard = is_hard_decline(code, decline_code)
+    if hard:
+        details["retries_stopped"] = decline_code or code
     if pending.kind == "renewal":
         # The plan's terms when the renewal was planned (a PATCHed plan applies to
         # subscriptions that fail afterwards), else the subscription's snapshot.
@@ -98,7 +111,7 @@ def apply_charge_failed(
             # API.md: a failed_payment subscription shows when it is cancelled unless paid.
             cancel_at=now + grace,
             retry_count=0,
-            next_retry_at=_retry_at(terms, now, 0, now),
+            next_retry_at=None if hard else _retry_at(terms, now, 0, now),
         )
         event = AuditEvent(
             now, "subscription.renewal_failed", "active", "failed_payment", actor, details
@@ -110,7 +123,7 @@ def apply_charge_failed(
         retried = replace(
             cleared,
             retry_count=attempts,
-            next_retry_at=_retry_at(sub.plan, failed_at, attempts, now),
+            next_retry_at=None if hard else _retry_at(sub.plan, failed_at, attempts, now),
         )
         event = AuditEvent(now, "subscription.retry_failed", sub.status, sub.status, actor, details)
         return Outcome(retried, event, refund_credit)

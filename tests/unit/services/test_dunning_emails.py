@@ -1,0 +1,195 @@
+"""The dunning emails (services/dunning.py) on the in-memory world: what each says, to whom,
+and once per event however often a record is published."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib.domain.errors import Unavailable
+from tests.support.dunning_world import DunningWorld, FlakyMailer
+from tests.support.world import CID
+
+GRACE_DAYS = 7
+
+
+def failed_renewal(world: DunningWorld, card: str = "pm_decline", **plan: Any) -> str:
+    """A monthly subscription of Ada (owner) and her dependent Kid whose renewal was declined;
+    the outbox published."""
+    owner = world.customer("Ada")
+    kid = world.dependent("Kid", owner)
+    terms = {"retry_days": (1, 3), "grace_days": GRACE_DAYS, **plan}
+    sub_id = world.active(world.plan(2500, **terms), owner, owner, kid)
+    world.card_checks.on_stripe[card] = owner.stripe_customer_id or ""
+    world.subscriptions.update(CID, sub_id, {"payment_method_id": card})
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end)
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    world.publish()
+    return sub_id
+
+
+def test_payment_failed_email_says_amount_card_reason_next_retry_end_and_link() -> None:
+    world = DunningWorld()
+    sub_id = failed_renewal(world)
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert sub.failed_at is not None
+
+    [email] = world.mailer.sent
+    assert email.to == "ada@example.org"
+    assert email.subject == "Payment failed for your Gold membership"
+    body = email.body
+    assert "Hello Ada," in body
+    assert "Harbour gym" in body
+    assert "Amount: 50.00 USD" in body  # two members x 25.00
+    assert "Card: Visa ending in 4242" in body
+    assert "Reason: Your bank declined the payment without giving a reason." in body
+    next_retry = sub.failed_at + timedelta(days=1)
+    assert (
+        f"We will try the card again on {next_retry.strftime('%B %-d, %Y at %H:%M')} UTC." in body
+    )
+    grace_end = sub.failed_at + timedelta(days=GRACE_DAYS)
+    assert f"cancelled on {grace_end.strftime('%B %-d, %Y at %H:%M')} UTC" in body
+    [(linked_sub, url)] = world.links.issued
+    assert linked_sub == sub_id and f"Pay now: {url}\n" in body
+
+
+def test_each_failure_is_emailed_once_however_often_its_record_is_published() -> None:
+    world = DunningWorld()
+    sub_id = failed_renewal(world)
+    world.clock.advance(timedelta(days=1))
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == (
+        "retry_failed"
+    )
+    # The same failure processed twice: the second run finds nothing due (no new event).
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == "not_due"
+
+    assert world.publish() == ["payment_failed"]
+    assert world.republish_all() == []  # a replay / redelivered batch sends nothing
+    assert world.republish_all() == []
+
+    subjects = [m.subject for m in world.mailer.sent]
+    assert subjects == ["Payment failed for your Gold membership"] * 2
+    assert {m.to for m in world.mailer.sent} == {"ada@example.org"}  # never the dependent
+    assert len(world.links.issued) == 2  # one link per email sent, none for the replays
+    assert "We will try the card again" in world.mailer.sent[1].body  # day 3 retry
+
+
+def test_a_hard_decline_email_says_no_more_retries_in_generic_words() -> None:
+    world = DunningWorld()
+    failed_renewal(world, card="pm_decline_stolen_card")
+
+    [email] = world.mailer.sent
+    assert "Reason: Your bank declined the payment and asked us not to try this card again." in (
+        email.body
+    )
+    assert "No more automatic retries: your bank asked us not to charge this card again." in (
+        email.body
+    )
+    assert "stolen" not in email.body
+    assert "Pay now: https://pay.example/pay/tok_1" in email.body  # the link stays
+
+
+def test_the_last_reminder_is_due_48_hours_before_grace_ends_and_sent_once() -> None:
+    world = DunningWorld()
+    sub_id = failed_renewal(world, retry_days=())
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert sub.grace_ends_at is not None
+    due = sub.grace_ends_at - timedelta(hours=48)
+    assert world.ledger.due[(CID, sub_id)] == due
+
+    assert world.dunning.send_last_reminder(CID, sub_id, due - timedelta(seconds=1)) == "not_due"
+    assert world.dunning.send_last_reminder(CID, sub_id, due) == "reminder_sent"
+    assert world.dunning.send_last_reminder(CID, sub_id, due) == "reminder_already_sent"
+    assert (CID, sub_id) not in world.ledger.due
+
+    reminder = world.mailer.sent[-1]
+    assert reminder.to == "ada@example.org"
+    assert reminder.subject == (
+        f"Last reminder: your Gold membership ends on {sub.grace_ends_at.strftime('%B %-d, %Y')}"
+    )
+    assert "payment of 50.00 USD" in reminder.body
+    assert "Pay now: https://pay.example/pay/tok_2" in reminder.body
+    assert len(world.mailer.sent) == 2
+
+
+def test_grace_end_cancels_and_the_cancellation_is_emailed_once() -> None:
+    world = DunningWorld()
+    sub_id = failed_renewal(world, retry_days=())
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert sub.grace_ends_at is not None
+    world.clock.advance_to(sub.grace_ends_at)
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == (
+        "grace_cancelled"
+    )
+    assert world.publish() == ["cancelled"]
+    assert world.republish_all() == []
+    # The reminder that was never sent (grace has ended) is moot, not sent late.
+    assert world.dunning.send_last_reminder(CID, sub_id, world.clock.now()) == "reminder_moot"
+
+    cancelled = world.mailer.sent[-1]
+    assert cancelled.subject == "Your Gold membership at Harbour gym was cancelled"
+    assert "because its payment could not be collected" in cancelled.body
+    assert [m.subject.split(" ")[0] for m in world.mailer.sent] == ["Payment", "Your"]
+
+
+def test_a_successful_retry_sends_the_payment_received_order_summary() -> None:
+    world = DunningWorld()
+    sub_id = failed_renewal(world)
+    owner_id = world.store.subscriptions[(CID, sub_id)].owner_id
+    world.store.credit[(CID, owner_id, "usd")] = 700  # spent on the retry
+    # The card works again (the fake gateway declines "pm_decline" only): the stored
+    # subscription is given a working card, as the API cannot change a failed_payment one.
+    sub = world.store.subscriptions[(CID, sub_id)]
+    world.store.subscriptions[(CID, sub_id)] = replace(sub, payment_method_id="pm_ok")
+    world.clock.advance(timedelta(days=1))
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == (
+        "retry_succeeded"
+    )
+
+    assert world.publish() == ["payment_received"]
+    assert world.republish_all() == []
+    received = world.mailer.sent[-1]
+    assert received.to == "ada@example.org"
+    assert received.subject == "Payment received: 43.00 USD for Gold"
+    body = received.body
+    assert "The membership is active again." in body
+    assert "Order summary (payment pay_" in body
+    assert ": 2 x 25.00 USD = 50.00 USD" in body
+    assert "Credit balance applied: -7.00 USD" in body
+    assert "Subtotal: 50.00 USD\nCredit applied: -7.00 USD\nTotal: 43.00 USD" in body
+    # The reminder of the grace period that ended with the payment is moot.
+    reminder_due = world.ledger.reminders[(CID, sub_id)].due_at
+    assert world.dunning.send_last_reminder(CID, sub_id, reminder_due) == "reminder_moot"
+
+
+def test_an_email_for_a_subscription_paid_since_says_there_is_nothing_to_pay() -> None:
+    world = DunningWorld()
+    owner = world.customer("Ada")
+    sub_id = world.active(world.plan(2500, retry_days=(1,), grace_days=7), owner)
+    world.card_checks.on_stripe["pm_decline"] = owner.stripe_customer_id or ""
+    world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end)
+    world.scheduled.renew(CID, sub_id, world.clock.now())
+    world.subscriptions.cancel(CID, sub_id, "now")  # before the failure was published
+
+    world.publish()
+    [email] = world.mailer.sent
+    assert "no longer waiting for a payment, so there is no link to pay" in email.body
+    assert "Pay now" not in email.body and world.links.issued == []
+
+
+def test_ses_down_releases_the_claim_and_the_next_publish_sends() -> None:
+    world = DunningWorld(mailer=FlakyMailer())  # type: ignore[arg-type]
+    world.mailer.down = 1  # type: ignore[attr-defined]
+    with pytest.raises(Unavailable):
+        failed_renewal(world)
+    assert world.mailer.sent == []
+    assert world.publish().count("payment_failed") == 1
+    assert len(world.mailer.sent) == 1
