@@ -49,6 +49,8 @@ from chalicelib.services.ports import Clock, UnitOfWorkFactory
 from chalicelib.services.receipts import card_text, order_summary
 
 PAYMENT_FAILED = "payment_failed"
+# The charges nobody watches: only their declines are emailed.
+AUTOMATIC_CHARGE_KINDS = frozenset({"renewal", "retry"})
 LAST_REMINDER = "last_reminder"
 CANCELLED = "cancelled"
 PAYMENT_RECEIVED = "payment_received"
@@ -211,6 +213,10 @@ class DunningMailer:
         paid = self._payment_event(event, events, "payment.failed")
         if paid is None:
             logger.warning("dunning_no_payment", extra={"event_id": event.id})
+            return False
+        if paid.data.get("kind") not in AUTOMATIC_CHARGE_KINDS:
+            # The owner (pay page) or the operator saw this decline as it happened; a new
+            # email would also issue a new link and retire the one being paid through.
             return False
         grace_ends_at = _parse(data.get("grace_ends_at"))
         if grace_ends_at is not None:

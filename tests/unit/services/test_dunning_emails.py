@@ -193,3 +193,28 @@ def test_ses_down_releases_the_claim_and_the_next_publish_sends() -> None:
     assert world.mailer.sent == []
     assert world.publish().count("payment_failed") == 1
     assert len(world.mailer.sent) == 1
+
+
+def test_a_declined_payment_the_owner_attempts_sends_no_email_and_keeps_the_link() -> None:
+    """The payment-failed email follows automatic charges (renewal, retry). A reactivation the
+    owner (pay page) or the operator attempts and sees declined mails nothing, and issues no
+    link, so the link the owner is paying through keeps working."""
+    from chalicelib.domain.errors import PaymentFailed
+
+    world = DunningWorld()
+    sub_id = failed_renewal(world)
+    assert len(world.mailer.sent) == 1 and len(world.links.issued) == 1
+
+    with pytest.raises(PaymentFailed):
+        world.subscriptions.reactivate(
+            CID,
+            sub_id,
+            payment_method_id=None,
+            owner_id=None,
+            billing_cycle=None,
+            member_ids=None,
+            on_session=True,
+        )
+    assert world.publish() == []
+    assert len(world.mailer.sent) == 1
+    assert len(world.links.issued) == 1
