@@ -2,7 +2,8 @@
 section 11).
 
 Four emails, to the owner only (a customer: dependents have no address), each once per event:
-- payment failed: after a failed renewal or a failed retry (`subscription.payment_failed`);
+- payment failed: after a failed renewal or a failed retry (`subscription.payment_failed`; not
+  after a failed reactivation: whoever paid saw the decline, and a new link would expire theirs);
 - last reminder: 48 h before grace ends (the `dunning_reminder` due group, jobs/registry.py);
 - cancelled for non-payment (`subscription.cancelled` with reason `payment_failed`);
 - payment received: a payment brought a failed_payment subscription back to `active`
@@ -211,6 +212,11 @@ class DunningMailer:
         paid = self._payment_event(event, events, "payment.failed")
         if paid is None:
             logger.warning("dunning_no_payment", extra={"event_id": event.id})
+            return False
+        if paid.data.get("kind") == "reactivation":
+            # Paying the outstanding amount (the pay page, or the community's API call) failed
+            # in front of whoever asked, who saw the answer. No email, and above all no new
+            # link: it would expire the link the owner is paying with.
             return False
         grace_ends_at = _parse(data.get("grace_ends_at"))
         if grace_ends_at is not None:
