@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from infra.local.stack import LocalStack
 from tests.browser.conftest import AXE_SOURCE, REPO_ROOT, VIEWPORT, Api
@@ -34,9 +34,35 @@ FAILED_SUBJECT = "Payment failed for your Family membership"
 RECEIVED_SUBJECT = "Payment received: 60.00 USD for Family"
 DECLINING_LATER = "4000000000000341"
 AUTHENTICATION_CARD = "4000002500003155"
-STORIES = ("good", "authentication", "two_tabs", "expired", "declined")
+STORIES = ("good", "authentication", "card_action", "two_tabs", "expired", "declined")
 MAIL_WAIT_SECONDS = 30.0
 MAIL_POLL_SECONDS = 0.25
+# Real Stripe.js has handleCardAction (manual confirmation); localstripe's stand-in has not,
+# so pay.js falls back to its confirmCardPayment there. Appended to the stand-in, this gives it
+# a handleCardAction with Stripe's contract (the 3D Secure step, then `{paymentIntent}` or
+# `{error}`; the server confirms) and records, across the page's reload, which one pay.js used.
+STRIPE_JS_WITH_HANDLE_CARD_ACTION = """
+;(function () {
+  const standIn = window.Stripe;
+  const record = (name) => {
+    const calls = JSON.parse(sessionStorage.getItem("stripe-calls") || "[]");
+    sessionStorage.setItem("stripe-calls", JSON.stringify(calls.concat([name])));
+  };
+  window.Stripe = function (...args) {
+    const stripe = standIn(...args);
+    const authenticate = stripe.confirmCardPayment;
+    stripe.confirmCardPayment = (...given) => {
+      record("confirmCardPayment");
+      return authenticate(...given);
+    };
+    stripe.handleCardAction = (clientSecret) => {
+      record("handleCardAction");
+      return authenticate(clientSecret);
+    };
+    return stripe;
+  };
+})();
+"""
 PAY_LINK = re.compile(r"https?://\S+/pay/[A-Za-z0-9_-]+")
 
 
@@ -314,6 +340,47 @@ def test_a_card_needing_authentication_pays_through_the_3d_secure_step(
     [intent] = reactivation_intents(stack, failed.subscriptions["authentication"])
     assert intent["status"] == "succeeded"
     mails_to(stack, failed.owners["authentication"]["email"], RECEIVED_SUBJECT)
+
+
+def test_with_real_stripe_js_the_page_authenticates_through_handle_card_action(
+    context: BrowserContext, failed: Failed, stack: LocalStack
+) -> None:
+    """pay.js calls stripe.handleCardAction whenever Stripe.js has it (real Stripe.js does;
+    it needs manual confirmation, whose server side test_payments_stripe_gateway.py checks at
+    the request level), never confirmCardPayment, then has the server confirm."""
+
+    def stripe_js_with_handle_card_action(route: Route) -> None:
+        stand_in = route.fetch()
+        route.fulfill(response=stand_in, body=stand_in.text() + STRIPE_JS_WITH_HANDLE_CARD_ACTION)
+
+    context.route(
+        f"{stack.config.stripe_url}/js.stripe.com/v3/**", stripe_js_with_handle_card_action
+    )
+    page = context.new_page()
+    page_calls: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            page_calls.append(r.url.rsplit("/", 1)[-1])
+            if "/pay/" in r.url and r.method == "POST"
+            else None
+        ),
+    )
+    page.goto(failed.emailed_link("card_action"))
+    enter_card(page, AUTHENTICATION_CARD)
+    page.get_by_role("button", name="Pay 60.00 USD").click()
+    for _step in ("setup", "payment"):
+        complete = page.get_by_role("button", name="Complete authentication")
+        expect(complete).to_be_visible(timeout=30_000)
+        complete.click()
+    expect_paid(page)
+    assert json.loads(page.evaluate("sessionStorage.getItem('stripe-calls')")) == [
+        "handleCardAction"
+    ]
+    assert page_calls == ["setup-intent", "pay", "confirm"]
+    assert failed.subscription("card_action")["status"] == "active"
+    [intent] = reactivation_intents(stack, failed.subscriptions["card_action"])
+    assert intent["status"] == "succeeded"
 
 
 def test_the_link_paid_in_two_tabs_at_once_charges_once(
