@@ -289,4 +289,5 @@ def test_on_localstripe_an_on_session_charge_needing_authentication_answers_its_
         charge_request(customer, method, "pay_gw_on_session", on_session=True)
     )
     assert outcome.status == "requires_action"
-    assert outcome.client_secret and outcome.client_secret.startswith(outcome.payment_intent_id)
+    assert outcome.client_secret and outcome.payment_intent_id
+    assert outcome.client_secret.startswith(outcome.payment_intent_id)
