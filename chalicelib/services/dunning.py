@@ -2,8 +2,7 @@
 section 11).
 
 Four emails, to the owner only (a customer: dependents have no address), each once per event:
-- payment failed: after a failed renewal or a failed retry (`subscription.payment_failed`; not
-  after a failed reactivation: whoever paid saw the decline, and a new link would expire theirs);
+- payment failed: after a failed renewal or a failed retry (`subscription.payment_failed`);
 - last reminder: 48 h before grace ends (the `dunning_reminder` due group, jobs/registry.py);
 - cancelled for non-payment (`subscription.cancelled` with reason `payment_failed`);
 - payment received: a payment brought a failed_payment subscription back to `active`
@@ -50,6 +49,8 @@ from chalicelib.services.ports import Clock, UnitOfWorkFactory
 from chalicelib.services.receipts import card_text, order_summary
 
 PAYMENT_FAILED = "payment_failed"
+# The charges nobody watches: only their declines are emailed.
+AUTOMATIC_CHARGE_KINDS = frozenset({"renewal", "retry"})
 LAST_REMINDER = "last_reminder"
 CANCELLED = "cancelled"
 PAYMENT_RECEIVED = "payment_received"
@@ -213,10 +214,9 @@ class DunningMailer:
         if paid is None:
             logger.warning("dunning_no_payment", extra={"event_id": event.id})
             return False
-        if paid.data.get("kind") == "reactivation":
-            # Paying the outstanding amount (the pay page, or the community's API call) failed
-            # in front of whoever asked, who saw the answer. No email, and above all no new
-            # link: it would expire the link the owner is paying with.
+        if paid.data.get("kind") not in AUTOMATIC_CHARGE_KINDS:
+            # The owner (pay page) or the operator saw this decline as it happened; a new
+            # email would also issue a new link and retire the one being paid through.
             return False
         grace_ends_at = _parse(data.get("grace_ends_at"))
         if grace_ends_at is not None:
