@@ -30,10 +30,10 @@ from tests.browser.conftest import AXE_SOURCE, REPO_ROOT, VIEWPORT, Api
 pytestmark = pytest.mark.e2e
 
 GOOD_CARD = "4242424242424242"
-FAILED_SUBJECT = "Payment failed for your Family membership"
-RECEIVED_SUBJECT = "Payment received: 60.00 USD for Family"
 DECLINING_LATER = "4000000000000341"
 AUTHENTICATION_CARD = "4000002500003155"
+FAILED_SUBJECT = "Payment failed for your Family membership"
+RECEIVED_SUBJECT = "Payment received: 60.00 USD for Family"
 STORIES = ("good", "authentication", "card_action", "two_tabs", "expired", "declined")
 MAIL_WAIT_SECONDS = 30.0
 MAIL_POLL_SECONDS = 0.25
@@ -110,7 +110,6 @@ class Failed:
     platform: Api
     owners: dict[str, dict[str, Any]]
     subscriptions: dict[str, str]
-
     stack: LocalStack
 
     def link(self, story: str) -> str:
