@@ -73,8 +73,11 @@ ACCESS: dict[Kind, Access] = {
     # One due item per message: charges through Stripe, writes, sends receipts.
     Kind.WORKER: Access(table_write=TABLE_WRITE, queue=QUEUE_CONSUME, secret=True, email=True),
     # The stream publisher: event log, endpoint queues and attempts (writes), the bus, the
-    # disabled-endpoint email; no secret (endpoint secrets live in the table), no work queue.
-    Kind.PUBLISHER: Access(table_write=TABLE_WRITE, email=True, event_bus=True, stream=True),
+    # disabled-endpoint email and the dunning emails (which issue pay-now links); the secret's
+    # platform key signs the event store's cursors (Container.platform_events). No work queue.
+    Kind.PUBLISHER: Access(
+        table_write=TABLE_WRITE, secret=True, email=True, event_bus=True, stream=True
+    ),
 }
 # Functions whose work is not their kind's usual, by chalice name.
 FUNCTION_ACCESS: dict[str, Access] = {
@@ -82,8 +85,8 @@ FUNCTION_ACCESS: dict[str, Access] = {
     # every write a webhook makes), not a sweep.
     "webhook_reconciliation": Access(table_write=TABLE_WRITE, secret=True, email=True),
     # A schedule that retries event deliveries whose backoff is over, not a sweep.
-    # (It only sends queued deliveries: no bus, no stream.)
-    "event_deliveries": Access(table_write=TABLE_WRITE, email=True),
+    # (It only sends queued deliveries: no bus, no stream; the secret, as the publisher.)
+    "event_deliveries": Access(table_write=TABLE_WRITE, secret=True, email=True),
 }
 
 

@@ -103,6 +103,7 @@ class BillingStack(cdk.Stack):
                 "BILLING_WORK_QUEUE_URL": self.data.work_queue.queue_url,
                 "BILLING_SECRETS_ARN": self.data.secret.secret_arn,
                 "BILLING_EMAIL_SENDER": self.stage.email_sender,
+                "BILLING_PUBLIC_URL": self.stage.public_url,
                 "BILLING_EVENT_BUS_NAME": self.data.event_bus.event_bus_name,
             },
             # Dependencies go to a layer cached by requirements.txt alone, so a code change

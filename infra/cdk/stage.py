@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalicelib.config import LOCAL_STAGES
 
@@ -21,6 +22,7 @@ PRODUCTION_STAGES = frozenset({"prod"})
 DEFAULT_EMAIL_SENDER = "billing@example.com"
 LOG_RETENTION_DAYS = {"prod": 90}
 DEFAULT_LOG_RETENTION_DAYS = 14
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 
 
 class StageError(ValueError):
@@ -32,6 +34,11 @@ class StageSettings:
     name: str
     api_gateway_stage: str
     email_sender: str
+    # The public base URL of the API (`<it>/pay/<token>`), set on every function: the API, the
+    # stream publisher (the "payment failed" email) and the worker (the last reminder) issue
+    # pay-now links. A deploy-time value, never the API's own resource (the API function's
+    # environment cannot reference the API that references the function).
+    public_url: str
     alarm_email: str | None
     log_retention_days: int
 
@@ -86,15 +93,41 @@ def load_stage(name: str, source_dir: Path, env: Mapping[str, str] | None = None
         raise StageError(
             f"stage {name!r} needs BILLING_EMAIL_SENDER, an address SES verified for this account"
         )
+    public_url = _public_url(
+        name, environ.get("BILLING_PUBLIC_URL") or variables.get("BILLING_PUBLIC_URL") or ""
+    )
     return StageSettings(
         name=name,
         api_gateway_stage=str(
             stage_config.get("api_gateway_stage", config.get("api_gateway_stage", "api"))
         ),
         email_sender=sender,
+        public_url=public_url,
         alarm_email=environ.get("BILLING_ALARM_EMAIL") or None,
         log_retention_days=LOG_RETENTION_DAYS.get(name, DEFAULT_LOG_RETENTION_DAYS),
     )
+
+
+def _public_url(stage: str, value: str) -> str:
+    """The stage's BILLING_PUBLIC_URL, checked: an https base URL (a path such as API Gateway's
+    stage is fine; no query, no fragment) on a public host, without its trailing slash."""
+    need = (
+        f"stage {stage!r} needs BILLING_PUBLIC_URL, the https base URL its emailed pay-now "
+        "links point to (the API's custom domain, e.g. https://billing.example.org, or its "
+        "API Gateway URL, https://<id>.execute-api.<region>.amazonaws.com/api)"
+    )
+    if not value.strip():
+        raise StageError(need)
+    parts = urlsplit(value.strip())
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.hostname in LOOPBACK_HOSTS
+        or parts.query
+        or parts.fragment
+    ):
+        raise StageError(f"{need}; got {value!r}")
+    return value.strip().rstrip("/")
 
 
 def _chalice_config(source_dir: Path) -> dict[str, Any]:

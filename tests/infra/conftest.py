@@ -23,6 +23,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGE = "dev"
+# What `make deploy STAGE=dev BILLING_PUBLIC_URL=...` passes: where the emailed links point.
+PUBLIC_URL = "https://billing.dev.club.example"
 # Inside pytest-timeout's 300 s per test; a fresh clone downloads the Lambda dependencies first.
 SYNTH_TIMEOUT_SECONDS = 280
 
@@ -67,7 +69,7 @@ def run_synth(stage: str, outdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "infra/cdk/app.py"],
         cwd=REPO_ROOT,
-        env=offline_env(BILLING_STAGE=stage, CDK_OUTDIR=str(outdir)),
+        env=offline_env(BILLING_STAGE=stage, CDK_OUTDIR=str(outdir), BILLING_PUBLIC_URL=PUBLIC_URL),
         capture_output=True,
         text=True,
         timeout=SYNTH_TIMEOUT_SECONDS,

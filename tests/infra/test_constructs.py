@@ -21,6 +21,7 @@ def _stage(name: str) -> StageSettings:
         name=name,
         api_gateway_stage="api",
         email_sender="billing@club.example",
+        public_url="https://billing.club.example",
         alarm_email=None,
         log_retention_days=14,
     )

@@ -3,10 +3,19 @@ one role per function, every action named, every resource ours."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from chalicelib.adapters import queues
 from chalicelib.adapters.dynamodb import schema
+from chalicelib.bootstrap import Container
+from chalicelib.config import Settings
 from infra.cdk.permissions import FUNCTION_ACCESS
 from tests.infra.conftest import Synthesized
 
@@ -183,7 +192,6 @@ def test_only_the_stream_publisher_reads_the_stream_and_puts_on_the_bus(
         if "DynamoDB" in streams:
             assert {"dynamodb:GetRecords", "dynamodb:GetShardIterator"} <= actions
             assert {"events:PutEvents", "sqs:SendMessage"} <= actions
-            assert "secretsmanager:GetSecretValue" not in actions
         else:
             assert not {a for a in actions if a.startswith("events:")}, name
             assert "dynamodb:GetRecords" not in actions, name
@@ -194,3 +202,63 @@ def test_only_the_stream_publisher_reads_the_stream_and_puts_on_the_bus(
                 assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
             if "dynamodb:GetRecords" in granted:
                 assert statement["Resource"] == {"Fn::GetAtt": [table_id, "StreamArn"]}
+
+
+def test_building_the_event_publisher_reads_the_stages_secret() -> None:
+    """Why the publisher functions get the secret: `Container.event_publisher` (the stream
+    publisher, the `event_deliveries` schedule) builds the event store, whose cursors are signed
+    with the platform key, read from Secrets Manager. With the secret missing it cannot be
+    built; with it there, it can."""
+    with mock_aws():
+        secrets = boto3.client("secretsmanager", region_name="us-east-1")
+        arn = secrets.create_secret(Name="membership-billing/dev", SecretString="{}")["ARN"]
+        settings = Settings.from_env(
+            {
+                "BILLING_STAGE": "dev",
+                "BILLING_SECRETS_ARN": arn,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "BILLING_PUBLIC_URL": "https://billing.dev.club.example",
+            }
+        )
+        secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+        with pytest.raises(ClientError, match="ResourceNotFoundException"):
+            _ = Container(settings).event_publisher
+        arn = secrets.create_secret(
+            Name="membership-billing/dev",
+            SecretString=json.dumps(
+                {"stripe_secret_key": "sk_test_1", "webhook_secrets": [], "platform_api_key": "k"}
+            ),
+        )["ARN"]
+        settings = replace(settings, secrets_arn=arn)
+        assert Container(settings).event_publisher is not None
+
+
+def test_the_publisher_functions_may_read_the_secret_and_send_the_dunning_emails(
+    synthesized: Synthesized,
+) -> None:
+    """The stream publisher (dunning emails, its event store) and the `event_deliveries`
+    schedule (the same publisher) read the secret; the publisher and the worker (the last
+    reminder) send email as the stage's sender."""
+    policies = _policies(synthesized)
+    secret_id = _logical_ids(synthesized)["secret"]
+    prefix = f"membership-billing-{synthesized.stage}-"
+    checked = set()
+    for logical_id, fn in synthesized.functions.items():
+        name = fn["Properties"]["FunctionName"].removeprefix(prefix)
+        sources = {e["Type"] for e in fn["Properties"].get("Events", {}).values()}
+        statements = _statements(policies[logical_id])
+        if "DynamoDB" in sources or name == "event_deliveries":
+            [read] = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+            assert read["Resource"] == {"Ref": secret_id}
+            checked.add(name)
+        if "DynamoDB" in sources or "SQS" in sources:
+            [send] = [s for s in statements if s["Action"] == "ses:SendEmail"]
+            assert send["Condition"] == {
+                "StringEquals": {
+                    "ses:FromAddress": fn["Properties"]["Environment"]["Variables"][
+                        "BILLING_EMAIL_SENDER"
+                    ]
+                }
+            }
+            checked.add(name)
+    assert {"event_deliveries", "worker"} < checked and len(checked) == 3, checked

@@ -15,10 +15,11 @@ from infra.cdk.stage import StageError, load_stage
 from tests.infra.conftest import REPO_ROOT
 
 WORK_QUEUE = work_queue_name("dev")
+PUBLIC_URL = {"BILLING_PUBLIC_URL": "https://billing.club.example"}
 
 
 def test_dev_and_prod_come_from_the_chalice_config() -> None:
-    dev = load_stage("dev", REPO_ROOT, env={})
+    dev = load_stage("dev", REPO_ROOT, env=PUBLIC_URL)
     assert (dev.name, dev.stack_name, dev.table_name) == (
         "dev",
         "membership-billing-dev",
@@ -27,7 +28,9 @@ def test_dev_and_prod_come_from_the_chalice_config() -> None:
     assert dev.api_gateway_stage == "api"
     assert not dev.is_production
     assert dev.function_name("worker") == "membership-billing-dev-worker"
-    prod = load_stage("prod", REPO_ROOT, env={"BILLING_EMAIL_SENDER": "billing@club.example"})
+    prod = load_stage(
+        "prod", REPO_ROOT, env={"BILLING_EMAIL_SENDER": "billing@club.example", **PUBLIC_URL}
+    )
     assert prod.is_production
     assert prod.email_sender == "billing@club.example"
     assert prod.log_retention_days > dev.log_retention_days
@@ -35,7 +38,57 @@ def test_dev_and_prod_come_from_the_chalice_config() -> None:
 
 def test_prod_needs_a_real_sender_address() -> None:
     with pytest.raises(StageError, match="BILLING_EMAIL_SENDER"):
-        load_stage("prod", REPO_ROOT, env={})
+        load_stage("prod", REPO_ROOT, env=PUBLIC_URL)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_a_deployed_stage_needs_the_public_url_its_emails_link_to(stage: str) -> None:
+    """Pay-now links go out in emails from the API, the publisher and the worker: a stage
+    without the URL would issue none (503), so it is not deployed at all."""
+    with pytest.raises(StageError, match="BILLING_PUBLIC_URL"):
+        load_stage(stage, REPO_ROOT, env={"BILLING_EMAIL_SENDER": "billing@club.example"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://billing.club.example",  # a link that carries a credential goes over https only
+        "billing.club.example",
+        "https://",
+        "https://billing.club.example/api?stage=1",
+        "https://billing.club.example/#pay",
+        "https://127.0.0.1:8000",
+        "https://localhost/api",
+    ],
+)
+def test_a_public_url_that_is_no_public_https_base_is_refused(url: str) -> None:
+    with pytest.raises(StageError, match="BILLING_PUBLIC_URL"):
+        load_stage("dev", REPO_ROOT, env={"BILLING_PUBLIC_URL": url})
+
+
+def test_the_public_url_comes_from_the_deploy_or_the_chalice_stage(tmp_path: Path) -> None:
+    (tmp_path / ".chalice").mkdir()
+    config = {
+        "version": "2.0",
+        "app_name": "membership-billing",
+        "stages": {
+            "dev": {
+                "environment_variables": {
+                    "BILLING_STAGE": "dev",
+                    "BILLING_PUBLIC_URL": "https://billing.dev.club.example/",
+                }
+            }
+        },
+    }
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    from_config = load_stage("dev", tmp_path, env={})
+    assert from_config.public_url == "https://billing.dev.club.example"  # no trailing slash
+    at_deploy = load_stage(
+        "dev",
+        tmp_path,
+        env={"BILLING_PUBLIC_URL": "https://abc123.execute-api.us-east-1.amazonaws.com/api"},
+    )
+    assert at_deploy.public_url == "https://abc123.execute-api.us-east-1.amazonaws.com/api"
 
 
 @pytest.mark.parametrize("stage", ["local", "test"])

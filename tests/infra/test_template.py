@@ -15,7 +15,7 @@ from chalicelib.adapters import queues
 from chalicelib.adapters.dynamodb import schema
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import PUBLIC_URL, Synthesized
 
 ENV_VARS = (
     "BILLING_STAGE",
@@ -112,6 +112,23 @@ def test_every_function_gets_the_settings_it_reads(synthesized: Synthesized) -> 
         assert variables["BILLING_WORK_QUEUE_URL"] == _ref(work_id)
         assert variables["BILLING_SECRETS_ARN"] == _ref(secret_id)
         assert "@" in variables["BILLING_EMAIL_SENDER"]
+        assert variables["BILLING_PUBLIC_URL"] == PUBLIC_URL, logical_id
+
+
+def test_the_functions_that_issue_pay_now_links_know_the_public_url(
+    synthesized: Synthesized,
+) -> None:
+    """The API (`POST .../payment-link`, "email me a new link"), the stream publisher (the
+    dunning mailer's "payment failed" email) and the worker (the last reminder) issue links."""
+    issuing = {"Api": 0, "DynamoDB": 0, "SQS": 0}
+    for logical_id, fn in synthesized.functions.items():
+        kinds = {e["Type"] for e in fn["Properties"].get("Events", {}).values()}
+        if logical_id == "APIHandler":
+            kinds.add("Api")
+        for kind in kinds & set(issuing):
+            assert fn["Properties"]["Environment"]["Variables"]["BILLING_PUBLIC_URL"] == PUBLIC_URL
+            issuing[kind] += 1
+    assert issuing == {"Api": 1, "DynamoDB": 1, "SQS": 1}
 
 
 def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from chalicelib import bootstrap
@@ -436,6 +436,56 @@ def pay_call(d: Dunning, token: str, action: str, body: Any = None) -> tuple[int
     )
     text = response.body.decode() if isinstance(response.body, bytes) else response.body
     return response.status_code, json.loads(text) if text else None
+
+
+def set_up_card(d: Dunning, token: str, number: str) -> str:
+    """The page's Stripe.js part by hand: a SetupIntent from the page, confirmed with a card."""
+    _, setup = pay_call(d, token, "setup-intent")
+    client = stripe_for(d.cutoff.target)
+    card = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    setup_id = setup["client_secret"].split("_secret_")[0]
+    assert client.v1.setup_intents.confirm(setup_id, params={"payment_method": card.id}).status == (
+        "succeeded"
+    )
+    return str(card.id)
+
+
+def test_a_card_declined_on_the_pay_page_sends_no_email_and_keeps_the_link(
+    dunning: Dunning,
+) -> None:
+    """The owner is on the page and sees the decline there: no "payment failed" email, and
+    above all no new link (a new one would expire the link the owner is paying with)."""
+    d = dunning
+    sub = d.family_subscription(
+        DECLINING_CARD, failed_payment_grace_days=7, retry_schedule_days=[3]
+    )
+    d.advance_to(at(sub["current_period"]["end"]) + timedelta(minutes=1))
+    [failed] = mails()
+    _, token = link_in(failed.body)
+
+    status, _ = pay_call(
+        d, token, "pay", {"payment_method_id": set_up_card(d, token, DECLINING_CARD)}
+    )
+    assert status == 402
+    publish_now(d.box)  # what the publisher loop (or the stream) does right after
+    publish_now(d.box)
+    assert subjects() == ["Payment failed for your Gold membership"]
+    assert page_state(d, token) == "payable"
+
+    status, paid = pay_call(
+        d, token, "pay", {"payment_method_id": set_up_card(d, token, GOOD_CARD)}
+    )
+    assert (status, paid.get("status")) == (200, "paid"), paid
+    publish_now(d.box)
+    assert subjects() == [
+        "Payment failed for your Gold membership",
+        "Payment received: 50.00 USD for Gold",
+    ]
 
 
 def test_paying_through_the_emailed_link_mails_the_payment_received_once(

@@ -222,6 +222,64 @@ def test_an_on_session_charge_asks_for_manual_confirmation_and_answers_the_clien
     assert (confirm.method, confirm.path) == ("POST", "/v1/payment_intents/pi_rec_3/confirm")
 
 
+def test_on_a_connected_account_the_pay_pages_manual_confirmation_stays_on_that_account() -> None:
+    """Real Stripe's order for the pay page on a community's account: create (manual
+    confirmation, on session, our fee, our idempotency key), then, after Stripe.js's
+    handleCardAction, read the intent (`requires_confirmation`) and confirm it; each request on
+    the connected account, or Stripe would not find the intent."""
+    with stripe_recorder() as stripe:
+        stripe.reply(
+            200,
+            {
+                "id": "pi_rec_5",
+                "object": "payment_intent",
+                "status": "requires_action",
+                "client_secret": "pi_rec_5_secret_xyz",
+            },
+        )
+        stripe.reply(
+            200, {"id": "pi_rec_5", "object": "payment_intent", "status": "requires_confirmation"}
+        )
+        stripe.reply(
+            200,
+            {
+                "id": "pi_rec_5",
+                "object": "payment_intent",
+                "status": "succeeded",
+                "amount": 2500,
+                "amount_received": 2500,
+                "latest_charge": "ch_rec_5",
+            },
+        )
+        settings = replace(
+            Settings.from_env({"BILLING_STAGE": "test", "STRIPE_API_BASE": stripe.url}),
+            stripe_manual_confirmation=True,
+        )
+        real_stripe = StripePaymentGateway(settings, SecretsProvider(settings))
+        outcome = real_stripe.charge(
+            charge_request(
+                "cus_1",
+                "pm_1",
+                "pay_rec_5",
+                on_session=True,
+                stripe_account_id="acct_club",
+                application_fee_amount=150,
+            )
+        )
+        assert (outcome.status, outcome.client_secret) == ("requires_action", "pi_rec_5_secret_xyz")
+        authenticated = real_stripe.retrieve_intent("pi_rec_5", "acct_club")
+        assert authenticated["status"] == "requires_confirmation"
+        assert real_stripe.confirm_intent("pi_rec_5", "acct_club")["status"] == "succeeded"
+        created, retrieved, confirmed = stripe.requests
+    assert {r.headers["stripe-account"] for r in stripe.requests} == {"acct_club"}
+    assert created.headers["idempotency-key"] == "pay_rec_5"
+    assert (created.form["confirmation_method"], created.form["confirm"]) == ("manual", "true")
+    assert created.form["application_fee_amount"] == "150"
+    assert "off_session" not in created.form
+    assert (retrieved.method, retrieved.path) == ("GET", "/v1/payment_intents/pi_rec_5")
+    assert (confirmed.method, confirmed.path) == ("POST", "/v1/payment_intents/pi_rec_5/confirm")
+
+
 def test_on_localstripe_an_on_session_charge_needing_authentication_answers_its_secret(
     localstripe_url: str,
 ) -> None:
@@ -231,4 +289,5 @@ def test_on_localstripe_an_on_session_charge_needing_authentication_answers_its_
         charge_request(customer, method, "pay_gw_on_session", on_session=True)
     )
     assert outcome.status == "requires_action"
-    assert outcome.client_secret and outcome.client_secret.startswith(outcome.payment_intent_id)
+    assert outcome.client_secret and outcome.payment_intent_id
+    assert outcome.client_secret.startswith(outcome.payment_intent_id)
