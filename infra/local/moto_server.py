@@ -18,11 +18,15 @@ of the table: once the table holds tens of thousands of items each Query took a 
 a second. `indexed_queries` keeps, per table, which items each index partition (and each table
 partition) holds, updated from the keys each write touches, and hands moto's own Query only
 those items: moto still applies every condition, sort, page and projection itself.
+
+On every request moto also re-lists its own package directory and re-inspects its handler
+class; `cheaper_dispatch` remembers both answers.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import os
 import threading
@@ -48,6 +52,30 @@ def serialized(app: WsgiApp) -> WsgiApp:
                     close()
 
     return one_at_a_time
+
+
+def cheaper_dispatch() -> Callable[[], None]:
+    """moto lists its package directory (to recognise service names as hosts) and inspects
+    the handler class's methods on every request; both answers never change in a running
+    server, so remember them. Returns the undo."""
+    import moto.backends as moto_backends
+    import moto.core.responses as moto_responses  # its own name for the moto.core.utils one
+
+    list_modules = moto_backends.list_of_moto_modules
+    method_names = moto_responses.method_names_from_class  # type: ignore[attr-defined]
+    modules = tuple(list_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    moto_backends.list_of_moto_modules = list_of_moto_modules
+    moto_responses.method_names_from_class = functools.cache(method_names)  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        moto_backends.list_of_moto_modules = list_modules
+        moto_responses.method_names_from_class = method_names  # type: ignore[attr-defined]
+
+    return undo
 
 
 def journal_transactions() -> Callable[[], None]:
@@ -336,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     journal_transactions()
     fast_string_comparisons()
     indexed_queries()
+    cheaper_dispatch()
     app = serialized(DomainDispatcherApplication(create_backend_app))
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
