@@ -85,7 +85,7 @@ def test_payments_and_refunds_through_the_launcher() -> None:
         ]
         assert [intent.status for intent in intents] == ["succeeded"] * 3
         refund = client.v1.refunds.create(params={"payment_intent": intents[1].id, "amount": 300})
-        charge = client.v1.charges.retrieve(refund.charge)
+        charge = client.v1.charges.retrieve(str(refund.charge))
         assert (charge.amount_refunded, charge.refunded) == (300, False)
         refunds = client.v1.refunds.list(params={"payment_intent": intents[1].id})
         assert [refund.amount for refund in refunds.data] == [300]
