@@ -11,9 +11,10 @@ A step takes what is due within `STEP_WINDOW` of its earliest due time (the depl
 sweep runs that often, so the deployed worker gets those together too) and runs it on up to
 `STEP_CONCURRENCY` threads, as the worker's concurrent invocations would. Each action still
 runs at its own due time (`now` = its `due_at`, never before the clock's time when the step
-began), so what an action computes from `now` (a period, a retry date) is the same as with one
-step per due time; the clock itself stands at the step's end meanwhile. Groups run one after
-the other (a subscription's renewal before a payment recovery of the same step).
+began), and reads that time from the clock too (`AdjustableClock.pinned`, for its thread), so
+what it computes (a period, a resolution time, a retry date, the grace end) is the same as with
+one step per due time; meanwhile everyone else reads the clock at the step's end. Groups run
+one after the other (a subscription's renewal before a payment recovery of the same step).
 
 The stored test clock is wall time plus an offset, so it keeps moving while an advance works.
 Each step therefore moves the clock with one `move_forward_to(step)` (to the step, or nowhere
@@ -182,6 +183,7 @@ def run_due(
     an ordinary one; `processed` (if given) receives every message that was run.
     """
     jobs = current_jobs()
+    clock = adjustable_clock(box)
     counts: Counter[str] = Counter()
     clean = True
 
@@ -190,7 +192,10 @@ def run_due(
         if not_before is not None:
             at = min(moment, max(not_before, parse_due_at(message.due_at)))
         try:
-            return process_message(box, message, now=at, jobs=jobs)
+            # What the action reads from the clock (a payment's resolution time, from which a
+            # retry and the grace end are counted) is its own time too.
+            with clock.pinned(at):
+                return process_message(box, message, now=at, jobs=jobs)
         except Exception:
             # Like a message on its way to the DLQ: logged, the rest of the pass goes on.
             logger.exception("test_clock_action_failed", extra={"group": message.group})
