@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from chalicelib.adapters.dynamodb.schema import ensure_table
 from infra.local.moto_server import (
+    cheaper_dispatch,
     fast_string_comparisons,
     indexed_queries,
     journal_transactions,
@@ -289,3 +290,22 @@ def test_indexed_queries_find_what_a_walk_of_the_table_finds(journaled: Any) -> 
                 "ExpressionAttributeValues": {":v": {"S": pk}},
             }
             assert _query_all(client, request) == expected_rows, (step, pk)
+
+
+def test_cheaper_dispatch_answers_as_moto_does() -> None:
+    import moto.backends as moto_backends
+    import moto.core.responses as moto_responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    modules = list(moto_backends.list_of_moto_modules())
+    methods = moto_responses.method_names_from_class(DynamoHandler)  # type: ignore[attr-defined]
+    undo = cheaper_dispatch()
+    try:
+        assert list(moto_backends.list_of_moto_modules()) == modules
+        assert "dynamodb" in modules
+        remembered = moto_responses.method_names_from_class(DynamoHandler)  # type: ignore[attr-defined]
+        assert remembered == methods
+        assert "transact_write_items" in remembered
+    finally:
+        undo()
+    assert moto_responses.method_names_from_class(DynamoHandler) == methods  # type: ignore[attr-defined]
