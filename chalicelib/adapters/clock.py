@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,14 +24,35 @@ class SystemClock:
         return wall_time()
 
 
+class _Pin(threading.local):
+    """A time one thread reads as now (`pinned`); None: the clock's own."""
+
+    at: datetime | None = None
+
+
+@contextmanager
+def _pinned(pin: _Pin, at: datetime) -> Iterator[None]:
+    previous = pin.at
+    pin.at = at.astimezone(UTC)
+    try:
+        yield
+    finally:
+        pin.at = previous
+
+
 class FixedClock:
     """A clock that only moves when told to (unit and integration tests)."""
 
     def __init__(self, start: datetime) -> None:
         self._now = start.astimezone(UTC)
+        self._pin = _Pin()
 
     def now(self) -> datetime:
-        return self._now
+        return self._pin.at or self._now
+
+    def pinned(self, at: datetime) -> AbstractContextManager[None]:
+        """This thread reads `at` as now inside the block (see ports.AdjustableClock)."""
+        return _pinned(self._pin, at)
 
     def advance_to(self, target: datetime) -> datetime:
         if target < self._now:
@@ -71,10 +93,17 @@ class StoredTestClock:
         self._lock = threading.Lock()
         self._offset: timedelta | None = None
         self._loaded_at = 0.0
+        self._pin = _Pin()
 
     def now(self) -> datetime:
+        if self._pin.at is not None:
+            return self._pin.at
         offset = self._current_offset()  # first: storing a start's offset reads the wall clock
         return self._wall() + offset
+
+    def pinned(self, at: datetime) -> AbstractContextManager[None]:
+        """This thread reads `at` as now inside the block (see ports.AdjustableClock)."""
+        return _pinned(self._pin, at)
 
     def advance_to(self, target: datetime) -> datetime:
         """Move to `target`; a target behind now is refused (400 naming `to`)."""

@@ -7,6 +7,15 @@ is processed too. Messages go to an in-process list instead of SQS, so the sched
 `make run` cannot take them; it also skips its ticks while an advance holds the lease
 (`container.advance_lease`).
 
+A step takes what is due within `STEP_WINDOW` of its earliest due time (the deployed renewal
+sweep runs that often, so the deployed worker gets those together too) and runs it on up to
+`STEP_CONCURRENCY` threads, as the worker's concurrent invocations would. Each action still
+runs at its own due time (`now` = its `due_at`, never before the clock's time when the step
+began), and reads that time from the clock too (`AdjustableClock.pinned`, for its thread), so
+what it computes (a period, a resolution time, a retry date, the grace end) is the same as with
+one step per due time; meanwhile everyone else reads the clock at the step's end. Groups run
+one after the other (a subscription's renewal before a payment recovery of the same step).
+
 The stored test clock is wall time plus an offset, so it keeps moving while an advance works.
 Each step therefore moves the clock with one `move_forward_to(step)` (to the step, or nowhere
 when the clock already passed it) and runs at the time that returns: never a separate "is it
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import get_args
@@ -32,13 +42,18 @@ from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest,
 from chalicelib.jobs.event_publisher import publish_now
 from chalicelib.jobs.messages import DueMessage
 from chalicelib.jobs.ports import DueReader
-from chalicelib.jobs.registry import Reported, current_jobs
+from chalicelib.jobs.registry import Reported, ScheduledJob, current_jobs
+from chalicelib.jobs.schedules import RENEWALS_EVERY_MINUTES
 from chalicelib.jobs.sweeps import sweep
 from chalicelib.jobs.worker import process_message
 from chalicelib.observability import logger
 from chalicelib.services.ports import AdjustableClock
 
 LEASE_SECONDS = 300
+# What one step takes together: what the deployed renewal sweep would send in one tick.
+STEP_WINDOW = timedelta(minutes=RENEWALS_EVERY_MINUTES)
+# Threads a step's messages run on (the deployed worker runs up to 15 invocations at once).
+STEP_CONCURRENCY = 8
 PROCESSED_KEYS: tuple[Reported, ...] = get_args(Reported)
 # Outcomes after which every due item is where the frontier expects it: its subject's shard.
 # (Resolving a pending payment moves its subscription, which lives in another shard.)
@@ -120,10 +135,12 @@ def advance(
             steps += 1
             if steps > MAX_STEPS:
                 raise Conflict(f"More than {MAX_STEPS} due times before {target}; advance less.")
-            moment = clock.move_forward_to(step)  # >= step: the wall may have passed it
-            parts = frontier.due_at_or_before(step)
+            began = clock.now()
+            # >= the window's end: the wall may have passed it
+            moment = clock.move_forward_to(min(step + STEP_WINDOW, target))
+            parts = frontier.due_at_or_before(moment)
             ran: list[DueMessage] = []
-            step_counts, clean = run_due(box, moment, parts, ran)
+            step_counts, clean = run_due(box, moment, parts, ran, not_before=began)
             counts += step_counts
             if clean:
                 # Ordinary outcomes change only the processed subjects' own due items.
@@ -158,40 +175,59 @@ def run_due(
     moment: datetime,
     parts: list[Partition] | None = None,
     processed: list[DueMessage] | None = None,
+    not_before: datetime | None = None,
 ) -> tuple[Counter[str], bool]:
     """One synchronous pass at `moment` through the same sweep and worker code as SQS.
 
     Sweeps `parts` (default: every group and shard) and runs each message through the
-    worker. Returns the counts the test clock reports (each job's `counters`; "failed" for an
-    action that raised) and whether every outcome was an ordinary one; `processed` (if given)
-    receives every message that was run.
+    worker, a group's messages concurrently. Each runs at `moment`, or, given `not_before`,
+    at its own due time but not before `not_before`. Returns the counts the test clock reports
+    (each job's `counters`; "failed" for an action that raised) and whether every outcome was
+    an ordinary one; `processed` (if given) receives every message that was run.
     """
     jobs = current_jobs()
+    clock = adjustable_clock(box)
     counts: Counter[str] = Counter()
     clean = True
-    for group in DUE_GROUPS:
-        shards = None if parts is None else tuple(s for g, s in parts if g == group)
-        if shards == ():
-            continue
-        queued: list[DueMessage] = []
-        sweep(box, (group,), now=moment, sink=queued.extend, shards=shards)
-        job = jobs.get(group)
-        for message in queued:
-            if processed is not None:
-                processed.append(message)
-            try:
-                outcome = process_message(box, message, now=moment, jobs=jobs)
-            except Exception:
-                # Like a message on its way to the DLQ: logged, the rest of the pass goes on.
-                logger.exception("test_clock_action_failed", extra={"group": group})
-                counts["failed"] += 1
-                clean = False
+
+    def run_one(message: DueMessage) -> str | None:
+        at = moment
+        if not_before is not None:
+            at = min(moment, max(not_before, parse_due_at(message.due_at)))
+        try:
+            # What the action reads from the clock (a payment's resolution time, from which a
+            # retry and the grace end are counted) is its own time too.
+            with clock.pinned(at):
+                return process_message(box, message, now=at, jobs=jobs)
+        except Exception:
+            # Like a message on its way to the DLQ: logged, the rest of the pass goes on.
+            logger.exception("test_clock_action_failed", extra={"group": message.group})
+            return None
+
+    with ThreadPoolExecutor(STEP_CONCURRENCY, thread_name_prefix="test-clock") as pool:
+        for group in DUE_GROUPS:
+            shards = None if parts is None else tuple(s for g, s in parts if g == group)
+            if shards == ():
                 continue
-            clean = clean and outcome in ORDINARY_OUTCOMES
-            reported = job.counters.get(outcome) if job is not None else None
-            if reported is not None:
-                counts[reported] += 1
+            queued: list[DueMessage] = []
+            sweep(box, (group,), now=moment, sink=queued.extend, shards=shards)
+            if processed is not None:
+                processed.extend(queued)
+            outcomes = pool.map(run_one, queued) if len(queued) > 1 else map(run_one, queued)
+            for outcome in outcomes:
+                if outcome is None:
+                    counts["failed"] += 1
+                    clean = False
+                    continue
+                clean = clean and outcome in ORDINARY_OUTCOMES
+                reported = _reported(jobs.get(group), outcome)
+                if reported is not None:
+                    counts[reported] += 1
     return counts, clean
+
+
+def _reported(job: ScheduledJob | None, outcome: str) -> str | None:
+    return job.counters.get(outcome) if job is not None else None
 
 
 class Frontier:
@@ -239,7 +275,13 @@ class Frontier:
         processed: list[DueMessage],
     ) -> None:
         """After `parts` were swept at `moment` for `step` with ordinary outcomes: what was due
-        up to `moment` there ran; each processed subject is now due where its item says."""
+        up to `moment` there ran; each processed subject is now due where its item says.
+
+        Where it is due is one GetItem per processed subject; a step that ran more subjects
+        than there are partitions re-reads every partition instead (one Query each)."""
+        if len(processed) > len(DUE_GROUPS) * len(self._shards):
+            self.load(after=step)
+            return
         ran_until = format_due_at(moment)
         for part in parts:
             left = [due for due in self._upcoming.get(part, []) if due > ran_until]

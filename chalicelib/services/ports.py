@@ -22,6 +22,7 @@ reports a transaction conflict): the caller reads again and re-decides (`retryin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -52,6 +53,12 @@ class AdjustableClock(Clock, Protocol):
         One reading decides, so a target the clock passed while the caller worked (a due time
         within the processing latency) is no error: the clock only ever moves forward.
         """
+        ...
+
+    def pinned(self, at: datetime) -> AbstractContextManager[None]:
+        """Inside the block, `now()` in this thread answers `at` (no later than the clock):
+        an action the test clock runs at its own due time while the clock stands at the end
+        of the step. Other threads and processes read the clock as before."""
         ...
 
 

@@ -12,13 +12,25 @@ each transaction costs time in proportion to the whole table (a second and more 
 holds a few thousand items). With requests serialized, `journal_transactions` backs up only the
 items the transaction names and puts them back if it fails: the same all-or-nothing, at a cost
 that no longer grows with the table.
+
+And moto answers every Query, on the table or on an index, by sorting and walking every item
+of the table: once the table holds tens of thousands of items each Query took a large part of
+a second. `indexed_queries` keeps, per table, which items each index partition (and each table
+partition) holds, updated from the keys each write touches, and hands moto's own Query only
+those items: moto still applies every condition, sort, page and projection itself.
+
+On every request moto also re-lists its own package directory and re-inspects its handler
+class; `cheaper_dispatch` remembers both answers.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,6 +52,30 @@ def serialized(app: WsgiApp) -> WsgiApp:
                     close()
 
     return one_at_a_time
+
+
+def cheaper_dispatch() -> Callable[[], None]:
+    """moto lists its package directory (to recognise service names as hosts) and inspects
+    the handler class's methods on every request; both answers never change in a running
+    server, so remember them. Returns the undo."""
+    import moto.backends as moto_backends
+    import moto.core.responses as moto_responses  # its own name for the moto.core.utils one
+
+    list_modules = moto_backends.list_of_moto_modules
+    method_names = moto_responses.method_names_from_class  # type: ignore[attr-defined]
+    modules = tuple(list_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    moto_backends.list_of_moto_modules = list_of_moto_modules
+    moto_responses.method_names_from_class = functools.cache(method_names)  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        moto_backends.list_of_moto_modules = list_modules
+        moto_responses.method_names_from_class = method_names  # type: ignore[attr-defined]
+
+    return undo
 
 
 def journal_transactions() -> Callable[[], None]:
@@ -134,6 +170,183 @@ def fast_string_comparisons() -> Callable[[], None]:
     return undo
 
 
+ItemKey = tuple[Any, Any]  # (hash DynamoType, range DynamoType or None), as moto keys `Table.items`
+
+
+class _IndexPartitions:
+    """Which items each (index, string hash value) partition of one table holds.
+
+    Built from the whole table on first use (or when moto swapped the table's item dict, as a
+    restore does); afterwards only the keys that writes touched since the last Query are
+    re-read. A partition may hold a key whose item since moved elsewhere only until the next
+    refresh; moto's Query filters its candidates anyway, so only a missing item could matter,
+    and every write path marks its key."""
+
+    def __init__(self) -> None:
+        self.source: object = None
+        self.dirty: set[ItemKey] = set()
+        self.members: dict[tuple[str, str], set[ItemKey]] = {}
+        self.placed: dict[ItemKey, list[tuple[str, str]]] = {}
+
+    def candidates(self, table: Any, index_name: str, value: str) -> list[Any]:
+        self._refresh(table)
+        found = []
+        for hash_key, range_key in self.members.get((index_name, value), ()):
+            item = _stored_item(table, hash_key, range_key)
+            if item is not None:
+                found.append(item)
+        return found
+
+    def _refresh(self, table: Any) -> None:
+        if self.source is not table.items:
+            self.source = table.items
+            self.members.clear()
+            self.placed.clear()
+            self.dirty = {(item.hash_key, item.range_key) for item in _every_item(table)}
+        for key in self.dirty:
+            for partition in self.placed.pop(key, []):
+                self.members[partition].discard(key)
+            item = _stored_item(table, *key)
+            if item is None:
+                continue
+            partitions = [
+                (index_name, value.value)
+                for index_name, attribute in _hash_attributes(table)
+                if (value := item.attrs.get(attribute)) is not None and value.type == "S"
+            ]
+            for partition in partitions:
+                self.members.setdefault(partition, set()).add(key)
+            if partitions:
+                self.placed[key] = partitions
+        self.dirty = set()
+
+
+def _every_item(table: Any) -> list[Any]:
+    if table.range_key_attr:
+        return [item for by_range in table.items.values() for item in by_range.values()]
+    return list(table.items.values())
+
+
+def _stored_item(table: Any, hash_key: Any, range_key: Any) -> Any:
+    if table.range_key_attr:
+        by_range = table.items.get(hash_key)
+        return None if by_range is None else by_range.get(range_key)
+    return table.items.get(hash_key)
+
+
+def _hash_attributes(table: Any) -> list[tuple[str, str]]:
+    """(index name, its hash key attribute) of every index with a single hash key."""
+    found = []
+    for index in table.all_indexes():
+        hashes = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
+        if len(hashes) == 1:
+            found.append((index.name, hashes[0]))
+    return found
+
+
+def indexed_queries() -> Callable[[], None]:
+    """Make moto's Query read only the partition it asks for (see the module docstring);
+    returns the undo.
+
+    Safe only with requests serialized (`serialized`): a Query briefly gives the table an
+    `all_items` of its own."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    partitions: weakref.WeakKeyDictionary[Any, _IndexPartitions] = weakref.WeakKeyDictionary()
+    table_put = Table.put_item
+    table_delete = Table.delete_item
+    backend_update = DynamoDBBackend.update_item
+    table_query = Table.query
+    query_signature = inspect.signature(table_query)
+
+    def touch(table: Any, key_attributes: dict[str, Any]) -> None:
+        known = partitions.get(table)
+        if known is None:
+            return  # built from the whole table on its first Query
+        try:
+            hash_key = DynamoType(key_attributes[table.hash_key_attr])
+            range_key = (
+                DynamoType(key_attributes[table.range_key_attr]) if table.range_key_attr else None
+            )
+        except (KeyError, TypeError):
+            known.source = None  # a key we cannot read: rebuild from the whole table
+            return
+        known.dirty.add((hash_key, range_key))
+
+    def put_item(self: Any, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return table_put(self, item_attrs, *args, **kwargs)
+        finally:
+            touch(self, item_attrs)
+
+    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+        try:
+            return table_delete(self, hash_key, range_key)
+        finally:
+            known = partitions.get(self)
+            if known is not None:
+                known.dirty.add((hash_key, range_key))
+
+    def update_item(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kw: Any) -> Any:
+        try:
+            return backend_update(self, table_name, key, *args, **kw)
+        finally:
+            if table_name in self.tables:
+                touch(self.tables[table_name], key)
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        given = query_signature.bind(self, *args, **kwargs).arguments
+        candidates = _query_candidates(self, given, partitions)
+        if candidates is None:
+            return table_query(self, *args, **kwargs)
+        self.all_items = lambda: candidates
+        try:
+            return table_query(self, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.put_item = put_item  # type: ignore[method-assign]
+    Table.delete_item = delete_item  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Table.put_item = table_put  # type: ignore[method-assign]
+        Table.delete_item = table_delete  # type: ignore[method-assign]
+        DynamoDBBackend.update_item = backend_update  # type: ignore[method-assign]
+        Table.query = table_query  # type: ignore[method-assign]
+
+    return undo
+
+
+def _query_candidates(
+    table: Any, given: dict[str, Any], partitions: weakref.WeakKeyDictionary[Any, _IndexPartitions]
+) -> list[Any] | None:
+    """The items a Query can find: its table partition, or its index partition when the index
+    has one string hash key; None when moto must walk the table (anything else)."""
+    index_name = given.get("index_name")
+    if not index_name:
+        hash_key = given.get("hash_key")
+        if hash_key is None:
+            return None
+        if table.range_key_attr:
+            return list(table.items.get(hash_key, {}).values())
+        return [table.items[hash_key]] if hash_key in table.items else []
+    conditions = given.get("hash_key_conditions") or []
+    attributes = dict(_hash_attributes(table))
+    if len(conditions) != 1 or index_name not in attributes:
+        return None
+    attribute, value = conditions[0]
+    if attribute != attributes[index_name] or value.type != "S":
+        return None
+    known = partitions.get(table)
+    if known is None:
+        known = partitions[table] = _IndexPartitions()
+    return known.candidates(table, index_name, value.value)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -150,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
 
     journal_transactions()
     fast_string_comparisons()
+    indexed_queries()
+    cheaper_dispatch()
     app = serialized(DomainDispatcherApplication(create_backend_app))
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler

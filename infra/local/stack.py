@@ -114,12 +114,17 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | N
     raise StackError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def localstripe_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "infra.local.localstripe_server", "--port", str(port)]
+
+
 @contextlib.contextmanager
 def standalone_localstripe() -> Iterator[str]:
     """A localstripe of its own on a free port (tests, benchmarks); yields its URL."""
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN_DIR / "localstripe"), "--port", str(port), "--from-scratch"],
+        localstripe_command(port),
+        cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -203,10 +208,9 @@ class LocalStack:
                     str(cfg.moto_port),
                 ],
             )
-            self._spawn(
-                "localstripe",
-                [str(BIN_DIR / "localstripe"), "--port", str(cfg.stripe_port), "--from-scratch"],
-            )
+            # localstripe without its pickle of the whole store after every write
+            # (infra/local/localstripe_server.py).
+            self._spawn("localstripe", localstripe_command(cfg.stripe_port))
             wait_for_http(
                 f"{cfg.moto_url}/moto-api/", STARTUP_TIMEOUT_SECONDS, self.processes["moto"]
             )

@@ -3,6 +3,8 @@ transactions that back up only their own items, all-or-nothing as before."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +15,13 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.adapters.dynamodb.schema import ensure_table
-from infra.local.moto_server import fast_string_comparisons, journal_transactions, serialized
+from infra.local.moto_server import (
+    cheaper_dispatch,
+    fast_string_comparisons,
+    indexed_queries,
+    journal_transactions,
+    serialized,
+)
 
 TABLE = "moto-server-test"
 
@@ -53,11 +61,13 @@ def journaled(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with mock_aws():
         undo_journal = journal_transactions()
         undo_strings = fast_string_comparisons()
+        undo_queries = indexed_queries()
         try:
             client = boto3.client("dynamodb", region_name="us-east-1")
             ensure_table(client, TABLE)
             yield client
         finally:
+            undo_queries()
             undo_strings()
             undo_journal()
 
@@ -136,3 +146,166 @@ def test_queries_on_string_keys_answer_as_before(journaled: Any) -> None:
         },
     )
     assert [item["due_at"]["S"] for item in page["Items"]] == ["2026-01-02", "2026-01-03"]
+
+
+PARTITIONS = ("A", "B", "C")
+
+
+def _random_item(rng: random.Random, pk: str, sk: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"pk": {"S": pk}, "sk": {"S": sk}, "n": {"N": str(rng.randint(0, 9))}}
+    if rng.random() < 0.7:
+        item["due_pk"] = {"S": rng.choice(PARTITIONS)}
+        if rng.random() < 0.9:  # an item without the range key is not in the index
+            item["due_at"] = {"S": f"2026-01-{rng.randint(1, 28):02d}"}
+    if rng.random() < 0.5:
+        item["gsi1pk"] = {"S": rng.choice(PARTITIONS)}
+        item["gsi1sk"] = {"S": f"{rng.randint(0, 99):02d}"}
+    return item
+
+
+def _random_write(client: Any, rng: random.Random, keys: list[tuple[str, str]]) -> None:
+    """One write of a random kind: each path moto writes through (conditions may fail)."""
+    pk, sk = rng.choice(keys)
+    key = {"pk": {"S": pk}, "sk": {"S": sk}}
+    kind = rng.choice(("put", "update", "remove", "delete", "transact", "batch", "conditional"))
+    if kind == "put":
+        client.put_item(TableName=TABLE, Item=_random_item(rng, pk, sk))
+    elif kind == "update":
+        client.update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="SET due_pk = :p, due_at = :a, gsi1pk = :p, gsi1sk = :a",
+            ExpressionAttributeValues={
+                ":p": {"S": rng.choice(PARTITIONS)},
+                ":a": {"S": f"2026-02-{rng.randint(1, 28):02d}"},
+            },
+        )
+    elif kind == "remove":
+        client.update_item(TableName=TABLE, Key=key, UpdateExpression="REMOVE due_pk, gsi1pk")
+    elif kind == "delete":
+        client.delete_item(TableName=TABLE, Key=key)
+    elif kind == "conditional":
+        with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+            client.put_item(
+                TableName=TABLE,
+                Item=_random_item(rng, pk, sk),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+    elif kind == "batch":
+        picked = rng.sample(keys, 3)
+        client.batch_write_item(
+            RequestItems={
+                TABLE: [
+                    {"PutRequest": {"Item": _random_item(rng, p, s)}}
+                    if rng.random() < 0.6
+                    else {"DeleteRequest": {"Key": {"pk": {"S": p}, "sk": {"S": s}}}}
+                    for p, s in picked
+                ]
+            }
+        )
+    else:
+        picked = rng.sample(keys, 3)
+        entries: list[dict[str, Any]] = [
+            {"Put": {"TableName": TABLE, "Item": _random_item(rng, p, s)}} for p, s in picked[:2]
+        ]
+        third = {"pk": {"S": picked[2][0]}, "sk": {"S": picked[2][1]}}
+        entries.append(
+            {
+                "Update": {
+                    "TableName": TABLE,
+                    "Key": third,
+                    "UpdateExpression": "SET due_pk = :p REMOVE gsi1pk",
+                    "ExpressionAttributeValues": {":p": {"S": rng.choice(PARTITIONS)}},
+                    # Half of these fail, and the whole transaction with them.
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            }
+        )
+        with contextlib.suppress(client.exceptions.TransactionCanceledException):
+            client.transact_write_items(TransactItems=entries)
+
+
+def _every_item(client: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": TABLE}
+    while True:
+        page = client.scan(**request)  # moto's Scan walks the table itself: the reference
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _query_all(client: Any, request: dict[str, Any]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    request = {**request, "Limit": 4}  # pages, to cover ExclusiveStartKey too
+    while True:
+        page = client.query(**request)
+        found += [(item["pk"]["S"], item["sk"]["S"]) for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return found
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def test_indexed_queries_find_what_a_walk_of_the_table_finds(journaled: Any) -> None:
+    client = journaled
+    rng = random.Random(20261201)
+    keys = [(f"p{n % 7}", f"s{n}") for n in range(40)]
+    for step in range(400):
+        _random_write(client, rng, keys)
+        if step % 20:
+            continue
+        table = _every_item(client)
+        for value in PARTITIONS:
+            for index, hash_name, range_name in (
+                ("due", "due_pk", "due_at"),
+                ("gsi1", "gsi1pk", "gsi1sk"),
+            ):
+                expected = [
+                    (item["pk"]["S"], item["sk"]["S"])
+                    for item in sorted(
+                        (
+                            i
+                            for i in table
+                            if i.get(hash_name, {}).get("S") == value and range_name in i
+                        ),
+                        key=lambda i: (i[range_name]["S"], i["pk"]["S"], i["sk"]["S"]),
+                    )
+                ]
+                request = {
+                    "TableName": TABLE,
+                    "IndexName": index,
+                    "KeyConditionExpression": "#h = :v",
+                    "ExpressionAttributeNames": {"#h": hash_name},
+                    "ExpressionAttributeValues": {":v": {"S": value}},
+                }
+                assert _query_all(client, request) == expected, (step, index, value)
+        for pk in {pk for pk, _ in keys}:
+            expected_rows = sorted(
+                (item["pk"]["S"], item["sk"]["S"]) for item in table if item["pk"]["S"] == pk
+            )
+            request = {
+                "TableName": TABLE,
+                "KeyConditionExpression": "pk = :v",
+                "ExpressionAttributeValues": {":v": {"S": pk}},
+            }
+            assert _query_all(client, request) == expected_rows, (step, pk)
+
+
+def test_cheaper_dispatch_answers_as_moto_does() -> None:
+    import moto.backends as moto_backends
+    import moto.core.responses as moto_responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    modules = list(moto_backends.list_of_moto_modules())
+    methods = moto_responses.method_names_from_class(DynamoHandler)  # type: ignore[attr-defined]
+    undo = cheaper_dispatch()
+    try:
+        assert list(moto_backends.list_of_moto_modules()) == modules
+        assert "dynamodb" in modules
+        remembered = moto_responses.method_names_from_class(DynamoHandler)  # type: ignore[attr-defined]
+        assert remembered == methods
+        assert "transact_write_items" in remembered
+    finally:
+        undo()
+    assert moto_responses.method_names_from_class(DynamoHandler) == methods  # type: ignore[attr-defined]

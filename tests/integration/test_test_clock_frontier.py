@@ -4,17 +4,19 @@ through many due times costs about one Query per step (its sweep), not one per p
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.dynamodb.due_index import DUE_GROUPS, DUE_INDEX
-from chalicelib.jobs.registry import override_jobs
+from chalicelib.jobs.registry import Action, override_jobs
 from tests.integration.conftest import START, Env
 from tests.integration.scheduling_fakes import PERIOD, FakeBilling
 
@@ -84,3 +86,64 @@ def test_an_advance_through_many_due_times_queries_once_per_step(clocked: Clocke
     # after each step made it 4 x steps more: 792 here.)
     due_queries = queries.due_index_queries
     assert steps <= due_queries <= steps + 3 * first_load, (due_queries, queries.ops)
+
+
+class Overlap:
+    """What a renewal action saw: the clock as it read it, and how many ran at once."""
+
+    def __init__(self, box: bootstrap.Container, renew: Action) -> None:
+        self.box = box
+        self.renew = renew
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.clock_seen: dict[str, datetime] = {}
+
+    def action(
+        self, box: bootstrap.Container, community_id: str, sub_id: str, now: datetime
+    ) -> str:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.clock_seen[sub_id] = box.clock.now()
+        try:
+            time.sleep(0.05)  # long enough for the others of its step to start meanwhile
+            return self.renew(box, community_id, sub_id, now)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_due_times_within_one_sweep_interval_run_together_each_at_its_own_time(
+    clocked: Clocked,
+) -> None:
+    billing = clocked.billing
+    # 24 renewals 10 s apart: all within one renewal-sweep interval (5 minutes).
+    due_times = [START + timedelta(hours=1, seconds=10 * i) for i in range(24)]
+    for i, due in enumerate(due_times):
+        billing.add(f"sub_{i:03d}", "renewal", due)
+    jobs = billing.jobs()
+    renew = jobs["renewal"].action
+    assert renew is not None
+    overlap = Overlap(clocked.box, renew)
+    override_jobs({**jobs, "renewal": jobs["renewal"].with_action(overlap.action)})
+    queries = Queries(clocked.box.dynamodb)
+
+    got = clocked.env.client.http.post(
+        "/v1/test-clock/advance",
+        headers=clocked.env.platform_headers(),
+        body=json.dumps({"days": 1}),
+    )
+
+    assert got.status_code == 200, got.json_body
+    assert got.json_body["processed"]["renewed"] == 24
+    # Each ran at its own due time, and read that time from the clock too.
+    assert sorted((now, sub) for sub, _, now in billing.history) == [
+        (due, f"sub_{i:03d}") for i, due in enumerate(due_times)
+    ]
+    assert overlap.clock_seen == {f"sub_{i:03d}": due for i, due in enumerate(due_times)}
+    # ... in one step, on several threads (one step per due time ran them one by one,
+    # with a sweep Query each: 24 and more).
+    assert overlap.most > 1
+    partitions = len(DUE_GROUPS) * clocked.box.settings.due_index_shards
+    assert queries.due_index_queries <= 5 * partitions, queries.due_index_queries
