@@ -153,12 +153,23 @@ def no_double_charge(snap: Snapshot) -> list[Violation]:
     ]
 
 
+def left_pending(payment: dict[str, Any]) -> bool:
+    """A payment, or a refund of it, still waits for what Stripe did."""
+    return payment["status"] == "pending" or payment.get("amount_refund_pending", 0) > 0
+
+
 def nothing_pending(snap: Snapshot) -> list[Violation]:
-    """After the recovery pass no payment is `pending` and no subscription waits on one."""
+    """After the recovery pass no payment and no refund is pending."""
     return [
-        Violation("nothing-pending", p["id"], f"{p['kind']} payment still pending")
+        Violation(
+            "nothing-pending",
+            p["id"],
+            f"{p['kind']} payment still pending"
+            if p["status"] == "pending"
+            else f"refund of {p['amount_refund_pending']} still pending",
+        )
         for p in snap.payments
-        if p["status"] == "pending"
+        if left_pending(p)
     ]
 
 

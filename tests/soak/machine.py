@@ -27,7 +27,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.soak.dynamo_faults import DynamoFaultKind, LambdaDied
-from tests.soak.invariants import COLLECTED, Snapshot, Violation, check_all, server_errors
+from tests.soak.invariants import (
+    COLLECTED,
+    Snapshot,
+    Violation,
+    check_all,
+    left_pending,
+    server_errors,
+)
 from tests.soak.known_issues import gate
 from tests.soak.stripe_faults import FaultTarget, StripeFaultKind
 from tests.soak.world import SoakWorld
@@ -819,7 +826,7 @@ class BillingMachine(RuleBasedStateMachine):
             return
         self.w.disarm()
         snap = self.snapshot(full_access=False)
-        if any(p["status"] == "pending" for p in snap.payments):
+        if any(left_pending(p) for p in snap.payments):
             self.recover()
             snap = self.snapshot(full_access=False)
         self.judge(snap)

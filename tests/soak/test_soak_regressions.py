@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.soak.machine import AUTH_CARD, GOOD_CARD
+from tests.soak import machine
+from tests.soak.machine import AUTH_CARD, GOOD_CARD, BillingMachine, Pick
 from tests.soak.world import Answer, SoakWorld, soak_world
 
 pytestmark = pytest.mark.timeout(120)
@@ -106,6 +107,28 @@ def test_a_refund_stripe_never_made_is_not_kept_in_the_ledger(world: SoakWorld) 
     after = community.ok("GET", f"/v1/payments/{payment['id']}")
     charge = world.stripe.v1.charges.retrieve(payment["stripe"]["charge_id"])
     assert charge.amount_refunded == 0  # Stripe never refunded anything
+    assert after["amount_refunded"] == charge.amount_refunded, after
+
+
+def test_a_refund_whose_answer_was_lost_is_settled_from_what_stripe_did(
+    world: SoakWorld,
+) -> None:
+    """Found by the 30-minute soak (issue 12): Stripe made the refund but its answer was lost
+    (timeout after acting); the ledger must end with the refund Stripe made, not release it."""
+    community = Community(world)
+    owner, card = community.customer()
+    sub_id = community.subscription(owner, card)
+    community.ok("POST", f"/v1/subscriptions/{sub_id}/activate", {})
+    [payment] = community.ok("GET", f"/v1/payments?subscription_id={sub_id}")["data"]
+    world.proxy.arm("timeout_after", "refund")
+    answer = community.call("POST", f"/v1/payments/{payment['id']}/refunds", {"amount": 1000})
+    assert world.proxy.fired["timeout_after"] >= 1
+    world.proxy.disarm()
+    assert answer.status in (201, 503), answer
+    assert world.advance(seconds=6 * 60).status == 200  # the recovery pass
+    after = community.ok("GET", f"/v1/payments/{payment['id']}")
+    charge = world.stripe.v1.charges.retrieve(payment["stripe"]["charge_id"])
+    assert charge.amount_refunded == 1000  # Stripe refunded
     assert after["amount_refunded"] == charge.amount_refunded, after
 
 
@@ -214,3 +237,21 @@ def test_adding_100_members_leaves_no_charge_pending(world: SoakWorld) -> None:
     world.server_errors.clear()
     payments = community.ok("GET", f"/v1/payments?subscription_id={sub_id}")["data"]
     assert [p["status"] for p in payments if p["status"] == "pending"] == [], payments
+
+
+def test_soak_seed_3600292936(world: SoakWorld) -> None:
+    """Found by `make soak` (seed 3600292936): [refunds-equal] Stripe refunded 3000, ledger 0.
+    The harness ran the recovery pass only for pending payments; a refund whose answer was lost
+    is pending on a succeeded payment, so it was judged before recovery settled it. The
+    recovery pass now runs for pending refunds too, and `nothing-pending` covers them."""
+    machine.WORLD, machine.STATS = world, machine.Stats()
+    state = BillingMachine()
+    state.community()
+    state.invariants_hold()
+    state.add_members(count=1, data=Pick(12515), fee="waive")
+    state.invariants_hold()
+    state.advance(days=1, webhooks_first="in_order")
+    state.invariants_hold()
+    state.stripe_timeout_after(action="refund", aim="refund", data=Pick(65536))
+    state.invariants_hold()
+    state.teardown()
