@@ -200,6 +200,27 @@ class BillingReader(Protocol):
         ...
 
 
+class StripeCallBudget(Protocol):
+    """The scheduled work's share of one Stripe account's rate limit, shared by every worker
+    (DESIGN.md, rate control). The admin API does not take from it: its reserve is what the
+    budget never grants."""
+
+    def acquire(self, account: str) -> bool:
+        """One scheduled call on `account`: True once its slot has come (the call may go now),
+        False when the account has no slot within a short wait (defer the work; nothing was
+        taken)."""
+        ...
+
+    def rate_limited(self, account: str) -> None:
+        """Stripe answered 429 (rate limit or `lock_timeout`): lower the account's share."""
+        ...
+
+    def spacing_seconds(self) -> float:
+        """Seconds between two scheduled calls on one account at its full share (the sweep
+        spaces each community's messages by it); 0 when nothing is limited."""
+        ...
+
+
 class PaymentGateway(Protocol):
     def charge(self, request: ChargeRequest) -> IntentOutcome: ...
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]: ...
