@@ -209,12 +209,17 @@ def _send_back(box: Container, message: DueMessage, delay: float, *, deferred: b
 
 
 def process_batch(
-    box: Container, records: Iterable[Received], *, deadline: float | None = None
+    box: Container,
+    records: Iterable[Received],
+    *,
+    deadline: float | None = None,
+    threads: int = 1,
 ) -> Counter[str]:
     """Process a received batch; on any failure delete the successes, then raise BatchFailed.
     `deadline` (time.monotonic()): no message starts unless its time budget fits before it;
-    those come back from the queue later."""
-    result = handle_batch(box, records, deadline=deadline)
+    those come back from the queue later. The local runner's way: one thread by default (moto,
+    the local DynamoDB, is not thread-safe; the Lambda runs WORKER_THREADS)."""
+    result = handle_batch(box, records, deadline=deadline, threads=threads)
     if result.failed:
         _delete(box, [r.receipt_handle for r in result.done])
         raise BatchFailed([r.receipt_handle for r in result.failed], result.errors, result.outcomes)

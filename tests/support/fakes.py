@@ -536,8 +536,9 @@ class FakeStripeBudget:
     """The scheduled work's Stripe budget: `tokens` calls per account, then no slot (None:
     unlimited). Records the accounts it granted and the 429s it was told about."""
 
-    def __init__(self, tokens: int | None = None) -> None:
+    def __init__(self, tokens: int | None = None, spacing: float = 0.0) -> None:
         self.tokens = tokens
+        self.spacing = spacing
         self.granted: list[str] = []
         self.refused: list[str] = []
         self.rate_limited_accounts: list[str] = []
@@ -553,7 +554,7 @@ class FakeStripeBudget:
         self.rate_limited_accounts.append(account)
 
     def spacing_seconds(self) -> float:
-        return 0.0
+        return self.spacing
 
 
 class InMemoryDirectory:
