@@ -34,6 +34,9 @@ class StripeLimits:
     max_wait_seconds: float = 2.0
     # Tokens one counter update reserves for a worker process (fewer DynamoDB requests).
     grant_size: int = 4
+    # A token whose slot passed longer ago than this is dropped, not used late: capacity left
+    # unused is gone (as in Stripe's bucket), so calls never bunch into a burst.
+    late_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.reserve_share < 1:
@@ -65,6 +68,14 @@ class StripeLimits:
 
     def window_start(self, window: int) -> float:
         return window * self.window_seconds
+
+    def tokens_passed(self, window: int, now: float, cap: int) -> int:
+        """Tokens of `window` whose slot is already behind `now` (a window's first grant
+        starts after them, so a worker arriving mid-window does not burst)."""
+        elapsed = now - self.window_start(window) - self.late_seconds
+        if elapsed <= 0:
+            return 0
+        return min(cap, math.floor(elapsed * cap / self.window_seconds))
 
     def slot_offset(self, token_index: int, cap: int) -> float:
         """Seconds after its window's start at which the token numbered `token_index` (1..cap)

@@ -155,3 +155,20 @@ def test_a_429_halves_the_share_for_every_worker_then_it_grows_back(dynamodb: ob
         caps.append(window_item(dynamodb, "acct_a", window + later)["cap"])
     assert caps == sorted(caps) and caps[0] <= 10 and caps[-1] == LIMITS.max_tokens
     assert all(b - a <= LIMITS.increase_per_window for a, b in itertools.pairwise(caps))
+
+
+def test_a_worker_arriving_mid_window_does_not_spend_the_passed_slots_in_a_burst(
+    dynamodb: object,
+) -> None:
+    time = FakeTime()
+    time.now = T0 + 1.5  # three quarters into the window: 14 of its 19 slots are behind us
+    time.sleep = time.slept.append  # type: ignore[method-assign]  # time stands still
+    worker = budget(dynamodb, time)
+    immediate = 0
+    while worker.acquire("acct_a"):
+        immediate += 0 if time.slept else 1
+        time.slept.clear()
+    # Only the slots within `late_seconds` of now may go at once (Stripe's burst), not 14.
+    assert immediate <= LIMITS.late_seconds * LIMITS.max_tokens / LIMITS.window_seconds + 1
+    granted = window_item(dynamodb, "acct_a", LIMITS.window_of(T0))["granted"]
+    assert granted >= LIMITS.tokens_passed(LIMITS.window_of(T0), T0 + 1.5, 19) + 1

@@ -5,13 +5,16 @@ Item layout:
           attrs: granted (tokens handed out in the window), cap (the window's share for
           scheduled work), expires_at (TTL, an hour after the window).
 
-A grant is ONE UpdateItem: `ADD granted :k` for `grant_size` tokens at once, conditional on
+A grant is ONE UpdateItem: `granted += :k` for `grant_size` tokens at once (one thread of a
+process asks, its other threads take from the answer), conditional on
 `granted < cap`; the window's first grant also sets `cap` (`if_not_exists`) from the granter's
 view of the account's share (AIMD: the last cap it saw plus the additive increase, at most the
 limit minus the admin reserve). The answer names the tokens: numbers `granted-k+1 .. min(granted,
 cap)`, each with a slot spaced evenly over the window (`StripeLimits.slot_offset`), so the calls
 of every worker together reach Stripe paced. Tokens past `cap` (a race at the window's end) are
-dropped. A process keeps the tokens it was granted and hands them to its threads in slot order.
+dropped, and so are tokens whose slot passed more than `late_seconds` ago (unused capacity is
+gone, never spent in a burst); a window's first grant starts counting after the slots already
+behind it. A process keeps the tokens it was granted and hands them to its threads in slot order.
 
 After a 429 (`rate_limited`) the worker writes a cut cap (x decrease_factor) into the current and
 the next windows (conditional `cap > cut`, so concurrent cuts do not compound); the windows
@@ -45,6 +48,8 @@ class _Account:
     cap_window: int = 0  # the window it was seen in
     full_before: float = 0.0  # every window starting before this is known to be full
     cut_window: int = -1  # the window of this process's last cut
+    asking: bool = False  # a thread of this process is asking the table for tokens
+    waiting: int = 0  # threads waiting for that answer
 
 
 def window_key(account: str, window: int) -> dict[str, Any]:
@@ -69,6 +74,7 @@ class DynamoStripeBudget:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._answered = threading.Condition(self._lock)
         self._accounts: dict[str, _Account] = {}
         self.requests = 0  # DynamoDB requests made (bench and tests read it)
 
@@ -86,19 +92,34 @@ class DynamoStripeBudget:
             now = self._clock()
             with self._lock:
                 state = self._account(account)
-                # A token whose slot is a window past is stale: using it late would bunch calls.
-                while state.slots and state.slots[0] < now - limits.window_seconds:
+                # A token whose slot passed is dropped: using it late would bunch calls.
+                while state.slots and state.slots[0] < now - limits.late_seconds:
                     state.slots.pop(0)
                 slot = state.slots.pop(0) if state.slots else None
                 if slot is not None and slot > deadline:
                     state.slots.insert(0, slot)
                     return False
+                if slot is None and state.asking:
+                    # One thread per process asks the table; the others take from its answer.
+                    state.waiting += 1
+                    self._answered.wait(timeout=limits.max_wait_seconds)
+                    state.waiting -= 1
+                    continue
+                if slot is None:
+                    state.asking = True
+                    wanted = limits.grant_size
                 first_window = limits.window_of(max(now, state.full_before))
             if slot is not None:
                 if slot > now:
                     self._sleep(slot - now)
                 return True
-            if not self._grant(account, first_window, deadline):
+            try:
+                granted = self._grant(account, first_window, deadline, wanted)
+            finally:
+                with self._lock:
+                    state.asking = False
+                    self._answered.notify_all()
+            if not granted:
                 return False
 
     def rate_limited(self, account: str) -> None:
@@ -120,7 +141,7 @@ class DynamoStripeBudget:
         return 1 / self.limits.scheduled_per_second
 
     # --- DynamoDB ------------------------------------------------------------------------------
-    def _grant(self, account: str, window: int, deadline: float) -> bool:
+    def _grant(self, account: str, window: int, deadline: float, wanted: int) -> bool:
         """Ask for tokens in `window`, then the next ones that start before `deadline`; True if
         this process got some."""
         limits = self.limits
@@ -132,10 +153,11 @@ class DynamoStripeBudget:
                     if state.cap is None
                     else limits.increased(state.cap, window - state.cap_window)
                 )
-            answer = self._add(account, window, proposal)
+            passed = limits.tokens_passed(window, self._clock(), proposal)
+            answer = self._add(account, window, proposal, wanted, passed)
             if answer is not None:
                 granted, cap = answer
-                first = granted - limits.grant_size + 1
+                first = granted - wanted + 1
                 last = min(granted, cap)
                 start = limits.window_start(window)
                 with self._lock:
@@ -154,8 +176,11 @@ class DynamoStripeBudget:
             window += 1
         return False
 
-    def _add(self, account: str, window: int, proposal: int) -> tuple[int, int] | None:
-        """`granted += grant_size` in the window unless it is full; (granted, cap) or None."""
+    def _add(
+        self, account: str, window: int, proposal: int, wanted: int, passed: int
+    ) -> tuple[int, int] | None:
+        """`granted += wanted` in the window unless it is full (a new window's count starts at
+        the `passed` tokens whose slots are behind us); (granted, cap) or None."""
         self.requests += 1
         try:
             answer = self._client.update_item(
@@ -163,13 +188,15 @@ class DynamoStripeBudget:
                 Key=window_key(account, window),
                 UpdateExpression=(
                     "SET cap = if_not_exists(cap, :proposal), "
-                    "expires_at = if_not_exists(expires_at, :ttl) ADD granted :k"
+                    "expires_at = if_not_exists(expires_at, :ttl), "
+                    "granted = if_not_exists(granted, :passed) + :k"
                 ),
                 ConditionExpression="attribute_not_exists(granted) OR granted < cap",
                 ExpressionAttributeValues={
                     ":proposal": {"N": str(proposal)},
                     ":ttl": {"N": str(self._expiry(window))},
-                    ":k": {"N": str(self.limits.grant_size)},
+                    ":k": {"N": str(wanted)},
+                    ":passed": {"N": str(passed)},
                 },
                 ReturnValues="ALL_NEW",
             )
