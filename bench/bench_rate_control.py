@@ -108,6 +108,10 @@ def _simulate(stripe_url: str, limiter: Any, counts: dict[str, int]) -> dict[str
     clock = FixedClock(START)
     setup = bootstrap.Container(settings, clock=clock)
     ensure_table(setup.dynamodb, settings.table_name)
+    # No stream: nothing here reads it, and moto would keep every write's images in memory.
+    setup.dynamodb.update_table(
+        TableName=settings.table_name, StreamSpecification={"StreamEnabled": False}
+    )
     queues = ensure_queues(setup.sqs, "bench")
     settings = replace(settings, work_queue_url=queues["work_queue_url"])
     setup = bootstrap.Container(settings, clock=clock)  # setup: Stripe without the limit

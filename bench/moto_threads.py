@@ -73,7 +73,7 @@ def moto_for_threads() -> Iterator[MotoStats]:
     cheap = _CheapTableCopy()
     real_call = BotocoreStubber.__call__
     real_transact = DynamoDBBackend.transact_write_items
-    real_copy = dynamodb_models.copy
+    real_copy = getattr(dynamodb_models, "copy")  # noqa: B009 (the module moto imported)
 
     def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
         with lock:
@@ -94,13 +94,13 @@ def moto_for_threads() -> Iterator[MotoStats]:
 
     BotocoreStubber.__call__ = call  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
-    dynamodb_models.copy = cheap  # type: ignore[assignment]
+    setattr(dynamodb_models, "copy", cheap)  # noqa: B010
     try:
         yield stats
     finally:
         BotocoreStubber.__call__ = real_call  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items = real_transact  # type: ignore[method-assign]
-        dynamodb_models.copy = real_copy
+        setattr(dynamodb_models, "copy", real_copy)  # noqa: B010
 
 
 def _keyed(transact_items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -135,22 +134,24 @@ def delay_seconds(message: DueMessage, now: float) -> int:
 
 
 class Spacing:
-    """Each community's messages of Stripe-charging groups, one `spacing` second apart from the
-    sweep's start (`not_before`): the queue then offers a big community's backlog at its
-    Stripe budget instead of all at once, so a small community's few renewals are never queued
-    behind it (DESIGN.md, rate control: fairness). 0 spacing: nothing is set."""
+    """Each community's messages of Stripe-charging groups, `spacing` seconds apart
+    (`not_before`): the first at once, each next one `spacing` after the one before, never
+    before the moment it is sent (a slow sweep spaces from when it sends, so its messages do
+    not all come due at once). The queue then offers a big community's backlog at its Stripe
+    budget instead of all at once, so a small community's few renewals are never queued
+    behind it (DESIGN.md 8.1: fairness). 0 spacing: nothing is set."""
 
-    def __init__(self, spacing: float, start: float) -> None:
+    def __init__(self, spacing: float, wall: Callable[[], float]) -> None:
         self._spacing = spacing
-        self._start = start
-        self._sent: Counter[str] = Counter()
+        self._wall = wall
+        self._next: dict[str, float] = {}
 
     def apply(self, message: DueMessage) -> DueMessage:
         if self._spacing <= 0:
             return message
-        index = self._sent[message.community_id]
-        self._sent[message.community_id] += 1
-        return replace(message, not_before=round(self._start + index * self._spacing, 3))
+        due = max(self._next.get(message.community_id, 0.0), self._wall())
+        self._next[message.community_id] = due + self._spacing
+        return replace(message, not_before=round(due, 3))
 
 
 def sweep(
@@ -176,7 +177,7 @@ def sweep(
         sink = sqs_sink(box.sqs, settings.work_queue_url, wall)
     jobs = current_jobs()
     result = SweepResult()
-    spacing = Spacing(box.stripe_budget.spacing_seconds() if use_cursors else 0.0, wall())
+    spacing = Spacing(box.stripe_budget.spacing_seconds() if use_cursors else 0.0, wall)
     for group in groups:
         cursors = (
             _load_cursors(box, box.sweep_cursors, group, moment, result) if use_cursors else {}

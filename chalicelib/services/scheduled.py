@@ -99,16 +99,27 @@ class ScheduledActions:
         self._charging = charging
         self._gateway = gateway
         self._budget: StripeCallBudget = budget or Unlimited()
+        # community -> the Stripe account it charged on last (a token is then taken before
+        # the billing context is read: a deferral costs no read). A change of account is
+        # seen at the read, and the right account's token taken then.
+        self._accounts: dict[str, str] = {}
 
     def _find(self, community_id: str, subscription_id: str) -> Subscription | None:
         with self._uow() as uow:
             return uow.subscriptions.find(community_id, subscription_id)
 
     def _charge(
-        self, sub: Subscription, plan: ChargePlan, context: BillingContext, now: datetime
+        self,
+        sub: Subscription,
+        plan: ChargePlan,
+        context: BillingContext,
+        now: datetime,
+        taken: str | None = None,
     ) -> str:
+        """`taken`: the account a token was already taken for."""
         account = account_of(context.community.stripe_account_id)
-        if plan.needs_stripe and not context.community_disconnected:
+        self._accounts[sub.community_id] = account
+        if plan.needs_stripe and not context.community_disconnected and taken != account:
             self._take_token(account)
         return self._rate_limited_as_deferred(
             account,
@@ -174,6 +185,9 @@ class ScheduledActions:
                 return {"succeeded": "renewed", "failed": "renewal_failed"}.get(resumed, resumed)
         if not _due(sub, "renew", now):
             return "not_due"
+        taken = self._accounts.get(community_id)
+        if taken is not None:
+            self._take_token(taken)
         try:
             # The plan as stored now (read with the rest, no extra request): its latest grace
             # days and retries apply if this renewal fails.
@@ -186,7 +200,7 @@ class ScheduledActions:
                 owner_credit=context.billed.credit_in(sub.currency),
                 current_plan=context.plan,
             )
-            outcome = self._charge(sub, plan, context, now)
+            outcome = self._charge(sub, plan, context, now, taken)
         except Conflict:
             return "not_due"  # someone else renewed or changed it first
         return {"succeeded": "renewed", "failed": "renewal_failed"}.get(outcome, outcome)

@@ -199,8 +199,18 @@ def test_the_sweep_spaces_each_communitys_charges_at_its_budget(env: Env, box: C
 
 
 def test_spacing_is_per_community_so_a_small_one_is_never_behind_a_big_one() -> None:
-    spacing = sweeps.Spacing(0.1, WALL)
+    spacing = sweeps.Spacing(0.1, lambda: WALL)
     big = [spacing.apply(replace(message(f"b{i}"), community_id="com_big")) for i in range(1000)]
     small = [spacing.apply(replace(message(f"s{i}"), community_id="com_small")) for i in range(10)]
     assert big[-1].not_before == pytest.approx(WALL + 99.9)
     assert [m.not_before for m in small] == pytest.approx([WALL + i * 0.1 for i in range(10)])
+
+
+def test_a_slow_sweep_spaces_from_when_it_sends() -> None:
+    now = [WALL]
+    spacing = sweeps.Spacing(0.1, lambda: now[0])
+    first = spacing.apply(message("a"))
+    now[0] += 5.0  # the sweep took its time reading the next page
+    later = [spacing.apply(message(f"b{i}")) for i in range(3)]
+    assert first.not_before == WALL
+    assert [m.not_before for m in later] == pytest.approx([WALL + 5.0, WALL + 5.1, WALL + 5.2])

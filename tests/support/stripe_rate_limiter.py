@@ -60,6 +60,10 @@ class StripeRateLimiter:
     url: str = ""
     # 429s the next matching requests get whatever their bucket holds (admin traffic's burst).
     forced_429: int = 0
+    # The 429's `Stripe-Should-Retry` (Stripe sends "true" with `lock_timeout`).
+    should_retry: bool = False
+    # Requests that reached the layer (answered or not), per account.
+    seen: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     buckets: dict[str, Bucket] = field(default_factory=dict)
     calls: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     refused: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -75,6 +79,7 @@ class StripeRateLimiter:
     def admit(self, account: str, method: str, path: str) -> bool:
         now = time.monotonic()
         with self.lock:
+            self.seen[account] += 1
             if not self._limited(method, path):
                 return True
             if self.forced_429 > 0:
@@ -141,10 +146,11 @@ def stripe_rate_limiter(
                 self._answer(*replay)
                 return
             if not limiter.admit(account, self.command, path):
+                retry = "true" if limiter.should_retry else "false"
                 self._answer(
                     429,
                     RATE_LIMITED_BODY,
-                    {"Content-Type": "application/json", "Stripe-Should-Retry": "false"},
+                    {"Content-Type": "application/json", "Stripe-Should-Retry": retry},
                 )
                 return
             status, data, headers = self._forward(body)
