@@ -55,9 +55,9 @@ class _CheapTableCopy:
                     items[hash_value] = copy.deepcopy(value.items[hash_value])
                 continue
             range_value = DynamoType(key[value.range_key_attr])
-            stored = value.items.get(hash_value)
-            if isinstance(stored, dict) and range_value in stored:
-                items[hash_value][range_value] = copy.deepcopy(stored[range_value])
+            in_table: Any = value.items.get(hash_value)
+            if isinstance(in_table, dict) and range_value in in_table:
+                items[hash_value][range_value] = copy.deepcopy(in_table[range_value])
         snapshot.items = items
         return snapshot
 
