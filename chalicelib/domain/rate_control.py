@@ -8,7 +8,8 @@ sizing of the worker (jobs/schedules.py) both read it.
   so the endpoint limit is the one scheduled charges meet first.
 - The admin API is never starved: `reserve_share` of that limit is never granted to scheduled
   work. Scheduled work takes the rest (`max_tokens` per window) and less while Stripe says 429
-  (AIMD: `decrease_factor` on a 429 or `lock_timeout`, `increase_per_window` back per window).
+  (AIMD: `decrease_factor` on a 429 or `lock_timeout`, `increase_share` of the budget back per
+  window).
 - Tokens are counted per `window_seconds` window and spaced evenly inside it (`slot_offset`),
   so calls reach Stripe paced, not in a burst at each window's start.
 """
@@ -28,7 +29,8 @@ class StripeLimits:
     reserve_share: float = 0.05
     window_seconds: float = 2.0
     decrease_factor: float = 0.5
-    increase_per_window: int = 1
+    # Additive increase per window after a cut, as a share of the budget's tokens.
+    increase_share: float = 0.1
     min_tokens: int = 1
     # How long a worker thread may wait for its token's slot before it defers the message.
     max_wait_seconds: float = 2.0
@@ -85,6 +87,10 @@ class StripeLimits:
     def decreased(self, cap: int) -> int:
         """Multiplicative decrease after a 429."""
         return max(self.min_tokens, math.floor(cap * self.decrease_factor))
+
+    @property
+    def increase_per_window(self) -> int:
+        return max(1, math.ceil(self.max_tokens * self.increase_share))
 
     def increased(self, cap: int, windows: int) -> int:
         """Additive increase over `windows` windows, up to the reserve."""

@@ -130,7 +130,8 @@ def sqs_sink(sqs: Any, queue_url: str, wall: Callable[[], float] = time.time) ->
 def delay_seconds(message: DueMessage, now: float) -> int:
     if message.not_before is None:
         return 0
-    return max(0, min(MAX_DELAY_SECONDS, math.ceil(message.not_before - now)))
+    # To the nearest second (the worker runs a message up to a second early).
+    return max(0, min(MAX_DELAY_SECONDS, math.floor(message.not_before - now + 0.5)))
 
 
 class Spacing:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -232,10 +233,12 @@ class Charging:
         actor: Actor,
         now: datetime,
         context: BillingContext | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> ChargeResult:
         """Run one planned charge to completion (or to PaymentPending). `context`: the billing
         context the caller read to plan the charge (reused when it names the same profile and
-        card)."""
+        card). `before_send`: called right before the Stripe request (the rate control's wait
+        for its slot)."""
         if (
             context is None
             or context.billed.id != plan.billed_to_profile_id
@@ -270,13 +273,17 @@ class Charging:
             uow.commit()
         known = (replace(payment, revision=1), begun)
         request = charge_request(payment, customer_id, plan.payment_method_id)
-        outcome = self._send(request)
+        outcome = self._send(request, before_send)
         result = self.resolve(sub.community_id, payment.id, outcome, actor=actor, known=known)
         return ChargeResult(result.subscription, result.payment)
 
-    def _send(self, request: ChargeRequest) -> IntentOutcome:
+    def _send(
+        self, request: ChargeRequest, before_send: Callable[[], None] | None = None
+    ) -> IntentOutcome:
         """Phase 2: the one PaymentIntent; anything but a final answer leaves it pending."""
         payment_id = request.payment_id
+        if before_send is not None:
+            before_send()
         try:
             outcome = self._gateway.charge(request)
         except StripeRateLimited as error:
@@ -316,7 +323,13 @@ class Charging:
         return payment
 
     def resume(
-        self, sub: Subscription, payment: Payment, *, actor: Actor, context: BillingContext
+        self,
+        sub: Subscription,
+        payment: Payment,
+        *,
+        actor: Actor,
+        context: BillingContext,
+        before_send: Callable[[], None] | None = None,
     ) -> ChargeResult:
         """Phase 2 and 3 again for a payment phase 1 wrote and Stripe rate limited: the same
         request with the same idempotency key (the payment id), so Stripe makes at most one
@@ -324,7 +337,8 @@ class Charging:
         pending = sub.pending_charge
         assert pending is not None
         customer_id = stripe_customer_of(context.billed, payment.stripe.account_id)
-        outcome = self._send(charge_request(payment, customer_id, pending.payment_method_id))
+        request = charge_request(payment, customer_id, pending.payment_method_id)
+        outcome = self._send(request, before_send)
         result = self.resolve(
             sub.community_id, payment.id, outcome, actor=actor, known=(payment, sub)
         )

@@ -205,10 +205,10 @@ class StripeCallBudget(Protocol):
     (DESIGN.md, rate control). The admin API does not take from it: its reserve is what the
     budget never grants."""
 
-    def acquire(self, account: str) -> bool:
-        """One scheduled call on `account`: True once its slot has come (the call may go now),
-        False when the account has no slot within a short wait (defer the work; nothing was
-        taken)."""
+    def acquire(self, account: str) -> Callable[[], None] | None:
+        """A token for one scheduled call on `account`: a function that waits for the token's
+        slot (at most a short wait; call it right before the Stripe request, so calls reach
+        Stripe paced), or None when the account has no slot that soon (defer the work)."""
         ...
 
     def rate_limited(self, account: str) -> None:

@@ -66,14 +66,21 @@ ACTOR: Actor = "scheduler"
 class Unlimited:
     """No budget: every call may go (the API's paths, tests that do not test rate control)."""
 
-    def acquire(self, account: str) -> bool:
-        return True
+    def acquire(self, account: str) -> Callable[[], None] | None:
+        return _go_now
 
     def rate_limited(self, account: str) -> None:
         return None
 
     def spacing_seconds(self) -> float:
         return 0.0
+
+
+def _go_now() -> None:
+    return None
+
+
+Taken = tuple[str, Callable[[], None]]  # (account, wait for the token's slot)
 
 
 def account_of(stripe_account_id: str | None) -> str:
@@ -114,21 +121,26 @@ class ScheduledActions:
         plan: ChargePlan,
         context: BillingContext,
         now: datetime,
-        taken: str | None = None,
+        taken: Taken | None = None,
     ) -> str:
-        """`taken`: the account a token was already taken for."""
+        """`taken`: a token already taken (for the account the community charged on last)."""
         account = account_of(context.community.stripe_account_id)
         self._accounts[sub.community_id] = account
-        if plan.needs_stripe and not context.community_disconnected and taken != account:
-            self._take_token(account)
+        wait = _go_now
+        if plan.needs_stripe and not context.community_disconnected:
+            wait = taken[1] if taken is not None and taken[0] == account else self._token(account)
         return self._rate_limited_as_deferred(
             account,
-            lambda: self._charging.charge(sub, plan, actor=ACTOR, now=now, context=context),
+            lambda: self._charging.charge(
+                sub, plan, actor=ACTOR, now=now, context=context, before_send=wait
+            ),
         )
 
-    def _take_token(self, account: str) -> None:
-        if not self._budget.acquire(account):
+    def _token(self, account: str) -> Callable[[], None]:
+        wait = self._budget.acquire(account)
+        if wait is None:
             raise Deferred("no Stripe budget left this moment", account, written=False)
+        return wait
 
     def _rate_limited_as_deferred(self, account: str, send: Callable[[], ChargeResult]) -> str:
         try:
@@ -149,13 +161,15 @@ class ScheduledActions:
         pending = sub.pending_charge
         assert pending is not None
         account = account_of(payment.stripe.account_id)
-        self._take_token(account)
+        wait = self._token(account)
         context = self._charging.context(
             sub.community_id, pending.billed_to_profile_id, pending.payment_method_id
         )
         return self._rate_limited_as_deferred(
             account,
-            lambda: self._charging.resume(sub, payment, actor=ACTOR, context=context),
+            lambda: self._charging.resume(
+                sub, payment, actor=ACTOR, context=context, before_send=wait
+            ),
         )
 
     def _apply(self, sub: Subscription, outcome: Outcome) -> None:
@@ -185,9 +199,8 @@ class ScheduledActions:
                 return {"succeeded": "renewed", "failed": "renewal_failed"}.get(resumed, resumed)
         if not _due(sub, "renew", now):
             return "not_due"
-        taken = self._accounts.get(community_id)
-        if taken is not None:
-            self._take_token(taken)
+        known_account = self._accounts.get(community_id)
+        taken = None if known_account is None else (known_account, self._token(known_account))
         try:
             # The plan as stored now (read with the rest, no extra request): its latest grace
             # days and retries apply if this renewal fails.

@@ -44,6 +44,15 @@ def budget(dynamodb: object, time: FakeTime, limits: StripeLimits = LIMITS) -> D
     return DynamoStripeBudget(dynamodb, TABLE_NAME, limits, clock=time.clock, sleep=time.sleep)
 
 
+def take(worker: DynamoStripeBudget, account: str) -> bool:
+    """Take a token and wait for its slot, as a charge does right before its Stripe call."""
+    wait = worker.acquire(account)
+    if wait is None:
+        return False
+    wait()
+    return True
+
+
 def window_item(dynamodb: object, account: str, window: int) -> dict[str, int]:
     item = dynamodb.get_item(TableName=TABLE_NAME, Key=window_key(account, window))["Item"]  # type: ignore[attr-defined]
     return {name: int(item[name]["N"]) for name in ("granted", "cap")}
@@ -65,7 +74,7 @@ def test_workers_share_one_window_and_never_get_more_than_its_cap(dynamodb: obje
     # Both ask in turn, never sleeping: record each token's slot instead of waiting for it.
     for worker in [first, second] * 20:
         before = len(time.slept)
-        if worker.acquire("acct_a"):
+        if take(worker, "acct_a"):
             granted += 1
             slots.append(time.now + (time.slept[-1] if len(time.slept) > before else 0.0))
         time.now = T0  # stay inside the first window
@@ -81,7 +90,7 @@ def test_one_worker_asking_without_pause_is_paced_at_the_share(dynamodb: object)
     time = FakeTime()
     worker = budget(dynamodb, time)
     for _ in range(3 * LIMITS.max_tokens):
-        assert worker.acquire("acct_a")
+        assert take(worker, "acct_a")
     # 57 tokens = three windows' worth: the last one's slot is near the end of the third.
     elapsed = time.now - T0
     assert 3 * LIMITS.window_seconds * 0.9 < elapsed < 3 * LIMITS.window_seconds
@@ -99,13 +108,13 @@ def test_a_full_window_refuses_without_waiting_past_max_wait(dynamodb: object) -
     )
     time = FakeTime()
     worker = budget(dynamodb, time)
-    assert worker.acquire("acct_a") is False
+    assert take(worker, "acct_a") is False
     requests = worker.requests
-    assert worker.acquire("acct_a") is False
+    assert take(worker, "acct_a") is False
     assert worker.requests == requests  # a window known full costs no request
     assert time.slept == []
     time.now = T0 + LIMITS.window_seconds
-    assert worker.acquire("acct_a") is True
+    assert take(worker, "acct_a") is True
 
 
 def test_tokens_past_the_wait_stay_with_the_process_for_its_next_call(dynamodb: object) -> None:
@@ -113,13 +122,13 @@ def test_tokens_past_the_wait_stay_with_the_process_for_its_next_call(dynamodb: 
     time.sleep = time.slept.append  # type: ignore[method-assign]  # time stands still
     worker = budget(dynamodb, time)
     taken = 0
-    while worker.acquire("acct_a"):
+    while take(worker, "acct_a"):
         taken += 1
     # Slots 2 s / 19 apart: five fit in the 0.5 s wait; the grant's rest is kept, not lost.
     assert taken == 5
     requests = worker.requests
     time.now += 0.2
-    assert worker.acquire("acct_a") is True
+    assert take(worker, "acct_a") is True
     assert worker.requests == requests
 
 
@@ -127,16 +136,16 @@ def test_accounts_do_not_share_a_bucket(dynamodb: object) -> None:
     time = FakeTime()
     time.sleep = time.slept.append  # type: ignore[method-assign]  # time stands still
     worker = budget(dynamodb, time)
-    while worker.acquire("acct_big"):
+    while take(worker, "acct_big"):
         pass
-    assert worker.acquire("acct_small") is True
+    assert take(worker, "acct_small") is True
 
 
 def test_a_429_halves_the_share_for_every_worker_then_it_grows_back(dynamodb: object) -> None:
     time = FakeTime()
     one_at_a_time = replace(LIMITS, grant_size=1)  # every acquire asks the table
     first, second = budget(dynamodb, time, one_at_a_time), budget(dynamodb, time, one_at_a_time)
-    assert first.acquire("acct_a")
+    assert take(first, "acct_a")
     window = LIMITS.window_of(T0)
 
     first.rate_limited("acct_a")
@@ -145,15 +154,15 @@ def test_a_429_halves_the_share_for_every_worker_then_it_grows_back(dynamodb: ob
     assert window_item(dynamodb, "acct_a", window)["cap"] == 9
     # The other worker's next window starts from the cut.
     time.now = LIMITS.window_start(window + 1)
-    assert second.acquire("acct_a")
+    assert take(second, "acct_a")
     assert window_item(dynamodb, "acct_a", window + 1)["cap"] == 9
-    # Additive increase: one token more per window, up to the reserve.
+    # Additive increase: a tenth of the budget more per window, up to the reserve.
     caps = []
     for later in range(2, 16):
         time.now = LIMITS.window_start(window + later)
-        assert second.acquire("acct_a")
+        assert take(second, "acct_a")
         caps.append(window_item(dynamodb, "acct_a", window + later)["cap"])
-    assert caps == sorted(caps) and caps[0] <= 10 and caps[-1] == LIMITS.max_tokens
+    assert caps == sorted(caps) and caps[0] < LIMITS.max_tokens and caps[-1] == LIMITS.max_tokens
     assert all(b - a <= LIMITS.increase_per_window for a, b in itertools.pairwise(caps))
 
 
@@ -165,7 +174,7 @@ def test_a_worker_arriving_mid_window_does_not_spend_the_passed_slots_in_a_burst
     time.sleep = time.slept.append  # type: ignore[method-assign]  # time stands still
     worker = budget(dynamodb, time)
     immediate = 0
-    while worker.acquire("acct_a"):
+    while take(worker, "acct_a"):
         immediate += 0 if time.slept else 1
         time.slept.clear()
     # Only the slots within `late_seconds` of now may go at once (Stripe's burst), not 14.

@@ -105,15 +105,17 @@ def test_a_429_lowers_the_accounts_share_for_every_worker(
 
     sweeps.sweep(box, ("renewal",))
     window = LIMITS.window_of(time.time())
-    drain_work_queue(box, worker.process_batch)
+    first = drain_work_queue(box, worker.process_batch)
+    assert first[worker.RATE_DEFERRED] == 1
 
     # The cut is in the table, where every worker's next grant reads it.
     caps = []
-    for later in (window, window + 1, window + 2):
+    for later in range(window, window + 6):
         item = box.dynamodb.get_item(
             TableName=box.settings.table_name, Key=window_key("acct_rateSol", later)
         ).get("Item")
         caps.append(int(item["cap"]["N"]) if item else None)
-    assert LIMITS.decreased(LIMITS.max_tokens) in caps
+    assert LIMITS.decreased(LIMITS.max_tokens) in caps, caps
     assert LIMITS.max_tokens not in caps
-    assert drain_until_quiet(box, 10.0) == {"renewed": 1}
+    if not first["renewed"]:
+        assert drain_until_quiet(box, 10.0) == {"renewed": 1}

@@ -541,14 +541,15 @@ class FakeStripeBudget:
         self.spacing = spacing
         self.granted: list[str] = []
         self.refused: list[str] = []
+        self.sent: list[str] = []  # slots waited for, right before a Stripe request
         self.rate_limited_accounts: list[str] = []
 
-    def acquire(self, account: str) -> bool:
+    def acquire(self, account: str) -> Callable[[], None] | None:
         if self.tokens is not None and self.granted.count(account) >= self.tokens:
             self.refused.append(account)
-            return False
+            return None
         self.granted.append(account)
-        return True
+        return lambda: self.sent.append(account)
 
     def rate_limited(self, account: str) -> None:
         self.rate_limited_accounts.append(account)

@@ -20,8 +20,10 @@ After a 429 (`rate_limited`) the worker writes a cut cap (x decrease_factor) int
 the next windows (conditional `cap > cut`, so concurrent cuts do not compound); the windows
 after those start from the cut and grow back by `increase_per_window`.
 
-Nothing here sleeps longer than `max_wait_seconds`: no slot that soon -> `acquire` is False and
-the caller defers the work (the worker puts the message back on the queue).
+`acquire` hands out a token whose slot is at most `max_wait_seconds` away, as a function that
+waits for the slot: the caller writes its pending payment first and calls it right before the
+Stripe request. No slot that soon -> None, and the caller defers the work (the worker puts the
+message back on the queue).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -85,7 +88,7 @@ class DynamoStripeBudget:
         return state
 
     # --- the port ----------------------------------------------------------------------------
-    def acquire(self, account: str) -> bool:
+    def acquire(self, account: str) -> Callable[[], None] | None:
         limits = self.limits
         deadline = self._clock() + limits.max_wait_seconds
         while True:
@@ -98,7 +101,7 @@ class DynamoStripeBudget:
                 slot = state.slots.pop(0) if state.slots else None
                 if slot is not None and slot > deadline:
                     state.slots.insert(0, slot)
-                    return False
+                    return None
                 if slot is None and state.asking:
                     # One thread per process asks the table; the others take from its answer.
                     state.waiting += 1
@@ -110,9 +113,7 @@ class DynamoStripeBudget:
                     wanted = limits.grant_size
                 first_window = limits.window_of(max(now, state.full_before))
             if slot is not None:
-                if slot > now:
-                    self._sleep(slot - now)
-                return True
+                return partial(self._wait_until, slot)
             try:
                 granted = self._grant(account, first_window, deadline, wanted)
             finally:
@@ -120,7 +121,12 @@ class DynamoStripeBudget:
                     state.asking = False
                     self._answered.notify_all()
             if not granted:
-                return False
+                return None
+
+    def _wait_until(self, slot: float) -> None:
+        wait = slot - self._clock()
+        if wait > 0:
+            self._sleep(wait)
 
     def rate_limited(self, account: str) -> None:
         limits = self.limits
