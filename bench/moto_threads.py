@@ -37,6 +37,8 @@ class _CheapTableCopy:
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
+        # moto copies the table once per entry of a transaction: one snapshot serves them all.
+        self.snapshots: dict[int, Any] = {}
 
     def deepcopy(self, value: Any, memo: Any = None) -> Any:
         from moto.dynamodb.models.dynamo_type import DynamoType
@@ -44,6 +46,8 @@ class _CheapTableCopy:
 
         if not isinstance(value, Table):
             return copy.deepcopy(value, memo)
+        if id(value) in self.snapshots:
+            return self.snapshots[id(value)]
         snapshot = copy.copy(value)
         items: Any = defaultdict(dict)
         for hash_value, stored in value.items.items():
@@ -59,6 +63,7 @@ class _CheapTableCopy:
             if isinstance(in_table, dict) and range_value in in_table:
                 items[hash_value][range_value] = copy.deepcopy(in_table[range_value])
         snapshot.items = items
+        self.snapshots[id(value)] = snapshot
         return snapshot
 
 
@@ -91,6 +96,7 @@ def moto_for_threads() -> Iterator[MotoStats]:
                 raise
             finally:
                 cheap.keys = []
+                cheap.snapshots = {}
 
     BotocoreStubber.__call__ = call  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
