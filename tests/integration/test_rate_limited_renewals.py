@@ -107,15 +107,18 @@ def test_a_429_lowers_the_accounts_share_for_every_worker(
     window = LIMITS.window_of(time.time())
     first = drain_work_queue(box, worker.process_batch)
     assert first[worker.RATE_DEFERRED] == 1
+    assert len(limited.refused["acct_rateSol"]) == 1
 
-    # The cut is in the table, where every worker's next grant reads it.
+    # The cut is in the table, where every worker's next grant reads it (the windows from the
+    # sweep on: a loaded machine may take a few to get to the charge).
     caps = []
-    for later in range(window, window + 6):
+    for later in range(window, window + 30):
         item = box.dynamodb.get_item(
             TableName=box.settings.table_name, Key=window_key("acct_rateSol", later)
         ).get("Item")
         caps.append(int(item["cap"]["N"]) if item else None)
     assert LIMITS.decreased(LIMITS.max_tokens) in caps, caps
-    assert LIMITS.max_tokens not in caps
+    cut_at = caps.index(LIMITS.decreased(LIMITS.max_tokens))
+    assert LIMITS.max_tokens not in caps[cut_at:]
     if not first["renewed"]:
         assert drain_until_quiet(box, 10.0) == {"renewed": 1}
