@@ -101,12 +101,13 @@ def test_a_429_lowers_the_accounts_share_for_every_worker(
     box = scheduler_box(billing_env, limited)
     budget = box.stripe_budget
     assert isinstance(budget, DynamoStripeBudget)
-    limited.forced_429 = 1
+    # Only Sol's charge: the clock moved a month on, so the first test's community renews too.
+    limited.forced_429, limited.forced_429_account = 1, "acct_rateSol"
 
     sweeps.sweep(box, ("renewal",))
     window = LIMITS.window_of(time.time())
     first = drain_work_queue(box, worker.process_batch)
-    assert first[worker.RATE_DEFERRED] == 1
+    assert first[worker.RATE_DEFERRED] >= 1
     assert len(limited.refused["acct_rateSol"]) == 1
 
     # The cut is in the table, where every worker's next grant reads it (the windows from the
@@ -120,5 +121,7 @@ def test_a_429_lowers_the_accounts_share_for_every_worker(
     assert LIMITS.decreased(LIMITS.max_tokens) in caps, caps
     cut_at = caps.index(LIMITS.decreased(LIMITS.max_tokens))
     assert LIMITS.max_tokens not in caps[cut_at:]
-    if not first["renewed"]:
-        assert drain_until_quiet(box, 10.0) == {"renewed": 1}
+    if first["renewed"] < 2:
+        assert drain_until_quiet(box, 10.0).get("renewed", 0) >= 1
+    [payment] = [p for p in api.payments(sub["id"]) if p["kind"] == "renewal"]
+    assert payment["status"] == "succeeded"

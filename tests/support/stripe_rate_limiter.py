@@ -60,6 +60,7 @@ class StripeRateLimiter:
     url: str = ""
     # 429s the next matching requests get whatever their bucket holds (admin traffic's burst).
     forced_429: int = 0
+    forced_429_account: str = ""  # only this account's requests ("" = any)
     # The 429's `Stripe-Should-Retry` (Stripe sends "true" with `lock_timeout`).
     should_retry: bool = False
     # Requests that reached the layer (answered or not), per account.
@@ -82,7 +83,7 @@ class StripeRateLimiter:
             self.seen[account] += 1
             if not self._limited(method, path):
                 return True
-            if self.forced_429 > 0:
+            if self.forced_429 > 0 and self.forced_429_account in ("", account):
                 self.forced_429 -= 1
                 self.refused[account].append(now)
                 return False
