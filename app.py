@@ -54,8 +54,8 @@ def webhook_reconciliation(event: CloudWatchEvent) -> None:
     maximum_concurrency=schedules.WORKER_MAXIMUM_CONCURRENCY,
     name="worker",
 )
-def worker_handler(event: SQSEvent) -> None:
-    worker.handle_sqs_event(event)
+def worker_handler(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
+    return worker.handle_sqs_event(event)
 
 
 # Events to the platform: endpoints whose delivery backoff is over (the Streams publisher

@@ -47,7 +47,12 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.pay_now import PayNow
     from chalicelib.services.payment_links import PaymentLinks
     from chalicelib.services.payments import PaymentService
-    from chalicelib.services.ports import BillingReader, PaymentGateway, UnitOfWork
+    from chalicelib.services.ports import (
+        BillingReader,
+        PaymentGateway,
+        StripeCallBudget,
+        UnitOfWork,
+    )
     from chalicelib.services.reports import ReportService
     from chalicelib.services.scheduled import ScheduledActions
     from chalicelib.services.subscriptions import SubscriptionService
@@ -278,11 +283,39 @@ class Container:
             self.unit_of_work, self.charging, self.payment_gateway, self.payments, self.clock
         )
 
+    # --- issue 16: rate control ---
+    @cached_property
+    def scheduled_payment_gateway(self) -> PaymentGateway:
+        """The scheduled work's Stripe: stripe-python never sleeps on a 429 (the message goes
+        back to the queue instead)."""
+        from chalicelib.adapters.stripe.payments import StripePaymentGateway
+
+        return StripePaymentGateway(self.settings, self.secrets, retry_rate_limits=False)
+
+    @cached_property
+    def stripe_budget(self) -> StripeCallBudget:
+        """Each Stripe account's budget for scheduled calls, shared by every worker. Local and
+        test stages (localstripe or fakes) have no Stripe limit to keep, so nothing is counted
+        there unless a bench or test installs a budget (`box.stripe_budget = ...`)."""
+        if self.settings.is_local:
+            from chalicelib.services.scheduled import Unlimited
+
+            return Unlimited()
+        from chalicelib.adapters.dynamodb.rate_buckets import DynamoStripeBudget
+
+        return DynamoStripeBudget(self.dynamodb, self.settings.table_name)
+
     @cached_property
     def scheduled(self) -> ScheduledActions:
+        from chalicelib.services.charging import Charging
         from chalicelib.services.scheduled import ScheduledActions
 
-        return ScheduledActions(self.unit_of_work, self.charging, self.payment_gateway)
+        charging = Charging(
+            self.unit_of_work, self.scheduled_payment_gateway, self.billing_reader, self.clock
+        )
+        return ScheduledActions(
+            self.unit_of_work, charging, self.scheduled_payment_gateway, self.stripe_budget
+        )
 
     # --- issue 15: pay-now links ---
     @cached_property

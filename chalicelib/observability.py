@@ -41,13 +41,14 @@ def redact(value: Any) -> Any:
 
 @contextmanager
 def correlation(**ids: str | None) -> Iterator[None]:
-    """Attach correlation ids to every log line written inside the block."""
+    """Attach correlation ids to every log line written inside the block (this thread's: the
+    worker runs a batch's messages on several threads)."""
     present = {key: value for key, value in ids.items() if value}
-    logger.append_keys(**present)
+    logger.thread_safe_append_keys(**present)
     try:
         yield
     finally:
-        logger.remove_keys(list(present))
+        logger.thread_safe_remove_keys(list(present))
 
 
 _pending = {"metrics": False}

@@ -73,6 +73,15 @@ class Unavailable(DomainError):
     error_type = "unavailable"
 
 
+class StripeRateLimited(Unavailable):
+    """Stripe answered 429 (`rate_limit`, or `lock_timeout` on a busy object): it did not act
+    on the request, so the same request (same idempotency key) may be sent again later."""
+
+    def __init__(self, message: str, code: str = "rate_limit") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class DuplicateEvent(Exception):
     """The record of an inbound event says it was already applied: nothing was changed."""
 

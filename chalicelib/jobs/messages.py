@@ -20,6 +20,7 @@ class Received:
 
     body: str
     receipt_handle: str
+    message_id: str = ""  # what a batch item failure names
 
 
 class BatchFailed(RuntimeError):
@@ -44,11 +45,19 @@ class DueMessage:
     # The subscription as the sweep read it (its `data` and `version`), so a renewal needs no
     # read of its own; every write is conditional on `version`, so a stale copy only loses.
     snapshot: dict[str, Any] | None = None
+    # Rate control (DESIGN.md): the epoch second before which the worker does not run it (the
+    # sweep spaces each community's messages at its Stripe budget; past SQS's 15-minute delay
+    # the worker sends it on again), and how often a worker has deferred it already.
+    not_before: float | None = None
+    deferrals: int = 0
 
     def to_json(self) -> str:
         data = asdict(self)
-        if self.snapshot is None:
-            del data["snapshot"]
+        for optional in ("snapshot", "not_before"):
+            if data[optional] is None:
+                del data[optional]
+        if not self.deferrals:
+            del data["deferrals"]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -61,7 +70,7 @@ class DueMessage:
             raise PoisonMessage("message body is not a JSON object")
         fields = ("group", "pk", "sk", "community_id", "subject_id", "due_at")
         missing = [name for name in fields if not isinstance(data.get(name), str)]
-        if missing or set(data) - {*fields, "snapshot"}:
+        if missing or set(data) - {*fields, "snapshot", "not_before", "deferrals"}:
             raise PoisonMessage(f"message fields wrong: missing {missing}, got {sorted(data)}")
         snapshot = data.get("snapshot")
         if snapshot is not None and not (
@@ -70,6 +79,11 @@ class DueMessage:
             and isinstance(snapshot.get("version"), int)
         ):
             raise PoisonMessage("snapshot must be {data: str, version: int}")
+        not_before = data.get("not_before")
+        if not_before is not None and not isinstance(not_before, int | float):
+            raise PoisonMessage("not_before must be a number (epoch seconds)")
+        if not isinstance(data.get("deferrals", 0), int):
+            raise PoisonMessage("deferrals must be an integer")
         if data["group"] not in DUE_GROUPS:
             raise PoisonMessage(f"unknown due group {data['group']!r}")
         return cls(**data)

@@ -48,6 +48,9 @@ class ScheduledJob:
     # The action re-reads its subject and does nothing unless it is still due, so the worker
     # skips its own re-check read (a renewal then costs one DynamoDB request less).
     checks_due_itself: bool = True
+    # The action charges on Stripe: the sweep spaces its messages per community at the Stripe
+    # budget (DESIGN.md, rate control).
+    calls_stripe: bool = False
 
     def __post_init__(self) -> None:
         if (self.action is None) == (self.snapshot_action is None):
@@ -121,12 +124,14 @@ SCHEDULED_JOBS: dict[DueGroup, ScheduledJob] = {
         subject_key="subscription_id",
         snapshot_action=renew,
         counters={"renewed": "renewed", "renewal_failed": "renewals_failed"},
+        calls_stripe=True,
     ),
     "failed_payment": ScheduledJob(
         group="failed_payment",
         sweep="failed_payments",
         subject_key="subscription_id",
         action=process_failed_payment,
+        calls_stripe=True,
         counters={
             "retry_succeeded": "retried",
             "retry_failed": "retried",

@@ -1,29 +1,40 @@
-"""How often each sweep runs and how hard the worker may push Stripe (DESIGN.md section 8).
+"""How often each sweep runs, and the worker's size, derived from Stripe's budgets (DESIGN.md,
+rate control).
 
-Worker concurrency, the arithmetic:
-- Stripe's live rate limit is 100 operations per second per account. The scheduled work gets
-  at most half of it (50/s); the rest stays free for the admin API, webhooks' reconciliation
-  and the recovery pass's look-ups.
-- One message = one subscription = at most one Stripe call (a renewal or retry creates one
-  PaymentIntent; expirations and grace-end cancellations make none).
-- A worker handles its batch one message at a time, so one worker makes at most
-  1 / (fastest Stripe round trip) calls per second. A confirmed off-session PaymentIntent takes
-  no less than ~0.3 s on live Stripe, so one worker makes <= 3.3 calls/s.
-- MAXIMUM_CONCURRENCY = 15 workers -> <= 15 x 3.3 = 50 calls/s, the budget above. At a typical
-  0.6 s per renewal (Stripe + three DynamoDB requests) that is 25 renewals/s, so a million
-  subscriptions renewing on the same day take ~11 h: inside the day and inside the rate limit.
-  (stripe-python also retries a 429 with back-off, so a burst above the budget slows down
-  instead of failing.)
-- Lambda's SQS event-source `MaximumConcurrency` is what enforces the 15 (2..1000 allowed).
+The budget (chalicelib/domain/rate_control.py, `LIVE_LIMITS`): Stripe allows 100 operations/s
+per account and 25/s per endpoint; a renewal is one `POST /v1/payment_intents`, so a Stripe
+account takes 25 charges/s, of which scheduled work gets 95% (5% stays for the admin API):
+`SCHEDULED_PER_ACCOUNT_PER_SECOND` = 23.5/s, less while Stripe answers 429 (AIMD). Every
+worker shares it through the token bucket (adapters/dynamodb/rate_buckets.py).
+
+The worker is sized from that budget, not the other way round:
+- A renewal holds a thread for about `RENEWAL_SECONDS` (one Stripe call ~0.3-0.5 s, three
+  DynamoDB requests ~0.01 s each, the bucket's pacing), so one account at full rate keeps
+  ceil(23.5 x 0.6) = 15 renewals in flight.
+- A worker runs its batch of WORKER_BATCH_SIZE messages on as many threads.
+- The fleet serves ACCOUNTS_AT_FULL_RATE accounts at their full rate at once:
+  50 x 15 / 10 = 75 concurrent workers (the SQS event source's MaximumConcurrency, and the
+  function's reserved concurrency so that nothing else can starve it). More accounts than that
+  share the fleet (each still within its own budget); fewer leave workers idle, never over a
+  budget: the bucket, not the concurrency, is what keeps each account within its limit.
 """
 
 from __future__ import annotations
 
-STRIPE_LIVE_RATE_LIMIT_PER_SECOND = 100
-STRIPE_BUDGET_PER_SECOND = STRIPE_LIVE_RATE_LIMIT_PER_SECOND // 2
-FASTEST_STRIPE_CALL_SECONDS = 0.3
+import math
+
+from chalicelib.domain.rate_control import LIVE_LIMITS
+
+SCHEDULED_PER_ACCOUNT_PER_SECOND = LIVE_LIMITS.scheduled_per_second
+RENEWAL_SECONDS = 0.6
+ACCOUNTS_AT_FULL_RATE = 50
+IN_FLIGHT_PER_ACCOUNT = math.ceil(SCHEDULED_PER_ACCOUNT_PER_SECOND * RENEWAL_SECONDS)
 WORKER_BATCH_SIZE = 10
-WORKER_MAXIMUM_CONCURRENCY = int(STRIPE_BUDGET_PER_SECOND * FASTEST_STRIPE_CALL_SECONDS)
+WORKER_THREADS = WORKER_BATCH_SIZE
+WORKER_MAXIMUM_CONCURRENCY = math.ceil(
+    ACCOUNTS_AT_FULL_RATE * IN_FLIGHT_PER_ACCOUNT / WORKER_THREADS
+)
+WORKER_RESERVED_CONCURRENCY = WORKER_MAXIMUM_CONCURRENCY
 
 RENEWALS_EVERY_MINUTES = 5
 FAILED_PAYMENTS_EVERY_MINUTES = 15

@@ -19,9 +19,10 @@ call `sweep()` with the same code. The DynamoDB requests are the adapters' (`Due
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from chalicelib.observability import count, flush_metrics, logger
 
 SWEEP_PAGE_SIZE = 500
 SQS_BATCH = 10
+MAX_DELAY_SECONDS = 900  # SQS's longest message delay
 FULL_SWEEP_EVERY = timedelta(hours=1)
 # Stop this long before the Lambda's own timeout; the next tick continues from the cursor.
 LAMBDA_SAFETY_SECONDS = 20.0
@@ -100,11 +102,20 @@ def snapshot_of(entry: DueEntry) -> dict[str, Any] | None:
     return {"data": entry.data, "version": entry.version}
 
 
-def sqs_sink(sqs: Any, queue_url: str) -> Sink:
-    """Send a batch (<= 10) with SendMessageBatch; entries SQS refuses are sent once more."""
+def sqs_sink(sqs: Any, queue_url: str, wall: Callable[[], float] = time.time) -> Sink:
+    """Send a batch (<= 10) with SendMessageBatch; entries SQS refuses are sent once more.
+    A message with a `not_before` is delayed until then (at most SQS's 15 minutes)."""
 
     def send(batch: list[DueMessage]) -> None:
-        entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
+        now = wall()
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": m.to_json(),
+                "DelaySeconds": delay_seconds(m, now),
+            }
+            for i, m in enumerate(batch)
+        ]
         for _attempt in range(3):
             failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
             if not failed:
@@ -116,6 +127,34 @@ def sqs_sink(sqs: Any, queue_url: str) -> Sink:
     return send
 
 
+def delay_seconds(message: DueMessage, now: float) -> int:
+    if message.not_before is None:
+        return 0
+    # To the nearest second (the worker runs a message up to a second early).
+    return max(0, min(MAX_DELAY_SECONDS, math.floor(message.not_before - now + 0.5)))
+
+
+class Spacing:
+    """Each community's messages of Stripe-charging groups, `spacing` seconds apart
+    (`not_before`): the first at once, each next one `spacing` after the one before, never
+    before the moment it is sent (a slow sweep spaces from when it sends, so its messages do
+    not all come due at once). The queue then offers a big community's backlog at its Stripe
+    budget instead of all at once, so a small community's few renewals are never queued
+    behind it (DESIGN.md 8.1: fairness). 0 spacing: nothing is set."""
+
+    def __init__(self, spacing: float, wall: Callable[[], float]) -> None:
+        self._spacing = spacing
+        self._wall = wall
+        self._next: dict[str, float] = {}
+
+    def apply(self, message: DueMessage) -> DueMessage:
+        if self._spacing <= 0:
+            return message
+        due = max(self._next.get(message.community_id, 0.0), self._wall())
+        self._next[message.community_id] = due + self._spacing
+        return replace(message, not_before=round(due, 3))
+
+
 def sweep(
     box: Container,
     groups: tuple[DueGroup, ...],
@@ -125,6 +164,7 @@ def sweep(
     deadline: float | None = None,
     page_size: int = SWEEP_PAGE_SIZE,
     shards: tuple[int, ...] | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> SweepResult:
     """Send every due item of `groups` to `sink` (default: the work queue, with cursors).
 
@@ -135,9 +175,10 @@ def sweep(
     settings = box.settings
     use_cursors = sink is None
     if sink is None:
-        sink = sqs_sink(box.sqs, settings.work_queue_url)
+        sink = sqs_sink(box.sqs, settings.work_queue_url, wall)
     jobs = current_jobs()
     result = SweepResult()
+    spacing = Spacing(box.stripe_budget.spacing_seconds() if use_cursors else 0.0, wall)
     for group in groups:
         cursors = (
             _load_cursors(box, box.sweep_cursors, group, moment, result) if use_cursors else {}
@@ -156,7 +197,7 @@ def sweep(
                 result=result,
                 with_snapshot=job is not None and job.takes_snapshot,
             ):
-                batch.append(message)
+                batch.append(spacing.apply(message) if job and job.calls_stripe else message)
                 if len(batch) == SQS_BATCH:
                     _flush(sink, batch, sent_upto, shard, result)
                 if deadline is not None and time.monotonic() > deadline:

@@ -7,11 +7,17 @@ redelivery after the action already moved or removed the due attributes), then r
 The real actions make that same read and check themselves (`checks_due_itself`), so the worker
 leaves it to them instead of reading the item twice.
 
-Chalice has no partial batch response: an exception makes SQS redeliver the whole batch. So the
-batch is processed message by message; if any failed, the ones that succeeded are deleted from
-the queue here before raising, and only the failed ones come back (after maxReceiveCount
-receives they land in the dead-letter queue). Actions are idempotent per message anyway
-(conditional writes, Stripe idempotency keys), so a redelivered success changes nothing.
+A batch's messages run concurrently on WORKER_THREADS threads (the work waits on Stripe and
+DynamoDB; boto3 clients are thread-safe). The Lambda answers with SQS's partial batch response
+(`batchItemFailures`): only the failed messages come back (after maxReceiveCount receives they
+land in the dead-letter queue). The local runner (`process_batch`) deletes the successes itself
+and raises BatchFailed. Actions are idempotent per message anyway (conditional writes, Stripe
+idempotency keys), so a redelivered success changes nothing.
+
+Rate control (DESIGN.md): a message whose Stripe account has no budget right now (`Deferred`)
+is sent to the queue again as a new message with a delay (jittered back-off), so a deferral
+never counts towards maxReceiveCount and never holds a thread; so is a message whose
+`not_before` (the sweep's spacing per community) is still ahead.
 
 Time: a message against a hung Stripe may take `message_time_budget` (two Stripe calls that give
 up, plus DynamoDB). The worker starts no message with less time left than that before its
@@ -21,9 +27,14 @@ midway through a batch.
 
 from __future__ import annotations
 
+import math
+import random
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,21 +42,38 @@ from chalicelib.adapters.dynamodb.due_index import DueGroup
 from chalicelib.adapters.queues import WORKER_TIMEOUT_SECONDS
 from chalicelib.adapters.stripe.client import worst_case_call_seconds
 from chalicelib.bootstrap import Container, container
+from chalicelib.domain.rate_control import LIVE_LIMITS, Deferred
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
 from chalicelib.jobs.ports import DueReader
 from chalicelib.jobs.registry import ScheduledJob, current_jobs
+from chalicelib.jobs.schedules import WORKER_THREADS
 from chalicelib.observability import correlation, count, flush_metrics, logger
 
 NOT_DUE = "not_due"
-DEFERRED = "deferred"
+DEFERRED = "deferred"  # not started: too little time left in the invocation (comes back)
+RATE_DEFERRED = "rate_deferred"  # its account's Stripe budget had no slot: sent back, later
+WAITING = "waiting"  # its `not_before` is still ahead: sent on again
+# SQS's longest message delay.
+MAX_DELAY_SECONDS = 900
+DEFER_BASE_SECONDS = 2.0
+# A charge a 429 left in flight comes back within this (far inside RESUME_WINDOW).
+RESUME_DELAY_MAX_SECONDS = 15.0
+# A message deferred this often fails instead (then the DLQ after maxReceiveCount).
+MAX_DEFERRALS = 40
+# A message whose `not_before` is this close runs now (the budget paces it anyway).
+NOT_BEFORE_SLACK = 1.0
 # DynamoDB reads and the one transaction of a message, generously.
 MESSAGE_STORE_SECONDS = 2.0
 
 
 def message_time_budget(stripe_timeout_seconds: float) -> float:
-    """The longest one message may take: a charge that answered, then a cancel (or a refund)
-    against a Stripe that hangs, plus DynamoDB."""
-    return 2 * worst_case_call_seconds(stripe_timeout_seconds) + MESSAGE_STORE_SECONDS
+    """The longest one message may take: the wait for its Stripe slot, a charge that answered,
+    then a cancel (or a refund) against a Stripe that hangs, plus DynamoDB."""
+    return (
+        LIVE_LIMITS.max_wait_seconds
+        + 2 * worst_case_call_seconds(stripe_timeout_seconds)
+        + MESSAGE_STORE_SECONDS
+    )
 
 
 class NoActionForGroup(RuntimeError):
@@ -76,39 +104,126 @@ def process_message(
     return outcome
 
 
+@dataclass
+class BatchResult:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failed: list[Received] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    done: list[Received] = field(default_factory=list)
+
+
+def handle_batch(
+    box: Container,
+    records: Iterable[Received],
+    *,
+    deadline: float | None = None,
+    threads: int = WORKER_THREADS,
+    wall: Callable[[], float] = time.time,
+) -> BatchResult:
+    """Run a batch's messages concurrently (`threads`; the work waits on Stripe and DynamoDB).
+
+    Per message: "done" (acted on, or sent back to the queue as a new message: deferred by the
+    Stripe budget or not yet at its `not_before`) or "failed" (it raised, or no time was left).
+    Nothing is deleted here: the caller does that (SQS's partial batch response, or the local
+    runner)."""
+    result = BatchResult()
+    budget = message_time_budget(box.settings.stripe_timeout_seconds)
+    box.sqs  # noqa: B018 (the shared client, made once before the threads start)
+    lock = threading.Lock()
+
+    def run(record: Received) -> None:
+        error: str | None
+        if deadline is not None and time.monotonic() + budget > deadline:
+            outcome, error = DEFERRED, "deferred: too little time left in this invocation"
+        else:
+            outcome, error = _run_one(box, record, wall)
+        with lock:
+            result.outcomes[outcome] += 1
+            if error is None:
+                result.done.append(record)
+            else:
+                result.failed.append(record)
+                result.errors.append(error)
+
+    batch = list(records)
+    if threads <= 1 or len(batch) <= 1:
+        for record in batch:
+            run(record)
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(batch))) as pool:
+            list(pool.map(run, batch))
+    for name, value in result.outcomes.items():
+        count("WorkMessages", value, outcome=name)
+    return result
+
+
+def _run_one(box: Container, record: Received, wall: Callable[[], float]) -> tuple[str, str | None]:
+    """(outcome, None) or ("failed"/DEFERRED, why) for one message."""
+    try:
+        message = DueMessage.from_json(record.body)
+        if message.not_before is not None and message.not_before - wall() > NOT_BEFORE_SLACK:
+            _send_back(box, message, message.not_before - wall(), deferred=False)
+            return WAITING, None
+        try:
+            return process_message(box, message), None
+        except Deferred as deferral:
+            if message.deferrals >= MAX_DEFERRALS:
+                raise
+            delay = deferral_delay(message.deferrals, resume=deferral.written)
+            _send_back(box, message, delay, deferred=True)
+            logger.info(
+                "work_message_deferred",
+                extra={"reason": deferral.reason, "delay_s": round(delay, 1)},
+            )
+            return RATE_DEFERRED, None
+    except Exception as error:
+        logger.exception("work_message_failed")
+        return "failed", f"{type(error).__name__}: {error}"
+
+
+def deferral_delay(deferrals: int, *, resume: bool) -> float:
+    """How long a deferred message waits: a jittered exponential back-off from one bucket
+    window; a charge in flight (`resume`) comes back within seconds, so that it is sent again
+    well inside RESUME_WINDOW."""
+    ceiling = RESUME_DELAY_MAX_SECONDS if resume else MAX_DELAY_SECONDS
+    delay = min(ceiling, DEFER_BASE_SECONDS * 2.0**deferrals)
+    return float(delay * random.uniform(0.5, 1.0))
+
+
+def _send_back(box: Container, message: DueMessage, delay: float, *, deferred: bool) -> None:
+    """Put the message on the queue again as a new message, `delay` seconds on (at most SQS's
+    15 minutes; a longer wait is its `not_before`, the next worker sends it on again). A new
+    message, not a visibility change, so waiting never counts towards maxReceiveCount. The
+    snapshot is dropped: the subscription may have changed (a charge in flight) by then."""
+    again = replace(
+        message,
+        snapshot=None,
+        deferrals=message.deferrals + (1 if deferred else 0),
+        not_before=None if delay <= MAX_DELAY_SECONDS else message.not_before,
+    )
+    box.sqs.send_message(
+        QueueUrl=box.settings.work_queue_url,
+        MessageBody=again.to_json(),
+        DelaySeconds=max(0, min(MAX_DELAY_SECONDS, math.ceil(delay))),
+    )
+
+
 def process_batch(
-    box: Container, records: Iterable[Received], *, deadline: float | None = None
+    box: Container,
+    records: Iterable[Received],
+    *,
+    deadline: float | None = None,
+    threads: int = 1,
 ) -> Counter[str]:
     """Process a received batch; on any failure delete the successes, then raise BatchFailed.
     `deadline` (time.monotonic()): no message starts unless its time budget fits before it;
-    those come back from the queue later."""
-    outcomes: Counter[str] = Counter()
-    done: list[str] = []
-    failed: list[str] = []
-    errors: list[str] = []
-    budget = message_time_budget(box.settings.stripe_timeout_seconds)
-    for record in records:
-        if deadline is not None and time.monotonic() + budget > deadline:
-            failed.append(record.receipt_handle)
-            errors.append("deferred: too little time left in this invocation")
-            outcomes[DEFERRED] += 1
-            continue
-        try:
-            outcome = process_message(box, DueMessage.from_json(record.body))
-        except Exception as error:
-            logger.exception("work_message_failed")
-            failed.append(record.receipt_handle)
-            errors.append(f"{type(error).__name__}: {error}")
-            outcomes["failed"] += 1
-            continue
-        done.append(record.receipt_handle)
-        outcomes[outcome] += 1
-    for name, value in outcomes.items():
-        count("WorkMessages", value, outcome=name)
-    if failed:
-        _delete(box, done)
-        raise BatchFailed(failed, errors, outcomes)
-    return outcomes
+    those come back from the queue later. The local runner's way: one thread by default (moto,
+    the local DynamoDB, is not thread-safe; the Lambda runs WORKER_THREADS)."""
+    result = handle_batch(box, records, deadline=deadline, threads=threads)
+    if result.failed:
+        _delete(box, [r.receipt_handle for r in result.done])
+        raise BatchFailed([r.receipt_handle for r in result.failed], result.errors, result.outcomes)
+    return result.outcomes
 
 
 def _delete(box: Container, receipts: list[str]) -> None:
@@ -120,13 +235,22 @@ def _delete(box: Container, receipts: list[str]) -> None:
         )
 
 
-def handle_sqs_event(event: Iterable[Any]) -> Counter[str]:
-    """Entry point of the SQS-triggered Lambda (app.py)."""
+def handle_sqs_event(event: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
+    """Entry point of the SQS-triggered Lambda (app.py): SQS's partial batch response (the
+    event source reports batch item failures, infra/cdk/stack.py), so only the failed
+    messages come back and the function does not count as failing."""
     # The function's timeout as deployed (infra/cdk/stack.py), counted from the handler's
     # start. (Not the context's remaining time: chalice's test client reports a 3 s Lambda.)
     deadline = time.monotonic() + WORKER_TIMEOUT_SECONDS
     try:
-        records = [Received(r.body, r.receipt_handle) for r in event]
-        return process_batch(container(), records, deadline=deadline)
+        records = [
+            Received(r.body, r.receipt_handle, r.to_dict().get("messageId", "")) for r in event
+        ]
+        result = handle_batch(container(), records, deadline=deadline)
+        return batch_response(result)
     finally:
         flush_metrics()
+
+
+def batch_response(result: BatchResult) -> dict[str, list[dict[str, str]]]:
+    return {"batchItemFailures": [{"itemIdentifier": r.message_id} for r in result.failed]}

@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
@@ -32,10 +33,17 @@ from chalicelib.domain.billing.outcomes import (
     begin_charge,
     settle_without_stripe,
 )
-from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest, Unavailable
+from chalicelib.domain.errors import (
+    ConcurrentChange,
+    Conflict,
+    InvalidRequest,
+    StripeRateLimited,
+    Unavailable,
+)
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import (
+    PENDING_RECOVERY_DELAY,
     BilledTo,
     Payment,
     PaymentFailure,
@@ -66,6 +74,29 @@ from chalicelib.services.retrying import retrying
 CARD_FIELD = "payment_method_id"
 
 
+def charge_request(
+    payment: Payment, customer_id: str, payment_method_id: str, *, on_session: bool = False
+) -> ChargeRequest:
+    """The one PaymentIntent request of a payment (idempotency key = the payment id);
+    `on_session`: the customer is on the pay page."""
+    return ChargeRequest(
+        payment_id=payment.id,
+        amount=payment.total,
+        currency=payment.currency,
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+        stripe_account_id=payment.stripe.account_id,
+        application_fee_amount=payment.application_fee_amount,
+        metadata={
+            "community_id": payment.community_id,
+            "subscription_id": payment.subscription_id,
+            "payment_id": payment.id,
+            "kind": payment.kind,
+        },
+        on_session=on_session,
+    )
+
+
 class PaymentPending(Unavailable):
     """Stripe did not answer definitively; the payment stays pending until it is resolved
     from Stripe (webhook or recovery pass). Never charge it again."""
@@ -73,6 +104,20 @@ class PaymentPending(Unavailable):
     def __init__(self, message: str, payment_id: str) -> None:
         super().__init__(message)
         self.payment_id = payment_id
+
+
+class ChargeRateLimited(PaymentPending):
+    """Stripe answered the charge 429: it made no PaymentIntent. The payment stays pending
+    (claim and all) and may be sent again, same key, within RESUME_WINDOW (`resume`)."""
+
+    def __init__(self, message: str, payment_id: str, code: str) -> None:
+        super().__init__(message, payment_id)
+        self.code = code
+
+
+# A rate-limited charge is sent again within this; later, the recovery pass (which looks at a
+# pending payment PENDING_RECOVERY_DELAY after it was made) decides from what Stripe holds.
+RESUME_WINDOW = PENDING_RECOVERY_DELAY - timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -196,12 +241,15 @@ class Charging:
         now: datetime,
         context: BillingContext | None = None,
         on_session: bool = False,
+        before_send: Callable[[], None] | None = None,
     ) -> ChargeResult:
         """Run one planned charge to completion (or to PaymentPending). `context`: the billing
         context the caller read to plan the charge (reused when it names the same profile and
         card). `on_session`: the customer is present (the pay page); a card that asks for
         authentication leaves the payment pending and the result carries the intent's
-        client secret (no authentication within the recovery delay: it fails as usual)."""
+        client secret (no authentication within the recovery delay: it fails as usual).
+        `before_send`: called right before the Stripe request (the rate control's wait for its
+        slot)."""
         if (
             context is None
             or context.billed.id != plan.billed_to_profile_id
@@ -235,39 +283,81 @@ class Charging:
             uow.charge_keys.claim(sub, plan.charge_key, payment.id)
             uow.commit()
         known = (replace(payment, revision=1), begun)
-        request = ChargeRequest(
-            payment_id=payment.id,
-            amount=payment.total,
-            currency=payment.currency,
-            customer_id=customer_id,
-            payment_method_id=plan.payment_method_id,
-            stripe_account_id=community.stripe_account_id,
-            application_fee_amount=payment.application_fee_amount,
-            metadata={
-                "community_id": sub.community_id,
-                "subscription_id": sub.id,
-                "payment_id": payment.id,
-                "kind": plan.kind,
-            },
-            on_session=on_session,
+        request = charge_request(
+            payment, customer_id, plan.payment_method_id, on_session=on_session
         )
-        try:
-            outcome = self._gateway.charge(request)
-        except Unavailable as error:
-            raise PaymentPending(
-                f"{error.message} Payment {payment.id} stays pending and will be resolved from "
-                "Stripe; it is never charged twice.",
-                payment.id,
-            ) from None
-        if outcome.status == "pending":
-            raise PaymentPending(
-                f"Stripe is still processing payment {payment.id}; it will be resolved shortly.",
-                payment.id,
-            )
+        outcome = self._send(request, before_send)
         if outcome.status == "requires_action":
             waiting = self._note_intent(known[0], outcome.payment_intent_id)
             return ChargeResult(begun, waiting, client_secret=outcome.client_secret)
         result = self.resolve(sub.community_id, payment.id, outcome, actor=actor, known=known)
+        return ChargeResult(result.subscription, result.payment)
+
+    def _send(
+        self, request: ChargeRequest, before_send: Callable[[], None] | None = None
+    ) -> IntentOutcome:
+        """Phase 2: the one PaymentIntent; anything but a final answer leaves it pending."""
+        payment_id = request.payment_id
+        if before_send is not None:
+            before_send()
+        try:
+            outcome = self._gateway.charge(request)
+        except StripeRateLimited as error:
+            raise ChargeRateLimited(
+                f"Stripe is rate limiting this account; payment {payment_id} stays pending and "
+                "is sent again later with the same idempotency key.",
+                payment_id,
+                error.code,
+            ) from None
+        except Unavailable as error:
+            raise PaymentPending(
+                f"{error.message} Payment {payment_id} stays pending and will be resolved from "
+                "Stripe; it is never charged twice.",
+                payment_id,
+            ) from None
+        if outcome.status == "pending":
+            raise PaymentPending(
+                f"Stripe is still processing payment {payment_id}; it will be resolved shortly.",
+                payment_id,
+            )
+        return outcome
+
+    def resumable(self, sub: Subscription, kinds: tuple[str, ...], now: datetime) -> Payment | None:
+        """The payment of `sub`'s charge in flight, if the scheduler may send it again: a
+        `kinds` payment still pending, that Stripe holds no PaymentIntent for as far as we
+        know (a 429 answered its request), younger than RESUME_WINDOW (after that the
+        recovery pass decides from what Stripe did)."""
+        pending = sub.pending_charge
+        if pending is None or pending.payment_id is None or pending.kind not in kinds:
+            return None
+        with self._uow() as uow:
+            payment = uow.payments.find(sub.community_id, pending.payment_id)
+        if payment is None or payment.status != "pending" or payment.stripe.payment_intent_id:
+            return None
+        if now >= payment.created_at + RESUME_WINDOW:
+            return None
+        return payment
+
+    def resume(
+        self,
+        sub: Subscription,
+        payment: Payment,
+        *,
+        actor: Actor,
+        context: BillingContext,
+        before_send: Callable[[], None] | None = None,
+    ) -> ChargeResult:
+        """Phase 2 and 3 again for a payment phase 1 wrote and Stripe rate limited: the same
+        request with the same idempotency key (the payment id), so Stripe makes at most one
+        PaymentIntent for it whatever happened before."""
+        pending = sub.pending_charge
+        assert pending is not None
+        customer_id = stripe_customer_of(context.billed, payment.stripe.account_id)
+        request = charge_request(payment, customer_id, pending.payment_method_id)
+        outcome = self._send(request, before_send)
+        result = self.resolve(
+            sub.community_id, payment.id, outcome, actor=actor, known=(payment, sub)
+        )
         return ChargeResult(result.subscription, result.payment)
 
     def _note_intent(self, payment: Payment, intent_id: str | None) -> Payment:

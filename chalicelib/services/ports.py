@@ -207,6 +207,27 @@ class BillingReader(Protocol):
         ...
 
 
+class StripeCallBudget(Protocol):
+    """The scheduled work's share of one Stripe account's rate limit, shared by every worker
+    (DESIGN.md, rate control). The admin API does not take from it: its reserve is what the
+    budget never grants."""
+
+    def acquire(self, account: str) -> Callable[[], None] | None:
+        """A token for one scheduled call on `account`: a function that waits for the token's
+        slot (at most a short wait; call it right before the Stripe request, so calls reach
+        Stripe paced), or None when the account has no slot that soon (defer the work)."""
+        ...
+
+    def rate_limited(self, account: str) -> None:
+        """Stripe answered 429 (rate limit or `lock_timeout`): lower the account's share."""
+        ...
+
+    def spacing_seconds(self) -> float:
+        """Seconds between two scheduled calls on one account at its full share (the sweep
+        spaces each community's messages by it); 0 when nothing is limited."""
+        ...
+
+
 class PaymentGateway(Protocol):
     def charge(self, request: ChargeRequest) -> IntentOutcome: ...
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]: ...

@@ -29,10 +29,19 @@ always says what is due next. The jobs reach them through chalicelib/jobs/regist
   -> "refunds_settled" | "still_pending" | "not_pending" | "missing"
 
 Raises Unavailable only for transient failures before anything was written (retry the message).
+
+Rate control (DESIGN.md, rate control): a charge that needs Stripe first takes a token from its
+account's `StripeCallBudget`; none within a short wait -> `Deferred` before anything is written.
+A charge Stripe answers 429 stays pending with its claim (`ChargeRateLimited`), the account's
+share is lowered, and `Deferred` again: the worker puts the message back on the queue, and
+when it comes back, `renew` / `process_failed_payment` find the subscription's charge in flight
+and send the same request again (same idempotency key: one PaymentIntent at most). A 429 is
+never a failed payment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
@@ -42,11 +51,42 @@ from chalicelib.domain.billing.planning import plan_renewal, plan_retry
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.events import Actor
 from chalicelib.domain.payments import NOT_ATTEMPTED, PENDING_RECOVERY_DELAY
+from chalicelib.domain.rate_control import PLATFORM_ACCOUNT, Deferred
 from chalicelib.domain.subscriptions import Outcome, Subscription
-from chalicelib.services.charging import Charging, PaymentPending, stage_change
-from chalicelib.services.ports import PaymentGateway, UnitOfWorkFactory
+from chalicelib.services.charging import (
+    ChargeRateLimited,
+    ChargeResult,
+    Charging,
+    PaymentPending,
+    stage_change,
+)
+from chalicelib.services.ports import PaymentGateway, StripeCallBudget, UnitOfWorkFactory
 
 ACTOR: Actor = "scheduler"
+
+
+class Unlimited:
+    """No budget: every call may go (the API's paths, tests that do not test rate control)."""
+
+    def acquire(self, account: str) -> Callable[[], None] | None:
+        return _go_now
+
+    def rate_limited(self, account: str) -> None:
+        return None
+
+    def spacing_seconds(self) -> float:
+        return 0.0
+
+
+def _go_now() -> None:
+    return None
+
+
+Taken = tuple[str, Callable[[], None]]  # (account, wait for the token's slot)
+
+
+def account_of(stripe_account_id: str | None) -> str:
+    return stripe_account_id or PLATFORM_ACCOUNT
 
 
 def _due(sub: Subscription | None, action: str, now: datetime) -> bool:
@@ -62,23 +102,77 @@ class ScheduledActions:
         uow: UnitOfWorkFactory,
         charging: Charging,
         gateway: PaymentGateway,
+        budget: StripeCallBudget | None = None,
     ) -> None:
         self._uow = uow
         self._charging = charging
         self._gateway = gateway
+        self._budget: StripeCallBudget = budget or Unlimited()
+        # community -> the Stripe account it charged on last (a token is then taken before
+        # the billing context is read: a deferral costs no read). A change of account is
+        # seen at the read, and the right account's token taken then.
+        self._accounts: dict[str, str] = {}
 
     def _find(self, community_id: str, subscription_id: str) -> Subscription | None:
         with self._uow() as uow:
             return uow.subscriptions.find(community_id, subscription_id)
 
     def _charge(
-        self, sub: Subscription, plan: ChargePlan, context: BillingContext, now: datetime
+        self,
+        sub: Subscription,
+        plan: ChargePlan,
+        context: BillingContext,
+        now: datetime,
+        taken: Taken | None = None,
     ) -> str:
+        """`taken`: a token already taken (for the account the community charged on last)."""
+        account = account_of(context.community.stripe_account_id)
+        self._accounts[sub.community_id] = account
+        wait = _go_now
+        if plan.needs_stripe and not context.community_disconnected:
+            wait = taken[1] if taken is not None and taken[0] == account else self._token(account)
+        return self._rate_limited_as_deferred(
+            account,
+            lambda: self._charging.charge(
+                sub, plan, actor=ACTOR, now=now, context=context, before_send=wait
+            ),
+        )
+
+    def _token(self, account: str) -> Callable[[], None]:
+        wait = self._budget.acquire(account)
+        if wait is None:
+            raise Deferred("no Stripe budget left this moment", account, written=False)
+        return wait
+
+    def _rate_limited_as_deferred(self, account: str, send: Callable[[], ChargeResult]) -> str:
         try:
-            result = self._charging.charge(sub, plan, actor=ACTOR, now=now, context=context)
+            result = send()
+        except ChargeRateLimited as error:
+            self._budget.rate_limited(account)
+            raise Deferred(f"Stripe answered 429 ({error.code})", account, written=True) from None
         except PaymentPending:
             return "payment_pending"
         return "succeeded" if result.succeeded else "failed"
+
+    def _resume(self, sub: Subscription, kind: str, now: datetime) -> str | None:
+        """Send again the charge a 429 left in flight (see the module docstring); None when
+        there is none the scheduler may send (the recovery pass resolves the others)."""
+        payment = self._charging.resumable(sub, (kind,), now)
+        if payment is None:
+            return None
+        pending = sub.pending_charge
+        assert pending is not None
+        account = account_of(payment.stripe.account_id)
+        wait = self._token(account)
+        context = self._charging.context(
+            sub.community_id, pending.billed_to_profile_id, pending.payment_method_id
+        )
+        return self._rate_limited_as_deferred(
+            account,
+            lambda: self._charging.resume(
+                sub, payment, actor=ACTOR, context=context, before_send=wait
+            ),
+        )
 
     def _apply(self, sub: Subscription, outcome: Outcome) -> None:
         with self._uow() as uow:
@@ -101,8 +195,14 @@ class ScheduledActions:
             sub = self._find(community_id, subscription_id)
         if sub is None:
             return "missing"
+        if sub.pending_charge is not None and known is None:
+            resumed = self._resume(sub, "renewal", now)
+            if resumed is not None:
+                return {"succeeded": "renewed", "failed": "renewal_failed"}.get(resumed, resumed)
         if not _due(sub, "renew", now):
             return "not_due"
+        known_account = self._accounts.get(community_id)
+        taken = None if known_account is None else (known_account, self._token(known_account))
         try:
             # The plan as stored now (read with the rest, no extra request): its latest grace
             # days and retries apply if this renewal fails.
@@ -115,7 +215,7 @@ class ScheduledActions:
                 owner_credit=context.billed.credit_in(sub.currency),
                 current_plan=context.plan,
             )
-            outcome = self._charge(sub, plan, context, now)
+            outcome = self._charge(sub, plan, context, now, taken)
         except Conflict:
             return "not_due"  # someone else renewed or changed it first
         return {"succeeded": "renewed", "failed": "renewal_failed"}.get(outcome, outcome)
@@ -124,6 +224,12 @@ class ScheduledActions:
         sub = self._find(community_id, subscription_id)
         if sub is None:
             return "missing"
+        if sub.pending_charge is not None:
+            resumed = self._resume(sub, "retry", now)
+            if resumed is not None:
+                return {"succeeded": "retry_succeeded", "failed": "retry_failed"}.get(
+                    resumed, resumed
+                )
         try:
             grace_over = sub.grace_ends_at is not None and now >= sub.grace_ends_at
             if sub.status == "failed_payment" and sub.pending_charge is None and grace_over:

@@ -40,6 +40,8 @@ QUEUE_CONSUME = (
     "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 )
+# The worker also sends the messages it defers again, with a delay (rate control, DESIGN 8.1).
+WORKER_QUEUE = (*QUEUE_CONSUME, "sqs:SendMessage")
 SECRET_READ = ("secretsmanager:GetSecretValue",)
 EMAIL_SEND = ("ses:SendEmail",)
 LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
@@ -71,7 +73,7 @@ ACCESS: dict[Kind, Access] = {
     # Sweeps: query the due index, save cursors, fan out to the work queue.
     Kind.SCHEDULE: Access(table_write=CURSOR_WRITE, queue=QUEUE_SEND),
     # One due item per message: charges through Stripe, writes, sends receipts.
-    Kind.WORKER: Access(table_write=TABLE_WRITE, queue=QUEUE_CONSUME, secret=True, email=True),
+    Kind.WORKER: Access(table_write=TABLE_WRITE, queue=WORKER_QUEUE, secret=True, email=True),
     # The stream publisher: event log, endpoint queues and attempts (writes), the bus, the
     # disabled-endpoint email and the dunning emails (which issue pay-now links); the secret's
     # platform key signs the event store's cursors (Container.platform_events). No work queue.

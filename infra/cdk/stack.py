@@ -3,7 +3,8 @@
 `chalice.cdk.Chalice` packages app.py (the API, the authorizer, the schedules, the SQS worker)
 into a SAM template; this stack adds the table, queues, secret, roles, log groups and alarms,
 and then adjusts chalice's resources: each function gets its own role, name, log group and
-error alarm, the worker a timeout the queue's visibility timeout covers six times over.
+error alarm, the worker a timeout the queue's visibility timeout covers six times over and a
+concurrency sized from the Stripe budgets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from chalice.utils import to_cfn_resource_name
 from constructs import Construct
 
 from chalicelib.adapters import queues
-from chalicelib.jobs import event_publisher
+from chalicelib.jobs import event_publisher, schedules
 from infra.cdk.api_gateway import configure_rest_api
 from infra.cdk.data import DataResources
 from infra.cdk.functions import (
@@ -133,6 +134,7 @@ class BillingStack(cdk.Stack):
         cfn.role = access.role.role_arn
         if function.kind is Kind.WORKER:
             cfn.timeout = queues.WORKER_TIMEOUT_SECONDS
+            self._size_worker(cfn, function.name)
         if function.kind is Kind.PUBLISHER:
             self._bind_stream(cfn, function.name)
             self.monitoring.stream_lag(f"{function.logical_id}IteratorAge", name)
@@ -142,6 +144,17 @@ class BillingStack(cdk.Stack):
         # invocation runs without them.
         cfn.node.add_dependency(log_group, access.cfn_policy)
         self.monitoring.function_errors(f"{function.logical_id}Errors", name)
+
+    def _size_worker(self, cfn: sam.CfnFunction, function_name: str) -> None:
+        """The worker's concurrency comes from the Stripe budgets (chalicelib/jobs/schedules.py):
+        at most WORKER_MAXIMUM_CONCURRENCY invocations from the queue (chalice sets the event
+        source's ScalingConfig from app.py), reserved so nothing else starves it; and SQS's
+        partial batch response, so a failed message never sends its batch back."""
+        cfn.reserved_concurrent_executions = schedules.WORKER_RESERVED_CONCURRENCY
+        event_name = to_cfn_resource_name(f"{function_name}-sqs-event-source")
+        cfn.add_property_override(
+            f"Events.{event_name}.Properties.FunctionResponseTypes", ["ReportBatchItemFailures"]
+        )
 
     def _bind_stream(self, cfn: sam.CfnFunction, function_name: str) -> None:
         """The publisher reads the table's stream (app.py names a placeholder): outbox-record

@@ -87,9 +87,10 @@ def test_queues_take_their_names_and_limits_from_queues_py() -> None:
     ("kind", "present", "absent"),
     [
         (
+            # SendMessage: deferred messages go back to the work queue (rate control).
             Kind.WORKER,
-            {"sqs:ReceiveMessage", "sqs:DeleteMessage", "ses:SendEmail"},
-            {"sqs:SendMessage"},
+            {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage", "ses:SendEmail"},
+            {"events:PutEvents"},
         ),
         (Kind.SCHEDULE, {"sqs:SendMessage", "dynamodb:PutItem"}, {"secretsmanager:GetSecretValue"}),
         (

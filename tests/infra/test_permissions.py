@@ -163,7 +163,8 @@ def test_each_kind_of_function_gets_only_what_its_work_needs(synthesized: Synthe
         special = FUNCTION_ACCESS.get(fn["Properties"]["FunctionName"].removeprefix(prefix))
         if "SQS" in event_types:
             assert consume <= actions
-            assert "sqs:SendMessage" not in actions
+            # Deferred messages (rate control) go back to the work queue as new messages.
+            assert "sqs:SendMessage" in actions
         elif "Schedule" in event_types and special is None:
             # A sweep: reads the due index, saves its cursor, fans out to the work queue.
             assert {"dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"} <= actions

@@ -13,6 +13,8 @@ from aws_cdk.assertions import Match, Template
 
 from chalicelib.adapters import queues
 from chalicelib.adapters.dynamodb import schema
+from chalicelib.domain.rate_control import LIVE_LIMITS
+from chalicelib.jobs import schedules
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
 from tests.infra.conftest import PUBLIC_URL, Synthesized
@@ -83,6 +85,27 @@ def test_the_work_queue_has_a_dead_letter_queue_and_outlasts_the_worker(
     for fn in consumers:
         assert work["VisibilityTimeout"] >= 6 * fn["Properties"]["Timeout"]
         assert fn["Properties"]["Timeout"] == queues.WORKER_TIMEOUT_SECONDS
+
+
+def test_the_worker_is_sized_from_the_stripe_budgets(synthesized: Synthesized) -> None:
+    [(logical_id, worker)] = [
+        (logical_id, fn)
+        for logical_id, fn in synthesized.functions.items()
+        if any(e["Type"] == "SQS" for e in fn["Properties"].get("Events", {}).values())
+    ]
+    [event] = worker["Properties"]["Events"].values()
+    source = event["Properties"]
+    assert source["BatchSize"] == schedules.WORKER_BATCH_SIZE
+    assert source["ScalingConfig"]["MaximumConcurrency"] == schedules.WORKER_MAXIMUM_CONCURRENCY
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    reserved = worker["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved == schedules.WORKER_RESERVED_CONCURRENCY >= schedules.WORKER_MAXIMUM_CONCURRENCY
+    # From the budgets: enough threads for every account served at its full scheduled rate.
+    threads = schedules.WORKER_MAXIMUM_CONCURRENCY * schedules.WORKER_THREADS
+    in_flight = LIVE_LIMITS.scheduled_per_second * schedules.RENEWAL_SECONDS
+    assert threads >= schedules.ACCOUNTS_AT_FULL_RATE * in_flight, logical_id
+    assert schedules.WORKER_THREADS >= schedules.WORKER_BATCH_SIZE
+    assert 2 <= schedules.WORKER_MAXIMUM_CONCURRENCY <= 1000  # what the event source allows
 
 
 def test_every_sqs_handler_binds_to_the_stacks_work_queue(synthesized: Synthesized) -> None:

@@ -385,27 +385,32 @@ class FakePaymentGateway:
     e.g. `pm_decline_stolen_card`), `pm_auth` needs authentication
     (`requires_action`); like Stripe, an amount under the currency's minimum is refused
     (`amount_too_small`). `fail_next` queues faults for the next calls: "before" (Stripe never
-    saw the request: Unavailable), "after" (Stripe acted, the answer was lost: Unavailable) or
-    "" (this call goes through). Refunds honour the idempotency key and refuse more than the
-    charge; `cancel_intent` refuses a succeeded or canceled intent; `complete_authentication`
-    plays the customer finishing an intent that needed it."""
+    saw the request: Unavailable), "after" (Stripe acted, the answer was lost: Unavailable),
+    "429" (Stripe refused it unseen: StripeRateLimited) or "" (this call goes through). Refunds
+    honour the idempotency key and refuse more than the charge; `cancel_intent` refuses a
+    succeeded or canceled intent; `complete_authentication` plays the customer finishing an
+    intent that needed it."""
 
     def __init__(self) -> None:
         self.intents: dict[str, dict[str, Any]] = {}
         self.requests: list[Any] = []
         self.refunds: list[dict[str, Any]] = []
         self.fail_next: list[str] = []
+        self.rate_limited: list[Any] = []  # requests answered 429
 
     def _fault(self) -> str | None:
         return self.fail_next.pop(0) if self.fail_next else None
 
     def charge(self, request: Any) -> Any:
         from chalicelib.adapters.stripe.payments import outcome_from_intent
-        from chalicelib.domain.errors import Unavailable
+        from chalicelib.domain.errors import StripeRateLimited, Unavailable
 
         fault = self._fault()
         if fault == "before":
             raise Unavailable("Stripe is unavailable: Timeout")
+        if fault == "429":
+            self.rate_limited.append(request)
+            raise StripeRateLimited("Stripe is rate limiting this account (rate_limit).")
         self.requests.append(request)
         intent_id = f"pi_{len(self.intents) + 1}"
         status = {
@@ -559,6 +564,32 @@ class FakePaymentGateway:
 
 
 # --- reads the services take besides the unit of work -------------------------------------------
+class FakeStripeBudget:
+    """The scheduled work's Stripe budget: `tokens` calls per account, then no slot (None:
+    unlimited). Records the accounts it granted and the 429s it was told about."""
+
+    def __init__(self, tokens: int | None = None, spacing: float = 0.0) -> None:
+        self.tokens = tokens
+        self.spacing = spacing
+        self.granted: list[str] = []
+        self.refused: list[str] = []
+        self.sent: list[str] = []  # slots waited for, right before a Stripe request
+        self.rate_limited_accounts: list[str] = []
+
+    def acquire(self, account: str) -> Callable[[], None] | None:
+        if self.tokens is not None and self.granted.count(account) >= self.tokens:
+            self.refused.append(account)
+            return None
+        self.granted.append(account)
+        return lambda: self.sent.append(account)
+
+    def rate_limited(self, account: str) -> None:
+        self.rate_limited_accounts.append(account)
+
+    def spacing_seconds(self) -> float:
+        return self.spacing
+
+
 class InMemoryDirectory:
     """Communities, plans, profiles and cards, as the read ports of the services see them."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from chalicelib.config import Settings
 
-_clients: dict[tuple[str, str | None, float], Any] = {}
+_clients: dict[tuple[str, str | None, float, bool], Any] = {}
 _lock = threading.Lock()
 MAX_NETWORK_RETRIES = 1
 # stripe-python's pause before a retry (HTTPClient.INITIAL_DELAY; jitter never exceeds it
@@ -31,8 +31,43 @@ def worst_case_call_seconds(timeout_seconds: float, retries: int = MAX_NETWORK_R
     return (retries + 1) * timeout_seconds + retries * RETRY_PAUSE_SECONDS
 
 
-def stripe_client(settings: Settings, secret_key: str) -> Any:
-    key = (secret_key, settings.stripe_api_base, settings.stripe_timeout_seconds)
+def _requests_client(timeout_seconds: float, retry_rate_limits: bool) -> Any:
+    """stripe-python's HTTP client; without `retry_rate_limits` it never retries a 429.
+
+    stripe-python retries a 429 that carries `Stripe-Should-Retry: true` (Stripe sends it with
+    `lock_timeout`), sleeping in the calling thread. The scheduled worker must not sleep on a
+    429: it hands the message back to the queue and lowers its account's rate instead.
+    """
+    import stripe
+
+    if retry_rate_limits:
+        return stripe.RequestsClient(timeout=timeout_seconds)
+
+    class NoRateLimitRetry(stripe.RequestsClient):
+        def _should_retry(
+            self,
+            response: Any,
+            api_connection_error: Any,
+            num_retries: int,
+            max_network_retries: int | None,
+        ) -> bool:
+            if response is not None and response[1] == 429:
+                return False
+            retry: bool = super()._should_retry(
+                response, api_connection_error, num_retries, max_network_retries
+            )
+            return retry
+
+    return NoRateLimitRetry(timeout=timeout_seconds)
+
+
+def stripe_client(settings: Settings, secret_key: str, *, retry_rate_limits: bool = True) -> Any:
+    key = (
+        secret_key,
+        settings.stripe_api_base,
+        settings.stripe_timeout_seconds,
+        retry_rate_limits,
+    )
     client = _clients.get(key)
     if client is None:
         with _lock:
@@ -47,7 +82,9 @@ def stripe_client(settings: Settings, secret_key: str) -> Any:
                     secret_key,
                     base_addresses=base_addresses,  # type: ignore[arg-type]
                     max_network_retries=MAX_NETWORK_RETRIES,
-                    http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds),
+                    http_client=_requests_client(
+                        settings.stripe_timeout_seconds, retry_rate_limits
+                    ),
                 )
                 _clients[key] = client
     return client

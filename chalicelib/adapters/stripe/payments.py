@@ -10,9 +10,10 @@ Only this module knows Stripe's payment API. It answers with plain dataclasses:
   finishes it on the server afterwards (Stripe's manual confirmation flow). On a community's
   connected account it sends the `Stripe-Account` header and `application_fee_amount` (only
   there). Declines (CardError) and (off session) `requires_action` come back as a failed
-  `IntentOutcome`;
-  rate limits, timeouts, connection and API errors raise `Unavailable`: the caller leaves the
-  payment pending for the webhook / recovery pass and never sends the charge again.
+  `IntentOutcome`; a 429 (rate limit or `lock_timeout`) raises `StripeRateLimited`: Stripe did
+  not act, so the caller may send the same request (same key) later; timeouts, connection and
+  API errors raise `Unavailable`: the caller leaves the payment pending for the webhook /
+  recovery pass and never sends the charge again.
 - `outcome_from_intent(intent)` reads a PaymentIntent (from an API answer or a webhook event).
 - `retrieve_intent`, `find_intents_by_metadata` (search on real Stripe; list + filter where the
   search API is missing, as on localstripe), `cancel_intent`, `refund`, `find_refund` (the
@@ -28,7 +29,7 @@ from typing import Any, Literal
 from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.adapters.stripe.client import request_options, stripe_client
 from chalicelib.config import Settings
-from chalicelib.domain.errors import InvalidRequest, Unavailable
+from chalicelib.domain.errors import InvalidRequest, StripeRateLimited, Unavailable
 
 IntentStatus = Literal["succeeded", "failed", "pending", "requires_action"]
 AUTHENTICATION_REQUIRED = "authentication_required"
@@ -145,14 +146,29 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return converted
 
 
+def rate_limited(error: Any) -> StripeRateLimited:
+    """Stripe's 429 (`RateLimitError`: a rate limit, or `lock_timeout` on a busy object)."""
+    code = str(getattr(error, "code", None) or "rate_limit")
+    return StripeRateLimited(f"Stripe is rate limiting this account ({code}).", code)
+
+
 class StripePaymentGateway:
-    def __init__(self, settings: Settings, secrets: SecretsProvider) -> None:
+    """`retry_rate_limits=False` (the scheduled worker): stripe-python never sleeps on a 429."""
+
+    def __init__(
+        self, settings: Settings, secrets: SecretsProvider, *, retry_rate_limits: bool = True
+    ) -> None:
         self._settings = settings
         self._secrets = secrets
+        self._retry_rate_limits = retry_rate_limits
 
     @property
     def _client(self) -> Any:
-        return stripe_client(self._settings, self._secrets.get().stripe_secret_key)
+        return stripe_client(
+            self._settings,
+            self._secrets.get().stripe_secret_key,
+            retry_rate_limits=self._retry_rate_limits,
+        )
 
     def charge(self, request: ChargeRequest) -> IntentOutcome:
         import stripe
@@ -195,6 +211,8 @@ class StripePaymentGateway:
                     str(error.code or "invalid_request"), None, str(error.user_message or error)
                 ),
             )
+        except stripe.RateLimitError as error:
+            raise rate_limited(error) from None
         except stripe.StripeError as error:
             raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
         answer = _to_dict(intent)
