@@ -20,6 +20,9 @@ from chalicelib.observability import logger
 
 OUTBOX_TYPE = "outbox_record"
 STREAM_BATCH_SIZE = 100
+# publish_now: records per pass, and a bound on passes (a stuck record must not spin forever).
+PUBLISH_BATCH = 100
+MAX_PASSES = 1_000
 # app.py needs a stream ARN at import; the CDK stack replaces it with the table's stream.
 STREAM_PLACEHOLDER = (
     "arn:aws:dynamodb:us-east-1:000000000000:table/membership-billing/stream/bound-by-infra-cdk"
@@ -35,10 +38,17 @@ class PublishResult:
     failed: int
 
 
-def publish_now(box: Container) -> PublishResult:
-    """Publish every pending outbox record and make every due delivery, synchronously."""
+def publish_now(box: Container, batch: int = PUBLISH_BATCH) -> PublishResult:
+    """Publish every pending outbox record (passes of `batch` records until one publishes
+    nothing: a record another publisher holds stays for it) and make every due delivery,
+    synchronously."""
     publisher = box.event_publisher
-    published = publisher.publish_pending()
+    published = 0
+    for _ in range(MAX_PASSES):
+        this_pass = publisher.publish_pending(limit=batch)
+        published += this_pass
+        if this_pass == 0:
+            break
     drained = publisher.drain_due()
     return PublishResult(published, drained.delivered, drained.failed)
 

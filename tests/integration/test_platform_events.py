@@ -401,3 +401,16 @@ def test_a_failed_publication_is_published_again_with_the_same_access_events(
     assert (event["type"], event["subject_id"]) == ("access.granted", profile["id"])
     assert bus.put_ids == [event["id"]]
     assert publisher.publish_pending() == 0
+
+
+def test_publishing_now_publishes_every_pending_record_not_just_one_pass(env: Env) -> None:
+    """The test clock answers an advance after `publish_now`: every outbox record is published
+    then, however many passes of the publisher that takes (here passes of 2 records)."""
+    _, key = community(env.client, PLATFORM_KEY)
+    for number in range(5):
+        ok(env.client, "post", "/v1/plans", key, {"name": f"P{number}", "prices": {"month": 100}})
+
+    publish_now(env.container, batch=2)
+
+    created = ok(env.client, "get", "/v1/events?type=plan.created&limit=100", key)["data"]
+    assert sorted(e["data"]["object"]["name"] for e in created) == [f"P{n}" for n in range(5)]
