@@ -51,6 +51,10 @@ class Settings:
     # stripe.handleCardAction needs. localstripe refuses the parameter (its Stripe.js stand-in
     # completes the intent itself), so it is off by default where STRIPE_API_BASE is set.
     stripe_manual_confirmation: bool = True
+    # Threads a test-clock step runs its due actions on. 1 by default: in-process moto (the
+    # tests) is not thread-safe; the local stack's moto server serializes its requests and
+    # runs 8, as the deployed worker's concurrent invocations would.
+    test_clock_concurrency: int = 1
 
     @property
     def is_local(self) -> bool:
@@ -77,6 +81,7 @@ class Settings:
             event_bus_name=source.get("BILLING_EVENT_BUS_NAME", ""),
             public_url=source.get("BILLING_PUBLIC_URL")
             or (DEFAULT_PUBLIC_URL if stage in LOCAL_STAGES else ""),
+            test_clock_concurrency=max(1, int(source.get("BILLING_TEST_CLOCK_CONCURRENCY", "1"))),
             stripe_manual_confirmation=_truthy(
                 source.get(
                     "STRIPE_MANUAL_CONFIRMATION",

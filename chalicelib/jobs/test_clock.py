@@ -9,7 +9,9 @@ is processed too. Messages go to an in-process list instead of SQS, so the sched
 
 A step takes what is due within `STEP_WINDOW` of its earliest due time (the deployed renewal
 sweep runs that often, so the deployed worker gets those together too) and runs it on up to
-`STEP_CONCURRENCY` threads, as the worker's concurrent invocations would. Each action still
+`Settings.test_clock_concurrency` threads (`BILLING_TEST_CLOCK_CONCURRENCY`: 1 by default, as
+in-process moto is not thread-safe; 8 on the local stack), as the worker's concurrent
+invocations would. Each action still
 runs at its own due time (`now` = its `due_at`, never before the clock's time when the step
 began), and reads that time from the clock too (`AdjustableClock.pinned`, for its thread), so
 what it computes (a period, a resolution time, a retry date, the grace end) is the same as with
@@ -52,8 +54,6 @@ from chalicelib.services.ports import AdjustableClock
 LEASE_SECONDS = 300
 # What one step takes together: what the deployed renewal sweep would send in one tick.
 STEP_WINDOW = timedelta(minutes=RENEWALS_EVERY_MINUTES)
-# Threads a step's messages run on (the deployed worker runs up to 15 invocations at once).
-STEP_CONCURRENCY = 8
 PROCESSED_KEYS: tuple[Reported, ...] = get_args(Reported)
 # Outcomes after which every due item is where the frontier expects it: its subject's shard.
 # (Resolving a pending payment moves its subscription, which lives in another shard.)
@@ -204,7 +204,8 @@ def run_due(
             logger.exception("test_clock_action_failed", extra={"group": message.group})
             return None
 
-    with ThreadPoolExecutor(STEP_CONCURRENCY, thread_name_prefix="test-clock") as pool:
+    threads = box.settings.test_clock_concurrency
+    with ThreadPoolExecutor(threads, thread_name_prefix="test-clock") as pool:
         for group in DUE_GROUPS:
             shards = None if parts is None else tuple(s for g, s in parts if g == group)
             if shards == ():
@@ -213,7 +214,8 @@ def run_due(
             sweep(box, (group,), now=moment, sink=queued.extend, shards=shards)
             if processed is not None:
                 processed.extend(queued)
-            outcomes = pool.map(run_one, queued) if len(queued) > 1 else map(run_one, queued)
+            concurrent = threads > 1 and len(queued) > 1
+            outcomes = pool.map(run_one, queued) if concurrent else map(run_one, queued)
             for outcome in outcomes:
                 if outcome is None:
                     counts["failed"] += 1

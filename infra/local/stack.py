@@ -168,6 +168,8 @@ class LocalStack:
                 "BILLING_API_URL": cfg.api_url,
                 "BILLING_PUBLIC_URL": cfg.api_url,
                 "BILLING_DUE_INDEX_SHARDS": str(cfg.due_index_shards),
+                # The moto server serializes requests, so a step's actions may run together.
+                "BILLING_TEST_CLOCK_CONCURRENCY": "8",
                 "BILLING_EVENT_BUS_NAME": f"membership-billing-{LOCAL_STAGE}",
                 "PYTHONUNBUFFERED": "1",
             }

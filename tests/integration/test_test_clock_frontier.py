@@ -30,14 +30,25 @@ class Clocked:
     billing: FakeBilling
 
 
-@pytest.fixture
-def clocked(env: Env) -> Iterator[Clocked]:
-    box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
+def clocked_with(env: Env, threads: int) -> Iterator[Clocked]:
+    settings = replace(env.settings, test_clock_enabled=True, test_clock_concurrency=threads)
+    box = bootstrap.Container(settings, clock=env.clock)
     billing = FakeBilling(box)
     override_jobs(billing.jobs())
     bootstrap.override_container(box)
     yield Clocked(env, box, billing)
     override_jobs(None)
+
+
+@pytest.fixture
+def clocked(env: Env) -> Iterator[Clocked]:
+    yield from clocked_with(env, threads=1)
+
+
+@pytest.fixture
+def clocked_concurrently(env: Env) -> Iterator[Clocked]:
+    """As the local stack runs (BILLING_TEST_CLOCK_CONCURRENCY=8)."""
+    yield from clocked_with(env, threads=8)
 
 
 class Queries:
@@ -115,8 +126,9 @@ class Overlap:
 
 
 def test_due_times_within_one_sweep_interval_run_together_each_at_its_own_time(
-    clocked: Clocked,
+    clocked_concurrently: Clocked,
 ) -> None:
+    clocked = clocked_concurrently
     billing = clocked.billing
     # 24 renewals 10 s apart: all within one renewal-sweep interval (5 minutes).
     due_times = [START + timedelta(hours=1, seconds=10 * i) for i in range(24)]
