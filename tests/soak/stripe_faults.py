@@ -27,14 +27,13 @@ import socket
 import struct
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+
+from tests.support.http_layer import LayerHandler, serving
 
 StripeFaultKind = Literal["timeout_before", "timeout_after", "http_500", "http_429", "drop"]
 STRIPE_FAULT_KINDS: tuple[StripeFaultKind, ...] = (
@@ -51,7 +50,6 @@ TARGET_PATHS: dict[FaultTarget, tuple[str, str]] = {
     "refund": ("POST", "/v1/refunds"),
     "any": ("", "/v1/"),
 }
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 HOLD_SECONDS = 0.05  # how long a "timed out" request is held before the connection closes
 
 
@@ -103,33 +101,13 @@ class StripeFaults:
 def stripe_faults(target: str) -> Iterator[StripeFaults]:
     proxy = StripeFaults(url="", target=target)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LayerHandler):
         protocol_version = "HTTP/1.1"
-
-        def _forward(self, body: bytes | None) -> tuple[int, bytes, dict[str, str]]:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-            request = urllib.request.Request(
-                proxy.target + self.path, data=body, headers=headers, method=self.command
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    return response.status, response.read(), dict(response.headers.items())
-            except urllib.error.HTTPError as error:
-                return error.code, error.read(), dict(error.headers.items())
 
         def _reset(self) -> None:
             # SO_LINGER 0: close() sends RST, the client sees the connection dropped.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
-
-        def _answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                if key.lower() not in HOP_HEADERS:
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def _record(self, status: int, data: bytes) -> None:
             if self.command != "POST" or status >= 500:
@@ -150,8 +128,7 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
                     proxy.refunds_created.append(str(created["id"]))
 
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            body = self.read_body()
             key = self.headers.get("Idempotency-Key") if self.command == "POST" else None
             account = self.headers.get("Stripe-Account") or ""
             stored_key = f"{account}|{self.path}|{key}" if key else None
@@ -163,7 +140,7 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
                 return
             if fault == "http_500":
                 data = b'{"error": {"type": "api_error", "message": "Stripe had a problem."}}'
-                self._answer(
+                self.answer(
                     500, data, {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
                 )
                 return
@@ -172,7 +149,7 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
                     b'{"error": {"type": "invalid_request_error", "code": "rate_limit",'
                     b' "message": "Too many requests."}}'
                 )
-                self._answer(
+                self.answer(
                     429, data, {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
                 )
                 return
@@ -182,7 +159,7 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
                 status, data, headers = replay
                 headers = {**headers, "Idempotent-Replayed": "true"}
             else:
-                status, data, headers = self._forward(body)
+                status, data, headers = self.forward(proxy.target, body)
                 if stored_key is not None and status < 500:
                     with proxy.lock:
                         proxy.answers[stored_key] = (status, data, headers)
@@ -191,22 +168,8 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
                 time.sleep(HOLD_SECONDS)
                 self._reset()
                 return
-            self._answer(status, data, headers)
+            self.answer(status, data, headers)
 
-        do_GET = _handle  # noqa: N815
-        do_POST = _handle  # noqa: N815
-        do_DELETE = _handle  # noqa: N815
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as url:
+        proxy.url = url
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()

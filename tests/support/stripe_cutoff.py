@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+from tests.support.http_layer import LayerHandler, serving
 
 
 @dataclass
@@ -77,10 +74,9 @@ class StripeCutoff:
 def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
     proxy = StripeCutoff(url="", target=target)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LayerHandler):
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            body = self.read_body()
             with proxy.lock:
                 proxy.seen.append(f"{self.command} {self.path}")
             refused = proxy._take(self.command, self.path, ("down", "hang", "decline_here"))
@@ -88,30 +84,17 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
                 with proxy.lock:
                     fields = proxy.declines.pop(0)
                 error = {"type": "card_error", "message": "Your card was declined.", **fields}
-                self._reply(402, json.dumps({"error": error}).encode(), {})
+                self.answer(402, json.dumps({"error": error}).encode(), {})
                 return
             if refused == "hang":
                 proxy.stopped.wait(120)  # never answers while the test runs
                 return
             if refused == "down":
                 data = b'{"error": {"type": "api_error", "message": "Stripe is down"}}'
-                self.send_response(503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Stripe-Should-Retry", "false")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                headers = {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
+                self.answer(503, data, headers)
                 return
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-            request = urllib.request.Request(
-                proxy.target + self.path, data=body, headers=headers, method=self.command
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    status, data = response.status, response.read()
-                    reply_headers = dict(response.headers.items())
-            except urllib.error.HTTPError as error:
-                status, data, reply_headers = error.code, error.read(), dict(error.headers.items())
+            status, data, reply_headers = self.forward(proxy.target, body)
             if proxy._take(self.command, self.path):
                 status, data = 500, b'{"error": {"type": "api_error", "message": "lost"}}'
                 reply_headers = {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
@@ -121,33 +104,11 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
                 answer = json.loads(data)
                 answer["error"] = {**answer.get("error", {}), "type": "card_error", **fields}
                 data = json.dumps(answer).encode()
-            self._reply(status, data, reply_headers)
+            self.answer(status, data, reply_headers)
 
-        def _reply(self, status: int, data: bytes, reply_headers: dict[str, str]) -> None:
-            self.send_response(status)
-            if not reply_headers:
-                reply_headers = {"Content-Type": "application/json"}
-            for key, value in reply_headers.items():
-                if key.lower() not in HOP_HEADERS:
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = _handle  # noqa: N815
-        do_POST = _handle  # noqa: N815
-        do_DELETE = _handle  # noqa: N815
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stopped.set()
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        proxy.url = url
+        try:
+            yield proxy
+        finally:
+            proxy.stopped.set()  # a hung request returns before the server shuts down

@@ -18,16 +18,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+from tests.support.http_layer import LayerHandler, serving
+
 PLATFORM = "platform"
 RATE_LIMITED_BODY = (
     b'{"error": {"type": "invalid_request_error", "code": "rate_limit",'
@@ -111,32 +109,11 @@ def stripe_rate_limiter(
         target, per_second, per_second if burst is None else burst, limited_paths
     )
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LayerHandler):
         protocol_version = "HTTP/1.1"
 
-        def _answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                if key.lower() not in HOP_HEADERS:
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _forward(self, body: bytes | None) -> tuple[int, bytes, dict[str, str]]:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-            request = urllib.request.Request(
-                limiter.target + self.path, data=body, headers=headers, method=self.command
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    return response.status, response.read(), dict(response.headers.items())
-            except urllib.error.HTTPError as error:
-                return error.code, error.read(), dict(error.headers.items())
-
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            body = self.read_body()
             path = self.path.split("?")[0]
             account = self.headers.get("Stripe-Account") or PLATFORM
             key = self.headers.get("Idempotency-Key") if self.command == "POST" else None
@@ -144,17 +121,17 @@ def stripe_rate_limiter(
             with limiter.lock:
                 replay = limiter.answers.get(stored) if stored else None
             if replay is not None:
-                self._answer(*replay)
+                self.answer(*replay)
                 return
             if not limiter.admit(account, self.command, path):
                 retry = "true" if limiter.should_retry else "false"
-                self._answer(
+                self.answer(
                     429,
                     RATE_LIMITED_BODY,
                     {"Content-Type": "application/json", "Stripe-Should-Retry": retry},
                 )
                 return
-            status, data, headers = self._forward(body)
+            status, data, headers = self.forward(limiter.target, body)
             if stored is not None and status < 500:
                 with limiter.lock:
                     limiter.answers[stored] = (status, data, headers)
@@ -162,22 +139,8 @@ def stripe_rate_limiter(
                 intent: dict[str, Any] = json.loads(data)
                 with limiter.lock:
                     limiter.intents[account].append(str(intent["id"]))
-            self._answer(status, data, headers)
+            self.answer(status, data, headers)
 
-        do_GET = _handle  # noqa: N815
-        do_POST = _handle  # noqa: N815
-        do_DELETE = _handle  # noqa: N815
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    limiter.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as url:
+        limiter.url = url
         yield limiter
-    finally:
-        server.shutdown()
-        server.server_close()
