@@ -23,9 +23,10 @@ from chalicelib.jobs.event_publisher import handle_stream, publish_now
 from chalicelib.jobs.messages import DueMessage
 from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support import stripe_events as se
+from tests.support.cutoff_app import CutoffApp
 from tests.support.localstripe import localstripe_url, stripe_for
-from tests.support.stripe_cutoff import StripeCutoff, stripe_cutoff
-from tests.support.webhook_flow import SECRET, call, community, ok, stripe_event_for
+from tests.support.stripe_cutoff import stripe_cutoff
+from tests.support.webhook_flow import SECRET, call, community, stripe_event_for
 
 __all__ = ["localstripe_url"]
 
@@ -41,30 +42,7 @@ class Mail:
     body: str
 
 
-@dataclass
-class Dunning:
-    env: Env
-    box: bootstrap.Container
-    cutoff: StripeCutoff
-    key: str = ""
-
-    def ok(self, method: str, path: str, body: Any = None) -> Any:
-        return ok(self.env.client, method, path, self.key, body)
-
-    def card(self, owner_id: str, number: str) -> str:
-        method = stripe_for(self.cutoff.target).v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-            }
-        )
-        self.ok(
-            "post",
-            f"/v1/profiles/{owner_id}/payment-methods",
-            {"stripe_payment_method_id": method.id},
-        )
-        return str(method.id)
-
+class Dunning(CutoffApp):
     def family_subscription(self, renewal_card: str, **plan: Any) -> dict[str, Any]:
         """Ada (owner, member) and her dependent Kid on a 25.00 USD monthly plan, activated
         with a good card, then set to pay renewals with `renewal_card`."""

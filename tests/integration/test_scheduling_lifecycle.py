@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,9 +21,10 @@ from chalicelib.jobs.local_runner import JOBS, drain_work_queue
 from chalicelib.jobs.messages import DueMessage
 from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support.atomic_requests import AtomicRequests
+from tests.support.cutoff_app import CutoffApp
 from tests.support.localstripe import localstripe_url, stripe_for
-from tests.support.stripe_cutoff import StripeCutoff, stripe_cutoff
-from tests.support.webhook_flow import call, community, ok
+from tests.support.stripe_cutoff import stripe_cutoff
+from tests.support.webhook_flow import call, community
 
 __all__ = ["localstripe_url"]
 
@@ -31,30 +32,7 @@ GOOD_CARD = "4242424242424242"
 DECLINING_CARD = "4000000000000341"
 
 
-@dataclass
-class Life:
-    env: Env
-    box: bootstrap.Container
-    cutoff: StripeCutoff
-    key: str = ""
-
-    def ok(self, method: str, path: str, body: Any = None) -> Any:
-        return ok(self.env.client, method, path, self.key, body)
-
-    def card(self, owner_id: str, number: str) -> str:
-        method = stripe_for(self.cutoff.target).v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-            }
-        )
-        self.ok(
-            "post",
-            f"/v1/profiles/{owner_id}/payment-methods",
-            {"stripe_payment_method_id": method.id},
-        )
-        return str(method.id)
-
+class Life(CutoffApp):
     def active_subscription(self, plan_id: str, name: str = "Ada") -> dict[str, Any]:
         owner = self.ok(
             "post",
