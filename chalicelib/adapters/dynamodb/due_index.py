@@ -203,13 +203,7 @@ class DueIndex:
 
     def due_entry(self, pk: str, sk: str) -> tuple[DueGroup, int, str] | None:
         """Where one item is due now: (group, shard, due_at), or None (one consistent GetItem)."""
-        item = self._ddb.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": pk}, "sk": {"S": sk}},
-            ConsistentRead=True,
-            ProjectionExpression="#p, #a",
-            ExpressionAttributeNames={"#p": DUE_PK, "#a": DUE_AT},
-        ).get("Item")
+        item = self._due_attributes(pk, sk, DUE_PK)
         if not item or DUE_PK not in item or DUE_AT not in item:
             return None
         _, group, shard = str(item[DUE_PK]["S"]).split("#")
@@ -219,16 +213,22 @@ class DueIndex:
 
     def is_due(self, pk: str, sk: str, group: DueGroup, now: datetime) -> bool:
         """Whether the item is still due for `group` at `now` (one consistent GetItem)."""
-        item = self._ddb.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": pk}, "sk": {"S": sk}},
-            ConsistentRead=True,
-            ProjectionExpression="#g, #a",
-            ExpressionAttributeNames={"#g": DUE_GROUP, "#a": DUE_AT},
-        ).get("Item")
+        item = self._due_attributes(pk, sk, DUE_GROUP)
         if not item or DUE_GROUP not in item or DUE_AT not in item:
             return False
         return bool(item[DUE_GROUP]["S"] == group and item[DUE_AT]["S"] <= format_due_at(now))
+
+    def _due_attributes(self, pk: str, sk: str, where: str) -> dict[str, Any] | None:
+        """`where` (the due partition or group attribute) and `due_at` of one item, read
+        consistently."""
+        item: dict[str, Any] | None = self._ddb.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            ConsistentRead=True,
+            ProjectionExpression="#w, #a",
+            ExpressionAttributeNames={"#w": where, "#a": DUE_AT},
+        ).get("Item")
+        return item
 
 
 @dataclass(frozen=True)
