@@ -6,7 +6,7 @@ sent together by `commit()`:
 
 - a subscription save is a whole-item Put conditional on the version it was read at. Its
   profile links (one item per member: up to 1,000, and a transaction takes at most 100) follow
-  ONE rule, `_LinkPlan`: when the link writes the change needs fit the transaction with a
+  ONE rule, `LinkPlan`: when the link writes the change needs fit the transaction with a
   margin (`INLINE_LINKS_MAX_ITEMS`, `INLINE_LINKS_MAX_BYTES`), they are in it (Puts/Deletes,
   idempotent) with the link state entry that marks them written; else the transaction holds
   only that one constant-size entry and `commit()` writes the links right after
@@ -122,7 +122,7 @@ class UowSubscriptions:
         self._follow(LinkChange(sub.community_id, sub.id, before, None, sub.version + 1))
 
     def _follow(self, change: LinkChange) -> None:
-        """Note a change of the links; commit() decides where they are written (_LinkPlan)."""
+        """Note a change of the links; commit() decides where they are written (LinkPlan)."""
         if change.changed():
             self.link_changes.append(change)
 
@@ -264,7 +264,7 @@ class UowOutbox:
 
 
 @dataclass(frozen=True)
-class _LinkPlan:
+class LinkPlan:
     """The transaction's entries with the links' share, and what is left to the LinkWriter."""
 
     entries: list[Entry]
@@ -280,7 +280,7 @@ class _LinkPlan:
         now: datetime,
         *,
         inline: bool,
-    ) -> _LinkPlan:
+    ) -> LinkPlan:
         """The ONE decision, for every path that changes links. With `inline`, each change
         whose link writes still fit the bounds rides in the transaction; the others (and all,
         without `inline`) stage their state entry for the writer."""
@@ -296,8 +296,8 @@ class _LinkPlan:
                 planned.append(writer.state_entry(change, now))
                 after_commit.append(change)
         if inline_states and _request_bytes(planned) > INLINE_LINKS_MAX_BYTES:
-            return _LinkPlan.of(entries, changes, table, writer, now, inline=False)
-        return _LinkPlan(planned, frozenset(inline_states), after_commit)
+            return LinkPlan.of(entries, changes, table, writer, now, inline=False)
+        return LinkPlan(planned, frozenset(inline_states), after_commit)
 
 
 def _request_bytes(entries: list[Entry]) -> int:
@@ -358,9 +358,9 @@ class DynamoUnitOfWork:
         for change in plan.after_commit:
             self._links.apply(change, self._now)
 
-    def _link_plan(self, entries: list[Entry], *, inline: bool) -> _LinkPlan:
+    def _link_plan(self, entries: list[Entry], *, inline: bool) -> LinkPlan:
         changes = self.subscriptions.link_changes
-        return _LinkPlan.of(entries, changes, self._table, self._links, self._now, inline=inline)
+        return LinkPlan.of(entries, changes, self._table, self._links, self._now, inline=inline)
 
     def __enter__(self) -> DynamoUnitOfWork:
         return self
