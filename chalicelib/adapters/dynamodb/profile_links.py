@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb.codec import format_time
 from chalicelib.adapters.dynamodb.due_index import (
     DUE_AT,
     DUE_ATTRIBUTE_NAMES,
@@ -50,7 +51,6 @@ from chalicelib.adapters.dynamodb.due_index import (
     due_attributes,
 )
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.timestamps import format_time
 from chalicelib.domain.profiles import SubscriptionLink
 from chalicelib.domain.subscriptions import Subscription
 

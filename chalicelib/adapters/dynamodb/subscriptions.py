@@ -6,7 +6,7 @@ Item layout (the subscription, its audit events and its charge keys share one pa
     status, plan_id, owner_id, member_ids (current members, for filters), created_at,
     pending_payment_id (while a charge is in flight: the marker of DESIGN.md section 6),
     data (the whole domain object as a JSON string, see codec.py; above 16 KB zlib-compressed,
-    base64, prefixed `z1:`: see packing.py)
+    base64, prefixed `z1:`: see codec.py)
     gsi1pk=`C#<cid>#SUBS#STATUS#<status>`  gsi1sk=`<created µs>#<sid>`  (by status; COUNT)
     gsi2pk=`C#<cid>#SUBS`                  gsi2sk=`<created µs>#<sid>`  (all, newest first)
     gsi3pk=`C#<cid>#SUBS#OWNER#<owner_id>` gsi3sk=`<created µs>#<sid>`  (by owner)
@@ -26,11 +26,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.adapters.dynamodb.codec import decode, encode
+from chalicelib.adapters.dynamodb.codec import decode, encode, pack_json, unpack_json
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.due_index import DueGroup, due_attributes
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.packing import pack_json, unpack_json
 from chalicelib.adapters.dynamodb.transactions import transact
 from chalicelib.domain.errors import ConcurrentChange, NotFound
 from chalicelib.domain.subscriptions import STATUSES, Subscription
