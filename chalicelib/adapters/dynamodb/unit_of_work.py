@@ -32,7 +32,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.adapters.dynamodb import audit_events, charge_keys
+from chalicelib.adapters.dynamodb import audit_events
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_update_entry
 from chalicelib.adapters.dynamodb.communities import deauthorized_entry
 from chalicelib.adapters.dynamodb.payments import PaymentRepository
@@ -44,7 +44,11 @@ from chalicelib.adapters.dynamodb.profile_links import (
     links_written_entry,
 )
 from chalicelib.adapters.dynamodb.profiles import credit_change_entry
-from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
+from chalicelib.adapters.dynamodb.subscriptions import (
+    SubscriptionRepository,
+    charge_key_claim_entry,
+    charge_key_resolve_entry,
+)
 from chalicelib.adapters.dynamodb.transactions import ConditionsFailed, commit_transaction
 from chalicelib.domain.events import AuditEvent
 from chalicelib.domain.payments import Payment, Refund
@@ -179,14 +183,14 @@ class UowChargeKeys:
         self, sub: Subscription, charge_key: str, payment_id: str, status: str = "pending"
     ) -> None:
         self._staged.add(
-            charge_keys.claim_entry(
+            charge_key_claim_entry(
                 self._table, sub.community_id, sub.id, charge_key, payment_id, status
             )
         )
 
     def resolve(self, sub: Subscription, charge_key: str, payment_id: str, status: str) -> None:
         self._staged.add(
-            charge_keys.resolve_entry(
+            charge_key_resolve_entry(
                 self._table, sub.community_id, sub.id, charge_key, payment_id, status
             )
         )
