@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib.adapters.dynamodb.timestamps import format_time
+from chalicelib.adapters.dynamodb.codec import format_time
 from chalicelib.api.models import ResponseModel
 from chalicelib.api.routing import Auth, RequestContext, route
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
-from chalicelib.adapters.dynamodb.timestamps import whole_seconds
+from chalicelib.adapters.dynamodb.codec import whole_seconds
 from chalicelib.domain.communities import Community, validate_fee_bps
 from chalicelib.domain.currencies import supported_currency
 from chalicelib.domain.ids import new_id

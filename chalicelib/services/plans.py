@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from chalicelib.adapters.dynamodb.timestamps import whole_seconds
+from chalicelib.adapters.dynamodb.codec import whole_seconds
 from chalicelib.domain.communities import Community
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.plans import Plan, new_plan

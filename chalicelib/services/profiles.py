@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from chalicelib.adapters.dynamodb.timestamps import whole_seconds
+from chalicelib.adapters.dynamodb.codec import whole_seconds
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.ids import new_id

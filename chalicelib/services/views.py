@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.adapters.dynamodb.timestamps import format_time
+from chalicelib.adapters.dynamodb.codec import format_time
 from chalicelib.adapters.stripe.customers import Card
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.payments import Payment, Refund

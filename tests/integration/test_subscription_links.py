@@ -1,8 +1,12 @@
-"""Profile links are written after the subscription's transaction: a crash in between is
-repaired by the next write or by the "links" due group, and never leaves links wrong."""
+"""Profile links: a change's few link writes ride in the subscription's own transaction; many
+(a big subscription) are written after it, where a crash in between is repaired by the next
+write or by the "links" due group, and never leaves links wrong."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -17,7 +21,7 @@ from chalicelib.adapters.dynamodb.profile_links import (
     LinkWriter,
     links_for_profile,
 )
-from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
+from chalicelib.adapters.dynamodb.unit_of_work import INLINE_LINKS_MAX_ITEMS, DynamoUnitOfWork
 from chalicelib.domain.subscription_changes import remove_member
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.jobs.registry import SCHEDULED_JOBS
@@ -25,6 +29,8 @@ from tests.integration.conftest import TABLE_NAME, Env
 from tests.unit.domain.factories import active_sub, new_sub
 
 MEMBERS = ("prof_a", "prof_b", "prof_c")
+# Over the inline bound (owner + members + subscription + link state > 90 items): the writer.
+BIG = (*MEMBERS, *(f"prof_{n:03d}" for n in range(147)))
 
 
 class CrashAfterCommit:
@@ -66,6 +72,34 @@ def save(env: Env, before: Subscription, after: Subscription, *, crash: bool = F
         uow.commit()
 
 
+@contextmanager
+def dynamodb_requests(client: Any) -> Iterator[Counter[str]]:
+    ops: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        ops[model.name] += 1
+
+    client.meta.events.register("before-call.dynamodb.*", count, unique_id="test-links-count")
+    try:
+        yield ops
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.*", unique_id="test-links-count")
+
+
+def link_state(env: Env) -> dict[str, Any]:
+    item: dict[str, Any] = env.container.dynamodb.get_item(
+        TableName=TABLE_NAME, Key={"pk": {"S": "C#com_1#SUB#sub_1"}, "sk": {"S": "LINKS"}}
+    )["Item"]
+    return item
+
+
+def add(env: Env, sub: Subscription, *, crash: bool = False) -> Counter[str]:
+    with dynamodb_requests(env.container.dynamodb) as ops, unit_of_work(env, crash=crash) as uow:
+        uow.subscriptions.add(sub)
+        uow.commit()
+    return ops
+
+
 def due_link_repairs(env: Env) -> list[str]:
     index = DueIndex(env.container.dynamodb, TABLE_NAME)
     later = START + timedelta(days=1)
@@ -75,19 +109,63 @@ def due_link_repairs(env: Env) -> list[str]:
     return found
 
 
-def test_links_follow_the_subscription_after_its_transaction(env: Env) -> None:
-    with unit_of_work(env) as uow:
-        uow.subscriptions.add(new_sub(members=MEMBERS))
-        uow.commit()
+def test_the_links_of_a_small_subscription_ride_in_its_own_transaction(env: Env) -> None:
+    ops = add(env, new_sub(members=MEMBERS), crash=True)  # nothing runs after the commit
+
+    assert ops == Counter({"TransactWriteItems": 1})
     assert links(env, "prof_b") == {("sub_1", "member", "inactive")}
     assert links(env, "prof_owner") == {("sub_1", "owner", "inactive")}
     assert due_link_repairs(env) == []  # written: nothing left to repair
+    state = link_state(env)
+    assert (state["wanted"], state["written"]) == ({"N": "1"}, {"N": "1"})
+
+
+def test_links_follow_a_big_subscription_after_its_transaction(env: Env) -> None:
+    ops = add(env, new_sub(members=BIG))
+
+    # The transaction, then the writer: lease, 151 links in batches of 25, finish.
+    assert ops == Counter({"TransactWriteItems": 1, "UpdateItem": 2, "BatchWriteItem": 7})
+    assert links(env, "prof_b") == {("sub_1", "member", "inactive")}
+    assert links(env, BIG[-1]) == {("sub_1", "member", "inactive")}
+    assert links(env, "prof_owner") == {("sub_1", "owner", "inactive")}
+    assert due_link_repairs(env) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (0, Counter({"TransactWriteItems": 1})),
+        (1, Counter({"TransactWriteItems": 1, "UpdateItem": 2, "BatchWriteItem": 4})),
+    ],
+)
+def test_links_ride_in_the_transaction_up_to_the_bound(
+    env: Env, extra: int, expected: Counter[str]
+) -> None:
+    # A new subscription's transaction: its item, its link state, the owner's link, and one
+    # link per member.
+    members = [f"prof_{n:03d}" for n in range(INLINE_LINKS_MAX_ITEMS - 3 + extra)]
+
+    assert add(env, new_sub(members=members)) == expected
+    assert links(env, members[-1]) == {("sub_1", "member", "inactive")}
+    assert due_link_repairs(env) == []
+
+
+def test_a_small_change_of_a_big_subscription_rides_in_its_transaction(env: Env) -> None:
+    sub = replace(active_sub(members=BIG), version=1)
+    add(env, sub)
+    without_a = remove_member(sub, "prof_a", "now", START).subscription
+
+    with dynamodb_requests(env.container.dynamodb) as ops:
+        save(env, sub, without_a)
+
+    assert ops == Counter({"TransactWriteItems": 1})  # one Delete, not 150 links
+    assert links(env, "prof_a") == set()
+    assert links(env, "prof_b") == {("sub_1", "member", "active")}
+    assert due_link_repairs(env) == []
 
 
 def test_a_crash_after_the_transaction_is_repaired_by_the_links_due_group(env: Env) -> None:
-    with unit_of_work(env, crash=True) as uow:
-        uow.subscriptions.add(new_sub(members=MEMBERS))
-        uow.commit()
+    add(env, new_sub(members=BIG), crash=True)
     assert links(env, "prof_b") == set()
     assert due_link_repairs(env) == ["sub_1"]
 
@@ -100,30 +178,36 @@ def test_a_crash_after_the_transaction_is_repaired_by_the_links_due_group(env: E
 
 
 def test_the_next_write_repairs_what_a_crash_left_including_a_removed_member(env: Env) -> None:
-    sub = replace(active_sub(members=MEMBERS), version=1)
-    with unit_of_work(env) as uow:
-        uow.subscriptions.add(sub)
-        uow.commit()
+    sub = replace(active_sub(members=BIG), version=1)
+    add(env, sub)
+    leaving = ["prof_a", *BIG[3:100]]  # 98 links to delete: over the bound, the writer
+    smaller = sub
+    for profile_id in leaving:
+        smaller = remove_member(smaller, profile_id, "now", START).subscription
+    save(env, sub, smaller, crash=True)  # the removal is committed, its links are not
     assert links(env, "prof_a") == {("sub_1", "member", "active")}
 
-    without_a = remove_member(sub, "prof_a", "now", START).subscription
-    save(env, sub, without_a, crash=True)  # the removal is committed, its links are not
-    assert links(env, "prof_a") == {("sub_1", "member", "active")}
+    stored = replace(smaller, version=2)
+    without_c = remove_member(stored, "prof_c", "now", START).subscription
+    with dynamodb_requests(env.container.dynamodb) as ops:
+        save(env, stored, without_c)
 
-    stored = replace(without_a, version=2)
-    cancelled = stored.cancel("now", START).subscription
-    save(env, stored, cancelled)
-
+    # A one-link change, but the links are behind: the transaction with it inside is refused
+    # (nothing written) and the same change goes again with the writer, which writes every
+    # link of the subscription as it is and deletes the ones the crash left.
+    assert ops["TransactWriteItems"] == 2
+    assert ops["BatchWriteItem"] == 7  # 52 links and 99 deletes, in batches of 25
     assert links(env, "prof_a") == set()
-    assert links(env, "prof_b") == {("sub_1", "member", "cancelled")}
-    assert links(env, "prof_owner") == {("sub_1", "owner", "cancelled")}
+    assert links(env, BIG[50]) == set()
+    assert links(env, "prof_c") == set()
+    assert links(env, "prof_b") == {("sub_1", "member", "active")}
+    assert links(env, BIG[-1]) == {("sub_1", "member", "active")}
+    assert links(env, "prof_owner") == {("sub_1", "owner", "active")}
     assert due_link_repairs(env) == []
 
 
 def test_a_writer_that_finds_the_lease_taken_leaves_the_repair_due(env: Env) -> None:
-    with unit_of_work(env, crash=True) as uow:
-        uow.subscriptions.add(new_sub(members=MEMBERS))
-        uow.commit()
+    add(env, new_sub(members=BIG), crash=True)
     env.container.dynamodb.update_item(  # another writer at work
         TableName=TABLE_NAME,
         Key={"pk": {"S": "C#com_1#SUB#sub_1"}, "sk": {"S": "LINKS"}},
@@ -152,9 +236,7 @@ class JumpingWall:
 
 
 def test_a_writer_whose_lease_runs_out_stops_and_leaves_the_repair_due(env: Env) -> None:
-    with unit_of_work(env, crash=True) as uow:
-        uow.subscriptions.add(new_sub(members=MEMBERS))
-        uow.commit()
+    add(env, new_sub(members=BIG), crash=True)
     box = env.container
     late = LinkWriter(
         box.dynamodb, TABLE_NAME, env.settings.due_index_shards, box.subscriptions, JumpingWall()

@@ -122,13 +122,10 @@ def test_remove_at_period_end_restore_remove_now_and_renew_without_the_leaver(
         events.unregister("before-call.dynamodb", count)
     # The subscription; its owner (credit, customer), community, card snapshot and plan (its
     # latest failed-payment terms) in one read; then the two transactions of DESIGN.md
-    # section 6 (pending payment, resolution); then the links of the leaver (lease, one batch,
-    # done). No Scan.
-    assert calls == ["GetItem", "BatchGetItem"] + ["TransactWriteItems"] * 2 + [
-        "UpdateItem",
-        "BatchWriteItem",
-        "UpdateItem",
-    ]
+    # section 6 (pending payment, resolution), the second also deleting the leaver's link. No
+    # Scan, and no link writer after the transaction.
+    assert calls == ["GetItem", "BatchGetItem"] + ["TransactWriteItems"] * 2
+    assert api.ok("GET", f"/v1/profiles/{b['id']}/access")["has_access"] is False
     assert run(api, "renew", sub["id"]) == "not_due"  # a duplicate message
     renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
     assert [m["profile_id"] for m in renewed["members"]] == [owner["id"]]

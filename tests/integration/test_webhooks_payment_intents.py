@@ -8,11 +8,14 @@ Stripe signs it.
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url
-from tests.support.webhook_flow import Billing, billing, failed_twin, throttled_once
+from tests.support.webhook_flow import Billing, Pending, billing, failed_twin, ok, throttled_once
 
 __all__ = ["billing", "localstripe_url"]
 
@@ -35,6 +38,75 @@ def test_localstripes_own_event_resolves_the_pending_payment_once(billing: Billi
     assert (status, body["result"]) == (200, "duplicate")
     assert billing.subscription(pending)["version"] == subscription["version"]
     assert len(billing.audit(pending)) == len(audit)
+
+
+@contextmanager
+def dynamodb_requests(client: Any) -> Iterator[Counter[str]]:
+    """The DynamoDB operations sent on `client` meanwhile (botocore hook, as the bench counts)."""
+    ops: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        ops[model.name] += 1
+
+    client.meta.events.register("before-call.dynamodb.*", count, unique_id="test-count")
+    try:
+        yield ops
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.*", unique_id="test-count")
+
+
+def access(billing: Billing, pending: Pending, profile_id: str) -> tuple[bool, list[str]]:
+    path = f"/v1/profiles/{profile_id}/access"
+    answer = ok(billing.env.client, "get", path, pending.key)
+    return answer["has_access"], answer["subscription_ids"]
+
+
+def profile_subscriptions(
+    billing: Billing, pending: Pending, profile_id: str
+) -> set[tuple[str, str, str]]:
+    answer = ok(billing.env.client, "get", f"/v1/profiles/{profile_id}", pending.key)
+    return {(s["subscription_id"], s["role"], s["status"]) for s in answer["subscriptions"]}
+
+
+def test_an_activation_with_members_is_one_read_and_one_transaction(billing: Billing) -> None:
+    """Issue 10's bench goal: the few links of a small subscription ride in the money
+    transaction (no link writer after it)."""
+    pending = billing.pending(other_members=2)
+    members = [m["profile_id"] for m in billing.subscription(pending)["members"]]
+    assert len(members) == 3
+    assert access(billing, pending, members[1]) == (False, [])
+
+    with dynamodb_requests(billing.env.container.dynamodb) as ops:
+        status, body = billing.deliver(pending.succeeded_event)
+
+    assert (status, body["result"]) == (200, "processed")
+    assert ops == Counter({"BatchGetItem": 1, "TransactWriteItems": 1})
+    sub_id = pending.subscription_id
+    for member in members[1:]:
+        assert access(billing, pending, member) == (True, [sub_id])
+        assert profile_subscriptions(billing, pending, member) == {(sub_id, "member", "active")}
+    assert profile_subscriptions(billing, pending, members[0]) == {
+        (sub_id, "owner", "active"),
+        (sub_id, "member", "active"),
+    }
+
+
+def test_a_failed_transaction_writes_no_link_and_the_redelivery_writes_them(
+    billing: Billing,
+) -> None:
+    pending = billing.pending(other_members=2)
+    member = billing.subscription(pending)["members"][2]["profile_id"]
+    with throttled_once(billing.env.container.dynamodb, "TransactWriteItems"):
+        assert billing.deliver(pending.succeeded_event)[0] == 503
+    assert profile_subscriptions(billing, pending, member) == {
+        (pending.subscription_id, "member", "inactive")
+    }
+    assert access(billing, pending, member) == (False, [])
+
+    status, body = billing.deliver(pending.succeeded_event)  # Stripe retries
+
+    assert (status, body["result"]) == (200, "processed")
+    assert access(billing, pending, member) == (True, [pending.subscription_id])
 
 
 def test_failed_arriving_after_succeeded_changes_nothing(billing: Billing) -> None:

@@ -60,7 +60,11 @@ def community(client: Client, platform_key: str, account: str | None = None) -> 
     return created["id"], created["api_key"]["secret"]
 
 
-def inactive_subscription(client: Client, key: str, stripe_url: str, card: str) -> dict[str, Any]:
+def inactive_subscription(
+    client: Client, key: str, stripe_url: str, card: str, other_members: int = 0
+) -> dict[str, Any]:
+    """An inactive monthly subscription whose owner is a member, with `other_members` more
+    (customers of their own)."""
     plan = ok(client, "post", "/v1/plans", key, {"name": "Gold", "prices": {"month": 2500}})
     owner = ok(
         client,
@@ -69,6 +73,16 @@ def inactive_subscription(client: Client, key: str, stripe_url: str, card: str) 
         key,
         {"kind": "customer", "name": "Ada", "email": "ada@example.com"},
     )
+    others = [
+        ok(
+            client,
+            "post",
+            "/v1/profiles",
+            key,
+            {"kind": "customer", "name": f"Member {n}", "email": f"member{n}@example.com"},
+        )["id"]
+        for n in range(other_members)
+    ]
     method = stripe_for(stripe_url).v1.payment_methods.create(
         params={
             "type": "card",
@@ -90,7 +104,7 @@ def inactive_subscription(client: Client, key: str, stripe_url: str, card: str) 
         {
             "plan_id": plan["id"],
             "owner_id": owner["id"],
-            "member_ids": [owner["id"]],
+            "member_ids": [owner["id"], *others],
             "billing_cycle": "month",
             "payment_method_id": method.id,
         },
@@ -118,9 +132,10 @@ def pending_activation(
     cutoff: StripeCutoff,
     card: str = "4242424242424242",
     account: str | None = None,
+    other_members: int = 0,
 ) -> Pending:
     community_id, key = community(client, platform_key, account)
-    subscription = inactive_subscription(client, key, cutoff.target, card)
+    subscription = inactive_subscription(client, key, cutoff.target, card, other_members)
     cutoff.cut_next("POST", "/v1/payment_intents")
     status, answer = call(client, "post", f"/v1/subscriptions/{subscription['id']}/activate", key)
     assert cutoff.cut, "the activation never reached Stripe"
@@ -167,9 +182,11 @@ class Billing:
     env: Env
     cutoff: StripeCutoff
 
-    def pending(self, account: str | None = None) -> Pending:
+    def pending(self, account: str | None = None, other_members: int = 0) -> Pending:
         """A pending activation payment that Stripe charged (on `account`, if given)."""
-        return pending_activation(self.env.client, PLATFORM_KEY, self.cutoff, account=account)
+        return pending_activation(
+            self.env.client, PLATFORM_KEY, self.cutoff, account=account, other_members=other_members
+        )
 
     def paid(self, account: str | None = None) -> Pending:
         """A succeeded activation payment (resolved by its own webhook)."""

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.adapters.dynamodb.codec import format_time
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.timestamps import format_time
 from chalicelib.adapters.dynamodb.transactions import is_condition_failure
 from chalicelib.domain.errors import NotFound
 

@@ -16,9 +16,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.adapters.dynamodb.codec import format_time
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.items import to_item, to_value
-from chalicelib.adapters.dynamodb.timestamps import format_time
 from chalicelib.domain.events import AuditEvent
 
 EVENT_PREFIX = "EVT#"

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.adapters.dynamodb.card_snapshots import card_key
+from chalicelib.adapters.dynamodb.codec import parse_time
 from chalicelib.adapters.dynamodb.communities import community_key
 from chalicelib.adapters.dynamodb.items import from_item
 from chalicelib.adapters.dynamodb.plans import plan_from_item, plan_key
 from chalicelib.adapters.dynamodb.profiles import profile_from_item, profile_key
-from chalicelib.adapters.dynamodb.timestamps import parse_time
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.plans import Plan

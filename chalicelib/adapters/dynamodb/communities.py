@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.adapters.dynamodb.codec import format_time, parse_time
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
 from chalicelib.adapters.dynamodb.transactions import transact
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import Conflict, NotFound

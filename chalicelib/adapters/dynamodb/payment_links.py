@@ -22,8 +22,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.adapters.dynamodb.codec import format_time, parse_time
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
 from chalicelib.adapters.dynamodb.transactions import commit_transaction, is_condition_failure
 from chalicelib.domain.payment_links import PaymentLink
 

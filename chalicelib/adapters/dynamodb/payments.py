@@ -29,11 +29,10 @@ import builtins
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.adapters.dynamodb.codec import format_time, pack_json, parse_time, unpack_json
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.due_index import due_attributes
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.packing import pack_json, unpack_json
-from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
 from chalicelib.domain.billing.lines import PaymentLine
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.payments import (

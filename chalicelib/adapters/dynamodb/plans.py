@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from chalicelib.adapters.dynamodb.codec import format_time, parse_time
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.platform_events import outbox_entry
-from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
 from chalicelib.adapters.dynamodb.transactions import commit_transaction, is_condition_failure
 from chalicelib.domain.errors import ConcurrentChange, NotFound
 from chalicelib.domain.plans import Plan

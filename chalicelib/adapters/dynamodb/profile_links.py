@@ -1,9 +1,10 @@
 """Profile <-> subscription links: who owns and who is a member of which subscription.
 
-The unit of work keeps these in step with its subscriptions: right after the subscription's
-own transaction, versioned and idempotent (see "writing the links after the subscription's
-own transaction" below); they are never part of that transaction, which would then grow with
-the member count.
+The unit of work keeps these in step with its subscriptions. A change with few links to write
+writes them in the subscription's own transaction ("links inside the transaction" below); a
+change with many (a transaction takes at most 100 items, a subscription up to 1,000 members)
+writes them right after it, versioned and idempotent ("writing the links after the
+subscription's own transaction"), so no transaction grows with the member count.
 
 Item layout (one item per profile, subscription and role; an owner who is also a member has
 two, because access depends on membership alone):
@@ -41,6 +42,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb.codec import format_time
 from chalicelib.adapters.dynamodb.due_index import (
     DUE_AT,
     DUE_ATTRIBUTE_NAMES,
@@ -49,7 +51,6 @@ from chalicelib.adapters.dynamodb.due_index import (
     due_attributes,
 )
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.timestamps import format_time
 from chalicelib.domain.profiles import SubscriptionLink
 from chalicelib.domain.subscriptions import Subscription
 
@@ -335,6 +336,54 @@ def links_state_entry(
             "UpdateExpression": expression,
             "ExpressionAttributeNames": {"#type": "type"},
             "ExpressionAttributeValues": values,
+        }
+    }
+
+
+# --- links inside the transaction ------------------------------------------------------------
+# When the state item says every link is written (`written == wanted`, or no item yet: a new
+# subscription), the link items are exactly those of the subscription as read (`before`), so
+# the change's link writes are its difference: a Put per link that is new or changed, a Delete
+# per link it takes away. The unit of work stages them in the subscription's own transaction
+# (when they fit) with `links_written_entry`, which marks them written on that very condition;
+# if a writer left them behind meanwhile, the condition fails and the change goes through the
+# LinkWriter instead. Puts and Deletes are idempotent: a retried change writes the same.
+def link_writes(table: str, change: LinkChange, now: datetime) -> list[dict[str, Any]]:
+    """The Put/Delete entries that take the links from `change.before` to `change.after`."""
+    before, after = _links(change.before), _links(change.after)
+    cid, sid = change.community_id, change.subscription_id
+    entries = [
+        put_link(table, cid, profile_id, sid, role, status, now, payment_method_id=method)
+        for (profile_id, role), (status, method) in after.items()
+        if before.get((profile_id, role)) != (status, method)
+    ]
+    entries += [
+        delete_link(table, cid, profile_id, sid, role)
+        for profile_id, role in sorted(before.keys() - after.keys())
+    ]
+    return entries
+
+
+def links_written_entry(table: str, change: LinkChange) -> dict[str, Any]:
+    """The state entry of a change whose link writes ride in its own transaction: `wanted` and
+    `written` move to its version together, on the condition that every link was written before
+    (else the links are not those of `change.before`, and the transaction is refused)."""
+    version = to_value(change.version)
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": links_state_key(change.community_id, change.subscription_id),
+            "UpdateExpression": "SET #type = :type, id = :id, community_id = :cid,"
+            " prev_wanted = :version, wanted = :version, written = :version"
+            f" REMOVE {', '.join(DUE_ATTRIBUTE_NAMES)}",
+            "ConditionExpression": "attribute_not_exists(pk) OR written = wanted",
+            "ExpressionAttributeNames": {"#type": "type"},
+            "ExpressionAttributeValues": {
+                ":type": to_value("subscription_links"),
+                ":id": to_value(change.subscription_id),
+                ":cid": to_value(change.community_id),
+                ":version": version,
+            },
         }
     }
 

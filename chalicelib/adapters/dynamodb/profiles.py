@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from chalicelib.adapters.dynamodb.codec import format_time, parse_time
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, bad_cursor, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.platform_events import outbox_entry
@@ -28,7 +29,6 @@ from chalicelib.adapters.dynamodb.profile_links import (
     profile_ids_with_status,
     profile_partition,
 )
-from chalicelib.adapters.dynamodb.timestamps import format_time, parse_time
 from chalicelib.adapters.dynamodb.transactions import commit_transaction, is_condition_failure
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.platform_events import AccessCheck

@@ -6,14 +6,17 @@ Item layout (the subscription, its audit events and its charge keys share one pa
     status, plan_id, owner_id, member_ids (current members, for filters), created_at,
     pending_payment_id (while a charge is in flight: the marker of DESIGN.md section 6),
     data (the whole domain object as a JSON string, see codec.py; above 16 KB zlib-compressed,
-    base64, prefixed `z1:`: see packing.py)
+    base64, prefixed `z1:`: see codec.py)
     gsi1pk=`C#<cid>#SUBS#STATUS#<status>`  gsi1sk=`<created µs>#<sid>`  (by status; COUNT)
     gsi2pk=`C#<cid>#SUBS`                  gsi2sk=`<created µs>#<sid>`  (all, newest first)
     gsi3pk=`C#<cid>#SUBS#OWNER#<owner_id>` gsi3sk=`<created µs>#<sid>`  (by owner)
     due_pk/due_at/due_group from `Subscription.next_action` (due_index.py): active -> renewal
     at period end; expiring -> expiration at cancel_at; failed_payment -> failed_payment at
     min(next retry, grace end); inactive, cancelled or a charge in flight -> none.
-- audit events  sk=`EVT#...` (audit_events.py); charge keys sk=`CHARGE#...` (charge_keys.py).
+- charge key    sk=`CHARGE#<charge key>` (e.g. `CHARGE#2026-01-15T12:00:00Z#renewal`):
+    payment_id, status: pending | succeeded | failed. At most one live charge per
+    (subscription, period, kind[, what]): see "Charge keys" below.
+- audit events  sk=`EVT#...` (audit_events.py).
 
 Every write is a whole-item Put conditioned on the version read, so the due attributes are
 always recomputed from the state written, and a concurrent writer gets ConcurrentChange (409).
@@ -26,11 +29,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.adapters.dynamodb.codec import decode, encode
+from chalicelib.adapters.dynamodb.audit_events import subscription_partition
+from chalicelib.adapters.dynamodb.codec import decode, encode, pack_json, unpack_json
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
 from chalicelib.adapters.dynamodb.due_index import DueGroup, due_attributes
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.packing import pack_json, unpack_json
 from chalicelib.adapters.dynamodb.transactions import transact
 from chalicelib.domain.errors import ConcurrentChange, NotFound
 from chalicelib.domain.subscriptions import STATUSES, Subscription
@@ -268,3 +271,67 @@ class SubscriptionRepository:
             if not response.get("LastEvaluatedKey"):
                 return found
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+# --- Charge keys ------------------------------------------------------------------------------
+# The claim is a conditional Put written in the same transaction as the pending payment: it
+# succeeds only when no charge holds the key or the one that did has failed (a failed charge
+# may be attempted again, e.g. activation with another card). So two concurrent activations,
+# two scheduler workers renewing one period, or a retried request can never both reach Stripe.
+# The resolution transaction moves the key to succeeded/failed together with the payment.
+CHARGE_PREFIX = "CHARGE#"
+
+
+def _charge_key(community_id: str, subscription_id: str, charge_key: str) -> dict[str, Any]:
+    return to_item(
+        {
+            "pk": subscription_partition(community_id, subscription_id),
+            "sk": f"{CHARGE_PREFIX}{charge_key}",
+        }
+    )
+
+
+def charge_key_claim_entry(
+    table: str,
+    community_id: str,
+    subscription_id: str,
+    charge_key: str,
+    payment_id: str,
+    status: str = "pending",
+) -> dict[str, Any]:
+    item = {
+        **_charge_key(community_id, subscription_id, charge_key),
+        **to_item({"payment_id": payment_id, "status": status}),
+    }
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk) OR #status = :failed",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":failed": to_value("failed")},
+        }
+    }
+
+
+def charge_key_resolve_entry(
+    table: str,
+    community_id: str,
+    subscription_id: str,
+    charge_key: str,
+    payment_id: str,
+    status: str,
+) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": _charge_key(community_id, subscription_id, charge_key),
+            "UpdateExpression": "SET #status = :status",
+            "ConditionExpression": "payment_id = :pid",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":status": to_value(status),
+                ":pid": to_value(payment_id),
+            },
+        }
+    }

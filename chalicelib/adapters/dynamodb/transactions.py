@@ -42,6 +42,15 @@ def _concurrent() -> ConcurrentChange:
     return ConcurrentChange("The object was changed concurrently; read it again and retry.")
 
 
+class ConditionsFailed(ConcurrentChange):
+    """A ConcurrentChange that names the entries whose condition failed (their positions), for
+    a caller that can tell a condition it chose to risk from a lost race."""
+
+    def __init__(self, entries: frozenset[int]) -> None:
+        super().__init__("The object was changed concurrently; read it again and retry.")
+        self.entries = entries
+
+
 def commit_transaction(
     client: Any,
     entries: list[dict[str, Any]],
@@ -51,10 +60,10 @@ def commit_transaction(
 ) -> None:
     """Write all entries or none.
 
-    A failed condition raises `conflict` (default ConcurrentChange); with `guarded_first`, a
-    failed condition of the first entry alone (an inbound event's record) raises
-    DuplicateEvent. A transaction conflict raises ConcurrentChange; throttling and DynamoDB's
-    own failures raise Unavailable."""
+    A failed condition raises `conflict` (default ConditionsFailed: a ConcurrentChange naming
+    the entries); with `guarded_first`, a failed condition of the first entry alone (an
+    inbound event's record) raises DuplicateEvent. A transaction conflict raises
+    ConcurrentChange; throttling and DynamoDB's own failures raise Unavailable."""
     if not entries:
         return
     try:
@@ -66,7 +75,10 @@ def commit_transaction(
             if guarded_first and reasons and reasons[0] == "ConditionalCheckFailed":
                 raise DuplicateEvent() from None
             if "ConditionalCheckFailed" in reasons:
-                raise conflict or _concurrent() from None
+                failed = frozenset(
+                    n for n, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"
+                )
+                raise conflict or ConditionsFailed(failed) from None
             if "TransactionConflict" in reasons:
                 raise _concurrent() from None
             if set(reasons) & TRANSIENT_CODES:

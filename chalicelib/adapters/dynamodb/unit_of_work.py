@@ -5,10 +5,14 @@ keys and conditions. Reads go straight to the table (consistent); writes are sta
 sent together by `commit()`:
 
 - a subscription save is a whole-item Put conditional on the version it was read at. Its
-  profile links (one item per member: up to 1,000, and a transaction takes at most 100) are
-  NOT in the transaction: it holds one constant-size entry on the subscription's link state
-  item, and `commit()` writes the links right after (profile_links.LinkWriter: versioned,
-  idempotent; a crash in between leaves the "links" repair due);
+  profile links (one item per member: up to 1,000, and a transaction takes at most 100) follow
+  ONE rule, `LinkPlan`: when the link writes the change needs fit the transaction with a
+  margin (`INLINE_LINKS_MAX_ITEMS`, `INLINE_LINKS_MAX_BYTES`), they are in it (Puts/Deletes,
+  idempotent) with the link state entry that marks them written; else the transaction holds
+  only that one constant-size entry and `commit()` writes the links right after
+  (profile_links.LinkWriter: versioned, idempotent; a crash in between leaves the "links"
+  repair due). Links that a writer left behind are never patched inside a transaction: the
+  state entry's condition refuses, and the same commit goes again through the writer;
 - a payment save is conditional on its revision; a charge-key claim on nobody holding the key;
 - the webhook-event record, when registered, is the FIRST entry, conditional on the event not
   being done: its failure alone means "duplicate".
@@ -21,21 +25,31 @@ condition `DuplicateEvent`.
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.adapters.dynamodb import audit_events, charge_keys
+from chalicelib.adapters.dynamodb import audit_events
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_update_entry
 from chalicelib.adapters.dynamodb.communities import deauthorized_entry
 from chalicelib.adapters.dynamodb.payments import PaymentRepository
 from chalicelib.adapters.dynamodb.platform_events import outbox_entry
-from chalicelib.adapters.dynamodb.profile_links import LinkChange, LinkWriter
+from chalicelib.adapters.dynamodb.profile_links import (
+    LinkChange,
+    LinkWriter,
+    link_writes,
+    links_written_entry,
+)
 from chalicelib.adapters.dynamodb.profiles import credit_change_entry
-from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
-from chalicelib.adapters.dynamodb.transactions import commit_transaction
+from chalicelib.adapters.dynamodb.subscriptions import (
+    SubscriptionRepository,
+    charge_key_claim_entry,
+    charge_key_resolve_entry,
+)
+from chalicelib.adapters.dynamodb.transactions import ConditionsFailed, commit_transaction
 from chalicelib.domain.events import AuditEvent
 from chalicelib.domain.payments import Payment, Refund
 from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
@@ -46,6 +60,14 @@ if TYPE_CHECKING:
     from chalicelib.domain.webhook_events import WebhookEvent
 
 Entry = dict[str, Any]
+
+# A change's link writes ride in its transaction when the whole transaction then holds at most
+# this many items and bytes. DynamoDB's limits are 100 items and 4 MB; the count is exact when
+# it is checked (the last step before sending), and the margin keeps an entry added later to
+# this code from tipping a transaction over the hard limit. A link item is under 1 KB, so the
+# byte bound matters only beside a very large subscription or payment item.
+INLINE_LINKS_MAX_ITEMS = 90
+INLINE_LINKS_MAX_BYTES = 1_000_000
 
 
 class _Staged:
@@ -63,13 +85,9 @@ class _Staged:
 
 
 class UowSubscriptions:
-    def __init__(
-        self, repo: SubscriptionRepository, links: LinkWriter, staged: _Staged, now: datetime
-    ) -> None:
+    def __init__(self, repo: SubscriptionRepository, staged: _Staged) -> None:
         self._repo = repo
-        self._links = links
         self._staged = staged
-        self._now = now
         self._seen: dict[tuple[str, str], Subscription] = {}
         self.link_changes: list[LinkChange] = []
 
@@ -108,10 +126,8 @@ class UowSubscriptions:
         self._follow(LinkChange(sub.community_id, sub.id, before, None, sub.version + 1))
 
     def _follow(self, change: LinkChange) -> None:
-        """Stage the link state entry (constant size) when the links change; commit() writes
-        the links themselves after the transaction."""
+        """Note a change of the links; commit() decides where they are written (LinkPlan)."""
         if change.changed():
-            self._staged.add(self._links.state_entry(change, self._now))
             self.link_changes.append(change)
 
 
@@ -167,14 +183,14 @@ class UowChargeKeys:
         self, sub: Subscription, charge_key: str, payment_id: str, status: str = "pending"
     ) -> None:
         self._staged.add(
-            charge_keys.claim_entry(
+            charge_key_claim_entry(
                 self._table, sub.community_id, sub.id, charge_key, payment_id, status
             )
         )
 
     def resolve(self, sub: Subscription, charge_key: str, payment_id: str, status: str) -> None:
         self._staged.add(
-            charge_keys.resolve_entry(
+            charge_key_resolve_entry(
                 self._table, sub.community_id, sub.id, charge_key, payment_id, status
             )
         )
@@ -251,6 +267,48 @@ class UowOutbox:
         self.checks.append(check)
 
 
+@dataclass(frozen=True)
+class LinkPlan:
+    """The transaction's entries with the links' share, and what is left to the LinkWriter."""
+
+    entries: list[Entry]
+    inline_states: frozenset[int]  # positions of the state entries that risk their condition
+    after_commit: list[LinkChange]
+
+    @staticmethod
+    def of(
+        entries: list[Entry],
+        changes: list[LinkChange],
+        table: str,
+        writer: LinkWriter,
+        now: datetime,
+        *,
+        inline: bool,
+    ) -> LinkPlan:
+        """The ONE decision, for every path that changes links. With `inline`, each change
+        whose link writes still fit the bounds rides in the transaction; the others (and all,
+        without `inline`) stage their state entry for the writer."""
+        planned = list(entries)
+        inline_states: set[int] = set()
+        after_commit: list[LinkChange] = []
+        for change in changes:
+            writes = link_writes(table, change, now) if inline else []
+            if inline and len(planned) + 1 + len(writes) <= INLINE_LINKS_MAX_ITEMS:
+                inline_states.add(len(planned))
+                planned += [links_written_entry(table, change), *writes]
+            else:
+                planned.append(writer.state_entry(change, now))
+                after_commit.append(change)
+        if inline_states and _request_bytes(planned) > INLINE_LINKS_MAX_BYTES:
+            return LinkPlan.of(entries, changes, table, writer, now, inline=False)
+        return LinkPlan(planned, frozenset(inline_states), after_commit)
+
+
+def _request_bytes(entries: list[Entry]) -> int:
+    """About what the request weighs: its entries as the JSON sent on the wire."""
+    return len(json.dumps(entries, separators=(",", ":"), default=str))
+
+
 class DynamoUnitOfWork:
     def __init__(
         self,
@@ -267,7 +325,7 @@ class DynamoUnitOfWork:
         self._now = now
         table = subscriptions.table
         self._links = LinkWriter(client, table, subscriptions.due_shards, subscriptions)
-        self.subscriptions = UowSubscriptions(subscriptions, self._links, self._staged, now)
+        self.subscriptions = UowSubscriptions(subscriptions, self._staged)
         self.payments = UowPayments(payments, self.subscriptions, self._staged)
         self.charge_keys = UowChargeKeys(table, self._staged)
         self.audit = UowAudit(table, self._staged)
@@ -289,11 +347,24 @@ class DynamoUnitOfWork:
         record = outbox_entry(self._table, self.outbox.events, self.outbox.checks, self._now)
         if record is not None and entries:  # events only ever go with the change they report
             entries.append(record)
-        if entries:
-            commit_transaction(self._client, entries, guarded_first=self._staged.first is not None)
+        plan = self._link_plan(entries, inline=True)
+        guarded_first = self._staged.first is not None
+        try:
+            commit_transaction(self._client, plan.entries, guarded_first=guarded_first)
+        except ConditionsFailed as refused:
+            if not plan.inline_states or not refused.entries <= plan.inline_states:
+                raise
+            # Only "every link was written" failed: a writer left links behind (a crash, a
+            # big list before). Nothing was written; the writer brings them all up to date.
+            plan = self._link_plan(entries, inline=False)
+            commit_transaction(self._client, plan.entries, guarded_first=guarded_first)
         self.committed = True
-        for change in self.subscriptions.link_changes:
+        for change in plan.after_commit:
             self._links.apply(change, self._now)
+
+    def _link_plan(self, entries: list[Entry], *, inline: bool) -> LinkPlan:
+        changes = self.subscriptions.link_changes
+        return LinkPlan.of(entries, changes, self._table, self._links, self._now, inline=inline)
 
     def __enter__(self) -> DynamoUnitOfWork:
         return self
