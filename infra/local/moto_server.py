@@ -170,6 +170,63 @@ def fast_string_comparisons() -> Callable[[], None]:
     return undo
 
 
+# DynamoDB's item operations: their results are already in the wire format (attribute-value
+# maps of strings, numbers as strings, booleans, lists and maps).
+ITEM_OPERATIONS = frozenset(
+    {
+        "GetItem",
+        "BatchGetItem",
+        "Query",
+        "Scan",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactGetItems",
+        "TransactWriteItems",
+    }
+)
+
+
+def fast_item_responses() -> Callable[[], None]:
+    """moto serializes every response by walking the operation's output shape member by
+    member (botocore's model, one call per value): for an item operation that was most of a
+    request's time, more than the operation itself. Its result is already DynamoDB's JSON, so
+    for these operations it is written out with `json.dumps`, the serializer's own last step,
+    keeping the members of the operation's output shape; a result `json` cannot write as is
+    (bytes, dates) goes the general way. Same bodies: `tests/integration/
+    test_local_moto_server.py` compares the two on every item operation."""
+    import json
+
+    from moto.core.responses import ActionResult
+
+    general = ActionResult.execute_result
+
+    def execute_result(self: Any, context: Any) -> Any:
+        if (
+            context.service_model.service_name != "dynamodb"
+            or context.operation_model.name not in ITEM_OPERATIONS
+            or isinstance(self.result, Exception)
+            or not isinstance(self.result, dict)
+        ):
+            return general(self, context)
+        members = context.operation_model.output_shape.members
+        # moto adds a few keys of its own (`ConsumedCapacityUnits`): the shape has no place.
+        result = {name: value for name, value in self.result.items() if name in members}
+        try:
+            body = json.dumps(result)
+        except (TypeError, ValueError):
+            return general(self, context)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+    ActionResult.execute_result = execute_result  # type: ignore[method-assign]
+
+    def undo() -> None:
+        ActionResult.execute_result = general  # type: ignore[method-assign]
+
+    return undo
+
+
 ItemKey = tuple[Any, Any]  # (hash DynamoType, range DynamoType or None), as moto keys `Table.items`
 
 
@@ -365,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     fast_string_comparisons()
     indexed_queries()
     cheaper_dispatch()
+    fast_item_responses()
     app = serialized(DomainDispatcherApplication(create_backend_app))
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
