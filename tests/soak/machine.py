@@ -111,13 +111,17 @@ FAULT_ROTATION = (
 SELDOM_INJECTED = (
     "stripe.timeout_before",
     "stripe.timeout_after",
+    "stripe.http_500",
+    "stripe.http_429",
+    "stripe.drop",
     "dynamodb.after_charge",
-    "sqs.duplicate_delivery",
+    "webhook.during_resolution",
     "webhook.delayed",
     "webhook.reordered",
 )
 FAULT_TURNS = FAULT_ROTATION + SELDOM_INJECTED
 FAULTS_PER_STEP = 3  # kinds per `cause_faults` step
+TURNS_PER_STEP = 2  # kinds every other step injects before its own action
 FAULT_ATTEMPTS = 3  # actions per kind until it fires
 FIRED_AS = {"sqs.worker_death": "dynamodb.worker_death"}  # the kind's name among fired faults
 
@@ -222,11 +226,14 @@ class BillingMachine(RuleBasedStateMachine):
         return profile_id
 
     def step(self, name: str) -> bool:
-        """Count a rule; False once the time budget is spent (the rest are no-ops)."""
+        """Count a rule; False once the time budget is spent (the rest are no-ops). Every
+        step also takes the next fault turns (`cause_faults` takes more)."""
         if over_budget():
             return False
         STATS.steps += 1
         STATS.rules[name] += 1
+        if name != "cause_faults" and self.subs:
+            self.take_fault_turns(TURNS_PER_STEP, Pick(self.faults_rotated))
         return True
 
     def sub(self, data: Pick) -> str:
@@ -797,11 +804,13 @@ class BillingMachine(RuleBasedStateMachine):
         until it fires (at most FAULT_ATTEMPTS), so every kind is injected about equally often
         and often enough in a long soak. Named to sort first among the rules: hypothesis draws
         its first rule most (rules sort by argument count, then name)."""
-        if not self.step("cause_faults"):
-            return
+        if self.step("cause_faults"):
+            self.take_fault_turns(FAULTS_PER_STEP, data)
+
+    def take_fault_turns(self, turns: int, data: Pick) -> None:
         if self.rotation_start is None:  # a per-sequence start, so no kind is always first
             self.rotation_start = data.randrange(len(FAULT_TURNS))
-        for _ in range(FAULTS_PER_STEP):
+        for _ in range(turns):
             at = (self.rotation_start + self.faults_rotated) % len(FAULT_TURNS)
             self.faults_rotated += 1
             self.inject_until_fired(FAULT_TURNS[at], data)

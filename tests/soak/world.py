@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from infra.local.moto_server import (
+    fast_item_responses,
     fast_string_comparisons,
     indexed_queries,
     journal_transactions,
@@ -230,8 +231,15 @@ def soak_world() -> Iterator[SoakWorld]:
         # The local stack's moto speed-ups (tested in tests/integration/test_local_moto_server.py):
         # a transaction backs up the items it names, not whole tables, and a Query reads its
         # partition, not the whole table, so a step's cost does not grow with the table. Safe:
-        # the app's requests are serialized (AtomicRequests below).
-        for undo in (journal_transactions(), fast_string_comparisons(), indexed_queries()):
+        # the app's requests are serialized (AtomicRequests below); item answers are written
+        # as the JSON they already are.
+        speedups = (
+            journal_transactions(),
+            fast_string_comparisons(),
+            indexed_queries(),
+            fast_item_responses(),
+        )
+        for undo in speedups:
             stack.callback(undo)
         localstripe_url = stack.enter_context(standalone_localstripe())
         proxy = stack.enter_context(stripe_faults(localstripe_url))
