@@ -103,10 +103,14 @@ LIVE_LIMITS = StripeLimits()
 class Deferred(Exception):
     """Run this message again later. `written`: a charge is in flight (pending payment and
     claim, a 429 answered it) and must be sent again soon, within RESUME_WINDOW; otherwise
-    nothing was written (the account's budget had no slot)."""
+    nothing was written (the account's budget had no slot). `retry_after`: seconds until the
+    account's budget expects a free slot for it (None: unknown, the worker backs off)."""
 
-    def __init__(self, reason: str, account: str, *, written: bool) -> None:
+    def __init__(
+        self, reason: str, account: str, *, written: bool, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{reason} (Stripe account {account})")
         self.reason = reason
         self.account = account
         self.written = written
+        self.retry_after = retry_after
