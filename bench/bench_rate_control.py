@@ -122,6 +122,25 @@ def _capacity(stripe_url: str, limiter: Any) -> dict[str, Any]:
     }
 
 
+def _lateness_recorded() -> Any:
+    from chalicelib.adapters.dynamodb.rate_buckets import DynamoStripeBudget
+
+    class LatenessRecorded(DynamoStripeBudget):
+        """The bench's bucket: records how late each caller came back to its token."""
+
+        lateness: Counter[str]
+
+        def _wait_for_slot(self, account: str, slot: float) -> None:
+            late = self._clock() - slot
+            bucket = "early" if late <= 0 else f"<{min(b for b in (0.1, 0.3, 0.5, 99) if late < b)}"
+            with self._lock:
+                self.lateness = getattr(self, "lateness", Counter())
+                self.lateness[bucket] += 1
+            super()._wait_for_slot(account, slot)
+
+    return LatenessRecorded
+
+
 class DeferralReasons(logging.Handler):
     """Why the worker deferred messages (its `work_message_deferred` log lines)."""
 
@@ -178,13 +197,13 @@ def _simulate(
     from chalicelib import bootstrap
     from chalicelib.adapters.aws import reset_clients
     from chalicelib.adapters.clock import FixedClock
-    from chalicelib.adapters.dynamodb.rate_buckets import DynamoStripeBudget
     from chalicelib.adapters.dynamodb.schema import ensure_table
     from chalicelib.adapters.queues import ensure_queues
     from chalicelib.config import Settings
     from chalicelib.domain.rate_control import LIVE_LIMITS
     from chalicelib.jobs.sweeps import sweep
 
+    lateness_recorded = _lateness_recorded()
     reset_clients()
     env = {"BILLING_STAGE": "test", "BILLING_TABLE_NAME": f"bench-{name}"}
     settings = Settings.from_env({**env, "STRIPE_API_BASE": stripe_url})
@@ -227,7 +246,7 @@ def _simulate(
             # As live (2 s windows, 2 s wait): a thread can always reach the next window.
             max_wait_seconds=WINDOW_SECONDS,
         )
-        budget = DynamoStripeBudget(box.dynamodb, settings.table_name, limits)
+        budget = lateness_recorded(box.dynamodb, settings.table_name, limits)
         if limited:
             box.stripe_budget = budget
         bootstrap.override_container(box)
@@ -345,6 +364,14 @@ def _figures(
         "rate_bucket_requests": budget.requests,
         "rate_bucket_late_tokens": budget.late_tokens,
         "rate_bucket_unused_tokens": budget.unused_tokens,
+        "rate_bucket_caller_lateness": json.dumps(dict(getattr(budget, "lateness", {}))),
+        "rate_calls_in_second_before_each_429": json.dumps(
+            {
+                a: [sum(1 for c in limiter.calls[a] if r - 1 <= c <= r) for r in limiter.refused[a]]
+                for a in counts
+                if limiter.refused.get(a)
+            }
+        ),
         "rate_messages_swept": sent,
         "rate_run_seconds": round(wall_seconds, 1),
         "rate_setup_seconds": round(setup_seconds, 1),

@@ -73,11 +73,12 @@ class StripeLimits:
 
     def tokens_passed(self, window: int, now: float, cap: int) -> int:
         """Tokens of `window` whose slot is already behind `now` (a window's first grant
-        starts after them, so a worker arriving mid-window does not burst)."""
-        elapsed = now - self.window_start(window) - self.late_seconds
+        starts after them, so a worker arriving mid-window does not burst, and its first token
+        is not already late: the caller still has its DynamoDB writes to make before it calls)."""
+        elapsed = now - self.window_start(window)
         if elapsed <= 0:
             return 0
-        return min(cap, math.floor(elapsed * cap / self.window_seconds))
+        return min(cap, math.ceil(elapsed * cap / self.window_seconds - 1e-9))
 
     def slot_offset(self, token_index: int, cap: int) -> float:
         """Seconds after its window's start at which the token numbered `token_index` (1..cap)

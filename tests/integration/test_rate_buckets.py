@@ -225,3 +225,13 @@ def test_a_deferred_call_is_told_the_accounts_next_free_slot_each_one_a_slot_lat
     assert third - second == pytest.approx(spacing)
     # Another account is not behind this one.
     assert worker.retry_after("acct_b") == 0.0
+
+
+def test_a_windows_first_grant_hands_out_no_slot_already_behind_now(dynamodb: object) -> None:
+    time = FakeTime()
+    time.now = T0 + 1.5  # mid-window: the caller still has its writes to make before it calls
+    time.sleep = time.slept.append  # type: ignore[method-assign]  # time stands still
+    worker = budget(dynamodb, time)
+    take(worker, "acct_a")
+    # Its token's slot is ahead of it (it waited), never one that passed while nobody called.
+    assert len(time.slept) == 1 and 0 < time.slept[0] <= LIMITS.window_seconds / 19
