@@ -37,8 +37,11 @@ class StripeLimits:
     # Tokens one counter update reserves for a worker process (fewer DynamoDB requests).
     grant_size: int = 4
     # A token whose slot passed longer ago than this is dropped, not used late: capacity left
-    # unused is gone (as in Stripe's bucket), so calls never bunch into a burst.
-    late_seconds: float = 0.5
+    # unused is gone (as in Stripe's bucket), so calls never bunch into a burst. Paced at the
+    # share against a limit whose bucket holds about a second, calls stay within the limit
+    # while share x (late + network jitter) <= the burst less one call: at the bench's 3/s,
+    # 0.2 s leaves half a second for jitter (0.5 s drew 429s there).
+    late_seconds: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0 <= self.reserve_share < 1:

@@ -235,3 +235,24 @@ def test_a_windows_first_grant_hands_out_no_slot_already_behind_now(dynamodb: ob
     take(worker, "acct_a")
     # Its token's slot is ahead of it (it waited), never one that passed while nobody called.
     assert len(time.slept) == 1 and 0 < time.slept[0] <= LIMITS.window_seconds / 19
+
+
+def test_a_caller_that_wakes_long_after_its_slot_takes_the_next_token_instead(
+    dynamodb: object,
+) -> None:
+    time = FakeTime()
+
+    def stalled(seconds: float) -> None:  # the process stalls a second while the caller sleeps
+        time.slept.append(seconds)
+        time.now += seconds + 1.0
+
+    time.sleep = stalled  # type: ignore[method-assign]
+    worker = budget(dynamodb, time)
+    assert take(worker, "acct_a")  # the first slot (T0): no wait
+    wait = worker.acquire("acct_a")
+    assert wait is not None
+    wait()
+    # It woke a second after its slot: it gave that token up and took a later one (one
+    # exchange only: after it, it goes even if this clock stalls again).
+    assert worker.late_tokens == 1
+    assert len(time.slept) <= 2

@@ -95,6 +95,11 @@ class DynamoStripeBudget:
 
     # --- the port ----------------------------------------------------------------------------
     def acquire(self, account: str) -> Callable[[], None] | None:
+        slot = self._take_slot(account)
+        return None if slot is None else partial(self._wait_for_slot, account, slot)
+
+    def _take_slot(self, account: str) -> float | None:
+        """The slot of a token for `account` at most `max_wait_seconds` away, or None."""
         limits = self.limits
         deadline = self._clock() + limits.max_wait_seconds
         while True:
@@ -120,7 +125,7 @@ class DynamoStripeBudget:
                     wanted = limits.grant_size
                 first_window = limits.window_of(max(now, state.full_before))
             if slot is not None:
-                return partial(self._wait_for_slot, account, slot)
+                return slot
             try:
                 granted = self._grant(account, first_window, deadline, wanted)
             finally:
@@ -131,19 +136,25 @@ class DynamoStripeBudget:
                 return None
 
     def _wait_for_slot(self, account: str, slot: float) -> None:
-        """Sleep until the token's slot. A caller that comes back to it more than
-        `late_seconds` after the slot (its DynamoDB writes took that long) would bunch its call
-        with the next slots' (Stripe's 429): it takes the account's next token instead and
-        waits for that one; only when none is free within `max_wait_seconds` does it go late."""
-        if self._clock() - slot > self.limits.late_seconds:
-            self.late_tokens += 1
-            later = self.acquire(account)
-            if later is not None:
-                later()
+        """Sleep until the token's slot. A caller that is more than `late_seconds` past the
+        slot, when it comes back to it (its DynamoDB writes took that long) or when it wakes
+        (the process stalled while it slept), would bunch its call with the next slots' calls
+        (Stripe's 429): it takes the account's next token instead and waits for that one,
+        once; only when none is free within `max_wait_seconds` does it go late."""
+        exchanged = False
+        while True:
+            wait = slot - self._clock()
+            if wait > 0:
+                self._sleep(wait)
+                wait = slot - self._clock()
+            if exchanged or -wait <= self.limits.late_seconds:
                 return
-        wait = slot - self._clock()
-        if wait > 0:
-            self._sleep(wait)
+            self.late_tokens += 1
+            exchanged = True
+            later = self._take_slot(account)
+            if later is None:
+                return
+            slot = later
 
     def rate_limited(self, account: str) -> None:
         limits = self.limits
