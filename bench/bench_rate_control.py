@@ -128,13 +128,14 @@ def _lateness_recorded() -> Any:
     class LatenessRecorded(DynamoStripeBudget):
         """The bench's bucket: records how late each caller came back to its token."""
 
-        lateness: Counter[str]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.lateness: Counter[str] = Counter()  # "early", or "<s": late by less than s
 
         def _wait_for_slot(self, account: str, slot: float) -> None:
             late = self._clock() - slot
             bucket = "early" if late <= 0 else f"<{min(b for b in (0.1, 0.3, 0.5, 99) if late < b)}"
             with self._lock:
-                self.lateness = getattr(self, "lateness", Counter())
                 self.lateness[bucket] += 1
             super()._wait_for_slot(account, slot)
 
@@ -300,7 +301,7 @@ def _figures(
     from chalicelib.jobs import schedules
 
     renewed = outcomes["renewed"]
-    per_account: dict[str, dict[str, float]] = {}
+    per_account: dict[str, dict[str, Any]] = {}
     for account in counts:
         calls = sorted(limiter.calls.get(account, []))
         refused = limiter.refused.get(account, [])
@@ -364,7 +365,7 @@ def _figures(
         "rate_bucket_requests": budget.requests,
         "rate_bucket_late_tokens": budget.late_tokens,
         "rate_bucket_unused_tokens": budget.unused_tokens,
-        "rate_bucket_caller_lateness": json.dumps(dict(getattr(budget, "lateness", {}))),
+        "rate_bucket_caller_lateness": json.dumps(dict(budget.lateness)),
         "rate_calls_in_second_before_each_429": json.dumps(
             {
                 a: [sum(1 for c in limiter.calls[a] if r - 1 <= c <= r) for r in limiter.refused[a]]

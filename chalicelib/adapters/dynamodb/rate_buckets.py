@@ -45,6 +45,9 @@ from chalicelib.domain.rate_control import LIVE_LIMITS, StripeLimits
 TTL_SECONDS = 3600
 # Windows after a 429 that get the cut cap (then +increase_per_window each).
 CUT_WINDOWS = 3
+# A caller woken this long after its slot was held up by a stall of the process (a garbage
+# collection, a starved CPU): its call would bunch with the calls of the slots that passed.
+STALL_SECONDS = 0.5
 
 
 @dataclass
@@ -136,18 +139,21 @@ class DynamoStripeBudget:
                 return None
 
     def _wait_for_slot(self, account: str, slot: float) -> None:
-        """Sleep until the token's slot. A caller that is more than `late_seconds` past the
-        slot, when it comes back to it (its DynamoDB writes took that long) or when it wakes
-        (the process stalled while it slept), would bunch its call with the next slots' calls
-        (Stripe's 429): it takes the account's next token instead and waits for that one,
-        once; only when none is free within `max_wait_seconds` does it go late."""
+        """Sleep until the token's slot. A caller more than `late_seconds` past the slot when
+        it comes back to it (its DynamoDB writes took that long), or more than STALL_SECONDS
+        past it when it wakes (the process stalled while it slept), would bunch its call with
+        the next slots' calls (Stripe's 429): it takes the account's next token instead and
+        waits for that one, once; only when none is free within `max_wait_seconds` does it
+        go late."""
         exchanged = False
         while True:
             wait = slot - self._clock()
+            tolerated = self.limits.late_seconds
             if wait > 0:
                 self._sleep(wait)
                 wait = slot - self._clock()
-            if exchanged or -wait <= self.limits.late_seconds:
+                tolerated = STALL_SECONDS  # a thread's wake-up is late by a little anyway
+            if exchanged or -wait <= tolerated:
                 return
             self.late_tokens += 1
             exchanged = True
