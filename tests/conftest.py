@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,18 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MembershipBilling")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moto_item_answers_as_json() -> Iterator[None]:
+    """In-process moto answers item operations with the JSON they already are, not through
+    its shape-walking serializer (infra/local/moto_server.py: the same bodies, compared in
+    tests/integration/test_local_moto_server.py; it was most of a request's time)."""
+    from infra.local.moto_server import fast_item_responses
+
+    undo = fast_item_responses()
+    yield
+    undo()
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

@@ -37,8 +37,11 @@ class StripeLimits:
     # Tokens one counter update reserves for a worker process (fewer DynamoDB requests).
     grant_size: int = 4
     # A token whose slot passed longer ago than this is dropped, not used late: capacity left
-    # unused is gone (as in Stripe's bucket), so calls never bunch into a burst.
-    late_seconds: float = 0.5
+    # unused is gone (as in Stripe's bucket), so calls never bunch into a burst. Paced at the
+    # share against a limit whose bucket holds about a second, calls stay within the limit
+    # while share x (late + network jitter) <= the burst less one call: at the bench's 3/s,
+    # 0.2 s leaves half a second for jitter (0.5 s drew 429s there).
+    late_seconds: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0 <= self.reserve_share < 1:
@@ -73,11 +76,12 @@ class StripeLimits:
 
     def tokens_passed(self, window: int, now: float, cap: int) -> int:
         """Tokens of `window` whose slot is already behind `now` (a window's first grant
-        starts after them, so a worker arriving mid-window does not burst)."""
-        elapsed = now - self.window_start(window) - self.late_seconds
+        starts after them, so a worker arriving mid-window does not burst, and its first token
+        is not already late: the caller still has its DynamoDB writes to make before it calls)."""
+        elapsed = now - self.window_start(window)
         if elapsed <= 0:
             return 0
-        return min(cap, math.floor(elapsed * cap / self.window_seconds))
+        return min(cap, math.ceil(elapsed * cap / self.window_seconds - 1e-9))
 
     def slot_offset(self, token_index: int, cap: int) -> float:
         """Seconds after its window's start at which the token numbered `token_index` (1..cap)
@@ -103,10 +107,14 @@ LIVE_LIMITS = StripeLimits()
 class Deferred(Exception):
     """Run this message again later. `written`: a charge is in flight (pending payment and
     claim, a 429 answered it) and must be sent again soon, within RESUME_WINDOW; otherwise
-    nothing was written (the account's budget had no slot)."""
+    nothing was written (the account's budget had no slot). `retry_after`: seconds until the
+    account's budget expects a free slot for it (None: unknown, the worker backs off)."""
 
-    def __init__(self, reason: str, account: str, *, written: bool) -> None:
+    def __init__(
+        self, reason: str, account: str, *, written: bool, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{reason} (Stripe account {account})")
         self.reason = reason
         self.account = account
         self.written = written
+        self.retry_after = retry_after

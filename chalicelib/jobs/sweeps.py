@@ -35,6 +35,8 @@ from chalicelib.observability import count, flush_metrics, logger
 
 SWEEP_PAGE_SIZE = 500
 SQS_BATCH = 10
+# A sweep reads this many due items of each shard, then sends them in `not_before` order.
+ROUND_PER_SHARD = 100
 MAX_DELAY_SECONDS = 900  # SQS's longest message delay
 FULL_SWEEP_EVERY = timedelta(hours=1)
 # Stop this long before the Lambda's own timeout; the next tick continues from the cursor.
@@ -130,14 +132,16 @@ def sqs_sink(sqs: Any, queue_url: str, wall: Callable[[], float] = time.time) ->
 def delay_seconds(message: DueMessage, now: float) -> int:
     if message.not_before is None:
         return 0
-    # To the nearest second (the worker runs a message up to a second early).
-    return max(0, min(MAX_DELAY_SECONDS, math.floor(message.not_before - now + 0.5)))
+    # Whole seconds, rounded down: the message is visible at its slot or up to a second
+    # before it (never after: a late message would leave its account's slot unused), and
+    # the worker's wait for the token's slot does the rest.
+    return max(0, min(MAX_DELAY_SECONDS, math.floor(message.not_before - now)))
 
 
 class Spacing:
     """Each community's messages of Stripe-charging groups, `spacing` seconds apart
     (`not_before`): the first at once, each next one `spacing` after the one before, never
-    before the moment it is sent (a slow sweep spaces from when it sends, so its messages do
+    before the moment it is read (a slow sweep spaces from when it reads, so its messages do
     not all come due at once). The queue then offers a big community's backlog at its Stripe
     budget instead of all at once, so a small community's few renewals are never queued
     behind it (DESIGN.md 8.1: fairness). 0 spacing: nothing is set."""
@@ -185,9 +189,9 @@ def sweep(
         )
         sent_upto = dict(cursors)
         job = jobs.get(group)
-        for shard in range(settings.due_index_shards) if shards is None else shards:
-            batch: list[DueMessage] = []
-            for message in due_messages(
+        spaced = job is not None and job.calls_stripe
+        streams = {
+            shard: due_messages(
                 box.due_index,
                 group,
                 shard,
@@ -196,16 +200,26 @@ def sweep(
                 page_size=page_size,
                 result=result,
                 with_snapshot=job is not None and job.takes_snapshot,
-            ):
-                batch.append(spacing.apply(message) if job and job.calls_stripe else message)
-                if len(batch) == SQS_BATCH:
-                    _flush(sink, batch, sent_upto, shard, result)
-                if deadline is not None and time.monotonic() > deadline:
-                    result.complete = False
+            )
+            for shard in (range(settings.due_index_shards) if shards is None else shards)
+        }
+        while streams and result.complete:
+            # One round: up to ROUND_PER_SHARD messages of each shard (a prefix of each, so
+            # the cursors stay right), sent in `not_before` order.
+            round_: list[tuple[int, DueMessage]] = []
+            for shard, stream in list(streams.items()):
+                for taken, message in enumerate(stream, start=1):
+                    round_.append((shard, spacing.apply(message) if spaced else message))
+                    if deadline is not None and time.monotonic() > deadline:
+                        result.complete = False
+                        break
+                    if taken == ROUND_PER_SHARD:
+                        break
+                else:
+                    del streams[shard]  # the shard is read to its end
+                if not result.complete:
                     break
-            _flush(sink, batch, sent_upto, shard, result)
-            if not result.complete:
-                break
+            _send_round(sink, round_, sent_upto, result)
         if use_cursors:
             box.sweep_cursors.save(group, moment, sent_upto, full=not cursors)
         result.cursors[group] = sent_upto
@@ -214,15 +228,19 @@ def sweep(
     return result
 
 
-def _flush(
-    sink: Sink, batch: list[DueMessage], sent_upto: dict[int, str], shard: int, r: SweepResult
+def _send_round(
+    sink: Sink, round_: list[tuple[int, DueMessage]], sent_upto: dict[int, str], r: SweepResult
 ) -> None:
-    if not batch:
-        return
-    sink(list(batch))
-    r.sent += len(batch)
-    sent_upto[shard] = max(sent_upto.get(shard, ""), *(m.due_at for m in batch))
-    batch.clear()
+    """Send a round's messages in `not_before` order (the unspaced first): every community's
+    next messages go out before any community's later ones, whatever shard they were read
+    from, so a small community's few charges are on the queue at the round's start."""
+    ordered = sorted(round_, key=lambda item: item[1].not_before or 0.0)
+    for start in range(0, len(ordered), SQS_BATCH):
+        batch = ordered[start : start + SQS_BATCH]
+        sink([message for _, message in batch])
+        r.sent += len(batch)
+        for shard, message in batch:
+            sent_upto[shard] = max(sent_upto.get(shard, ""), message.due_at)
 
 
 def _load_cursors(

@@ -14,9 +14,11 @@ land in the dead-letter queue). The local runner (`process_batch`) deletes the s
 and raises BatchFailed. Actions are idempotent per message anyway (conditional writes, Stripe
 idempotency keys), so a redelivered success changes nothing.
 
-Rate control (DESIGN.md): a message whose Stripe account has no budget right now (`Deferred`)
-is sent to the queue again as a new message with a delay (jittered back-off), so a deferral
-never counts towards maxReceiveCount and never holds a thread; so is a message whose
+Rate control (DESIGN.md): a message whose Stripe account has no slot within the budget's short
+wait (`Deferred`) is sent to the queue again as a new message, delayed until the slot the
+budget expects to have for it (`retry_after`: the account's next free slot, each deferral one
+slot later), so a deferral never counts towards maxReceiveCount, never holds a thread, and
+never leaves the account's slots unused behind an exponential back-off; so is a message whose
 `not_before` (the sweep's spacing per community) is still ahead.
 
 Time: a message against a hung Stripe may take `message_time_budget` (two Stripe calls that give
@@ -56,6 +58,7 @@ WAITING = "waiting"  # its `not_before` is still ahead: sent on again
 # SQS's longest message delay.
 MAX_DELAY_SECONDS = 900
 DEFER_BASE_SECONDS = 2.0
+MIN_DEFER_SECONDS = 1.0
 # A charge a 429 left in flight comes back within this (far inside RESUME_WINDOW).
 RESUME_DELAY_MAX_SECONDS = 15.0
 # A message deferred this often fails instead (then the DLQ after maxReceiveCount).
@@ -67,10 +70,11 @@ MESSAGE_STORE_SECONDS = 2.0
 
 
 def message_time_budget(stripe_timeout_seconds: float) -> float:
-    """The longest one message may take: the wait for its Stripe slot, a charge that answered,
-    then a cancel (or a refund) against a Stripe that hangs, plus DynamoDB."""
+    """The longest one message may take: the wait for its Stripe slot (twice: a token whose
+    slot passed while the charge's writes ran is exchanged for the next), a charge that
+    answered, then a cancel (or a refund) against a Stripe that hangs, plus DynamoDB."""
     return (
-        LIVE_LIMITS.max_wait_seconds
+        2 * LIVE_LIMITS.max_wait_seconds
         + 2 * worst_case_call_seconds(stripe_timeout_seconds)
         + MESSAGE_STORE_SECONDS
     )
@@ -169,7 +173,9 @@ def _run_one(box: Container, record: Received, wall: Callable[[], float]) -> tup
         except Deferred as deferral:
             if message.deferrals >= MAX_DEFERRALS:
                 raise
-            delay = deferral_delay(message.deferrals, resume=deferral.written)
+            delay = deferral_delay(
+                message.deferrals, resume=deferral.written, retry_after=deferral.retry_after
+            )
             _send_back(box, message, delay, deferred=True)
             logger.info(
                 "work_message_deferred",
@@ -181,11 +187,14 @@ def _run_one(box: Container, record: Received, wall: Callable[[], float]) -> tup
         return "failed", f"{type(error).__name__}: {error}"
 
 
-def deferral_delay(deferrals: int, *, resume: bool) -> float:
-    """How long a deferred message waits: a jittered exponential back-off from one bucket
-    window; a charge in flight (`resume`) comes back within seconds, so that it is sent again
-    well inside RESUME_WINDOW."""
+def deferral_delay(deferrals: int, *, resume: bool, retry_after: float | None = None) -> float:
+    """How long a deferred message waits: until the slot its account's budget expects to have
+    for it (`retry_after`, at least a second so that it never spins), else a jittered
+    exponential back-off from one bucket window. A charge in flight (`resume`) comes back
+    within seconds either way, so that it is sent again well inside RESUME_WINDOW."""
     ceiling = RESUME_DELAY_MAX_SECONDS if resume else MAX_DELAY_SECONDS
+    if retry_after is not None:
+        return min(ceiling, max(MIN_DEFER_SECONDS, retry_after))
     delay = min(ceiling, DEFER_BASE_SECONDS * 2.0**deferrals)
     return float(delay * random.uniform(0.5, 1.0))
 
@@ -204,7 +213,9 @@ def _send_back(box: Container, message: DueMessage, delay: float, *, deferred: b
     box.sqs.send_message(
         QueueUrl=box.settings.work_queue_url,
         MessageBody=again.to_json(),
-        DelaySeconds=max(0, min(MAX_DELAY_SECONDS, math.ceil(delay))),
+        # Rounded down, as the sweep does: back at its slot or up to a second before it (the
+        # budget's wait does the rest), never after it.
+        DelaySeconds=max(0, min(MAX_DELAY_SECONDS, math.floor(delay))),
     )
 
 

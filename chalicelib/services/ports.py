@@ -222,6 +222,13 @@ class StripeCallBudget(Protocol):
         """Stripe answered 429 (rate limit or `lock_timeout`): lower the account's share."""
         ...
 
+    def retry_after(self, account: str) -> float:
+        """Seconds until a call deferred now should come back: the account's next free slot
+        as this worker knows it, each deferral a slot later than the one before (deferred work
+        comes back in order at the account's pace, not all at once, never with a back-off
+        that leaves the account's slots unused)."""
+        ...
+
     def spacing_seconds(self) -> float:
         """Seconds between two scheduled calls on one account at its full share (the sweep
         spaces each community's messages by it); 0 when nothing is limited."""

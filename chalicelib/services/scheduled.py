@@ -74,6 +74,9 @@ class Unlimited:
     def rate_limited(self, account: str) -> None:
         return None
 
+    def retry_after(self, account: str) -> float:
+        return 0.0
+
     def spacing_seconds(self) -> float:
         return 0.0
 
@@ -141,7 +144,12 @@ class ScheduledActions:
     def _token(self, account: str) -> Callable[[], None]:
         wait = self._budget.acquire(account)
         if wait is None:
-            raise Deferred("no Stripe budget left this moment", account, written=False)
+            raise Deferred(
+                "no Stripe budget left this moment",
+                account,
+                written=False,
+                retry_after=self._budget.retry_after(account),
+            )
         return wait
 
     def _rate_limited_as_deferred(self, account: str, send: Callable[[], ChargeResult]) -> str:
@@ -149,7 +157,12 @@ class ScheduledActions:
             result = send()
         except ChargeRateLimited as error:
             self._budget.rate_limited(account)
-            raise Deferred(f"Stripe answered 429 ({error.code})", account, written=True) from None
+            raise Deferred(
+                f"Stripe answered 429 ({error.code})",
+                account,
+                written=True,
+                retry_after=self._budget.retry_after(account),
+            ) from None
         except PaymentPending:
             return "payment_pending"
         return "succeeded" if result.succeeded else "failed"

@@ -219,6 +219,7 @@ def fast_item_responses() -> Callable[[], None]:
             return general(self, context)
         return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
 
+    execute_result.general = general  # type: ignore[attr-defined]  # for the comparing test
     ActionResult.execute_result = execute_result  # type: ignore[method-assign]
 
     def undo() -> None:

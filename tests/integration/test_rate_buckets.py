@@ -181,3 +181,78 @@ def test_a_worker_arriving_mid_window_does_not_spend_the_passed_slots_in_a_burst
     assert immediate <= LIMITS.late_seconds * LIMITS.max_tokens / LIMITS.window_seconds + 1
     granted = window_item(dynamodb, "acct_a", LIMITS.window_of(T0))["granted"]
     assert granted >= LIMITS.tokens_passed(LIMITS.window_of(T0), T0 + 1.5, 19) + 1
+
+
+def test_a_caller_back_after_its_slot_passed_takes_the_next_token_instead_of_bunching(
+    dynamodb: object,
+) -> None:
+    time = FakeTime()
+    worker = budget(dynamodb, time)
+    first = worker.acquire("acct_a")
+    second = worker.acquire("acct_a")
+    assert first is not None and second is not None
+    # A caller back within `late_seconds` of its slot (the second: T0 + 2 s / 19) just goes.
+    time.now = T0 + LIMITS.window_seconds / LIMITS.max_tokens + LIMITS.late_seconds / 2
+    second()
+    assert worker.late_tokens == 0 and time.slept == []
+    granted = window_item(dynamodb, "acct_a", LIMITS.window_of(T0))["granted"]
+    # The first caller's writes took a second: its slot (T0) is long gone.
+    time.now = T0 + 1.0
+    first()
+    # It gave its token up and took another (the held ones had passed too: a new grant, its
+    # slots after the ones behind us) instead of calling with the passed one.
+    assert worker.late_tokens == 1
+    assert window_item(dynamodb, "acct_a", LIMITS.window_of(T0))["granted"] > granted
+
+
+def test_a_deferred_call_is_told_the_accounts_next_free_slot_each_one_a_slot_later(
+    dynamodb: object,
+) -> None:
+    window = LIMITS.window_of(T0)
+    dynamodb.put_item(  # type: ignore[attr-defined]  # other workers took the whole window
+        TableName=TABLE_NAME,
+        Item={**window_key("acct_a", window), "granted": {"N": "19"}, "cap": {"N": "19"}},
+    )
+    time = FakeTime()
+    time.now = T0 + 0.5
+    worker = budget(dynamodb, time)
+    assert worker.acquire("acct_a") is None
+    first, second, third = (worker.retry_after("acct_a") for _ in range(3))
+    # The window is full: the first free slot is the next window's start, not a back-off.
+    assert first == pytest.approx(LIMITS.window_seconds - 0.5)
+    spacing = LIMITS.window_seconds / LIMITS.max_tokens
+    assert second - first == pytest.approx(spacing)
+    assert third - second == pytest.approx(spacing)
+    # Another account is not behind this one.
+    assert worker.retry_after("acct_b") == 0.0
+
+
+def test_a_windows_first_grant_hands_out_no_slot_already_behind_now(dynamodb: object) -> None:
+    time = FakeTime()
+    time.now = T0 + 1.5  # mid-window: the caller still has its writes to make before it calls
+    time.sleep = time.slept.append  # type: ignore[method-assign]  # time stands still
+    worker = budget(dynamodb, time)
+    take(worker, "acct_a")
+    # Its token's slot is ahead of it (it waited), never one that passed while nobody called.
+    assert len(time.slept) == 1 and 0 < time.slept[0] <= LIMITS.window_seconds / 19
+
+
+def test_a_caller_that_wakes_long_after_its_slot_takes_the_next_token_instead(
+    dynamodb: object,
+) -> None:
+    time = FakeTime()
+
+    def stalled(seconds: float) -> None:  # the process stalls a second while the caller sleeps
+        time.slept.append(seconds)
+        time.now += seconds + 1.0
+
+    time.sleep = stalled  # type: ignore[method-assign]
+    worker = budget(dynamodb, time)
+    assert take(worker, "acct_a")  # the first slot (T0): no wait
+    wait = worker.acquire("acct_a")
+    assert wait is not None
+    wait()
+    # It woke a second after its slot: it gave that token up and took a later one (one
+    # exchange only: after it, it goes even if this clock stalls again).
+    assert worker.late_tokens == 1
+    assert len(time.slept) <= 2

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from chalicelib import bootstrap
+from chalicelib.adapters.dynamodb.due_index import due_attributes, shard_of
 from chalicelib.bootstrap import Container
 from chalicelib.domain.rate_control import Deferred
 from chalicelib.jobs import sweeps, worker
@@ -118,6 +119,29 @@ def test_a_message_the_budget_defers_goes_back_as_a_new_message_with_a_delay(
     assert body == replace(message("sub_1"), deferrals=1)  # the snapshot may be stale by then
 
 
+def test_a_deferred_message_comes_back_at_the_accounts_next_free_slot_not_a_back_off(
+    box: Container,
+) -> None:
+    def no_budget(box: Container, community_id: str, subject_id: str, now: datetime) -> str:
+        raise Deferred("no Stripe budget", "acct_big", written=False, retry_after=7.6)
+
+    def rate_limited(box: Container, community_id: str, subject_id: str, now: datetime) -> str:
+        raise Deferred("Stripe answered 429", "acct_big", written=True, retry_after=40.0)
+
+    sent = SentMessages(box.sqs)
+    install(no_budget)
+    # However often it was deferred before: the slot, not 2 s x 2^12.
+    worker.process_batch(box, received(message("sub_1", deferrals=12)))
+    install(rate_limited)
+    worker.process_batch(box, received(message("sub_2")))
+
+    slot, resume = sent.single
+    assert slot["DelaySeconds"] == 7  # at its slot or up to a second before it
+    assert DueMessage.from_json(slot["MessageBody"]).deferrals == 13
+    # A charge in flight is sent again within RESUME_DELAY_MAX_SECONDS whatever the slot.
+    assert resume["DelaySeconds"] == worker.RESUME_DELAY_MAX_SECONDS
+
+
 def test_a_deferred_charge_in_flight_comes_back_within_seconds_however_often(
     box: Container,
 ) -> None:
@@ -192,10 +216,46 @@ def test_the_sweep_spaces_each_communitys_charges_at_its_budget(env: Env, box: C
         for e in entries
         if json.loads(e["MessageBody"])["group"] == "renewal"
     )
-    assert renewals == [(WALL, 0), (WALL + 0.5, 1), (WALL + 1, 1), (WALL + 1.5, 2), (WALL + 2, 2)]
+    # Visible at the slot or up to a second before it (rounded down), never after it.
+    assert renewals == [(WALL, 0), (WALL + 0.5, 0), (WALL + 1, 1), (WALL + 1.5, 1), (WALL + 2, 2)]
     # An expiration calls no Stripe: not spaced.
     assert groups["expiration"]["DelaySeconds"] == 0
     assert DueMessage.from_json(groups["expiration"]["MessageBody"]).not_before is None
+
+
+def test_the_sweep_sends_each_communitys_next_charges_first_whatever_shard_they_are_in(
+    env: Env, box: Container
+) -> None:
+    now = env.clock.now()
+    shards = box.settings.due_index_shards
+    big = [f"sub_big{i}" for i in range(40)]
+    small = [f"sub_small{i}" for i in range(4)]
+    for community, ids in (("com_big", big), ("com_small", small)):
+        for i, sub_id in enumerate(ids):
+            attrs = due_attributes(sub_id, "renewal", now - timedelta(minutes=i + 1), shards)
+            box.dynamodb.put_item(
+                TableName=env.settings.table_name,
+                Item={
+                    "pk": {"S": f"C#{community}#SUB#{sub_id}"},
+                    "sk": {"S": "SUB"},
+                    "id": {"S": sub_id},
+                    **{name: {"S": value} for name, value in attrs.items()},
+                },
+            )
+    # The small community's items sit in shards the sweep reads after the big one's.
+    assert len({shard_of(s, shards) for s in small}) > 1
+    box.stripe_budget = FakeStripeBudget(spacing=0.5)
+    sent = SentMessages(box.sqs)
+
+    sweeps.sweep(box, ("renewal",), wall=lambda: WALL)
+
+    order = [
+        DueMessage.from_json(e["MessageBody"]).subject_id for batch in sent.batches for e in batch
+    ]
+    assert sorted(order) == sorted(big + small)
+    # Each community's k-th charge before any community's (k+1)-th: the small community's
+    # four are among the first eight sent, not spread over the whole sweep.
+    assert set(small) <= set(order[: 2 * len(small)])
 
 
 def test_spacing_is_per_community_so_a_small_one_is_never_behind_a_big_one() -> None:

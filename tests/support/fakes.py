@@ -568,9 +568,12 @@ class FakeStripeBudget:
     """The scheduled work's Stripe budget: `tokens` calls per account, then no slot (None:
     unlimited). Records the accounts it granted and the 429s it was told about."""
 
-    def __init__(self, tokens: int | None = None, spacing: float = 0.0) -> None:
+    def __init__(
+        self, tokens: int | None = None, spacing: float = 0.0, next_slot_in: float = 0.0
+    ) -> None:
         self.tokens = tokens
         self.spacing = spacing
+        self.next_slot_in = next_slot_in  # what `retry_after` answers
         self.granted: list[str] = []
         self.refused: list[str] = []
         self.sent: list[str] = []  # slots waited for, right before a Stripe request
@@ -585,6 +588,9 @@ class FakeStripeBudget:
 
     def rate_limited(self, account: str) -> None:
         self.rate_limited_accounts.append(account)
+
+    def retry_after(self, account: str) -> float:
+        return self.next_slot_in
 
     def spacing_seconds(self) -> float:
         return self.spacing

@@ -7,12 +7,16 @@ import threading
 from typing import Any
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from tests.support.atomic_requests import AtomicRequests
 
 
-def test_a_call_that_fails_after_it_was_sent_gives_the_lock_back() -> None:
+def test_a_call_that_fails_after_it_was_sent_gives_the_lock_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # in-process moto, whatever ran before
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         AtomicRequests(client)

@@ -22,8 +22,11 @@ after those start from the cut and grow back by `increase_per_window`.
 
 `acquire` hands out a token whose slot is at most `max_wait_seconds` away, as a function that
 waits for the slot: the caller writes its pending payment first and calls it right before the
-Stripe request. No slot that soon -> None, and the caller defers the work (the worker puts the
-message back on the queue).
+Stripe request. A caller that comes back to it more than `late_seconds` after the slot takes
+the next token instead (a late call would bunch with the next slots' calls: Stripe's 429). No
+slot that soon -> None, and the caller defers the work: `retry_after` says when the account's
+next free slot is (each deferral one slot later), and the worker puts the message back on the
+queue with that delay.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from chalicelib.domain.rate_control import LIVE_LIMITS, StripeLimits
 TTL_SECONDS = 3600
 # Windows after a 429 that get the cut cap (then +increase_per_window each).
 CUT_WINDOWS = 3
+# A caller woken this long after its slot was held up by a stall of the process (a garbage
+# collection, a starved CPU): its call would bunch with the calls of the slots that passed.
+STALL_SECONDS = 0.5
 
 
 @dataclass
@@ -53,6 +59,7 @@ class _Account:
     cut_window: int = -1  # the window of this process's last cut
     asking: bool = False  # a thread of this process is asking the table for tokens
     waiting: int = 0  # threads waiting for that answer
+    deferred_until: float = 0.0  # the slot the last deferral of this process was sent back to
 
 
 def window_key(account: str, window: int) -> dict[str, Any]:
@@ -80,6 +87,8 @@ class DynamoStripeBudget:
         self._answered = threading.Condition(self._lock)
         self._accounts: dict[str, _Account] = {}
         self.requests = 0  # DynamoDB requests made (bench and tests read it)
+        self.late_tokens = 0  # tokens given up because their caller came back too late
+        self.unused_tokens = 0  # tokens whose slot passed before any thread took them
 
     def _account(self, account: str) -> _Account:
         state = self._accounts.get(account)
@@ -89,6 +98,11 @@ class DynamoStripeBudget:
 
     # --- the port ----------------------------------------------------------------------------
     def acquire(self, account: str) -> Callable[[], None] | None:
+        slot = self._take_slot(account)
+        return None if slot is None else partial(self._wait_for_slot, account, slot)
+
+    def _take_slot(self, account: str) -> float | None:
+        """The slot of a token for `account` at most `max_wait_seconds` away, or None."""
         limits = self.limits
         deadline = self._clock() + limits.max_wait_seconds
         while True:
@@ -98,6 +112,7 @@ class DynamoStripeBudget:
                 # A token whose slot passed is dropped: using it late would bunch calls.
                 while state.slots and state.slots[0] < now - limits.late_seconds:
                     state.slots.pop(0)
+                    self.unused_tokens += 1
                 slot = state.slots.pop(0) if state.slots else None
                 if slot is not None and slot > deadline:
                     state.slots.insert(0, slot)
@@ -113,7 +128,7 @@ class DynamoStripeBudget:
                     wanted = limits.grant_size
                 first_window = limits.window_of(max(now, state.full_before))
             if slot is not None:
-                return partial(self._wait_until, slot)
+                return slot
             try:
                 granted = self._grant(account, first_window, deadline, wanted)
             finally:
@@ -123,10 +138,29 @@ class DynamoStripeBudget:
             if not granted:
                 return None
 
-    def _wait_until(self, slot: float) -> None:
-        wait = slot - self._clock()
-        if wait > 0:
-            self._sleep(wait)
+    def _wait_for_slot(self, account: str, slot: float) -> None:
+        """Sleep until the token's slot. A caller more than `late_seconds` past the slot when
+        it comes back to it (its DynamoDB writes took that long), or more than STALL_SECONDS
+        past it when it wakes (the process stalled while it slept), would bunch its call with
+        the next slots' calls (Stripe's 429): it takes the account's next token instead and
+        waits for that one, once; only when none is free within `max_wait_seconds` does it
+        go late."""
+        exchanged = False
+        while True:
+            wait = slot - self._clock()
+            tolerated = self.limits.late_seconds
+            if wait > 0:
+                self._sleep(wait)
+                wait = slot - self._clock()
+                tolerated = STALL_SECONDS  # a thread's wake-up is late by a little anyway
+            if exchanged or -wait <= tolerated:
+                return
+            self.late_tokens += 1
+            exchanged = True
+            later = self._take_slot(account)
+            if later is None:
+                return
+            slot = later
 
     def rate_limited(self, account: str) -> None:
         limits = self.limits
@@ -142,6 +176,20 @@ class DynamoStripeBudget:
         for offset in range(CUT_WINDOWS):
             value = limits.increased(cut, max(offset - 1, 0))
             self._set_cap_at_most(account, window + offset, value)
+
+    def retry_after(self, account: str) -> float:
+        """The account's next free slot as this process knows it (after the slots it holds
+        and the windows it knows are full), each call one slot at the account's current share
+        later than the one before (see the port)."""
+        limits = self.limits
+        now = self._clock()
+        with self._lock:
+            state = self._account(account)
+            cap = limits.max_tokens if state.cap is None else state.cap
+            after_held = state.slots[-1] + limits.window_seconds / cap if state.slots else now
+            slot = max(now, state.full_before, after_held, state.deferred_until)
+            state.deferred_until = slot + limits.window_seconds / cap
+        return slot - now
 
     def spacing_seconds(self) -> float:
         return 1 / self.limits.scheduled_per_second

@@ -33,13 +33,14 @@ def test_no_budget_defers_the_renewal_before_anything_is_written() -> None:
     sub_id = due_renewal(world)
     before = world.store.subscriptions[(CID, sub_id)]
     payments_before = dict(world.store.payments)
-    budget = FakeStripeBudget(tokens=0)
+    budget = FakeStripeBudget(tokens=0, next_slot_in=4.5)
 
     with pytest.raises(Deferred) as deferred:
         scheduler(world, budget).renew(CID, sub_id, world.clock.now())
 
     assert deferred.value.written is False
     assert deferred.value.account == PLATFORM_ACCOUNT
+    assert deferred.value.retry_after == 4.5  # the account's next free slot, for the worker
     assert world.store.subscriptions[(CID, sub_id)] == before
     assert world.store.payments == payments_before
     assert budget.refused == [PLATFORM_ACCOUNT]
@@ -51,7 +52,7 @@ def test_no_budget_defers_the_renewal_before_anything_is_written() -> None:
 def test_a_429_leaves_the_renewal_pending_and_the_next_run_sends_the_same_charge() -> None:
     world = World()
     sub_id = due_renewal(world)
-    budget = FakeStripeBudget()
+    budget = FakeStripeBudget(next_slot_in=3.0)
     actions = scheduler(world, budget)
     world.gateway.fail_next = ["429"]
     activation_requests = len(world.gateway.requests)
@@ -60,6 +61,7 @@ def test_a_429_leaves_the_renewal_pending_and_the_next_run_sends_the_same_charge
         actions.renew(CID, sub_id, world.clock.now())
 
     assert deferred.value.written is True
+    assert deferred.value.retry_after == 3.0
     assert budget.rate_limited_accounts == [PLATFORM_ACCOUNT]
     sub = world.store.subscriptions[(CID, sub_id)]
     assert sub.status == "active" and sub.pending_charge is not None
