@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from chalicelib.adapters.clock import FixedClock
 from infra.local.moto_server import (
     fast_item_responses,
     fast_string_comparisons,
@@ -28,7 +29,7 @@ from infra.local.moto_server import (
     journal_transactions,
 )
 from infra.local.stack import standalone_localstripe
-from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
+from tests.integration.conftest import PLATFORM_KEY, START, Env, moto_app_env
 from tests.soak.dynamo_faults import DynamoFaults
 from tests.soak.stripe_faults import StripeFaults, stripe_faults
 from tests.support import stripe_events as se
@@ -194,9 +195,12 @@ class SoakWorld:
         self.env.container.dynamodb.update_table(
             TableName=settings.table_name, StreamSpecification={"StreamEnabled": False}
         )
-        container = bootstrap.Container(settings, clock=self.env.clock)
+        # And a new clock at the fixed start: a long soak moves time by years per minute, and
+        # the test clock stops at its horizon (2200), after which nothing could be recovered.
+        clock = FixedClock(START)
+        container = bootstrap.Container(settings, clock=clock)
         bootstrap.override_container(container)
-        self.env = replace(self.env, container=container, settings=settings)
+        self.env = replace(self.env, container=container, settings=settings, clock=clock)
         if old.startswith(TABLE_PREFIX):
             self.env.container.dynamodb.delete_table(TableName=old)
         # Work an earlier sequence left queued names a table that is gone (PurgeQueue is
