@@ -87,7 +87,7 @@ class Pick(random.Random):
 
 PICK = st.builds(Pick, st.integers(0, 2**16))
 
-# Every fault kind in turn, per sequence (`next_fault`): hypothesis draws rules with fewer
+# Every fault kind in turn, per sequence (`cause_faults`): hypothesis draws rules with fewer
 # arguments more often and switches random subsets of rules off per sequence (swarm testing),
 # so without it a long soak injects the common kinds hundreds of times and the rare ones a few.
 FAULT_ROTATION = (
@@ -106,6 +106,18 @@ FAULT_ROTATION = (
     "webhook.delayed",
     "webhook.reordered",
 )
+# Fault turns take every kind in turn; each step takes TURNS_PER_STEP of them before its own
+# action and `cause_faults` takes FAULTS_PER_STEP: turns, not the other rules, are what bring
+# each kind to a hundred injections in a 30-minute soak.
+FAULT_TURNS = FAULT_ROTATION
+FAULTS_PER_STEP = 4  # kinds per `cause_faults` step
+TURNS_PER_STEP = 4  # kinds every other step injects before its own action
+FAULT_ATTEMPTS = 3  # actions per kind until it fires
+FIRED_AS = {"sqs.worker_death": "dynamodb.worker_death"}  # the kind's name among fired faults
+
+
+def fired_as(kind: str) -> str:
+    return FIRED_AS.get(kind, kind)
 
 
 @dataclass
@@ -159,6 +171,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.last_state: Any = None
         self.last_snapshot: Snapshot | None = None
         self.faults_rotated = 0
+        self.rotation_start: int | None = None
 
     # --- helpers ----------------------------------------------------------------------------
     def api(self, method: str, path: str, body: Any = None) -> Any:
@@ -203,11 +216,14 @@ class BillingMachine(RuleBasedStateMachine):
         return profile_id
 
     def step(self, name: str) -> bool:
-        """Count a rule; False once the time budget is spent (the rest are no-ops)."""
+        """Count a rule; False once the time budget is spent (the rest are no-ops). Every
+        step also takes the next fault turns (`cause_faults` takes more)."""
         if over_budget():
             return False
         STATS.steps += 1
         STATS.rules[name] += 1
+        if name != "cause_faults" and self.subs:
+            self.take_fault_turns(TURNS_PER_STEP, Pick(self.faults_rotated))
         return True
 
     def sub(self, data: Pick) -> str:
@@ -594,8 +610,10 @@ class BillingMachine(RuleBasedStateMachine):
     def sqs_pass(self, days: int, fault: str, die_after: int, batch_size: int) -> None:
         """Time passes; the scheduled sweeps and the SQS worker Lambdas run for real, one
         worker invocation per batch of `batch_size` messages; the fault hits every batch."""
-        if not self.step(f"sqs_{fault}"):
-            return
+        if self.step(f"sqs_{fault}"):
+            self.run_sqs_pass(days, fault, die_after, batch_size)
+
+    def run_sqs_pass(self, days: int, fault: str, die_after: int, batch_size: int) -> None:
         self.w.move_clock(timedelta(days=days))
         self.w.run_sweeps()
         messages = self.w.receive_work()
@@ -644,14 +662,21 @@ class BillingMachine(RuleBasedStateMachine):
         # step, so each kind is injected often enough in a soak of minutes.
         actions = [action] + [data.choice(STRIPE_ACTIONS) for _ in range(data.randint(0, 2))]
         for one in actions:
-            # "any" hits the action's first Stripe request; otherwise the request it is about.
-            self.w.proxy.arm(
-                kind, "any" if aim == "any" else "refund" if one == "refund" else "charge"
-            )
-            fired_before = sum(self.w.proxy.fired.values())
-            refunded = self.run_action(one, data)
+            self.stripe_fault_on(kind, aim, one, data)
+
+    def stripe_fault_on(
+        self, kind: StripeFaultKind, aim: FaultTarget, action: str, data: Pick
+    ) -> None:
+        # "any" hits the action's first Stripe request; otherwise the request it is about.
+        self.w.proxy.arm(
+            kind, "any" if aim == "any" else "refund" if action == "refund" else "charge"
+        )
+        fired_before = sum(self.w.proxy.fired.values())
+        try:
+            refunded = self.run_action(action, data)
             if refunded and sum(self.w.proxy.fired.values()) > fired_before:
                 self.refund_faulted.add(refunded)
+        finally:
             self.w.proxy.disarm()
 
     def dynamodb_fault(self, kind: DynamoFaultKind, data: Pick, action: str, skip: int) -> None:
@@ -660,13 +685,16 @@ class BillingMachine(RuleBasedStateMachine):
         choices = CHARGING_ACTIONS if kind == "after_charge" else ANY_ACTIONS
         if kind == "after_charge":
             action = data.choice(CHARGING_ACTIONS)
-            self.w.proxy.on_intent_created = lambda _intent: self.w.dynamo.intent_created()
         actions = [action] + [data.choice(choices) for _ in range(data.randint(0, 2))]
+        for one in actions:
+            self.dynamodb_fault_on(kind, one, skip, data)
+
+    def dynamodb_fault_on(self, kind: DynamoFaultKind, action: str, skip: int, data: Pick) -> None:
+        if kind == "after_charge":
+            self.w.proxy.on_intent_created = lambda _intent: self.w.dynamo.intent_created()
         try:
-            for one in actions:
-                self.w.dynamo.arm(kind, skip)
-                self.run_action(one, data)
-                self.w.dynamo.disarm()
+            self.w.dynamo.arm(kind, skip)
+            self.run_action(action, data)
         finally:
             self.w.proxy.on_intent_created = None
             self.w.dynamo.disarm()
@@ -737,7 +765,12 @@ class BillingMachine(RuleBasedStateMachine):
         """Stripe's webhook for a charge arrives while the API is still resolving it."""
         if not self.step("webhook_while_resolving"):
             return
+        # Up to two more charging actions (the Pick chooses them), as the fault rules do.
+        actions = [action] + [data.choice(CHARGING_ACTIONS) for _ in range(data.randint(0, 2))]
+        for one in actions:
+            self.while_resolving(one, data)
 
+    def while_resolving(self, action: str, data: Pick) -> None:
         def deliver_now(intent: dict[str, Any]) -> None:
             kind = {
                 "succeeded": "payment_intent.succeeded",
@@ -749,34 +782,69 @@ class BillingMachine(RuleBasedStateMachine):
                 self.w.deliver(se.event(kind, intent))
 
         self.w.proxy.on_intent_created = deliver_now
-        # Up to two more charging actions (the Pick chooses them), as the fault rules do.
-        actions = [action] + [data.choice(CHARGING_ACTIONS) for _ in range(data.randint(0, 2))]
         try:
-            for one in actions:
-                self.run_action(one, data)
+            self.run_action(action, data)
         finally:
             self.w.proxy.on_intent_created = None
 
     @precondition(lambda self: bool(self.subs))
     @rule(data=PICK)
-    def next_fault(self, data: Pick) -> None:
-        """The next fault kind of FAULT_ROTATION, through its own rule (the Pick chooses the
-        rest), so each kind is injected about equally often in a long soak."""
-        kind = FAULT_ROTATION[self.faults_rotated % len(FAULT_ROTATION)]
-        self.faults_rotated += 1
+    def cause_faults(self, data: Pick) -> None:
+        """The next FAULTS_PER_STEP kinds of FAULT_TURNS, each injected on further actions
+        until it fires (at most FAULT_ATTEMPTS), so every kind is injected about equally often
+        and often enough in a long soak. Named to sort first among the rules: hypothesis draws
+        its first rule most (rules sort by argument count, then name)."""
+        if self.step("cause_faults"):
+            self.take_fault_turns(FAULTS_PER_STEP, data)
+
+    def take_fault_turns(self, turns: int, data: Pick) -> None:
+        if self.rotation_start is None:  # a per-sequence start, so no kind is always first
+            self.rotation_start = data.randrange(len(FAULT_TURNS))
+        for _ in range(turns):
+            at = (self.rotation_start + self.faults_rotated) % len(FAULT_TURNS)
+            self.faults_rotated += 1
+            self.inject_until_fired(FAULT_TURNS[at], data)
+
+    def fired(self, kind: str) -> int:
+        return self.w.fired_faults()[fired_as(kind)]
+
+    def inject_until_fired(self, kind: str, data: Pick) -> None:
+        before = self.fired(kind)
+        for attempt in range(FAULT_ATTEMPTS):
+            if over_budget():
+                return
+            self.inject_once(kind, data, needs_work=attempt > 0)
+            if self.fired(kind) > before:
+                return
+
+    def inject_once(self, kind: str, data: Pick, *, needs_work: bool) -> None:
+        """One injection of `kind`; `needs_work`: the last one did not fire (its action had
+        nothing to hit: no charge, no due renewal, no event), so the action is one that always
+        has it: a new subscription's activation charges at once, and renews within a month."""
         layer, name = kind.split(".")
+        charging = "activate" if needs_work else data.choice(CHARGING_ACTIONS)
         if layer == "stripe":
             aim: FaultTarget = data.choice(["charge", "any", "refund"])
-            self.stripe_fault(cast(StripeFaultKind, name), data, aim, data.choice(STRIPE_ACTIONS))
+            action = data.choice(STRIPE_ACTIONS)
+            if needs_work:
+                aim, action = ("refund", "refund") if aim == "refund" else ("charge", "activate")
+            self.stripe_fault_on(cast(StripeFaultKind, name), aim, action, data)
         elif layer == "dynamodb":
             dynamo_kind = cast(DynamoFaultKind, name)
-            self.dynamodb_fault(dynamo_kind, data, data.choice(ANY_ACTIONS), data.randint(0, 8))
+            action = charging if dynamo_kind == "after_charge" else data.choice(ANY_ACTIONS)
+            self.dynamodb_fault_on(dynamo_kind, action, data.randint(0, 8), data)
         elif layer == "sqs":
-            self.sqs_pass(data.choice([31, 15, 40]), name, data.randint(0, 6), data.randint(1, 4))
+            if needs_work:
+                self.run_action("activate", data)
+            self.run_sqs_pass(
+                data.choice([31, 15, 40]), name, data.randint(0, 6), data.randint(1, 4)
+            )
         elif name == "during_resolution":
-            self.webhook_while_resolving(data, data.choice(CHARGING_ACTIONS))
-        else:
-            self.deliver_webhooks(name)
+            self.while_resolving(charging, data)
+        else:  # duplicated, delayed, reordered: Stripe's events of charges made first
+            for _ in range(2 if name == "reordered" else 1):
+                self.run_action(charging, data)
+            self.do_deliver(name)
 
     def live_sub(self, data: Pick, status: str) -> str:
         """A subscription in `status` (so the action reaches Stripe), else any."""

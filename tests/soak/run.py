@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -32,11 +33,12 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from tests.soak import machine
-from tests.soak.world import soak_world
+from tests.soak.world import SoakWorld, soak_world
 
 SEQUENCES_PER_SEED = 4
-STEPS_PER_SEQUENCE = 40
+STEPS_PER_SEQUENCE = 20
 SHRINK_SECONDS = 120
+PROGRESS_SECONDS = 60
 
 
 def soak_settings(*, examples: int, steps: int, shrink: bool, derandomize: bool) -> settings:
@@ -98,6 +100,22 @@ def figures(stats: machine.Stats, faults: Counter[str], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def report_progress(world: SoakWorld, started: float, stop: threading.Event) -> None:
+    """A line a minute, so a long run shows it is moving (and how fast) before its figures."""
+    while not stop.wait(PROGRESS_SECONDS):
+        stats = machine.STATS
+        faults = world.fired_faults()
+        fewest = min(machine.FAULT_ROTATION, key=lambda kind: faults[machine.fired_as(kind)])
+        under_100 = sum(faults[machine.fired_as(kind)] < 100 for kind in machine.FAULT_ROTATION)
+        print(
+            f"progress: {time.monotonic() - started:.0f} s, {stats.sequences} sequences, "
+            f"{stats.steps} steps, {sum(faults.values())} faults (fewest: {fewest} "
+            f"{faults[machine.fired_as(fewest)]}; {under_100} kinds under 100), "
+            f"{len(stats.violations)} violations",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -114,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     engine.MAX_SHRINKING_SECONDS = args.shrink_seconds
     logging.getLogger().setLevel(logging.CRITICAL)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints where every thread is
-    # A SIGTERM (timeout, Ctrl-C in make) unwinds normally, so localstripe is stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # A SIGTERM (timeout, kill) unwinds as Ctrl-C does, so localstripe is stopped too
+    # (hypothesis reports a SystemExit raised inside a rule as a failure and goes on).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     seeds = random.SystemRandom()
     failures: list[tuple[int, str]] = []
     started = time.monotonic()
@@ -129,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             shrink=not args.no_shrink,
             derandomize=False,
         )
+        stop = threading.Event()
+        threading.Thread(target=report_progress, args=(world, started, stop), daemon=True).start()
         while time.monotonic() < ends:
             seed = args.seed if args.seed is not None else seeds.randrange(2**32)
             print(f"seed {seed}", flush=True)
@@ -138,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(report, flush=True)
             if args.seed is not None:
                 break
+        stop.set()
         elapsed = time.monotonic() - started
         print(figures(machine.STATS, world.fired_faults(), elapsed), flush=True)
         machine.WORLD = None

@@ -21,8 +21,15 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from chalicelib.adapters.clock import FixedClock
+from infra.local.moto_server import (
+    fast_item_responses,
+    fast_string_comparisons,
+    indexed_queries,
+    journal_transactions,
+)
 from infra.local.stack import standalone_localstripe
-from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
+from tests.integration.conftest import PLATFORM_KEY, START, Env, moto_app_env
 from tests.soak.dynamo_faults import DynamoFaults
 from tests.soak.stripe_faults import StripeFaults, stripe_faults
 from tests.support import stripe_events as se
@@ -183,9 +190,17 @@ class SoakWorld:
         self.tables += 1
         settings = replace(self.env.settings, table_name=f"{TABLE_PREFIX}-{self.tables}")
         ensure_table(self.env.container.dynamodb, settings.table_name)
-        container = bootstrap.Container(settings, clock=self.env.clock)
+        # No stream: nothing in the soak reads it, and moto keeps every write's images in
+        # memory (gigabytes in a long sequence).
+        self.env.container.dynamodb.update_table(
+            TableName=settings.table_name, StreamSpecification={"StreamEnabled": False}
+        )
+        # And a new clock at the fixed start: a long soak moves time by years per minute, and
+        # the test clock stops at its horizon (2200), after which nothing could be recovered.
+        clock = FixedClock(START)
+        container = bootstrap.Container(settings, clock=clock)
         bootstrap.override_container(container)
-        self.env = replace(self.env, container=container, settings=settings)
+        self.env = replace(self.env, container=container, settings=settings, clock=clock)
         if old.startswith(TABLE_PREFIX):
             self.env.container.dynamodb.delete_table(TableName=old)
         # Work an earlier sequence left queued names a table that is gone (PurgeQueue is
@@ -217,6 +232,19 @@ def soak_world() -> Iterator[SoakWorld]:
         # stripe-python's network retries wait 0.5 s+ each; the soak injects thousands.
         _http_client.HTTPClient.INITIAL_DELAY = STRIPE_RETRY_DELAY_SECONDS
         _http_client.HTTPClient.MAX_DELAY = STRIPE_RETRY_DELAY_SECONDS  # type: ignore[assignment]
+        # The local stack's moto speed-ups (tested in tests/integration/test_local_moto_server.py):
+        # a transaction backs up the items it names, not whole tables, and a Query reads its
+        # partition, not the whole table, so a step's cost does not grow with the table. Safe:
+        # the app's requests are serialized (AtomicRequests below); item answers are written
+        # as the JSON they already are.
+        speedups = (
+            journal_transactions(),
+            fast_string_comparisons(),
+            indexed_queries(),
+            fast_item_responses(),
+        )
+        for undo in speedups:
+            stack.callback(undo)
         localstripe_url = stack.enter_context(standalone_localstripe())
         proxy = stack.enter_context(stripe_faults(localstripe_url))
         env = stack.enter_context(moto_app_env(proxy.url))
