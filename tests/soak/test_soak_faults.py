@@ -51,3 +51,18 @@ def test_each_sequence_starts_its_own_clock_at_the_fixed_start(world: SoakWorld)
     assert world.env.clock.now().year > 2400
     world.fresh_table()
     assert world.env.clock.now() == START
+
+
+def test_new_events_are_found_after_the_first_hundred(world: SoakWorld) -> None:
+    """localstripe lists events oldest first: reading its first page and stopping at a seen
+    event (Stripe's newest-first order) found nothing new once a run had made 100 events, so
+    every webhook rule of a long soak delivered nothing after its first minutes."""
+    world.new_events()
+    for n in range(105):
+        world.stripe.v1.customers.create(params={"email": f"event{n}@example.com"})
+    first = world.new_events()
+    assert len(first) >= 105
+    world.stripe.v1.customers.create(params={"email": "one.more@example.com"})
+    later = world.new_events()
+    assert [e["type"] for e in later] == ["customer.created"]
+    assert later[0]["data"]["object"]["email"] == "one.more@example.com"

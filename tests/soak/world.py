@@ -61,6 +61,7 @@ class SoakWorld:
     faults: Counter[str] = field(default_factory=Counter)  # harness-level faults (webhooks, SQS)
     server_errors: list[str] = field(default_factory=list)
     seen_events: set[str] = field(default_factory=set)
+    last_event_id: str | None = None  # of localstripe's list (oldest first)
     tables: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,18 +112,27 @@ class SoakWorld:
         return int(response.status_code)
 
     def new_events(self) -> list[dict[str, Any]]:
-        """Events localstripe recorded since the last call, oldest first."""
+        """Events localstripe recorded since the last call, oldest first.
+
+        localstripe lists events oldest first (Stripe: newest first), so the events after the
+        last one seen are those `starting_after` it. Reading the first page and stopping at a
+        seen event (as for Stripe's order) found nothing new once a run had made 100 events."""
         found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": 100}
         while True:
+            params: dict[str, Any] = {"limit": 100}
+            if self.last_event_id is not None:
+                params["starting_after"] = self.last_event_id
             page = self.stripe.v1.events.list(params=params)
-            fresh = [e.to_dict() for e in page.data if e.id not in self.seen_events]
-            found += fresh
-            if len(fresh) < len(page.data) or not page.has_more:
+            events = [e.to_dict() for e in page.data]
+            created = [e["created"] for e in events]
+            assert created == sorted(created), "localstripe listed events out of creation order"
+            found += [e for e in events if e["id"] not in self.seen_events]
+            if events:
+                self.last_event_id = events[-1]["id"]
+            if not page.has_more or not events:
                 break
-            params["starting_after"] = page.data[-1].id
         self.seen_events.update(e["id"] for e in found)
-        return list(reversed(found))
+        return found
 
     def payment_method(self, number: str) -> str:
         method = self.stripe.v1.payment_methods.create(
