@@ -8,12 +8,14 @@ everything it ever made: at 500 subscriptions a renewal's PaymentIntent cost loc
 dump is never read back (and every localstripe on the machine wrote the same file).
 
 `in_memory_store()` makes the dump a no-op and also keeps the store's objects by kind, so a
-listing walks its own kind only: the same objects in the same order. Everything else is
+listing walks its own kind only: the same objects in the same order. `payment_intent_search()`
+answers Stripe's PaymentIntent search by metadata, which localstripe lacks. Everything else is
 localstripe unchanged; `main()` starts it with its own arguments, always `--from-scratch`.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -80,10 +82,61 @@ def _kind_of(key: str) -> str:
     return key.split(":", 1)[0]
 
 
+SEARCH_PATH = "/v1/payment_intents/search"
+METADATA_QUERY = re.compile(r"^metadata\['([^']+)'\]:'([^']*)'$")
+
+
+def payment_intent_search() -> Callable[[], None]:
+    """Stripe's `GET /v1/payment_intents/search` for the one query the product sends,
+    `metadata['key']:'value'` (localstripe has no search API); returns the undo.
+
+    Without it the Stripe adapter falls back to listing every PaymentIntent, which it gives up
+    on after LIST_MAX_PAGES pages: on a local stack or a soak that had made a few thousand
+    intents, recovery could no longer find the intent of a charge whose answer was lost, and
+    such payments stayed pending for good. Other queries answer 400 as Stripe does for a query
+    it cannot parse. Added as a middleware, since localstripe's `/v1/payment_intents/{id}`
+    route would take `search` for an id."""
+    from aiohttp import web
+    from localstripe import resources, server
+
+    @web.middleware
+    async def search(request: Any, handler: Any) -> Any:
+        if request.method != "GET" or request.path != SEARCH_PATH:
+            return await handler(request)
+        query = METADATA_QUERY.match(request.query.get("query", ""))
+        if query is None:
+            error = {
+                "type": "invalid_request_error",
+                "message": "localstripe searches PaymentIntents by metadata['key']:'value' only",
+            }
+            return web.json_response({"error": error}, status=400)
+        key, value = query.groups()
+        limit = int(request.query.get("limit", "10"))
+        intents = resources.store.by_kind.get(resources.PaymentIntent.object, {}).values()
+        found = [i for i in intents if (i.metadata or {}).get(key) == value]
+        return web.json_response(
+            {
+                "object": "search_result",
+                "url": SEARCH_PATH,
+                "data": [intent._export() for intent in reversed(found)][:limit],
+                "has_more": len(found) > limit,
+                "next_page": None,
+            }
+        )
+
+    server.app.middlewares.append(search)
+
+    def undo() -> None:
+        server.app.middlewares.remove(search)
+
+    return undo
+
+
 def main() -> None:
     from localstripe.server import start
 
     in_memory_store()
+    payment_intent_search()
     if "--from-scratch" not in sys.argv:
         sys.argv.append("--from-scratch")  # nothing is on disk to start from
     start()

@@ -11,6 +11,9 @@ import pytest
 import stripe
 from localstripe import resources
 
+from chalicelib.adapters.secrets import SecretsProvider
+from chalicelib.adapters.stripe.payments import StripePaymentGateway
+from chalicelib.config import Settings
 from infra.local.localstripe_server import in_memory_store
 from infra.local.stack import standalone_localstripe
 from tests.support.localstripe import card_on_customer
@@ -91,3 +94,35 @@ def test_payments_and_refunds_through_the_launcher() -> None:
         assert [refund.amount for refund in refunds.data] == [300]
         listed = client.v1.payment_intents.list(params={"limit": 10})
         assert sorted(intent.id for intent in listed.data) == sorted(i.id for i in intents)
+
+
+def test_payment_intents_are_found_by_metadata_through_the_search_api() -> None:
+    """The adapter's way to find the intent of a charge whose answer was lost: Stripe's search
+    (localstripe has none; listing gave up after LIST_MAX_PAGES pages of older intents)."""
+    with standalone_localstripe() as url:
+        client = stripe.StripeClient("sk_test_search", base_addresses={"api": url})
+        customer, method = card_on_customer(client, "4242424242424242")
+        made = {
+            payment_id: client.v1.payment_intents.create(
+                params={
+                    "amount": 1000,
+                    "currency": "usd",
+                    "customer": customer,
+                    "payment_method": method,
+                    "metadata": {"payment_id": payment_id},
+                }
+            ).id
+            for payment_id in ("pay_a", "pay_b", "pay_c")
+        }
+        settings = Settings.from_env({"BILLING_STAGE": "test", "STRIPE_API_BASE": url})
+        payments = StripePaymentGateway(settings, SecretsProvider(settings))
+        for payment_id, intent_id in made.items():
+            found = payments.find_intents_by_metadata("payment_id", payment_id, None)
+            assert [intent["id"] for intent in found] == [intent_id]
+        assert payments.find_intents_by_metadata("payment_id", "pay_none", None) == []
+        answer = client.v1.payment_intents.search(
+            params={"query": "metadata['payment_id']:'pay_b'"}
+        )
+        assert [intent.id for intent in answer.data] == [made["pay_b"]]
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.payment_intents.search(params={"query": "amount>100"})
