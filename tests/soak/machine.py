@@ -832,7 +832,10 @@ class BillingMachine(RuleBasedStateMachine):
         elif layer == "dynamodb":
             dynamo_kind = cast(DynamoFaultKind, name)
             action = charging if dynamo_kind == "after_charge" else data.choice(ANY_ACTIONS)
-            self.dynamodb_fault_on(dynamo_kind, action, data.randint(0, 8), data)
+            # A retry hits the activation's first request of its kind (it may have fewer than
+            # the drawn number before its transaction).
+            skip = 0 if needs_work else data.randint(0, 8)
+            self.dynamodb_fault_on(dynamo_kind, action, skip, data)
         elif layer == "sqs":
             if needs_work:
                 self.run_action("activate", data)
