@@ -355,19 +355,7 @@ def test_item_responses_written_directly_are_the_bodies_moto_would_serialize(
     with_bytes = [name for name, (_, _, body), _ in answered if '"B": ' in body]
     assert sorted(n for n in fell_back if n in ITEM_OPERATIONS) == sorted(with_bytes)
     assert len(with_bytes) < len(item_answers) / 2
-    operations = {name for name, _, _ in answered}
-    assert {
-        "GetItem",
-        "BatchGetItem",
-        "Query",
-        "Scan",
-        "PutItem",
-        "UpdateItem",
-        "DeleteItem",
-        "BatchWriteItem",
-        "TransactGetItems",
-        "TransactWriteItems",
-    } <= operations
+    assert {name for name, _, _ in answered} >= ITEM_OPERATIONS  # every one was answered
     for name, (status, headers, body), (fast_status, fast_headers, fast_body) in answered:
         assert fast_status == status, name
         assert fast_headers["Content-Type"] == headers["Content-Type"], name

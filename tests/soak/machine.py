@@ -18,7 +18,8 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast
@@ -37,7 +38,7 @@ from tests.soak.invariants import (
 )
 from tests.soak.known_issues import gate
 from tests.soak.stripe_faults import FaultTarget, StripeFaultKind
-from tests.soak.world import SoakWorld
+from tests.soak.world import SoakWorld, soak_world
 from tests.support import stripe_events as se
 
 GOOD_CARD = "4242424242424242"
@@ -138,6 +139,18 @@ STATS = Stats()
 def world() -> SoakWorld:
     assert WORLD is not None, "the soak world is not started (tests.soak.machine.WORLD)"
     return WORLD
+
+
+@contextmanager
+def started_world() -> Iterator[SoakWorld]:
+    """The soak world, as the machines of this module find it (`WORLD`) while it runs."""
+    global WORLD
+    with soak_world() as started:
+        WORLD = started
+        try:
+            yield started
+        finally:
+            WORLD = None
 
 
 def over_budget() -> bool:

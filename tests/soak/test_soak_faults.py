@@ -11,19 +11,15 @@ import pytest
 from tests.integration.conftest import START
 from tests.soak import machine
 from tests.soak.machine import FAULT_ROTATION, BillingMachine, Pick
-from tests.soak.world import SoakWorld, soak_world
+from tests.soak.world import SoakWorld
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[SoakWorld]:
-    with soak_world() as started:
-        machine.WORLD = started
-        try:
-            yield started
-        finally:
-            machine.WORLD = None
+    with machine.started_world() as started:
+        yield started
 
 
 def test_every_fault_kind_fires_when_injected(world: SoakWorld) -> None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from tests.soak import machine
-from tests.soak.world import SoakWorld, soak_world
+from tests.soak.world import SoakWorld
 
 SHORT_BUDGET_SECONDS = 65  # of steps; setup and the final checks fit in the 90 s of the issue
 SEQUENCES = 6
@@ -23,12 +23,8 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[SoakWorld]:
-    with soak_world() as started:
-        machine.WORLD = started
-        try:
-            yield started
-        finally:
-            machine.WORLD = None
+    with machine.started_world() as started:
+        yield started
 
 
 def test_a_short_seeded_soak_finds_no_violation(world: SoakWorld) -> None:
