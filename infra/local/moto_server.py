@@ -98,6 +98,7 @@ def journal_transactions() -> Callable[[], None]:
             return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
     whole_table_backup = DynamoDBBackend.transact_write_items
+    copy_module = dynamodb_models.copy  # type: ignore[attr-defined]
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         journal: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
@@ -120,7 +121,7 @@ def journal_transactions() -> Callable[[], None]:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
     def undo() -> None:
-        dynamodb_models.copy = copy  # type: ignore[attr-defined]
+        dynamodb_models.copy = copy_module  # type: ignore[attr-defined]
         DynamoDBBackend.transact_write_items = whole_table_backup  # type: ignore[method-assign]
 
     return undo

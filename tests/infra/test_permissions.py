@@ -7,7 +7,6 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -18,6 +17,7 @@ from chalicelib.bootstrap import Container
 from chalicelib.config import Settings
 from infra.cdk.permissions import FUNCTION_ACCESS
 from tests.infra.conftest import Synthesized
+from tests.support.moto_clients import moto_client
 
 ALLOWED_SERVICES = {"dynamodb", "sqs", "secretsmanager", "ses", "logs", "events"}
 
@@ -211,7 +211,7 @@ def test_building_the_event_publisher_reads_the_stages_secret() -> None:
     with the platform key, read from Secrets Manager. With the secret missing it cannot be
     built; with it there, it can."""
     with mock_aws():
-        secrets = boto3.client("secretsmanager", region_name="us-east-1")
+        secrets = moto_client("secretsmanager", region_name="us-east-1")
         arn = secrets.create_secret(Name="membership-billing/dev", SecretString="{}")["ARN"]
         settings = Settings.from_env(
             {

@@ -64,9 +64,9 @@ def new_community(env: Env, **fields: Any) -> Tenant:
 
 def item_count(include_idempotency: bool = True) -> int:
     """Items in the table, counted with a Scan: tests only (the app never scans)."""
-    import boto3
+    from tests.support.moto_clients import moto_client
 
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = moto_client("dynamodb", region_name="us-east-1")
     count = 0
     kwargs: dict[str, Any] = {"TableName": TABLE_NAME, "Select": "COUNT"}
     if not include_idempotency:
@@ -83,9 +83,9 @@ def item_count(include_idempotency: bool = True) -> int:
 
 def item_counts() -> tuple[int, int]:
     """(all items, items other than idempotency records), with one Scan: tests only."""
-    import boto3
+    from tests.support.moto_clients import moto_client
 
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = moto_client("dynamodb", region_name="us-east-1")
     total = records = 0
     kwargs: dict[str, Any] = {
         "TableName": TABLE_NAME,

@@ -47,10 +47,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         reset_clients()
-        import boto3
+        from tests.support.moto_clients import moto_client
 
-        ensure_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
-        queues = ensure_queues(boto3.client("sqs", region_name="us-east-1"), "test")
+        ensure_table(moto_client("dynamodb", region_name="us-east-1"), TABLE_NAME)
+        queues = ensure_queues(moto_client("sqs", region_name="us-east-1"), "test")
         yield queues
     reset_clients()
 
@@ -92,10 +92,10 @@ def moto_app_env(stripe_api_base: str, email_sender: str | None = None) -> Itera
     with pytest.MonkeyPatch.context() as patch, mock_aws():
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         reset_clients()
-        import boto3
+        from tests.support.moto_clients import moto_client
 
-        ensure_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
-        queues = ensure_queues(boto3.client("sqs", region_name="us-east-1"), "test")
+        ensure_table(moto_client("dynamodb", region_name="us-east-1"), TABLE_NAME)
+        queues = ensure_queues(moto_client("sqs", region_name="us-east-1"), "test")
         values = {
             "BILLING_STAGE": "test",
             "BILLING_TABLE_NAME": TABLE_NAME,
@@ -106,7 +106,7 @@ def moto_app_env(stripe_api_base: str, email_sender: str | None = None) -> Itera
             "STRIPE_API_BASE": stripe_api_base,
         }
         if email_sender is not None:
-            ses = boto3.client("ses", region_name="us-east-1")
+            ses = moto_client("ses", region_name="us-east-1")
             ses.verify_email_identity(EmailAddress=email_sender)
             values["BILLING_EMAIL_SENDER"] = email_sender
         for key, value in values.items():

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from chalice import Blueprint, Chalice
 from chalice.test import Client
@@ -25,6 +24,7 @@ from chalicelib.domain.errors import ConcurrentChange
 from tests.integration.admin_helpers import Reply, call, item_count, new_community, shared_env
 from tests.integration.conftest import PLATFORM_KEY, START, TABLE_NAME, Env
 from tests.support import stripe_events as se
+from tests.support.moto_clients import moto_client
 
 __all__ = ["shared_env"]
 
@@ -135,7 +135,7 @@ def stored_clock(shared_env: Env) -> Iterator[Env]:
     env = shared_env
     wall = {"now": START}
     clock = StoredTestClock(
-        boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME, wall=lambda: wall["now"]
+        moto_client("dynamodb", region_name="us-east-1"), TABLE_NAME, wall=lambda: wall["now"]
     )
     from dataclasses import replace
 

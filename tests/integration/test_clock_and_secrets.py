@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
 from chalicelib.adapters.clock import TEST_CLOCK_KEY, StoredTestClock
@@ -11,10 +10,11 @@ from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidRequest
 from tests.integration.conftest import TABLE_NAME
+from tests.support.moto_clients import moto_client
 
 
 def test_stored_test_clock_is_shared_through_dynamodb(aws: dict[str, str]) -> None:
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb = moto_client("dynamodb", region_name="us-east-1")
     first, second = StoredTestClock(ddb, TABLE_NAME), StoredTestClock(ddb, TABLE_NAME)
     target = first.now() + timedelta(days=40)
     first.advance_to(target)
@@ -32,7 +32,7 @@ def test_stored_test_clock_is_shared_through_dynamodb(aws: dict[str, str]) -> No
 def test_a_stored_test_clock_with_a_start_starts_there_and_every_process_shares_it(
     aws: dict[str, str],
 ) -> None:
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb = moto_client("dynamodb", region_name="us-east-1")
     leap_day = datetime(2028, 2, 29, 12, tzinfo=UTC)
     first = StoredTestClock(ddb, TABLE_NAME, start=leap_day)
     assert timedelta(0) <= first.now() - leap_day < timedelta(seconds=5)
@@ -52,7 +52,7 @@ def test_a_stored_test_clock_with_a_start_starts_there_and_every_process_shares_
 def test_a_stored_test_clock_without_a_start_or_offset_is_the_wall_clock(
     aws: dict[str, str],
 ) -> None:
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb = moto_client("dynamodb", region_name="us-east-1")
     clock = StoredTestClock(ddb, TABLE_NAME)
     # moto runs in this process, so its clock is ours: an offset of zero, and nothing stored.
     assert clock._current_offset() == timedelta(0)
@@ -60,7 +60,7 @@ def test_a_stored_test_clock_without_a_start_or_offset_is_the_wall_clock(
 
 
 def test_deployed_stages_read_secrets_from_secrets_manager(aws: dict[str, str]) -> None:
-    client = boto3.client("secretsmanager", region_name="us-east-1")
+    client = moto_client("secretsmanager", region_name="us-east-1")
     arn = client.create_secret(
         Name="billing/dev",
         SecretString=json.dumps(

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -25,6 +24,7 @@ from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support import stripe_events as se
 from tests.support.cutoff_app import CutoffApp
 from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.moto_clients import moto_client
 from tests.support.stripe_cutoff import stripe_cutoff
 from tests.support.webhook_flow import SECRET, call, community, stripe_event_for
 
@@ -120,7 +120,7 @@ def when(moment: datetime) -> str:
 
 @pytest.fixture
 def dunning(env: Env, localstripe_url: str) -> Iterator[Dunning]:
-    boto3.client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=SENDER)
+    moto_client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=SENDER)
     with stripe_cutoff(localstripe_url) as cutoff:
         settings = replace(
             env.settings,
@@ -145,7 +145,7 @@ def run_group(d: Dunning, group: str) -> list[str]:
 
 def outbox_stream_records(d: Dunning) -> list[dict[str, Any]]:
     """The unpublished outbox records as DynamoDB Streams would deliver them (INSERTs)."""
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = moto_client("dynamodb", region_name="us-east-1")
     records = []
     for record in d.box.platform_events.undelivered():
         item = client.get_item(

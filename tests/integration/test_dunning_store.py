@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import boto3
-
 from chalicelib.adapters.dynamodb.due_index import DueIndex, shard_of
 from chalicelib.adapters.dynamodb.dunning import CLAIM_LEASE_SECONDS, DunningStore
 from chalicelib.domain.dunning import Reminder
 from tests.integration.conftest import TABLE_NAME
+from tests.support.moto_clients import moto_client
 
 SHARDS = 16
 GRACE_END = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -25,12 +24,12 @@ class Wall:
 
 
 def store(wall: Wall) -> DunningStore:
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = moto_client("dynamodb", region_name="us-east-1")
     return DunningStore(client, TABLE_NAME, SHARDS, wall=wall)
 
 
 def due_now(subscription_id: str, now: datetime) -> list[str]:
-    index = DueIndex(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAME)
+    index = DueIndex(moto_client("dynamodb", region_name="us-east-1"), TABLE_NAME)
     page = index.due_page("dunning_reminder", shard_of(subscription_id, SHARDS), now, 10)
     return [entry.due_at for entry in page.entries if entry.subject_id == subscription_id]
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -25,6 +24,7 @@ from infra.local.moto_server import (
     journal_transactions,
     serialized,
 )
+from tests.support.moto_clients import moto_client
 
 TABLE = "moto-server-test"
 
@@ -66,7 +66,7 @@ def journaled(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         undo_strings = fast_string_comparisons()
         undo_queries = indexed_queries()
         try:
-            client = boto3.client("dynamodb", region_name="us-east-1")
+            client = moto_client("dynamodb", region_name="us-east-1")
             ensure_table(client, TABLE)
             yield client
         finally:
@@ -343,7 +343,7 @@ def test_item_responses_written_directly_are_the_bodies_moto_would_serialize(
 
         ActionResult.execute_result = both  # type: ignore[method-assign]
         try:
-            client = boto3.client("dynamodb", region_name="us-east-1")
+            client = moto_client("dynamodb", region_name="us-east-1")
             ensure_table(client, TABLE)
             _every_item_operation(client)
         finally:

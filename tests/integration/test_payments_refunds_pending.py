@@ -7,13 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import boto3
-
 from chalicelib.adapters.dynamodb.payments import payment_key
 from chalicelib.jobs.local_runner import run_once
 from tests.integration.conftest import TABLE_NAME
 from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.moto_clients import moto_client
 from tests.support.webhook_flow import Billing, Pending, billing, call
 
 __all__ = ["billing", "localstripe_url"]
@@ -32,7 +31,7 @@ def stripe_refunds(billing: Billing, paid: Pending) -> list[int]:
 
 
 def stored_item(paid: Pending) -> dict[str, Any]:
-    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb = moto_client("dynamodb", region_name="us-east-1")
     key = payment_key(paid.community_id, paid.payment_id)
     item: dict[str, Any] = dynamodb.get_item(TableName=TABLE_NAME, Key=key)["Item"]
     return item

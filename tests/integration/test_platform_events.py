@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from chalicelib.adapters.event_bus import ensure_event_bus
@@ -21,6 +20,7 @@ from chalicelib.services.event_delivery import EventPublisher, MailNotifier, Pro
 from receivers.billing_signature import verify_signature
 from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
 from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.moto_clients import moto_client
 from tests.support.receiver import Receiver, in_subject_order, rebuild_access
 from tests.support.webhook_flow import call, community, ok
 
@@ -52,8 +52,8 @@ def bus_env(localstripe_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[E
 @pytest.fixture
 def bus_queue(bus_env: Env) -> str:
     """The stage's bus with a rule sending every membership-billing event to an SQS queue."""
-    events = boto3.client("events", region_name="us-east-1")
-    sqs = boto3.client("sqs", region_name="us-east-1")
+    events = moto_client("events", region_name="us-east-1")
+    sqs = moto_client("sqs", region_name="us-east-1")
     ensure_event_bus(events, BUS)
     queue_url = sqs.create_queue(QueueName="bus-tap")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -228,7 +228,7 @@ def test_three_days_of_failures_disable_the_endpoint_and_redeliver_sends_one_aga
         env, key, receiver.url, ["subscription.activated"], notification_email="ops@gym.example"
     )
     free_family(env, key, "Lea")
-    ses = boto3.client("ses", region_name="us-east-1")
+    ses = moto_client("ses", region_name="us-east-1")
     sent_before = ses.get_send_quota()["SentLast24Hours"]
     receiver.answer_status = 500
     publish_now(env.container)
@@ -293,7 +293,7 @@ def test_every_event_goes_on_the_stage_bus_and_the_stream_handler_publishes(
     store = env.container.platform_events
     records = store.undelivered()
     assert records
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = moto_client("dynamodb", region_name="us-east-1")
     stream_records = []
     for record in records:
         item = client.get_item(
@@ -305,7 +305,7 @@ def test_every_event_goes_on_the_stage_bus_and_the_stream_handler_publishes(
     published = handle_stream(stream_records, env.container)
     assert store.undelivered() == []
 
-    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs = moto_client("sqs", region_name="us-east-1")
     on_bus: list[dict[str, Any]] = []
     while batch := sqs.receive_message(QueueUrl=bus_queue, MaxNumberOfMessages=10).get(
         "Messages", []

@@ -8,12 +8,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-import boto3
 import pytest
 
 from chalicelib.adapters.dynamodb.rate_buckets import DynamoStripeBudget, window_key
 from chalicelib.domain.rate_control import StripeLimits
 from tests.integration.conftest import TABLE_NAME
+from tests.support.moto_clients import moto_client
 
 # 10 charges/s, 5% reserve, 2 s windows -> 19 tokens per window; 4 per grant.
 LIMITS = StripeLimits(
@@ -37,7 +37,7 @@ class FakeTime:
 
 @pytest.fixture
 def dynamodb(aws: dict[str, str]) -> object:
-    return boto3.client("dynamodb", region_name="us-east-1")
+    return moto_client("dynamodb", region_name="us-east-1")
 
 
 def budget(dynamodb: object, time: FakeTime, limits: StripeLimits = LIMITS) -> DynamoStripeBudget:

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
-
 from tests.integration.admin_helpers import call, new_community, shared_env
 from tests.integration.conftest import TABLE_NAME, Env
+from tests.support.moto_clients import moto_client
 
 __all__ = ["shared_env"]
 
 
 def _idempotency_items() -> list[dict[str, Any]]:
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = moto_client("dynamodb", region_name="us-east-1")
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": TABLE_NAME,

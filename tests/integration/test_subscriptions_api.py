@@ -13,9 +13,9 @@ __all__ = ["api_at", "billing_env", "localstripe_url"]
 
 
 def item_total() -> int:
-    import boto3
+    from tests.support.moto_clients import moto_client
 
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = moto_client("dynamodb", region_name="us-east-1")
     return int(client.scan(TableName=TABLE_NAME, Select="COUNT")["Count"])  # tests only
 
 

@@ -54,6 +54,7 @@ def misplaced(nodeid: str, fixturenames: list[str]) -> list[str]:
 # The longest units (`--durations`, 2026-12-01), handed out first so that none of them starts
 # last and leaves one worker idle at the end; the rest go largest (by test count) first.
 SLOW_UNITS_FIRST = (
+    "tests/soak/test_soak_short.py",
     INFRA_UNIT,
     E2E_STACK_UNIT,
     "tests/browser/test_console_stories.py",

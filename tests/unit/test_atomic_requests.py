@@ -6,11 +6,11 @@ import contextlib
 import threading
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from tests.support.atomic_requests import AtomicRequests
+from tests.support.moto_clients import moto_client
 
 
 def test_a_call_that_fails_after_it_was_sent_gives_the_lock_back(
@@ -18,7 +18,7 @@ def test_a_call_that_fails_after_it_was_sent_gives_the_lock_back(
 ) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # in-process moto, whatever ran before
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
+        client = moto_client("dynamodb", region_name="us-east-1")
         AtomicRequests(client)
         failures = iter([RuntimeError("moto failed mid-request")])
 
