@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
+# A Lambda makes one request at a time; the local API serves requests in threads (a test-clock
+# advance runs 8 at once, webhooks arrive meanwhile), and beyond botocore's 10 pooled
+# connections each request opened and dropped a connection of its own.
+MAX_POOL_CONNECTIONS = 64
+
 _clients: dict[tuple[str, str, str | None], Any] = {}
 _session: Any = None
 _lock = threading.Lock()
@@ -35,7 +40,10 @@ def aws_client(service: str, settings: Settings) -> Any:
                     service,
                     region_name=settings.aws_region,
                     endpoint_url=settings.aws_endpoint_url,
-                    config=Config(retries={"mode": "standard", "max_attempts": 3}),
+                    config=Config(
+                        retries={"mode": "standard", "max_attempts": 3},
+                        max_pool_connections=MAX_POOL_CONNECTIONS,
+                    ),
                 )
                 _clients[key] = client
     return client

@@ -85,14 +85,17 @@ class StoredTestClock:
         table_name: str,
         wall: Callable[[], datetime] = wall_time,
         start: datetime | None = None,
+        cache_seconds: float = TEST_CLOCK_CACHE_SECONDS,
     ) -> None:
         self._ddb = dynamodb_client
+        self._cache_seconds = cache_seconds
         self._table = table_name
         self._wall = wall
         self._start = None if start is None else start.astimezone(UTC)
         self._lock = threading.Lock()
         self._offset: timedelta | None = None
         self._loaded_at = 0.0
+        self._reading = False
         self._pin = _Pin()
 
     def now(self) -> datetime:
@@ -131,19 +134,34 @@ class StoredTestClock:
         return target
 
     def _current_offset(self) -> timedelta:
+        """The cached offset, read again once it is a second old. One thread reads it; the
+        others go on with the cached one meanwhile instead of queueing behind the read (a
+        busy local stack had most of its request threads waiting here)."""
         with self._lock:
-            fresh = time.monotonic() - self._loaded_at < TEST_CLOCK_CACHE_SECONDS
-            if self._offset is None or not fresh:
-                item = self._read_item()
-                if item:
-                    seconds = float(item["offset_seconds"]["N"])
-                elif self._start is not None:
-                    seconds = self._store_start_offset(self._start)
-                else:
-                    seconds = 0.0
-                self._offset = timedelta(seconds=seconds)
+            fresh = time.monotonic() - self._loaded_at < self._cache_seconds
+            if self._offset is not None and (fresh or self._reading):
+                return self._offset
+            self._reading = True
+            read_started = time.monotonic()
+        try:
+            offset = timedelta(seconds=self._stored_seconds())
+        finally:
+            with self._lock:
+                self._reading = False
+        with self._lock:
+            # An advance of this process that stored a new offset meanwhile keeps its own.
+            if self._offset is None or self._loaded_at <= read_started:
+                self._offset = offset
                 self._loaded_at = time.monotonic()
             return self._offset
+
+    def _stored_seconds(self) -> float:
+        item = self._read_item()
+        if item:
+            return float(item["offset_seconds"]["N"])
+        if self._start is not None:
+            return self._store_start_offset(self._start)
+        return 0.0
 
     def _read_item(self) -> dict[str, Any] | None:
         item: dict[str, Any] | None = self._ddb.get_item(

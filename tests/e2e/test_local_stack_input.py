@@ -128,3 +128,55 @@ def test_moto_server_keeps_transactions_atomic_under_concurrent_requests(
                 ExpressionAttributeValues={":pk": {"S": f"ATOMIC#{worker}#{n}"}},
             )
             assert got["Count"] == 3
+
+
+def test_moto_server_keeps_a_clients_connection_and_logs_only_its_failures(
+    stack: LocalStack,
+) -> None:
+    """One connection carries every request, answers of any size and status, with a chunked
+    request body among them (werkzeug's server closed each connection after one answer: a new
+    connection and server thread per request). The access log shows no 2xx or 4xx line."""
+    import http.client
+    import urllib.parse
+
+    env = stack.app_env()
+    endpoint = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL"])
+    table = env["BILLING_TABLE_NAME"]
+    connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=10)
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "Authorization": (
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, "
+            "SignedHeaders=host, Signature=0"
+        ),
+    }
+
+    def call(target: str, body: dict[str, Any], chunked: bool = False) -> tuple[int, Any]:
+        data = json.dumps(body).encode()
+        sent = {**headers, "X-Amz-Target": f"DynamoDB_20120810.{target}"}
+        if chunked:
+            connection.request("POST", "/", body=iter([data[:7], data[7:]]), headers=sent)
+        else:
+            connection.request("POST", "/", body=data, headers=sent)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.getheader("Connection") != "close"
+        assert not response.will_close
+        return response.status, answer
+
+    item = {"pk": {"S": "KEEPALIVE"}, "sk": {"S": "one"}, "blob": {"S": "x" * 50_000}}
+    assert call("PutItem", {"TableName": table, "Item": item})[0] == 200
+    first_socket = connection.sock
+    status, answer = call(
+        "PutItem",
+        {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"},
+    )
+    assert status == 400 and "ConditionalCheckFailed" in answer["__type"]
+    key = {"pk": {"S": "KEEPALIVE"}, "sk": {"S": "one"}}
+    status, answer = call("GetItem", {"TableName": table, "Key": key}, chunked=True)
+    assert status == 200 and answer["Item"] == item
+    assert connection.sock is first_socket
+    connection.close()
+
+    log = (stack.config.log_dir / "moto.log").read_text()
+    assert '" 200 ' not in log and '" 400 ' not in log

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,62 @@ def test_deployed_stages_read_secrets_from_secrets_manager(aws: dict[str, str]) 
     secrets = SecretsProvider(settings).get()
     assert secrets.platform_api_key == "dev-platform"
     assert secrets.webhook_secrets == ("whsec_a",)
+
+
+class HeldRead:
+    """Holds the first GetItem of the test clock's item at a botocore event until released
+    (`at`: "before-call", before it reads; "after-call", after it read)."""
+
+    def __init__(self, ddb: Any, at: str) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self._held = False
+        ddb.meta.events.register(f"{at}.dynamodb.GetItem", self._hold)
+
+    def _hold(self, **_: Any) -> None:
+        if self._held:
+            return
+        self._held = True
+        self.started.set()
+        assert self.release.wait(10)
+
+
+def test_a_thread_reading_the_stored_clock_does_not_wait_for_another_threads_read(
+    aws: dict[str, str],
+) -> None:
+    ddb = moto_client("dynamodb", region_name="us-east-1")
+    clock = StoredTestClock(ddb, TABLE_NAME, cache_seconds=0)
+    cached = clock.now()
+    held = HeldRead(ddb, "before-call")
+    reader = threading.Thread(target=clock.now)
+    reader.start()
+    assert held.started.wait(5)
+    answered = threading.Event()
+    other = threading.Thread(target=lambda: (clock.now(), answered.set()))
+    other.start()
+    try:
+        # The other thread reads the cached offset while the first one's read is held.
+        assert answered.wait(2)
+        assert abs((clock.now() - cached).total_seconds()) < 2
+    finally:
+        held.release.set()
+        reader.join(5)
+        other.join(5)
+
+
+def test_an_advance_during_a_read_of_the_stored_clock_keeps_its_offset(
+    aws: dict[str, str],
+) -> None:
+    ddb = moto_client("dynamodb", region_name="us-east-1")
+    StoredTestClock(ddb, TABLE_NAME).now()  # the offset as another process stored it
+    clock = StoredTestClock(ddb, TABLE_NAME, cache_seconds=60)
+    held = HeldRead(ddb, "after-call")  # the first read has the offset from before the advance
+    reader = threading.Thread(target=clock.now)
+    reader.start()
+    assert held.started.wait(5)
+    target = clock.now() + timedelta(days=40)
+    clock.advance_to(target)
+    held.release.set()
+    reader.join(5)
+    # The read that began before the advance does not put the old offset back in the cache.
+    assert abs((clock.now() - target).total_seconds()) < 2
