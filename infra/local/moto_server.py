@@ -445,7 +445,7 @@ def keep_alive_handler() -> type[Any]:
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-    class KeepAliveMotoRequestHandler(MotoRequestHandler):  # type: ignore[misc]
+    class KeepAliveMotoRequestHandler(MotoRequestHandler):
         disable_nagle_algorithm = True
 
         def make_environ(self) -> dict[str, Any]:
