@@ -27,6 +27,7 @@ still ahead?" reading that the wall can overtake before the move.
 from __future__ import annotations
 
 import bisect
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -164,10 +165,20 @@ def _publish(box: Container) -> None:
     """The test clock delivers events to the platform before it answers. A failure leaves
     the outbox records unpublished for the next pass (the local publisher loop's, or the next
     advance's); the advance itself happened and says so."""
+    started = time.monotonic()
     try:
-        publish_now(box)
+        result = publish_now(box)
     except Exception:
         logger.exception("test_clock_publish_failed")
+        return
+    logger.info(
+        "test_clock_published",
+        extra={
+            "published": result.published,
+            "delivered": result.delivered,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
 
 
 def run_due(

@@ -108,32 +108,46 @@ class EventPublisher:
     # --- outbox -> log, bus, queues ---------------------------------------------------------
     def publish(self, record: OutboxRecord) -> list[PlatformEvent]:
         """Idempotent but for the bus and queues (at least once)."""
-        self._store.store_events(record.events)
-        events = [*record.events, *self._access_events(record)]
-        if self._bus is not None and events:
-            self._bus.put(events)
-        endpoints = [e for e in self._store.endpoints(record.community_id) if e.status == "enabled"]
-        now = self._clock.now()
-        for endpoint in endpoints:
-            wanted = [e for e in events if matches(endpoint.enabled_events, e.type)]
-            self._store.enqueue(endpoint, wanted, now)
-        for listener in self._listeners:
-            listener(record.events)
-        self._store.mark_published(record)
-        return events
+        return self._publish_together([record])
 
     def publish_pending(self, limit: int = 100) -> int:
         """The local feed: every unpublished outbox record, oldest first; returns events.
 
+        The records of a pass are claimed, published and marked together (one transaction of
+        claims, their events in batches, each community's endpoints read once, one
+        transaction of marks): per record that was five requests, most of a test-clock
+        advance. If publishing them together fails, they are published one by one.
         A record another publisher holds, or one that failed, blocks the later records of its
         stream key (its subscription), so one subject's events are never queued out of order."""
+        records = self._store.undelivered(limit)
+        if not records:
+            return 0
+        taken = {
+            (r.pk, r.sk) for r in self._store.claim_many(records, self._clock.now(), CLAIM_SECONDS)
+        }
+        blocked: set[str] = set()
+        ready: list[OutboxRecord] = []
+        for record in records:
+            if (record.pk, record.sk) not in taken:
+                blocked.add(record.pk)
+            elif record.pk in blocked:
+                self._store.unclaim(record)  # behind one it could not take: the next pass
+            else:
+                ready.append(record)
+        if len(ready) > 1:
+            try:
+                return len(self._publish_together(ready))
+            except Exception:
+                # One record may be the cause: one by one, the others still go out.
+                logger.exception("outbox_batch_publish_failed", extra={"records": len(ready)})
+        return self._publish_each(ready)
+
+    def _publish_each(self, claimed: Sequence[OutboxRecord]) -> int:
         published = 0
         blocked: set[str] = set()
-        for record in self._store.undelivered(limit):
+        for record in claimed:
             if record.pk in blocked:
-                continue
-            if not self._store.claim(record, self._clock.now(), CLAIM_SECONDS):
-                blocked.add(record.pk)
+                self._store.unclaim(record)
                 continue
             try:
                 published += len(self.publish(record))
@@ -144,6 +158,35 @@ class EventPublisher:
                 self._store.unclaim(record)
                 blocked.add(record.pk)
         return published
+
+    def _publish_together(self, records: Sequence[OutboxRecord]) -> list[PlatformEvent]:
+        """Publish `records` in their order: the event log, the access events they owe, the
+        bus, every enabled endpoint's queue, the listeners; then mark them published."""
+        if not records:
+            return []
+        self._store.store_events([event for record in records for event in record.events])
+        told = [(record, [*record.events, *self._access_events(record)]) for record in records]
+        events = [event for _, record_events in told for event in record_events]
+        if self._bus is not None and events:
+            self._bus.put(events)
+        now = self._clock.now()
+        for community_id in dict.fromkeys(record.community_id for record in records):
+            community_events = [
+                event
+                for record, record_events in told
+                if record.community_id == community_id
+                for event in record_events
+            ]
+            for endpoint in self._store.endpoints(community_id):
+                if endpoint.status != "enabled":
+                    continue
+                wanted = [e for e in community_events if matches(endpoint.enabled_events, e.type)]
+                self._store.enqueue(endpoint, wanted, now)
+        for record in records:
+            for listener in self._listeners:
+                listener(record.events)
+        self._store.mark_many_published(records)
+        return events
 
     def _access_events(self, record: OutboxRecord) -> list[PlatformEvent]:
         events: list[PlatformEvent] = []

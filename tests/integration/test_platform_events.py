@@ -414,3 +414,80 @@ def test_publishing_now_publishes_every_pending_record_not_just_one_pass(env: En
 
     created = ok(env.client, "get", "/v1/events?type=plan.created&limit=100", key)["data"]
     assert sorted(e["data"]["object"]["name"] for e in created) == [f"P{n}" for n in range(5)]
+
+
+class DynamoRequests:
+    """Counts the DynamoDB requests a client sends (a botocore event hook)."""
+
+    def __init__(self, client: Any) -> None:
+        self.count = 0
+        client.meta.events.register("before-call.dynamodb.*", self._count)
+
+    def _count(self, **_: Any) -> None:
+        self.count += 1
+
+
+def publisher_for(env: Env, listeners: Sequence[Any] = ()) -> EventPublisher:
+    box = env.container
+    return EventPublisher(
+        box.platform_events,
+        ProfileAccess(box.profiles),
+        None,
+        post,
+        box.check_webhook_url,
+        MailNotifier(box.mailer, SENDER),
+        env.clock,
+        listeners=listeners,
+    )
+
+
+def test_a_pass_publishes_its_records_together_in_a_few_requests(
+    env: Env, receiver: Receiver
+) -> None:
+    """40 outbox records in one pass: claimed in one transaction, their events written 25 at
+    a time, the community's endpoints read once, queued together, marked in one transaction
+    (one by one that was six requests a record)."""
+    _, key = community(env.client, PLATFORM_KEY)
+    register(env, key, receiver.url, ["plan.created"])
+    names = [f"P{number:02d}" for number in range(40)]
+    for name in names:
+        ok(env.client, "post", "/v1/plans", key, {"name": name, "prices": {"month": 100}})
+    publisher = publisher_for(env)
+    requests = DynamoRequests(env.container.dynamodb)
+
+    assert publisher.publish_pending() == 40
+
+    assert requests.count <= 15, requests.count
+    publisher.drain_due()
+    delivered = [event["data"]["object"]["name"] for event in receiver.events()]
+    assert sorted(delivered) == names  # (one instant: in event-id order, as one by one)
+    assert publisher.publish_pending() == 0
+
+
+def test_a_record_that_fails_in_a_pass_holds_back_only_its_own_subjects_records(
+    env: Env,
+) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    plans = {
+        name: ok(env.client, "post", "/v1/plans", key, {"name": name, "prices": {"month": 100}})
+        for name in ("Gold", "Silver", "Bronze")
+    }
+    ok(env.client, "patch", f"/v1/plans/{plans['Silver']['id']}", key, {"name": "Silver 2"})
+    failing = {"on": True}
+
+    def mailer_down_for_silver(events: Sequence[PlatformEvent]) -> None:
+        if failing["on"] and any(e.subject_id == plans["Silver"]["id"] for e in events):
+            raise Unavailable("the mailer is down")
+
+    publisher = publisher_for(env, listeners=[mailer_down_for_silver])
+
+    store = env.container.platform_events
+
+    assert publisher.publish_pending() == 2  # Gold and Bronze; Silver's two records wait
+    waiting = store.undelivered()
+    assert [record.events[0].type for record in waiting] == ["plan.created", "plan.updated"]
+    assert {record.events[0].subject_id for record in waiting} == {plans["Silver"]["id"]}
+
+    failing["on"] = False
+    assert publisher.publish_pending() == 2  # Silver created, then updated
+    assert store.undelivered() == []

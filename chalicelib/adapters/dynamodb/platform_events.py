@@ -42,8 +42,13 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.adapters.dynamodb.transactions import commit_transaction, is_condition_failure
-from chalicelib.domain.errors import NotFound
+from chalicelib.adapters.dynamodb.transactions import (
+    MAX_TRANSACTION_ITEMS,
+    ConditionsFailed,
+    commit_transaction,
+    is_condition_failure,
+)
+from chalicelib.domain.errors import ConcurrentChange, NotFound
 from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
 
 RETENTION = timedelta(days=30)
@@ -223,6 +228,30 @@ def _endpoint_from(data: dict[str, Any]) -> Endpoint:
     )
 
 
+def _claim_update(table: str, record: OutboxRecord, now: datetime, seconds: int) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": record.pk}, "sk": {"S": record.sk}},
+        "UpdateExpression": "SET claimed_until = :until",
+        "ConditionExpression": (
+            "attribute_exists(gsi3pk) AND "
+            "(attribute_not_exists(claimed_until) OR claimed_until < :now)"
+        ),
+        "ExpressionAttributeValues": {
+            ":until": to_value(_time(now + timedelta(seconds=seconds))),
+            ":now": to_value(_time(now)),
+        },
+    }
+
+
+def _published_update(table: str, record: OutboxRecord) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": record.pk}, "sk": {"S": record.sk}},
+        "UpdateExpression": "REMOVE gsi3pk, gsi3sk",
+    }
+
+
 class PlatformEventStore:
     """Everything the publisher and the events API read and write (outside the change's
     transaction, which only ever carries `outbox_entry`)."""
@@ -256,24 +285,38 @@ class PlatformEventStore:
     def claim(self, record: OutboxRecord, now: datetime, seconds: int) -> bool:
         """Take an unpublished record for `seconds` (two local publishers never both send it)."""
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": record.pk}, "sk": {"S": record.sk}},
-                UpdateExpression="SET claimed_until = :until",
-                ConditionExpression=(
-                    "attribute_exists(gsi3pk) AND "
-                    "(attribute_not_exists(claimed_until) OR claimed_until < :now)"
-                ),
-                ExpressionAttributeValues={
-                    ":until": to_value(_time(now + timedelta(seconds=seconds))),
-                    ":now": to_value(_time(now)),
-                },
-            )
+            self._client.update_item(**_claim_update(self._table, record, now, seconds))
         except Exception as error:
             if is_condition_failure(error):
                 return False
             raise
         return True
+
+    def claim_many(
+        self, records: Sequence[OutboxRecord], now: datetime, seconds: int
+    ) -> list[OutboxRecord]:
+        """`claim` for many records at once: one transaction per 100; a record whose condition
+        fails (another publisher holds it, or it was published) is left out and the rest
+        taken. Returns the records taken, in their order."""
+        taken: list[OutboxRecord] = []
+        for start in range(0, len(records), MAX_TRANSACTION_ITEMS):
+            chunk = list(records[start : start + MAX_TRANSACTION_ITEMS])
+            while chunk:
+                entries = [
+                    {"Update": _claim_update(self._table, record, now, seconds)} for record in chunk
+                ]
+                try:
+                    commit_transaction(self._client, entries)
+                except ConditionsFailed as failed:
+                    chunk = [r for n, r in enumerate(chunk) if n not in failed.entries]
+                    continue
+                except ConcurrentChange:
+                    # A lost race (a transaction conflict): this hundred one by one.
+                    taken += [r for r in chunk if self.claim(r, now, seconds)]
+                    break
+                taken += chunk
+                break
+        return taken
 
     def unclaim(self, record: OutboxRecord) -> None:
         self._client.update_item(
@@ -283,11 +326,18 @@ class PlatformEventStore:
         )
 
     def mark_published(self, record: OutboxRecord) -> None:
-        self._client.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": record.pk}, "sk": {"S": record.sk}},
-            UpdateExpression="REMOVE gsi3pk, gsi3sk",
-        )
+        self._client.update_item(**_published_update(self._table, record))
+
+    def mark_many_published(self, records: Sequence[OutboxRecord]) -> None:
+        """`mark_published` for many records: one transaction per 100."""
+        if len(records) == 1:
+            self.mark_published(records[0])
+            return
+        for start in range(0, len(records), MAX_TRANSACTION_ITEMS):
+            chunk = records[start : start + MAX_TRANSACTION_ITEMS]
+            commit_transaction(
+                self._client, [{"Update": _published_update(self._table, r)} for r in chunk]
+            )
 
     # --- the event log ----------------------------------------------------------------------
     def event_entry(self, event: PlatformEvent) -> Entry:
