@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from chalicelib.adapters.dynamodb.platform_events import (
@@ -105,6 +105,14 @@ class EventPublisher:
         self._clock = clock
         self._wall = wall
 
+    def _lease_time(self) -> datetime:
+        """What claims and leases are measured in: wall time, never the test clock. They keep
+        other publishers and drainers out for real seconds; a test-clock advance moves the
+        clock by days, and measured in it every claim and lease the local publisher loop held
+        had expired at once: the advance's publisher took the same records and endpoints and
+        sent their events a second time."""
+        return datetime.fromtimestamp(self._wall(), UTC)
+
     # --- outbox -> log, bus, queues ---------------------------------------------------------
     def publish(self, record: OutboxRecord) -> list[PlatformEvent]:
         """Idempotent but for the bus and queues (at least once)."""
@@ -123,7 +131,7 @@ class EventPublisher:
         if not records:
             return 0
         taken = {
-            (r.pk, r.sk) for r in self._store.claim_many(records, self._clock.now(), CLAIM_SECONDS)
+            (r.pk, r.sk) for r in self._store.claim_many(records, self._lease_time(), CLAIM_SECONDS)
         }
         blocked: set[str] = set()
         ready: list[OutboxRecord] = []
@@ -241,7 +249,9 @@ class EventPublisher:
 
     def drain(self, community_id: str, endpoint_id: str) -> DrainResult:
         now = self._clock.now()
-        endpoint = self._store.take_lease(community_id, endpoint_id, now, LEASE_SECONDS)
+        endpoint = self._store.take_lease(
+            community_id, endpoint_id, self._lease_time(), LEASE_SECONDS
+        )
         if endpoint is None:
             return DrainResult(0, 0)  # another drainer holds it; the due marker stays
         started = time.monotonic()

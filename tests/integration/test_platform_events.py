@@ -5,14 +5,15 @@ signed, delivered in per-subject order, retried after an outage, redelivered on 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.event_bus import ensure_event_bus
-from chalicelib.adapters.webhook_sender import post
+from chalicelib.adapters.webhook_sender import Answer, post
 from chalicelib.domain.errors import Unavailable
 from chalicelib.domain.platform_events import PlatformEvent
 from chalicelib.jobs.event_publisher import handle_stream, publish_now
@@ -427,13 +428,15 @@ class DynamoRequests:
         self.count += 1
 
 
-def publisher_for(env: Env, listeners: Sequence[Any] = ()) -> EventPublisher:
+def publisher_for(
+    env: Env, listeners: Sequence[Any] = (), send: Callable[..., Answer] = post
+) -> EventPublisher:
     box = env.container
     return EventPublisher(
         box.platform_events,
         ProfileAccess(box.profiles),
         None,
-        post,
+        send,
         box.check_webhook_url,
         MailNotifier(box.mailer, SENDER),
         env.clock,
@@ -491,3 +494,66 @@ def test_a_record_that_fails_in_a_pass_holds_back_only_its_own_subjects_records(
     failing["on"] = False
     assert publisher.publish_pending() == 2  # Silver created, then updated
     assert store.undelivered() == []
+
+
+class Held:
+    """Holds the first caller until released (a publisher or drainer stopped mid-way)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._first = True
+
+    def hold(self) -> None:
+        if self._first:
+            self._first = False
+            self.entered.set()
+            assert self.release.wait(10)
+
+
+def test_a_test_clock_jump_hands_no_claimed_record_to_a_second_publisher(env: Env) -> None:
+    """The local publisher loop holds a record (claimed, not yet marked) when an advance moves
+    the test clock 31 days and publishes: claims are wall time, so the advance's publisher
+    leaves the record to its holder (measured in test-clock time the claim had expired, and
+    the record was published twice)."""
+    _, key = community(env.client, PLATFORM_KEY)
+    ok(env.client, "post", "/v1/plans", key, {"name": "Gold", "prices": {"month": 100}})
+    held = Held()
+    loop = publisher_for(env, listeners=[lambda _events: held.hold()])
+    published: list[int] = []
+    holder = threading.Thread(target=lambda: published.append(loop.publish_pending()))
+    holder.start()
+    try:
+        assert held.entered.wait(10)
+        env.clock.advance(timedelta(days=31))
+        assert publisher_for(env).publish_pending() == 0
+    finally:
+        held.release.set()
+        holder.join(10)
+    assert published == [1]
+
+
+def test_a_test_clock_jump_hands_no_leased_endpoint_to_a_second_drainer(
+    env: Env, receiver: Receiver
+) -> None:
+    _, key = community(env.client, PLATFORM_KEY)
+    register(env, key, receiver.url, ["plan.created"])
+    ok(env.client, "post", "/v1/plans", key, {"name": "Gold", "prices": {"month": 100}})
+    held = Held()
+
+    def slow_post(url: str, body: bytes, headers: Any) -> Answer:
+        held.hold()
+        return post(url, body, headers)
+
+    assert publisher_for(env).publish_pending() == 1
+    drainer = publisher_for(env, send=slow_post)
+    holder = threading.Thread(target=drainer.drain_due)
+    holder.start()
+    try:
+        assert held.entered.wait(10)
+        env.clock.advance(timedelta(days=31))
+        assert publisher_for(env).drain_due().delivered == 0
+    finally:
+        held.release.set()
+        holder.join(10)
+    assert len(receiver.events()) == 1

@@ -55,9 +55,14 @@ def misplaced(nodeid: str, fixturenames: list[str]) -> list[str]:
 # last and leaves one worker idle at the end; the rest go largest (by test count) first.
 SLOW_UNITS_FIRST = (
     "tests/soak/test_soak_short.py",
-    INFRA_UNIT,
     E2E_STACK_UNIT,
+    INFRA_UNIT,
+    "tests/integration/test_subscriptions_big.py",
     "tests/browser/test_console_stories.py",
+    "tests/integration/test_dunning_emails.py",
+    "tests/browser/test_pay_page.py",
+    "tests/soak/test_soak_regressions.py",
+    "tests/soak/test_soak_faults.py",
     "tests/integration/test_scheduling_lifecycle.py",
     "tests/integration/test_subscriptions_lifecycle.py",
     "tests/e2e/test_demo.py",
