@@ -27,11 +27,13 @@ def faster_in_process_moto() -> Iterator[None]:
       touches (half the time of the 1,000-member lifecycle test went to copying the table);
     - string keys are compared as strings first;
     - moto's per-request listing of its own package and inspection of its handler class are
-      remembered (their answers never change in a run).
+      remembered (their answers never change in a run);
+    - a parsed condition expression is kept (moto parsed each three times per item).
 
     Not `indexed_queries`: its bookkeeping needs requests serialized, and a few tests race
     threads on in-process moto."""
     from infra.local.moto_server import (
+        cached_conditions,
         cheaper_dispatch,
         fast_item_responses,
         fast_string_comparisons,
@@ -43,6 +45,7 @@ def faster_in_process_moto() -> Iterator[None]:
         journal_transactions(),
         fast_string_comparisons(),
         cheaper_dispatch(),
+        cached_conditions(),
     ]
     yield
     for undo in reversed(undos):

@@ -435,6 +435,58 @@ def _query_candidates(
     return known.candidates(table, index_name, value.value)
 
 
+PARSED_CONDITIONS_KEPT = 4096
+
+
+def cached_conditions() -> Callable[[], None]:
+    """moto parses a condition expression three times for each item of a TransactWriteItems
+    (to validate the request, in the transaction, in the Put), each parse lexing the text
+    character by character: half of a renewal's transaction. The parsed tree is pure (its
+    evaluation reads the item and changes nothing), so it is kept per (expression, names,
+    values), with the names and values it found, for the last `PARSED_CONDITIONS_KEPT`
+    distinct ones. Returns the undo."""
+    import json
+    from collections import OrderedDict
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    parse = ConditionExpressionParser.parse
+    kept: OrderedDict[tuple[str, str, str], tuple[Any, list[str], list[str]]] = OrderedDict()
+    lock = threading.Lock()
+
+    def cached_parse(self: Any) -> Any:
+        if not self.condition_expression:
+            return parse(self)
+        key = (
+            self.condition_expression,
+            json.dumps(self.expression_attribute_names, sort_keys=True),
+            json.dumps(self.expression_attribute_values, sort_keys=True),
+        )
+        with lock:
+            hit = kept.get(key)
+            if hit is not None:
+                kept.move_to_end(key)
+        if hit is None:
+            op = parse(self)  # an invalid expression raises, every time
+            hit = (op, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+            with lock:
+                kept[key] = hit
+                while len(kept) > PARSED_CONDITIONS_KEPT:
+                    kept.popitem(last=False)
+        else:
+            self.expr_attr_names_found.extend(hit[1])
+            self.expr_attr_values_found.extend(hit[2])
+        return hit[0]
+
+    cached_parse.uncached = parse  # type: ignore[attr-defined]  # for the comparing test
+    ConditionExpressionParser.parse = cached_parse  # type: ignore[method-assign]
+
+    def undo() -> None:
+        ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
+
+    return undo
+
+
 def fewer_collections() -> None:
     """The table lives in this process's heap: with a few hundred thousand items, each of
     Python's full garbage collections walked all of it, more often the more requests came.
@@ -529,6 +581,7 @@ def main(argv: list[str] | None = None) -> None:
     indexed_queries()
     cheaper_dispatch()
     fast_item_responses()
+    cached_conditions()
     app = serialized(DomainDispatcherApplication(create_backend_app))
     fewer_collections()
     server = make_server(

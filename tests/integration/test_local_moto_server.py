@@ -17,6 +17,7 @@ from moto import mock_aws
 from chalicelib.adapters.dynamodb.schema import ensure_table
 from infra.local.moto_server import (
     ITEM_OPERATIONS,
+    cached_conditions,
     cheaper_dispatch,
     fast_item_responses,
     fast_string_comparisons,
@@ -492,3 +493,63 @@ def _every_item_operation(client: Any) -> None:
             ConditionExpression="attribute_not_exists(pk)",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
+
+
+CONDITIONS = [
+    ("attribute_not_exists(pk)", {}, {}),
+    ("#v = :v", {"#v": "version"}, {":v": {"N": "3"}}),
+    ("#v = :v", {"#v": "version"}, {":v": {"N": "4"}}),
+    (
+        "attribute_exists(gsi3pk) AND "
+        "(attribute_not_exists(claimed_until) OR claimed_until < :now)",
+        {},
+        {":now": {"S": "2026-12-01T12:00:00"}},
+    ),
+    (
+        "begins_with(sk, :p) AND NOT #m IN (:a, :b)",
+        {"#m": "pk"},
+        {":p": {"S": "SUB"}, ":a": {"S": "x"}, ":b": {"S": "y"}},
+    ),
+]
+
+
+def test_cached_condition_parses_answer_as_moto_parses_them() -> None:
+    """Every condition evaluates the same on every item, and reports the same names and values
+    found, parsed once by moto and then from the cache; an invalid expression raises each time."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    moto_parse = ConditionExpressionParser.parse
+    while hasattr(moto_parse, "uncached"):
+        moto_parse = moto_parse.uncached
+    undo = cached_conditions()
+    items = [
+        Item(
+            DynamoType({"S": "C#1"}),
+            DynamoType({"S": sk}),
+            {"pk": {"S": "C#1"}, "sk": {"S": sk}, **attributes},
+        )
+        for sk, attributes in (
+            ("SUB#1", {"version": {"N": "3"}, "members": {"L": [{"S": "a"}, {"S": "b"}]}}),
+            ("SUB#2", {"version": {"N": "4"}, "gsi3pk": {"S": "OUTBOX#1"}}),
+            (
+                "REC#1",
+                {"gsi3pk": {"S": "OUTBOX#0"}, "claimed_until": {"S": "2026-12-01T11:00:00"}},
+            ),
+        )
+    ]
+    try:
+        for expression, names, values in CONDITIONS:
+            own = ConditionExpressionParser(expression, names, values)
+            expected = moto_parse(own)
+            for _ in range(3):  # the first parse fills the cache, the others read it
+                parser = ConditionExpressionParser(expression, names, values)
+                op = parser.parse()
+                assert [op.expr(item) for item in items] == [expected.expr(i) for i in items]
+                assert parser.expr_attr_names_found == own.expr_attr_names_found
+                assert parser.expr_attr_values_found == own.expr_attr_values_found
+        for _ in range(2):
+            with pytest.raises(Exception):  # noqa: B017 (moto's own error types)
+                ConditionExpressionParser("version = = :v", {}, {":v": {"N": "1"}}).parse()
+    finally:
+        undo()
