@@ -70,6 +70,17 @@ class Queries:
             self.due_index_queries += 1
 
 
+def advance(clocked: Clocked, days: int) -> Any:
+    """POST /v1/test-clock/advance by `days`; the answer, checked 200."""
+    got = clocked.env.client.http.post(
+        "/v1/test-clock/advance",
+        headers=clocked.env.platform_headers(),
+        body=json.dumps({"days": days}),
+    )
+    assert got.status_code == 200, got.json_body
+    return got
+
+
 def test_an_advance_through_many_due_times_queries_once_per_step(clocked: Clocked) -> None:
     billing = clocked.billing
     due_times = [START + timedelta(hours=1, minutes=7 * i) for i in range(SUBSCRIPTIONS)]
@@ -77,13 +88,7 @@ def test_an_advance_through_many_due_times_queries_once_per_step(clocked: Clocke
         billing.add(f"sub_{i:03d}", "renewal", due)
     queries = Queries(clocked.box.dynamodb)
 
-    got = clocked.env.client.http.post(
-        "/v1/test-clock/advance",
-        headers=clocked.env.platform_headers(),
-        body=json.dumps({"days": 65}),
-    )
-
-    assert got.status_code == 200, got.json_body
+    got = advance(clocked, days=65)
     # Each renews at its due time, again one period later and again two periods later.
     assert got.json_body["processed"]["renewed"] == 3 * SUBSCRIPTIONS
     expected = sorted(
@@ -108,13 +113,7 @@ def test_what_is_already_due_runs_at_the_advances_start_in_its_first_step(
     billing.add("sub_later", "renewal", START + timedelta(hours=3))
     queries = Queries(clocked.box.dynamodb)
 
-    got = clocked.env.client.http.post(
-        "/v1/test-clock/advance",
-        headers=clocked.env.platform_headers(),
-        body=json.dumps({"days": 1}),
-    )
-
-    assert got.status_code == 200, got.json_body
+    advance(clocked, days=1)
     assert [(now, sub) for sub, _, now in billing.history] == [
         (START, "sub_overdue"),
         (START + timedelta(hours=3), "sub_later"),
@@ -165,13 +164,7 @@ def test_due_times_within_one_sweep_interval_run_together_each_at_its_own_time(
     override_jobs({**jobs, "renewal": jobs["renewal"].with_action(overlap.action)})
     queries = Queries(clocked.box.dynamodb)
 
-    got = clocked.env.client.http.post(
-        "/v1/test-clock/advance",
-        headers=clocked.env.platform_headers(),
-        body=json.dumps({"days": 1}),
-    )
-
-    assert got.status_code == 200, got.json_body
+    got = advance(clocked, days=1)
     assert got.json_body["processed"]["renewed"] == 24
     # Each ran at its own due time, and read that time from the clock too.
     assert sorted((now, sub) for sub, _, now in billing.history) == [
