@@ -10,7 +10,7 @@ is processed too. Messages go to an in-process list instead of SQS, so the sched
 A step takes what is due within `STEP_WINDOW` of its earliest due time (the deployed renewal
 sweep runs that often, so the deployed worker gets those together too) and runs it on up to
 `Settings.test_clock_concurrency` threads (`BILLING_TEST_CLOCK_CONCURRENCY`: 1 by default, as
-in-process moto is not thread-safe; 8 on the local stack), as the worker's concurrent
+in-process moto is not thread-safe; 4 on the local stack), as the worker's concurrent
 invocations would. Each action still
 runs at its own due time (`now` = its `due_at`, never before the clock's time when the step
 began), and reads that time from the clock too (`AdjustableClock.pinned`, for its thread), so

@@ -169,7 +169,10 @@ class LocalStack:
                 "BILLING_PUBLIC_URL": cfg.api_url,
                 "BILLING_DUE_INDEX_SHARDS": str(cfg.due_index_shards),
                 # The moto server serializes requests, so a step's actions may run together.
-                "BILLING_TEST_CLOCK_CONCURRENCY": "8",
+                # 4 threads: an advance of 500 renewals took 13.5-15.8 s and ~9 s of CPU in the
+                # moto and API processes each; 8 threads 16.6-18.8 s and ~12 s each (the API's
+                # threads contend for the GIL), 2 threads 14.4-16.8 s (bench/README.md).
+                "BILLING_TEST_CLOCK_CONCURRENCY": "4",
                 "BILLING_EVENT_BUS_NAME": f"membership-billing-{LOCAL_STAGE}",
                 "PYTHONUNBUFFERED": "1",
             }

@@ -47,7 +47,7 @@ def clocked(env: Env) -> Iterator[Clocked]:
 
 @pytest.fixture
 def clocked_concurrently(env: Env) -> Iterator[Clocked]:
-    """As the local stack runs (BILLING_TEST_CLOCK_CONCURRENCY=8)."""
+    """Concurrently, as the local stack runs (BILLING_TEST_CLOCK_CONCURRENCY=4; 8 here)."""
     yield from clocked_with(env, threads=8)
 
 
