@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from chalicelib.config import Settings
 
 # A Lambda makes one request at a time; the local API serves requests in threads (a test-clock
-# advance runs 8 at once, webhooks arrive meanwhile), and beyond botocore's 10 pooled
+# advance runs several at once, webhooks arrive meanwhile), and beyond botocore's 10 pooled
 # connections each request opened and dropped a connection of its own.
 MAX_POOL_CONNECTIONS = 64
 

@@ -123,8 +123,8 @@ class EventPublisher:
 
         The records of a pass are claimed, published and marked together (one transaction of
         claims, their events in batches, each community's endpoints read once, one
-        transaction of marks): per record that was five requests, most of a test-clock
-        advance. If publishing them together fails, they are published one by one.
+        transaction of marks): per record that was six requests, most of a test-clock
+        advance's publishing. If publishing them together fails, they are published one by one.
         A record another publisher holds, or one that failed, blocks the later records of its
         stream key (its subscription), so one subject's events are never queued out of order."""
         records = self._store.undelivered(limit)

@@ -49,14 +49,14 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 def serialized(app: WsgiApp) -> WsgiApp:
     """`app` with its requests run one at a time, answer bodies read inside the lock.
 
-    Each request's body is read from its connection before the lock is taken: read inside
-    it (by moto, when it parses the request), a client slow to send its body (a busy process
-    of the stack) held every other request up meanwhile: under an advance of 500 renewals the
-    lock was held for 42% of the time, three quarters of that waiting on sockets."""
+    The server's handler (`keep_alive_handler`) has read each request's body before this
+    runs: read inside the lock (by moto, when it parses the request), a client slow to send
+    its body (a busy process of the stack) held every other request up meanwhile: under an
+    advance of 500 renewals the lock was held for 42% of the time, three quarters of that
+    waiting on sockets."""
     lock = threading.Lock()
 
     def one_at_a_time(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        read_body_first(environ)
         with lock:
             result = app(environ, start_response)
             try:
@@ -71,9 +71,9 @@ def serialized(app: WsgiApp) -> WsgiApp:
 
 def read_body_first(environ: dict[str, Any]) -> None:
     """Replace the request's input stream with its whole body, read now (Content-Length
-    bytes, or a chunked body to its end; none without either). Returns at once when done."""
+    bytes, or a chunked body to its end; none without either)."""
     stream = environ.get("wsgi.input")
-    if stream is None or isinstance(stream, io.BytesIO):
+    if stream is None:
         return
     length = environ.get("CONTENT_LENGTH")
     if length:
