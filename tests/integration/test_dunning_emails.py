@@ -23,7 +23,7 @@ from chalicelib.jobs.messages import DueMessage
 from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support import stripe_events as se
 from tests.support.cutoff_app import CutoffApp
-from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.localstripe import localstripe_url, new_card, stripe_for
 from tests.support.moto_clients import moto_client
 from tests.support.stripe_cutoff import stripe_cutoff
 from tests.support.webhook_flow import SECRET, call, community, stripe_event_for
@@ -420,17 +420,12 @@ def set_up_card(d: Dunning, token: str, number: str) -> str:
     """The page's Stripe.js part by hand: a SetupIntent from the page, confirmed with a card."""
     _, setup = pay_call(d, token, "setup-intent")
     client = stripe_for(d.cutoff.target)
-    card = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        }
-    )
+    card_id = new_card(client, number)
     setup_id = setup["client_secret"].split("_secret_")[0]
-    assert client.v1.setup_intents.confirm(setup_id, params={"payment_method": card.id}).status == (
+    assert client.v1.setup_intents.confirm(setup_id, params={"payment_method": card_id}).status == (
         "succeeded"
     )
-    return str(card.id)
+    return card_id
 
 
 def test_a_card_declined_on_the_pay_page_sends_no_email_and_keeps_the_link(
@@ -481,17 +476,12 @@ def test_paying_through_the_emailed_link_mails_the_payment_received_once(
     # The owner opens the emailed link and pays with a new card (Stripe.js's part by hand).
     _, setup = pay_call(d, token, "setup-intent")
     client = stripe_for(d.cutoff.target)
-    card = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": GOOD_CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        }
-    )
+    card_id = new_card(client, GOOD_CARD)
     setup_id = setup["client_secret"].split("_secret_")[0]
-    assert client.v1.setup_intents.confirm(setup_id, params={"payment_method": card.id}).status == (
+    assert client.v1.setup_intents.confirm(setup_id, params={"payment_method": card_id}).status == (
         "succeeded"
     )
-    status, paid = pay_call(d, token, "pay", {"payment_method_id": card.id})
+    status, paid = pay_call(d, token, "pay", {"payment_method_id": card_id})
     assert (status, paid.get("status")) == (200, "paid"), paid
     publish_now(d.box)  # what the publisher loop (or the stream) does right after
     publish_now(d.box)

@@ -19,7 +19,7 @@ from chalicelib.domain.errors import Conflict
 from chalicelib.services.payment_links import REQUESTS_PER_TOKEN_PER_MINUTE
 from tests.support.atomic_requests import AtomicRequests
 from tests.support.billing_api import Api, Reply, api_at, billing_env
-from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.localstripe import localstripe_url, new_card, stripe_for
 
 __all__ = ["api_at", "billing_env", "localstripe_url"]
 
@@ -117,18 +117,13 @@ def set_up_card(api: Api, token: str, number: str) -> str:
     """What Stripe.js does on the page: confirm the link's SetupIntent with a new card."""
     secret = pay_call(api, token, "setup-intent").body["client_secret"]
     client = stripe_for(api.stripe_url)
-    method = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        }
-    )
+    method_id = new_card(client, number)
     setup_id = secret.split("_secret_")[0]
-    intent = client.v1.setup_intents.confirm(setup_id, params={"payment_method": method.id})
+    intent = client.v1.setup_intents.confirm(setup_id, params={"payment_method": method_id})
     if intent.status == "requires_action":  # 3D Secure at setup: completed by the customer
         intent = client.v1.setup_intents.confirm(setup_id)
     assert intent.status == "succeeded"
-    return str(method.id)
+    return method_id
 
 
 def authenticate(api: Api, client_secret: str, success: bool = True) -> None:

@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from tests.support import stripe_events as se
-from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.localstripe import localstripe_url, new_card, stripe_for
 from tests.support.webhook_flow import Billing, Pending, billing, call, ok
 
 __all__ = ["billing", "localstripe_url"]
@@ -22,21 +22,11 @@ def renewal_needing_authentication(billing: Billing) -> tuple[Pending, dict[str,
     paid = billing.paid()
     client, key = billing.env.client, paid.key
     sub = billing.subscription(paid)
-    method = stripe_for(billing.cutoff.target).v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {
-                "number": NEEDS_AUTHENTICATION,
-                "exp_month": 12,
-                "exp_year": 2034,
-                "cvc": "123",
-            },
-        }
-    )
+    method_id = new_card(stripe_for(billing.cutoff.target), NEEDS_AUTHENTICATION)
     path = f"/v1/profiles/{sub['owner_id']}/payment-methods"
-    ok(client, "post", path, key, {"stripe_payment_method_id": method.id})
+    ok(client, "post", path, key, {"stripe_payment_method_id": method_id})
     status, body = call(
-        client, "patch", f"/v1/subscriptions/{sub['id']}", key, {"payment_method_id": method.id}
+        client, "patch", f"/v1/subscriptions/{sub['id']}", key, {"payment_method_id": method_id}
     )
     assert status == 200, body
     period_end = se_time(sub["current_period"]["end"])

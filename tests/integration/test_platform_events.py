@@ -20,7 +20,7 @@ from chalicelib.jobs.event_publisher import handle_stream, publish_now
 from chalicelib.services.event_delivery import EventPublisher, MailNotifier, ProfileAccess
 from receivers.billing_signature import verify_signature
 from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
-from tests.support.localstripe import localstripe_url, stripe_for
+from tests.support.localstripe import localstripe_url, new_card, stripe_for
 from tests.support.moto_clients import moto_client
 from tests.support.receiver import Receiver, in_subject_order, rebuild_access
 from tests.support.webhook_flow import call, community, ok
@@ -77,18 +77,13 @@ def free_family(env: Env, key: str, *names: str) -> tuple[dict[str, Any], list[s
         key,
         {"kind": "customer", "name": names[0], "email": f"{names[0].lower()}@example.com"},
     )
-    method = stripe_for(env.settings.stripe_api_base or "").v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        }
-    )
+    method_id = new_card(stripe_for(env.settings.stripe_api_base or ""), "4242424242424242")
     ok(
         env.client,
         "post",
         f"/v1/profiles/{owner['id']}/payment-methods",
         key,
-        {"stripe_payment_method_id": method.id},
+        {"stripe_payment_method_id": method_id},
     )
     member_ids = [owner["id"]]
     for name in names[1:]:
@@ -110,7 +105,7 @@ def free_family(env: Env, key: str, *names: str) -> tuple[dict[str, Any], list[s
             "owner_id": owner["id"],
             "member_ids": member_ids,
             "billing_cycle": "month",
-            "payment_method_id": method.id,
+            "payment_method_id": method_id,
         },
     )
     active = ok(env.client, "post", f"/v1/subscriptions/{sub['id']}/activate", key)

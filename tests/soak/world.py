@@ -34,7 +34,7 @@ from tests.soak.dynamo_faults import DynamoFaults
 from tests.soak.stripe_faults import StripeFaults, stripe_faults
 from tests.support import stripe_events as se
 from tests.support.atomic_requests import AtomicRequests
-from tests.support.localstripe import stripe_for
+from tests.support.localstripe import new_card, stripe_for
 
 WEBHOOK_SECRET = "whsec_integration"  # moto_app_env's STRIPE_WEBHOOK_SECRET
 SWEEP_LAMBDAS = ("renewals", "failed_payments", "expirations", "pending_payments")
@@ -135,13 +135,7 @@ class SoakWorld:
         return found
 
     def payment_method(self, number: str) -> str:
-        method = self.stripe.v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-            }
-        )
-        return str(method.id)
+        return new_card(self.stripe, number)
 
     # --- the Lambda entry points ---------------------------------------------------------------
     def run_sweeps(self) -> None:

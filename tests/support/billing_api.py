@@ -18,7 +18,7 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.adapters.clock import FixedClock
 from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
-from tests.support.localstripe import stripe_for
+from tests.support.localstripe import new_card, stripe_for
 
 SENDER = "billing@example.com"
 
@@ -84,19 +84,14 @@ class Api:
         return dict(self.ok("POST", "/v1/profiles", body, 201))
 
     def card(self, profile_id: str, number: str) -> str:
-        method = stripe_for(self.stripe_url).v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-            }
-        )
+        method_id = new_card(stripe_for(self.stripe_url), number)
         self.ok(
             "POST",
             f"/v1/profiles/{profile_id}/payment-methods",
-            {"stripe_payment_method_id": method.id},
+            {"stripe_payment_method_id": method_id},
             201,
         )
-        return str(method.id)
+        return method_id
 
     def subscription(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib import bootstrap
 from tests.integration.conftest import Env
-from tests.support.localstripe import stripe_for
+from tests.support.localstripe import new_card, stripe_for
 from tests.support.stripe_cutoff import StripeCutoff
 from tests.support.webhook_flow import ok
 
@@ -25,15 +25,10 @@ class CutoffApp:
 
     def card(self, owner_id: str, number: str) -> str:
         """A card made on localstripe and attached to `owner_id` through the API."""
-        method = stripe_for(self.cutoff.target).v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-            }
-        )
+        method_id = new_card(stripe_for(self.cutoff.target), number)
         self.ok(
             "post",
             f"/v1/profiles/{owner_id}/payment-methods",
-            {"stripe_payment_method_id": method.id},
+            {"stripe_payment_method_id": method_id},
         )
-        return str(method.id)
+        return method_id

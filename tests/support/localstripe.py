@@ -26,17 +26,23 @@ def stripe_for(url: str) -> Any:
     return stripe.StripeClient("sk_test_x", base_addresses={"api": url})
 
 
-def card_on_customer(client: Any, number: str, email: str = "owner@example.com") -> tuple[str, str]:
-    """A new Stripe customer with an attached card: (customer id, payment method id)."""
-    customer = client.v1.customers.create(params={"email": email})
+def new_card(client: Any, number: str) -> str:
+    """A card PaymentMethod made on localstripe through `client` (not attached): its id."""
     method = client.v1.payment_methods.create(
         params={
             "type": "card",
             "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
         }
     )
-    client.v1.payment_methods.attach(method.id, params={"customer": customer.id})
-    return customer.id, method.id
+    return str(method.id)
+
+
+def card_on_customer(client: Any, number: str, email: str = "owner@example.com") -> tuple[str, str]:
+    """A new Stripe customer with an attached card: (customer id, payment method id)."""
+    customer = client.v1.customers.create(params={"email": email})
+    method_id = new_card(client, number)
+    client.v1.payment_methods.attach(method_id, params={"customer": customer.id})
+    return customer.id, method_id
 
 
 def stack_card(stack: LocalStack, number: str) -> str:

@@ -21,7 +21,7 @@ from chalice.test import Client
 from chalicelib import bootstrap
 from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support import stripe_events as se
-from tests.support.localstripe import stripe_for
+from tests.support.localstripe import new_card, stripe_for
 from tests.support.stripe_cutoff import StripeCutoff, stripe_cutoff
 
 SECRET = "whsec_integration"  # the env fixture's STRIPE_WEBHOOK_SECRET
@@ -83,18 +83,13 @@ def inactive_subscription(
         )["id"]
         for n in range(other_members)
     ]
-    method = stripe_for(stripe_url).v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        }
-    )
+    method_id = new_card(stripe_for(stripe_url), card)
     ok(
         client,
         "post",
         f"/v1/profiles/{owner['id']}/payment-methods",
         key,
-        {"stripe_payment_method_id": method.id},
+        {"stripe_payment_method_id": method_id},
     )
     subscription: dict[str, Any] = ok(
         client,
@@ -106,7 +101,7 @@ def inactive_subscription(
             "owner_id": owner["id"],
             "member_ids": [owner["id"], *others],
             "billing_cycle": "month",
-            "payment_method_id": method.id,
+            "payment_method_id": method_id,
         },
     )
     return subscription
