@@ -12,6 +12,7 @@ from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidRequest
 from tests.integration.conftest import TABLE_NAME
+from tests.support.holding import Held
 from tests.support.moto_clients import moto_client
 
 
@@ -79,22 +80,12 @@ def test_deployed_stages_read_secrets_from_secrets_manager(aws: dict[str, str]) 
     assert secrets.webhook_secrets == ("whsec_a",)
 
 
-class HeldRead:
+def held_read(ddb: Any, at: str) -> Held:
     """Holds the first GetItem of the test clock's item at a botocore event until released
     (`at`: "before-call", before it reads; "after-call", after it read)."""
-
-    def __init__(self, ddb: Any, at: str) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self._held = False
-        ddb.meta.events.register(f"{at}.dynamodb.GetItem", self._hold)
-
-    def _hold(self, **_: Any) -> None:
-        if self._held:
-            return
-        self._held = True
-        self.started.set()
-        assert self.release.wait(10)
+    held = Held()
+    ddb.meta.events.register(f"{at}.dynamodb.GetItem", held.hold)
+    return held
 
 
 def test_a_thread_reading_the_stored_clock_does_not_wait_for_another_threads_read(
@@ -103,10 +94,10 @@ def test_a_thread_reading_the_stored_clock_does_not_wait_for_another_threads_rea
     ddb = moto_client("dynamodb", region_name="us-east-1")
     clock = StoredTestClock(ddb, TABLE_NAME, cache_seconds=0)
     cached = clock.now()
-    held = HeldRead(ddb, "before-call")
+    held = held_read(ddb, "before-call")
     reader = threading.Thread(target=clock.now)
     reader.start()
-    assert held.started.wait(5)
+    assert held.entered.wait(5)
     answered = threading.Event()
     other = threading.Thread(target=lambda: (clock.now(), answered.set()))
     other.start()
@@ -126,10 +117,10 @@ def test_an_advance_during_a_read_of_the_stored_clock_keeps_its_offset(
     ddb = moto_client("dynamodb", region_name="us-east-1")
     StoredTestClock(ddb, TABLE_NAME).now()  # the offset as another process stored it
     clock = StoredTestClock(ddb, TABLE_NAME, cache_seconds=60)
-    held = HeldRead(ddb, "after-call")  # the first read has the offset from before the advance
+    held = held_read(ddb, "after-call")  # the first read has the offset from before the advance
     reader = threading.Thread(target=clock.now)
     reader.start()
-    assert held.started.wait(5)
+    assert held.entered.wait(5)
     target = clock.now() + timedelta(days=40)
     clock.advance_to(target)
     held.release.set()

@@ -20,6 +20,7 @@ from chalicelib.jobs.event_publisher import handle_stream, publish_now
 from chalicelib.services.event_delivery import EventPublisher, MailNotifier, ProfileAccess
 from receivers.billing_signature import verify_signature
 from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
+from tests.support.holding import DynamoRequests, Held
 from tests.support.localstripe import localstripe_url, new_card, stripe_for
 from tests.support.moto_clients import moto_client
 from tests.support.receiver import Receiver, in_subject_order, rebuild_access
@@ -412,17 +413,6 @@ def test_publishing_now_publishes_every_pending_record_not_just_one_pass(env: En
     assert sorted(e["data"]["object"]["name"] for e in created) == [f"P{n}" for n in range(5)]
 
 
-class DynamoRequests:
-    """Counts the DynamoDB requests a client sends (a botocore event hook)."""
-
-    def __init__(self, client: Any) -> None:
-        self.count = 0
-        client.meta.events.register("before-call.dynamodb.*", self._count)
-
-    def _count(self, **_: Any) -> None:
-        self.count += 1
-
-
 def publisher_for(
     env: Env, listeners: Sequence[Any] = (), send: Callable[..., Answer] = post
 ) -> EventPublisher:
@@ -489,21 +479,6 @@ def test_a_record_that_fails_in_a_pass_holds_back_only_its_own_subjects_records(
     failing["on"] = False
     assert publisher.publish_pending() == 2  # Silver created, then updated
     assert store.undelivered() == []
-
-
-class Held:
-    """Holds the first caller until released (a publisher or drainer stopped mid-way)."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self._first = True
-
-    def hold(self) -> None:
-        if self._first:
-            self._first = False
-            self.entered.set()
-            assert self.release.wait(10)
 
 
 def test_a_test_clock_jump_hands_no_claimed_record_to_a_second_publisher(env: Env) -> None:

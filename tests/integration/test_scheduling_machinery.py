@@ -23,6 +23,7 @@ from chalicelib.jobs.registry import SCHEDULED_JOBS, SWEEP_GROUPS, override_jobs
 from tests.integration.conftest import Env
 from tests.integration.scheduling_fakes import COMMUNITY, FakeBilling, sub_key
 from tests.support.atomic_requests import AtomicRequests
+from tests.support.holding import DynamoRequests
 
 
 @dataclass
@@ -53,17 +54,6 @@ def sched(env: Env, aws: dict[str, str]) -> Iterator[Sched]:
     override_jobs(None)
 
 
-class Requests:
-    """Counts DynamoDB operations with a botocore event hook (what moto cannot report)."""
-
-    def __init__(self, client: Any) -> None:
-        self.ops: Counter[str] = Counter()
-        client.meta.events.register("before-call.dynamodb.*", self._count)
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.ops[model.name] += 1
-
-
 def test_sweep_reads_only_what_is_due(sched: Sched) -> None:
     now = sched.env.clock.now()
     for i in range(60):
@@ -71,7 +61,7 @@ def test_sweep_reads_only_what_is_due(sched: Sched) -> None:
     for i in range(12):
         sched.billing.add(f"sub_due{i}", "renewal", now - timedelta(minutes=i))
     sched.billing.add("sub_retry", "failed_payment", now - timedelta(hours=1), status="failed")
-    requests = Requests(sched.box.dynamodb)
+    requests = DynamoRequests(sched.box.dynamodb)
 
     result = sweeps.sweep(sched.box, ("renewal",))
 
