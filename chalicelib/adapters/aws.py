@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 # connections each request opened and dropped a connection of its own.
 MAX_POOL_CONNECTIONS = 64
 
-_clients: dict[tuple[str, str, str | None], Any] = {}
+_clients: dict[tuple[str, str, str | None, bool], Any] = {}
 _session: Any = None
 _lock = threading.Lock()
 
 
 def aws_client(service: str, settings: Settings) -> Any:
     global _session
-    key = (service, settings.aws_region, settings.aws_endpoint_url)
+    key = (service, settings.aws_region, settings.aws_endpoint_url, settings.validate_aws_requests)
     client = _clients.get(key)
     if client is None:
         with _lock:
@@ -43,6 +43,7 @@ def aws_client(service: str, settings: Settings) -> Any:
                     config=Config(
                         retries={"mode": "standard", "max_attempts": 3},
                         max_pool_connections=MAX_POOL_CONNECTIONS,
+                        parameter_validation=settings.validate_aws_requests,
                     ),
                 )
                 _clients[key] = client

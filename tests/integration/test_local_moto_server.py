@@ -22,7 +22,9 @@ from infra.local.moto_server import (
     fast_item_responses,
     fast_string_comparisons,
     indexed_queries,
+    items_sized_once,
     journal_transactions,
+    json_parameters,
     serialized,
 )
 from tests.support.moto_clients import moto_client
@@ -505,6 +507,7 @@ CONDITIONS = [
         {},
         {":now": {"S": "2026-12-01T12:00:00"}},
     ),
+    ("#b = :b", {"#b": "blob"}, {":b": {"B": b"\x01"}}),  # bytes, as moto's parser decodes
     (
         "begins_with(sk, :p) AND NOT #m IN (:a, :b)",
         {"#m": "pk"},
@@ -553,3 +556,146 @@ def test_cached_condition_parses_answer_as_moto_parses_them() -> None:
                 ConditionExpressionParser("version = = :v", {}, {":v": {"N": "1"}}).parse()
     finally:
         undo()
+
+
+SIZED_VALUES: list[dict[str, Any]] = [
+    {"S": "héllo"},
+    {"S": ""},
+    {"N": "-12.50"},
+    {"BOOL": False},
+    {"NULL": True},
+    {"B": b"\x00\x01"},
+    {"B": "AAE="},
+    {"SS": ["a", "bé"]},
+    {"NS": ["1", "2.5"]},
+    {"BS": [b"ab", "cd"]},
+    {"L": []},
+    {"L": [{"S": "x"}, {"M": {"k": {"N": "1"}, "é": {"L": [{"BOOL": True}]}}}]},
+    {"M": {"a": {"SS": ["z"]}, "b": {"M": {}}, "c": {"NS": ["7"]}}},
+]
+
+
+def test_items_sized_once_measure_and_refuse_as_moto_does() -> None:
+    """Every attribute type measures the same; an item is built with the same attributes, and
+    refused (ItemSizeTooLarge) from the same size on, as by moto's own check per attribute."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    def build(attrs: dict[str, Any]) -> Any:
+        try:
+            return Item(DynamoType({"S": "p"}), None, attrs)
+        except ItemSizeTooLarge:
+            return "too large"
+
+    attrs = {f"a{n}": value for n, value in enumerate(SIZED_VALUES)}
+    # Around the limit: pk (2 + 1 bytes) and x (1 + length).
+    lengths = range(404_990, 405_000)
+    wide = {f"attribute{n}": {"S": "v"} for n in range(200)}
+    installed_init, installed_size = Item.__init__, DynamoType.size  # the suite's own
+    Item.__init__ = getattr(installed_init, "general", installed_init)  # type: ignore[method-assign]
+    DynamoType.size = getattr(installed_size, "general", installed_size)  # type: ignore[method-assign]
+    try:
+        sizes_as_moto = [DynamoType(value).size() for value in SIZED_VALUES]
+        built_by_moto = build(attrs)
+        refusals_by_moto = [build({"pk": {"S": "p"}, "x": {"S": "y" * n}}) for n in lengths]
+        sizes_measured_by_moto = _size_calls(lambda: build(wide))
+        undo = items_sized_once()
+        try:
+            assert [DynamoType(value).size() for value in SIZED_VALUES] == sizes_as_moto
+            built = build(attrs)
+            refusals = [build({"pk": {"S": "p"}, "x": {"S": "y" * n}}) for n in lengths]
+            sizes_measured = _size_calls(lambda: build(wide))
+        finally:
+            undo()
+    finally:
+        Item.__init__ = installed_init  # type: ignore[method-assign]
+        DynamoType.size = installed_size  # type: ignore[method-assign]
+    assert sizes_measured == 200  # once each, where moto measured 1 + 2 + ... + 200
+    assert sizes_measured_by_moto == 200 * 201 // 2
+
+    assert built.attrs == built_by_moto.attrs
+    assert list(built.attrs) == list(built_by_moto.attrs)
+    assert type(built.attrs) is type(built_by_moto.attrs)  # later SETs still check the size
+    assert built.size() == built_by_moto.size()
+    outcomes = [r if isinstance(r, str) else "kept" for r in refusals]
+    assert outcomes == [r if isinstance(r, str) else "kept" for r in refusals_by_moto]
+    assert "kept" in outcomes and "too large" in outcomes  # the limit lies inside the range
+
+
+def _size_calls(action: Callable[[], Any]) -> int:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    size = DynamoType.size
+    calls = 0
+
+    def counted(self: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return size(self)
+
+    DynamoType.size = counted  # type: ignore[method-assign]
+    try:
+        action()
+    finally:
+        DynamoType.size = size  # type: ignore[method-assign]
+    return calls
+
+
+def test_request_bodies_read_as_json_are_the_parameters_moto_would_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every item operation's request, parsed by moto's shape walk and read as JSON (binary
+    values decoded from base64): equal parameters; other operations go moto's way."""
+    from moto.core.responses import BaseResponse
+    from moto.dynamodb.responses import DynamoHandler
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    installed = vars(DynamoHandler).get("parse_parameters")  # the suite's own (tests/conftest.py)
+    moto_parse = getattr(installed, "general", BaseResponse.parse_parameters)
+    general_parses: list[str] = []
+
+    def counted(self: Any, request: Any) -> None:
+        general_parses.append(self._get_action())
+        moto_parse(self, request)
+
+    parsed: list[tuple[str, Any, Any, bool, bytes]] = []
+    DynamoHandler.parse_parameters = counted  # type: ignore[method-assign]
+    undo = json_parameters()
+    fast = DynamoHandler.parse_parameters
+
+    def both(self: Any, request: Any) -> None:
+        moto_parse(self, request)
+        expected, self.params = self.params, None
+        before = len(general_parses)
+        fast(self, request)
+        went_general = len(general_parses) > before
+        parsed.append((self._get_action(), expected, self.params, went_general, request.data))
+
+    try:
+        with mock_aws():
+            DynamoHandler.parse_parameters = both  # type: ignore[method-assign]
+            client = moto_client("dynamodb", region_name="us-east-1")
+            ensure_table(client, TABLE)
+            _every_item_operation(client)
+            client.put_item(
+                TableName=TABLE,
+                Item={"pk": {"S": "b"}, "sk": {"S": "b"}, "set": {"BS": [b"\x00", b"\xff"]}},
+                ConditionExpression="attribute_not_exists(#s) OR #s = :bytes",
+                ExpressionAttributeNames={"#s": "set"},
+                ExpressionAttributeValues={":bytes": {"B": b"\x01"}},
+            )
+    finally:
+        undo()
+        if installed is not None:
+            DynamoHandler.parse_parameters = installed  # type: ignore[method-assign]
+        else:
+            del DynamoHandler.parse_parameters
+    item_requests = [p for p in parsed if p[0] in ITEM_OPERATIONS]
+    assert len(item_requests) > 20
+    assert {p[0] for p in item_requests} == ITEM_OPERATIONS
+    for name, expected, got, _, _ in parsed:
+        assert got == expected, name
+    assert len([p for p in item_requests if b'"B": ' in p[4]]) >= 3  # binary values compared
+    assert any(b'"BS": ' in p[4] for p in item_requests)
+    assert not [p[0] for p in item_requests if p[3]]  # none went moto's way
+    assert all(p[3] for p in parsed if p[0] not in ITEM_OPERATIONS)  # CreateTable, ...

@@ -73,3 +73,34 @@ def test_redact_masks_card_data_and_secrets_recursively() -> None:
         "nested": [{"client_secret": REDACTED, "ok": 1}],
         "id": "pay_1",
     }
+
+
+def test_aws_clients_check_requests_against_the_model_unless_the_stage_turns_it_off() -> None:
+    """The tests keep botocore's own check of each request; the local stack turns it off."""
+    from botocore.exceptions import ClientError, ParamValidationError
+    from moto import mock_aws
+
+    from chalicelib.adapters.aws import aws_client, reset_clients
+    from infra.local.stack import LocalStack, StackConfig
+
+    base = {"BILLING_STAGE": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    checking = aws_client("dynamodb", Settings.from_env(base))
+    local_stack_env = LocalStack(StackConfig()).app_env()
+    trusting = aws_client(
+        "dynamodb",
+        Settings.from_env(
+            {
+                **base,
+                "BILLING_VALIDATE_AWS_REQUESTS": local_stack_env["BILLING_VALIDATE_AWS_REQUESTS"],
+            }
+        ),
+    )
+    malformed = {"TableName": "t", "Key": {"pk": {"S": 1}}}  # a number where a string goes
+    try:
+        with mock_aws():
+            with pytest.raises(ParamValidationError):
+                checking.get_item(**malformed)
+            with pytest.raises(ClientError):  # sent: moto answers (no such table)
+                trusting.get_item(**malformed)
+    finally:
+        reset_clients()
