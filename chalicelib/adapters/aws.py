@@ -25,7 +25,8 @@ _lock = threading.Lock()
 
 def aws_client(service: str, settings: Settings) -> Any:
     global _session
-    key = (service, settings.aws_region, settings.aws_endpoint_url, settings.validate_aws_requests)
+    lean = settings.lean_aws_client and settings.aws_endpoint_url is not None
+    key = (service, settings.aws_region, settings.aws_endpoint_url, lean)
     client = _clients.get(key)
     if client is None:
         with _lock:
@@ -43,7 +44,7 @@ def aws_client(service: str, settings: Settings) -> Any:
                     config=Config(
                         retries={"mode": "standard", "max_attempts": 3},
                         max_pool_connections=MAX_POOL_CONNECTIONS,
-                        parameter_validation=settings.validate_aws_requests,
+                        parameter_validation=not lean,
                     ),
                 )
                 _clients[key] = client

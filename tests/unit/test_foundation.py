@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -75,32 +77,47 @@ def test_redact_masks_card_data_and_secrets_recursively() -> None:
     }
 
 
-def test_aws_clients_check_requests_against_the_model_unless_the_stage_turns_it_off() -> None:
-    """The tests keep botocore's own check of each request; the local stack turns it off."""
+class _Refusal:
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield b'{"__type": "ValidationException", "message": "answered in the test"}'
+
+
+def test_only_the_local_stacks_aws_clients_skip_the_model_check() -> None:
+    """The tests and AWS get botocore's check of each request; the local stack's clients (an
+    endpoint URL and BILLING_LEAN_AWS_CLIENT) send requests unchecked, signed all the same (moto's
+    server finds the service from the signature's scope)."""
+    from botocore.awsrequest import AWSResponse
     from botocore.exceptions import ClientError, ParamValidationError
-    from moto import mock_aws
 
     from chalicelib.adapters.aws import aws_client, reset_clients
     from infra.local.stack import LocalStack, StackConfig
 
-    base = {"BILLING_STAGE": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-    checking = aws_client("dynamodb", Settings.from_env(base))
-    local_stack_env = LocalStack(StackConfig()).app_env()
-    trusting = aws_client(
-        "dynamodb",
-        Settings.from_env(
-            {
-                **base,
-                "BILLING_VALIDATE_AWS_REQUESTS": local_stack_env["BILLING_VALIDATE_AWS_REQUESTS"],
-            }
-        ),
-    )
+    lean = {
+        "BILLING_LEAN_AWS_CLIENT": LocalStack(StackConfig()).app_env()["BILLING_LEAN_AWS_CLIENT"]
+    }
+    local = {"BILLING_STAGE": "local", "AWS_ENDPOINT_URL": "http://127.0.0.1:5999"}
+    sent: list[dict[str, str]] = []
+
+    def answer_locally(request: Any, **_: Any) -> AWSResponse:
+        sent.append(dict(request.headers))
+        return AWSResponse(request.url, 400, {}, _Refusal())  # never leaves the process
+
+    def client(env: dict[str, str]) -> Any:
+        made = aws_client("dynamodb", Settings.from_env({"AWS_DEFAULT_REGION": "us-east-1", **env}))
+        made.meta.events.register("before-send.dynamodb.*", answer_locally)
+        return made
+
     malformed = {"TableName": "t", "Key": {"pk": {"S": 1}}}  # a number where a string goes
+    well_formed = {"TableName": "t", "Key": {"pk": {"S": "1"}}}
     try:
-        with mock_aws():
+        for checked_and_signed in (client(local), client({**lean, "BILLING_STAGE": "prod"})):
             with pytest.raises(ParamValidationError):
-                checking.get_item(**malformed)
-            with pytest.raises(ClientError):  # sent: moto answers (no such table)
-                trusting.get_item(**malformed)
+                checked_and_signed.get_item(**malformed)
+            with pytest.raises(ClientError):
+                checked_and_signed.get_item(**well_formed)
+            assert sent.pop()["Authorization"].startswith(b"AWS4-HMAC-SHA256")
+        with pytest.raises(ClientError):  # sent as it is: moto answers it
+            client({**local, **lean}).get_item(**malformed)
+        assert sent.pop()["Authorization"].startswith(b"AWS4-HMAC-SHA256")
     finally:
         reset_clients()
