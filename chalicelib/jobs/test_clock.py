@@ -10,13 +10,17 @@ is processed too. Messages go to an in-process list instead of SQS, so the sched
 A step takes what is due within `STEP_WINDOW` of its earliest due time (the deployed renewal
 sweep runs that often, so the deployed worker gets those together too) and runs it on up to
 `Settings.test_clock_concurrency` threads (`BILLING_TEST_CLOCK_CONCURRENCY`: 1 by default, as
-in-process moto is not thread-safe; 4 on the local stack), as the worker's concurrent
+in-process moto is not thread-safe; 8 on the local stack), as the worker's concurrent
 invocations would. Each action still
 runs at its own due time (`now` = its `due_at`, never before the clock's time when the step
 began), and reads that time from the clock too (`AdjustableClock.pinned`, for its thread), so
 what it computes (a period, a resolution time, a retry date, the grace end) is the same as with
 one step per due time; meanwhile everyone else reads the clock at the step's end. Groups run
 one after the other (a subscription's renewal before a payment recovery of the same step).
+
+While the steps run on several threads, the outbox is published alongside them
+(`publishing_alongside`); what is left, and every delivery, the advance publishes before it
+answers.
 
 The stored test clock is wall time plus an offset, so it keeps moving while an advance works.
 Each step therefore moves the clock with one `move_forward_to(step)` (to the step, or nowhere
@@ -27,9 +31,12 @@ still ahead?" reading that the wall can overtake before the move.
 from __future__ import annotations
 
 import bisect
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import get_args
@@ -42,7 +49,7 @@ from chalicelib.adapters.dynamodb.due_index import (
 )
 from chalicelib.bootstrap import Container
 from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest, NotFound
-from chalicelib.jobs.event_publisher import publish_now
+from chalicelib.jobs.event_publisher import PUBLISH_BATCH, publish_now
 from chalicelib.jobs.messages import DueMessage
 from chalicelib.jobs.ports import DueReader
 from chalicelib.jobs.registry import Reported, ScheduledJob, current_jobs
@@ -130,31 +137,8 @@ def advance(
         # A busy clock, not a refusal: retryable (409 with Retry-After; never an idempotent answer).
         raise ConcurrentChange("Another test-clock advance is running; try again when it ends.")
     try:
-        counts: Counter[str] = Counter()
-        frontier = Frontier(box.due_index, box.settings.due_index_shards, until=target)
-        # Everything due up to the target, what was already due included: the first step runs
-        # that at the advance's start (a sweep of every partition first read each one twice).
-        frontier.load(after=BEFORE_ANYTHING)
-        steps = 0
-        while (step := frontier.earliest()) is not None:
-            steps += 1
-            if steps > MAX_STEPS:
-                raise Conflict(f"More than {MAX_STEPS} due times before {target}; advance less.")
-            began = clock.now()
-            # >= the window's end: the wall may have passed it
-            moment = clock.move_forward_to(min(step + STEP_WINDOW, target))
-            parts = frontier.due_at_or_before(moment)
-            ran: list[DueMessage] = []
-            step_counts, clean = run_due(box, moment, parts, ran, not_before=began)
-            counts += step_counts
-            if clean:
-                # Ordinary outcomes change only the processed subjects' own due items.
-                frontier.step_done(step, moment, parts, ran)
-            else:
-                # Anything unusual (a charge left pending makes a payment due elsewhere)
-                # re-reads every partition.
-                frontier.load(after=step)
-        counts += run_due(box, clock.move_forward_to(target))[0]
+        with publishing_alongside(box):
+            counts, steps = _run_steps(box, clock, target)
         _publish(box)
     finally:
         box.advance_lease.release()
@@ -162,7 +146,88 @@ def advance(
     return AdvanceResult(now=clock.now(), processed=processed, steps=steps)
 
 
+def _run_steps(
+    box: Container, clock: AdjustableClock, target: datetime
+) -> tuple[Counter[str], int]:
+    """Every step up to `target`: what they did, and how many steps there were."""
+    counts: Counter[str] = Counter()
+    frontier = Frontier(box.due_index, box.settings.due_index_shards, until=target)
+    # Everything due up to the target, what was already due included: the first step runs
+    # that at the advance's start (a sweep of every partition first read each one twice).
+    frontier.load(after=BEFORE_ANYTHING)
+    steps = 0
+    while (step := frontier.earliest()) is not None:
+        steps += 1
+        if steps > MAX_STEPS:
+            raise Conflict(f"More than {MAX_STEPS} due times before {target}; advance less.")
+        began = clock.now()
+        # >= the window's end: the wall may have passed it
+        moment = clock.move_forward_to(min(step + STEP_WINDOW, target))
+        parts = frontier.due_at_or_before(moment)
+        ran: list[DueMessage] = []
+        step_counts, clean = run_due(box, moment, parts, ran, not_before=began)
+        counts += step_counts
+        if clean:
+            # Ordinary outcomes change only the processed subjects' own due items.
+            frontier.step_done(step, moment, parts, ran)
+        else:
+            # Anything unusual (a charge left pending makes a payment due elsewhere)
+            # re-reads every partition.
+            frontier.load(after=step)
+    counts += run_due(box, clock.move_forward_to(target))[0]
+    return counts, steps
+
+
 Partition = tuple[DueGroup, int]
+
+# How long the publisher alongside an advance waits when it found nothing to publish.
+ALONGSIDE_IDLE_SECONDS = 0.2
+
+
+class PublishingAlongside:
+    """Runs `publish_pass` on a thread of its own until stopped: again at once while a pass
+    publishes something, after `idle_seconds` when one publishes nothing. A pass that raises
+    is logged and the next one runs (what it left stays in the outbox)."""
+
+    def __init__(self, publish_pass: Callable[[], int], idle_seconds: float) -> None:
+        self._publish_pass = publish_pass
+        self._idle_seconds = idle_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-clock-publisher", daemon=True)
+
+    def __enter__(self) -> PublishingAlongside:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                published = self._publish_pass()
+            except Exception:
+                logger.exception("test_clock_publish_alongside_failed")
+                published = 0
+            if not published:
+                self._stopping.wait(self._idle_seconds)
+
+
+def publishing_alongside(box: Container) -> AbstractContextManager[object]:
+    """The outbox published while the advance's steps run, where they run on several threads
+    (`test_clock_concurrency` > 1: the backend takes concurrent requests, as the local
+    stack's moto server does). The events of 500 renewals, all published at the advance's end,
+    were 2-4 s of it; alongside, they fill the moments the steps wait on moto and Stripe. What
+    is left (and every delivery) the advance still publishes before it answers."""
+    if box.settings.test_clock_concurrency <= 1:
+        return nullcontext()
+    publisher = box.event_publisher  # made here, not on two threads at once
+
+    def publish_pass() -> int:
+        return publisher.publish_pending(limit=PUBLISH_BATCH)
+
+    return PublishingAlongside(publish_pass, ALONGSIDE_IDLE_SECONDS)
 
 
 def _publish(box: Container) -> None:

@@ -169,10 +169,10 @@ class LocalStack:
                 "BILLING_PUBLIC_URL": cfg.api_url,
                 "BILLING_DUE_INDEX_SHARDS": str(cfg.due_index_shards),
                 # The moto server serializes requests, so a step's actions may run together.
-                # 4 threads: an advance of 500 renewals took 13.5-15.8 s and ~9 s of CPU in the
-                # moto and API processes each; 8 threads 16.6-18.8 s and ~12 s each (the API's
-                # threads contend for the GIL), 2 threads 14.4-16.8 s (bench/README.md).
-                "BILLING_TEST_CLOCK_CONCURRENCY": "4",
+                # 8 threads: an advance of 500 renewals took 11.4-12.1 s (4 threads: 13.7-14.8 s)
+                # on a busy machine, since moto's per-request cost went down; before that, 8
+                # threads contended for the API process's GIL (bench/README.md).
+                "BILLING_TEST_CLOCK_CONCURRENCY": "8",
                 "BILLING_EVENT_BUS_NAME": f"membership-billing-{LOCAL_STAGE}",
                 # botocore does not check requests against the model: moto does as it parses
                 # them (chalicelib/config.py).
