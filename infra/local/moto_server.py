@@ -28,7 +28,10 @@ for stray bytes, so each request cost a new connection and a new server thread;
 connection is always at its next request) and logs only 5xx answers. `cached_conditions` keeps
 parsed condition expressions (moto parsed each three times per transaction item), and
 `fewer_collections` keeps Python's garbage collector from walking the whole table ever more
-often as it grows. Figures: bench/README.md, "The local stack under load".
+often as it grows. `items_sized_once` checks an item's size limit once per item (moto summed
+every attribute again for each one it stored), and `json_parameters` reads item operations'
+bodies as the JSON they are (moto walked the model's shapes for every value). Figures:
+bench/README.md, "The local stack under load".
 """
 
 from __future__ import annotations
