@@ -248,6 +248,10 @@ def test_sweep_continues_from_its_cursor_while_the_queue_is_busy(sched: Sched) -
 
 
 def test_scheduled_lambdas_and_sqs_worker_through_chalice(sched: Sched) -> None:
+    # The worker runs a batch's messages on threads: requests are serialized at the AWS
+    # boundary, as DynamoDB applies each conditional write atomically and in-process moto does
+    # not across threads (both copies' claims could pass: seen once in CI).
+    AtomicRequests(sched.box.dynamodb, sched.box.sqs)
     now = sched.env.clock.now()
     sched.billing.add("sub_lambda", "renewal", now - timedelta(seconds=1))
     client = sched.env.client
