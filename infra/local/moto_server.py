@@ -48,6 +48,24 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+_ABSENT = object()
+
+
+def _replaced(*replacements: tuple[Any, str, Any]) -> Callable[[], None]:
+    """Set each (module or class, name, value); returns the undo, which puts back what each
+    owner held itself (a class that only inherited the name inherits it again)."""
+    previous = [(owner, name, vars(owner).get(name, _ABSENT)) for owner, name, _ in replacements]
+    for owner, name, value in replacements:
+        setattr(owner, name, value)
+
+    def undo() -> None:
+        for owner, name, value in reversed(previous):
+            if value is _ABSENT:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
+
+    return undo
 
 
 def serialized(app: WsgiApp) -> WsgiApp:
@@ -104,14 +122,10 @@ def cheaper_dispatch() -> Callable[[], None]:
     def list_of_moto_modules() -> tuple[str, ...]:
         return modules
 
-    moto_backends.list_of_moto_modules = list_of_moto_modules
-    moto_responses.method_names_from_class = functools.cache(method_names)  # type: ignore[attr-defined]
-
-    def undo() -> None:
-        moto_backends.list_of_moto_modules = list_modules
-        moto_responses.method_names_from_class = method_names  # type: ignore[attr-defined]
-
-    return undo
+    return _replaced(
+        (moto_backends, "list_of_moto_modules", list_of_moto_modules),
+        (moto_responses, "method_names_from_class", functools.cache(method_names)),
+    )
 
 
 def journal_transactions() -> Callable[[], None]:
@@ -134,7 +148,6 @@ def journal_transactions() -> Callable[[], None]:
             return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
     whole_table_backup = DynamoDBBackend.transact_write_items
-    copy_module = dynamodb_models.copy  # type: ignore[attr-defined]
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         journal: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
@@ -153,14 +166,10 @@ def journal_transactions() -> Callable[[], None]:
                     self.put_item(table_name, attributes)
             raise
 
-    dynamodb_models.copy = _KeepTables  # type: ignore[attr-defined, assignment]
-    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-
-    def undo() -> None:
-        dynamodb_models.copy = copy_module  # type: ignore[attr-defined]
-        DynamoDBBackend.transact_write_items = whole_table_backup  # type: ignore[method-assign]
-
-    return undo
+    return _replaced(
+        (dynamodb_models, "copy", _KeepTables),
+        (DynamoDBBackend, "transact_write_items", transact_write_items),
+    )
 
 
 def _saved_item(
@@ -203,13 +212,7 @@ def fast_string_comparisons() -> Callable[[], None]:
     def cast_value(self: Any) -> Any:
         return self.value if self.type == "S" else general(self)
 
-    general_property = DynamoType.cast_value
-    DynamoType.cast_value = property(cast_value)  # type: ignore[assignment, method-assign]
-
-    def undo() -> None:
-        DynamoType.cast_value = general_property  # type: ignore[method-assign]
-
-    return undo
+    return _replaced((DynamoType, "cast_value", property(cast_value)))
 
 
 # DynamoDB's item operations: their results are already in the wire format (attribute-value
@@ -270,12 +273,7 @@ def fast_item_responses() -> Callable[[], None]:
         return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
 
     execute_result.general = general  # type: ignore[attr-defined]  # for the comparing test
-    ActionResult.execute_result = execute_result  # type: ignore[method-assign]
-
-    def undo() -> None:
-        ActionResult.execute_result = general  # type: ignore[method-assign]
-
-    return undo
+    return _replaced((ActionResult, "execute_result", execute_result))
 
 
 ItemKey = tuple[Any, Any]  # (hash DynamoType, range DynamoType or None), as moto keys `Table.items`
@@ -415,18 +413,12 @@ def indexed_queries() -> Callable[[], None]:
         finally:
             del self.all_items
 
-    Table.put_item = put_item  # type: ignore[method-assign]
-    Table.delete_item = delete_item  # type: ignore[method-assign]
-    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
-    Table.query = query  # type: ignore[method-assign]
-
-    def undo() -> None:
-        Table.put_item = table_put  # type: ignore[method-assign]
-        Table.delete_item = table_delete  # type: ignore[method-assign]
-        DynamoDBBackend.update_item = backend_update  # type: ignore[method-assign]
-        Table.query = table_query  # type: ignore[method-assign]
-
-    return undo
+    return _replaced(
+        (Table, "put_item", put_item),
+        (Table, "delete_item", delete_item),
+        (DynamoDBBackend, "update_item", update_item),
+        (Table, "query", query),
+    )
 
 
 def _query_candidates(
@@ -500,12 +492,7 @@ def cached_conditions() -> Callable[[], None]:
         return hit[0]
 
     cached_parse.uncached = parse  # type: ignore[attr-defined]  # for the comparing test
-    ConditionExpressionParser.parse = cached_parse  # type: ignore[method-assign]
-
-    def undo() -> None:
-        ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
-
-    return undo
+    return _replaced((ConditionExpressionParser, "parse", cached_parse))
 
 
 # moto's own item size limit (dynamo_type.LimitedSizeDict): DynamoDB's is 400 KB, and moto
@@ -560,14 +547,7 @@ def items_sized_once() -> Callable[[], None]:
 
     size.general = general_size  # type: ignore[attr-defined]  # for the comparing test
     sized_once.general = general_init  # type: ignore[attr-defined]
-    DynamoType.size = size  # type: ignore[method-assign]
-    Item.__init__ = sized_once  # type: ignore[method-assign]
-
-    def undo() -> None:
-        DynamoType.size = general_size  # type: ignore[method-assign]
-        Item.__init__ = general_init  # type: ignore[method-assign]
-
-    return undo
+    return _replaced((DynamoType, "size", size), (Item, "__init__", sized_once))
 
 
 def _binary_decoded(value: dict[str, Any]) -> dict[str, Any]:
@@ -593,7 +573,6 @@ def json_parameters() -> Callable[[], None]:
 
     from moto.dynamodb.responses import DynamoHandler
 
-    had_own = "parse_parameters" in vars(DynamoHandler)
     general = DynamoHandler.parse_parameters
 
     def parse_parameters(self: Any, request: Any) -> None:
@@ -604,15 +583,7 @@ def json_parameters() -> Callable[[], None]:
         self.params = json.loads(body, object_hook=_binary_decoded) if body else {}
 
     parse_parameters.general = general  # type: ignore[attr-defined]  # for the comparing test
-    DynamoHandler.parse_parameters = parse_parameters  # type: ignore[method-assign]
-
-    def undo() -> None:
-        if had_own:
-            DynamoHandler.parse_parameters = general  # type: ignore[method-assign]
-        else:
-            del DynamoHandler.parse_parameters
-
-    return undo
+    return _replaced((DynamoHandler, "parse_parameters", parse_parameters))
 
 
 def fewer_collections() -> None:

@@ -686,3 +686,23 @@ def test_request_bodies_read_as_json_are_the_parameters_moto_would_parse(
     assert any(b'"BS": ' in p[4] for p in item_requests)
     assert not [p[0] for p in item_requests if p[3]]  # none went moto's way
     assert all(p[3] for p in parsed if p[0] not in ITEM_OPERATIONS)  # CreateTable, ...
+
+
+def test_an_undo_puts_back_what_each_owner_held_itself() -> None:
+    """`_replaced`: an own attribute comes back as it was; an inherited one is inherited again."""
+    from infra.local.moto_server import _replaced
+
+    class Base:
+        def name(self) -> str:
+            return "base"
+
+    class Child(Base):
+        def own(self) -> str:
+            return "own"
+
+    own = vars(Child)["own"]
+    undo = _replaced((Child, "name", lambda self: "patched"), (Child, "own", lambda self: "x"))
+    assert (Child().name(), Child().own()) == ("patched", "x")
+    undo()
+    assert "name" not in vars(Child) and Child().name() == "base"
+    assert vars(Child)["own"] is own
