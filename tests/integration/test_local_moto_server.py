@@ -17,6 +17,7 @@ from moto import mock_aws
 from chalicelib.adapters.dynamodb.schema import ensure_table
 from infra.local.moto_server import (
     ITEM_OPERATIONS,
+    _replaced,
     cached_conditions,
     cheaper_dispatch,
     fast_item_responses,
@@ -334,7 +335,7 @@ def test_item_responses_written_directly_are_the_bodies_moto_would_serialize(
         return general(self, context)
 
     with mock_aws():
-        ActionResult.execute_result = general_counted  # type: ignore[method-assign]
+        as_installed = _replaced((ActionResult, "execute_result", general_counted))
         undo = fast_item_responses()
         fast = ActionResult.execute_result
 
@@ -351,7 +352,7 @@ def test_item_responses_written_directly_are_the_bodies_moto_would_serialize(
             _every_item_operation(client)
         finally:
             undo()
-            ActionResult.execute_result = installed  # type: ignore[method-assign]
+            as_installed()
     # The fast way answered every item operation, those whose answer holds bytes included.
     item_answers = [name for name, _, _ in answered if name in ITEM_OPERATIONS]
     assert len(item_answers) > 20
@@ -579,8 +580,10 @@ def test_items_sized_once_measure_and_refuse_as_moto_does() -> None:
     lengths = range(404_990, 405_000)
     wide = {f"attribute{n}": {"S": "v"} for n in range(200)}
     installed_init, installed_size = Item.__init__, DynamoType.size  # the suite's own
-    Item.__init__ = getattr(installed_init, "general", installed_init)  # type: ignore[method-assign]
-    DynamoType.size = getattr(installed_size, "general", installed_size)  # type: ignore[method-assign]
+    as_moto = _replaced(
+        (Item, "__init__", getattr(installed_init, "general", installed_init)),
+        (DynamoType, "size", getattr(installed_size, "general", installed_size)),
+    )
     try:
         sizes_as_moto = [DynamoType(value).size() for value in SIZED_VALUES]
         built_by_moto = build(attrs)
@@ -595,8 +598,7 @@ def test_items_sized_once_measure_and_refuse_as_moto_does() -> None:
         finally:
             undo()
     finally:
-        Item.__init__ = installed_init  # type: ignore[method-assign]
-        DynamoType.size = installed_size  # type: ignore[method-assign]
+        as_moto()
     assert sizes_measured == 200  # once each, where moto measured 1 + 2 + ... + 200
     assert sizes_measured_by_moto == 200 * 201 // 2
 
@@ -620,11 +622,11 @@ def _size_calls(action: Callable[[], Any]) -> int:
         calls += 1
         return size(self)
 
-    DynamoType.size = counted  # type: ignore[method-assign]
+    undo = _replaced((DynamoType, "size", counted))
     try:
         action()
     finally:
-        DynamoType.size = size  # type: ignore[method-assign]
+        undo()
     return calls
 
 
@@ -646,7 +648,7 @@ def test_request_bodies_read_as_json_are_the_parameters_moto_would_parse(
         moto_parse(self, request)
 
     parsed: list[tuple[str, Any, Any, bool, bytes]] = []
-    DynamoHandler.parse_parameters = counted  # type: ignore[method-assign]
+    as_installed = _replaced((DynamoHandler, "parse_parameters", counted))
     undo = json_parameters()
     fast = DynamoHandler.parse_parameters
 
@@ -673,10 +675,7 @@ def test_request_bodies_read_as_json_are_the_parameters_moto_would_parse(
             )
     finally:
         undo()
-        if installed is not None:
-            DynamoHandler.parse_parameters = installed  # type: ignore[method-assign]
-        else:
-            del DynamoHandler.parse_parameters
+        as_installed()
     item_requests = [p for p in parsed if p[0] in ITEM_OPERATIONS]
     assert len(item_requests) > 20
     assert {p[0] for p in item_requests} == ITEM_OPERATIONS
@@ -690,7 +689,6 @@ def test_request_bodies_read_as_json_are_the_parameters_moto_would_parse(
 
 def test_an_undo_puts_back_what_each_owner_held_itself() -> None:
     """`_replaced`: an own attribute comes back as it was; an inherited one is inherited again."""
-    from infra.local.moto_server import _replaced
 
     class Base:
         def name(self) -> str:
