@@ -124,7 +124,14 @@ class Console:
         self.settle()
 
     def settle(self) -> None:
-        """Wait until nothing on the page is loading."""
+        """Wait until nothing on the page is loading.
+
+        What a click starts may not be marked busy yet when the click returns: Preact runs an
+        effect (a search's fetch, which marks the list busy) in a task after the next frame.
+        So the page first gets a frame and a task, then the busy markers are looked for."""
+        self.page.evaluate(
+            "() => new Promise(done => requestAnimationFrame(() => setTimeout(done, 0)))"
+        )
         busy = self.page.locator('[aria-busy="true"]')
         try:
             expect(busy).to_have_count(0, timeout=15_000)

@@ -465,8 +465,7 @@ def test_story_8_filter_customers_by_each_status(console: Console, api: Api, wor
 
     page.get_by_label("Name or email").fill("")
     page.get_by_role("button", name="Search").click()
-    # Every profile again (the search before showed 3): the page's answer, not its loading
-    # state (dimmed while busy), is what is checked.
+    # Every profile again (the search before showed 3).
     expect(table.locator("tbody tr")).to_have_count(7)
     console.check_accessibility()
     console.screenshot("customers")
