@@ -47,6 +47,10 @@ class Sched:
 @pytest.fixture
 def sched(env: Env, aws: dict[str, str]) -> Iterator[Sched]:
     box = bootstrap.Container(replace(env.settings, test_clock_enabled=True), clock=env.clock)
+    # The worker runs a batch's messages on threads, and some tests race two sweeps: DynamoDB
+    # applies each conditional write atomically, in-process moto not across threads, so
+    # requests are serialized at the AWS boundary (the races stay between requests).
+    AtomicRequests(box.dynamodb, box.sqs)
     billing = FakeBilling(box)
     override_jobs(billing.jobs())
     bootstrap.override_container(box)
@@ -87,9 +91,6 @@ def test_sweep_pages_through_a_shard(sched: Sched) -> None:
 
 
 def test_two_sweeps_running_at_once_renew_each_subscription_once(sched: Sched) -> None:
-    # DynamoDB applies each conditional write atomically; in-process moto does not across
-    # threads, so requests are serialized at the AWS boundary and the race stays between them.
-    AtomicRequests(sched.box.dynamodb, sched.box.sqs)
     now = sched.env.clock.now()
     ids = [f"sub_twice{i}" for i in range(30)]
     for sub_id in ids:
@@ -248,10 +249,6 @@ def test_sweep_continues_from_its_cursor_while_the_queue_is_busy(sched: Sched) -
 
 
 def test_scheduled_lambdas_and_sqs_worker_through_chalice(sched: Sched) -> None:
-    # The worker runs a batch's messages on threads: requests are serialized at the AWS
-    # boundary, as DynamoDB applies each conditional write atomically and in-process moto does
-    # not across threads (both copies' claims could pass: seen once in CI).
-    AtomicRequests(sched.box.dynamodb, sched.box.sqs)
     now = sched.env.clock.now()
     sched.billing.add("sub_lambda", "renewal", now - timedelta(seconds=1))
     client = sched.env.client
