@@ -9,8 +9,10 @@ Each payment figure delivers localstripe's own event for a distinct pending paym
 - `webhook_payment_ddb_requests` / `_reads` / `_writes`: DynamoDB requests per
   `payment_intent.succeeded` that resolves a pending payment (botocore event hook on the client).
 - `webhook_payment_stripe_calls`: HTTP requests that reached Stripe during those deliveries.
-- `webhook_duplicate_ddb_requests`, `webhook_ignored_ddb_requests`,
-  `webhook_refund_ddb_requests`, `webhook_refund_stripe_calls`: the same for a repeated
+- `webhook_settled_ddb_requests`, `webhook_duplicate_ddb_requests`,
+  `webhook_ignored_ddb_requests`, `webhook_refund_ddb_requests`, `webhook_refund_stripe_calls`:
+  the same for news of a payment already resolved (a new event reporting what the payment
+  records: the usual case, when the charge's own answer resolved it first), a repeated
   delivery, an unhandled event type, and a `charge.refunded`.
 - `webhook_payment_handler_ms`: median wall time of one delivery through the route (all but
   the last, which runs under the profiler of `bench/code_paths.py`);
@@ -165,6 +167,9 @@ def _run(cutoff: Any) -> dict[str, float | int | str]:
             # The floor, measured right after under the same conditions (same table size).
             bare_ms.append(_bare_transaction(container.dynamodb, max(calls.transact_sizes), n))
 
+        with meter.measure() as settled:
+            news = {**pendings[0].succeeded_event, "id": se.unique("evt")}
+            assert deliver(news) == "processed"
         with meter.measure() as duplicate:
             assert deliver(pendings[0].succeeded_event) == "duplicate"
         with meter.measure() as ignored:
@@ -199,6 +204,7 @@ def _run(cutoff: Any) -> dict[str, float | int | str]:
         ),
         "webhook_payment_transaction_entries": entries,
         "webhook_payment_stripe_calls": max(len(c.stripe) for c in payment_calls),
+        "webhook_settled_ddb_requests": settled.total,
         "webhook_duplicate_ddb_requests": duplicate.total,
         "webhook_ignored_ddb_requests": ignored.total,
         "webhook_refund_ddb_requests": refund.total,

@@ -55,6 +55,13 @@ RefundInitiator = Literal["api", "automatic"]
 # recovery pass): Stripe's search may not show an intent made moments before.
 PENDING_RECOVERY_DELAY = timedelta(minutes=5)
 
+# The statuses a report of each outcome leaves as they are: `succeed()` and `fail()` change
+# nothing there (a late or repeated report of a PaymentIntent's outcome).
+SETTLED_FOR: dict[str, tuple[PaymentStatus, ...]] = {
+    "succeeded": tuple(s for s in PAYMENT_STATUSES if s not in ("pending", "failed")),
+    "failed": tuple(s for s in PAYMENT_STATUSES if s != "pending"),
+}
+
 # Statuses in which money was taken (refunds and disputes apply to these).
 _COLLECTED: tuple[PaymentStatus, ...] = ("succeeded", "partially_refunded", "refunded", "disputed")
 
@@ -141,7 +148,7 @@ class Payment:
     ) -> PaymentChange:
         """pending/failed -> succeeded (a PaymentIntent can succeed after an earlier failure,
         e.g. after authentication: the ledger follows the money). Later statuses: no change."""
-        if self.status not in ("pending", "failed"):
+        if self.status in SETTLED_FOR["succeeded"]:
             return PaymentChange(self, changed=False)
         stripe = replace(
             self.stripe,
@@ -163,7 +170,7 @@ class Payment:
         self, failure: PaymentFailure, now: datetime, *, payment_intent_id: str | None = None
     ) -> PaymentChange:
         """pending -> failed. Anything else (already failed, succeeded, refunded...): no change."""
-        if self.status != "pending":
+        if self.status in SETTLED_FOR["failed"]:
             return PaymentChange(self, changed=False)
         stripe = replace(
             self.stripe, payment_intent_id=payment_intent_id or self.stripe.payment_intent_id

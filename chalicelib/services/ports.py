@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from chalicelib.domain.errors import DuplicateEvent
 
@@ -90,6 +90,28 @@ class Payments(Protocol):
         self, community_id: str, payment_id: str, subscription_id: str
     ) -> tuple[Payment, Subscription] | None:
         """Both in one read (the webhook fast path); the subscription is adopted."""
+        ...
+
+    def expect_settled(
+        self,
+        community_id: str,
+        payment_id: str,
+        subscription_id: str | None,
+        outcome: Literal["succeeded", "failed"],
+        payment_intent_id: str,
+        account_id: str | None,
+    ) -> None:
+        """Commit only while a report of `outcome` from that PaymentIntent on that Stripe
+        account would change nothing: the payment settled (domain `SETTLED_FOR`), the
+        PaymentIntent recorded on it, charged on `account_id`, its subscription (when named)
+        not waiting for it. Otherwise the commit raises ConcurrentChange, writes nothing, and
+        `seen_by_refused_checks` tells what the checks saw."""
+        ...
+
+    def seen_by_refused_checks(self) -> tuple[Payment, Subscription] | None:
+        """After `expect_settled`'s commit was refused: the payment and its subscription as
+        the checks saw them (what `with_subscription` reads; the subscription is adopted),
+        when the refusal showed both; else None (read them)."""
         ...
 
     def add(self, payment: Payment) -> None: ...

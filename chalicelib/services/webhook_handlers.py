@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from chalicelib.adapters.stripe.payments import outcome_from_intent
+from chalicelib.adapters.stripe.payments import IntentOutcome, outcome_from_intent
 from chalicelib.domain.communities import Community
+from chalicelib.domain.errors import ConcurrentChange
 from chalicelib.domain.payments import Payment
+from chalicelib.domain.subscriptions import Subscription
 from chalicelib.domain.webhook_events import Outcome, WebhookEvent
 from chalicelib.services.payments import PaymentService
 from chalicelib.services.ports import Clock, UnitOfWorkFactory
@@ -87,9 +89,11 @@ class WebhookHandlers:
     # --- payment outcomes -------------------------------------------------------------------
     def payment_intent(self, event: WebhookEvent, scope: EventScope) -> Effect:
         """Resolve the pending payment our metadata names, with the shared resolution code:
-        forward-only, so a late or repeated outcome changes nothing. Costs one BatchGetItem
-        (payment + subscription), one TransactWriteItems (effect + event record) and no
-        Stripe call."""
+        forward-only, so a late or repeated outcome changes nothing. News the payment already
+        records (the usual case: the charge's own answer resolved it first) is stored in ONE
+        conditional TransactWriteItems. Otherwise that write is refused and shows the payment
+        and its subscription, and one more TransactWriteItems (effect + event record)
+        resolves it. No Stripe call."""
         intent = event.data_object
         ids = metadata_ids(intent)
         community_id, payment_id = ids.get("community_id"), ids.get("payment_id")
@@ -100,14 +104,16 @@ class WebhookHandlers:
             status = intent.get("status")
             return Effect(Outcome.ignored(f"the PaymentIntent is {status}", community_id))
         uow_factory = scope.unit_of_work(community_id)
-        with uow_factory() as uow:
-            subscription_id = ids.get("subscription_id")
-            found = (
-                uow.payments.with_subscription(community_id, payment_id, subscription_id)
-                if subscription_id
-                else None
-            )
-            payment = found[0] if found else uow.payments.find(community_id, payment_id)
+        subscription_id = ids.get("subscription_id")
+        reported = _store_if_already_as_reported(
+            uow_factory, community_id, payment_id, subscription_id, outcome, event.account
+        )
+        if reported.stored:
+            return Effect(Outcome.processed(community_id))
+        found = reported.seen or _read_with_subscription(
+            uow_factory, community_id, payment_id, subscription_id
+        )
+        payment = found[0] if isinstance(found, tuple) else found
         if payment is None:
             return Effect(
                 Outcome.ignored(
@@ -117,7 +123,8 @@ class WebhookHandlers:
         if payment.stripe.account_id != event.account:
             return Effect(Outcome.ignored(_other_account(payment, event.account)))
         charging = self._payments_in(scope, community_id)
-        charging.resolve_known(community_id, payment_id, outcome, found)
+        known = found if isinstance(found, tuple) else None
+        charging.resolve_known(community_id, payment_id, outcome, known)
         return Effect(Outcome.processed(community_id))
 
     # --- refunds and disputes ----------------------------------------------------------------
@@ -242,6 +249,55 @@ class WebhookHandlers:
         if found.stripe.account_id != event.account:
             return Route(None, _other_account(found, event.account))
         return found
+
+
+@dataclass(frozen=True)
+class _Reported:
+    stored: bool  # the event is stored: the payment already records what it reports
+    seen: tuple[Payment, Subscription] | None = None  # else: what the refused checks saw
+
+
+def _store_if_already_as_reported(
+    open_uow: UnitOfWorkFactory,
+    community_id: str,
+    payment_id: str,
+    subscription_id: str | None,
+    outcome: IntentOutcome,
+    account: str | None,
+) -> _Reported:
+    """Store the event in ONE conditional write when the payment already records what it
+    reports, so that resolving it would change nothing (the usual case: the charge's own
+    answer resolved it moments before). Otherwise nothing is written, and the refused checks
+    show the payment and subscription they saw (the resolution starts from them)."""
+    if not outcome.payment_intent_id or outcome.status not in ("succeeded", "failed"):
+        return _Reported(stored=False)
+    with open_uow() as uow:
+        uow.payments.expect_settled(
+            community_id,
+            payment_id,
+            subscription_id,
+            outcome.status,
+            outcome.payment_intent_id,
+            account,
+        )
+        try:
+            uow.commit()
+        except ConcurrentChange:
+            return _Reported(stored=False, seen=uow.payments.seen_by_refused_checks())
+    return _Reported(stored=True)
+
+
+def _read_with_subscription(
+    open_uow: UnitOfWorkFactory, community_id: str, payment_id: str, subscription_id: str | None
+) -> tuple[Payment, Subscription] | Payment | None:
+    """The payment with its subscription in one read when the metadata names both and they
+    belong together; else the payment alone (or None)."""
+    with open_uow() as uow:
+        if subscription_id:
+            found = uow.payments.with_subscription(community_id, payment_id, subscription_id)
+            if found is not None:
+                return found
+        return uow.payments.find(community_id, payment_id)
 
 
 def _intent_of(found: Payment, obj: Mapping[str, Any]) -> str:

@@ -68,9 +68,11 @@ def profile_subscriptions(
     return {(s["subscription_id"], s["role"], s["status"]) for s in answer["subscriptions"]}
 
 
-def test_an_activation_with_members_is_one_read_and_one_transaction(billing: Billing) -> None:
-    """Issue 10's bench goal: the few links of a small subscription ride in the money
-    transaction (no link writer after it)."""
+def test_an_activation_with_members_is_two_requests(billing: Billing) -> None:
+    """Issue 10's bench goal: two requests. The first, a conditional write of the event
+    record alone, is refused (the payment is still pending) and shows the payment and its
+    subscription; the second is the money transaction, which carries the few links of a small
+    subscription (no link writer after it)."""
     pending = billing.pending(other_members=2)
     members = [m["profile_id"] for m in billing.subscription(pending)["members"]]
     assert len(members) == 3
@@ -80,7 +82,7 @@ def test_an_activation_with_members_is_one_read_and_one_transaction(billing: Bil
         status, body = billing.deliver(pending.succeeded_event)
 
     assert (status, body["result"]) == (200, "processed")
-    assert ops == Counter({"BatchGetItem": 1, "TransactWriteItems": 1})
+    assert ops == Counter({"TransactWriteItems": 2})
     sub_id = pending.subscription_id
     for member in members[1:]:
         assert access(billing, pending, member) == (True, [sub_id])
@@ -113,11 +115,54 @@ def test_failed_arriving_after_succeeded_changes_nothing(billing: Billing) -> No
     pending = billing.pending()
     failed = failed_twin(pending.succeeded_event, se.unique("evt"))
     billing.deliver(pending.succeeded_event)
-    before = (billing.subscription(pending), billing.payment(pending))
-    status, body = billing.deliver(failed)  # older news, arriving late
+    before = (billing.subscription(pending), billing.payment(pending), billing.audit(pending))
+    with dynamodb_requests(billing.env.container.dynamodb) as ops:
+        status, body = billing.deliver(failed)  # older news, arriving late
     assert (status, body["result"]) == (200, "processed")
-    assert (billing.subscription(pending), billing.payment(pending)) == before
+    assert ops == Counter({"TransactWriteItems": 1})  # the record, on the payment's condition
+    after = (billing.subscription(pending), billing.payment(pending), billing.audit(pending))
+    assert after == before
     assert before[1]["status"] == "succeeded" and before[0]["status"] == "active"
+
+
+def test_news_the_payment_already_records_is_stored_in_one_conditional_write(
+    billing: Billing,
+) -> None:
+    """The usual case: the charge's own answer resolved the payment before Stripe's event
+    arrived. The event is stored as processed in one TransactWriteItems (its record, on the
+    condition that the payment is settled with this PaymentIntent on this account and its
+    subscription waits for nothing), with no read and no change; once more: a duplicate."""
+    pending = billing.pending()
+    billing.deliver(pending.succeeded_event)
+    before = (billing.subscription(pending), billing.payment(pending), billing.audit(pending))
+    news = {**pending.succeeded_event, "id": se.unique("evt")}
+
+    with dynamodb_requests(billing.env.container.dynamodb) as ops:
+        status, body = billing.deliver(news)
+    assert (status, body["result"]) == (200, "processed")
+    assert ops == Counter({"TransactWriteItems": 1})
+    stored = billing.env.container.webhook_events.get(news["id"])
+    assert stored is not None
+    assert (stored.status.value, stored.community_id) == ("processed", pending.community_id)
+    after = (billing.subscription(pending), billing.payment(pending), billing.audit(pending))
+    assert after == before
+
+    with dynamodb_requests(billing.env.container.dynamodb) as ops:
+        status, body = billing.deliver(news)
+    assert (status, body["result"]) == (200, "duplicate")
+    assert ops == Counter({"TransactWriteItems": 1})
+
+
+def test_news_of_a_settled_payment_on_another_account_is_still_ignored(billing: Billing) -> None:
+    """The one-write path holds only on the payment's own account: news from another goes the
+    full way and is ignored, as before the payment was settled."""
+    pending = billing.pending()
+    billing.deliver(pending.succeeded_event)
+    before = billing.payment(pending)
+    foreign = {**pending.succeeded_event, "id": se.unique("evt"), "account": "acct_nobody"}
+    status, body = billing.deliver(foreign)
+    assert (status, body["result"]) == (200, "ignored")
+    assert billing.payment(pending) == before
 
 
 def test_failed_then_succeeded_in_order_ends_with_the_money_recorded(billing: Billing) -> None:

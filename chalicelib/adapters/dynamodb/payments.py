@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib.adapters.dynamodb.codec import format_time, pack_json, parse_time, unpack_json
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
@@ -37,6 +37,7 @@ from chalicelib.domain.billing.lines import PaymentLine
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.payments import (
     PENDING_RECOVERY_DELAY,
+    SETTLED_FOR,
     BilledTo,
     Payment,
     PaymentFailure,
@@ -258,6 +259,23 @@ def payment_from_item(item: dict[str, Any]) -> Payment:
     )
 
 
+def payment_with_subscription_of(
+    payment_item: dict[str, Any] | None,
+    subscription_item: dict[str, Any] | None,
+    subscription_id: str,
+) -> tuple[Payment, Subscription] | None:
+    """A payment and its subscription from their items (wire format); None unless both
+    exist and belong together."""
+    from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
+
+    if payment_item is None or subscription_item is None:
+        return None
+    payment = payment_from_item(from_item(payment_item))
+    if payment.subscription_id != subscription_id:
+        return None
+    return payment, SubscriptionRepository.from_item(from_item(subscription_item))
+
+
 class PaymentRepository:
     def __init__(self, client: Any, table: str, cursors: CursorCodec, due_shards: int) -> None:
         self._client = client
@@ -291,6 +309,66 @@ class PaymentRepository:
                 "ExpressionAttributeValues": {":revision": to_value(payment.revision)},
             }
         }
+
+    def settled_checks(
+        self,
+        community_id: str,
+        payment_id: str,
+        subscription_id: str | None,
+        outcome: Literal["succeeded", "failed"],
+        payment_intent_id: str,
+        account_id: str | None,
+    ) -> builtins.list[dict[str, Any]]:
+        """ConditionChecks that hold while a report of `outcome` from PaymentIntent
+        `payment_intent_id` on `account_id` would change nothing: the payment settled (domain
+        `SETTLED_FOR`), that PaymentIntent recorded (its gsi3pk), charged on that account
+        (none: the platform's); its subscription (when named) no longer waiting for it. Each
+        refused check returns its item (`ALL_OLD`): what `payment_with_subscription` reads."""
+        statuses = SETTLED_FOR[outcome]
+        names = ", ".join(f":s{n}" for n in range(len(statuses)))
+        values = {f":s{n}": to_value(status) for n, status in enumerate(statuses)}
+        values[":intent"] = to_value(f"PI#{payment_intent_id}")
+        if account_id:
+            on_account = "#stripe.#account = :account"
+            values[":account"] = to_value(account_id)
+        else:
+            on_account = "(attribute_not_exists(#stripe.#account) OR #stripe.#account = :none)"
+            values[":none"] = to_value(None)
+        checks = [
+            {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": payment_key(community_id, payment_id),
+                    "ConditionExpression": (
+                        f"#status IN ({names}) AND gsi3pk = :intent AND {on_account}"
+                    ),
+                    "ExpressionAttributeNames": {
+                        "#status": "status",
+                        "#stripe": "stripe",
+                        "#account": "account_id",
+                    },
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        ]
+        if subscription_id:
+            from chalicelib.adapters.dynamodb.subscriptions import subscription_key
+
+            checks.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": subscription_key(community_id, subscription_id),
+                        "ConditionExpression": (
+                            "attribute_exists(pk) AND NOT pending_payment_id = :payment"
+                        ),
+                        "ExpressionAttributeValues": {":payment": to_value(payment_id)},
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+            )
+        return checks
 
     def refund_entry(self, community_id: str, refund: Refund, *, new: bool) -> dict[str, Any]:
         """A new refund record (never overwriting one), or its resolution (only while it is
@@ -362,10 +440,7 @@ class PaymentRepository:
         """A payment and its subscription in ONE consistent BatchGetItem (the webhook fast
         path: the PaymentIntent's metadata names both). None unless both exist and belong
         together."""
-        from chalicelib.adapters.dynamodb.subscriptions import (
-            SubscriptionRepository,
-            subscription_key,
-        )
+        from chalicelib.adapters.dynamodb.subscriptions import subscription_key
 
         keys = [
             payment_key(community_id, payment_id),
@@ -377,14 +452,9 @@ class PaymentRepository:
             response = self._client.batch_get_item(RequestItems=request)
             items += response["Responses"].get(self._table, [])
             request = response.get("UnprocessedKeys") or {}
-        by_pk = {item["pk"]["S"]: from_item(item) for item in items}
+        by_pk = {item["pk"]["S"]: item for item in items}
         payment_item, subscription_item = (by_pk.get(key["pk"]["S"]) for key in keys)
-        if payment_item is None or subscription_item is None:
-            return None
-        payment = payment_from_item(payment_item)
-        if payment.subscription_id != subscription_id:
-            return None
-        return payment, SubscriptionRepository.from_item(subscription_item)
+        return payment_with_subscription_of(payment_item, subscription_item, subscription_id)
 
     def list(
         self,

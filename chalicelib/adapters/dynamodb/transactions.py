@@ -46,9 +46,14 @@ class ConditionsFailed(ConcurrentChange):
     """A ConcurrentChange that names the entries whose condition failed (their positions), for
     a caller that can tell a condition it chose to risk from a lost race."""
 
-    def __init__(self, entries: frozenset[int]) -> None:
+    def __init__(
+        self, entries: frozenset[int], items: dict[int, dict[str, Any]] | None = None
+    ) -> None:
         super().__init__("The object was changed concurrently; read it again and retry.")
         self.entries = entries
+        # The items as they stood, by position, for entries that ask for them
+        # (`ReturnValuesOnConditionCheckFailure: ALL_OLD`), in DynamoDB's wire format.
+        self.items = items or {}
 
 
 def commit_transaction(
@@ -71,14 +76,16 @@ def commit_transaction(
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code == "TransactionCanceledException":
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            cancelled = error.response.get("CancellationReasons", [])
+            reasons = [r.get("Code") for r in cancelled]
             if guarded_first and reasons and reasons[0] == "ConditionalCheckFailed":
                 raise DuplicateEvent() from None
             if "ConditionalCheckFailed" in reasons:
                 failed = frozenset(
                     n for n, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"
                 )
-                raise conflict or ConditionsFailed(failed) from None
+                items = {n: r["Item"] for n, r in enumerate(cancelled) if r.get("Item")}
+                raise conflict or ConditionsFailed(failed, items) from None
             if "TransactionConflict" in reasons:
                 raise _concurrent() from None
             if set(reasons) & TRANSIENT_CODES:

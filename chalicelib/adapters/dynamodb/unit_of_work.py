@@ -30,12 +30,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from chalicelib.adapters.dynamodb import audit_events
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_update_entry
 from chalicelib.adapters.dynamodb.communities import deauthorized_entry
-from chalicelib.adapters.dynamodb.payments import PaymentRepository
+from chalicelib.adapters.dynamodb.payments import PaymentRepository, payment_with_subscription_of
 from chalicelib.adapters.dynamodb.platform_events import outbox_entry
 from chalicelib.adapters.dynamodb.profile_links import (
     LinkChange,
@@ -76,6 +76,8 @@ class _Staged:
     def __init__(self) -> None:
         self.first: Entry | None = None
         self.entries: list[Entry] = []
+        # After a refused commit: the items its refused entries returned, by id() of the entry.
+        self.refused_items: dict[int, Entry] = {}
 
     def add(self, entry: Entry) -> None:
         self.entries.append(entry)
@@ -138,6 +140,7 @@ class UowPayments:
         self._repo = repo
         self._subscriptions = subscriptions
         self._staged = staged
+        self._settled_checks: tuple[builtins.list[Entry], str | None] = ([], None)
 
     def find(self, community_id: str, payment_id: str) -> Payment | None:
         return self._repo.find_payment(community_id, payment_id)
@@ -154,6 +157,32 @@ class UowPayments:
         self, community_id: str, payment_id: str, subscription_id: str
     ) -> tuple[Payment, Subscription] | None:
         found = self._repo.payment_with_subscription(community_id, payment_id, subscription_id)
+        if found is not None:
+            self._subscriptions.adopt(found[1])
+        return found
+
+    def expect_settled(
+        self,
+        community_id: str,
+        payment_id: str,
+        subscription_id: str | None,
+        outcome: Literal["succeeded", "failed"],
+        payment_intent_id: str,
+        account_id: str | None,
+    ) -> None:
+        checks = self._repo.settled_checks(
+            community_id, payment_id, subscription_id, outcome, payment_intent_id, account_id
+        )
+        for entry in checks:
+            self._staged.add(entry)
+        self._settled_checks = (checks, subscription_id)
+
+    def seen_by_refused_checks(self) -> tuple[Payment, Subscription] | None:
+        checks, subscription_id = self._settled_checks
+        items = [self._staged.refused_items.get(id(entry)) for entry in checks]
+        if subscription_id is None or len(items) != 2:
+            return None
+        found = payment_with_subscription_of(items[0], items[1], subscription_id)
         if found is not None:
             self._subscriptions.adopt(found[1])
         return found
@@ -353,6 +382,9 @@ class DynamoUnitOfWork:
             commit_transaction(self._client, plan.entries, guarded_first=guarded_first)
         except ConditionsFailed as refused:
             if not plan.inline_states or not refused.entries <= plan.inline_states:
+                self._staged.refused_items = {
+                    id(plan.entries[n]): item for n, item in refused.items.items()
+                }
                 raise
             # Only "every link was written" failed: a writer left links behind (a crash, a
             # big list before). Nothing was written; the writer brings them all up to date.

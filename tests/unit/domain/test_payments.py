@@ -9,6 +9,8 @@ from chalicelib.domain.billing.lines import PaymentLine, charge_key
 from chalicelib.domain.billing.planning import plan_activation, plan_add_members, plan_renewal
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.payments import (
+    PAYMENT_STATUSES,
+    SETTLED_FOR,
     BilledTo,
     Payment,
     PaymentFailure,
@@ -69,6 +71,17 @@ def test_success_then_late_failure_changes_nothing() -> None:
     late = paid.fail(DECLINE, at(2026, 1, 1, 0, 2))
     assert not late.changed and late.payment is paid
     assert not paid.succeed(at(2026, 1, 1, 0, 3)).changed
+
+
+@pytest.mark.parametrize("status", PAYMENT_STATUSES)
+def test_settled_for_names_exactly_the_statuses_a_report_leaves_as_they_are(status: str) -> None:
+    """The webhook's one-write path stores news without a read where SETTLED_FOR says the
+    report changes nothing: it must say so exactly where succeed() and fail() do."""
+    payment = replace(pending_payment(), status=status)  # type: ignore[arg-type]
+    succeeded = payment.succeed(T0 + timedelta(hours=1), payment_intent_id="pi_1")
+    failed = payment.fail(DECLINE, T0 + timedelta(hours=1), payment_intent_id="pi_1")
+    assert (not succeeded.changed) is (status in SETTLED_FOR["succeeded"])
+    assert (not failed.changed) is (status in SETTLED_FOR["failed"])
 
 
 def test_failure_records_codes_and_a_later_success_wins() -> None:
