@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chalicelib.domain.errors import DuplicateEvent
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.dynamodb.billing_context import BillingContext
     from chalicelib.adapters.stripe.payments import ChargeRequest, IntentOutcome, RefundResult
     from chalicelib.domain.events import AuditEvent
+    from chalicelib.domain.payment_reports import PaymentReport
     from chalicelib.domain.payments import Payment, Refund
     from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
     from chalicelib.domain.subscriptions import Subscription
@@ -92,20 +93,11 @@ class Payments(Protocol):
         """Both in one read (the webhook fast path); the subscription is adopted."""
         ...
 
-    def expect_settled(
-        self,
-        community_id: str,
-        payment_id: str,
-        subscription_id: str | None,
-        outcome: Literal["succeeded", "failed"],
-        payment_intent_id: str,
-        account_id: str | None,
-    ) -> None:
-        """Commit only while a report of `outcome` from that PaymentIntent on that Stripe
-        account would change nothing: the payment settled (domain `SETTLED_FOR`), the
-        PaymentIntent recorded on it, charged on `account_id`, its subscription (when named)
-        not waiting for it. Otherwise the commit raises ConcurrentChange, writes nothing, and
-        `seen_by_refused_checks` tells what the checks saw."""
+    def expect_settled(self, report: PaymentReport) -> None:
+        """Commit only while `report` changes nothing (domain `PaymentReport.changes_nothing`,
+        checked on the stored payment and subscription as the commit happens). Otherwise the
+        commit raises ConcurrentChange, writes nothing, and `seen_by_refused_checks` tells what
+        the checks saw."""
         ...
 
     def seen_by_refused_checks(self) -> tuple[Payment, Subscription] | None:

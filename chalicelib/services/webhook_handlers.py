@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from chalicelib.adapters.stripe.payments import IntentOutcome, outcome_from_intent
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import ConcurrentChange
+from chalicelib.domain.payment_reports import PaymentReport
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.domain.webhook_events import Outcome, WebhookEvent
@@ -271,15 +272,16 @@ def _store_if_already_as_reported(
     show the payment and subscription they saw (the resolution starts from them)."""
     if not outcome.payment_intent_id or outcome.status not in ("succeeded", "failed"):
         return _Reported(stored=False)
+    report = PaymentReport(
+        community_id,
+        payment_id,
+        subscription_id,
+        outcome.status,
+        outcome.payment_intent_id,
+        account,
+    )
     with open_uow() as uow:
-        uow.payments.expect_settled(
-            community_id,
-            payment_id,
-            subscription_id,
-            outcome.status,
-            outcome.payment_intent_id,
-            account,
-        )
+        uow.payments.expect_settled(report)
         try:
             uow.commit()
         except ConcurrentChange:

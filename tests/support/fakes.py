@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from chalicelib.domain.errors import ConcurrentChange, DuplicateEvent, NotFound
 from chalicelib.domain.events import AuditEvent
-from chalicelib.domain.payments import SETTLED_FOR, Payment, Refund
+from chalicelib.domain.payment_reports import PaymentReport
+from chalicelib.domain.payments import Payment, Refund
 from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.domain.webhook_events import EventStatus, WebhookEvent
@@ -155,36 +156,14 @@ class FakePayments:
             return None
         return payment, sub
 
-    def expect_settled(
-        self,
-        community_id: str,
-        payment_id: str,
-        subscription_id: str | None,
-        outcome: Literal["succeeded", "failed"],
-        payment_intent_id: str,
-        account_id: str | None,
-    ) -> None:
-        """Like DynamoDB's checks; a refused commit shows nothing (the handler reads)."""
+    def expect_settled(self, report: PaymentReport) -> None:
+        """The domain's rule on the stored objects; a refused commit shows nothing (the
+        handler reads them)."""
+        payment_key = (report.community_id, report.payment_id)
+        sub_key = (report.community_id, report.subscription_id or "")
 
         def check(s: InMemoryStore) -> bool:
-            current = s.payments.get((community_id, payment_id))
-            sub = s.subscriptions.get((community_id, subscription_id or ""))
-            return (
-                current is not None
-                and current.status in SETTLED_FOR[outcome]
-                and current.stripe.payment_intent_id == payment_intent_id
-                and current.stripe.account_id == (account_id or None)
-                and (
-                    subscription_id is None
-                    or (
-                        sub is not None
-                        and (
-                            sub.pending_charge is None
-                            or sub.pending_charge.payment_id != payment_id
-                        )
-                    )
-                )
-            )
+            return report.changes_nothing(s.payments.get(payment_key), s.subscriptions.get(sub_key))
 
         self._staged.changes.append((check, lambda s: None))
 

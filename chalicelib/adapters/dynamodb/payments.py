@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from chalicelib.adapters.dynamodb.codec import format_time, pack_json, parse_time, unpack_json
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, query_page
@@ -35,6 +35,7 @@ from chalicelib.adapters.dynamodb.due_index import due_attributes
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.domain.billing.lines import PaymentLine
 from chalicelib.domain.errors import NotFound
+from chalicelib.domain.payment_reports import PaymentReport
 from chalicelib.domain.payments import (
     PENDING_RECOVERY_DELAY,
     SETTLED_FOR,
@@ -310,24 +311,18 @@ class PaymentRepository:
             }
         }
 
-    def settled_checks(
-        self,
-        community_id: str,
-        payment_id: str,
-        subscription_id: str | None,
-        outcome: Literal["succeeded", "failed"],
-        payment_intent_id: str,
-        account_id: str | None,
-    ) -> builtins.list[dict[str, Any]]:
-        """ConditionChecks that hold while a report of `outcome` from PaymentIntent
-        `payment_intent_id` on `account_id` would change nothing: the payment settled (domain
-        `SETTLED_FOR`), that PaymentIntent recorded (its gsi3pk), charged on that account
-        (none: the platform's); its subscription (when named) no longer waiting for it. Each
-        refused check returns its item (`ALL_OLD`): what `payment_with_subscription` reads."""
-        statuses = SETTLED_FOR[outcome]
+    def settled_checks(self, report: PaymentReport) -> builtins.list[dict[str, Any]]:
+        """ConditionChecks that hold while `report` changes nothing, as the domain's
+        `PaymentReport.changes_nothing` says: the payment settled (`SETTLED_FOR`), that
+        PaymentIntent recorded (its gsi3pk), charged on that account (none: the platform's);
+        its subscription (when named) existing and not waiting for it. Each refused check
+        returns its item (`ALL_OLD`): what `payment_with_subscription` reads."""
+        community_id, payment_id = report.community_id, report.payment_id
+        account_id = report.account_id
+        statuses = SETTLED_FOR[report.outcome]
         names = ", ".join(f":s{n}" for n in range(len(statuses)))
         values = {f":s{n}": to_value(status) for n, status in enumerate(statuses)}
-        values[":intent"] = to_value(f"PI#{payment_intent_id}")
+        values[":intent"] = to_value(f"PI#{report.payment_intent_id}")
         if account_id:
             on_account = "#stripe.#account = :account"
             values[":account"] = to_value(account_id)
@@ -352,14 +347,14 @@ class PaymentRepository:
                 }
             }
         ]
-        if subscription_id:
+        if report.subscription_id:
             from chalicelib.adapters.dynamodb.subscriptions import subscription_key
 
             checks.append(
                 {
                     "ConditionCheck": {
                         "TableName": self._table,
-                        "Key": subscription_key(community_id, subscription_id),
+                        "Key": subscription_key(community_id, report.subscription_id),
                         "ConditionExpression": (
                             "attribute_exists(pk) AND NOT pending_payment_id = :payment"
                         ),

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb import audit_events
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_update_entry
@@ -57,6 +57,7 @@ from chalicelib.domain.subscriptions import Subscription
 
 if TYPE_CHECKING:
     from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
+    from chalicelib.domain.payment_reports import PaymentReport
     from chalicelib.domain.webhook_events import WebhookEvent
 
 Entry = dict[str, Any]
@@ -161,21 +162,11 @@ class UowPayments:
             self._subscriptions.adopt(found[1])
         return found
 
-    def expect_settled(
-        self,
-        community_id: str,
-        payment_id: str,
-        subscription_id: str | None,
-        outcome: Literal["succeeded", "failed"],
-        payment_intent_id: str,
-        account_id: str | None,
-    ) -> None:
-        checks = self._repo.settled_checks(
-            community_id, payment_id, subscription_id, outcome, payment_intent_id, account_id
-        )
+    def expect_settled(self, report: PaymentReport) -> None:
+        checks = self._repo.settled_checks(report)
         for entry in checks:
             self._staged.add(entry)
-        self._settled_checks = (checks, subscription_id)
+        self._settled_checks = (checks, report.subscription_id)
 
     def seen_by_refused_checks(self) -> tuple[Payment, Subscription] | None:
         checks, subscription_id = self._settled_checks

@@ -6,8 +6,10 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.billing.lines import PaymentLine, charge_key
+from chalicelib.domain.billing.outcomes import begin_charge
 from chalicelib.domain.billing.planning import plan_activation, plan_add_members, plan_renewal
 from chalicelib.domain.errors import Conflict, InvalidRequest
+from chalicelib.domain.payment_reports import PaymentReport
 from chalicelib.domain.payments import (
     PAYMENT_STATUSES,
     SETTLED_FOR,
@@ -266,3 +268,34 @@ def test_charge_keys_come_from_state_not_from_the_moment_of_planning() -> None:
     assert adds[0].charge_key == adds[1].charge_key == "sub_1#20260101T000000Z#proration#v4"
     renewals = [plan_renewal(active, at(2026, 2, day), owner_credit=0) for day in (1, 2)]
     assert renewals[0].charge_key == renewals[1].charge_key == "sub_1#20260201T000000Z#renewal"
+
+
+def test_a_report_changes_nothing_only_on_a_settled_payment_with_its_intent_and_account() -> None:
+    """The rule the webhook's one-write path checks in DynamoDB (adapters/dynamodb/payments.py
+    `settled_checks`, compared case by case in tests/integration/test_payment_reports.py)."""
+    sub = stored(new_sub())
+    charge = plan_activation(sub, T0, owner_credit=0)
+    pending = pay(charge, "pay_1", T0)
+    waiting = begin_charge(sub, charge, "pay_1", T0).subscription
+    paid = pending.succeed(T0, payment_intent_id="pi_1").payment
+    report = PaymentReport("com_1", "pay_1", sub.id, "succeeded", "pi_1", None)
+
+    assert report.changes_nothing(paid, sub)
+    assert replace(report, subscription_id=None).changes_nothing(paid, None)
+    assert not report.changes_nothing(None, sub)  # no such payment: the full path says why
+    assert not report.changes_nothing(pending, waiting)  # the resolution itself
+    assert not report.changes_nothing(paid, waiting)  # a subscription still waiting for it
+    assert not report.changes_nothing(paid, None)  # the subscription it names is missing
+    # The resolution would record the PaymentIntent, or the event is about another one.
+    assert not report.changes_nothing(
+        replace(paid, stripe=replace(paid.stripe, payment_intent_id=None)), sub
+    )
+    assert not replace(report, payment_intent_id="pi_2").changes_nothing(paid, sub)
+    # Another Stripe account's event is ignored, not processed.
+    assert not replace(report, account_id="acct_1").changes_nothing(paid, sub)
+    connected = replace(paid, stripe=replace(paid.stripe, account_id="acct_1"))
+    assert replace(report, account_id="acct_1").changes_nothing(connected, sub)
+    # A failure reported after the success changes nothing; a success after a failure does.
+    assert replace(report, outcome="failed").changes_nothing(paid, sub)
+    failed = pending.fail(DECLINE, T0, payment_intent_id="pi_1").payment
+    assert not report.changes_nothing(failed, sub)
