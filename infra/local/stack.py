@@ -299,6 +299,22 @@ class LocalStack:
                 process.wait(timeout=5)
         self.processes.clear()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """The CPU time (user + system) each running process of the stack has used so far,
+        from /proc/<pid>/stat: what a step costs the stack whatever else the machine runs
+        (wall times on a shared machine move with its load). Empty where /proc is not."""
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        used: dict[str, float] = {}
+        for name, process in self.processes.items():
+            try:
+                stat = Path(f"/proc/{process.pid}/stat").read_text()
+            except OSError:
+                continue
+            # Fields after the command (which may hold spaces) start after its closing ")".
+            fields = stat.rpartition(")")[2].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return used
+
     def __enter__(self) -> LocalStack:
         self.start()
         return self

@@ -34,6 +34,18 @@ def test_stack_serves_healthz_and_openapi(stack: LocalStack) -> None:
     assert (status, document["openapi"]) == (200, "3.1.0")
 
 
+def test_each_process_reports_the_cpu_it_used(stack: LocalStack) -> None:
+    """`make load` reports each process's CPU per advance from these figures."""
+    before = stack.cpu_seconds()
+    assert {"moto", "localstripe", "api"} <= set(before)
+    busy_until = time.monotonic() + 0.5
+    while time.monotonic() < busy_until:  # the API at work
+        _get_json(f"{stack.config.api_url}/v1/openapi.json")
+    after = stack.cpu_seconds()
+    assert after["api"] > before["api"]
+    assert all(after[name] >= seconds >= 0 for name, seconds in before.items())
+
+
 def test_stack_created_the_resources_and_registered_the_webhook(stack: LocalStack) -> None:
     import boto3
 

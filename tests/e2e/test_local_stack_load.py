@@ -163,6 +163,15 @@ def _stored_events(api: Http, event_type: str) -> int:
         cursor = f"&starting_after={urllib.parse.quote(page['next_cursor'])}"
 
 
+def _cpu_per_advance(before: dict[str, float], after: dict[str, float]) -> str:
+    """Each process's CPU seconds over the advances, per advance (webhooks of the last advance
+    still arriving are not counted; those of the first's activations are), and their sum: an
+    advance cannot end sooner than the sum over the machine's cores."""
+    used = {name: (after[name] - before[name]) / ADVANCES for name in after if name in before}
+    parts = [f"{name} {seconds:.1f} s" for name, seconds in used.items()]
+    return ", ".join([*parts, f"all {sum(used.values()):.1f} s"]) if used else "unknown"
+
+
 def _wait_for_webhooks(api: Http, expected: int) -> int:
     """Wait until localstripe's webhooks have arrived (it posts each about a second later)."""
     deadline = time.monotonic() + SETTLE_SECONDS
@@ -190,6 +199,7 @@ def test_subscriptions_through_monthly_advances_with_webhooks(load_stack: LocalS
 
     durations: list[float] = []
     renewed = 0
+    cpu_before = load_stack.cpu_seconds()
     for _ in range(ADVANCES):
         before = time.monotonic()
         answer = api.platform("POST", "/v1/test-clock/advance", {"days": 31}, timeout=600)
@@ -197,12 +207,14 @@ def test_subscriptions_through_monthly_advances_with_webhooks(load_stack: LocalS
         renewed += answer["processed"]["renewed"]
         assert answer["processed"]["renewals_failed"] == 0, answer
 
+    cpu_used = _cpu_per_advance(cpu_before, load_stack.cpu_seconds())
     # localstripe's own event for every charge: the activation and each renewal.
     charges = SUBSCRIPTIONS * (1 + ADVANCES)
     succeeded_events = _wait_for_webhooks(api, charges)
     report = (
         f"created {SUBSCRIPTIONS} in {creation_seconds:.1f} s; "
         f"advances {[round(d, 1) for d in durations]} s (bound {MAX_ADVANCE_SECONDS:.2f} s); "
+        f"CPU per advance {cpu_used}; "
         f"payment_intent.succeeded stored {succeeded_events}/{charges}"
     )
     print(report)
