@@ -17,15 +17,18 @@ from moto import mock_aws
 from chalicelib.adapters.dynamodb.schema import ensure_table
 from infra.local.moto_server import (
     ITEM_OPERATIONS,
+    _read_all,
     _replaced,
     cached_conditions,
     cheaper_dispatch,
+    dynamodb_direct,
     fast_item_responses,
     fast_string_comparisons,
     indexed_queries,
     items_sized_once,
     journal_transactions,
     json_parameters,
+    read_body_first,
     serialized,
 )
 from tests.support.moto_clients import moto_client
@@ -704,3 +707,98 @@ def test_an_undo_puts_back_what_each_owner_held_itself() -> None:
     undo()
     assert "name" not in vars(Child) and Child().name() == "base"
     assert vars(Child)["own"] is own
+
+
+def test_dynamodb_requests_answered_directly_as_through_moto_flask_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every item operation (and the table's creation) sent through moto's own WSGI app to a
+    real server, then the same requests replayed to `dynamodb_direct` on a fresh backend:
+    the same statuses, headers and bodies (a request id and a date aside)."""
+    import boto3
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+    from werkzeug.test import Client
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    recorded: list[tuple[dict[str, Any], tuple[str, list[tuple[str, str]], bytes]]] = []
+    through_flask = DomainDispatcherApplication(create_backend_app)
+
+    def recording(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        read_body_first(environ)
+        body = environ["wsgi.input"].getvalue()
+        request = {
+            "method": environ["REQUEST_METHOD"],
+            "path": environ.get("PATH_INFO", "/"),
+            "headers": {
+                key[5:].replace("_", "-").title(): value
+                for key, value in environ.items()
+                if key.startswith("HTTP_")
+            },
+            "content_type": environ.get("CONTENT_TYPE", ""),
+            "body": body,
+        }
+        answer: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer.update(status=status, headers=headers)
+            return start_response(status, headers, exc_info)
+
+        content = _read_all(through_flask(environ, keep))
+        recorded.append((request, (answer["status"], answer["headers"], content)))
+        return [content]
+
+    dynamodb_backends.reset()
+    server = make_server("127.0.0.1", 0, recording, threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        client = boto3.client(
+            "dynamodb",
+            region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{server.server_port}",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        ensure_table(client, TABLE)
+        _every_item_operation(client)
+    finally:
+        server.shutdown()
+        serving.join()
+
+    dynamodb_backends.reset()
+    passed_on: list[str] = []
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        passed_on.append(environ.get("HTTP_X_AMZ_TARGET", ""))
+        return moto_app(environ, start_response)
+
+    direct = Client(dynamodb_direct(counted))
+    operations = set()
+    for request, (status, headers, content) in recorded:
+        target = request["headers"].get("X-Amz-Target", "")
+        operation = target.rpartition(".")[2]
+        operations.add(operation)
+        response = direct.open(
+            request["path"],
+            method=request["method"],
+            headers=request["headers"],
+            content_type=request["content_type"],
+            data=request["body"],
+        )
+        assert response.status_code == int(status.split()[0]), operation
+        ignored = {"date", "x-amzn-requestid", "x-amz-crc32", "content-length"}
+        expected_headers = {(k.lower(), v) for k, v in headers if k.lower() not in ignored}
+        got_headers = {(k.lower(), v) for k, v in response.headers if k.lower() not in ignored}
+        assert got_headers == expected_headers, operation
+        if operation in ITEM_OPERATIONS or not content.startswith(b"{"):
+            assert response.data == content, operation
+        else:  # a table's description holds times and ids made at the request
+            assert json.loads(response.data).keys() == json.loads(content).keys(), operation
+    assert operations >= ITEM_OPERATIONS
+    assert passed_on == []  # no DynamoDB request went through moto's Flask app
+    assert direct.get("/moto-api/").status_code == 200  # anything else still does
+    assert passed_on == [""]
+    dynamodb_backends.reset()
