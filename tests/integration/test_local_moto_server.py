@@ -20,6 +20,7 @@ from infra.local.moto_server import (
     _read_all,
     _replaced,
     cached_conditions,
+    cached_update_expressions,
     cheaper_dispatch,
     dynamodb_direct,
     fast_item_responses,
@@ -802,3 +803,58 @@ def test_dynamodb_requests_answered_directly_as_through_moto_flask_app(
     assert direct.get("/moto-api/").status_code == 200  # anything else still does
     assert passed_on == [""]
     dynamodb_backends.reset()
+
+
+def _tree(node: Any) -> Any:
+    """A parsed expression as plain data (its parent links left out), to compare trees."""
+    if isinstance(node, list):
+        return [_tree(child) for child in node]
+    if hasattr(node, "__dict__"):
+        fields = {k: _tree(v) for k, v in vars(node).items() if k != "parent"}
+        return (type(node).__name__, fields)
+    return node
+
+
+def test_update_expressions_parsed_once_write_what_moto_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same random writes (updates in transactions and alone, failing ones included),
+    with and without the kept trees: the same table; the kept trees never change."""
+    from moto.dynamodb.exceptions import InvalidUpdateExpression
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    keys = [(p, f"s{n}") for p in ("x", "y") for n in range(6)]
+
+    def run(rng_seed: int) -> list[dict[str, Any]]:
+        with mock_aws():
+            client = moto_client("dynamodb", region_name="us-east-1")
+            ensure_table(client, TABLE)
+            rng = random.Random(rng_seed)
+            for _ in range(150):
+                _random_write(client, rng, keys)
+            return sorted(_every_item(client), key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
+
+    plain = run(7)
+    undo = cached_update_expressions()
+    try:
+        parsed_before = {
+            text: _tree(UpdateExpressionParser.make(text))  # type: ignore[attr-defined]
+            for text in (
+                "SET due_pk = :p, due_at = :a, gsi1pk = :p, gsi1sk = :a",
+                "REMOVE due_pk, gsi1pk",
+                "SET due_pk = :p REMOVE gsi1pk",
+            )
+        }
+        kept = run(7)
+        for text, tree in parsed_before.items():
+            assert _tree(UpdateExpressionParser.make(text)) == tree, text  # type: ignore[attr-defined]
+        same_tree = UpdateExpressionParser.make("REMOVE due_pk, gsi1pk")  # type: ignore[attr-defined]
+        assert UpdateExpressionParser.make("REMOVE due_pk, gsi1pk") is same_tree  # type: ignore[attr-defined]
+        for _ in range(2):  # an invalid text is refused every time, as before
+            with pytest.raises(InvalidUpdateExpression):
+                UpdateExpressionParser.make("SET = nothing")  # type: ignore[attr-defined]
+    finally:
+        undo()
+    assert kept == plain
+    assert len(plain) > 5
