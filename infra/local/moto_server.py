@@ -31,7 +31,7 @@ parsed condition expressions (moto parsed each three times per transaction item)
 `fewer_collections` keeps Python's garbage collector from walking the whole table ever more
 often as it grows. `items_sized_once` checks an item's size limit once per item (moto summed
 every attribute again for each one it stored), and `json_parameters` reads item operations'
-bodies as the JSON they are (moto walked the model's shapes for every value), and
+bodies as the JSON they are (moto walked the model's shapes for every value).
 `dynamodb_direct` hands DynamoDB's requests to moto's handler past its domain dispatcher and
 Flask. Figures: bench/README.md, "The local stack under load".
 """
