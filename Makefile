@@ -71,9 +71,13 @@ console-vendor:
 	cp $(CONSOLE_NPM)/chart.js/dist/chart.umd.min.js chalicelib/console/vendor/chart.umd.min.js
 	cp $(CONSOLE_NPM)/axe-core/axe.min.js tests/browser/vendor/axe.min.js
 
-# The local stack under load (issue 11 item 20): 500 subscriptions through 12 monthly advances.
+# The local stack under load (issue 11 item 20): 500 subscriptions through 12 monthly advances
+# (`LOAD_ADVANCES=3 make load` to iterate).
+LOAD_SUBSCRIPTIONS ?= 500
+LOAD_ADVANCES ?= 12
 load: $(STAMP)
-	LOAD_SUBSCRIPTIONS=500 LOAD_ADVANCES=12 $(BIN)/python -m pytest -s tests/e2e/test_local_stack_load.py
+	LOAD_SUBSCRIPTIONS=$(LOAD_SUBSCRIPTIONS) LOAD_ADVANCES=$(LOAD_ADVANCES) \
+		$(BIN)/python -m pytest -s tests/e2e/test_local_stack_load.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
