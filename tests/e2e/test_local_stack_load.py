@@ -166,7 +166,7 @@ def _stored_events(api: Http, event_type: str) -> int:
 def _cpu_per_advance(before: dict[str, float], after: dict[str, float]) -> str:
     """Each process's CPU seconds over the advances, per advance (webhooks of the last advance
     still arriving are not counted; those of the first's activations are), and their sum: an
-    advance cannot end sooner than the sum over the machine's cores."""
+    advance cannot end sooner than that sum divided by the machine's cores."""
     used = {name: (after[name] - before[name]) / ADVANCES for name in after if name in before}
     parts = [f"{name} {seconds:.1f} s" for name, seconds in used.items()]
     return ", ".join([*parts, f"all {sum(used.values()):.1f} s"]) if used else "unknown"
