@@ -111,10 +111,17 @@ class WebhookHandlers:
         )
         if reported.stored:
             return Effect(Outcome.processed(community_id))
-        found = reported.seen or _read_with_subscription(
-            uow_factory, community_id, payment_id, subscription_id
-        )
-        payment = found[0] if isinstance(found, tuple) else found
+        known = reported.seen
+        if known is None:
+            with uow_factory() as uow:
+                known = (
+                    uow.payments.with_subscription(community_id, payment_id, subscription_id)
+                    if subscription_id
+                    else None
+                )
+                payment = known[0] if known else uow.payments.find(community_id, payment_id)
+        else:
+            payment = known[0]
         if payment is None:
             return Effect(
                 Outcome.ignored(
@@ -124,7 +131,6 @@ class WebhookHandlers:
         if payment.stripe.account_id != event.account:
             return Effect(Outcome.ignored(_other_account(payment, event.account)))
         charging = self._payments_in(scope, community_id)
-        known = found if isinstance(found, tuple) else None
         charging.resolve_known(community_id, payment_id, outcome, known)
         return Effect(Outcome.processed(community_id))
 
@@ -287,19 +293,6 @@ def _store_if_already_as_reported(
         except ConcurrentChange:
             return _Reported(stored=False, seen=uow.payments.seen_by_refused_checks())
     return _Reported(stored=True)
-
-
-def _read_with_subscription(
-    open_uow: UnitOfWorkFactory, community_id: str, payment_id: str, subscription_id: str | None
-) -> tuple[Payment, Subscription] | Payment | None:
-    """The payment with its subscription in one read when the metadata names both and they
-    belong together; else the payment alone (or None)."""
-    with open_uow() as uow:
-        if subscription_id:
-            found = uow.payments.with_subscription(community_id, payment_id, subscription_id)
-            if found is not None:
-                return found
-        return uow.payments.find(community_id, payment_id)
 
 
 def _intent_of(found: Payment, obj: Mapping[str, Any]) -> str:

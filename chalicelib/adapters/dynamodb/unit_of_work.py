@@ -171,7 +171,7 @@ class UowPayments:
     def seen_by_refused_checks(self) -> tuple[Payment, Subscription] | None:
         checks, subscription_id = self._settled_checks
         items = [self._staged.refused_items.get(id(entry)) for entry in checks]
-        if subscription_id is None or len(items) != 2:
+        if subscription_id is None:  # one check, on the payment alone
             return None
         found = payment_with_subscription_of(items[0], items[1], subscription_id)
         if found is not None:
