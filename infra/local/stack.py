@@ -35,6 +35,10 @@ class StackError(RuntimeError):
 @dataclass
 class StackConfig:
     billing_port: int = 8000
+    # Stripe's deliveries reach a chalice process of their own (`webhooks`), as concurrent
+    # Lambda instances would: one process took them alongside a test-clock advance's renewals,
+    # and both queued behind its one GIL (bench/README.md, "The local stack under load").
+    webhook_port: int = 8001
     stripe_port: int = 8420
     moto_port: int = 5000
     platform_api_key: str = "local-platform-key"
@@ -56,6 +60,7 @@ class StackConfig:
         source = os.environ if env is None else env
         return cls(
             billing_port=int(source.get("BILLING_PORT", "8000")),
+            webhook_port=int(source.get("BILLING_WEBHOOK_PORT", "8001")),
             stripe_port=int(source.get("STRIPE_PORT", "8420")),
             moto_port=int(source.get("MOTO_PORT", "5000")),
             platform_api_key=source.get("BILLING_PLATFORM_API_KEY", "local-platform-key"),
@@ -72,6 +77,11 @@ class StackConfig:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.billing_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        """Where localstripe posts its events: the `webhooks` process's /webhooks/stripe."""
+        return f"http://127.0.0.1:{self.webhook_port}/webhooks/stripe"
 
     @property
     def stripe_url(self) -> str:
@@ -112,6 +122,22 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | N
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             time.sleep(0.2)
     raise StackError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def api_server_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "infra.local.api_server",
+        "--project-dir",
+        str(REPO_ROOT),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--stage",
+        LOCAL_STAGE,
+    ]
 
 
 def localstripe_command(port: int) -> list[str]:
@@ -197,6 +223,7 @@ class LocalStack:
                 raise StackError(str(error)) from None
         for port, name in (
             (cfg.billing_port, "BILLING_PORT"),
+            (cfg.webhook_port, "BILLING_WEBHOOK_PORT"),
             (cfg.stripe_port, "STRIPE_PORT"),
             (cfg.moto_port, "MOTO_PORT"),
         ):
@@ -229,24 +256,16 @@ class LocalStack:
             )
             self.resources = create_resources(self.app_env())
             register_webhook(cfg)
-            # chalice's local server with the deployed gateway's error envelope (api_server.py).
-            self._spawn(
-                "api",
-                [
-                    sys.executable,
-                    "-m",
-                    "infra.local.api_server",
-                    "--project-dir",
-                    str(REPO_ROOT),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(cfg.billing_port),
-                    "--stage",
-                    LOCAL_STAGE,
-                ],
-            )
+            # chalice's local server with the deployed gateway's error envelope (api_server.py):
+            # one for the API's callers, one for Stripe's deliveries (StackConfig.webhook_port).
+            self._spawn("api", api_server_command(cfg.billing_port))
+            self._spawn("webhooks", api_server_command(cfg.webhook_port))
             wait_for_http(f"{cfg.api_url}/healthz", STARTUP_TIMEOUT_SECONDS, self.processes["api"])
+            wait_for_http(
+                f"http://127.0.0.1:{cfg.webhook_port}/healthz",
+                STARTUP_TIMEOUT_SECONDS,
+                self.processes["webhooks"],
+            )
             if cfg.run_publisher:
                 self._spawn(
                     "publisher",
@@ -358,7 +377,7 @@ def create_resources(env: Mapping[str, str]) -> dict[str, str]:
 def register_webhook(config: StackConfig) -> None:
     """Point localstripe's webhooks at our /webhooks/stripe, signed with our secret."""
     data = urllib.parse.urlencode(
-        {"url": f"{config.api_url}/webhooks/stripe", "secret": config.webhook_secret}
+        {"url": config.webhook_url, "secret": config.webhook_secret}
     ).encode()
     request = urllib.request.Request(
         f"{config.stripe_url}/_config/webhooks/billing", data=data, method="POST"
@@ -396,7 +415,8 @@ def main() -> int:
                 f"  localstripe  {config.stripe_url}",
                 f"  moto         {config.moto_url}",
                 f"  platform key {config.platform_api_key}",
-                f"  webhooks     localstripe -> {config.api_url}/webhooks/stripe",
+                f"  webhooks     localstripe -> {config.webhook_url} "
+                "(the same app, a process of its own)",
                 f"  test clock   starts at {config.test_clock_start or 'the wall clock'}",
                 f"  events       bus membership-billing-{LOCAL_STAGE} on moto; "
                 "HTTPS endpoints per community, delivered within 2 s:",

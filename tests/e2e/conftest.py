@@ -15,6 +15,7 @@ from tests.support.clock_start import clock_start_text
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig(
         billing_port=free_port(),
+        webhook_port=free_port(),
         stripe_port=free_port(),
         moto_port=free_port(),
         platform_api_key="e2e-platform-key",

@@ -32,6 +32,7 @@ PLATFORM_KEY = "events-platform-key"
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig(
         billing_port=free_port(),
+        webhook_port=free_port(),
         stripe_port=free_port(),
         moto_port=free_port(),
         platform_api_key=PLATFORM_KEY,

@@ -37,7 +37,7 @@ def test_stack_serves_healthz_and_openapi(stack: LocalStack) -> None:
 def test_each_process_reports_the_cpu_it_used(stack: LocalStack) -> None:
     """`make load` reports each process's CPU per advance from these figures."""
     before = stack.cpu_seconds()
-    assert {"moto", "localstripe", "api"} <= set(before)
+    assert {"moto", "localstripe", "api", "webhooks"} <= set(before)
     busy_until = time.monotonic() + 0.5
     while time.monotonic() < busy_until:  # the API at work
         _get_json(f"{stack.config.api_url}/v1/openapi.json")
@@ -68,6 +68,7 @@ def _stack_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         BILLING_PORT=str(free_port()),
+        BILLING_WEBHOOK_PORT=str(free_port()),
         STRIPE_PORT=str(free_port()),
         MOTO_PORT=str(free_port()),
         SCHEDULER_INTERVAL_SECONDS="1",
@@ -125,7 +126,7 @@ def test_make_run_answers_healthz_and_ctrl_c_leaves_nothing_running(tmp_path: Pa
         assert status == 200
         time.sleep(1.5)  # let the scheduler loop tick at least once
         children |= _children_of(process.pid)
-        assert len(children) >= 4  # moto, localstripe, chalice local, scheduler
+        assert len(children) >= 5  # moto, localstripe, chalice local twice, scheduler
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -134,9 +135,10 @@ def test_make_run_answers_healthz_and_ctrl_c_leaves_nothing_running(tmp_path: Pa
     assert process.returncode == 0, output
     assert "membership billing is running" in output
     assert env["BILLING_PORT"] in output and "local-platform-key" in output
+    assert f"{env['BILLING_WEBHOOK_PORT']}/webhooks/stripe" in output
     time.sleep(0.5)
     assert [pid for pid in children if _alive(pid)] == []
-    for name in ("BILLING_PORT", "STRIPE_PORT", "MOTO_PORT"):
+    for name in ("BILLING_PORT", "BILLING_WEBHOOK_PORT", "STRIPE_PORT", "MOTO_PORT"):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", int(env[name]))) != 0, name
 

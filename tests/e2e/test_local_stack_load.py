@@ -97,6 +97,7 @@ class Http:
 def load_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig(
         billing_port=free_port(),
+        webhook_port=free_port(),
         stripe_port=free_port(),
         moto_port=free_port(),
         platform_api_key="load-platform-key",
@@ -141,7 +142,7 @@ def _failed_events(api: Http) -> list[dict[str, Any]]:
 
 def _server_error_lines(stack: LocalStack) -> list[str]:
     lines: list[str] = []
-    for name in ("moto", "api"):
+    for name in ("moto", "api", "webhooks"):
         log = stack.config.log_dir / f"{name}.log"
         if log.exists():
             lines += [
@@ -150,6 +151,12 @@ def _server_error_lines(stack: LocalStack) -> list[str]:
                 if SERVER_ERROR.search(line)
             ]
     return lines
+
+
+def _logged_deliveries(stack: LocalStack, process: str) -> int:
+    """How many of Stripe's deliveries the process's request log shows."""
+    log = (stack.config.log_dir / f"{process}.log").read_bytes()
+    return log.count(b'"POST /webhooks/stripe HTTP/1.1" 200')
 
 
 def _stored_events(api: Http, event_type: str) -> int:
@@ -224,4 +231,7 @@ def test_subscriptions_through_monthly_advances_with_webhooks(load_stack: LocalS
     assert anonymous.server_errors == []
     assert _failed_events(api) == []
     assert _server_error_lines(load_stack) == [], _server_error_lines(load_stack)[:5]
+    # Stripe's deliveries went to their own process, not the one running the advances.
+    assert _logged_deliveries(load_stack, "webhooks") >= charges
+    assert _logged_deliveries(load_stack, "api") == 0
     assert max(durations) < MAX_ADVANCE_SECONDS, report

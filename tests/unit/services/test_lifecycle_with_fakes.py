@@ -7,12 +7,14 @@ from datetime import timedelta
 
 import pytest
 
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.stripe.payments import IntentOutcome
 from chalicelib.domain.billing.planning import plan_activation
 from chalicelib.domain.errors import ConcurrentChange, Conflict, PaymentFailed
 from chalicelib.domain.webhook_events import WebhookEvent
-from chalicelib.services.charging import PaymentPending
+from chalicelib.services.charging import Charging, PaymentPending
 from chalicelib.services.webhooks import EventScope
-from tests.support.world import CID, World
+from tests.support.world import CID, START, World
 
 
 def payments_of(world: World, sub_id: str) -> list[object]:
@@ -178,3 +180,31 @@ def test_a_partial_refund_is_sent_once_and_recorded() -> None:
     assert (after.status, after.amount_refunded) == ("partially_refunded", 1500)
     types = [e.type for e in world.store.audit[(CID, sub_id)]]
     assert "payment.refund_started" in types
+
+
+def test_a_process_whose_clock_reads_behind_the_charge_resolves_it_no_earlier() -> None:
+    """Each process of a stage caches the test clock's offset for a second (adapters/clock.py):
+    the one that takes a webhook may still read a time before the jump that another process
+    charged after. The resolution is dated at the charge, never before it."""
+    world = World()
+    owner = world.customer("Hal")
+    sub_id = world.inactive(world.plan(1000), owner)
+    world.clock.advance_to(START + timedelta(days=31))  # the API's process jumped a month
+    world.gateway.fail_next = ["after"]
+    with pytest.raises(PaymentPending) as pending:
+        world.subscriptions.activate(CID, sub_id, None)
+    charged = world.store.payments[(CID, pending.value.payment_id)].created_at
+    behind = FixedClock(START)  # the webhook's process still reads the time before the jump
+    webhook_charging = Charging(world.store.unit_of_work, world.gateway, world.directory, behind)
+    [intent] = world.gateway.intents.values()
+
+    outcome = IntentOutcome("succeeded", intent["id"], None, amount_received=intent["amount"])
+
+    resolution = webhook_charging.resolve(CID, pending.value.payment_id, outcome, actor="webhook")
+
+    assert resolution.changed
+    paid = world.store.payments[(CID, pending.value.payment_id)]
+    assert (paid.status, paid.updated_at) == ("succeeded", charged)
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert (sub.status, sub.activated_at) == ("active", charged)
+    assert all(e.at >= charged for e in world.store.audit[(CID, sub_id)][1:])
