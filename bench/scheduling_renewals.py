@@ -102,8 +102,8 @@ def renewal_figures() -> dict[str, float | int | str]:
 def _measure(proxy: CountingProxy) -> dict[str, float | int | str]:
     from chalice.test import Client
 
-    from bench.bench_scheduling import BackendTimer, DynamoCounter
     from bench.code_paths import FilesRun, files_run
+    from bench.request_counters import BackendTimer, DynamoCounter
     from chalicelib import bootstrap
     from chalicelib.adapters.aws import reset_clients
     from chalicelib.adapters.clock import FixedClock

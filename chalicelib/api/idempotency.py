@@ -31,7 +31,7 @@ from chalicelib.domain.errors import InvalidRequest
 from chalicelib.observability import logger
 
 if TYPE_CHECKING:
-    from chalicelib.api.routing import RequestContext
+    from chalicelib.adapters.dynamodb.idempotency import IdempotencyStore
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -99,13 +99,18 @@ def _should_store(response: Response) -> bool:
 
 
 def run_idempotent(
-    ctx: RequestContext, key: str, fingerprint: str, execute: Callable[[], Response]
+    store: IdempotencyStore,
+    community_id: str | None,
+    now: int,
+    key: str,
+    fingerprint: str,
+    execute: Callable[[], Response],
 ) -> Response:
+    """`execute` once per (community, key): `now` in epoch seconds; platform-key calls
+    (no community) share one scope."""
     from chalicelib.adapters.dynamodb.idempotency import PLATFORM_SCOPE, StoredResponse
 
-    store = ctx.container.idempotency
-    scope = ctx.principal.community_id or PLATFORM_SCOPE
-    now = int(ctx.container.clock.now().timestamp())
+    scope = community_id or PLATFORM_SCOPE
     claim = store.claim(scope, key, fingerprint, now, LOCK_SECONDS, TTL_SECONDS)
     if claim.outcome == "mismatch":
         return error_response("conflict", "This Idempotency-Key was used with another request.", [])

@@ -191,7 +191,14 @@ def _serve(
                 dict(request.query_params or {}),
                 _raw_bytes(request),
             )
-            return run_idempotent(ctx, key, fingerprint, execute)
+            return run_idempotent(
+                ctx.container.idempotency,
+                ctx.principal.community_id,
+                int(ctx.container.clock.now().timestamp()),
+                key,
+                fingerprint,
+                execute,
+            )
         except DomainError as error:
             return _domain_error(error)
         except Exception:
