@@ -79,9 +79,14 @@ class StackConfig:
         return f"http://127.0.0.1:{self.billing_port}"
 
     @property
+    def webhooks_process_url(self) -> str:
+        """The same app as `api_url`, served by the process that takes Stripe's deliveries."""
+        return f"http://127.0.0.1:{self.webhook_port}"
+
+    @property
     def webhook_url(self) -> str:
-        """Where localstripe posts its events: the `webhooks` process's /webhooks/stripe."""
-        return f"http://127.0.0.1:{self.webhook_port}/webhooks/stripe"
+        """Where localstripe posts its events."""
+        return f"{self.webhooks_process_url}/webhooks/stripe"
 
     @property
     def stripe_url(self) -> str:
@@ -262,7 +267,7 @@ class LocalStack:
             self._spawn("webhooks", api_server_command(cfg.webhook_port))
             wait_for_http(f"{cfg.api_url}/healthz", STARTUP_TIMEOUT_SECONDS, self.processes["api"])
             wait_for_http(
-                f"http://127.0.0.1:{cfg.webhook_port}/healthz",
+                f"{cfg.webhooks_process_url}/healthz",
                 STARTUP_TIMEOUT_SECONDS,
                 self.processes["webhooks"],
             )
