@@ -197,7 +197,6 @@ def test_a_process_whose_clock_reads_behind_the_charge_resolves_it_no_earlier() 
     behind = FixedClock(START)  # the webhook's process still reads the time before the jump
     webhook_charging = Charging(world.store.unit_of_work, world.gateway, world.directory, behind)
     [intent] = world.gateway.intents.values()
-
     outcome = IntentOutcome("succeeded", intent["id"], None, amount_received=intent["amount"])
 
     resolution = webhook_charging.resolve(CID, pending.value.payment_id, outcome, actor="webhook")
