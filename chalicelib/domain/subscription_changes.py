@@ -1,6 +1,6 @@
 """Subscription changes that charge nothing: PATCH, member removal and restoration, and a plan
 change queued for the renewal. Each returns an `Outcome`; changes that charge live in
-`billing.planning`.
+`charge_planning`.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ Construction and plain transitions -> `Outcome(subscription, event, credit_chang
   `remove_member`, `restore_member`, `change_plan_at_period_end` (changes that charge nothing).
 
 Charging (two-phase, DESIGN.md section 6):
-- `billing.planning`: `plan_activation(sub, now, owner_credit=, ...)`, `plan_renewal`,
+- `charge_planning`: `plan_activation(sub, now, owner_credit=, ...)`, `plan_renewal`,
   `preview_renewal`, `plan_retry`, `plan_reactivation`, `plan_add_members`, `plan_change_now`
   -> `ChargePlan` (billing/charges.py).
-- `billing.outcomes`: `begin_charge(sub, charge, payment_id, now)`, then
+- `charge_outcomes`: `begin_charge(sub, charge, payment_id, now)`, then
   `apply_charge_succeeded(sub, payment_id, now)` / `apply_charge_failed(sub, payment_id, now)`,
   or `settle_without_stripe(sub, charge, now, payment_id=)` when no Stripe call is needed.
 While a charge is pending the subscription takes no other change (Conflict) and has no

@@ -27,7 +27,7 @@ from chalicelib.adapters.stripe.payments import (
     outcome_from_intent,
 )
 from chalicelib.domain.billing.charges import ChargePlan
-from chalicelib.domain.billing.outcomes import (
+from chalicelib.domain.charge_outcomes import (
     apply_charge_failed,
     apply_charge_succeeded,
     begin_charge,

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from chalicelib.adapters.email import Email
 from chalicelib.domain.billing.charges import ChargePlan
-from chalicelib.domain.billing.planning import plan_add_members
+from chalicelib.domain.charge_planning import plan_add_members
 from chalicelib.domain.currencies import currency
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import Payment

@@ -47,7 +47,7 @@ from datetime import datetime
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome, outcome_from_intent
 from chalicelib.domain.billing.charges import ChargePlan
-from chalicelib.domain.billing.planning import plan_renewal, plan_retry
+from chalicelib.domain.charge_planning import plan_renewal, plan_retry
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.events import Actor
 from chalicelib.domain.payments import NOT_ATTEMPTED, PENDING_RECOVERY_DELAY

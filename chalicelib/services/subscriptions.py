@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chalicelib.domain.billing.charges import ChargePlan
-from chalicelib.domain.billing.planning import (
+from chalicelib.domain.charge_planning import (
     plan_activation,
     plan_change_now,
     plan_reactivation,

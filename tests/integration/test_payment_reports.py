@@ -13,8 +13,8 @@ from typing import Literal
 
 import pytest
 
-from chalicelib.domain.billing.outcomes import begin_charge
-from chalicelib.domain.billing.planning import plan_activation
+from chalicelib.domain.charge_outcomes import begin_charge
+from chalicelib.domain.charge_planning import plan_activation
 from chalicelib.domain.errors import ConcurrentChange
 from chalicelib.domain.payment_reports import PaymentReport
 from chalicelib.domain.payments import PAYMENT_STATUSES, Payment, PaymentStatus

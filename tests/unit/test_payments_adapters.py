@@ -13,12 +13,12 @@ from chalicelib.adapters.dynamodb.payments import payment_attributes, payment_fr
 from chalicelib.adapters.dynamodb.profile_links import LinkChange
 from chalicelib.adapters.dynamodb.subscriptions import SubscriptionRepository
 from chalicelib.adapters.stripe.payments import outcome_from_intent
-from chalicelib.domain.billing.outcomes import (
+from chalicelib.domain.charge_outcomes import (
     apply_charge_failed,
     apply_charge_succeeded,
     begin_charge,
 )
-from chalicelib.domain.billing.planning import plan_activation, plan_add_members, plan_renewal
+from chalicelib.domain.charge_planning import plan_activation, plan_add_members, plan_renewal
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import BilledTo, PaymentMethodSummary, new_payment
 from chalicelib.domain.plans import Plan

@@ -1,8 +1,8 @@
 """Charge plans: what a subscription operation would charge, and what happens if it succeeds.
 
-A `ChargePlan` is computed by a `billing.planning.plan_*` function. The service then (DESIGN.md
+A `ChargePlan` is computed by a `charge_planning.plan_*` function. The service then (DESIGN.md
 section 6) writes a pending payment (`payments.new_payment`) together with
-`billing.outcomes.begin_charge(sub, plan, payment_id, now)` (which stores `plan.pending` on the
+`charge_outcomes.begin_charge(sub, plan, payment_id, now)` (which stores `plan.pending` on the
 subscription), calls Stripe, and resolves with `apply_charge_succeeded/failed(sub, payment_id,
 now)`.
 Because the pending charge is stored on the subscription, a crash between Stripe and the

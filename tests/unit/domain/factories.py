@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from chalicelib.domain.billing.charges import ChargePlan
-from chalicelib.domain.billing.outcomes import (
+from chalicelib.domain.charge_outcomes import (
     apply_charge_failed,
     apply_charge_succeeded,
     begin_charge,
     settle_without_stripe,
 )
-from chalicelib.domain.billing.planning import plan_activation
+from chalicelib.domain.charge_planning import plan_activation
 from chalicelib.domain.payments import BilledTo, Payment, PaymentMethodSummary, new_payment
 from chalicelib.domain.plans import BillingCycle, Plan
 from chalicelib.domain.profiles import Profile

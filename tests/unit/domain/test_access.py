@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from chalicelib.domain.access import has_access
-from chalicelib.domain.billing.planning import plan_renewal
+from chalicelib.domain.charge_planning import plan_renewal
 from chalicelib.domain.subscription_changes import remove_member
 from tests.unit.domain.factories import (
     T0,

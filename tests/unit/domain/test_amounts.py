@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.domain.billing.charges import plan_snapshot
-from chalicelib.domain.billing.outcomes import settle_without_stripe
-from chalicelib.domain.billing.planning import (
+from chalicelib.domain.billing.pricing import split_subtotal
+from chalicelib.domain.charge_outcomes import settle_without_stripe
+from chalicelib.domain.charge_planning import (
     plan_add_members,
     plan_change_now,
     plan_renewal,
     plan_retry,
 )
-from chalicelib.domain.billing.pricing import split_subtotal
 from chalicelib.domain.currencies import (
     CURRENCIES,
     currency,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.domain.billing.planning import plan_add_members, plan_renewal
+from chalicelib.domain.charge_planning import plan_add_members, plan_renewal
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.members import MemberAddition
 from tests.support.clock_start import CALENDAR_STARTS, parse_instant

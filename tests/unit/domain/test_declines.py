@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.domain.billing.outcomes import apply_charge_failed, begin_charge
-from chalicelib.domain.billing.planning import plan_renewal, plan_retry
+from chalicelib.domain.charge_outcomes import apply_charge_failed, begin_charge
+from chalicelib.domain.charge_planning import plan_renewal, plan_retry
 from chalicelib.domain.declines import HARD_DECLINE_CODES, decline_reason, is_hard_decline
 from chalicelib.domain.subscriptions import Subscription
 from tests.unit.domain.factories import active_sub, make_plan, stored

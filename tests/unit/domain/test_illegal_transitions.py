@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from chalicelib.domain.billing.planning import (
+from chalicelib.domain.charge_planning import (
     plan_activation,
     plan_add_members,
     plan_change_now,

@@ -4,8 +4,8 @@ from datetime import datetime
 
 import pytest
 
-from chalicelib.domain.billing.outcomes import settle_without_stripe
-from chalicelib.domain.billing.planning import (
+from chalicelib.domain.charge_outcomes import settle_without_stripe
+from chalicelib.domain.charge_planning import (
     plan_activation,
     plan_add_members,
     plan_change_now,

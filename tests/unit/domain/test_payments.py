@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.billing.lines import PaymentLine, charge_key
-from chalicelib.domain.billing.outcomes import begin_charge
-from chalicelib.domain.billing.planning import plan_activation, plan_add_members, plan_renewal
+from chalicelib.domain.charge_outcomes import begin_charge
+from chalicelib.domain.charge_planning import plan_activation, plan_add_members, plan_renewal
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.payment_reports import PaymentReport
 from chalicelib.domain.payments import (

@@ -15,13 +15,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from chalicelib.domain.access import has_access
 from chalicelib.domain.billing.charges import ChargePlan
-from chalicelib.domain.billing.outcomes import (
+from chalicelib.domain.charge_outcomes import (
     apply_charge_failed,
     apply_charge_succeeded,
     begin_charge,
     settle_without_stripe,
 )
-from chalicelib.domain.billing.planning import (
+from chalicelib.domain.charge_planning import (
     plan_activation,
     plan_add_members,
     plan_change_now,

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.domain.billing.outcomes import (
+from chalicelib.domain.charge_outcomes import (
     apply_charge_failed,
     apply_charge_succeeded,
     begin_charge,
     settle_without_stripe,
 )
-from chalicelib.domain.billing.planning import (
+from chalicelib.domain.charge_planning import (
     plan_activation,
     plan_change_now,
     plan_reactivation,

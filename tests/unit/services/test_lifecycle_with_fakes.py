@@ -9,7 +9,7 @@ import pytest
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.stripe.payments import IntentOutcome
-from chalicelib.domain.billing.planning import plan_activation
+from chalicelib.domain.charge_planning import plan_activation
 from chalicelib.domain.errors import ConcurrentChange, Conflict, PaymentFailed
 from chalicelib.domain.webhook_events import WebhookEvent
 from chalicelib.services.charging import Charging, PaymentPending

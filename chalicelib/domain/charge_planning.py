@@ -2,7 +2,7 @@
 
 Every function checks the subscription can take the operation and returns a `ChargePlan` (see
 charges.py) holding the lines, the totals and the pending charge to store meanwhile; nothing
-changes until `billing.outcomes` applies it:
+changes until `charge_outcomes` applies it:
 - `plan_activation(sub, now, owner_credit=, payment_method_id=None, current_plan=None)`
   (and `plan_renewal(..., current_plan=None)`: the plan's latest failed-payment terms)
 - `plan_renewal(sub, now, owner_credit=)` (`preview_renewal` for GET .../preview: not due-checked)

@@ -1,6 +1,6 @@
 """Charge outcomes: the subscription transitions a charge causes (DESIGN.md section 6).
 
-With the `ChargePlan` `charge` from `billing.planning`:
+With the `ChargePlan` `charge` from `charge_planning`:
 - `charge.needs_stripe` (total > 0):
     1. `begin_charge(sub, charge, payment_id, now)` + `payments.new_payment(...)` in one
        transaction (Outcome.credit_change reserves the credit: add its delta to that profile's
