@@ -210,18 +210,17 @@ def test_subscriptions_through_monthly_advances_with_webhooks(load_stack: LocalS
     # The stack's CPU during each advance: a slow advance that used no more CPU than the others
     # waited for the machine's other work, not for ours.
     stack_cpu: list[float] = []
-    cpu_at = sum(cpu_before.values())
+    cpu_after = cpu_before
     for _ in range(ADVANCES):
         before = time.monotonic()
         answer = api.platform("POST", "/v1/test-clock/advance", {"days": 31}, timeout=600)
         durations.append(time.monotonic() - before)
-        cpu_now = sum(load_stack.cpu_seconds().values())
-        stack_cpu.append(cpu_now - cpu_at)
-        cpu_at = cpu_now
+        cpu_previous, cpu_after = cpu_after, load_stack.cpu_seconds()
+        stack_cpu.append(sum(cpu_after.values()) - sum(cpu_previous.values()))
         renewed += answer["processed"]["renewed"]
         assert answer["processed"]["renewals_failed"] == 0, answer
 
-    cpu_used = _cpu_per_advance(cpu_before, load_stack.cpu_seconds())
+    cpu_used = _cpu_per_advance(cpu_before, cpu_after)
     # localstripe's own event for every charge: the activation and each renewal.
     charges = SUBSCRIPTIONS * (1 + ADVANCES)
     succeeded_events = _wait_for_webhooks(api, charges)
