@@ -69,6 +69,10 @@ def check_url(url: str, *, local: bool, resolver: Resolver = resolve) -> None:
         raise UnsafeUrl("The URL has no host.")
     try:
         addresses = [host] if _is_ip(host) else resolver(host, port)
+    except UnicodeError:
+        # The name cannot be a DNS name at all (an empty or over-long label): IDNA refuses it
+        # before any lookup.
+        raise UnsafeUrl(f"The host {host} is not a valid host name.") from None
     except OSError:
         raise UnsafeUrl(f"The host {host} does not resolve.") from None
     if not addresses:

@@ -9,7 +9,13 @@ from chalice import Blueprint
 from pydantic import Field
 
 from chalicelib.api.fields import Currency, Name, StripeAccountId
-from chalicelib.api.models import ListQuery, ListResponse, RequestModel, ResponseModel
+from chalicelib.api.models import (
+    ListQuery,
+    ListResponse,
+    RequestModel,
+    ResponseModel,
+    shown_once,
+)
 from chalicelib.api.routing import ApiResponse, Auth, RequestContext, route
 from chalicelib.domain.communities import Community as CommunityEntity
 from chalicelib.domain.errors import InvalidRequest
@@ -35,11 +41,9 @@ class UpdateCommunity(RequestModel):
 
 class ApiKey(ResponseModel):
     id: str
-    secret: str | None = Field(
-        description=(
-            "Shown only in the response that created the key; store it safely."
-            " An idempotent replay of that request answers null."
-        )
+    secret: str | None = shown_once(
+        "Shown only in the response that created the key; store it safely."
+        " An idempotent replay of that request answers null."
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 MAX_AMOUNT = 999_999_999_999  # minor units; far above any real price, far below DynamoDB's limit
 
@@ -13,6 +14,13 @@ def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
     return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_not_blank)]
@@ -25,3 +33,5 @@ Email = Annotated[
 ]
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# A time with its offset, converted to UTC (a time without an offset is refused).
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]

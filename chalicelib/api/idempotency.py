@@ -7,8 +7,9 @@ Keys are scoped per community; platform-key calls share one platform scope. Rout
 auth (the Stripe webhook) are not covered: an anonymous scope would let callers see each
 other's responses. Responses are stored for 2xx and 4xx except 400 (a 400 changed nothing, so
 the caller may fix the body and retry with the same key); 5xx and crashes release the key.
-A credential shown once (any response field named `secret`, e.g. a new API key) is stored as
-null: a replay answers the same body with `secret: null` (API.md, Communities).
+A credential shown once (a response field its model marks `shown_once`: a new API key's
+`secret`, a pay-now link's `url`, a SetupIntent's `client_secret`) is stored as null: a replay
+answers the same body with that field null (API.md, Conventions).
 
 Why not Powertools' idempotency utility: it imports boto3 at import time (~180 ms of cold
 start on every route, including GETs), keys records by a hash of the event in its own layout
@@ -63,23 +64,8 @@ def request_fingerprint(method: str, path: str, query: dict[str, str], raw_body:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-SECRET_FIELD = "secret"  # noqa: S105 (a field name, not a password)
-
-
-def redact_secrets(value: Any) -> Any:
-    """`value` with every field named `secret` set to null, at any depth."""
-    if isinstance(value, dict):
-        return {
-            name: None if name == SECRET_FIELD else redact_secrets(inner)
-            for name, inner in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_secrets(inner) for inner in value]
-    return value
-
-
-def stored_body(body: Any) -> str:
-    """The response body as the idempotency store keeps it: JSON with its secrets redacted."""
+def stored_body(body: Any, redact: Callable[[Any], Any]) -> str:
+    """The response body as the idempotency store keeps it: JSON, `redact`ed."""
     text = body if isinstance(body, str) else json.dumps(body)
     try:
         decoded = json.loads(text) if text else None
@@ -87,7 +73,7 @@ def stored_body(body: Any) -> str:
         return text
     if decoded is None:
         return text
-    return json.dumps(redact_secrets(decoded))
+    return json.dumps(redact(decoded))
 
 
 def _should_store(response: Response) -> bool:
@@ -105,9 +91,11 @@ def run_idempotent(
     key: str,
     fingerprint: str,
     execute: Callable[[], Response],
+    redact: Callable[[Any], Any],
 ) -> Response:
     """`execute` once per (community, key): `now` in epoch seconds; platform-key calls
-    (no community) share one scope."""
+    (no community) share one scope. The answer is stored as `redact` leaves its JSON body
+    (credentials shown once are never stored)."""
     from chalicelib.adapters.dynamodb.idempotency import PLATFORM_SCOPE, StoredResponse
 
     scope = community_id or PLATFORM_SCOPE
@@ -136,7 +124,7 @@ def run_idempotent(
     if not _should_store(response):
         store.release(scope, key, fingerprint)
         return response
-    body = stored_body(response.body)
+    body = stored_body(response.body, redact)
     headers = {str(k): str(v) for k, v in (response.headers or {}).items()}
     try:
         store.complete(scope, key, fingerprint, StoredResponse(response.status_code, headers, body))

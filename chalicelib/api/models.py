@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import types
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Marks a response field that holds a credential shown once (an API key's secret, a pay-now
+# link, a SetupIntent's client secret): never stored, so an idempotent replay answers null.
+SHOWN_ONCE = "x-shown-once"
 
 
 class RequestModel(BaseModel):
@@ -21,6 +26,41 @@ class QueryModel(BaseModel):
 
 class ResponseModel(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+def shown_once(description: str) -> Any:
+    """A response field holding a credential (see SHOWN_ONCE); its type must allow None."""
+    return Field(description=description, json_schema_extra={SHOWN_ONCE: True})
+
+
+def without_shown_once(model: type[BaseModel], body: Any) -> Any:
+    """`body` (the JSON of a `model`) with every field that `model`, or a model nested in it,
+    marks as shown once set to null."""
+    if not isinstance(body, dict):
+        return body
+    redacted = dict(body)
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in redacted:
+            continue
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get(SHOWN_ONCE):
+            redacted[key] = None
+        else:
+            redacted[key] = _without_shown_once_as(field.annotation, redacted[key])
+    return redacted
+
+
+def _without_shown_once_as(annotation: Any, value: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return without_shown_once(annotation, value)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list and isinstance(value, list) and args:
+        return [_without_shown_once_as(args[0], item) for item in value]
+    if origin in (Union, types.UnionType):
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        return without_shown_once(models[0], value) if len(models) == 1 else value
+    return value
 
 
 class ErrorDetail(ResponseModel):

@@ -5,14 +5,17 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.adapters.dynamodb.codec import format_time
-from chalicelib.api.models import ResponseModel
+from chalicelib.api.models import ResponseModel, shown_once
 from chalicelib.api.routing import Auth, RequestContext, route
 
 blueprint = Blueprint(__name__)
 
 
 class PaymentLinkOut(ResponseModel):
-    url: str
+    url: str | None = shown_once(
+        "The pay-now link (its token is stored only as a hash); an idempotent replay of the"
+        " request answers null: issue a new link."
+    )
     expires_at: str
 
 

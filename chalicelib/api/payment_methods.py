@@ -8,7 +8,13 @@ from typing import Annotated, Any
 from chalice import Blueprint
 from pydantic import StringConstraints
 
-from chalicelib.api.models import ListQuery, ListResponse, RequestModel, ResponseModel
+from chalicelib.api.models import (
+    ListQuery,
+    ListResponse,
+    RequestModel,
+    ResponseModel,
+    shown_once,
+)
 from chalicelib.api.routing import ApiResponse, Auth, RequestContext, route
 from chalicelib.domain.errors import NotFound
 
@@ -31,7 +37,9 @@ class PaymentMethod(ResponseModel):
 
 
 class SetupIntent(ResponseModel):
-    client_secret: str
+    client_secret: str | None = shown_once(
+        "For Stripe.js in the customer's browser; an idempotent replay of the request answers null."
+    )
 
 
 def _out(card: Any) -> PaymentMethod:

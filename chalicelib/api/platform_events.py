@@ -8,7 +8,13 @@ from chalice import Blueprint
 from pydantic import Field
 
 from chalicelib.api.fields import Description
-from chalicelib.api.models import ListQuery, ListResponse, RequestModel, ResponseModel
+from chalicelib.api.models import (
+    ListQuery,
+    ListResponse,
+    RequestModel,
+    ResponseModel,
+    shown_once,
+)
 from chalicelib.api.routing import ApiResponse, Auth, RequestContext, route
 from chalicelib.domain.errors import InvalidRequest
 
@@ -50,7 +56,9 @@ class EndpointOut(ResponseModel):
 
 
 class CreatedEndpoint(EndpointOut):
-    secret: str = Field(description="whsec_...: shown only in this answer")
+    secret: str | None = shown_once(
+        "whsec_...: shown only in this answer; an idempotent replay of the request answers null"
+    )
 
 
 class EventsQuery(ListQuery):

@@ -39,6 +39,7 @@ from chalicelib.api.errors import (
     validation_problems,
 )
 from chalicelib.api.idempotency import idempotency_key, request_fingerprint, run_idempotent
+from chalicelib.api.models import without_shown_once
 from chalicelib.bootstrap import Container, container
 from chalicelib.domain.errors import (
     ConcurrentChange,
@@ -198,6 +199,7 @@ def _serve(
                 key,
                 fingerprint,
                 execute,
+                redact=_redaction_for(spec),
             )
         except DomainError as error:
             return _domain_error(error)
@@ -205,6 +207,17 @@ def _serve(
             return _internal_error(spec)
         finally:
             flush_metrics()
+
+
+def _redaction_for(spec: RouteSpec) -> Callable[[Any], Any]:
+    """What the idempotency store keeps of the route's answers: all but its credentials."""
+    if spec.response is None:
+        return _as_is
+    return functools.partial(without_shown_once, spec.response)
+
+
+def _as_is(body: Any) -> Any:
+    return body
 
 
 def _execute(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chalice import Blueprint
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
+from chalicelib.api.fields import UtcTime
 from chalicelib.api.models import RequestModel, ResponseModel
 from chalicelib.api.routing import Auth, RequestContext, route
 from chalicelib.domain.errors import FieldProblem, InvalidRequest
@@ -28,7 +29,7 @@ class TestClockNow(ResponseModel):
 class AdvanceTestClock(RequestModel):
     days: int | None = Field(default=None, ge=0, le=MAX_DAYS)
     seconds: int | None = Field(default=None, ge=0, le=MAX_DAYS * 86400)
-    to: AwareDatetime | None = None
+    to: UtcTime | None = None
 
 
 class Processed(ResponseModel):
@@ -82,7 +83,7 @@ def advance_test_clock(ctx: RequestContext, body: AdvanceTestClock) -> AdvanceRe
         raise InvalidRequest(message, [FieldProblem(name, message) for name in named])
     name = given[0]
     if body.to is not None:
-        target = body.to.astimezone(UTC)
+        target = body.to
         if target.microsecond == 0:
             # Times are shown to the second; "to 10:00:00Z" includes what is due at 10:00:00.4.
             target += timedelta(microseconds=999_999)

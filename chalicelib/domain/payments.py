@@ -122,7 +122,6 @@ class Payment:
     charge_key: str
     created_at: datetime
     updated_at: datetime
-    status_before_dispute: PaymentStatus | None = None
     dispute_status: DisputeStatus | None = None
     # Reserved by refunds still waiting for Stripe (`pending_refunds` of them; the recovery
     # pass looks at the payment while there are any); `refund_pending_since` is when the newest
@@ -242,15 +241,15 @@ class Payment:
     def _with_refunded(
         self, amount_refunded: int, now: datetime, *, previous: PaymentStatus
     ) -> PaymentChange:
-        status: PaymentStatus = (
-            "refunded" if amount_refunded == self.amount_paid else "partially_refunded"
-        )
-        if amount_refunded == 0:
-            status = self.status
-        if self.status == "disputed":
-            status = "disputed"
+        status = "disputed" if self.status == "disputed" else self._paid_status(amount_refunded)
         updated = replace(self, amount_refunded=amount_refunded, status=status, updated_at=now)
         return PaymentChange(updated, changed=True, previous_status=previous)
+
+    def _paid_status(self, amount_refunded: int) -> PaymentStatus:
+        """A collected payment's status outside a dispute: what its refunds make it."""
+        if amount_refunded == 0:
+            return "succeeded"
+        return "refunded" if amount_refunded == self.amount_paid else "partially_refunded"
 
     def open_dispute(self, now: datetime) -> PaymentChange:
         if self.status == "disputed":
@@ -260,25 +259,19 @@ class Payment:
         updated = replace(
             self,
             status="disputed",
-            status_before_dispute=self.status,
             dispute_status="open",
             updated_at=now,
         )
         return PaymentChange(updated, changed=True, previous_status=self.status)
 
     def close_dispute(self, won: bool, now: datetime) -> PaymentChange:
-        """Won: back to the status before the dispute. Lost: stays disputed (money gone)."""
+        """Won: the status its refunds make it (refunds Stripe reported during the dispute
+        included: events arrive out of order). Lost: stays disputed (money gone)."""
         if self.status != "disputed" or self.dispute_status != "open":
             return PaymentChange(self, changed=False)
         if won:
-            previous = self.status_before_dispute or "succeeded"
-            updated = replace(
-                self,
-                status=previous,
-                status_before_dispute=None,
-                dispute_status="won",
-                updated_at=now,
-            )
+            status = self._paid_status(self.amount_refunded)
+            updated = replace(self, status=status, dispute_status="won", updated_at=now)
         else:
             updated = replace(self, dispute_status="lost", updated_at=now)
         return PaymentChange(updated, changed=True, previous_status=self.status)

@@ -196,6 +196,11 @@ def restore_member(
     sub.ensure_no_pending_charge()
     member = sub.member(profile_id)
     if member is None:
+        if any(former.profile_id == profile_id for former in sub.former_members):
+            raise Conflict(
+                f"The removal of profile {profile_id} from subscription {sub.id} took effect;"
+                " add the profile again instead."
+            )
         raise NotFound(f"Profile {profile_id} is not a member of subscription {sub.id}.")
     if not member.removal_pending:
         raise Conflict(f"Profile {profile_id} has no pending removal.")
@@ -231,6 +236,13 @@ def change_plan_at_period_end(
     sub.ensure_no_pending_charge()
     cycle = sub.pending_changes.billing_cycle or sub.billing_cycle
     if plan.id == sub.plan_id:
+        # Clearing the queued plan must not leave a queued cycle the current plan lacks (it
+        # was allowed because the queued plan offered it): the renewal could not price it.
+        if not sub.plan.offers(cycle):
+            raise Conflict(
+                f"The queued change to the {cycle} billing cycle at period end is not offered "
+                f"by plan {plan.id}; change the billing cycle back to {sub.billing_cycle} first."
+            )
         queued = None
     else:
         snapshot = check_new_plan(sub, plan, cycle, len(sub.staying_members()))

@@ -49,6 +49,7 @@ from chalicelib.services.refunds import (
     refund_started_event,
     settlement_from_stripe,
     stage_settlements,
+    still_at_stripe,
 )
 from chalicelib.services.retrying import retrying
 
@@ -177,6 +178,27 @@ class PaymentService:
             return None  # an intent that is not this payment's
         return self._charging.resolve(community_id, payment_id, outcome, actor=actor)
 
+    def settle_from_stripe(
+        self, intent_id: str, account: str | None, community_id: str | None
+    ) -> Payment | None:
+        """Our payment for a PaymentIntent that Stripe's news of its charge names (a refund, a
+        dispute) when our ledger has not caught up: the payment does not know its intent yet
+        (Stripe's answer to the charge was lost) or is still pending. Stripe's PaymentIntent
+        names our payment in its metadata and tells how it ended; a pending payment is
+        resolved from it (its own unit of work, forward-only: safe to repeat). None: no
+        payment of ours is that intent's."""
+        try:
+            intent = self._gateway.retrieve_intent(intent_id, account)
+        except NotFound:
+            return None
+        found = self.find_payment_for_intent(
+            {"id": intent_id, "metadata": intent.get("metadata") or {}}, community_id
+        )
+        if found is None or found.status != "pending":
+            return found
+        self.resolve_payment_from_intent(found.community_id, found.id, intent)
+        return self.get(found.community_id, found.id)
+
     def resolve_known(
         self,
         community_id: str,
@@ -196,8 +218,10 @@ class PaymentService:
         actor: Actor = "webhook",
     ) -> bool:
         """Stripe's cumulative total. Our refunds still pending are settled first from what
-        Stripe did (its refunds, by our refund id), so the total never counts them twice; all
-        of it in one unit of work (the webhook's)."""
+        Stripe did (its refunds, by our refund id), so the total never counts them twice; those
+        Stripe is still working on stay reserved and are left out of the total recorded as
+        refunded (Stripe's total counts them already). All of it in one unit of work (the
+        webhook's)."""
         refunds = self._charging.refunds
 
         def step() -> bool:
@@ -219,7 +243,8 @@ class PaymentService:
                 now = self._clock.now()
                 sub = uow.subscriptions.get(current.community_id, current.subscription_id)
                 settled = stage_settlements(uow, current, sub, settlements, actor, now)
-                change = settled.record_refunded_total(amount_refunded, now)
+                working = sum(still_at_stripe(r, answers[r.id]) for r in pending)
+                change = settled.record_refunded_total(max(0, amount_refunded - working), now)
                 if not change.changed and not settlements:
                     return False
                 if change.changed:

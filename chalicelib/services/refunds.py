@@ -140,6 +140,15 @@ def settlement_from_stripe(refund: Refund, found: RefundResult | None) -> Settle
     return Settlement(refund, found.refunded, found.refund_id)
 
 
+def still_at_stripe(refund: Refund, found: RefundResult | None) -> int:
+    """The amount of our pending refund that Stripe has made and is still working on
+    (`pending`, `requires_action`): Stripe's charge already counts it in `amount_refunded`,
+    while we keep it reserved until it settles."""
+    if found is None or found.refunded or found.not_refunded:
+        return 0
+    return refund.amount
+
+
 class Refunds:
     def __init__(self, uow: UnitOfWorkFactory, gateway: PaymentGateway, clock: Clock) -> None:
         self._uow = uow

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from chalicelib.adapters.stripe.payments import IntentOutcome, outcome_from_intent
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import ConcurrentChange
+from chalicelib.domain.errors import ConcurrentChange, Unavailable
 from chalicelib.domain.payment_reports import PaymentReport
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.subscriptions import Subscription
@@ -242,17 +242,26 @@ class WebhookHandlers:
 
     def _payment_of(self, event: WebhookEvent, obj: Mapping[str, Any]) -> Payment | Route:
         """Our payment for a charge or dispute (on the event's Stripe account): by its
-        PaymentIntent, else by metadata ids."""
+        PaymentIntent, else by metadata ids, else by the metadata of the PaymentIntent Stripe
+        has. A payment still pending is resolved from that PaymentIntent first: news of a
+        refund or dispute proves the charge was made, and applied to a pending payment it
+        would change nothing and be lost."""
         community_id = None
         if event.account:
             route = self.route_by_account(event.account)
             if route.community_id is None:
                 return route
             community_id = route.community_id
-        intent = {"id": _id_of(obj.get("payment_intent")), "metadata": metadata_ids(obj)}
+        intent_id = _id_of(obj.get("payment_intent"))
+        intent = {"id": intent_id, "metadata": metadata_ids(obj)}
         found = self._payments.find_payment_for_intent(intent, community_id)
+        if (found is None or found.status == "pending") and intent_id:
+            found = self._payments.settle_from_stripe(intent_id, event.account, community_id)
         if found is None:
             return Route(None, "no payment of ours matches")
+        if found.status == "pending":
+            # Stripe's PaymentIntent has not ended either: let Stripe deliver this again.
+            raise Unavailable(f"Payment {found.id} is not settled yet; deliver the event later.")
         if found.stripe.account_id != event.account:
             return Route(None, _other_account(found, event.account))
         return found

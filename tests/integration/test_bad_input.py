@@ -158,6 +158,8 @@ def test_a_test_clock_target_beyond_the_horizon_is_a_400_and_the_clock_stays_usa
     before = call(env, "GET", "/v1/test-clock").body["now"]
     for body in (
         {"to": "9999-12-31T23:59:59Z"},
+        {"to": "9999-12-31T23:59:59-14:00"},  # past year 9999 once in UTC
+        {"to": "0001-01-01T00:00:00+14:00"},  # before year 1 once in UTC
         {"to": "2200-01-01T00:00:00Z"},
         {"seconds": 3660 * 86400},
     ):

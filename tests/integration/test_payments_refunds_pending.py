@@ -102,3 +102,47 @@ def test_a_lost_refund_answer_is_settled_once_by_charge_refunded(billing: Billin
     )
     assert stripe_refunds(billing, paid) == [1000]
     assert billing.payment(paid)["amount_refunded"] == 1000
+
+
+def test_a_refund_stripe_is_still_working_on_is_counted_once_with_charge_refunded(
+    billing: Billing,
+) -> None:
+    """Stripe accepts a refund and reports it `pending` (e.g. a connected account's balance
+    cannot cover it yet); its `charge.refunded` already counts it in `amount_refunded`. The
+    refund stays reserved (pending) until Stripe finishes it, and is never counted twice."""
+    paid = billing.paid()
+    billing.cutoff.refunds_still_working = True
+
+    status, body = refund(billing, paid, {"amount": 1000})
+
+    assert (status, body["status"]) == (201, "pending"), body
+    payment = billing.payment(paid)
+    charge = se.charge(
+        charge_id=payment["stripe"]["charge_id"],
+        payment_intent_id=paid.intent_id,
+        amount=payment["total"],
+        amount_refunded=1000,
+    )
+    status, delivered = billing.deliver(se.event("charge.refunded", charge))
+    assert (status, delivered["result"]) == (200, "processed")
+    payment = billing.payment(paid)
+    assert (payment["amount_refunded"], payment["amount_refund_pending"]) == (0, 1000)
+    assert refund(billing, paid, {"amount": 1501})[0] == 400  # 2500 paid, 1000 reserved
+
+    billing.cutoff.refunds_still_working = False  # Stripe finishes it
+    scheduled = billing.env.container.scheduled
+    later = billing.env.clock.now() + timedelta(minutes=6)
+    assert scheduled.recover_pending_refunds(paid.community_id, paid.payment_id, later) == (
+        "refunds_settled"
+    )
+    payment = billing.payment(paid)
+    assert (payment["status"], payment["amount_refunded"], payment["amount_refund_pending"]) == (
+        "partially_refunded",
+        1000,
+        0,
+    )
+    assert stripe_refunds(billing, paid) == [1000]
+    status, body = refund(billing, paid, {})
+    assert (status, body["amount"]) == (201, 1500)
+    assert stripe_refunds(billing, paid) == [1000, 1500]
+    assert billing.payment(paid)["amount_refunded"] == 2500

@@ -258,6 +258,9 @@ def test_three_days_of_failures_disable_the_endpoint_and_redeliver_sends_one_aga
         "https://[::1]/hook",  # loopback
         "https://user:pw@example.com/hook",
         "http://127.0.0.2:8000/hook",  # only 127.0.0.1 locally
+        "https://" + "a" * 64 + ".example.com/hook",  # a DNS label over 63 characters
+        "https://a..example.com/hook",  # an empty label
+        "https://.example.com/hook",
     ],
 )
 def test_the_ssrf_guard_refuses_unsafe_urls_at_registration(env: Env, url: str) -> None:

@@ -131,3 +131,97 @@ def test_a_connect_dispute_is_routed_by_account_and_lost_stays_disputed(
     assert result(billing, lost) == "processed"
     assert billing.payment(paid)["status"] == "disputed"
     assert "payment.dispute_lost" in {e["type"] for e in billing.audit(paid)}
+
+
+# --- news of a charge that overtakes the payment's own resolution ------------------------------
+# The activation's answer was lost (Stripe charged; our payment is pending and does not know its
+# PaymentIntent). A refund or dispute reported before `payment_intent.succeeded` resolves the
+# payment from Stripe's PaymentIntent first, then applies; it is never consumed unapplied.
+
+
+def _charge_id(billing: Billing, pending: Pending) -> str:
+    from tests.support.localstripe import stripe_for
+
+    intent = stripe_for(billing.cutoff.target).v1.payment_intents.retrieve(pending.intent_id)
+    return str(intent.latest_charge)
+
+
+def test_a_refund_reported_before_the_charges_success_is_applied_not_lost(
+    billing: Billing,
+) -> None:
+    from tests.support.localstripe import stripe_for
+
+    pending = billing.pending()
+    assert billing.payment(pending)["status"] == "pending"
+    stripe_for(billing.cutoff.target).v1.refunds.create(
+        params={"payment_intent": pending.intent_id, "amount": 1000}
+    )
+    charge = se.charge(
+        charge_id=_charge_id(billing, pending),
+        payment_intent_id=pending.intent_id,
+        amount=2500,
+        amount_refunded=1000,
+        metadata={},  # a Charge does not carry its PaymentIntent's metadata
+    )
+
+    status, body = billing.deliver(se.event("charge.refunded", charge))
+
+    assert (status, body["result"]) == (200, "processed"), body
+    payment = billing.payment(pending)
+    assert (payment["status"], payment["amount_paid"], payment["amount_refunded"]) == (
+        "partially_refunded",
+        2500,
+        1000,
+    )
+    assert payment["stripe"]["payment_intent_id"] == pending.intent_id
+    assert billing.subscription(pending)["status"] == "active"
+    status, body = billing.deliver(pending.succeeded_event)  # the late success changes nothing
+    assert status == 200, body
+    assert billing.payment(pending)["amount_refunded"] == 1000
+    assert billing.payment(pending)["status"] == "partially_refunded"
+
+
+def test_a_dispute_reported_before_the_charges_success_is_applied_not_lost(
+    billing: Billing,
+) -> None:
+    pending = billing.pending()
+    opened = se.dispute(
+        charge_id=_charge_id(billing, pending),
+        payment_intent_id=pending.intent_id,
+        amount=2500,
+        status="needs_response",
+    )
+
+    status, body = billing.deliver(se.event("charge.dispute.created", opened))
+
+    assert (status, body["result"]) == (200, "processed"), body
+    payment = billing.payment(pending)
+    assert (payment["status"], payment["amount_paid"]) == ("disputed", 2500)
+    status, _ = billing.deliver(pending.succeeded_event)
+    assert status == 200
+    assert billing.payment(pending)["status"] == "disputed"
+
+
+def test_news_of_a_charge_no_payment_of_ours_made_is_ignored(billing: Billing) -> None:
+    """A charge on our account that is not ours (its PaymentIntent names no payment of ours):
+    one look at Stripe's PaymentIntent, then ignored."""
+    from tests.support.localstripe import new_card, stripe_for
+
+    client = stripe_for(billing.cutoff.target)
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 700,
+            "currency": "usd",
+            "payment_method": new_card(client, "4242424242424242"),
+            "confirm": True,
+        }
+    )
+    charge = se.charge(
+        charge_id=str(intent.latest_charge),
+        payment_intent_id=intent.id,
+        amount=700,
+        amount_refunded=700,
+        metadata={},
+    )
+    status, body = billing.deliver(se.event("charge.refunded", charge))
+    assert (status, body["result"]) == (200, "ignored"), body

@@ -476,6 +476,8 @@ class FakePaymentGateway:
         return outcome_from_intent(intent)
 
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        if intent_id not in self.intents:
+            raise NotFound(f"The Stripe account has no PaymentIntent {intent_id}.")
         return dict(self.intents[intent_id])
 
     def find_intents_by_metadata(

@@ -15,6 +15,11 @@ section 6, which leaves our payment pending while Stripe holds the charge.
 `down_next(method, path_prefix, times)` answers the next matching requests with `503` without
 forwarding them (Stripe is down and did nothing); `hang_next(method, path_prefix, times)`
 accepts them and never answers (until the proxy stops): a hung Stripe, for client timeouts.
+
+`refunds_still_working = True` plays a refund Stripe accepted and has not finished (what Stripe
+answers e.g. while a connected account's balance cannot cover it): every refund in an answer of
+`/v1/refunds` reads `status: "pending"` (localstripe finishes each refund at once; the refund is
+really made there). Set it back to False and Stripe "finishes" them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class StripeCutoff:
     seen: list[str] = field(default_factory=list)  # every request, "METHOD /path"
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: threading.Event = field(default_factory=threading.Event)
+    refunds_still_working: bool = False
 
     def cut_next(self, method: str, path_prefix: str) -> None:
         with self.lock:
@@ -104,6 +110,8 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
                 answer = json.loads(data)
                 answer["error"] = {**answer.get("error", {}), "type": "card_error", **fields}
                 data = json.dumps(answer).encode()
+            elif proxy.refunds_still_working and self.path.startswith("/v1/refunds"):
+                data = json.dumps(_refunds_pending(json.loads(data))).encode()
             self.answer(status, data, reply_headers)
 
     with serving(Handler) as url:
@@ -112,3 +120,14 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
             yield proxy
         finally:
             proxy.stopped.set()  # a hung request returns before the server shuts down
+
+
+def _refunds_pending(value: Any) -> Any:
+    """`value` with every refund object in it reading status "pending"."""
+    if isinstance(value, dict):
+        if value.get("object") == "refund":
+            return {**value, "status": "pending"}
+        return {name: _refunds_pending(inner) for name, inner in value.items()}
+    if isinstance(value, list):
+        return [_refunds_pending(inner) for inner in value]
+    return value

@@ -50,6 +50,14 @@ def test_one_bad_address_among_good_ones_is_enough_to_refuse() -> None:
         )
 
 
+@pytest.mark.parametrize("host", ["a" * 64 + ".example.com", "a..example.com", ".example.com"])
+def test_a_name_that_cannot_be_a_dns_name_is_refused_before_any_lookup(host: str) -> None:
+    """The real resolver: IDNA refuses an empty or over-long label (UnicodeError, not
+    OSError) before it asks DNS; that is an unsafe URL, not a crash."""
+    with pytest.raises(UnsafeUrl, match="not a valid host name"):
+        check_url(f"https://{host}/hook", local=False)
+
+
 def test_public_https_passes_and_local_stages_also_take_http_127_0_0_1_only() -> None:
     check_url("https://hooks.example.com/x", local=False, resolver=resolving_to("93.184.216.34"))
     check_url("http://127.0.0.1:8123/hooks", local=True)

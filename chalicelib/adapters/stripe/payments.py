@@ -29,7 +29,7 @@ from typing import Any, Literal
 from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.adapters.stripe.client import request_options, stripe_client
 from chalicelib.config import Settings
-from chalicelib.domain.errors import InvalidRequest, StripeRateLimited, Unavailable
+from chalicelib.domain.errors import InvalidRequest, NotFound, StripeRateLimited, Unavailable
 
 IntentStatus = Literal["succeeded", "failed", "pending", "requires_action"]
 AUTHENTICATION_REQUIRED = "authentication_required"
@@ -255,7 +255,7 @@ class StripePaymentGateway:
                 intent_id, options=request_options(stripe_account_id)
             )
         except stripe.InvalidRequestError:
-            raise
+            raise NotFound(f"The Stripe account has no PaymentIntent {intent_id}.") from None
         except stripe.StripeError as error:
             raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
         return _to_dict(intent)

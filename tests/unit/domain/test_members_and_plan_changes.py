@@ -15,9 +15,11 @@ from chalicelib.domain.charge_planning import (
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.subscription_changes import (
+    SubscriptionUpdate,
     change_plan_at_period_end,
     remove_member,
     restore_member,
+    update_subscription,
 )
 from chalicelib.domain.subscriptions import CreditChange
 from tests.unit.domain.factories import active_sub, at, charge_through, make_plan, stored
@@ -252,6 +254,29 @@ def test_change_plan_at_period_end_queues_and_current_plan_clears() -> None:
         change_plan_at_period_end(sub, make_plan("plan_y", month=None), at(2026, 4, 2))
 
 
+def test_withdrawing_a_queued_plan_keeps_no_cycle_the_current_plan_lacks() -> None:
+    """A yearly cycle queued because the queued plan offers it: going back to the current,
+    monthly-only plan would leave a cycle no renewal can price (409 naming the queued change);
+    with the cycle withdrawn first, the plan is withdrawn too."""
+    monthly_only = make_plan("plan_basic", month=3000, year=None)
+    sub = active_sub(plan=monthly_only, now=APRIL_1)
+    sub = stored(
+        change_plan_at_period_end(sub, make_plan("plan_gold"), at(2026, 4, 2)).subscription
+    )
+    yearly = SubscriptionUpdate(billing_cycle="year")
+    sub = stored(update_subscription(sub, yearly, at(2026, 4, 3)).subscription)
+    assert (sub.pending_changes.plan_id, sub.pending_changes.billing_cycle) == ("plan_gold", "year")
+
+    with pytest.raises(Conflict, match="queued change to the year billing cycle"):
+        change_plan_at_period_end(sub, monthly_only, at(2026, 4, 4))
+
+    monthly = SubscriptionUpdate(billing_cycle="month")
+    sub = stored(update_subscription(sub, monthly, at(2026, 4, 4)).subscription)
+    cleared = change_plan_at_period_end(sub, monthly_only, at(2026, 4, 5)).subscription
+    assert cleared.pending_changes.empty
+    assert preview_renewal(cleared, at(2026, 4, 5), owner_credit=0).total == 3000
+
+
 def test_queued_plan_capacity_limits_additions_and_restores() -> None:
     sub = april_sub(members=("prof_a", "prof_b"))
     sub = stored(remove_member(sub, "prof_b", "period_end", at(2026, 4, 2)).subscription)
@@ -310,3 +335,22 @@ def test_a_removal_that_took_effect_cannot_be_restored() -> None:
     pending = remove_member(sub, "prof_b", "period_end", at(2026, 1, 10)).subscription
     with pytest.raises(Conflict, match="took effect"):
         restore_member(pending, "prof_b", at(2026, 2, 1, 0, 1))
+
+
+def test_a_former_member_is_restored_by_no_one_409_not_404() -> None:
+    """Once the removal took effect (the renewal moved the profile to the former members, or
+    it was removed `now`), restore is the 409 API.md names, not a 404 (it was a member)."""
+    sub = active_sub(members=["prof_a", "prof_b"])
+    pending = stored(remove_member(sub, "prof_b", "period_end", at(2026, 1, 10)).subscription)
+    renewed = charge_through(
+        pending, plan_renewal(pending, at(2026, 2, 1), owner_credit=0), at(2026, 2, 1)
+    ).subscription
+    assert renewed.member_ids == ["prof_a"]
+    with pytest.raises(Conflict, match="took effect"):
+        restore_member(stored(renewed), "prof_b", at(2026, 2, 2))
+
+    removed_now = remove_member(sub, "prof_b", "now", at(2026, 1, 15)).subscription
+    with pytest.raises(Conflict, match="took effect"):
+        restore_member(stored(removed_now), "prof_b", at(2026, 1, 16))
+    with pytest.raises(NotFound):
+        restore_member(stored(removed_now), "prof_never", at(2026, 1, 16))

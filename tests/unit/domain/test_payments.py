@@ -224,6 +224,19 @@ def test_dispute_won_goes_back_to_the_previous_status_lost_stays_disputed() -> N
     assert not pending_payment().open_dispute(T0).changed
 
 
+@pytest.mark.parametrize(("refunded", "status"), [(2000, "partially_refunded"), (7000, "refunded")])
+def test_a_refund_stripe_reports_during_a_dispute_counts_when_the_dispute_is_won(
+    refunded: int, status: str
+) -> None:
+    """A refund made just before the dispute whose news comes after it (events arrive out of
+    order): the won dispute leaves the status its refunds make it, not the one before."""
+    opened = pending_payment().succeed(T0).payment.open_dispute(T0).payment
+    reported = opened.record_refunded_total(refunded, T0).payment
+    assert (reported.status, reported.amount_refunded) == ("disputed", refunded)
+    won = reported.close_dispute(True, T0).payment
+    assert (won.status, won.amount_refunded, won.dispute_status) == (status, refunded, "won")
+
+
 def test_invariants_refuse_amounts_that_do_not_add_up() -> None:
     payment = pending_payment(credit=500)
     with pytest.raises(ValueError):
