@@ -64,14 +64,16 @@ def plan_activation(
 ) -> ChargePlan:
     """inactive -> active: first period, unit price x members + due activation fees.
     Pass `current_plan` (the stored plan) to refuse an archived plan (409) and use its
-    latest terms."""
+    latest terms (a `max_members` lowered since the subscription was created: 400)."""
     ensure_utc(now)
     sub.ensure_status("inactive", "subscriptions are activated")
     sub.ensure_no_pending_charge()
     if current_plan is not None:
         current_plan.ensure_open_for_new_subscriptions()
+        refreshed = sub.refresh_plan_terms(current_plan)
+        ensure_capacity(refreshed.plan, len(refreshed.members), "member_ids")
         return plan_activation(
-            sub.refresh_plan_terms(current_plan),
+            refreshed,
             now,
             owner_credit=owner_credit,
             payment_method_id=payment_method_id,

@@ -32,7 +32,7 @@ from typing import Literal
 
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.billing.lines import PaymentKind, PaymentLine
-from chalicelib.domain.currencies import currency
+from chalicelib.domain.currencies import currency, ensure_chargeable_amount
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.money import application_fee
 from chalicelib.domain.periods import Period
@@ -195,6 +195,7 @@ class Payment:
             amount = left
         if amount <= 0:
             raise InvalidRequest.for_field("amount", "A refund amount is a positive integer.")
+        ensure_chargeable_amount(self.currency, amount, "amount")
         if amount > left:
             raise InvalidRequest.for_field(
                 "amount", f"Only {left} {self.currency} is left to refund on payment {self.id}."

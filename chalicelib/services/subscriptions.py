@@ -393,7 +393,9 @@ class SubscriptionService:
         now = self._clock.now()
         credit = self.owner_credit(community_id, sub.owner_id, sub.currency)
         if action == "activate":
-            plan = plan_activation(sub, now, owner_credit=credit)
+            # What activating would do, with the stored plan's terms (archived: 409 as well).
+            current_plan = self._plan(community_id, sub.plan_id)
+            plan = plan_activation(sub, now, owner_credit=credit, current_plan=current_plan)
         elif action == "reactivate":
             plan = plan_reactivation(sub, now, owner_credit=credit)
         else:

@@ -137,6 +137,17 @@ def test_partial_then_full_refund_and_too_much() -> None:
         pending_payment().refund(None, T0)
 
 
+def test_a_partial_refund_in_a_three_decimal_currency_ends_in_0() -> None:
+    """Stripe refuses KWD amounts not ending in 0: such a refund is a 400 naming amount."""
+    paid = replace(pending_payment().succeed(T0).payment, currency="kwd")
+    with pytest.raises(InvalidRequest) as refused:
+        paid.refund(1005, T0)
+    assert refused.value.details[0].field == "amount"
+    change, amount = paid.refund(1000, T0)
+    assert (amount, change.payment.amount_refund_pending) == (1000, 1000)
+    assert change.payment.refund(None, T0)[1] == paid.amount_paid - 1000
+
+
 def test_a_refund_stripe_did_not_make_releases_its_reservation() -> None:
     paid = pending_payment().succeed(T0).payment
     reserved = paid.refund(None, T0)[0].payment

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.domain.errors import Conflict
+from chalicelib.domain.errors import Conflict, InvalidRequest
 from tests.support.world import CID, World
 
 
@@ -52,5 +52,34 @@ def test_an_archived_plan_cannot_be_activated() -> None:
 
     with pytest.raises(Conflict, match="archived"):
         world.subscriptions.activate(CID, sub.id, None)
+    with pytest.raises(Conflict, match="archived"):  # the preview says so too
+        world.subscriptions.preview(CID, sub.id, "activate")
+    assert world.store.subscriptions[(CID, sub.id)].status == "inactive"
+    assert world.gateway.requests == []
+
+
+def test_a_max_members_lowered_on_the_plan_holds_at_activation() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    kid = world.dependent("Kid", owner)
+    plan = world.plan(3000)
+    sub = world.subscriptions.create(
+        CID,
+        plan_id=plan.id,
+        owner_id=owner.id,
+        member_ids=[owner.id, kid.id],
+        billing_cycle="month",
+        payment_method_id="pm_ok",
+        waive_activation_fee=False,
+    )
+    world.directory.plans[(CID, plan.id)] = plan.with_terms(max_members=1)
+
+    for attempt in (
+        lambda: world.subscriptions.activate(CID, sub.id, None),
+        lambda: world.subscriptions.preview(CID, sub.id, "activate"),
+    ):
+        with pytest.raises(InvalidRequest, match="at most 1 members") as refused:
+            attempt()
+        assert refused.value.details[0].field == "member_ids"
     assert world.store.subscriptions[(CID, sub.id)].status == "inactive"
     assert world.gateway.requests == []
