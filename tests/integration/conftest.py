@@ -132,3 +132,23 @@ def _default_scheduled_jobs() -> Iterator[None]:
 
     yield
     override_jobs(None)
+
+
+def stored_idempotency_items() -> list[dict[str, Any]]:
+    """Every idempotency record in the shared table, as DynamoDB holds it."""
+    from tests.support.moto_clients import moto_client
+
+    client = moto_client("dynamodb", region_name="us-east-1")
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": TABLE_NAME,
+        "FilterExpression": "#t = :idem",
+        "ExpressionAttributeNames": {"#t": "type"},
+        "ExpressionAttributeValues": {":idem": {"S": "idempotency"}},
+    }
+    while True:
+        page = client.scan(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -10,7 +10,6 @@ from typing import Any
 from chalicelib.adapters.dynamodb.payments import payment_key
 from chalicelib.jobs.local_runner import run_once
 from tests.integration.conftest import TABLE_NAME
-from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url, stripe_for
 from tests.support.moto_clients import moto_client
 from tests.support.webhook_flow import Billing, Pending, billing, call
@@ -80,14 +79,7 @@ def test_a_lost_refund_answer_is_settled_once_by_charge_refunded(billing: Billin
     assert status == 503, body
     assert stripe_refunds(billing, paid) == [1000]
     assert billing.payment(paid)["amount_refund_pending"] == 1000
-    payment = billing.payment(paid)
-    charge = se.charge(
-        charge_id=payment["stripe"]["charge_id"],
-        payment_intent_id=paid.intent_id,
-        amount=payment["total"],
-        amount_refunded=1000,
-    )
-    status, delivered = billing.deliver(se.event("charge.refunded", charge))
+    status, delivered = billing.deliver(billing.charge_refunded(paid, 1000))
     assert (status, delivered["result"]) == (200, "processed")
     payment = billing.payment(paid)
     assert (payment["status"], payment["amount_refunded"], payment["amount_refund_pending"]) == (
@@ -116,14 +108,7 @@ def test_a_refund_stripe_is_still_working_on_is_counted_once_with_charge_refunde
     status, body = refund(billing, paid, {"amount": 1000})
 
     assert (status, body["status"]) == (201, "pending"), body
-    payment = billing.payment(paid)
-    charge = se.charge(
-        charge_id=payment["stripe"]["charge_id"],
-        payment_intent_id=paid.intent_id,
-        amount=payment["total"],
-        amount_refunded=1000,
-    )
-    status, delivered = billing.deliver(se.event("charge.refunded", charge))
+    status, delivered = billing.deliver(billing.charge_refunded(paid, 1000))
     assert (status, delivered["result"]) == (200, "processed")
     payment = billing.payment(paid)
     assert (payment["amount_refunded"], payment["amount_refund_pending"]) == (0, 1000)

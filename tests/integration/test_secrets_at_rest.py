@@ -4,30 +4,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from tests.integration.admin_helpers import call, new_community, shared_env
-from tests.integration.conftest import TABLE_NAME, Env
-from tests.support.moto_clients import moto_client
+from tests.integration.conftest import Env, stored_idempotency_items
 
 __all__ = ["shared_env"]
-
-
-def _idempotency_items() -> list[dict[str, Any]]:
-    client = moto_client("dynamodb", region_name="us-east-1")
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "TableName": TABLE_NAME,
-        "FilterExpression": "#t = :idem",
-        "ExpressionAttributeNames": {"#t": "type"},
-        "ExpressionAttributeValues": {":idem": {"S": "idempotency"}},
-    }
-    while True:
-        page = client.scan(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _secret_parts(full_key: str) -> list[str]:
@@ -46,7 +27,7 @@ def test_a_created_community_key_is_not_in_the_idempotency_store(shared_env: Env
     secret = first.body["api_key"]["secret"]
     assert secret
 
-    stored = json.dumps(_idempotency_items())
+    stored = json.dumps(stored_idempotency_items())
     for part in _secret_parts(secret):
         assert part not in stored
 
@@ -68,7 +49,7 @@ def test_an_issued_api_key_is_not_in_the_idempotency_store(shared_env: Env) -> N
     assert first.status == 201
     secret = first.body["secret"]
 
-    stored = json.dumps(_idempotency_items())
+    stored = json.dumps(stored_idempotency_items())
     for part in _secret_parts(secret):
         assert part not in stored
 

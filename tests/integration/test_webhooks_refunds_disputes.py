@@ -20,20 +20,6 @@ def ids(pending: Pending) -> dict[str, str]:
     }
 
 
-def refunded(
-    billing: Billing, pending: Pending, amount_refunded: int, *, metadata: bool = True
-) -> dict[str, Any]:
-    payment = billing.payment(pending)
-    charge = se.charge(
-        charge_id=payment["stripe"]["charge_id"],
-        payment_intent_id=pending.intent_id,
-        amount=payment["total"],
-        amount_refunded=amount_refunded,
-        metadata=ids(pending) if metadata else {},
-    )
-    return se.event("charge.refunded", charge, account=payment["stripe"]["account_id"])
-
-
 def dispute(
     billing: Billing, pending: Pending, event_type: str, status: str, account: str | None = None
 ) -> dict[str, Any]:
@@ -55,7 +41,7 @@ def result(billing: Billing, payload: dict[str, Any]) -> str:
 
 def test_dashboard_refunds_move_the_payment_forward_once(billing: Billing) -> None:
     paid = billing.paid()
-    partial = refunded(billing, paid, 1000)
+    partial = billing.charge_refunded(paid, 1000)
     assert result(billing, partial) == "processed"
     payment = billing.payment(paid)
     assert (payment["status"], payment["amount_refunded"], payment["amount_paid"]) == (
@@ -69,13 +55,13 @@ def test_dashboard_refunds_move_the_payment_forward_once(billing: Billing) -> No
     assert result(billing, partial) == "duplicate"
     assert len(billing.audit(paid)) == audit
     # A charge without our metadata is found by its PaymentIntent.
-    assert result(billing, refunded(billing, paid, 1500, metadata=False)) == "processed"
+    assert result(billing, billing.charge_refunded(paid, 1500, metadata=False)) == "processed"
     assert billing.payment(paid)["amount_refunded"] == 1500
-    result(billing, refunded(billing, paid, 2500))
+    result(billing, billing.charge_refunded(paid, 2500))
     payment = billing.payment(paid)
     assert (payment["status"], payment["amount_refunded"]) == ("refunded", 2500)
     # Older news (a smaller cumulative total) arriving late changes nothing.
-    assert result(billing, refunded(billing, paid, 1200)) == "processed"
+    assert result(billing, billing.charge_refunded(paid, 1200)) == "processed"
     payment = billing.payment(paid)
     assert (payment["status"], payment["amount_refunded"]) == ("refunded", 2500)
 
@@ -91,7 +77,7 @@ def test_a_dispute_won_goes_back_and_a_replayed_created_does_not_reopen_it(
     billing: Billing,
 ) -> None:
     paid = billing.paid()
-    result(billing, refunded(billing, paid, 1000))
+    result(billing, billing.charge_refunded(paid, 1000))
     created = dispute(billing, paid, "charge.dispute.created", "needs_response")
     assert result(billing, created) == "processed"
     assert billing.payment(paid)["status"] == "disputed"

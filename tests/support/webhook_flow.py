@@ -199,6 +199,26 @@ class Billing:
         )
         return response.status_code, json.loads(response.body)
 
+    def charge_refunded(
+        self, pending: Pending, amount_refunded: int, *, metadata: bool = True
+    ) -> dict[str, Any]:
+        """Stripe's `charge.refunded` for the pending's payment: the charge's cumulative amount
+        refunded (with our ids in its metadata, or none)."""
+        payment = self.payment(pending)
+        ids = {
+            "community_id": pending.community_id,
+            "subscription_id": pending.subscription_id,
+            "payment_id": pending.payment_id,
+        }
+        charge = se.charge(
+            charge_id=payment["stripe"]["charge_id"],
+            payment_intent_id=pending.intent_id,
+            amount=payment["total"],
+            amount_refunded=amount_refunded,
+            metadata=ids if metadata else {},
+        )
+        return se.event("charge.refunded", charge, account=payment["stripe"]["account_id"])
+
     def subscription(self, pending: Pending) -> dict[str, Any]:
         path = f"/v1/subscriptions/{pending.subscription_id}"
         answer: dict[str, Any] = ok(self.env.client, "get", path, pending.key)
