@@ -97,6 +97,14 @@ class PaymentFailure:
 NOT_ATTEMPTED = PaymentFailure(
     code="not_attempted", decline_code=None, message="Stripe holds no charge for this payment."
 )
+# A scheduled charge whose owner has no card on the community's current Stripe account (e.g.
+# the community connected its own account after the card was saved): nothing is sent to
+# Stripe; the renewal fails like a decline, so dunning and the pay-now link collect a card.
+NO_CARD_ON_ACCOUNT = PaymentFailure(
+    code="no_card_on_account",
+    decline_code=None,
+    message="The owner has no card on file for the community's Stripe account.",
+)
 
 
 @dataclass(frozen=True)

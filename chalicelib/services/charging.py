@@ -22,6 +22,7 @@ from typing import Literal
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
 from chalicelib.adapters.stripe.payments import (
     AUTHENTICATION_REQUIRED,
+    ChargeFailure,
     ChargeRequest,
     IntentOutcome,
     outcome_from_intent,
@@ -43,6 +44,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import (
+    NO_CARD_ON_ACCOUNT,
     PENDING_RECOVERY_DELAY,
     BilledTo,
     Payment,
@@ -189,6 +191,13 @@ def card_summary(context: BillingContext) -> PaymentMethodSummary:
     )
 
 
+def _failed_before_stripe(failure: PaymentFailure) -> IntentOutcome:
+    """The outcome of a charge that was never sent to Stripe."""
+    return IntentOutcome(
+        "failed", None, None, ChargeFailure(failure.code, failure.decline_code, failure.message)
+    )
+
+
 def _needs_authentication(payment: Payment) -> bool:
     return (
         payment.status == "failed"
@@ -265,7 +274,12 @@ class Charging:
         if not plan.needs_stripe:
             return self._settle(sub, plan, context, actor, now)
         community = context.community
-        customer_id = stripe_customer_of(context.billed, community.stripe_account_id)
+        customer_id: str | None = None
+        try:
+            customer_id = stripe_customer_of(context.billed, community.stripe_account_id)
+        except InvalidRequest:
+            if actor != "scheduler":
+                raise  # a caller can add a card and ask again: 400, nothing written
         payment = new_payment(
             plan,
             new_id("pay"),
@@ -283,10 +297,13 @@ class Charging:
             uow.charge_keys.claim(sub, plan.charge_key, payment.id)
             uow.commit()
         known = (replace(payment, revision=1), begun)
-        request = charge_request(
-            payment, customer_id, plan.payment_method_id, on_session=on_session
-        )
-        outcome = self._send(request, before_send)
+        if customer_id is None:
+            outcome = _failed_before_stripe(NO_CARD_ON_ACCOUNT)
+        else:
+            request = charge_request(
+                payment, customer_id, plan.payment_method_id, on_session=on_session
+            )
+            outcome = self._send(request, before_send)
         if outcome.status == "requires_action":
             waiting = self._note_intent(known[0], outcome.payment_intent_id)
             return ChargeResult(begun, waiting, client_secret=outcome.client_secret)

@@ -105,7 +105,8 @@ class DunningLedger(Protocol):
         ...
 
     def schedule_reminder(self, community_id: str, reminder: Reminder) -> None:
-        """Due at `reminder.due_at`; a reminder of the same grace period is kept as it is."""
+        """Due at `reminder.due_at`; a reminder of the same grace period is kept as it is, and
+        one of an earlier grace period (a record published again) never replaces it."""
         ...
 
     def reminder(self, community_id: str, subscription_id: str) -> Reminder | None: ...

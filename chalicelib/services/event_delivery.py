@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -186,7 +186,7 @@ class EventPublisher:
                 for event in record_events
             ]
             for endpoint in self._store.endpoints(community_id):
-                if endpoint.status != "enabled":
+                if endpoint.status != "enabled" and not endpoint.disabled_by_failures:
                     continue
                 wanted = [e for e in community_events if matches(endpoint.enabled_events, e.type)]
                 self._store.enqueue(endpoint, wanted, now)
@@ -257,8 +257,12 @@ class EventPublisher:
         started = time.monotonic()
         delivered = 0
         while True:
+            if delivered:  # a success ends a run of failures: the 3 days count from the next
+                endpoint = replace(endpoint, failing_since=None)
             if endpoint.status != "enabled":
-                self._store.release(endpoint, next_drain_at=None, failing_since=None)
+                self._store.release(
+                    endpoint, next_drain_at=None, failing_since=endpoint.failing_since
+                )
                 return DrainResult(delivered, 0)
             if endpoint.next_drain_at is not None and endpoint.next_drain_at > now:
                 self._store.release(
@@ -283,6 +287,7 @@ class EventPublisher:
                 if answer.succeeded:
                     self._store.delivered(endpoint, delivery, attempt)
                     delivered += 1
+                    endpoint = replace(endpoint, failing_since=None)
                     continue
                 self._store.record_attempt(endpoint, attempt)
                 self._store.failed(endpoint, delivery)

@@ -86,3 +86,8 @@ def test_the_reminder_is_due_once_per_grace_period(aws: object) -> None:
     ledger.reminder_done("com_1", "sub_1", GRACE_END)  # a late "done" of the old one
     assert len(due_now("sub_1", later.due_at)) == 1
     assert ledger.reminder("com_1", "sub_1") == later
+    # The old failure's record published again (a replay, a late publication): the current
+    # grace period's reminder stays (it was put back to the old one, then found moot).
+    ledger.schedule_reminder("com_1", first)
+    assert ledger.reminder("com_1", "sub_1") == later
+    assert len(due_now("sub_1", later.due_at)) == 1

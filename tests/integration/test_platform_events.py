@@ -249,6 +249,74 @@ def test_three_days_of_failures_disable_the_endpoint_and_redeliver_sends_one_aga
     assert status == 404
 
 
+def test_a_delivery_that_succeeds_ends_a_run_of_failures(env: Env, receiver: Receiver) -> None:
+    """Disabled only after 3 days of nothing but failures: a success in between starts the
+    count again (it counted from the first failure of the outage and disabled the endpoint
+    right after a success)."""
+    _, key = community(env.client, PLATFORM_KEY)
+    endpoint = register(env, key, receiver.url, ["plan.created"])
+    receiver.answer_status = 500
+    ok(env.client, "post", "/v1/plans", key, {"name": "A", "prices": {"month": 1000}})
+    env.clock.advance(timedelta(seconds=1))
+    ok(env.client, "post", "/v1/plans", key, {"name": "B", "prices": {"month": 1000}})
+    publish_now(env.container)  # A fails
+    env.clock.advance(timedelta(days=2))
+    publish_now(env.container)  # A fails again
+    env.clock.advance(timedelta(days=1, hours=2))
+    receiver.next_statuses = [200]  # A is taken, then B is refused
+    publish_now(env.container)
+
+    assert [e["data"]["object"]["name"] for e in receiver.events()][-2:] == ["A", "B"]
+    current = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}", key)
+    assert current["status"] == "enabled"
+    env.clock.advance(timedelta(days=2))
+    publish_now(env.container)
+    assert ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}", key)["status"] == (
+        "enabled"
+    )
+    env.clock.advance(timedelta(days=1, hours=2))  # 3 days of failures since B's first
+    publish_now(env.container)
+    assert ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}", key)["status"] == (
+        "disabled"
+    )
+
+
+def test_what_happens_while_disabled_by_failures_goes_out_when_enabled_again(
+    env: Env, receiver: Receiver
+) -> None:
+    """events.md: enabling it again sends what it missed, in order: the events of changes
+    made while it was disabled too. Disabled by its owner, it queues nothing."""
+    _, key = community(env.client, PLATFORM_KEY)
+    endpoint = register(env, key, receiver.url, ["plan.created", "plan.updated"])
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    receiver.answer_status = 500
+    first = ok(env.client, "post", "/v1/plans", key, {"name": "A", "prices": {"month": 1000}})
+    publish_now(env.container)
+    for _ in range(4):
+        env.clock.advance(timedelta(days=1))
+        publish_now(env.container)
+    assert ok(env.client, "get", path, key)["status"] == "disabled"
+    tried = len(receiver.received)
+    ok(env.client, "patch", f"/v1/plans/{first['id']}", key, {"name": "A2"})
+    env.clock.advance(timedelta(seconds=1))  # in time order (one subject's are in any case)
+    ok(env.client, "post", "/v1/plans", key, {"name": "B", "prices": {"month": 1000}})
+    publish_now(env.container)
+    assert len(receiver.received) == tried  # nothing is sent while disabled
+
+    receiver.answer_status = 200
+    ok(env.client, "patch", path, key, {"status": "enabled"})
+    publish_now(env.container)
+    names = [(e["type"], e["data"]["object"]["name"]) for e in receiver.events()[tried:]]
+    assert names == [("plan.created", "A"), ("plan.updated", "A2"), ("plan.created", "B")]
+
+    ok(env.client, "patch", path, key, {"status": "disabled"})  # by its owner
+    ok(env.client, "post", "/v1/plans", key, {"name": "C", "prices": {"month": 1000}})
+    publish_now(env.container)
+    ok(env.client, "patch", path, key, {"status": "enabled"})
+    publish_now(env.container)
+    assert [e["data"]["object"]["name"] for e in receiver.events()][-1] == "B"
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -68,7 +68,7 @@ class FakeDunningLedger:
 
     def schedule_reminder(self, community_id: str, reminder: Reminder) -> None:
         current = self.reminders.get((community_id, reminder.subscription_id))
-        if current is not None and current.grace_ends_at == reminder.grace_ends_at:
+        if current is not None and current.grace_ends_at >= reminder.grace_ends_at:
             return
         self.reminders[(community_id, reminder.subscription_id)] = reminder
         self.due[(community_id, reminder.subscription_id)] = reminder.due_at

@@ -32,6 +32,8 @@ class Receiver:
         self.path = path
         self.received: list[Received] = []
         self.answer_status = 200
+        # Statuses for the next requests, in order; then `answer_status` again.
+        self.next_statuses: list[int] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -49,7 +51,9 @@ class Receiver:
                 raw = self.rfile.read(length)
                 with owner._lock:
                     owner.received.append(Received(dict(self.headers.items()), raw))
-                    status = owner.answer_status
+                    status = (
+                        owner.next_statuses.pop(0) if owner.next_statuses else owner.answer_status
+                    )
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()

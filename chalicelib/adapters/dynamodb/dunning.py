@@ -148,7 +148,9 @@ class DunningStore:
                     ).items()
                 },
             },
-            ConditionExpression="attribute_not_exists(pk) OR grace_ends_at <> :grace",
+            # Only a later grace period replaces it: a record of an earlier failure published
+            # again (a replay, a late publication) must not bring back a past reminder.
+            ConditionExpression="attribute_not_exists(pk) OR grace_ends_at < :grace",
             ExpressionAttributeValues={":grace": to_value(grace)},
         )
 

@@ -66,6 +66,24 @@ def _time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _queued_and_due(endpoint: Endpoint, count: int, now: datetime) -> dict[str, Any]:
+    """The endpoint update of `enqueue`: `count` more queued and, unless it was disabled by
+    failures, due now (or when its backoff ends)."""
+    if endpoint.disabled_by_failures:
+        return {
+            "UpdateExpression": "ADD queued :n",
+            "ExpressionAttributeValues": {":n": to_value(count)},
+        }
+    return {
+        "UpdateExpression": "ADD queued :n SET gsi3pk = :due, gsi3sk = if_not_exists(gsi3sk, :at)",
+        "ExpressionAttributeValues": {
+            ":n": to_value(count),
+            ":due": to_value(DUE_ENDPOINTS),
+            ":at": to_value(f"{_time(now)}#{endpoint.community_id}#{endpoint.id}"),
+        },
+    }
+
+
 def position_of(event: PlatformEvent) -> str:
     return f"{_time(event.created_at)}#{event.sequence:020d}#{event.id}"
 
@@ -160,6 +178,12 @@ class Endpoint:
     failing_since: datetime | None = None
     next_drain_at: datetime | None = None
     queued: int = 0
+
+    @property
+    def disabled_by_failures(self) -> bool:
+        """Disabled after days of nothing but failures (not by its owner): it keeps its queue,
+        and enabling it again sends what it missed, in order."""
+        return self.status == "disabled" and self.failing_since is not None
 
 
 @dataclass(frozen=True)
@@ -529,6 +553,8 @@ class PlatformEventStore:
             values[":due"] = to_value(DUE_ENDPOINTS)
             values[":at"] = to_value(f"{_time(now)}#{community_id}#{endpoint_id}")
             removes.append("failing_since")
+        elif changes.get("status") == "disabled":  # by its owner: nothing more is queued
+            removes.append("failing_since")
         expression = "SET " + ", ".join(sets) if sets else ""
         if removes:
             expression += " REMOVE " + ", ".join(removes)
@@ -563,7 +589,8 @@ class PlatformEventStore:
 
     # --- the per-endpoint queue ------------------------------------------------------------------
     def enqueue(self, endpoint: Endpoint, events: Sequence[PlatformEvent], now: datetime) -> None:
-        """Queue deliveries, then make the endpoint due (unless it waits in a backoff).
+        """Queue deliveries, then make the endpoint due (unless it waits in a backoff; an
+        endpoint disabled by failures is not made due: its queue waits for it to be enabled).
 
         Not one transaction: the queue items first (idempotent keys), the endpoint's mark
         last; a publisher stopped in between leaves the record unpublished, so it is queued
@@ -592,14 +619,7 @@ class PlatformEventStore:
             self._client.update_item(
                 TableName=self._table,
                 Key=_endpoint_key(endpoint.community_id, endpoint.id),
-                UpdateExpression=(
-                    "ADD queued :n SET gsi3pk = :due, gsi3sk = if_not_exists(gsi3sk, :at)"
-                ),
-                ExpressionAttributeValues={
-                    ":n": to_value(len(events)),
-                    ":due": to_value(DUE_ENDPOINTS),
-                    ":at": to_value(f"{_time(now)}#{endpoint.community_id}#{endpoint.id}"),
-                },
+                **_queued_and_due(endpoint, len(events), now),
                 ConditionExpression="attribute_exists(pk)",
             )
         except Exception as error:
@@ -687,7 +707,7 @@ class PlatformEventStore:
         if failing_since is None:
             removes.append("failing_since")
         else:
-            sets.append("failing_since = if_not_exists(failing_since, :failing)")
+            sets.append("failing_since = :failing")
             values[":failing"] = to_value(failing_since.isoformat())
         expression = ""
         if sets:

@@ -3,6 +3,7 @@ and of Stripe (tests/support/world.py): the money rules of DESIGN.md section 6 w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.stripe.payments import IntentOutcome
 from chalicelib.domain.charge_planning import plan_activation
-from chalicelib.domain.errors import ConcurrentChange, Conflict, PaymentFailed
+from chalicelib.domain.errors import ConcurrentChange, Conflict, InvalidRequest, PaymentFailed
 from chalicelib.domain.webhook_events import WebhookEvent
 from chalicelib.services.charging import Charging, PaymentPending
 from chalicelib.services.webhooks import EventScope
@@ -156,6 +157,43 @@ def test_renewal_retry_and_grace_end_with_a_card_that_starts_declining() -> None
     assert world.store.subscriptions[(CID, sub_id)].status == "cancelled"
     kinds = sorted(p.kind for p in world.store.payments.values())  # type: ignore[attr-defined]
     assert kinds == ["activation", "renewal", "renewal", "retry"]
+
+
+def test_a_renewal_with_no_card_on_the_communitys_new_account_fails_and_moves_on() -> None:
+    """The community connected its own Stripe account after the owner's card was saved (on
+    the platform's): the renewal cannot be charged there. It fails like a decline (nothing sent
+    to Stripe), so dunning and the pay-now link can collect a card, retries follow and grace
+    end cancels; it never stays active on a past period. An API charge says 400 instead."""
+    world = World()
+    owner = world.customer("Ada")
+    sub_id = world.active(world.plan(2500, retry_days=(3,), grace_days=7), owner)
+    community = world.directory.communities[CID]
+    world.directory.communities[CID] = replace(community, stripe_account_id="acct_new")
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end)
+    sent_before = len(world.gateway.requests)
+
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+
+    failed = world.store.subscriptions[(CID, sub_id)]
+    assert failed.status == "failed_payment"
+    [renewal] = [p for p in world.store.payments.values() if p.kind == "renewal"]  # type: ignore[attr-defined]
+    assert renewal.status == "failed"
+    assert renewal.failure is not None and renewal.failure.code == "no_card_on_account"
+    assert renewal.stripe.account_id == "acct_new"
+    assert len(world.gateway.requests) == sent_before  # nothing was sent to Stripe
+    with pytest.raises(InvalidRequest, match="no card on file"):  # the API: add a card first
+        world.subscriptions.reactivate(
+            CID, sub_id, payment_method_id=None, owner_id=None, billing_cycle=None, member_ids=None
+        )
+    world.clock.advance(timedelta(days=3))
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == "retry_failed"
+    world.clock.advance(timedelta(days=4))
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == (
+        "grace_cancelled"
+    )
+    assert len(world.gateway.requests) == sent_before
 
 
 def test_a_transaction_conflict_is_a_lost_race_that_is_retried() -> None:
