@@ -17,6 +17,7 @@ from chalicelib.api.models import (
 )
 from chalicelib.api.routing import ApiResponse, Auth, RequestContext, route
 from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.platform_events import utc_text
 
 if TYPE_CHECKING:  # the adapter loads boto3; the app imports no boto3 until a request needs it
     from chalicelib.adapters.dynamodb.platform_events import Endpoint
@@ -104,7 +105,7 @@ def endpoint_out(endpoint: Endpoint) -> EndpointOut:
         status=endpoint.status,
         description=endpoint.description,
         notification_email=endpoint.notification_email,
-        created_at=endpoint.created_at.isoformat(),
+        created_at=utc_text(endpoint.created_at),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 SUBSCRIPTION_EVENTS = (
@@ -73,7 +73,7 @@ class PlatformEvent:
             "id": self.id,
             "object": "event",
             "type": self.type,
-            "created_at": self.created_at.isoformat(),
+            "created_at": utc_text(self.created_at),
             "community_id": self.community_id,
             "subject_id": self.subject_id,
             "sequence": self.sequence,
@@ -82,6 +82,12 @@ class PlatformEvent:
         if self.previous_attributes is not None:
             body["previous_attributes"] = dict(self.previous_attributes)
         return body
+
+
+def utc_text(moment: datetime) -> str:
+    """A time in an event, RFC 3339 in UTC with `Z` as the API writes times, to the
+    microsecond (what reads it back, e.g. the dunning reminder's grace end, compares exactly)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def matches(enabled_events: tuple[str, ...], event_type: str) -> bool:

@@ -25,9 +25,10 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.members import Member
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.plans import Plan
-from chalicelib.domain.platform_events import AccessCheck, PlatformEvent, sequence_of
+from chalicelib.domain.platform_events import AccessCheck, PlatformEvent, sequence_of, utc_text
 from chalicelib.domain.subscriptions import ACCESS_STATUSES, Subscription
 from chalicelib.services.ports import UnitOfWork
+from chalicelib.services.views import payment_view
 
 # Audit types of a change that keeps the status but changes what the platform sees.
 _UPDATE_TYPES = frozenset(
@@ -49,7 +50,7 @@ _TRANSITIONS: Mapping[tuple[str, str], str] = {
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    return utc_text(moment) if moment is not None else None
 
 
 def subscription_object(sub: Subscription) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def subscription_object(sub: Subscription) -> dict[str, Any]:
         "payment_method_id": sub.payment_method_id,
         "member_ids": sub.member_ids,
         "current_period": (
-            {"start": period.start.isoformat(), "end": period.end.isoformat()} if period else None
+            {"start": utc_text(period.start), "end": utc_text(period.end)} if period else None
         ),
         "pending_changes": {
             "billing_cycle": sub.pending_changes.billing_cycle,
@@ -78,7 +79,7 @@ def subscription_object(sub: Subscription) -> dict[str, Any]:
         "next_retry_at": _iso(sub.next_retry_at),
         "retry_count": sub.retry_count,
         "activated_at": _iso(sub.activated_at),
-        "created_at": sub.created_at.isoformat(),
+        "created_at": utc_text(sub.created_at),
     }
 
 
@@ -87,7 +88,7 @@ def member_object(sub: Subscription, member: Member) -> dict[str, Any]:
         "object": "member",
         "subscription_id": sub.id,
         "profile_id": member.profile_id,
-        "added_at": member.added_at.isoformat(),
+        "added_at": utc_text(member.added_at),
         "activation_fee": member.activation_fee.status,
         "removal_effective_at": _iso(member.removal_effective_at),
         "removed_at": _iso(member.removed_at),
@@ -95,31 +96,8 @@ def member_object(sub: Subscription, member: Member) -> dict[str, Any]:
 
 
 def payment_object(payment: Payment) -> dict[str, Any]:
-    return {
-        "id": payment.id,
-        "object": "payment",
-        "community_id": payment.community_id,
-        "subscription_id": payment.subscription_id,
-        "profile_id": payment.billed_to.profile_id,
-        "kind": payment.kind,
-        "status": payment.status,
-        "currency": payment.currency,
-        "total": payment.total,
-        "amount_paid": payment.amount_paid,
-        "amount_refunded": payment.amount_refunded,
-        "dispute_status": payment.dispute_status,
-        "failure": (
-            {
-                "code": payment.failure.code,
-                "decline_code": payment.failure.decline_code,
-                "message": payment.failure.message,
-            }
-            if payment.failure
-            else None
-        ),
-        "created_at": payment.created_at.isoformat(),
-        "updated_at": payment.updated_at.isoformat(),
-    }
+    """The payment as `GET /v1/payments/{id}` shows it (it reads nothing else)."""
+    return {"object": "payment", "community_id": payment.community_id, **payment_view(payment)}
 
 
 def plan_object(plan: Plan) -> dict[str, Any]:
@@ -135,8 +113,9 @@ def plan_object(plan: Plan) -> dict[str, Any]:
         "failed_payment_grace_days": plan.failed_payment_grace_days,
         "retry_schedule_days": list(plan.retry_schedule_days),
         "max_members": plan.max_members,
+        "free": plan.free,
         "status": plan.status,
-        "created_at": plan.created_at.isoformat(),
+        "created_at": utc_text(plan.created_at),
     }
 
 

@@ -249,6 +249,58 @@ def test_three_days_of_failures_disable_the_endpoint_and_redeliver_sends_one_aga
     assert status == 404
 
 
+def test_payment_and_plan_events_carry_the_objects_the_api_shows_times_in_utc_z(
+    env: Env, receiver: Receiver
+) -> None:
+    """API.md: payment.* carry the payment and plan.* the plan, as GET shows them (plus
+    `object` and `community_id`); every time is RFC 3339 UTC with `Z`, as in the API."""
+    community_id, key = community(env.client, PLATFORM_KEY)
+    wanted = ["payment.succeeded", "plan.created", "subscription.activated"]
+    register(env, key, receiver.url, wanted)
+    plan = ok(env.client, "post", "/v1/plans", key, {"name": "Gold", "prices": {"month": 2500}})
+    owner = ok(
+        env.client,
+        "post",
+        "/v1/profiles",
+        key,
+        {"kind": "customer", "name": "Ada", "email": "ada@example.com"},
+    )
+    card = new_card(stripe_for(env.settings.stripe_api_base or ""), "4242424242424242")
+    path = f"/v1/profiles/{owner['id']}/payment-methods"
+    ok(env.client, "post", path, key, {"stripe_payment_method_id": card})
+    body = {
+        "plan_id": plan["id"],
+        "owner_id": owner["id"],
+        "member_ids": [owner["id"]],
+        "billing_cycle": "month",
+        "payment_method_id": card,
+    }
+    sub = ok(env.client, "post", "/v1/subscriptions", key, body)
+    ok(env.client, "post", f"/v1/subscriptions/{sub['id']}/activate", key)
+    publish_now(env.container)
+
+    by_type = {e["type"]: e for e in receiver.events()}
+    [payment] = ok(env.client, "get", f"/v1/payments?subscription_id={sub['id']}", key)["data"]
+    assert by_type["payment.succeeded"]["data"]["object"] == {
+        "object": "payment",
+        "community_id": community_id,
+        **payment,
+    }
+    shown_plan = ok(env.client, "get", f"/v1/plans/{plan['id']}", key)
+    assert by_type["plan.created"]["data"]["object"] == {
+        "object": "plan",
+        "community_id": community_id,
+        **shown_plan,
+    }
+    activated = by_type["subscription.activated"]
+    times = [
+        activated["created_at"],
+        activated["data"]["object"]["created_at"],
+        activated["data"]["object"]["current_period"]["start"],
+    ]
+    assert all(t.endswith("Z") and "+00:00" not in t for t in times), times
+
+
 def test_a_delivery_that_succeeds_ends_a_run_of_failures(env: Env, receiver: Receiver) -> None:
     """Disabled only after 3 days of nothing but failures: a success in between starts the
     count again (it counted from the first failure of the outage and disabled the endpoint
