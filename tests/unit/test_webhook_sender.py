@@ -82,6 +82,39 @@ def test_a_redirect_is_a_failed_delivery_never_followed() -> None:
     assert refused.status is None and refused.error and not refused.succeeded
 
 
+def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off_at_the_timeout() -> None:
+    """The timeout is for the whole exchange, not for each socket read: a receiver that sends
+    its answer a byte every 0.1 s (each read well within the timeout) is cut off when it runs
+    out, so a drainer never holds the endpoint's lease past it."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+                    connection.sendall(bytes([byte]))
+                    time.sleep(0.1)
+            except OSError:
+                pass  # the sender hung up
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    started = time.monotonic()
+    answer = post(f"http://127.0.0.1:{port}/hooks", b"{}", {}, timeout=0.5)
+    took = time.monotonic() - started
+    server.join(10)
+    listener.close()
+    assert not answer.succeeded and answer.status is None and answer.error, answer
+    assert took < 1.5, took  # the whole answer would have taken about 4.5 s
+
+
 def test_the_receivers_verify_what_the_sender_signs_and_nothing_else() -> None:
     body = json.dumps({"id": "evt_1", "type": "access.granted"}).encode()
     header = signature_header("whsec_abc", body, 1_800_000_000)
