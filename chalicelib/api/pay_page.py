@@ -36,7 +36,7 @@ from chalicelib.api.console import (
     stripe_js_url,
 )
 from chalicelib.api.models import RequestModel, ResponseModel
-from chalicelib.api.routing import Auth, RequestContext, route
+from chalicelib.api.routing import Auth, RequestContext, retry_after, route
 from chalicelib.bootstrap import container
 from chalicelib.config import LOCAL_STAGES
 from chalicelib.domain.currencies import currency
@@ -83,6 +83,10 @@ class NewLinkBody(RequestModel):
     """Nothing: the new link goes to the owner's address on file, never to one given here."""
 
 
+class SetupIntentBody(RequestModel):
+    """Nothing: the SetupIntent is for the link's owner."""
+
+
 class NewLinkOut(ResponseModel):
     sent_to: str
 
@@ -92,12 +96,13 @@ class NewLinkOut(ResponseModel):
     "/pay/{token}/setup-intent",
     "POST",
     auth=Auth.NONE,
+    body=SetupIntentBody,
     response=SetupIntentOut,
     error_statuses=(404, 409, 429),
     summary="Pay page: a SetupIntent for the owner's new card",
     tag=TAG,
 )
-def pay_setup_intent(ctx: RequestContext, token: str) -> SetupIntentOut:
+def pay_setup_intent(ctx: RequestContext, token: str, body: SetupIntentBody) -> SetupIntentOut:
     secret, account = _service(ctx).setup_intent(token)
     return SetupIntentOut(client_secret=secret, stripe_account=account)
 
@@ -188,8 +193,10 @@ def pay_asset(name: str) -> Response:
 def pay_page(token: str) -> Response:
     try:
         page = container().pay_now.page(token)
-    except RateLimited:
-        return _html(429, _shell("Too many requests", _message("Too many requests", _WAIT)))
+    except RateLimited as error:
+        answer = _html(429, _shell("Too many requests", _message("Too many requests", _WAIT)))
+        answer.headers["Retry-After"] = retry_after(error)
+        return answer
     except NotFound:
         return _html(404, _shell("Link not valid", _message("This link is not valid", _INVALID)))
     except Unavailable:

@@ -255,8 +255,15 @@ def _domain_error(error: DomainError) -> Response:
         logger.warning("dependency_unavailable", extra={"reason": error.message})
     response = domain_error_response(error)
     if isinstance(error, RETRYABLE_ERRORS):
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        response.headers["Retry-After"] = retry_after(error)
     return response
+
+
+def retry_after(error: DomainError) -> str:
+    """The Retry-After of a retryable refusal: what a rate limit says, else a second."""
+    if isinstance(error, RateLimited):
+        return str(error.retry_after_seconds)
+    return RETRY_AFTER_SECONDS
 
 
 def _internal_error(spec: RouteSpec) -> Response:

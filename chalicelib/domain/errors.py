@@ -66,6 +66,10 @@ class PaymentFailed(DomainError):
 class RateLimited(DomainError):
     error_type = "rate_limited"
 
+    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
 
 class Unavailable(DomainError):
     """A dependency (Stripe, DynamoDB) failed transiently; safe to retry."""

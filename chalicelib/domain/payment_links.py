@@ -34,10 +34,16 @@ class PaymentLink:
     expires_at: datetime
 
 
-def ensure_link_can_be_issued(sub: Subscription) -> None:
+def ensure_link_can_be_issued(sub: Subscription, now: datetime) -> None:
     if sub.status != "failed_payment" or sub.failed_at is None:
         raise Conflict(
             f"Payment links are issued for failed_payment subscriptions; this one is {sub.status}."
+        )
+    ends = sub.cancel_at or sub.grace_ends_at
+    if ends is not None and ends <= now:
+        # Grace is over; the cancellation runs within minutes. A link would be dead on arrival.
+        raise Conflict(
+            f"The grace period ended at {ends.isoformat()}; the subscription is being cancelled."
         )
 
 
@@ -50,7 +56,7 @@ def link_expiry(sub: Subscription, now: datetime) -> datetime:
 
 
 def new_link(token_hash: str, sub: Subscription, now: datetime) -> PaymentLink:
-    ensure_link_can_be_issued(sub)
+    ensure_link_can_be_issued(sub, now)
     assert sub.failed_at is not None
     now = ensure_utc(now).replace(microsecond=0)  # stored and shown in whole seconds
     return PaymentLink(

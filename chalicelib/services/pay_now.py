@@ -26,7 +26,7 @@ from chalicelib.adapters.stripe.customers import Card
 from chalicelib.adapters.stripe.payments import outcome_from_intent
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import Conflict, InvalidRequest
-from chalicelib.domain.payment_links import LinkState
+from chalicelib.domain.payment_links import LinkState, ensure_link_can_be_issued
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
@@ -204,6 +204,10 @@ class PayNow:
             )
         account = payment.stripe.account_id
         intent = self._gateway.retrieve_intent(payment_intent_id, account)
+        if intent.get("status") == "requires_action":
+            # Not authenticated (yet): the page may try again; the recovery pass fails and
+            # cancels it after PENDING_RECOVERY_DELAY (docs/rules/pay-links.md).
+            return PayResult("processing", payment_intent_id=payment_intent_id)
         if intent.get("status") == "requires_confirmation":
             intent = self._gateway.confirm_intent(payment_intent_id, account)
         outcome = outcome_from_intent(intent)
@@ -225,6 +229,7 @@ class PayNow:
         if not owner.is_customer or not owner.email:
             raise Conflict("The owner has no email address on file.")
         now = self._clock.now()
+        ensure_link_can_be_issued(sub, now)  # before the one resend is used up
         if not self._links.claim_resend(token, now):
             raise Conflict("A new link was already sent for this one; use the newest email.")
         issued = self._links.issue(sub.community_id, sub.id, now)

@@ -110,7 +110,11 @@ class PaymentLinks:
         if not _plausible(token):
             return  # answered 404 without touching the table
         if self._store.count_request(hash_token(token), now) > REQUESTS_PER_TOKEN_PER_MINUTE:
-            raise RateLimited("Too many requests with this payment link; wait a minute.")
+            # The allowance is per calendar minute: wait for the next one.
+            raise RateLimited(
+                "Too many requests with this payment link; wait a minute.",
+                retry_after_seconds=60 - now.second,
+            )
 
     def claim_resend(self, token: str, now: datetime) -> bool:
         return self._store.claim_resend(hash_token(token), now)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from chalicelib.adapters.stripe.customers import Card
+from chalicelib.adapters.stripe.customers import PM_FIELD, Card
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.profiles import Profile
 
 
@@ -101,8 +101,20 @@ class PaymentMethodService:
         return customer_id
 
     def attach(self, community_id: str, profile_id: str, payment_method_id: str) -> Card:
+        """The card on the profile's Stripe customer. A card that another customer holds is
+        refused (400), never moved: whoever knows its id must not charge it elsewhere."""
         profile, account = self._customer_profile(community_id, profile_id)
         customer_id = self.ensure_customer(profile, account)
+        try:
+            card = self._stripe.retrieve(account, payment_method_id)
+        except NotFound:
+            raise InvalidRequest.for_field(PM_FIELD, "No such payment method.") from None
+        if card.customer == customer_id:
+            return card  # attached already (a SetupIntent for this customer does that)
+        if card.customer is not None:
+            raise InvalidRequest.for_field(
+                PM_FIELD, "This card belongs to another customer; set it up for this profile."
+            )
         return self._stripe.attach(account, customer_id, payment_method_id)
 
     def list(

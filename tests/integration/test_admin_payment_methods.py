@@ -55,7 +55,7 @@ def test_connected_account_requests_carry_the_stripe_account_header(
         "exp_month": 12,
         "exp_year": 2030,
     }
-    create, attach = stripe.requests
+    create, retrieve, attach = stripe.requests
     assert (create.method, create.path) == ("POST", "/v1/customers")
     assert create.headers["stripe-account"] == "acct_conn1"
     assert create.headers["authorization"] == "Bearer sk_test_integration"
@@ -66,6 +66,9 @@ def test_connected_account_requests_carry_the_stripe_account_header(
         "metadata[community_id]": tenant.id,
         "metadata[profile_id]": profile,
     }
+    # Whose card it is first: another customer's is refused, never moved.
+    assert (retrieve.method, retrieve.path) == ("GET", "/v1/payment_methods/pm_a")
+    assert retrieve.headers["stripe-account"] == "acct_conn1"
     assert (attach.method, attach.path) == ("POST", "/v1/payment_methods/pm_a/attach")
     assert attach.headers["stripe-account"] == "acct_conn1"
     assert attach.form == {"customer": "cus_rec1"}
@@ -73,7 +76,10 @@ def test_connected_account_requests_carry_the_stripe_account_header(
     assert (
         call(env, "POST", path, {"stripe_payment_method_id": "pm_b"}, key=tenant.key).status == 201
     )
-    assert [r.path for r in stripe.requests[2:]] == ["/v1/payment_methods/pm_b/attach"]
+    assert [r.path for r in stripe.requests[3:]] == [
+        "/v1/payment_methods/pm_b",
+        "/v1/payment_methods/pm_b/attach",
+    ]
     listed = call(env, "GET", path, key=tenant.key)
     assert [c["id"] for c in listed.body["data"]] == ["pm_a", "pm_b"]
     assert listed.body["has_more"] is False
@@ -160,6 +166,12 @@ def test_stripe_refusals_and_outages_map_to_clear_errors(
     unknown = call(env, "POST", path, {"stripe_payment_method_id": "pm_nope"}, key=tenant.key)
     assert unknown.status == 400
     assert unknown.body["error"]["details"][0]["field"] == "stripe_payment_method_id"
+    stripe.payment_methods["pm_theirs"] = "cus_someone_else"  # another customer's card
+    theirs = call(env, "POST", path, {"stripe_payment_method_id": "pm_theirs"}, key=tenant.key)
+    assert theirs.status == 400
+    assert "another customer" in theirs.body["error"]["details"][0]["message"]
+    assert stripe.payment_methods["pm_theirs"] == "cus_someone_else"
+    assert not any(r.path.endswith("/attach") for r in stripe.requests)
     stripe.payment_methods["pm_declined"] = None
     stripe.fail_next.append(
         (

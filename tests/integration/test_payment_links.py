@@ -314,3 +314,90 @@ def test_each_token_is_rate_limited_per_minute_with_the_error_envelope(api_at: A
     assert page(api, other).status_code == 200
     api.env.clock.advance(timedelta(minutes=1))
     assert page(api, token).status_code == 200
+
+
+# --- found by an outside probe (2026-12-02) ----------------------------------------------------
+
+
+def test_pay_charges_no_card_that_another_customer_holds(api_at: Any) -> None:
+    """The card must be one set up through the link (or the owner's own): a card another
+    customer holds, of this community or another on the same Stripe account, is refused (400)
+    and stays where it is; nothing is charged."""
+    api: Api = api_at(APRIL)
+    _, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    client = stripe_for(api.stripe_url)
+    for victim in (api.customer("Vic"), api.new().customer("Val")):
+        holder = client.v1.payment_methods.retrieve(victim["card"]).customer
+
+        reply = pay_call(api, token, "pay", {"payment_method_id": victim["card"]})
+
+        assert reply.status == 400, reply
+        assert reply.body["error"]["type"] == "invalid_request"
+        assert client.v1.payment_methods.retrieve(victim["card"]).customer == holder
+    assert link_intents(api, sub["id"]) == []
+    path = f"/v1/profiles/{sub['owner_id']}/payment-methods"  # the API's attach alike
+    refused = api.call("POST", path, {"stripe_payment_method_id": api.customer("Wes")["card"]})
+    assert refused.status == 400, refused.body
+
+
+def test_the_pages_429_says_when_to_come_back(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    _, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    for _ in range(REQUESTS_PER_TOKEN_PER_MINUTE):
+        page(api, token)
+
+    limited = page(api, token)
+
+    assert limited.status_code == 429
+    wait = int(limited.headers["Retry-After"])
+    assert 1 <= wait <= 60  # the allowance is per minute: the rest of this one
+    answer = api.env.client.http.post(
+        f"/pay/{token}/setup-intent", headers={"Content-Type": "application/json"}, body="{}"
+    )
+    assert answer.status_code == 429 and 1 <= int(answer.headers["Retry-After"]) <= 60
+
+
+def test_no_new_link_is_sent_once_grace_has_ended(api_at: Any) -> None:
+    """After grace end and before the cancellation runs, a new link would be dead on arrival:
+    409, no email, and the one resend is not used up."""
+    api: Api = api_at(APRIL)
+    _, sub = failed_subscription(api, grace_days=5)  # cancel_at 2026-05-06T00:00Z
+    token = issued_token(api, sub["id"])
+    api.env.clock.advance_to(datetime(2026, 5, 6, 0, 0, 1, tzinfo=UTC))
+    assert 'data-state="expired"' in page(api, token).body.decode()
+    before = len(sent_mail())
+
+    reply = pay_call(api, token, "new-link")
+
+    assert reply.status == 409, reply.body
+    assert len(sent_mail()) == before
+    issued = api.call("POST", f"/v1/subscriptions/{sub['id']}/payment-link", {})
+    assert issued.status == 409, issued.body  # the operator's link alike
+
+
+def test_confirm_before_the_authentication_answers_processing(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    _, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    card = set_up_card(api, token, "4000002500003155")
+    reply = pay_call(api, token, "pay", {"payment_method_id": card})
+    assert reply.body["status"] == "requires_action", reply
+    intent_id = reply.body["client_secret"].split("_secret_")[0]
+
+    early = pay_call(api, token, "confirm", {"payment_intent_id": intent_id})
+
+    assert (early.status, early.body["status"]) == (200, "processing"), early
+    assert api.intent(intent_id).status == "requires_action"  # still the customer's to finish
+
+
+def test_setup_intent_takes_no_body(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    _, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    for body in ("{bad", json.dumps({"x": 1})):
+        reply = api.env.client.http.post(
+            f"/pay/{token}/setup-intent", headers={"Content-Type": "application/json"}, body=body
+        )
+        assert reply.status_code == 400, (body, reply.status_code, reply.body)

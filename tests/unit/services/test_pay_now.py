@@ -99,8 +99,16 @@ def test_an_abandoned_authentication_fails_and_the_link_stays_payable() -> None:
     result = world.pay_now.pay(token, "pm_auth")
     assert result.client_secret is not None
     intent_id = result.client_secret.split("_secret_")[0]
-    with pytest.raises(PaymentFailed):
-        world.pay_now.confirm(token, intent_id)  # not authenticated: recorded failed
+    # Not authenticated (yet): "processing", nothing failed; the page may try again.
+    assert world.pay_now.confirm(token, intent_id).status == "processing"
+    assert world.gateway.intents[intent_id]["status"] == "requires_action"
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert sub.pending_charge is not None and sub.pending_charge.payment_id is not None
+    world.clock.advance(timedelta(minutes=6))  # the recovery pass fails and cancels it
+    outcome = world.scheduled.recover_pending_payment(
+        CID, sub.pending_charge.payment_id, world.clock.now()
+    )
+    assert outcome != "still_pending", outcome
     assert world.gateway.intents[intent_id]["status"] == "canceled"
     assert world.store.subscriptions[(CID, sub_id)].status == "failed_payment"
     assert world.pay_now.page(token).state == "payable"
