@@ -421,7 +421,7 @@ class Container:
             bus = EventBridgeBus(aws_client("events", self.settings), self.settings.event_bus_name)
         return EventPublisher(
             self.platform_events,
-            ProfileAccess(self.profiles),
+            ProfileAccess(self.profiles, self.subscriptions, self.clock),
             bus,
             post,
             self.check_webhook_url,

@@ -95,7 +95,7 @@ def _service(ctx: RequestContext) -> Any:
     from chalicelib.services.profiles import ProfileService
 
     c = ctx.container
-    return ProfileService(c.profiles, c.communities, c.clock)
+    return ProfileService(c.profiles, c.communities, c.subscriptions, c.clock)
 
 
 @route(

@@ -34,6 +34,7 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.platform_events import PlatformEvent, matches
 from chalicelib.observability import logger
 from chalicelib.services.ports import Clock
+from chalicelib.services.profiles import SubscriptionFinder, current_access
 
 GIVE_UP_AFTER = timedelta(days=3)
 FIRST_RETRY_SECONDS = 1
@@ -375,16 +376,19 @@ __all__ = ["EventPublisher", "NotFound", "backoff"]
 
 
 class ProfileAccess:
-    """The access body of `GET /v1/profiles/{id}/access`, read from the profile and its links."""
+    """The access body of `GET /v1/profiles/{id}/access`, as that route reads it."""
 
-    def __init__(self, profiles: Any) -> None:
+    def __init__(self, profiles: Any, subscriptions: SubscriptionFinder, clock: Clock) -> None:
         self._profiles = profiles
+        self._subscriptions = subscriptions
+        self._clock = clock
 
     def access_body(self, community_id: str, profile_id: str) -> dict[str, Any] | None:
         try:
-            access = self._profiles.get(community_id, profile_id).access()
+            profile = self._profiles.get(community_id, profile_id)
         except NotFound:
             return None
+        access = current_access(profile, self._subscriptions, self._clock.now())
         return {
             "profile_id": access.profile_id,
             "has_access": access.has_access,

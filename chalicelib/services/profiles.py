@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Protocol
 
 from chalicelib.adapters.dynamodb.codec import whole_seconds
+from chalicelib.domain.access import has_access
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.platform_events import AccessCheck
 from chalicelib.domain.profiles import Access, Profile, ProfileKind, validate_new_profile
+from chalicelib.domain.subscriptions import Subscription
 from chalicelib.services.ports import Clock
 
 
@@ -34,10 +36,33 @@ class CommunityReader(Protocol):
     def get(self, community_id: str) -> Community: ...
 
 
+class SubscriptionFinder(Protocol):
+    def find(self, community_id: str, subscription_id: str) -> Subscription | None: ...
+
+
+def current_access(profile: Profile, subscriptions: SubscriptionFinder, now: datetime) -> Access:
+    """The profile's access at `now`. Its links name the subscriptions that may grant it (an
+    active or expiring one it is a member of); each of those is read and asked, so a member
+    whose removal took effect has none from the period's end on, before the renewal that
+    drops their link has run (DESIGN.md section 2)."""
+    linked = profile.access()
+    if not linked.subscription_ids:
+        return linked
+    found = (subscriptions.find(profile.community_id, sid) for sid in linked.subscription_ids)
+    return has_access(profile, [sub for sub in found if sub is not None], now)
+
+
 class ProfileService:
-    def __init__(self, profiles: ProfileStore, communities: CommunityReader, clock: Clock) -> None:
+    def __init__(
+        self,
+        profiles: ProfileStore,
+        communities: CommunityReader,
+        subscriptions: SubscriptionFinder,
+        clock: Clock,
+    ) -> None:
         self._profiles = profiles
         self._communities = communities
+        self._subscriptions = subscriptions
         self._clock = clock
 
     def create(
@@ -90,4 +115,5 @@ class ProfileService:
         return changed
 
     def access(self, community_id: str, profile_id: str) -> Access:
-        return self._profiles.get(community_id, profile_id).access()
+        profile = self._profiles.get(community_id, profile_id)
+        return current_access(profile, self._subscriptions, self._clock.now())

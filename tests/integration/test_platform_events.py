@@ -506,7 +506,7 @@ def test_a_failed_publication_is_published_again_with_the_same_access_events(
     bus = FlakyBus()
     publisher = EventPublisher(
         box.platform_events,
-        ProfileAccess(box.profiles),
+        ProfileAccess(box.profiles, box.subscriptions, box.clock),
         bus,
         post,
         box.check_webhook_url,
@@ -542,7 +542,7 @@ def publisher_for(
     box = env.container
     return EventPublisher(
         box.platform_events,
-        ProfileAccess(box.profiles),
+        ProfileAccess(box.profiles, box.subscriptions, box.clock),
         None,
         send,
         box.check_webhook_url,
