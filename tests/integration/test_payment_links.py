@@ -208,13 +208,20 @@ def test_paying_with_4242_charges_once_and_the_link_then_shows_paid(api_at: Any)
     assert len(link_intents(api, sub["id"])) == 1
 
 
-def test_a_card_needing_authentication_goes_through_confirm(api_at: Any) -> None:
-    api: Api = api_at(APRIL)
+def awaiting_authentication(api: Api) -> tuple[dict[str, Any], str, Reply]:
+    """(subscription, token, the pay call's answer) after paying with a card that asks for
+    authentication (4000002500003155) through a new link."""
     _, sub = failed_subscription(api)
     token = issued_token(api, sub["id"])
     card = set_up_card(api, token, "4000002500003155")
     reply = pay_call(api, token, "pay", {"payment_method_id": card})
     assert reply.status == 200 and reply.body["status"] == "requires_action", reply.body
+    return sub, token, reply
+
+
+def test_a_card_needing_authentication_goes_through_confirm(api_at: Any) -> None:
+    api: Api = api_at(APRIL)
+    sub, token, reply = awaiting_authentication(api)
     secret = reply.body["client_secret"]
     assert 'data-state="processing"' in page(api, token).body.decode()
     assert pay_call(api, token, "confirm", {"payment_intent_id": "pi_other"}).status == 400
@@ -379,11 +386,7 @@ def test_no_new_link_is_sent_once_grace_has_ended(api_at: Any) -> None:
 
 def test_confirm_before_the_authentication_answers_processing(api_at: Any) -> None:
     api: Api = api_at(APRIL)
-    _, sub = failed_subscription(api)
-    token = issued_token(api, sub["id"])
-    card = set_up_card(api, token, "4000002500003155")
-    reply = pay_call(api, token, "pay", {"payment_method_id": card})
-    assert reply.body["status"] == "requires_action", reply
+    _, token, reply = awaiting_authentication(api)
     intent_id = reply.body["client_secret"].split("_secret_")[0]
 
     early = pay_call(api, token, "confirm", {"payment_intent_id": intent_id})

@@ -68,9 +68,14 @@ def bus_queue(bus_env: Env) -> str:
     return str(queue_url)
 
 
-def free_family(env: Env, key: str, *names: str) -> tuple[dict[str, Any], list[str]]:
-    """An active subscription on a free plan (no Stripe) with these members."""
-    plan = ok(env.client, "post", "/v1/plans", key, {"name": "Free", "prices": {"month": 0}})
+def free_family(
+    env: Env, key: str, *names: str, month_price: int = 0
+) -> tuple[dict[str, Any], list[str]]:
+    """An active subscription with these members, on a free plan (no Stripe) unless a
+    `month_price` is given."""
+    plan = ok(
+        env.client, "post", "/v1/plans", key, {"name": "Free", "prices": {"month": month_price}}
+    )
     owner = ok(
         env.client,
         "post",
@@ -257,26 +262,7 @@ def test_payment_and_plan_events_carry_the_objects_the_api_shows_times_in_utc_z(
     community_id, key = community(env.client, PLATFORM_KEY)
     wanted = ["payment.succeeded", "plan.created", "subscription.activated"]
     register(env, key, receiver.url, wanted)
-    plan = ok(env.client, "post", "/v1/plans", key, {"name": "Gold", "prices": {"month": 2500}})
-    owner = ok(
-        env.client,
-        "post",
-        "/v1/profiles",
-        key,
-        {"kind": "customer", "name": "Ada", "email": "ada@example.com"},
-    )
-    card = new_card(stripe_for(env.settings.stripe_api_base or ""), "4242424242424242")
-    path = f"/v1/profiles/{owner['id']}/payment-methods"
-    ok(env.client, "post", path, key, {"stripe_payment_method_id": card})
-    body = {
-        "plan_id": plan["id"],
-        "owner_id": owner["id"],
-        "member_ids": [owner["id"]],
-        "billing_cycle": "month",
-        "payment_method_id": card,
-    }
-    sub = ok(env.client, "post", "/v1/subscriptions", key, body)
-    ok(env.client, "post", f"/v1/subscriptions/{sub['id']}/activate", key)
+    sub, _ = free_family(env, key, "Ada", month_price=2500)
     publish_now(env.container)
 
     by_type = {e["type"]: e for e in receiver.events()}
@@ -286,7 +272,7 @@ def test_payment_and_plan_events_carry_the_objects_the_api_shows_times_in_utc_z(
         "community_id": community_id,
         **payment,
     }
-    shown_plan = ok(env.client, "get", f"/v1/plans/{plan['id']}", key)
+    shown_plan = ok(env.client, "get", f"/v1/plans/{sub['plan_id']}", key)
     assert by_type["plan.created"]["data"]["object"] == {
         "object": "plan",
         "community_id": community_id,
