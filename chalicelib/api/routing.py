@@ -42,6 +42,7 @@ from chalicelib.api.idempotency import idempotency_key, request_fingerprint, run
 from chalicelib.api.models import without_shown_once
 from chalicelib.bootstrap import Container, container
 from chalicelib.domain.errors import (
+    ChargeInProgress,
     ConcurrentChange,
     DomainError,
     FieldProblem,
@@ -235,7 +236,7 @@ def _execute(
 
 # Refusals that say "try again" rather than "no": lost races and busy dependencies. They carry
 # Retry-After, and the idempotency store never keeps them as a key's answer.
-RETRYABLE_ERRORS = (ConcurrentChange, RateLimited, Unavailable)
+RETRYABLE_ERRORS = (ConcurrentChange, ChargeInProgress, RateLimited, Unavailable)
 RETRY_AFTER_SECONDS = "1"
 
 

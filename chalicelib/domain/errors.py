@@ -53,6 +53,12 @@ class ConcurrentChange(Conflict):
     """An optimistic-locking condition failed: someone else changed the item first."""
 
 
+class ChargeInProgress(Conflict):
+    """A charge of the subscription waits for Stripe's answer: a busy moment, not a refusal.
+    Answered 409 with Retry-After and never kept as an idempotency key's answer; not retried
+    by the services' own loop (the charge takes as long as Stripe does)."""
+
+
 class PaymentFailed(DomainError):
     """The charge was declined or needs authentication; the payment is recorded as failed."""
 

@@ -105,6 +105,13 @@ NO_CARD_ON_ACCOUNT = PaymentFailure(
     decline_code=None,
     message="The owner has no card on file for the community's Stripe account.",
 )
+# The same for a community whose connected account disconnected the platform (Stripe's
+# `account.application.deauthorized`): nothing can be charged there until it reconnects.
+ACCOUNT_DISCONNECTED = PaymentFailure(
+    code="account_disconnected",
+    decline_code=None,
+    message="The community's Stripe account has disconnected the platform.",
+)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from typing import Literal
 from chalicelib.domain.billing.charges import PendingCharge, PlanSnapshot, plan_snapshot
 from chalicelib.domain.billing.lines import CarriedAmount
 from chalicelib.domain.billing.pricing import initial_fee
-from chalicelib.domain.errors import Conflict, InvalidRequest
+from chalicelib.domain.errors import ChargeInProgress, Conflict, InvalidRequest
 from chalicelib.domain.events import Actor, AuditEvent, audit_event
 from chalicelib.domain.members import Member, ensure_unique_ids
 from chalicelib.domain.periods import Period, ensure_utc, period_bounds
@@ -334,7 +334,7 @@ class Subscription:
 
     def ensure_no_pending_charge(self) -> None:
         if self.pending_charge is not None:
-            raise Conflict(
+            raise ChargeInProgress(
                 f"Payment {self.pending_charge.payment_id} is in progress; try again shortly."
             )
 

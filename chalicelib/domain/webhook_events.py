@@ -18,6 +18,15 @@ class EventStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+# The reason a failed event record starts with when a retry can fix it (throttling, a
+# dependency down): Stripe redelivers it, and the reconciliation job feeds it again.
+TRANSIENT_FAILURE = "transient failure"
+
+
+def failed_transiently(status: str, error: str | None) -> bool:
+    return status == EventStatus.FAILED and (error or "").startswith(TRANSIENT_FAILURE)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What handling one event came to (before it is stored)."""

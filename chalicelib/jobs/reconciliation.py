@@ -9,6 +9,11 @@ event seen (never our clock), stored per account; the overlap re-reads a few min
 event can appear in the list shortly after its `created` time. Without a cursor (first run) it
 reads all that Stripe still keeps (30 days). The order Stripe pages in does not matter: every
 event of the window is read and de-duplicated by id.
+
+An event fed here that fails transiently (throttling, Stripe or DynamoDB down) is stored as a
+transient failure, and Stripe will not deliver it: it never did. So a later run feeds it again
+(`settled_ids` leaves transient failures out), the account's cursor stays at or before it, and
+the run goes on with the other events and accounts.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.bootstrap import Container, container
+from chalicelib.domain.errors import Unavailable
 from chalicelib.domain.webhook_events import WebhookEvent
 from chalicelib.observability import count, flush_metrics, logger
 
@@ -56,9 +62,13 @@ def reconcile(
         cursor = store.reconciliation_cursor(account)
         since = max(cursor - OVERLAP_SECONDS, 0) if cursor is not None else 0
         newest = cursor or 0
+        retry_from: int | None = None  # the oldest event to feed again next time
         for page in events.pages(since, account):
             newest = max(newest, *(int(e.get("created") or 0) for e in page))
-            _feed(box, service, store, page, result)
+            for created in _feed(box, service, store, page, result):
+                retry_from = created if retry_from is None else min(retry_from, created)
+        if retry_from is not None:
+            newest = min(newest, retry_from)
         if newest:
             store.save_reconciliation_cursor(account, newest)
     return result
@@ -70,16 +80,25 @@ def _feed(
     store: Any,
     events: list[dict[str, Any]],
     result: ReconciliationResult,
-) -> None:
+) -> list[int]:
+    """Feed the page's events that are not settled; the `created` times of those that failed
+    transiently (to feed again next time)."""
     if not events:
-        return
+        return []
     result.events_listed += len(events)
-    known = store.known_ids(str(e["id"]) for e in events)
+    settled = store.settled_ids(str(e["id"]) for e in events)
+    again: list[int] = []
     for payload in events:
-        if payload["id"] in known or not service.handles(str(payload.get("type"))):
+        if payload["id"] in settled or not service.handles(str(payload.get("type"))):
             continue
-        delivery = service.process(WebhookEvent.received(payload, box.clock.now()))
         result.events_fed += 1
+        try:
+            delivery = service.process(WebhookEvent.received(payload, box.clock.now()))
+        except Unavailable:
+            result.failed += 1
+            again.append(int(payload.get("created") or 0))
+            logger.warning("webhook_event_recovery_deferred", extra={"event_id": payload["id"]})
+            continue
         result.failed += delivery.status == "failed"
         logger.warning(
             "webhook_event_recovered",
@@ -89,6 +108,7 @@ def _feed(
                 "result": delivery.status,
             },
         )
+    return again
 
 
 def _accounts(box: Container) -> Iterator[str | None]:

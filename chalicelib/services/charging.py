@@ -44,6 +44,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import (
+    ACCOUNT_DISCONNECTED,
     NO_CARD_ON_ACCOUNT,
     PENDING_RECOVERY_DELAY,
     BilledTo,
@@ -267,19 +268,27 @@ class Charging:
             context = self.context(
                 sub.community_id, plan.billed_to_profile_id, plan.payment_method_id
             )
-        if context.community_disconnected:
+        scheduled = actor == "scheduler"
+        if context.community_disconnected and not scheduled:
             raise Conflict(
                 "The community's Stripe account has disconnected the platform; nothing was charged."
             )
         if not plan.needs_stripe:
             return self._settle(sub, plan, context, actor, now)
         community = context.community
+        # A scheduled charge that cannot be sent fails like a decline (dunning, retries, grace
+        # end follow) rather than stall; a caller of the API gets the refusal and nothing is
+        # written (docs/rules/money.md).
+        refused: PaymentFailure | None = (
+            ACCOUNT_DISCONNECTED if context.community_disconnected else None
+        )
         customer_id: str | None = None
         try:
             customer_id = stripe_customer_of(context.billed, community.stripe_account_id)
         except InvalidRequest:
-            if actor != "scheduler":
+            if not scheduled:
                 raise  # a caller can add a card and ask again: 400, nothing written
+            refused = refused or NO_CARD_ON_ACCOUNT
         payment = new_payment(
             plan,
             new_id("pay"),
@@ -297,8 +306,8 @@ class Charging:
             uow.charge_keys.claim(sub, plan.charge_key, payment.id)
             uow.commit()
         known = (replace(payment, revision=1), begun)
-        if customer_id is None:
-            outcome = _failed_before_stripe(NO_CARD_ON_ACCOUNT)
+        if refused is not None or customer_id is None:
+            outcome = _failed_before_stripe(refused or NO_CARD_ON_ACCOUNT)
         else:
             request = charge_request(
                 payment, customer_id, plan.payment_method_id, on_session=on_session

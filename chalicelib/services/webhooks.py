@@ -32,7 +32,12 @@ from chalicelib.domain.errors import (
     NotFound,
     Unavailable,
 )
-from chalicelib.domain.webhook_events import EventStatus, Outcome, WebhookEvent
+from chalicelib.domain.webhook_events import (
+    TRANSIENT_FAILURE,
+    EventStatus,
+    Outcome,
+    WebhookEvent,
+)
 from chalicelib.observability import count, logger
 from chalicelib.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from chalicelib.services.retrying import retrying
@@ -167,11 +172,11 @@ class WebhookService:
             except ConcurrentChange:
                 raise _EffectKeptChanging() from None
         except Unavailable:
-            self._store_failure(event, "transient failure; Stripe will redeliver")
+            self._store_failure(event, f"{TRANSIENT_FAILURE}; Stripe will redeliver")
             raise
         except Exception as error:
             if is_transient(error):
-                self._store_failure(event, f"transient failure: {_describe(error)}")
+                self._store_failure(event, f"{TRANSIENT_FAILURE}: {_describe(error)}")
                 raise Unavailable("A dependency failed transiently; retry shortly.") from None
             logger.exception("webhook_event_failed", extra={"event_id": event.id})
             failure_stored = self._store_failure(event, _describe(error))

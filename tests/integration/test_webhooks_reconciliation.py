@@ -16,6 +16,7 @@ from chalicelib.jobs.reconciliation import reconcile
 from tests.integration.conftest import Env
 from tests.support import stripe_events as se
 from tests.support.localstripe import card_on_customer, localstripe_url, stripe_for
+from tests.support.webhook_flow import throttled_once
 
 __all__ = ["localstripe_url"]
 SECRET = "whsec_integration"
@@ -95,6 +96,34 @@ def test_an_event_already_delivered_by_webhook_is_not_fed_again(stripe_env: Env)
     result = reconcile(env.container)
     assert result.events_fed == 0
     assert len(events_of(env, intent["id"])) == 1
+
+
+def test_an_event_fed_here_that_fails_transiently_is_fed_again_by_the_next_run(
+    stripe_env: Env,
+) -> None:
+    """Stripe never delivered it, so Stripe will not redeliver it either: a transient failure
+    while feeding it (DynamoDB throttled) is stored as such, the run goes on, the cursor stays
+    at or before it, and the next run feeds it again (found by an outside probe: it was skipped
+    for good as "already stored", and the failure ended the whole run)."""
+    env = stripe_env
+    reconcile(env.container)  # catch up with what earlier tests left on localstripe
+    intent = charge_on_localstripe(
+        env.settings.stripe_api_base or "", {"community_id": "com_z", "payment_id": "pay_z"}
+    )
+
+    with throttled_once(env.container.dynamodb, "PutItem") as fired:
+        first = reconcile(env.container)
+
+    assert fired and first.failed == 1 and first.complete
+    [stored] = events_of(env, intent["id"])
+    assert (stored["status"], stored["error"].startswith("transient failure")) == ("failed", True)
+    cursor = env.container.webhook_events.reconciliation_cursor(None)
+    assert cursor is not None and cursor <= stored["payload"]["created"]
+    second = reconcile(env.container)
+    assert second.events_fed == 1 and second.failed == 0
+    [stored] = events_of(env, intent["id"])
+    assert (stored["status"], stored["error"]) == ("ignored", "no payment pay_z in community com_z")
+    assert reconcile(env.container).events_fed == 0
 
 
 def test_reconciliation_is_a_registered_sweep(stripe_env: Env) -> None:

@@ -8,6 +8,7 @@ the services answer by reading again (services/retrying.py).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -68,11 +69,17 @@ def commit_transaction(
     A failed condition raises `conflict` (default ConditionsFailed: a ConcurrentChange naming
     the entries); with `guarded_first`, a failed condition of the first entry alone (an
     inbound event's record) raises DuplicateEvent. A transaction conflict raises
-    ConcurrentChange; throttling and DynamoDB's own failures raise Unavailable."""
+    ConcurrentChange; throttling and DynamoDB's own failures raise Unavailable.
+
+    Each commit carries its own ClientRequestToken, which botocore's retries resend: should an
+    attempt be applied and its answer lost (a read timeout), DynamoDB answers the retry with
+    success instead of failing it on the conditions the first attempt changed (which read as
+    someone else's change: an activation refused as "in progress", a refund as "nothing
+    left")."""
     if not entries:
         return
     try:
-        client.transact_write_items(TransactItems=entries)
+        client.transact_write_items(TransactItems=entries, ClientRequestToken=uuid.uuid4().hex)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code == "TransactionCanceledException":

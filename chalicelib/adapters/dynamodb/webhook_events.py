@@ -26,7 +26,7 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, key_attributes, query_page
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.domain.webhook_events import EventStatus, WebhookEvent
+from chalicelib.domain.webhook_events import EventStatus, WebhookEvent, failed_transiently
 
 EVENT_SK = "WHEVT"
 # DynamoDB items hold at most 400 KB; a larger payload is stored compressed (`payload_z`).
@@ -186,18 +186,27 @@ class WebhookEventRepository:
         ).get("Item")
         return from_record(item) if item else None
 
-    def known_ids(self, event_ids: Iterable[str]) -> set[str]:
-        """Which of `event_ids` are stored (any status), in one BatchGetItem per 100 ids."""
+    def settled_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of `event_ids` are stored as done: any status but a transient failure (that
+        one is fed again), in one BatchGetItem per 100 ids."""
         wanted = list(dict.fromkeys(event_ids))
         found: set[str] = set()
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
             keys = [event_key(i) for i in wanted[start : start + BATCH_GET_LIMIT]]
             request: dict[str, Any] = {
-                self._table: {"Keys": keys, "ProjectionExpression": "event_id"}
+                self._table: {
+                    "Keys": keys,
+                    "ProjectionExpression": "event_id, #status, #error",
+                    "ExpressionAttributeNames": {"#status": "status", "#error": "error"},
+                }
             }
             while request:
                 response = self._ddb.batch_get_item(RequestItems=request)
-                found |= {i["event_id"]["S"] for i in response["Responses"].get(self._table, [])}
+                found |= {
+                    i["event_id"]["S"]
+                    for i in response["Responses"].get(self._table, [])
+                    if not failed_transiently(i["status"]["S"], i.get("error", {}).get("S"))
+                }
                 request = response.get("UnprocessedKeys") or {}
         return found
 

@@ -196,6 +196,38 @@ def test_a_renewal_with_no_card_on_the_communitys_new_account_fails_and_moves_on
     assert len(world.gateway.requests) == sent_before
 
 
+def test_a_renewal_of_a_community_that_disconnected_stripe_fails_and_moves_on() -> None:
+    """The community's connected account deauthorized the platform: nothing can be charged
+    there. The renewal fails as `account_disconnected` (nothing sent to Stripe) and the
+    failed-payment flow runs to the grace end; it never stays active on an ended period. A
+    reconnect within grace lets the retry charge; the API's charges answer 409."""
+    world = World()
+    owner = world.customer("Ada")
+    sub_id = world.active(world.plan(2500, retry_days=(3,), grace_days=7), owner)
+    world.store.deauthorized[CID] = "acct_gym"
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end)
+    sent_before = len(world.gateway.requests)
+
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+
+    assert world.store.subscriptions[(CID, sub_id)].status == "failed_payment"
+    [renewal] = [p for p in world.store.payments.values() if p.kind == "renewal"]  # type: ignore[attr-defined]
+    assert renewal.failure is not None and renewal.failure.code == "account_disconnected"
+    assert len(world.gateway.requests) == sent_before
+    with pytest.raises(Conflict, match="disconnected"):
+        world.subscriptions.reactivate(
+            CID, sub_id, payment_method_id=None, owner_id=None, billing_cycle=None, member_ids=None
+        )
+    del world.store.deauthorized[CID]  # reconnected within grace
+    world.clock.advance(timedelta(days=3))
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == (
+        "retry_succeeded"
+    )
+    assert world.store.subscriptions[(CID, sub_id)].status == "active"
+
+
 def test_a_transaction_conflict_is_a_lost_race_that_is_retried() -> None:
     world = World()
     owner = world.customer("Hal")
