@@ -153,6 +153,11 @@ class CardSnapshots(Protocol):
         """Apply card news unless a later event was applied already."""
         ...
 
+    def mark_detached(self, community_id: str, payment_method_id: str, detached_at: str) -> None:
+        """Flag the card detached, whatever card news came before or after: a detached card
+        stays detached (an update of the same second must not hide it)."""
+        ...
+
 
 class CommunityFlags(Protocol):
     def mark_deauthorized(self, community_id: str, account: str, at: datetime) -> None: ...

@@ -189,21 +189,22 @@ class WebhookHandlers:
             snapshot = uow.cards.find(route.community_id, method_id)
             if snapshot is None:
                 return Effect(Outcome.ignored("no subscription of ours uses this card"))
+            if event.type == "payment_method.detached":
+                # Final whatever the order: an update of the same second must not hide it.
+                if snapshot.get("detached_at"):
+                    return Effect(Outcome.processed(route.community_id))
+                uow.cards.mark_detached(
+                    route.community_id, method_id, self._clock.now().isoformat()
+                )
+                uow.commit()
+                return Effect(Outcome.processed(route.community_id))
             if int(snapshot.get("card_event_created") or 0) >= event.created:
                 return Effect(Outcome.processed(route.community_id))  # newer news applied
-            changes: dict[str, Any] = {}
-            if event.type == "payment_method.detached":
-                changes["detached_at"] = self._clock.now().isoformat()
-            else:
-                card = method.get("card")
-                card = card if isinstance(card, Mapping) else {}
-                changes.update(
-                    {
-                        k: card.get(k)
-                        for k in ("brand", "last4", "exp_month", "exp_year")
-                        if k in card
-                    }
-                )
+            card = method.get("card")
+            card = card if isinstance(card, Mapping) else {}
+            changes = {
+                k: card.get(k) for k in ("brand", "last4", "exp_month", "exp_year") if k in card
+            }
             uow.cards.update_from_event(route.community_id, method_id, changes, event.created)
             uow.commit()
         return Effect(Outcome.processed(route.community_id))

@@ -108,6 +108,30 @@ def test_a_detached_card_is_flagged(billing: Billing) -> None:
     assert shown["payment_method"]["detached"] is True
 
 
+def test_a_detach_in_the_same_second_as_an_update_is_not_lost(billing: Billing) -> None:
+    """Stripe's `created` is whole seconds: an update and the detach can share it. The detach
+    is final whatever the order (found by an outside probe: it was dropped as "older news")."""
+    _, key, sub, customer = card_setup(billing)
+    method_id = sub["payment_method"]["id"]
+    moment = 2_000_000_000
+    updated = se.event(
+        "payment_method.updated", method_object(method_id, customer, 2039), created=moment
+    )
+    detached = se.event(
+        "payment_method.detached",
+        method_object(method_id, None, 2039),
+        previous_attributes={"customer": customer},
+        created=moment,
+    )
+    assert result(billing, updated) == "processed"
+    assert result(billing, detached) == "processed"
+    shown = ok(billing.env.client, "get", f"/v1/subscriptions/{sub['id']}", key)
+    assert (shown["payment_method"]["detached"], shown["payment_method"]["exp_year"]) == (
+        True,
+        2039,
+    )
+
+
 def test_a_card_of_a_customer_we_do_not_know_is_ignored(billing: Billing) -> None:
     stranger = stripe_for(billing.cutoff.target).v1.customers.create(params={"email": "x@y.z"})
     event = se.event("payment_method.updated", method_object("pm_x", stranger.id, 2030))

@@ -289,6 +289,18 @@ class FakeCards:
 
         self._staged.changes.append((check, apply))
 
+    def mark_detached(self, community_id: str, payment_method_id: str, detached_at: str) -> None:
+        key = (community_id, payment_method_id)
+
+        def check(s: InMemoryStore) -> bool:
+            card = s.cards.get(key)
+            return card is not None and not card.get("detached_at")
+
+        def apply(s: InMemoryStore) -> None:
+            s.cards[key] = {**s.cards[key], "detached_at": detached_at}
+
+        self._staged.changes.append((check, apply))
+
 
 class FakeCommunities:
     def __init__(self, staged: _Staged) -> None:

@@ -43,6 +43,21 @@ def card_update_entry(
     }
 
 
+def card_detached_entry(
+    table: str, community_id: str, method_id: str, detached_at: str
+) -> dict[str, Any]:
+    """SET `detached_at` on a card snapshot, once: card news of any time never undoes it."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": card_key(community_id, method_id),
+            "UpdateExpression": "SET detached_at = :at",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(detached_at)",
+            "ExpressionAttributeValues": {":at": to_value(detached_at)},
+        }
+    }
+
+
 class CardSnapshots:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client

@@ -33,7 +33,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb import audit_events
-from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots, card_update_entry
+from chalicelib.adapters.dynamodb.card_snapshots import (
+    CardSnapshots,
+    card_detached_entry,
+    card_update_entry,
+)
 from chalicelib.adapters.dynamodb.communities import deauthorized_entry
 from chalicelib.adapters.dynamodb.payments import PaymentRepository, payment_with_subscription_of
 from chalicelib.adapters.dynamodb.platform_events import outbox_entry
@@ -260,6 +264,11 @@ class UowCards:
             card_update_entry(
                 self._store.table, community_id, payment_method_id, changes, event_created
             )
+        )
+
+    def mark_detached(self, community_id: str, payment_method_id: str, detached_at: str) -> None:
+        self._staged.add(
+            card_detached_entry(self._store.table, community_id, payment_method_id, detached_at)
         )
 
 
