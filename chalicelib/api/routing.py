@@ -57,7 +57,8 @@ from chalicelib.observability import correlation, count, flush_metrics, logger
 
 MAX_BODY_BYTES = 64 * 1024
 # Chalice answers 415 itself (in its own format) for a content type a route does not list;
-# `*/*` lets every body reach our validation, which answers API.md's 400 for anything not JSON.
+# `*/*` lets every body reach our validation, which answers API.md's 400 for a body that is not
+# sent as JSON (`_ensure_json_content_type`) or is not JSON.
 ACCEPTED_CONTENT_TYPES = ["application/json", "*/*"]
 _PATH_PARAM = re.compile(r"{([^}]+)}")
 
@@ -319,6 +320,8 @@ def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         raise InvalidRequest.for_field("body", f"The body is larger than {MAX_BODY_BYTES} bytes.")
     if not raw.strip():
         raw = b"{}"
+    else:
+        _ensure_json_content_type(request)
     try:
         decoded = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -331,6 +334,21 @@ def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         return model.model_validate_json(raw)
     except ValidationError as error:
         raise _invalid(error) from None
+
+
+def _ensure_json_content_type(request: Request) -> None:
+    """A body sent as something else than JSON is a 400 (API.md: wrong content type), even
+    when it parses as JSON; no Content-Type at all is taken as JSON."""
+    given = request.headers.get("content-type") if request.headers else None
+    if given is None:
+        return
+    media = given.split(";", 1)[0].strip().lower()
+    json_suffix = media.startswith("application/") and media.endswith("+json")
+    if media == "application/json" or json_suffix:
+        return
+    raise InvalidRequest.for_field(
+        "body", f"The body must be sent as application/json, not {media or 'nothing'}."
+    )
 
 
 def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:

@@ -212,8 +212,10 @@ class Payment:
             raise InvalidRequest.for_field("amount", "A refund amount is a positive integer.")
         ensure_chargeable_amount(self.currency, amount, "amount")
         if amount > left:
+            shown = currency(self.currency).format(left)
             raise InvalidRequest.for_field(
-                "amount", f"Only {left} {self.currency} is left to refund on payment {self.id}."
+                "amount",
+                f"Only {shown} ({left} in minor units) is left to refund on payment {self.id}.",
             )
         updated = replace(
             self,

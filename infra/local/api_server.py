@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any
 
 from chalice import local
 
@@ -31,14 +32,29 @@ def gateway_answer(error: local.LocalGatewayException) -> tuple[int, str, str]:
         return UNAUTHORIZED
     if isinstance(error, local.ForbiddenError):
         # chalice local says 403 "Missing Authentication Token" for a route it does not have,
-        # as API Gateway does; the deployed gateway response makes that a 404.
-        if b"Missing Authentication Token" in (error.body or b""):
+        # as API Gateway does (with an Authorization header, "Authorization header requires
+        # 'Credential' parameter..."); the deployed gateway response makes that a 404.
+        body = error.body or b""
+        if b"Missing Authentication Token" in body or b"Authorization header requires" in body:
             return NO_SUCH_ROUTE
         return FORBIDDEN
     return AUTHORIZER_FAILED
 
 
 class EnvelopeRequestHandler(local.ChaliceRequestHandler):
+    def _send_http_response(
+        self, code: int, headers: dict[str, Any], body: bytes | str | None
+    ) -> None:
+        # A method the route does not have: Chalice answers 405 in its own format; API Gateway,
+        # which has only the methods the app defines, answers "Missing Authentication Token",
+        # which the deployed gateway response makes a 404 (infra/cdk/api_gateway.py).
+        if code == 405 and b"MethodNotAllowedError" in _as_bytes(body):
+            status, error_type, message = NO_SUCH_ROUTE
+            headers = {"Content-Type": "application/json"}
+            body = json.dumps(error_body(error_type, message)).encode()
+            code = status
+        super()._send_http_response(code, headers, body)
+
     def _send_error_response(self, error: local.LocalGatewayException) -> None:
         status, error_type, message = gateway_answer(error)
         headers = {
@@ -49,6 +65,12 @@ class EnvelopeRequestHandler(local.ChaliceRequestHandler):
             headers["WWW-Authenticate"] = "Bearer"
         body = json.dumps(error_body(error_type, message)).encode()
         self._send_http_response(status, headers, body)
+
+
+def _as_bytes(body: bytes | str | None) -> bytes:
+    if body is None:
+        return b""
+    return body if isinstance(body, bytes) else body.encode()
 
 
 def create_server(project_dir: str, host: str, port: int, stage: str) -> local.LocalDevServer:

@@ -56,6 +56,13 @@ def test_an_unknown_route_is_a_404_envelope(stack: LocalStack) -> None:
     status, _, body = _request(f"{stack.config.api_url}/v1/no-such-thing")
     assert status == 404
     _assert_envelope(body, "not_found")
+    # As a client sends it, with its key (chalice local said 403 "may not call this route"),
+    # and a method the route does not have (chalice's own 405 format): API Gateway's 404.
+    auth = {"Authorization": f"Bearer {stack.config.platform_api_key}"}
+    for method, path in (("GET", "/v1/no-such-thing"), ("PUT", "/v1/communities")):
+        status, _, body = _request(f"{stack.config.api_url}{path}", method, auth)
+        assert status == 404, (method, path, status, body)
+        _assert_envelope(body, "not_found")
 
 
 def test_a_nested_body_and_an_odd_content_type_are_400_envelopes(stack: LocalStack) -> None:

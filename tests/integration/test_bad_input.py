@@ -99,6 +99,30 @@ def test_an_unsupported_content_type_is_a_400_envelope(shared_env: Env, content_
     _assert_envelope(reply, 400)
 
 
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_json_sent_as_another_content_type_is_a_400_and_changes_nothing(
+    shared_env: Env, content_type: str
+) -> None:
+    """API.md: a wrong content type is a 400, even when the body parses as JSON (curl -d
+    without a Content-Type sends form-urlencoded)."""
+    env = shared_env
+    tenant = new_community(env)
+    body = b'{"name": "Gold", "prices": {"month": 1000}}'
+    reply = call(
+        env, "POST", "/v1/plans", key=tenant.key, headers={"Content-Type": content_type}, raw=body
+    )
+    _assert_envelope(reply, 400)
+    assert content_type in reply.body["error"]["details"][0]["message"]
+    assert call(env, "GET", "/v1/plans", key=tenant.key).body["data"] == []
+    for accepted in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        reply = call(
+            env, "POST", "/v1/plans", key=tenant.key, headers={"Content-Type": accepted}, raw=body
+        )
+        assert reply.status == 201, (accepted, reply.body)
+
+
 def _incompressible(size: int) -> str:
     return base64.b64encode(os.urandom(size)).decode()
 

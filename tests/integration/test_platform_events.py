@@ -207,6 +207,7 @@ def test_an_outage_is_retried_with_backoff_and_keeps_per_subject_order(
     attempts = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", key)
     [failed] = attempts["data"]  # the first delivery failed; the rest wait behind it
     assert failed["status"] == "failed" and failed["response_status"] is None
+    assert failed["attempted_at"].endswith("Z")  # RFC 3339 UTC, as every time in the API
     publish_now(env.container)  # the backoff is not over: nothing is tried
     again = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", key)
     assert len(again["data"]) == 1

@@ -49,7 +49,7 @@ from chalicelib.adapters.dynamodb.transactions import (
     is_condition_failure,
 )
 from chalicelib.domain.errors import ConcurrentChange, NotFound
-from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
+from chalicelib.domain.platform_events import AccessCheck, PlatformEvent, utc_text
 
 RETENTION = timedelta(days=30)
 OUTBOX_SHARDS = 4
@@ -785,7 +785,7 @@ class PlatformEventStore:
             "event_type": attempt.event_type,
             "attempt": attempt.attempt,
             "status": attempt.status,
-            "attempted_at": attempt.attempted_at.isoformat(),
+            "attempted_at": utc_text(attempt.attempted_at),
             "duration_ms": attempt.duration_ms,
             "response_status": attempt.response_status,
             "response_body": attempt.response_body,
@@ -815,7 +815,7 @@ class PlatformEventStore:
                 "event_type": item["event_type"],
                 "attempt": item["attempt"],
                 "status": item["status"],
-                "attempted_at": item["attempted_at"],
+                "attempted_at": utc_text(datetime.fromisoformat(item["attempted_at"])),
                 "duration_ms": item["duration_ms"],
                 "response_status": item.get("response_status"),
                 "response_body": item.get("response_body", ""),

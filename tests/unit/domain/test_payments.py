@@ -137,6 +137,12 @@ def test_partial_then_full_refund_and_too_much() -> None:
         pending_payment().refund(None, T0)
 
 
+def test_more_than_is_left_names_the_amount_in_the_currencys_units() -> None:
+    paid = pending_payment().succeed(T0).payment
+    with pytest.raises(InvalidRequest, match=r"Only 70\.00 USD \(7000 in minor units\)"):
+        paid.refund(paid.amount_paid + 1, T0)
+
+
 def test_a_partial_refund_in_a_three_decimal_currency_ends_in_0() -> None:
     """Stripe refuses KWD amounts not ending in 0: such a refund is a 400 naming amount."""
     paid = replace(pending_payment().succeed(T0).payment, currency="kwd")
