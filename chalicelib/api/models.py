@@ -25,7 +25,11 @@ class QueryModel(BaseModel):
 
 
 class ResponseModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    # A field with a default is always in the answer: the OpenAPI document (serialization
+    # schemas) lists it as required.
+    model_config = ConfigDict(
+        extra="forbid", defer_build=True, json_schema_serialization_defaults_required=True
+    )
 
 
 def shown_once(description: str) -> Any:
@@ -72,6 +76,11 @@ class ErrorBody(ResponseModel):
     type: str
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
+    payment: dict[str, Any] | None = Field(
+        default=None,
+        description="payment_failed only: the payment object (API.md), with why it failed",
+        json_schema_extra={"x-only-for": "payment_failed"},
+    )
 
 
 class ErrorResponse(ResponseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -18,7 +18,7 @@ _REASONS = {status: error_type for error_type, status in STATUS_BY_TYPE.items()}
 def build_openapi(version: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
-    _add_schema(ErrorResponse, schemas)
+    _add_schema(ErrorResponse, schemas, "serialization")
     for spec in ROUTES:
         paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, schemas)
     return {
@@ -88,7 +88,9 @@ def _responses(spec: RouteSpec, schemas: dict[str, Any]) -> dict[str, Any]:
     else:
         responses[str(spec.status)] = {
             "description": "OK",
-            "content": {"application/json": {"schema": _add_schema(spec.response, schemas)}},
+            "content": {
+                "application/json": {"schema": _add_schema(spec.response, schemas, "serialization")}
+            },
         }
     error_ref = {"$ref": REF_TEMPLATE.format(model=ErrorResponse.__name__)}
     statuses = set(COMMON_ERROR_STATUSES) | set(spec.error_statuses)
@@ -102,8 +104,14 @@ def _responses(spec: RouteSpec, schemas: dict[str, Any]) -> dict[str, Any]:
     return responses
 
 
-def _add_schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+def _add_schema(
+    model: type[BaseModel],
+    schemas: dict[str, Any],
+    mode: Literal["validation", "serialization"] = "validation",
+) -> dict[str, Any]:
+    """A request body's schema (what is accepted) or, in `serialization` mode, an answer's
+    (what is sent: a field with a default is always there, so it is required)."""
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
     schemas.update(schema.pop("$defs", {}))
     schemas[_schema_name(model)] = schema
     return {"$ref": REF_TEMPLATE.format(model=_schema_name(model))}
