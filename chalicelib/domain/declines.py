@@ -68,6 +68,12 @@ _REASONS: dict[str, str] = {
     "issuer_not_available": "Your bank could not be reached to approve the payment.",
     "try_again_later": "Your bank could not approve the payment right now.",
     "not_attempted": "The payment could not be made.",
+    # Charges never sent to Stripe (domain/payments.py): no bank was asked.
+    "card_detached": "The card was removed from your account, so it can no longer be charged.",
+    "no_card_on_account": "We have no card of yours on file for this membership.",
+    "account_disconnected": (
+        "The community's payment account is not connected right now, so nothing was charged."
+    ),
     **{code: _DO_NOT_RETRY for code in HARD_DECLINE_CODES},
 }
 _UNKNOWN = "Your bank declined the payment."

@@ -45,6 +45,7 @@ from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import (
     ACCOUNT_DISCONNECTED,
+    CARD_DETACHED,
     NO_CARD_ON_ACCOUNT,
     PENDING_RECOVERY_DELAY,
     BilledTo,
@@ -289,6 +290,14 @@ class Charging:
             if not scheduled:
                 raise  # a caller can add a card and ask again: 400, nothing written
             refused = refused or NO_CARD_ON_ACCOUNT
+        if (context.card or {}).get("detached_at"):
+            if not scheduled:
+                raise InvalidRequest.for_field(
+                    CARD_FIELD,
+                    f"Payment method {plan.payment_method_id} was detached from the owner's "
+                    "Stripe customer; give the subscription another card.",
+                )
+            refused = refused or CARD_DETACHED
         payment = new_payment(
             plan,
             new_id("pay"),

@@ -4,7 +4,9 @@ The customer is created on first use, on the community's connected account when 
 (else on the platform account), and re-created if the community later connects another
 account. A card that a live subscription (active, failed_payment, expiring) charges cannot be
 detached: the owner link of that subscription names it (`payment_method_id`, written by the
-subscription service through profile_links.put_link/update_link).
+subscription service through profile_links.put_link/update_link). A card we detach is flagged
+on its snapshot at once (Stripe's `payment_method.detached` may come later), so no subscription
+shows it usable and no charge sends it to Stripe again (services/charging.py: `card_detached`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from chalicelib.adapters.stripe.customers import PM_FIELD, Card
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.profiles import Profile
+from chalicelib.services.ports import Clock
 
 
 class ProfileStore(Protocol):
@@ -31,6 +34,12 @@ class ProfileStore(Protocol):
 
 class CommunityReader(Protocol):
     def get(self, community_id: str) -> Community: ...
+
+
+class DetachedCards(Protocol):
+    def mark_detached(self, community_id: str, payment_method_id: str, detached_at: str) -> None:
+        """Flag the card's snapshot detached (nothing when no subscription ever used it)."""
+        ...
 
 
 class CardGateway(Protocol):
@@ -63,11 +72,18 @@ def _current_customer(profile: Profile, account: str | None) -> str | None:
 
 class PaymentMethodService:
     def __init__(
-        self, profiles: ProfileStore, communities: CommunityReader, stripe: CardGateway
+        self,
+        profiles: ProfileStore,
+        communities: CommunityReader,
+        stripe: CardGateway,
+        detached_cards: DetachedCards,
+        clock: Clock,
     ) -> None:
         self._profiles = profiles
         self._communities = communities
         self._stripe = stripe
+        self._detached_cards = detached_cards
+        self._clock = clock
 
     def _customer_profile(self, community_id: str, profile_id: str) -> tuple[Profile, str | None]:
         profile = self._profiles.get(community_id, profile_id)
@@ -141,6 +157,9 @@ class PaymentMethodService:
                 f"{', '.join(in_use)}; give them another card first."
             )
         self._stripe.detach(account, payment_method_id)
+        self._detached_cards.mark_detached(
+            community_id, payment_method_id, self._clock.now().isoformat()
+        )
 
     def setup_intent(self, community_id: str, profile_id: str) -> str:
         profile, account = self._customer_profile(community_id, profile_id)
