@@ -100,6 +100,13 @@ class Profile:
             and link.payment_method_id == payment_method_id
         )
 
+    def stripe_customer_on(self, account: str | None) -> str | None:
+        """The profile's Stripe customer if it lives on `account` (the community's current
+        one; None: the platform's); a customer left on an earlier account is not it."""
+        if self.stripe_customer_id and self.stripe_customer_account == account:
+            return self.stripe_customer_id
+        return None
+
     def with_details(
         self,
         *,

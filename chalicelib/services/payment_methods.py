@@ -63,13 +63,6 @@ class CardGateway(Protocol):
     ) -> str: ...
 
 
-def _current_customer(profile: Profile, account: str | None) -> str | None:
-    """The profile's customer if it lives on `account` (the community's current one)."""
-    if profile.stripe_customer_id and profile.stripe_customer_account == account:
-        return profile.stripe_customer_id
-    return None
-
-
 class PaymentMethodService:
     def __init__(
         self,
@@ -92,7 +85,7 @@ class PaymentMethodService:
 
     def ensure_customer(self, profile: Profile, account: str | None) -> str:
         """The profile's Stripe customer on `account`, created now if it has none there."""
-        existing = _current_customer(profile, account)
+        existing = profile.stripe_customer_on(account)
         if existing:
             return existing
         customer_id = self._stripe.create_customer(
@@ -108,9 +101,8 @@ class PaymentMethodService:
             )
         except Conflict:
             # A concurrent first use recorded its customer first: use that one.
-            winner = _current_customer(
-                self._profiles.get(profile.community_id, profile.id), account
-            )
+            stored = self._profiles.get(profile.community_id, profile.id)
+            winner = stored.stripe_customer_on(account)
             if winner is None:
                 raise
             return winner
@@ -137,14 +129,14 @@ class PaymentMethodService:
         self, community_id: str, profile_id: str, limit: int, starting_after: str | None
     ) -> tuple[list[Card], bool]:
         profile, account = self._customer_profile(community_id, profile_id)
-        customer_id = _current_customer(profile, account)
+        customer_id = profile.stripe_customer_on(account)
         if customer_id is None:
             return [], False
         return self._stripe.list_cards(account, customer_id, limit, starting_after)
 
     def detach(self, community_id: str, profile_id: str, payment_method_id: str) -> None:
         profile, account = self._customer_profile(community_id, profile_id)
-        customer_id = _current_customer(profile, account)
+        customer_id = profile.stripe_customer_on(account)
         if customer_id is None:
             raise NotFound(f"Payment method {payment_method_id} not found.")
         card = self._stripe.retrieve(account, payment_method_id)
