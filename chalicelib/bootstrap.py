@@ -160,6 +160,7 @@ class Container:
             self.communities,
             self.stripe_customers,
             self.clock,
+            self.profiles,
         )
         return WebhookService(
             store=self.webhook_events,

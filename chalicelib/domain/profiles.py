@@ -59,6 +59,8 @@ class Profile:
     stripe_customer_id: str | None = None
     # The connected account the Stripe customer lives on (None: the platform account).
     stripe_customer_account: str | None = None
+    # The last customer Stripe deleted (`customer.deleted`): a new one is made on next use.
+    stripe_customer_deleted: str | None = None
     subscriptions: tuple[SubscriptionLink, ...] = ()
 
     @property

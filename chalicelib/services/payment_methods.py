@@ -63,6 +63,15 @@ class CardGateway(Protocol):
     ) -> str: ...
 
 
+def _customer_key(profile: Profile, account: str | None) -> str:
+    """The idempotency key of the profile's customer on `account`; after Stripe deleted one,
+    another key (Stripe would answer a reused key with the deleted customer for 24 hours)."""
+    key = f"customer-{profile.id}-{account or 'platform'}"
+    if profile.stripe_customer_deleted:
+        key += f"-after-{profile.stripe_customer_deleted}"
+    return key
+
+
 class PaymentMethodService:
     def __init__(
         self,
@@ -93,7 +102,7 @@ class PaymentMethodService:
             name=profile.name,
             email=profile.email,
             metadata={"community_id": profile.community_id, "profile_id": profile.id},
-            idempotency_key=f"customer-{profile.id}-{account or 'platform'}",
+            idempotency_key=_customer_key(profile, account),
         )
         try:
             self._profiles.set_stripe_customer(
