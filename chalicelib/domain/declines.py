@@ -79,6 +79,16 @@ _REASONS: dict[str, str] = {
 _UNKNOWN = "Your bank declined the payment."
 
 
+# Failures we decide without Stripe because the card cannot be charged at all (domain/payments.py):
+# retrying the same card cannot help; the owner pays with another one.
+CARD_UNUSABLE_CODES = frozenset({"card_detached", "no_card_on_account"})
+
+
+def needs_another_card(code: str | None) -> bool:
+    """Whether no retry of the subscription's card can succeed (the card is gone)."""
+    return (code or "") in CARD_UNUSABLE_CODES
+
+
 def is_hard_decline(code: str | None, decline_code: str | None) -> bool:
     """Whether this failure stops automatic retries of the card (see the module docstring)."""
     return (decline_code or "") in HARD_DECLINE_CODES or (code or "") in HARD_DECLINE_CODES
