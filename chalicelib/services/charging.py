@@ -178,9 +178,10 @@ def billed_to_of(profile: Profile) -> BilledTo:
 
 def stripe_customer_of(profile: Profile, account: str | None) -> str:
     """The profile's Stripe customer on the community's current account (`account`)."""
-    if not profile.stripe_customer_id or profile.stripe_customer_account != account:
+    customer = profile.stripe_customer_on(account)
+    if customer is None:
         raise InvalidRequest.for_field(CARD_FIELD, f"Profile {profile.id} has no card on file.")
-    return profile.stripe_customer_id
+    return customer
 
 
 def card_summary(context: BillingContext) -> PaymentMethodSummary:
