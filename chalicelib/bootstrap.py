@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # typed for callers; imported lazily at run time
     from chalicelib.services.members import MemberService
     from chalicelib.services.pay_now import PayNow
     from chalicelib.services.payment_links import PaymentLinks
+    from chalicelib.services.payment_methods import PaymentMethodService
     from chalicelib.services.payments import PaymentService
     from chalicelib.services.ports import (
         BillingReader,
@@ -159,6 +160,7 @@ class Container:
             self.communities,
             self.stripe_customers,
             self.clock,
+            self.profiles,
         )
         return WebhookService(
             store=self.webhook_events,
@@ -330,14 +332,25 @@ class Container:
         )
 
     @cached_property
+    def payment_methods(self) -> PaymentMethodService:
+        from chalicelib.services.payment_methods import PaymentMethodService
+
+        return PaymentMethodService(
+            self.profiles,
+            self.communities,
+            self.stripe_customers,
+            self.card_snapshots,
+            self.clock,
+        )
+
+    @cached_property
     def pay_now(self) -> PayNow:
         from chalicelib.services.pay_now import PayNow
-        from chalicelib.services.payment_methods import PaymentMethodService
 
         return PayNow(
             self.payment_links,
             self.subscription_service,
-            PaymentMethodService(self.profiles, self.communities, self.stripe_customers),
+            self.payment_methods,
             self.charging,
             self.payment_gateway,
             self.communities,

@@ -54,10 +54,7 @@ def _out(card: Any) -> PaymentMethod:
 
 
 def _service(ctx: RequestContext) -> Any:
-    from chalicelib.services.payment_methods import PaymentMethodService
-
-    c = ctx.container
-    return PaymentMethodService(c.profiles, c.communities, c.stripe_customers)
+    return ctx.container.payment_methods
 
 
 @route(

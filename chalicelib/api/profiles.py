@@ -95,7 +95,7 @@ def _service(ctx: RequestContext) -> Any:
     from chalicelib.services.profiles import ProfileService
 
     c = ctx.container
-    return ProfileService(c.profiles, c.communities, c.subscriptions, c.clock)
+    return ProfileService(c.profiles, c.communities, c.subscriptions, c.clock, c.stripe_customers)
 
 
 @route(
@@ -168,7 +168,8 @@ def get_profile(ctx: RequestContext, profile_id: str) -> Profile:
     auth=Auth.COMMUNITY,
     body=UpdateProfile,
     response=Profile,
-    summary="Change a profile's name, email or free access",
+    error_statuses=(409, 429, 503),
+    summary="Change a profile's name, email or free access (also on its Stripe customer)",
     tag=TAG,
 )
 def update_profile(ctx: RequestContext, profile_id: str, body: UpdateProfile) -> Profile:

@@ -68,9 +68,25 @@ _REASONS: dict[str, str] = {
     "issuer_not_available": "Your bank could not be reached to approve the payment.",
     "try_again_later": "Your bank could not approve the payment right now.",
     "not_attempted": "The payment could not be made.",
+    # Charges never sent to Stripe (domain/payments.py): no bank was asked.
+    "card_detached": "The card was removed from your account, so it can no longer be charged.",
+    "no_card_on_account": "We have no card of yours on file for this membership.",
+    "account_disconnected": (
+        "The community's payment account is not connected right now, so nothing was charged."
+    ),
     **{code: _DO_NOT_RETRY for code in HARD_DECLINE_CODES},
 }
 _UNKNOWN = "Your bank declined the payment."
+
+
+# Failures we decide without Stripe because the card cannot be charged at all (domain/payments.py):
+# retrying the same card cannot help; the owner pays with another one.
+CARD_UNUSABLE_CODES = frozenset({"card_detached", "no_card_on_account"})
+
+
+def needs_another_card(code: str | None) -> bool:
+    """Whether no retry of the subscription's card can succeed (the card is gone)."""
+    return (code or "") in CARD_UNUSABLE_CODES
 
 
 def is_hard_decline(code: str | None, decline_code: str | None) -> bool:

@@ -105,6 +105,13 @@ NO_CARD_ON_ACCOUNT = PaymentFailure(
     decline_code=None,
     message="The owner has no card on file for the community's Stripe account.",
 )
+# The same for a card detached from the owner's Stripe customer (`payment_method.detached`, or
+# our own DELETE of it): Stripe never charges a detached PaymentMethod again.
+CARD_DETACHED = PaymentFailure(
+    code="card_detached",
+    decline_code=None,
+    message="The card was removed from the owner's Stripe customer and cannot be charged.",
+)
 # The same for a community whose connected account disconnected the platform (Stripe's
 # `account.application.deauthorized`): nothing can be charged there until it reconnects.
 ACCOUNT_DISCONNECTED = PaymentFailure(

@@ -59,6 +59,8 @@ class Profile:
     stripe_customer_id: str | None = None
     # The connected account the Stripe customer lives on (None: the platform account).
     stripe_customer_account: str | None = None
+    # The last customer Stripe deleted (`customer.deleted`): a new one is made on next use.
+    stripe_customer_deleted: str | None = None
     subscriptions: tuple[SubscriptionLink, ...] = ()
 
     @property
@@ -99,6 +101,13 @@ class Profile:
             and link.status in LIVE_STATUSES
             and link.payment_method_id == payment_method_id
         )
+
+    def stripe_customer_on(self, account: str | None) -> str | None:
+        """The profile's Stripe customer if it lives on `account` (the community's current
+        one; None: the platform's); a customer left on an earlier account is not it."""
+        if self.stripe_customer_id and self.stripe_customer_account == account:
+            return self.stripe_customer_id
+        return None
 
     def with_details(
         self,

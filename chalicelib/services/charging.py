@@ -45,6 +45,7 @@ from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import (
     ACCOUNT_DISCONNECTED,
+    CARD_DETACHED,
     NO_CARD_ON_ACCOUNT,
     PENDING_RECOVERY_DELAY,
     BilledTo,
@@ -177,9 +178,10 @@ def billed_to_of(profile: Profile) -> BilledTo:
 
 def stripe_customer_of(profile: Profile, account: str | None) -> str:
     """The profile's Stripe customer on the community's current account (`account`)."""
-    if not profile.stripe_customer_id or profile.stripe_customer_account != account:
+    customer = profile.stripe_customer_on(account)
+    if customer is None:
         raise InvalidRequest.for_field(CARD_FIELD, f"Profile {profile.id} has no card on file.")
-    return profile.stripe_customer_id
+    return customer
 
 
 def card_summary(context: BillingContext) -> PaymentMethodSummary:
@@ -289,6 +291,14 @@ class Charging:
             if not scheduled:
                 raise  # a caller can add a card and ask again: 400, nothing written
             refused = refused or NO_CARD_ON_ACCOUNT
+        if (context.card or {}).get("detached_at"):
+            if not scheduled:
+                raise InvalidRequest.for_field(
+                    CARD_FIELD,
+                    f"Payment method {plan.payment_method_id} was detached from the owner's "
+                    "Stripe customer; give the subscription another card.",
+                )
+            refused = refused or CARD_DETACHED
         payment = new_payment(
             plan,
             new_id("pay"),

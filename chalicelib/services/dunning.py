@@ -37,7 +37,7 @@ from chalicelib.adapters.dynamodb.transactions import is_transient
 from chalicelib.adapters.email import Email
 from chalicelib.domain.communities import Community
 from chalicelib.domain.currencies import currency
-from chalicelib.domain.declines import decline_reason, is_hard_decline
+from chalicelib.domain.declines import decline_reason, is_hard_decline, needs_another_card
 from chalicelib.domain.dunning import Reminder, last_reminder_at, next_retry_shown
 from chalicelib.domain.errors import Conflict, NotFound, Unavailable
 from chalicelib.domain.payments import Payment
@@ -312,6 +312,10 @@ class DunningMailer:
         if is_hard_decline(code, decline_code):
             retry_text = (
                 "No more automatic retries: your bank asked us not to charge this card again."
+            )
+        elif needs_another_card(code):
+            retry_text = (
+                "No automatic retry can charge the card on file: please pay with another card."
             )
         elif next_retry is not None:
             retry_text = f"We will try the card again on {when(next_retry)}."

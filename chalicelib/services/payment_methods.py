@@ -4,7 +4,9 @@ The customer is created on first use, on the community's connected account when 
 (else on the platform account), and re-created if the community later connects another
 account. A card that a live subscription (active, failed_payment, expiring) charges cannot be
 detached: the owner link of that subscription names it (`payment_method_id`, written by the
-subscription service through profile_links.put_link/update_link).
+subscription service through profile_links.put_link/update_link). A card we detach is flagged
+on its snapshot at once (Stripe's `payment_method.detached` may come later), so no subscription
+shows it usable and no charge sends it to Stripe again (services/charging.py: `card_detached`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from chalicelib.adapters.stripe.customers import PM_FIELD, Card
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.domain.profiles import Profile
+from chalicelib.services.ports import Clock
 
 
 class ProfileStore(Protocol):
@@ -31,6 +34,12 @@ class ProfileStore(Protocol):
 
 class CommunityReader(Protocol):
     def get(self, community_id: str) -> Community: ...
+
+
+class DetachedCards(Protocol):
+    def mark_detached(self, community_id: str, payment_method_id: str, detached_at: str) -> None:
+        """Flag the card's snapshot detached (nothing when no subscription ever used it)."""
+        ...
 
 
 class CardGateway(Protocol):
@@ -54,20 +63,29 @@ class CardGateway(Protocol):
     ) -> str: ...
 
 
-def _current_customer(profile: Profile, account: str | None) -> str | None:
-    """The profile's customer if it lives on `account` (the community's current one)."""
-    if profile.stripe_customer_id and profile.stripe_customer_account == account:
-        return profile.stripe_customer_id
-    return None
+def _customer_key(profile: Profile, account: str | None) -> str:
+    """The idempotency key of the profile's customer on `account`; after Stripe deleted one,
+    another key (Stripe would answer a reused key with the deleted customer for 24 hours)."""
+    key = f"customer-{profile.id}-{account or 'platform'}"
+    if profile.stripe_customer_deleted:
+        key += f"-after-{profile.stripe_customer_deleted}"
+    return key
 
 
 class PaymentMethodService:
     def __init__(
-        self, profiles: ProfileStore, communities: CommunityReader, stripe: CardGateway
+        self,
+        profiles: ProfileStore,
+        communities: CommunityReader,
+        stripe: CardGateway,
+        detached_cards: DetachedCards,
+        clock: Clock,
     ) -> None:
         self._profiles = profiles
         self._communities = communities
         self._stripe = stripe
+        self._detached_cards = detached_cards
+        self._clock = clock
 
     def _customer_profile(self, community_id: str, profile_id: str) -> tuple[Profile, str | None]:
         profile = self._profiles.get(community_id, profile_id)
@@ -76,7 +94,7 @@ class PaymentMethodService:
 
     def ensure_customer(self, profile: Profile, account: str | None) -> str:
         """The profile's Stripe customer on `account`, created now if it has none there."""
-        existing = _current_customer(profile, account)
+        existing = profile.stripe_customer_on(account)
         if existing:
             return existing
         customer_id = self._stripe.create_customer(
@@ -84,7 +102,7 @@ class PaymentMethodService:
             name=profile.name,
             email=profile.email,
             metadata={"community_id": profile.community_id, "profile_id": profile.id},
-            idempotency_key=f"customer-{profile.id}-{account or 'platform'}",
+            idempotency_key=_customer_key(profile, account),
         )
         try:
             self._profiles.set_stripe_customer(
@@ -92,9 +110,8 @@ class PaymentMethodService:
             )
         except Conflict:
             # A concurrent first use recorded its customer first: use that one.
-            winner = _current_customer(
-                self._profiles.get(profile.community_id, profile.id), account
-            )
+            stored = self._profiles.get(profile.community_id, profile.id)
+            winner = stored.stripe_customer_on(account)
             if winner is None:
                 raise
             return winner
@@ -121,14 +138,14 @@ class PaymentMethodService:
         self, community_id: str, profile_id: str, limit: int, starting_after: str | None
     ) -> tuple[list[Card], bool]:
         profile, account = self._customer_profile(community_id, profile_id)
-        customer_id = _current_customer(profile, account)
+        customer_id = profile.stripe_customer_on(account)
         if customer_id is None:
             return [], False
         return self._stripe.list_cards(account, customer_id, limit, starting_after)
 
     def detach(self, community_id: str, profile_id: str, payment_method_id: str) -> None:
         profile, account = self._customer_profile(community_id, profile_id)
-        customer_id = _current_customer(profile, account)
+        customer_id = profile.stripe_customer_on(account)
         if customer_id is None:
             raise NotFound(f"Payment method {payment_method_id} not found.")
         card = self._stripe.retrieve(account, payment_method_id)
@@ -141,6 +158,9 @@ class PaymentMethodService:
                 f"{', '.join(in_use)}; give them another card first."
             )
         self._stripe.detach(account, payment_method_id)
+        self._detached_cards.mark_detached(
+            community_id, payment_method_id, self._clock.now().isoformat()
+        )
 
     def setup_intent(self, community_id: str, profile_id: str) -> str:
         profile, account = self._customer_profile(community_id, profile_id)

@@ -1,14 +1,21 @@
-"""Profile use cases: customers and their dependents, details, free access, access checks."""
+"""Profile use cases: customers and their dependents, details, free access, access checks.
+
+A customer's name and email are also those of their Stripe customer (on the community's current
+account), where Stripe sends receipts and authentication requests: a change is made on Stripe
+first, then saved, so Stripe down is a 503 and nothing changes (Stripe refusing the address: 400
+naming `email`); a customer Stripe no longer has is left alone.
+"""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 from typing import Protocol
 
 from chalicelib.adapters.dynamodb.codec import whole_seconds
 from chalicelib.domain.access import has_access
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.platform_events import AccessCheck
 from chalicelib.domain.profiles import Access, Profile, ProfileKind, validate_new_profile
@@ -36,6 +43,12 @@ class CommunityReader(Protocol):
     def get(self, community_id: str) -> Community: ...
 
 
+class StripeCustomerDetails(Protocol):
+    def update_customer(
+        self, account: str | None, customer_id: str, *, name: str, email: str | None
+    ) -> None: ...
+
+
 class SubscriptionFinder(Protocol):
     def find(self, community_id: str, subscription_id: str) -> Subscription | None: ...
 
@@ -59,11 +72,13 @@ class ProfileService:
         communities: CommunityReader,
         subscriptions: SubscriptionFinder,
         clock: Clock,
+        stripe_customers: StripeCustomerDetails,
     ) -> None:
         self._profiles = profiles
         self._communities = communities
         self._subscriptions = subscriptions
         self._clock = clock
+        self._stripe_customers = stripe_customers
 
     def create(
         self,
@@ -110,9 +125,21 @@ class ProfileService:
         profile = self._profiles.get(community_id, profile_id)
         changed = profile.with_details(name=name, email=email, free_access=free_access)
         if changed != profile:
+            if (changed.name, changed.email) != (profile.name, profile.email):
+                self._update_stripe_customer(changed)
             check = _told_if(changed.free_access != profile.free_access, changed)
             self._profiles.save_details(changed, check, self._clock.now())
         return changed
+
+    def _update_stripe_customer(self, profile: Profile) -> None:
+        account = self._communities.get(profile.community_id).stripe_account_id
+        customer_id = profile.stripe_customer_on(account)
+        if customer_id is None:
+            return
+        with suppress(NotFound):  # deleted on Stripe: nothing there to keep in step
+            self._stripe_customers.update_customer(
+                account, customer_id, name=profile.name, email=profile.email
+            )
 
     def access(self, community_id: str, profile_id: str) -> Access:
         profile = self._profiles.get(community_id, profile_id)

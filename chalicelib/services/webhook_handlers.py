@@ -41,6 +41,12 @@ class CustomerDirectory(Protocol):
     def community_of_customer(self, customer_id: str) -> str | None: ...
 
 
+class ProfileCustomers(Protocol):
+    def forget_stripe_customer(self, community_id: str, profile_id: str, customer_id: str) -> bool:
+        """The profile has no customer any more if `customer_id` was its customer; else False."""
+        ...
+
+
 @dataclass(frozen=True)
 class Route:
     """Where an event belongs: a community, or nowhere (with the reason)."""
@@ -64,12 +70,14 @@ class WebhookHandlers:
         communities: CommunityByAccount,
         customers: CustomerDirectory,
         clock: Clock,
+        profiles: ProfileCustomers,
     ) -> None:
         self._uow = uow
         self._payments = payments
         self._communities = communities
         self._customers = customers
         self._clock = clock
+        self._profiles = profiles
 
     def registry(self) -> dict[str, EventHandler]:
         return {
@@ -82,6 +90,7 @@ class WebhookHandlers:
             "payment_method.automatically_updated": self.payment_method,
             "payment_method.detached": self.payment_method,
             "account.application.deauthorized": self.deauthorized,
+            "customer.deleted": self.customer_deleted,
         }
 
     def _payments_in(self, scope: EventScope, community_id: str) -> PaymentService:
@@ -220,6 +229,24 @@ class WebhookHandlers:
         if not community_id:
             return Route(None, f"customer {customer} is not one of ours")
         return Route(community_id)
+
+    def customer_deleted(self, event: WebhookEvent, scope: EventScope) -> Effect:
+        """Stripe deleted a customer (and its cards): the profile it was made for forgets it,
+        so its next card makes a new customer instead of failing on the deleted one forever.
+        The profile is named by the customer's metadata (ours, set when we made it); the write
+        is conditional on the profile still having that customer, so it is safe to repeat and
+        never touches a profile that has moved on."""
+        customer = event.data_object
+        customer_id = _id_of(customer.get("id"))
+        ids = metadata_ids(customer)
+        community_id, profile_id = ids.get("community_id"), ids.get("profile_id")
+        if customer_id is None or community_id is None or profile_id is None:
+            return Effect(Outcome.ignored("not a customer of ours"))
+        if event.account and self.route_by_account(event.account).community_id != community_id:
+            return Effect(Outcome.ignored(f"the customer is not on {community_id}'s account"))
+        if not self._profiles.forget_stripe_customer(community_id, profile_id, customer_id):
+            return Effect(Outcome.ignored(f"profile {profile_id} does not use {customer_id}"))
+        return Effect(Outcome.processed(community_id))
 
     # --- Connect ------------------------------------------------------------------------------
     def deauthorized(self, event: WebhookEvent, scope: EventScope) -> Effect:

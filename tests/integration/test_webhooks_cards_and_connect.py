@@ -205,3 +205,26 @@ def test_a_deauthorized_community_is_not_charged_until_it_reconnects(billing: Bi
     assert flag_of(billing, community_id) is None
     activated = ok(client, "post", f"/v1/subscriptions/{sub['id']}/activate", key, {})
     assert activated["status"] == "active"
+
+
+def test_a_card_detached_through_our_api_is_flagged_and_never_charged(billing: Billing) -> None:
+    """Our own DELETE of a card flags its snapshot at once (Stripe's `payment_method.detached`
+    comes later, if at all: localstripe sends none), so the subscription shows it detached and
+    activating with it is a 400 that charges nothing (Stripe would refuse a detached card; here
+    localstripe took the money)."""
+    client = billing.env.client
+    _, key, sub, _ = card_setup(billing)
+    method_id = sub["payment_method"]["id"]
+    owner = sub["owner_id"]
+
+    status, answer = call(
+        client, "delete", f"/v1/profiles/{owner}/payment-methods/{method_id}", key
+    )
+    assert status == 204, answer
+
+    shown = ok(client, "get", f"/v1/subscriptions/{sub['id']}", key)
+    assert shown["payment_method"]["detached"] is True
+    status, answer = call(client, "post", f"/v1/subscriptions/{sub['id']}/activate", key, {})
+    assert status == 400, answer
+    assert answer["error"]["details"][0]["field"] == "payment_method_id"
+    assert ok(client, "get", f"/v1/payments?subscription_id={sub['id']}", key)["data"] == []

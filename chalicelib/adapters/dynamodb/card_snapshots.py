@@ -7,13 +7,16 @@ Item layout:
 Written when a card is first checked against Stripe (it belongs to the owner's customer);
 card details of a PaymentMethod do not change except the expiry; the webhooks (issue 5) refresh
 brand/last4/expiry on `payment_method.updated` and set `detached_at` on `.detached` (a detached
-card is checked on Stripe again, which refuses it).
+card is checked on Stripe again, which refuses it); our own detach
+(`DELETE /v1/profiles/{id}/payment-methods/{pm}`) sets `detached_at` too (`mark_detached`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 
@@ -81,3 +84,13 @@ class CardSnapshots:
                 **to_item({"type": "card_snapshot", **snapshot}),
             },
         )
+
+    def mark_detached(self, community_id: str, payment_method_id: str, detached_at: str) -> None:
+        """Flag the card detached, if a subscription ever used it (a snapshot exists) and it
+        is not flagged already; otherwise nothing."""
+        entry = card_detached_entry(self._table, community_id, payment_method_id, detached_at)
+        try:
+            self._client.update_item(**entry["Update"])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise

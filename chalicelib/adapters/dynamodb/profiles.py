@@ -5,7 +5,8 @@ Item layout:
            attrs: type="profile", id, community_id, kind, name, email?, account_holder_id?,
            free_access, credit_<currency> (one per currency held, e.g. credit_usd), currency,
            created_at,
-           stripe_customer_id?, stripe_customer_account? (the connected account it lives on)
+           stripe_customer_id?, stripe_customer_account? (the connected account it lives on),
+           stripe_customer_deleted? (the last customer Stripe deleted)
            gsi1pk=`C#<cid>#PROFILES`                    gsi1sk=`<created_at>#<profile_id>`
            gsi2pk=`C#<cid>#PROFILES#EMAIL#<email, lowercased>`  (customers)   gsi2sk=same
            gsi3pk=`C#<cid>#PROFILES#FREE` (only while free_access)           gsi3sk=same
@@ -232,6 +233,25 @@ class ProfileRepository:
                 ) from None
             raise
 
+    def forget_stripe_customer(self, community_id: str, profile_id: str, customer_id: str) -> bool:
+        """Stripe deleted `customer_id`: the profile has no customer from now on (and keeps the
+        deleted id in `stripe_customer_deleted`). False when the profile's customer is another
+        one (or none): nothing changes."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=profile_key(community_id, profile_id),
+                UpdateExpression="SET stripe_customer_deleted = :gone "
+                "REMOVE stripe_customer_id, stripe_customer_account",
+                ConditionExpression="attribute_exists(pk) AND stripe_customer_id = :gone",
+                ExpressionAttributeValues={":gone": to_value(customer_id)},
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
     @staticmethod
     def _email_attributes(profile: Profile) -> dict[str, Any]:
         if not profile.email:
@@ -412,4 +432,5 @@ def profile_from_item(item: dict[str, Any]) -> Profile:
         created_at=parse_time(item["created_at"]),
         stripe_customer_id=item.get("stripe_customer_id"),
         stripe_customer_account=item.get("stripe_customer_account"),
+        stripe_customer_deleted=item.get("stripe_customer_deleted"),
     )

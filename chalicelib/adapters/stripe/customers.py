@@ -126,6 +126,15 @@ class StripeCustomers:
             )
         return str(customer.id)
 
+    def update_customer(
+        self, account: str | None, customer_id: str, *, name: str, email: str | None
+    ) -> None:
+        """Set the customer's name and email (Stripe mails receipts and authentication
+        requests there). A customer Stripe no longer has: NotFound."""
+        params: dict[str, Any] = {"name": name, "email": email or ""}
+        with stripe_errors("email", missing="not_found"):
+            self._client().v1.customers.update(customer_id, params, request_options(account))
+
     def attach(self, account: str | None, customer_id: str, payment_method_id: str) -> Card:
         with stripe_errors(PM_FIELD):
             pm = self._client().v1.payment_methods.attach(

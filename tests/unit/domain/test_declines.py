@@ -102,3 +102,11 @@ def test_declines_in_plain_words() -> None:
         reason = decline_reason("card_declined", code)
         assert reason.startswith("Your bank declined the payment and asked us not to try")
         assert "stolen" not in reason and "lost" not in reason
+
+
+def test_failures_we_decide_without_the_bank_never_read_as_a_bank_decline() -> None:
+    """A charge we never sent (detached card, no card on the community's account, the
+    community disconnected Stripe) was not declined by anyone's bank: the owner is told why."""
+    for code in ("card_detached", "no_card_on_account", "account_disconnected"):
+        assert "bank" not in decline_reason(code, None)
+    assert "removed" in decline_reason("card_detached", None)

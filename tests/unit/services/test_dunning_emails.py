@@ -218,3 +218,25 @@ def test_a_declined_payment_the_owner_attempts_sends_no_email_and_keeps_the_link
     assert world.publish() == []
     assert len(world.mailer.sent) == 1
     assert len(world.links.issued) == 1
+
+
+def test_a_detached_card_email_asks_for_another_card_and_blames_no_bank() -> None:
+    """A renewal of a card detached from the owner's customer fails without Stripe: the
+    email must not say the bank declined, nor promise to try the same card again."""
+    world = DunningWorld()
+    owner = world.customer("Ada")
+    sub_id = world.active(world.plan(2500, retry_days=(1, 3), grace_days=GRACE_DAYS), owner)
+    snapshot = world.store.cards[(CID, "pm_ok")]
+    world.store.cards[(CID, "pm_ok")] = {**snapshot, "detached_at": world.clock.now().isoformat()}
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end)
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    world.publish()
+
+    [email] = world.mailer.sent
+    assert "Reason: The card was removed from your account" in email.body
+    assert "bank" not in email.body
+    assert "We will try the card again" not in email.body
+    assert "please pay with another card" in email.body
+    assert "Pay now: https://pay.example/pay/tok_1" in email.body
