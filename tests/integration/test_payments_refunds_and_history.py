@@ -160,3 +160,53 @@ def test_report_summary_counts_with_queries(api_at: Any) -> None:
         "application_fees": 0,
     }
     assert report["failed_payment_outstanding"] == 0
+
+
+def test_billing_history_keeps_a_former_owner_and_a_removed_member(api_at: Any) -> None:
+    """An ownership change or a removal does not take the subscription out of the profile's
+    history: the payments it made and the time it was a member stay readable."""
+    api: Api = api_at(APRIL)
+    plan = api.plan()
+    ada = api.customer("Ada")
+    kid = api.dependent(ada["id"])
+    bo = api.customer("Bo")
+    sub = api.active(plan, ada, [kid["id"], bo["id"]])
+    [activation] = api.payments(sub["id"])
+    api.env.clock.advance(timedelta(days=2))
+    api.ok(
+        "PATCH",
+        f"/v1/subscriptions/{sub['id']}",
+        {"owner_id": bo["id"], "payment_method_id": bo["card"]},
+    )
+    api.ok("DELETE", f"/v1/subscriptions/{sub['id']}/members/{kid['id']}?at=now")
+
+    ada_history = api.ok("GET", f"/v1/profiles/{ada['id']}/billing-history")["data"]
+    assert [(h["subscription"]["id"], h["role"], h["former"]) for h in ada_history] == [
+        (sub["id"], "owner", True)
+    ]
+    [paid] = ada_history[0]["payments"]
+    assert (paid["id"], paid["billed_to"]["profile_id"]) == (activation["id"], ada["id"])
+    assert ada_history[0]["memberships"] == []
+
+    kid_history = api.ok("GET", f"/v1/profiles/{kid['id']}/billing-history")["data"]
+    assert [(h["subscription"]["id"], h["role"], h["former"]) for h in kid_history] == [
+        (sub["id"], "member", True)
+    ]
+    assert kid_history[0]["memberships"] == [
+        {"added_at": sub["members"][0]["added_at"], "removed_at": "2026-04-03T00:00:00Z"}
+    ]
+    assert api.ok("GET", f"/v1/profiles/{kid['id']}")["subscriptions"] == []
+    assert api.ok("GET", f"/v1/profiles/{kid['id']}/access")["has_access"] is False
+    bo_history = api.ok("GET", f"/v1/profiles/{bo['id']}/billing-history")["data"]
+    assert [(h["role"], h["former"]) for h in bo_history] == [("owner", False)]
+    assert bo_history[0]["memberships"] == [
+        {"added_at": sub["members"][1]["added_at"], "removed_at": None}
+    ]
+
+    api.env.clock.advance(timedelta(days=1))
+    back = {"members": [{"profile_id": kid["id"], "activation_fee": "waive"}]}
+    api.ok("POST", f"/v1/subscriptions/{sub['id']}/members", back)
+    [again] = api.ok("GET", f"/v1/profiles/{kid['id']}/billing-history")["data"]
+    assert (again["role"], again["former"]) == ("member", False)
+    assert [m["removed_at"] for m in again["memberships"]] == ["2026-04-03T00:00:00Z", None]
+    assert api.ok("GET", f"/v1/profiles/{kid['id']}/access")["has_access"] is True
