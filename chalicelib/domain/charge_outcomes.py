@@ -24,6 +24,7 @@ from chalicelib.domain.errors import ConcurrentChange, Conflict
 from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
 from chalicelib.domain.members import Member
 from chalicelib.domain.periods import ensure_utc
+from chalicelib.domain.platform_events import utc_text
 from chalicelib.domain.subscriptions import (
     Outcome,
     PendingChanges,
@@ -195,8 +196,8 @@ def _succeed(
     details: dict[str, DetailValue] = {
         "payment_id": payment_id,
         "kind": pending.kind,
-        "period_start": pending.period.start.isoformat(),
-        "period_end": pending.period.end.isoformat(),
+        "period_start": utc_text(pending.period.start),
+        "period_end": utc_text(pending.period.end),
     }
     if pending.kind == "proration":
         details["member_ids"] = sorted(pid for pid in staying if sub.member(pid) is None)

@@ -16,6 +16,7 @@ from chalicelib.domain.events import Actor, audit_event
 from chalicelib.domain.members import Member, RemovalTiming, ensure_unique_ids
 from chalicelib.domain.periods import ensure_utc
 from chalicelib.domain.plans import BillingCycle, Plan
+from chalicelib.domain.platform_events import utc_text
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import (
     Outcome,
@@ -179,7 +180,7 @@ def remove_member(
             "active",
             actor,
             profile_id=profile_id,
-            effective_at=end.isoformat(),
+            effective_at=utc_text(end),
         )
         return Outcome(replace(sub, members=members), event)
     members = tuple(m for m in sub.members if m.profile_id != profile_id)
