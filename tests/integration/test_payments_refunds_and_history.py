@@ -179,6 +179,15 @@ def test_billing_history_keeps_a_former_owner_and_a_removed_member(api_at: Any) 
         {"owner_id": bo["id"], "payment_method_id": bo["card"]},
     )
     api.ok("DELETE", f"/v1/subscriptions/{sub['id']}/members/{kid['id']}?at=now")
+    trail = api.ok("GET", f"/v1/subscriptions/{sub['id']}/events?limit=100")["data"]
+    [handover] = [e for e in trail if e["type"] == "subscription.updated"]
+    assert handover["details"] == {
+        "changed": ["owner_id", "payment_method_id"],
+        "previous_owner_id": ada["id"],
+        "owner_id": bo["id"],
+        "previous_payment_method_id": ada["card"],
+        "payment_method_id": bo["card"],
+    }
 
     ada_history = api.ok("GET", f"/v1/profiles/{ada['id']}/billing-history")["data"]
     assert [(h["subscription"]["id"], h["role"], h["former"]) for h in ada_history] == [
