@@ -162,6 +162,42 @@ def test_report_summary_counts_with_queries(api_at: Any) -> None:
     assert report["failed_payment_outstanding"] == 0
 
 
+def test_the_report_sums_each_currency_apart(api_at: Any) -> None:
+    """A community charging in euros too reads the euros' summary with `?currency=eur`; each
+    summary's money is that currency's alone (the euro payments were in no report)."""
+    api: Api = api_at(APRIL)
+    dollars = api.plan(prices={"month": 3000})
+    euros = api.plan(currency="eur", prices={"month": 2000, "year": 24000})
+    api.active(dollars, api.customer("Ada"))
+    in_euros = api.active(euros, api.customer("Bo"))
+    api.active(euros, api.customer("Cy"), billing_cycle="year")
+    [paid] = api.payments(in_euros["id"])
+    api.ok("POST", f"/v1/payments/{paid['id']}/refunds", {"amount": 700}, 201)
+
+    usd = api.ok("GET", "/v1/reports/summary")
+    eur = api.ok("GET", "/v1/reports/summary?currency=eur")
+
+    assert (usd["currency"], usd["mrr"]) == ("usd", 3000)
+    assert usd["payments_last_30_days"] == {
+        "count": 1,
+        "amount_paid": 3000,
+        "amount_refunded": 0,
+        "application_fees": 0,
+    }
+    assert (eur["currency"], eur["mrr"]) == ("eur", 2000 + 2000)
+    assert eur["payments_last_30_days"] == {
+        "count": 2,
+        "amount_paid": 2000 + 24000,
+        "amount_refunded": 700,
+        "application_fees": 0,
+    }
+    assert api.ok("GET", "/v1/reports/summary?currency=gbp")["mrr"] == 0
+    for bad in ("EUR", "xyz", "e"):
+        refused = api.call("GET", f"/v1/reports/summary?currency={bad}")
+        assert refused.status == 400, bad
+        assert refused.body["error"]["details"][0]["field"] == "currency"
+
+
 def test_billing_history_keeps_a_former_owner_and_a_removed_member(api_at: Any) -> None:
     """An ownership change or a removal does not take the subscription out of the profile's
     history: the payments it made and the time it was a member stay readable."""
