@@ -35,10 +35,17 @@ from chalicelib.domain.subscriptions import (
 
 
 def begin_charge(
-    sub: Subscription, charge: ChargePlan, payment_id: str, now: datetime, actor: Actor = "api"
+    sub: Subscription,
+    charge: ChargePlan,
+    payment_id: str,
+    now: datetime,
+    actor: Actor = "api",
+    *,
+    on_pay_page: bool = False,
 ) -> Outcome:
     """Phase 1: store the pending charge (written with the pending payment). Reserves the
-    credit applied (credit_change)."""
+    credit applied (credit_change). `on_pay_page`: the customer pays through a pay-now link,
+    which the audit event says (`via: "pay_page"`), so it is not taken for the operator's call."""
     ensure_utc(now)
     _ensure_plan_is_current(sub, charge)
     if not charge.needs_stripe:
@@ -54,6 +61,7 @@ def begin_charge(
         payment_id=payment_id,
         kind=charge.kind,
         total=charge.total,
+        via="pay_page" if on_pay_page else None,
     )
     return Outcome(
         updated, event, credit_change(charge.billed_to_profile_id, -charge.credit_applied)
