@@ -122,6 +122,7 @@ def apply_charge_failed(
             retry_count=0,
             next_retry_at=None if hard else _retry_at(terms, now, 0, now),
         )
+        details |= _changes_applied(sub, failed, leaving)
         event = AuditEvent(
             now, "subscription.renewal_failed", "active", "failed_payment", actor, details
         )
@@ -212,7 +213,29 @@ def _succeed(
     if pending.kind == "plan_change":
         details["plan_id"] = pending.plan.plan_id
         details["credit_granted"] = pending.credit_granted
+    details |= _changes_applied(sub, updated, leaving)
     return updated, AuditEvent(now, event_type, sub.status, "active", actor, details)
+
+
+def _changes_applied(
+    before: Subscription, after: Subscription, leaving: list[Member]
+) -> dict[str, DetailValue]:
+    """What a charge's outcome changed besides its period, named in its audit event: members
+    whose removal took effect, and a new owner, plan or billing cycle (queued changes applied
+    at a renewal, a reactivation's own changes)."""
+    details: dict[str, DetailValue] = {}
+    if leaving:
+        details["removed_member_ids"] = sorted(m.profile_id for m in leaving)
+    if after.owner_id != before.owner_id:
+        details |= {"previous_owner_id": before.owner_id, "owner_id": after.owner_id}
+    if after.plan_id != before.plan_id:
+        details |= {"previous_plan_id": before.plan_id, "plan_id": after.plan_id}
+    if after.billing_cycle != before.billing_cycle:
+        details |= {
+            "previous_billing_cycle": before.billing_cycle,
+            "billing_cycle": after.billing_cycle,
+        }
+    return details
 
 
 def _ensure_plan_is_current(sub: Subscription, charge: ChargePlan) -> None:
