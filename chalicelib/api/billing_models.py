@@ -303,9 +303,20 @@ class ReportSummary(ResponseModel):
     failed_payment_outstanding: int
 
 
+class Membership(ResponseModel):
+    added_at: str
+    removed_at: str | None
+
+
 class BillingHistoryEntry(ResponseModel):
     subscription: Subscription
     role: Literal["owner", "member"]
+    former: bool = Field(
+        description="The profile no longer has this role (an owner replaced, a member removed)."
+    )
+    memberships: list[Membership] = Field(
+        description="The profile's times as a member of the subscription, oldest first."
+    )
     payments: list[Payment]
 
 

@@ -136,14 +136,17 @@ def create_endpoint(ctx: RequestContext, body: CreateEndpoint) -> CreatedEndpoin
     "/v1/webhook-endpoints",
     "GET",
     auth=Auth.COMMUNITY,
+    query=ListQuery,
     response=ListResponse[EndpointOut],
-    summary="List the community's webhook endpoints",
+    summary="List the community's webhook endpoints, oldest first",
     tag=TAG,
 )
-def list_endpoints(ctx: RequestContext) -> ListResponse[EndpointOut]:
-    endpoints = ctx.container.webhook_endpoints.list(ctx.community_id)
+def list_endpoints(ctx: RequestContext, query: ListQuery) -> ListResponse[EndpointOut]:
+    endpoints, has_more, cursor = ctx.container.webhook_endpoints.page(
+        ctx.community_id, limit=query.limit, cursor=query.starting_after
+    )
     return ListResponse[EndpointOut](
-        data=[endpoint_out(e) for e in endpoints], has_more=False, next_cursor=None
+        data=[endpoint_out(e) for e in endpoints], has_more=has_more, next_cursor=cursor
     )
 
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from chalice import Blueprint
+from pydantic import Field
 
 from chalicelib.api.billing_models import ReportSummary
+from chalicelib.api.fields import Currency
+from chalicelib.api.models import QueryModel
 from chalicelib.api.routing import Auth, RequestContext, route
 
 blueprint = Blueprint(__name__)
+
+
+class ReportQuery(QueryModel):
+    currency: Currency | None = Field(
+        default=None, description="the currency the money figures are in (default: the community's)"
+    )
 
 
 @route(
@@ -15,9 +24,12 @@ blueprint = Blueprint(__name__)
     "/v1/reports/summary",
     "GET",
     auth=Auth.COMMUNITY,
+    query=ReportQuery,
     response=ReportSummary,
-    summary="Subscriptions by status, MRR, access, last 30 days of payments",
+    summary="Subscriptions by status, MRR, access, last 30 days of payments (one currency)",
     tag="reports",
 )
-def report_summary(ctx: RequestContext) -> ReportSummary:
-    return ReportSummary.model_validate(ctx.container.reports.summary(ctx.community_id))
+def report_summary(ctx: RequestContext, query: ReportQuery) -> ReportSummary:
+    return ReportSummary.model_validate(
+        ctx.container.reports.summary(ctx.community_id, query.currency)
+    )

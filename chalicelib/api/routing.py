@@ -67,6 +67,10 @@ class _NoBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _NoQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 class Auth(enum.Enum):
     NONE = "none"
     PLATFORM = "platform"
@@ -177,6 +181,8 @@ def _serve(
             kwargs: dict[str, Any] = dict(path_params)
             if spec.query is not None:
                 kwargs["query"] = parse_query(request, spec.query)
+            elif spec.auth is not Auth.NONE:
+                parse_query(request, _NoQuery)  # a route without parameters takes none
             if spec.body is not None:
                 kwargs["body"] = parse_body(request, spec.body)
             elif spec.auth is not Auth.NONE:

@@ -24,6 +24,7 @@ from chalicelib.domain.errors import ConcurrentChange, Conflict
 from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
 from chalicelib.domain.members import Member
 from chalicelib.domain.periods import ensure_utc
+from chalicelib.domain.platform_events import utc_text
 from chalicelib.domain.subscriptions import (
     Outcome,
     PendingChanges,
@@ -34,10 +35,17 @@ from chalicelib.domain.subscriptions import (
 
 
 def begin_charge(
-    sub: Subscription, charge: ChargePlan, payment_id: str, now: datetime, actor: Actor = "api"
+    sub: Subscription,
+    charge: ChargePlan,
+    payment_id: str,
+    now: datetime,
+    actor: Actor = "api",
+    *,
+    on_pay_page: bool = False,
 ) -> Outcome:
     """Phase 1: store the pending charge (written with the pending payment). Reserves the
-    credit applied (credit_change)."""
+    credit applied (credit_change). `on_pay_page`: the customer pays through a pay-now link,
+    which the audit event says (`via: "pay_page"`), so it is not taken for the operator's call."""
     ensure_utc(now)
     _ensure_plan_is_current(sub, charge)
     if not charge.needs_stripe:
@@ -53,6 +61,7 @@ def begin_charge(
         payment_id=payment_id,
         kind=charge.kind,
         total=charge.total,
+        via="pay_page" if on_pay_page else None,
     )
     return Outcome(
         updated, event, credit_change(charge.billed_to_profile_id, -charge.credit_applied)
@@ -113,6 +122,7 @@ def apply_charge_failed(
             retry_count=0,
             next_retry_at=None if hard else _retry_at(terms, now, 0, now),
         )
+        details |= _changes_applied(sub, failed, leaving)
         event = AuditEvent(
             now, "subscription.renewal_failed", "active", "failed_payment", actor, details
         )
@@ -195,15 +205,37 @@ def _succeed(
     details: dict[str, DetailValue] = {
         "payment_id": payment_id,
         "kind": pending.kind,
-        "period_start": pending.period.start.isoformat(),
-        "period_end": pending.period.end.isoformat(),
+        "period_start": utc_text(pending.period.start),
+        "period_end": utc_text(pending.period.end),
     }
     if pending.kind == "proration":
         details["member_ids"] = sorted(pid for pid in staying if sub.member(pid) is None)
     if pending.kind == "plan_change":
         details["plan_id"] = pending.plan.plan_id
         details["credit_granted"] = pending.credit_granted
+    details |= _changes_applied(sub, updated, leaving)
     return updated, AuditEvent(now, event_type, sub.status, "active", actor, details)
+
+
+def _changes_applied(
+    before: Subscription, after: Subscription, leaving: list[Member]
+) -> dict[str, DetailValue]:
+    """What a charge's outcome changed besides its period, named in its audit event: members
+    whose removal took effect, and a new owner, plan or billing cycle (queued changes applied
+    at a renewal, a reactivation's own changes)."""
+    details: dict[str, DetailValue] = {}
+    if leaving:
+        details["removed_member_ids"] = sorted(m.profile_id for m in leaving)
+    if after.owner_id != before.owner_id:
+        details |= {"previous_owner_id": before.owner_id, "owner_id": after.owner_id}
+    if after.plan_id != before.plan_id:
+        details |= {"previous_plan_id": before.plan_id, "plan_id": after.plan_id}
+    if after.billing_cycle != before.billing_cycle:
+        details |= {
+            "previous_billing_cycle": before.billing_cycle,
+            "billing_cycle": after.billing_cycle,
+        }
+    return details
 
 
 def _ensure_plan_is_current(sub: Subscription, charge: ChargePlan) -> None:

@@ -26,6 +26,15 @@ AccessReason = Literal["free_access", "subscription"]
 
 
 @dataclass(frozen=True)
+class FormerLink:
+    """A part the profile no longer has: an owner replaced, a member removed (billing history)."""
+
+    subscription_id: str
+    role: LinkRole
+    left_at: datetime
+
+
+@dataclass(frozen=True)
 class SubscriptionLink:
     """A profile's part in one subscription: owner (billed) or member (has access)."""
 
@@ -62,6 +71,7 @@ class Profile:
     # The last customer Stripe deleted (`customer.deleted`): a new one is made on next use.
     stripe_customer_deleted: str | None = None
     subscriptions: tuple[SubscriptionLink, ...] = ()
+    former_subscriptions: tuple[FormerLink, ...] = ()
 
     @property
     def credit_balance(self) -> int:

@@ -12,10 +12,11 @@ from datetime import datetime
 from chalicelib.domain.billing.charges import PlanSnapshot, plan_snapshot
 from chalicelib.domain.billing.pricing import initial_fee
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.domain.events import Actor, audit_event
+from chalicelib.domain.events import Actor, DetailValue, audit_event
 from chalicelib.domain.members import Member, RemovalTiming, ensure_unique_ids
 from chalicelib.domain.periods import ensure_utc
 from chalicelib.domain.plans import BillingCycle, Plan
+from chalicelib.domain.platform_events import utc_text
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import (
     Outcome,
@@ -50,8 +51,30 @@ def update_subscription(
         updated, changed = _update_active(sub, changes)
     else:
         raise Conflict(f"A {sub.status} subscription takes no changes.")
-    event = audit_event(now, "subscription.updated", sub.status, sub.status, actor, changed=changed)
+    event = audit_event(
+        now,
+        "subscription.updated",
+        sub.status,
+        sub.status,
+        actor,
+        changed=changed,
+        **_who_pays(sub, updated),
+    )
     return Outcome(updated, event)
+
+
+def _who_pays(before: Subscription, after: Subscription) -> dict[str, DetailValue]:
+    """The owner and card before and after, when they changed: the audit trail names who was
+    billed, and with what, at any time (the profile's billing history reads it too)."""
+    details: dict[str, DetailValue] = {}
+    if before.owner_id != after.owner_id:
+        details |= {"previous_owner_id": before.owner_id, "owner_id": after.owner_id}
+    if before.payment_method_id != after.payment_method_id:
+        details |= {
+            "previous_payment_method_id": before.payment_method_id,
+            "payment_method_id": after.payment_method_id,
+        }
+    return details
 
 
 def _update_inactive(
@@ -179,7 +202,7 @@ def remove_member(
             "active",
             actor,
             profile_id=profile_id,
-            effective_at=end.isoformat(),
+            effective_at=utc_text(end),
         )
         return Outcome(replace(sub, members=members), event)
     members = tuple(m for m in sub.members if m.profile_id != profile_id)

@@ -44,6 +44,7 @@ from chalicelib.domain.events import Actor, AuditEvent, audit_event
 from chalicelib.domain.members import Member, ensure_unique_ids
 from chalicelib.domain.periods import Period, ensure_utc, period_bounds
 from chalicelib.domain.plans import BILLING_CYCLES, BillingCycle, Plan
+from chalicelib.domain.platform_events import utc_text
 from chalicelib.domain.profiles import Profile
 
 SubscriptionStatus = Literal["inactive", "active", "failed_payment", "expiring", "cancelled"]
@@ -266,7 +267,7 @@ class Subscription:
                 self.status,
                 "expiring",
                 actor,
-                cancel_at=period.end.isoformat(),
+                cancel_at=utc_text(period.end),
             )
             return Outcome(updated, event)
         return self._cancelled(now, "requested", actor)

@@ -1,4 +1,7 @@
-"""`GET /v1/reports/summary`, computed with Queries only (never a Scan).
+"""`GET /v1/reports/summary?currency=`, computed with Queries only (never a Scan).
+
+Money figures are of one currency (`?currency=`, default the community's): a community whose
+plans charge in several currencies reads one summary per currency, never a sum across them.
 
 - subscriptions_by_status: one Select=COUNT Query per status (gsi1 by status).
 - mrr: active subscriptions (gsi1 Query): unit price x members billed at the next renewal,
@@ -17,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from chalicelib.domain.communities import Community
+from chalicelib.domain.currencies import supported_currency
 from chalicelib.domain.money import monthly_equivalent
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.subscriptions import STATUSES, Subscription
@@ -57,8 +61,9 @@ class ReportService:
         self._profiles = profiles
         self._clock = clock
 
-    def summary(self, community_id: str) -> dict[str, object]:
-        currency = self._communities.get(community_id).currency
+    def summary(self, community_id: str, currency: str | None = None) -> dict[str, object]:
+        community_currency = self._communities.get(community_id).currency
+        currency = supported_currency(currency).code if currency else community_currency
         now = self._clock.now()
         subs = self._subscriptions
         counts = subs.count_by_status(community_id)

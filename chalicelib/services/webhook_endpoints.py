@@ -82,8 +82,11 @@ class WebhookEndpoints:
         self._store.create_endpoint(endpoint)
         return endpoint
 
-    def list(self, community_id: str) -> list[Endpoint]:
-        return sorted(self._store.endpoints(community_id), key=lambda e: (e.created_at, e.id))
+    def page(
+        self, community_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Endpoint], bool, str | None]:
+        """`GET /v1/webhook-endpoints`: oldest first, `limit` a page."""
+        return self._store.endpoint_page(community_id, limit=limit, cursor=cursor)
 
     def get(self, community_id: str, endpoint_id: str) -> Endpoint:
         return self._store.get_endpoint(community_id, endpoint_id)

@@ -238,8 +238,15 @@ def test_members_on_day_10_removals_cancel_resume_and_queued_changes(
     cancelled = api.ok("POST", f"{path}/cancel", {"at": "now"})
     assert (cancelled["status"], cancelled["cancellation_reason"]) == ("cancelled", "requested")
     assert api.call("POST", f"{path}/resume")[0] == 409
-    history = api.ok("GET", f"/v1/profiles/{kid['id']}/billing-history")["data"]
-    assert history == []  # removed for good: no longer belongs to it
+    # Removed for good, but the time it was a member stays in its history (docs/rules/history.md).
+    [history] = api.ok("GET", f"/v1/profiles/{kid['id']}/billing-history")["data"]
+    assert (history["subscription"]["id"], history["role"], history["former"]) == (
+        sub["id"],
+        "member",
+        True,
+    )
+    [membership] = history["memberships"]
+    assert membership["removed_at"] is not None
     owner_history = api.ok("GET", f"/v1/profiles/{owner['id']}/billing-history")["data"]
     assert [(h["subscription"]["id"], h["role"]) for h in owner_history] == [(sub["id"], "owner")]
     assert {p["kind"] for p in owner_history[0]["payments"]} == {"activation", "proration"}

@@ -77,6 +77,28 @@ def test_deeply_nested_json_is_a_400_on_every_route(shared_env: Env) -> None:
     assert checked >= len(routes) - 3  # all but the anonymous GETs (healthz, openapi)
 
 
+def test_an_unknown_query_parameter_is_a_400_naming_it_on_every_route(shared_env: Env) -> None:
+    """A filter a route does not have (`?profile_id=` on a list without it, a typo) is refused
+    by name, never ignored: an ignored filter answers more than was asked for."""
+    env = shared_env
+    tenant = new_community(env)
+    checked = 0
+    for spec in _all_routes():
+        if spec.auth is Auth.NONE:
+            continue
+        path = spec.path
+        for name in spec.path_params:
+            path = path.replace("{" + name + "}", tenant.id if name == "community_id" else "x_1")
+        key = tenant.key if spec.auth is Auth.COMMUNITY else PLATFORM_KEY
+        before = item_count()
+        reply = call(env, spec.method, f"{path}?profile_idd=prof_1", {}, key=key)
+        _assert_envelope(reply, 400)
+        assert "profile_idd" in [d["field"] for d in reply.body["error"]["details"]], spec.path
+        assert item_count() == before, spec.path
+        checked += 1
+    assert checked >= 40
+
+
 def test_a_signed_deeply_nested_webhook_is_a_400(shared_env: Env) -> None:
     reply = _post_webhook(shared_env, NESTED)
     _assert_envelope(reply, 400)

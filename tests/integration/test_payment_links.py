@@ -206,6 +206,10 @@ def test_paying_with_4242_charges_once_and_the_link_then_shows_paid(api_at: Any)
     again = pay_call(api, token, "pay", {"payment_method_id": card})
     assert again.status == 409 and again.body["error"]["type"] == "conflict"
     assert len(link_intents(api, sub["id"])) == 1
+    trail = api.ok("GET", f"/v1/subscriptions/{sub['id']}/events?limit=100")["data"]
+    [started] = [e for e in trail if e["details"].get("kind") == "reactivation"][:1]
+    assert (started["type"], started["actor"]) == ("payment.started", "api")
+    assert started["details"]["via"] == "pay_page"  # the member paid, not the operator
 
 
 def awaiting_authentication(api: Api) -> tuple[dict[str, Any], str, Reply]:

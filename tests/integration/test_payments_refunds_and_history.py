@@ -160,3 +160,98 @@ def test_report_summary_counts_with_queries(api_at: Any) -> None:
         "application_fees": 0,
     }
     assert report["failed_payment_outstanding"] == 0
+
+
+def test_the_report_sums_each_currency_apart(api_at: Any) -> None:
+    """A community charging in euros too reads the euros' summary with `?currency=eur`; each
+    summary's money is that currency's alone (the euro payments were in no report)."""
+    api: Api = api_at(APRIL)
+    dollars = api.plan(prices={"month": 3000})
+    euros = api.plan(currency="eur", prices={"month": 2000, "year": 24000})
+    api.active(dollars, api.customer("Ada"))
+    in_euros = api.active(euros, api.customer("Bo"))
+    api.active(euros, api.customer("Cy"), billing_cycle="year")
+    [paid] = api.payments(in_euros["id"])
+    api.ok("POST", f"/v1/payments/{paid['id']}/refunds", {"amount": 700}, 201)
+
+    usd = api.ok("GET", "/v1/reports/summary")
+    eur = api.ok("GET", "/v1/reports/summary?currency=eur")
+
+    assert (usd["currency"], usd["mrr"]) == ("usd", 3000)
+    assert usd["payments_last_30_days"] == {
+        "count": 1,
+        "amount_paid": 3000,
+        "amount_refunded": 0,
+        "application_fees": 0,
+    }
+    assert (eur["currency"], eur["mrr"]) == ("eur", 2000 + 2000)
+    assert eur["payments_last_30_days"] == {
+        "count": 2,
+        "amount_paid": 2000 + 24000,
+        "amount_refunded": 700,
+        "application_fees": 0,
+    }
+    assert api.ok("GET", "/v1/reports/summary?currency=gbp")["mrr"] == 0
+    for bad in ("EUR", "xyz", "e"):
+        refused = api.call("GET", f"/v1/reports/summary?currency={bad}")
+        assert refused.status == 400, bad
+        assert refused.body["error"]["details"][0]["field"] == "currency"
+
+
+def test_billing_history_keeps_a_former_owner_and_a_removed_member(api_at: Any) -> None:
+    """An ownership change or a removal does not take the subscription out of the profile's
+    history: the payments it made and the time it was a member stay readable."""
+    api: Api = api_at(APRIL)
+    plan = api.plan()
+    ada = api.customer("Ada")
+    kid = api.dependent(ada["id"])
+    bo = api.customer("Bo")
+    sub = api.active(plan, ada, [kid["id"], bo["id"]])
+    [activation] = api.payments(sub["id"])
+    api.env.clock.advance(timedelta(days=2))
+    api.ok(
+        "PATCH",
+        f"/v1/subscriptions/{sub['id']}",
+        {"owner_id": bo["id"], "payment_method_id": bo["card"]},
+    )
+    api.ok("DELETE", f"/v1/subscriptions/{sub['id']}/members/{kid['id']}?at=now")
+    trail = api.ok("GET", f"/v1/subscriptions/{sub['id']}/events?limit=100")["data"]
+    [handover] = [e for e in trail if e["type"] == "subscription.updated"]
+    assert handover["details"] == {
+        "changed": ["owner_id", "payment_method_id"],
+        "previous_owner_id": ada["id"],
+        "owner_id": bo["id"],
+        "previous_payment_method_id": ada["card"],
+        "payment_method_id": bo["card"],
+    }
+
+    ada_history = api.ok("GET", f"/v1/profiles/{ada['id']}/billing-history")["data"]
+    assert [(h["subscription"]["id"], h["role"], h["former"]) for h in ada_history] == [
+        (sub["id"], "owner", True)
+    ]
+    [paid] = ada_history[0]["payments"]
+    assert (paid["id"], paid["billed_to"]["profile_id"]) == (activation["id"], ada["id"])
+    assert ada_history[0]["memberships"] == []
+
+    kid_history = api.ok("GET", f"/v1/profiles/{kid['id']}/billing-history")["data"]
+    assert [(h["subscription"]["id"], h["role"], h["former"]) for h in kid_history] == [
+        (sub["id"], "member", True)
+    ]
+    assert kid_history[0]["memberships"] == [
+        {"added_at": sub["members"][0]["added_at"], "removed_at": "2026-04-03T00:00:00Z"}
+    ]
+    assert api.ok("GET", f"/v1/profiles/{kid['id']}")["subscriptions"] == []
+    assert api.ok("GET", f"/v1/profiles/{kid['id']}/access")["has_access"] is False
+    bo_history = api.ok("GET", f"/v1/profiles/{bo['id']}/billing-history")["data"]
+    assert [(h["role"], h["former"]) for h in bo_history] == [("owner", False)]
+    assert bo_history[0]["memberships"] == [
+        {"added_at": sub["members"][1]["added_at"], "removed_at": None}
+    ]
+
+    api.env.clock.advance(timedelta(days=1))
+    back = {"members": [{"profile_id": kid["id"], "activation_fee": "waive"}]}
+    api.ok("POST", f"/v1/subscriptions/{sub['id']}/members", back)
+    [again] = api.ok("GET", f"/v1/profiles/{kid['id']}/billing-history")["data"]
+    assert (again["role"], again["former"]) == ("member", False)
+    assert [m["removed_at"] for m in again["memberships"]] == ["2026-04-03T00:00:00Z", None]
+    assert api.ok("GET", f"/v1/profiles/{kid['id']}/access")["has_access"] is True

@@ -391,6 +391,33 @@ def test_unknown_event_types_are_refused(env: Env) -> None:
     assert status == 400 and answer["error"]["details"][0]["field"] == "enabled_events[0]"
 
 
+def test_the_endpoint_list_pages_oldest_first_and_keeps_to_its_community(env: Env) -> None:
+    """API.md, Lists: `limit` bounds a page and `starting_after` goes on from a cursor (the
+    list answered every endpoint, whatever the limit, and ignored the cursor)."""
+    _, key = community(env.client, PLATFORM_KEY)
+    made = []
+    for n in range(3):
+        made.append(register(env, key, f"http://127.0.0.1:9/{n}")["id"])
+        env.clock.advance(timedelta(seconds=1))
+    first = ok(env.client, "get", "/v1/webhook-endpoints?limit=2", key)
+    assert [e["id"] for e in first["data"]] == made[:2] and first["has_more"] is True
+    rest = ok(
+        env.client,
+        "get",
+        f"/v1/webhook-endpoints?limit=2&starting_after={first['next_cursor']}",
+        key,
+    )
+    assert [e["id"] for e in rest["data"]] == made[2:]
+    assert (rest["has_more"], rest["next_cursor"]) == (False, None)
+
+    _, other_key = community(env.client, PLATFORM_KEY)
+    foreign = call(
+        env.client, "get", f"/v1/webhook-endpoints?starting_after={first['next_cursor']}", other_key
+    )
+    assert foreign[0] == 400 and foreign[1]["error"]["details"][0]["field"] == "starting_after"
+    assert call(env.client, "get", "/v1/webhook-endpoints?limit=0", key)[0] == 400
+
+
 def test_every_event_goes_on_the_stage_bus_and_the_stream_handler_publishes(
     bus_queue: str, bus_env: Env
 ) -> None:

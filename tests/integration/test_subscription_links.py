@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb.due_index import DueIndex, format_due_at
 from chalicelib.adapters.dynamodb.profile_links import (
+    FORMER_LINK_TYPE,
     LEASE_SECONDS,
     LeaseLost,
     LinkWriter,
@@ -63,6 +64,20 @@ START = active_sub().activated_at or active_sub().created_at
 def links(env: Env, profile_id: str) -> set[tuple[str, str, str]]:
     found = links_for_profile(env.container.dynamodb, TABLE_NAME, "com_1", profile_id)
     return {(link.subscription_id, link.role, link.status) for link in found}
+
+
+def former_links(env: Env, profile_id: str) -> set[tuple[str, str]]:
+    """The (subscription, role) parts the profile left: what its billing history still reads."""
+    answer = env.container.dynamodb.query(
+        TableName=TABLE_NAME,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"C#com_1#PROFILE#{profile_id}"}},
+    )
+    return {
+        (item["subscription_id"]["S"], item["role"]["S"])
+        for item in answer["Items"]
+        if item["type"]["S"] == FORMER_LINK_TYPE
+    }
 
 
 def save(env: Env, before: Subscription, after: Subscription, *, crash: bool = False) -> None:
@@ -158,7 +173,7 @@ def test_a_small_change_of_a_big_subscription_rides_in_its_transaction(env: Env)
     with dynamodb_requests(env.container.dynamodb) as ops:
         save(env, sub, without_a)
 
-    assert ops == Counter({"TransactWriteItems": 1})  # one Delete, not 150 links
+    assert ops == Counter({"TransactWriteItems": 1})  # one former link, not 150 links
     assert links(env, "prof_a") == set()
     assert links(env, "prof_b") == {("sub_1", "member", "active")}
     assert due_link_repairs(env) == []
@@ -194,12 +209,14 @@ def test_the_next_write_repairs_what_a_crash_left_including_a_removed_member(env
 
     # A one-link change, but the links are behind: the transaction with it inside is refused
     # (nothing written) and the same change goes again with the writer, which writes every
-    # link of the subscription as it is and deletes the ones the crash left.
+    # link of the subscription as it is and turns the ones the crash left into former links.
     assert ops["TransactWriteItems"] == 2
-    assert ops["BatchWriteItem"] == 7  # 52 links and 99 deletes, in batches of 25
+    assert ops["BatchWriteItem"] == 7  # 52 links and 99 former links, in batches of 25
     assert links(env, "prof_a") == set()
     assert links(env, BIG[50]) == set()
     assert links(env, "prof_c") == set()
+    assert former_links(env, "prof_a") == former_links(env, "prof_c") == {("sub_1", "member")}
+    assert former_links(env, "prof_b") == set()
     assert links(env, "prof_b") == {("sub_1", "member", "active")}
     assert links(env, BIG[-1]) == {("sub_1", "member", "active")}
     assert links(env, "prof_owner") == {("sub_1", "owner", "active")}

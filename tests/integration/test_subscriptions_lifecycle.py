@@ -286,3 +286,46 @@ def test_failed_renewal_retries_then_reactivates_and_grace_ends_in_cancellation(
     assert run(api, "process_failed_payment", lapsed["id"]) == "grace_cancelled"
     ended = api.ok("GET", f"/v1/subscriptions/{lapsed['id']}")
     assert (ended["status"], ended["cancellation_reason"]) == ("cancelled", "payment_failed")
+
+
+def test_the_audit_trail_explains_every_change_with_times_in_utc_z(api_at: Any) -> None:
+    """API.md, Conventions: times are RFC 3339 UTC with `Z`, the audit trail's details too
+    (they read `+00:00`); every status change has an event with its actor."""
+    api: Api = api_at(APRIL)
+    owner = api.customer("Ada")
+    kid = api.dependent(owner["id"])
+    plan = api.plan(prices={"month": 3000, "year": 30000})
+    sub = api.active(plan, owner, [owner["id"], kid["id"]])
+    path = f"/v1/subscriptions/{sub['id']}"
+    api.ok("DELETE", f"{path}/members/{kid['id']}?at=period_end")
+    api.ok("PATCH", path, {"billing_cycle": "year"})
+    api.env.clock.advance_to(datetime(2026, 5, 1, tzinfo=UTC))
+    assert run(api, "renew", sub["id"]) == "renewed"
+    api.ok("POST", f"{path}/cancel", {"at": "period_end"})
+
+    trail = api.ok("GET", f"{path}/events?limit=100")["data"]
+    times = {
+        (event["type"], name): value
+        for event in trail
+        for name, value in {"at": event["at"], **event["details"]}.items()
+        if name == "at" or name.endswith(("_at", "_start", "_end"))
+    }
+    assert times[("subscription.activated", "period_start")] == "2026-04-01T00:00:00Z"
+    assert times[("subscription.renewed", "period_end")] == "2027-05-01T00:00:00Z"
+    assert times[("member.removal_scheduled", "effective_at")] == "2026-05-01T00:00:00Z"
+    assert times[("subscription.cancel_scheduled", "cancel_at")] == "2027-05-01T00:00:00Z"
+    assert all(value.endswith("Z") for value in times.values()), times
+    actors = {event["type"]: event["actor"] for event in trail}
+    assert (actors["subscription.renewed"], actors["subscription.cancel_scheduled"]) == (
+        "scheduler",
+        "api",
+    )
+    # What the renewal changed besides the period is named: the removal that took effect and
+    # the queued cycle.
+    [renewed] = [e["details"] for e in trail if e["type"] == "subscription.renewed"]
+    assert renewed["removed_member_ids"] == [kid["id"]]
+    assert (renewed["previous_billing_cycle"], renewed["billing_cycle"]) == ("month", "year")
+    changes = [
+        (e["from_status"], e["to_status"]) for e in trail if e["from_status"] != e["to_status"]
+    ]
+    assert changes == [(None, "inactive"), ("inactive", "active"), ("active", "expiring")]

@@ -535,6 +535,23 @@ class PlatformEventStore:
             if not start:
                 return found
 
+    def endpoint_page(
+        self, community_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Endpoint], bool, str | None]:
+        """One page of the community's endpoints, oldest first (`GET /v1/webhook-endpoints`)."""
+        page = query_page(
+            self._client,
+            self._table,
+            self._cursors,
+            scope=f"webhook-endpoints:{community_id}",
+            index="gsi1",
+            key_condition="gsi1pk = :pk",
+            values={":pk": to_value(f"C#{community_id}#WEBHOOK_ENDPOINTS")},
+            limit=limit,
+            cursor=cursor,
+        )
+        return [_endpoint_from(item) for item in page.items], page.has_more, page.next_cursor
+
     def update_endpoint(
         self,
         community_id: str,

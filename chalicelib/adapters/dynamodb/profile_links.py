@@ -24,10 +24,16 @@ Writing them (all return TransactWriteItems entries):
 - `update_link(table, cid, profile_id, subscription_id, role, now, status=...,
   payment_method_id=...)`
   on every status change, and on the owner link when the subscription's card changes.
-- `delete_link(table, cid, profile_id, subscription_id, role)` (tests and tools only): the
-  unit of work replaces a link that goes away (a member removed for good, a changed owner, a
-  deleted inactive subscription) by a tombstone, `type="profile_link_removed"`, which reads
-  skip. Cancelled subscriptions keep their links with status "cancelled" (billing history).
+- `former_link(table, cid, profile_id, subscription_id, role, now)` when a link goes away
+  while the subscription stays (a member removed for good, a changed owner): the link item is
+  replaced, at the same key, by a former link, `type="profile_link_former"`, `left_at`, without
+  the gsi3 attributes. Access, the profile's `subscriptions` and `?subscription_status=` read
+  only `profile_link` items; the billing history reads both, so a former owner still finds the
+  payments it made and a removed member the time it had access. Re-adding the profile puts the
+  link back over it.
+- `delete_link(table, cid, profile_id, subscription_id, role)` when the subscription itself is
+  deleted (inactive only; nothing of it is left to show). Cancelled subscriptions keep their
+  links with status "cancelled" (billing history).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.dynamodb.codec import format_time
+from chalicelib.adapters.dynamodb.codec import format_time, parse_time
 from chalicelib.adapters.dynamodb.due_index import (
     DUE_AT,
     DUE_ATTRIBUTE_NAMES,
@@ -51,10 +57,12 @@ from chalicelib.adapters.dynamodb.due_index import (
     due_attributes,
 )
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
-from chalicelib.domain.profiles import SubscriptionLink
+from chalicelib.domain.profiles import FormerLink, SubscriptionLink
 from chalicelib.domain.subscriptions import Subscription
 
 LINK_INDEX = "gsi3"
+LINK_TYPE = "profile_link"
+FORMER_LINK_TYPE = "profile_link_former"
 _UNSET: Any = object()
 
 
@@ -85,7 +93,7 @@ def put_link(
 ) -> dict[str, Any]:
     """A Put entry for the link (replaces an existing one for the same role)."""
     attributes = {
-        "type": "profile_link",
+        "type": LINK_TYPE,
         "community_id": community_id,
         "profile_id": profile_id,
         "subscription_id": subscription_id,
@@ -147,6 +155,45 @@ def update_link(
     return {"Update": update}
 
 
+def former_link(
+    table: str, community_id: str, profile_id: str, subscription_id: str, role: str, now: datetime
+) -> dict[str, Any]:
+    """A Put entry that replaces the link by a former link (the profile left that role)."""
+    attributes = {
+        "type": FORMER_LINK_TYPE,
+        "community_id": community_id,
+        "profile_id": profile_id,
+        "subscription_id": subscription_id,
+        "role": role,
+        "left_at": format_time(now),
+        "updated_at": format_time(now),
+    }
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": {
+                **link_key(community_id, profile_id, subscription_id, role),
+                **to_item(attributes),
+            },
+        }
+    }
+
+
+def link_gone(
+    table: str,
+    community_id: str,
+    profile_id: str,
+    subscription_id: str,
+    role: str,
+    now: datetime,
+    subscription_exists: bool,
+) -> dict[str, Any]:
+    """The entry for a link that goes away: a former link while the subscription exists."""
+    if subscription_exists:
+        return former_link(table, community_id, profile_id, subscription_id, role, now)
+    return delete_link(table, community_id, profile_id, subscription_id, role)
+
+
 def delete_link(
     table: str, community_id: str, profile_id: str, subscription_id: str, role: str
 ) -> dict[str, Any]:
@@ -167,6 +214,14 @@ def link_from_item(item: dict[str, Any]) -> SubscriptionLink:
     )
 
 
+def former_link_from_item(item: dict[str, Any]) -> FormerLink:
+    return FormerLink(
+        subscription_id=item["subscription_id"],
+        role=item["role"],
+        left_at=parse_time(item["left_at"]),
+    )
+
+
 def links_for_profile(
     client: Any, table: str, community_id: str, profile_id: str
 ) -> list[SubscriptionLink]:
@@ -184,7 +239,7 @@ def links_for_profile(
     while True:
         response = client.query(**kwargs)
         items = [from_item(i) for i in response.get("Items", [])]
-        links += [link_from_item(i) for i in items if i.get("type") == "profile_link"]
+        links += [link_from_item(i) for i in items if i.get("type") == LINK_TYPE]
         if "LastEvaluatedKey" not in response:
             return links
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -358,7 +413,7 @@ def link_writes(table: str, change: LinkChange, now: datetime) -> list[dict[str,
         if before.get((profile_id, role)) != (status, method)
     ]
     entries += [
-        delete_link(table, cid, profile_id, sid, role)
+        link_gone(table, cid, profile_id, sid, role, now, change.after is not None)
         for profile_id, role in sorted(before.keys() - after.keys())
     ]
     return entries
@@ -475,7 +530,9 @@ class LinkWriter:
                     sub = self._subscriptions.find(community_id, subscription_id)
                     links = _links(sub)
                 gone = {t for t in state.pending if _key_of(t) not in _links(sub)}
-                self._write(community_id, subscription_id, links, gone, lease_until, now)
+                self._write(
+                    community_id, subscription_id, links, gone, sub is not None, lease_until, now
+                )
                 finished = self._finish(community_id, subscription_id, state, gone, token)
                 if finished:
                     return "links_repaired" if change is None else "links_written"
@@ -552,6 +609,7 @@ class LinkWriter:
         subscription_id: str,
         links: dict[LinkKey, tuple[str, str | None]],
         gone: set[str],
+        subscription_exists: bool,
         lease_until: float,
         now: datetime,
     ) -> None:
@@ -570,8 +628,19 @@ class LinkWriter:
             requests.append({"PutRequest": {"Item": entry["Put"]["Item"]}})
         for text in sorted(gone):
             profile_id, role = _key_of(text)
-            key = link_key(community_id, profile_id, subscription_id, role)
-            requests.append({"DeleteRequest": {"Key": key}})
+            entry = link_gone(
+                self._table,
+                community_id,
+                profile_id,
+                subscription_id,
+                role,
+                now,
+                subscription_exists,
+            )
+            if "Put" in entry:
+                requests.append({"PutRequest": {"Item": entry["Put"]["Item"]}})
+            else:
+                requests.append({"DeleteRequest": {"Key": entry["Delete"]["Key"]}})
         for start in range(0, len(requests), BATCH):
             if self._wall() > lease_until - LEASE_MARGIN_SECONDS:
                 raise LeaseLost(f"lease on the links of {subscription_id} ran out")

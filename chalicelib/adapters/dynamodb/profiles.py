@@ -26,6 +26,9 @@ from chalicelib.adapters.dynamodb.cursors import CursorCodec, Page, bad_cursor, 
 from chalicelib.adapters.dynamodb.items import from_item, to_item, to_value
 from chalicelib.adapters.dynamodb.platform_events import outbox_entry
 from chalicelib.adapters.dynamodb.profile_links import (
+    FORMER_LINK_TYPE,
+    LINK_TYPE,
+    former_link_from_item,
     link_from_item,
     profile_ids_with_status,
     profile_partition,
@@ -295,8 +298,11 @@ class ProfileRepository:
         profile_items = [i for i in items if i.get("sk") == PROFILE_SK]
         if not profile_items:
             return None
-        links = tuple(link_from_item(i) for i in items if i.get("type") == "profile_link")
-        return replace(profile_from_item(profile_items[0]), subscriptions=links)
+        links = tuple(link_from_item(i) for i in items if i.get("type") == LINK_TYPE)
+        former = tuple(former_link_from_item(i) for i in items if i.get("type") == FORMER_LINK_TYPE)
+        return replace(
+            profile_from_item(profile_items[0]), subscriptions=links, former_subscriptions=former
+        )
 
     def get_many(self, community_id: str, profile_ids: list[str]) -> dict[str, Profile]:
         """The profile items alone (no links), by id, in BatchGetItems of 100 keys."""
