@@ -105,6 +105,7 @@ class BillingStack(cdk.Stack):
                 "BILLING_SECRETS_ARN": self.data.secret.secret_arn,
                 "BILLING_EMAIL_SENDER": self.stage.email_sender,
                 "BILLING_PUBLIC_URL": self.stage.public_url,
+                "STRIPE_PUBLISHABLE_KEY": self.stage.stripe_publishable_key,
                 "BILLING_EVENT_BUS_NAME": self.data.event_bus.event_bus_name,
             },
             # Dependencies go to a layer cached by requirements.txt alone, so a code change

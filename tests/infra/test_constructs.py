@@ -22,6 +22,7 @@ def _stage(name: str) -> StageSettings:
         api_gateway_stage="api",
         email_sender="billing@club.example",
         public_url="https://billing.club.example",
+        stripe_publishable_key="pk_test_51ClubExample",
         alarm_email=None,
         log_retention_days=14,
     )

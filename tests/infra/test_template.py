@@ -17,7 +17,7 @@ from chalicelib.domain.rate_control import LIVE_LIMITS
 from chalicelib.jobs import schedules
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
-from tests.infra.conftest import PUBLIC_URL, Synthesized
+from tests.infra.conftest import PUBLIC_URL, PUBLISHABLE_KEY, Synthesized
 
 ENV_VARS = (
     "BILLING_STAGE",
@@ -152,6 +152,18 @@ def test_the_functions_that_issue_pay_now_links_know_the_public_url(
             assert fn["Properties"]["Environment"]["Variables"]["BILLING_PUBLIC_URL"] == PUBLIC_URL
             issuing[kind] += 1
     assert issuing == {"Api": 1, "DynamoDB": 1, "SQS": 1}
+
+
+def test_the_pay_page_and_the_console_get_the_stages_publishable_key(
+    synthesized: Synthesized,
+) -> None:
+    """The pay page (`GET /pay/{token}`) and the console's card entry start Stripe.js with
+    STRIPE_PUBLISHABLE_KEY (chalicelib/api/pay_page.py, console.py); without it `Stripe("")`
+    throws and no emailed pay-now link can be paid."""
+    api = synthesized.resources["APIHandler"]
+    assert api["Properties"]["Environment"]["Variables"]["STRIPE_PUBLISHABLE_KEY"] == (
+        PUBLISHABLE_KEY
+    )
 
 
 def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:
