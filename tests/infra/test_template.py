@@ -11,10 +11,11 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from chalicelib.adapters import queues
+from chalicelib.adapters import queues, webhook_sender
 from chalicelib.adapters.dynamodb import schema
 from chalicelib.domain.rate_control import LIVE_LIMITS
 from chalicelib.jobs import schedules
+from chalicelib.services.event_delivery import DRAIN_BUDGET_SECONDS, LEASE_SECONDS
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
 from tests.infra.conftest import PUBLIC_URL, PUBLISHABLE_KEY, Synthesized
@@ -164,6 +165,19 @@ def test_the_pay_page_and_the_console_get_the_stages_publishable_key(
     assert api["Properties"]["Environment"]["Variables"]["STRIPE_PUBLISHABLE_KEY"] == (
         PUBLISHABLE_KEY
     )
+
+
+def test_the_functions_that_drain_deliveries_outlast_a_drain_pass(
+    synthesized: Synthesized,
+) -> None:
+    """A drain pass starts no delivery after DRAIN_BUDGET_SECONDS and a delivery gets 10 s in
+    all: the stream publisher (which publishes its batch first) and `event_deliveries` must
+    outlast that, and so must each endpoint's lease (else a second drainer sends its queue)."""
+    longest_pass = DRAIN_BUDGET_SECONDS + webhook_sender.TIMEOUT_SECONDS
+    assert longest_pass < LEASE_SECONDS
+    for logical_id in ("EventPublisher", "EventDeliveries"):
+        timeout = synthesized.resources[logical_id]["Properties"]["Timeout"]
+        assert timeout >= longest_pass + 60, (logical_id, timeout)
 
 
 def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:
