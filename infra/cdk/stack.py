@@ -21,7 +21,7 @@ from chalice.utils import to_cfn_resource_name
 from constructs import Construct
 
 from chalicelib.adapters import queues
-from chalicelib.jobs import event_publisher, schedules
+from chalicelib.jobs import event_publisher, reconciliation, schedules
 from infra.cdk.api_gateway import configure_rest_api
 from infra.cdk.data import DataResources
 from infra.cdk.functions import (
@@ -141,6 +141,8 @@ class BillingStack(cdk.Stack):
             self.monitoring.stream_lag(f"{function.logical_id}IteratorAge", name)
         if function.kind is Kind.PUBLISHER or function.name == "event_deliveries":
             cfn.timeout = PUBLISHER_TIMEOUT_SECONDS  # deliveries take up to 10 s each
+        if function.name == "webhook_reconciliation":
+            cfn.timeout = reconciliation.TIMEOUT_SECONDS  # every account, every run
         # Created after its log group and its policy (the role it references already), so no
         # invocation runs without them.
         cfn.node.add_dependency(log_group, access.cfn_policy)

@@ -14,7 +14,7 @@ from aws_cdk.assertions import Match, Template
 from chalicelib.adapters import queues, webhook_sender
 from chalicelib.adapters.dynamodb import schema
 from chalicelib.domain.rate_control import LIVE_LIMITS
-from chalicelib.jobs import schedules
+from chalicelib.jobs import reconciliation, schedules
 from chalicelib.services.event_delivery import DRAIN_BUDGET_SECONDS, LEASE_SECONDS
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
@@ -178,6 +178,19 @@ def test_the_functions_that_drain_deliveries_outlast_a_drain_pass(
     for logical_id in ("EventPublisher", "EventDeliveries"):
         timeout = synthesized.resources[logical_id]["Properties"]["Timeout"]
         assert timeout >= longest_pass + 60, (logical_id, timeout)
+
+
+def test_webhook_reconciliation_has_the_time_to_reach_every_account(
+    synthesized: Synthesized,
+) -> None:
+    """Each run starts from the platform account and stops LAMBDA_SAFETY_SECONDS before its
+    timeout; with chalice's 30 s it had 10 s, about 20 accounts, and the communities after
+    them were never reconciled. It ends before the next run (every 15 minutes) starts."""
+    timeout = synthesized.resources["WebhookReconciliation"]["Properties"]["Timeout"]
+    assert timeout == reconciliation.TIMEOUT_SECONDS
+    budget = timeout - reconciliation.LAMBDA_SAFETY_SECONDS
+    assert budget >= reconciliation.ACCOUNTS_PER_RUN * reconciliation.ACCOUNT_SECONDS
+    assert timeout < reconciliation.EVERY_MINUTES * 60
 
 
 def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:
