@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.config import LOCAL_STAGES
+from chalicelib.config import LOCAL_STAGES, Settings
 
 APP_NAME = "membership-billing"
 PRODUCTION_STAGES = frozenset({"prod"})
@@ -47,6 +47,9 @@ class StageSettings:
     stripe_publishable_key: str
     alarm_email: str | None
     log_retention_days: int
+    # `BILLING_TEST_CLOCK` of the stage, as the app reads it: `POST /v1/test-clock/advance`
+    # publishes the outbox (to the stage's bus) before it answers.
+    test_clock: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -116,6 +119,7 @@ def load_stage(name: str, source_dir: Path, env: Mapping[str, str] | None = None
         stripe_publishable_key=publishable_key,
         alarm_email=environ.get("BILLING_ALARM_EMAIL") or None,
         log_retention_days=LOG_RETENTION_DAYS.get(name, DEFAULT_LOG_RETENTION_DAYS),
+        test_clock=Settings.from_env({**variables, "BILLING_STAGE": name}).test_clock_enabled,
     )
 
 
