@@ -297,9 +297,28 @@ def test_alarms_cover_dead_letters_function_errors_and_5xx(synthesized: Synthesi
             "Method": "POST",
         } in api_5xx
         # Per-method metrics exist only where they are switched on.
-        assert api["Properties"]["MethodSettings"] == [
-            {"ResourcePath": "/~1webhooks~1stripe", "HttpMethod": "POST", "MetricsEnabled": True}
+        metrics = [s for s in api["Properties"]["MethodSettings"] if s.get("MetricsEnabled")]
+        assert [(s["ResourcePath"], s["HttpMethod"]) for s in metrics] == [
+            ("/~1webhooks~1stripe", "POST")
         ]
+
+
+def test_every_route_is_throttled_above_the_webhooks_of_a_full_fleet(
+    synthesized: Synthesized,
+) -> None:
+    """Without a stage limit a flood of the unauthenticated routes (webhooks, pay pages) took
+    the shared Lambda concurrency the sweeps, the authorizer and the publisher need; the
+    limit stays above what Stripe sends while the worker fleet charges at its full rate."""
+    _, api = synthesized.only("AWS::Serverless::Api")
+    settings = api["Properties"]["MethodSettings"]
+    assert {"ResourcePath": "/*", "HttpMethod": "*"}.items() <= settings[0].items()
+    peak_charges = (
+        schedules.WORKER_MAXIMUM_CONCURRENCY * schedules.WORKER_THREADS / schedules.RENEWAL_SECONDS
+    )
+    for setting in settings:  # a method's own settings would leave it unthrottled
+        assert setting["ThrottlingRateLimit"] >= 2 * peak_charges, setting
+        assert setting["ThrottlingBurstLimit"] >= setting["ThrottlingRateLimit"], setting
+    assert api["Properties"]["GatewayResponses"]["THROTTLED"]["StatusCode"] == "429"
 
 
 def test_gateway_responses_use_the_error_envelope(synthesized: Synthesized) -> None:
