@@ -13,8 +13,11 @@ from aws_cdk.assertions import Match, Template
 
 from chalicelib.adapters import queues, webhook_sender
 from chalicelib.adapters.dynamodb import schema
+from chalicelib.adapters.stripe.client import worst_case_call_seconds
+from chalicelib.api import idempotency
+from chalicelib.config import Settings
 from chalicelib.domain.rate_control import LIVE_LIMITS
-from chalicelib.jobs import reconciliation, schedules
+from chalicelib.jobs import reconciliation, schedules, worker
 from chalicelib.services.event_delivery import DRAIN_BUDGET_SECONDS, LEASE_SECONDS
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
@@ -191,6 +194,23 @@ def test_webhook_reconciliation_has_the_time_to_reach_every_account(
     budget = timeout - reconciliation.LAMBDA_SAFETY_SECONDS
     assert budget >= reconciliation.ACCOUNTS_PER_RUN * reconciliation.ACCOUNT_SECONDS
     assert timeout < reconciliation.EVERY_MINUTES * 60
+
+
+def test_each_function_outlasts_its_stripe_calls_and_the_api_its_idempotency_claim(
+    synthesized: Synthesized,
+) -> None:
+    """The API (API Gateway gives up at 29 s) may make a charge and a cancel against a Stripe
+    that hangs; an `Idempotency-Key` claim outlives the API function, so a live request's key is
+    never taken over; a worker message's worst case fits its Lambda many times over."""
+    stripe_timeout = Settings.from_env({}).stripe_timeout_seconds
+    api_timeout = synthesized.resources["APIHandler"]["Properties"]["Timeout"]
+    assert 2 * worst_case_call_seconds(stripe_timeout) < 29 <= api_timeout
+    assert api_timeout < idempotency.LOCK_SECONDS
+    worker_timeout = synthesized.resources["Worker"]["Properties"]["Timeout"]
+    assert worker.message_time_budget(stripe_timeout) < worker_timeout
+    for logical_id, fn in synthesized.functions.items():
+        variables = fn["Properties"]["Environment"]["Variables"]
+        assert "STRIPE_TIMEOUT_SECONDS" not in variables, logical_id  # the default, 5 s
 
 
 def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:
