@@ -42,6 +42,9 @@ WEBHOOK_PATH = "/webhooks/stripe"
 UNASSIGNED_ROLE_ARN = "arn:aws:iam::000000000000:role/assigned-by-infra-cdk"
 PUBLISHER_TIMEOUT_SECONDS = 300
 PUBLISHER_RETRIES = 10
+# Lambda keeps an asynchronous event (a schedule's tick) at most this long, at least this.
+MAX_EVENT_AGE_SECONDS = 6 * 3600
+MIN_EVENT_AGE_SECONDS = 60
 
 
 class BillingStack(cdk.Stack):
@@ -136,6 +139,8 @@ class BillingStack(cdk.Stack):
         if function.kind is Kind.WORKER:
             cfn.timeout = queues.WORKER_TIMEOUT_SECONDS
             self._size_worker(cfn, function.name)
+        if function.kind is Kind.SCHEDULE:
+            self._run_each_tick_once(cfn, function)
         if function.kind is Kind.PUBLISHER:
             self._bind_stream(cfn, function.name)
             self.monitoring.stream_lag(f"{function.logical_id}IteratorAge", name)
@@ -158,6 +163,19 @@ class BillingStack(cdk.Stack):
         cfn.add_property_override(
             f"Events.{event_name}.Properties.FunctionResponseTypes", ["ReportBatchItemFailures"]
         )
+
+    def _run_each_tick_once(self, cfn: sam.CfnFunction, function: LambdaFunction) -> None:
+        """A scheduled run that failed is not run again, and one that could not start (Lambda
+        throttled it) is dropped once the next tick is due: the next tick is the retry (sweeps
+        go on from their cursors, the reconciliation from its per-account cursors). Lambda's
+        default (two retries, an event kept 6 h) ran a failed or delayed tick again beside the
+        ones after it: the same sweep twice at once, sending its due items twice."""
+        config: dict[str, int] = {"MaximumRetryAttempts": 0}
+        if function.period_seconds is not None:
+            config["MaximumEventAgeInSeconds"] = min(
+                max(function.period_seconds, MIN_EVENT_AGE_SECONDS), MAX_EVENT_AGE_SECONDS
+            )
+        cfn.add_property_override("EventInvokeConfig", config)
 
     def _bind_stream(self, cfn: sam.CfnFunction, function_name: str) -> None:
         """The publisher reads the table's stream (app.py names a placeholder): outbox-record

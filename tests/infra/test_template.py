@@ -213,6 +213,30 @@ def test_each_function_outlasts_its_stripe_calls_and_the_api_its_idempotency_cla
         assert "STRIPE_TIMEOUT_SECONDS" not in variables, logical_id  # the default, 5 s
 
 
+def test_a_scheduled_tick_runs_once_and_never_beside_the_next(synthesized: Synthesized) -> None:
+    """No retry of a failed run and no delayed run past the next tick's time: the next tick
+    is the retry, and two runs of one sweep at once send its due items twice."""
+    seconds = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400}
+    scheduled = 0
+    for logical_id, fn in synthesized.functions.items():
+        [*schedules_of] = (
+            e["Properties"]["Schedule"]
+            for e in fn["Properties"].get("Events", {}).values()
+            if e["Type"] == "Schedule"
+        )
+        if not schedules_of:
+            continue
+        [expression] = schedules_of
+        value, unit = expression.removeprefix("rate(").removesuffix(")").split()
+        config = fn["Properties"]["EventInvokeConfig"]
+        assert config == {
+            "MaximumRetryAttempts": 0,
+            "MaximumEventAgeInSeconds": int(value) * seconds[unit],
+        }, logical_id
+        scheduled += 1
+    assert scheduled == 6  # README, "Scheduled jobs"
+
+
 def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:
     _, secret = synthesized.only("AWS::SecretsManager::Secret")
     generate = secret["Properties"]["GenerateSecretString"]
