@@ -67,6 +67,9 @@ def gateway_responses() -> dict[str, dict[str, Any]]:
             response["StatusCode"] = str(status)
         if response_type == "UNAUTHORIZED":
             response["ResponseParameters"] = {"Headers": {"WWW-Authenticate": "'Bearer'"}}
+        if response_type == "THROTTLED":
+            # Like the app's own 429s: when to come back (the stage's limit is per second).
+            response["ResponseParameters"] = {"Headers": {"Retry-After": "'1'"}}
         responses[response_type] = response
     return responses
 

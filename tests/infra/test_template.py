@@ -362,7 +362,9 @@ def test_every_route_is_throttled_above_the_webhooks_of_a_full_fleet(
     for setting in settings:  # a method's own settings would leave it unthrottled
         assert setting["ThrottlingRateLimit"] >= 2 * peak_charges, setting
         assert setting["ThrottlingBurstLimit"] >= setting["ThrottlingRateLimit"], setting
-    assert api["Properties"]["GatewayResponses"]["THROTTLED"]["StatusCode"] == "429"
+    throttled = api["Properties"]["GatewayResponses"]["THROTTLED"]
+    assert throttled["StatusCode"] == "429"
+    assert throttled["ResponseParameters"] == {"Headers": {"Retry-After": "'1'"}}
 
 
 def test_gateway_responses_use_the_error_envelope(synthesized: Synthesized) -> None:
