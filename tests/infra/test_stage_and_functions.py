@@ -38,6 +38,8 @@ def test_dev_and_prod_come_from_the_chalice_config() -> None:
         "prod", REPO_ROOT, env={"BILLING_EMAIL_SENDER": "billing@club.example", **LIVE}
     )
     assert prod.is_production
+    # BILLING_TEST_CLOCK of .chalice/config.json, read as the app reads it.
+    assert (dev.test_clock, prod.test_clock) == (True, False)
     assert prod.email_sender == "billing@club.example"
     assert prod.log_retention_days > dev.log_retention_days
 
