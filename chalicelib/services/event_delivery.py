@@ -41,7 +41,9 @@ FIRST_RETRY_SECONDS = 1
 MAX_RETRY_SECONDS = 3600
 LEASE_SECONDS = 300
 CLAIM_SECONDS = 60
-# A drain stops taking new deliveries after this long (the lease must outlive it).
+# A drain pass (every due endpoint) starts no delivery after this long, so it ends within it
+# plus one delivery (webhook_sender.TIMEOUT_SECONDS): inside each endpoint's lease and the
+# Lambda timeout of the functions that drain (infra/cdk/stack.py, PUBLISHER_TIMEOUT_SECONDS).
 DRAIN_BUDGET_SECONDS = 200.0
 
 
@@ -95,6 +97,7 @@ class EventPublisher:
         clock: Clock,
         wall: Callable[[], float] = time.time,
         listeners: Sequence[RecordListener] = (),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._listeners = tuple(listeners)
@@ -105,6 +108,7 @@ class EventPublisher:
         self._notifier = notifier
         self._clock = clock
         self._wall = wall
+        self._monotonic = monotonic
 
     def _lease_time(self) -> datetime:
         """What claims and leases are measured in: wall time, never the test clock. They keep
@@ -241,21 +245,31 @@ class EventPublisher:
 
     # --- queues -> endpoints ------------------------------------------------------------------
     def drain_due(self) -> DrainResult:
+        """Drain the due endpoints within one DRAIN_BUDGET_SECONDS for them all: the endpoints
+        it does not reach stay due for the next pass (one endpoint's budget each let a pass
+        over several slow receivers outlast its Lambda)."""
+        started = self._monotonic()
         delivered = failed = 0
         for community_id, endpoint_id in self._store.due_endpoints(self._clock.now()):
-            result = self.drain(community_id, endpoint_id)
+            if self._monotonic() - started > DRAIN_BUDGET_SECONDS:
+                break
+            result = self.drain(community_id, endpoint_id, started)
             delivered += result.delivered
             failed += result.failed
         return DrainResult(delivered, failed)
 
-    def drain(self, community_id: str, endpoint_id: str) -> DrainResult:
+    def drain(
+        self, community_id: str, endpoint_id: str, started: float | None = None
+    ) -> DrainResult:
+        """Deliver the endpoint's queue in order until it is empty, a delivery fails, or the
+        budget counted from `started` (this call, by default) is spent."""
         now = self._clock.now()
         endpoint = self._store.take_lease(
             community_id, endpoint_id, self._lease_time(), LEASE_SECONDS
         )
         if endpoint is None:
             return DrainResult(0, 0)  # another drainer holds it; the due marker stays
-        started = time.monotonic()
+        started = self._monotonic() if started is None else started
         delivered = 0
         while True:
             if delivered:  # a success ends a run of failures: the 3 days count from the next
@@ -279,7 +293,7 @@ class EventPublisher:
                 endpoint = self._store.get_endpoint(community_id, endpoint_id)  # queued since
                 continue
             for delivery in batch:
-                if time.monotonic() - started > DRAIN_BUDGET_SECONDS:
+                if self._monotonic() - started > DRAIN_BUDGET_SECONDS:
                     self._store.release(endpoint, next_drain_at=now, failing_since=None)
                     return DrainResult(delivered, 0)
                 answer, attempt = self._deliver(

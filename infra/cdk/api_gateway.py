@@ -9,9 +9,12 @@ authorizer that failed) get API Gateway's own responses; these turn them into
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aws_cdk import aws_sam as sam
+
+from chalicelib.jobs import schedules
 
 # `$context.error.messageString` is API Gateway's message, already quoted as a JSON string.
 GATEWAY_MESSAGE = "$context.error.messageString"
@@ -25,6 +28,24 @@ GATEWAY_RESPONSES: dict[str, tuple[int | None, str, str | None]] = {
     "THROTTLED": (429, "rate_limited", "Too many requests; retry later."),
     "DEFAULT_4XX": (None, "invalid_request", None),
     "DEFAULT_5XX": (None, "internal", None),
+}
+
+
+# Stage throttling (every route; API Gateway answers THROTTLED, 429, above it). The heaviest
+# legitimate traffic is Stripe's webhooks at the worker fleet's full rate: one
+# payment_intent.* event per charge, WORKER_MAXIMUM_CONCURRENCY x WORKER_THREADS threads each
+# charging every RENEWAL_SECONDS (1,250/s). Twice that leaves the admin API and the pay pages
+# room; without a limit, a flood of the unauthenticated routes (webhooks, pay pages) took the
+# account's shared Lambda concurrency from the sweeps, the authorizer and the stream publisher
+# (only the worker has its own).
+PEAK_WEBHOOKS_PER_SECOND = math.ceil(
+    schedules.WORKER_MAXIMUM_CONCURRENCY * schedules.WORKER_THREADS / schedules.RENEWAL_SECONDS
+)
+THROTTLING_RATE_LIMIT = 2 * PEAK_WEBHOOKS_PER_SECOND
+THROTTLING_BURST_LIMIT = THROTTLING_RATE_LIMIT
+_THROTTLING = {
+    "ThrottlingRateLimit": THROTTLING_RATE_LIMIT,
+    "ThrottlingBurstLimit": THROTTLING_BURST_LIMIT,
 }
 
 
@@ -46,6 +67,9 @@ def gateway_responses() -> dict[str, dict[str, Any]]:
             response["StatusCode"] = str(status)
         if response_type == "UNAUTHORIZED":
             response["ResponseParameters"] = {"Headers": {"WWW-Authenticate": "'Bearer'"}}
+        if response_type == "THROTTLED":
+            # Like the app's own 429s: when to come back (the stage's limit is per second).
+            response["ResponseParameters"] = {"Headers": {"Retry-After": "'1'"}}
         responses[response_type] = response
     return responses
 
@@ -56,19 +80,24 @@ def encode_resource_path(path: str) -> str:
 
 
 def configure_rest_api(api: sam.CfnApi, name: str, detailed_metrics_for: list[str]) -> None:
-    """Name the API (the `ApiName` of its metrics), add the gateway responses, and turn on
-    per-method metrics for the POST routes in `detailed_metrics_for` (their own 5xx alarm)."""
+    """Name the API (the `ApiName` of its metrics), add the gateway responses, throttle every
+    method, and turn on per-method metrics for the POST routes in `detailed_metrics_for`
+    (their own 5xx alarm; such a method's own settings repeat the throttling, which they would
+    otherwise leave unset)."""
     api.add_property_override("Name", name)
     api.add_property_override("GatewayResponses", gateway_responses())
-    if detailed_metrics_for:
-        api.add_property_override(
-            "MethodSettings",
-            [
+    api.add_property_override(
+        "MethodSettings",
+        [
+            {"ResourcePath": "/*", "HttpMethod": "*", **_THROTTLING},
+            *(
                 {
                     "ResourcePath": encode_resource_path(path),
                     "HttpMethod": "POST",
                     "MetricsEnabled": True,
+                    **_THROTTLING,
                 }
                 for path in detailed_metrics_for
-            ],
-        )
+            ),
+        ],
+    )

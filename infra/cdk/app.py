@@ -1,7 +1,7 @@
 """The CDK app: `make synth` runs it as a script, `make deploy` hands it to the cdk CLI.
 
-    BILLING_STAGE=dev BILLING_PUBLIC_URL=https://billing-dev.example.org CDK_OUTDIR=cdk.out \
-        python infra/cdk/app.py
+    BILLING_STAGE=dev BILLING_PUBLIC_URL=https://billing-dev.example.org \
+        STRIPE_PUBLISHABLE_KEY=pk_test_... CDK_OUTDIR=cdk.out python infra/cdk/app.py
 
 Synthesis needs no AWS credentials and calls no AWS API. Run this file as a script, never
 import it as a module named `app`: chalice imports the application's own `app` module.

@@ -9,11 +9,11 @@ get a deliberate permission set in `permissions.py`, never a default one.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 from chalice.app import (
     BuiltinAuthConfig,
     DynamoDBEventConfig,
@@ -41,6 +41,11 @@ class LambdaFunction:
     name: str  # chalice's name for it (the key of `lambda_functions` in .chalice/config.json)
     kind: Kind
     logical_id: str  # its resource in chalice's SAM template
+    # A schedule's period, when it is a `Rate` (None: a cron expression, or not a schedule).
+    period_seconds: int | None = None
+
+
+_RATE_UNIT_SECONDS = {Rate.MINUTES: 60, Rate.HOURS: 3600, Rate.DAYS: 86400}
 
 
 class UnsupportedFunction(ValueError):
@@ -64,7 +69,8 @@ def lambda_functions(app: Chalice, work_queue_name: str) -> list[LambdaFunction]
         found.append(_function(auth, Kind.AUTHORIZER))
     for source in app.event_sources:
         if isinstance(source, ScheduledEventConfig):
-            found.append(_function(source, Kind.SCHEDULE))
+            schedule = _function(source, Kind.SCHEDULE)
+            found.append(replace(schedule, period_seconds=_period_seconds(source)))
         elif isinstance(source, SQSEventConfig):
             _check_work_queue(source, work_queue_name)
             found.append(_function(source, Kind.WORKER))
@@ -90,6 +96,13 @@ def _function(
     kind: Kind,
 ) -> LambdaFunction:
     return LambdaFunction(config.name, kind, to_cfn_resource_name(config.name))
+
+
+def _period_seconds(source: ScheduledEventConfig) -> int | None:
+    expression = source.schedule_expression
+    if isinstance(expression, Rate):
+        return int(expression.value) * _RATE_UNIT_SECONDS[expression.unit]
+    return None
 
 
 def _check_work_queue(source: SQSEventConfig, work_queue_name: str) -> None:

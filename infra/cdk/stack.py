@@ -21,7 +21,7 @@ from chalice.utils import to_cfn_resource_name
 from constructs import Construct
 
 from chalicelib.adapters import queues
-from chalicelib.jobs import event_publisher, schedules
+from chalicelib.jobs import event_publisher, reconciliation, schedules
 from infra.cdk.api_gateway import configure_rest_api
 from infra.cdk.data import DataResources
 from infra.cdk.functions import (
@@ -42,6 +42,9 @@ WEBHOOK_PATH = "/webhooks/stripe"
 UNASSIGNED_ROLE_ARN = "arn:aws:iam::000000000000:role/assigned-by-infra-cdk"
 PUBLISHER_TIMEOUT_SECONDS = 300
 PUBLISHER_RETRIES = 10
+# Lambda keeps an asynchronous event (a schedule's tick) at most this long, at least this.
+MAX_EVENT_AGE_SECONDS = 6 * 3600
+MIN_EVENT_AGE_SECONDS = 60
 
 
 class BillingStack(cdk.Stack):
@@ -105,6 +108,7 @@ class BillingStack(cdk.Stack):
                 "BILLING_SECRETS_ARN": self.data.secret.secret_arn,
                 "BILLING_EMAIL_SENDER": self.stage.email_sender,
                 "BILLING_PUBLIC_URL": self.stage.public_url,
+                "STRIPE_PUBLISHABLE_KEY": self.stage.stripe_publishable_key,
                 "BILLING_EVENT_BUS_NAME": self.data.event_bus.event_bus_name,
             },
             # Dependencies go to a layer cached by requirements.txt alone, so a code change
@@ -135,11 +139,15 @@ class BillingStack(cdk.Stack):
         if function.kind is Kind.WORKER:
             cfn.timeout = queues.WORKER_TIMEOUT_SECONDS
             self._size_worker(cfn, function.name)
+        if function.kind is Kind.SCHEDULE:
+            self._run_each_tick_once(cfn, function)
         if function.kind is Kind.PUBLISHER:
             self._bind_stream(cfn, function.name)
             self.monitoring.stream_lag(f"{function.logical_id}IteratorAge", name)
         if function.kind is Kind.PUBLISHER or function.name == "event_deliveries":
             cfn.timeout = PUBLISHER_TIMEOUT_SECONDS  # deliveries take up to 10 s each
+        if function.name == "webhook_reconciliation":
+            cfn.timeout = reconciliation.TIMEOUT_SECONDS  # every account, every run
         # Created after its log group and its policy (the role it references already), so no
         # invocation runs without them.
         cfn.node.add_dependency(log_group, access.cfn_policy)
@@ -155,6 +163,19 @@ class BillingStack(cdk.Stack):
         cfn.add_property_override(
             f"Events.{event_name}.Properties.FunctionResponseTypes", ["ReportBatchItemFailures"]
         )
+
+    def _run_each_tick_once(self, cfn: sam.CfnFunction, function: LambdaFunction) -> None:
+        """A scheduled run that failed is not run again, and one that could not start (Lambda
+        throttled it) is dropped once the next tick is due: the next tick is the retry (sweeps
+        go on from their cursors, the reconciliation from its per-account cursors). Lambda's
+        default (two retries, an event kept 6 h) ran a failed or delayed tick again beside the
+        ones after it: the same sweep twice at once, sending its due items twice."""
+        config: dict[str, int] = {"MaximumRetryAttempts": 0}
+        if function.period_seconds is not None:
+            config["MaximumEventAgeInSeconds"] = min(
+                max(function.period_seconds, MIN_EVENT_AGE_SECONDS), MAX_EVENT_AGE_SECONDS
+            )
+        cfn.add_property_override("EventInvokeConfig", config)
 
     def _bind_stream(self, cfn: sam.CfnFunction, function_name: str) -> None:
         """The publisher reads the table's stream (app.py names a placeholder): outbox-record

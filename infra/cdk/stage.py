@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.config import LOCAL_STAGES
+from chalicelib.config import LOCAL_STAGES, Settings
 
 APP_NAME = "membership-billing"
 PRODUCTION_STAGES = frozenset({"prod"})
@@ -23,6 +23,8 @@ DEFAULT_EMAIL_SENDER = "billing@example.com"
 LOG_RETENTION_DAYS = {"prod": 90}
 DEFAULT_LOG_RETENTION_DAYS = 14
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+PUBLISHABLE_KEY_PREFIXES = ("pk_live_", "pk_test_")
+LIVE_PUBLISHABLE_KEY_PREFIX = "pk_live_"
 
 
 class StageError(ValueError):
@@ -39,8 +41,15 @@ class StageSettings:
     # pay-now links. A deploy-time value, never the API's own resource (the API function's
     # environment cannot reference the API that references the function).
     public_url: str
+    # Stripe.js on the pay-now page and the console (card entry) needs the account's
+    # publishable key; without it every emailed pay-now link shows a form that cannot pay.
+    # Public by design, so a plain environment variable (the secret key stays in the secret).
+    stripe_publishable_key: str
     alarm_email: str | None
     log_retention_days: int
+    # `BILLING_TEST_CLOCK` of the stage, as the app reads it: `POST /v1/test-clock/advance`
+    # publishes the outbox (to the stage's bus) before it answers.
+    test_clock: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -96,6 +105,10 @@ def load_stage(name: str, source_dir: Path, env: Mapping[str, str] | None = None
     public_url = _public_url(
         name, environ.get("BILLING_PUBLIC_URL") or variables.get("BILLING_PUBLIC_URL") or ""
     )
+    publishable_key = _publishable_key(
+        name,
+        environ.get("STRIPE_PUBLISHABLE_KEY") or variables.get("STRIPE_PUBLISHABLE_KEY") or "",
+    )
     return StageSettings(
         name=name,
         api_gateway_stage=str(
@@ -103,8 +116,10 @@ def load_stage(name: str, source_dir: Path, env: Mapping[str, str] | None = None
         ),
         email_sender=sender,
         public_url=public_url,
+        stripe_publishable_key=publishable_key,
         alarm_email=environ.get("BILLING_ALARM_EMAIL") or None,
         log_retention_days=LOG_RETENTION_DAYS.get(name, DEFAULT_LOG_RETENTION_DAYS),
+        test_clock=Settings.from_env({**variables, "BILLING_STAGE": name}).test_clock_enabled,
     )
 
 
@@ -128,6 +143,24 @@ def _public_url(stage: str, value: str) -> str:
     ):
         raise StageError(f"{need}; got {value!r}")
     return value.strip().rstrip("/")
+
+
+def _publishable_key(stage: str, value: str) -> str:
+    """The stage's STRIPE_PUBLISHABLE_KEY, checked: a publishable key (never a secret or
+    restricted key, which would sit in plain text in the functions' configuration), and a
+    live one for a production stage (a test key there cannot take a real card)."""
+    key = value.strip()
+    need = (
+        f"stage {stage!r} needs STRIPE_PUBLISHABLE_KEY, the Stripe account's publishable key "
+        "(pk_live_... or pk_test_...) that the pay-now page and the console enter cards with"
+    )
+    if not key:
+        raise StageError(need)
+    if not key.startswith(PUBLISHABLE_KEY_PREFIXES):
+        raise StageError(f"{need}; got a value starting {key[:3]!r} (never put a secret key here)")
+    if stage in PRODUCTION_STAGES and not key.startswith(LIVE_PUBLISHABLE_KEY_PREFIX):
+        raise StageError(f"{need}; stage {stage!r} takes real cards: a pk_live_ key")
+    return key
 
 
 def _chalice_config(source_dir: Path) -> dict[str, Any]:

@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGE = "dev"
 # What `make deploy STAGE=dev BILLING_PUBLIC_URL=...` passes: where the emailed links point.
 PUBLIC_URL = "https://billing.dev.club.example"
+# ... and the publishable key Stripe.js takes cards with on the pay page and in the console.
+PUBLISHABLE_KEY = "pk_test_51DevClubExample"
 # Inside pytest-timeout's 300 s per test; a fresh clone downloads the Lambda dependencies first.
 SYNTH_TIMEOUT_SECONDS = 280
 
@@ -69,7 +71,12 @@ def run_synth(stage: str, outdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "infra/cdk/app.py"],
         cwd=REPO_ROOT,
-        env=offline_env(BILLING_STAGE=stage, CDK_OUTDIR=str(outdir), BILLING_PUBLIC_URL=PUBLIC_URL),
+        env=offline_env(
+            BILLING_STAGE=stage,
+            CDK_OUTDIR=str(outdir),
+            BILLING_PUBLIC_URL=PUBLIC_URL,
+            STRIPE_PUBLISHABLE_KEY=PUBLISHABLE_KEY,
+        ),
         capture_output=True,
         text=True,
         timeout=SYNTH_TIMEOUT_SECONDS,

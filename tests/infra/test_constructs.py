@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import aws_cdk as cdk
 import pytest
@@ -22,6 +23,7 @@ def _stage(name: str) -> StageSettings:
         api_gateway_stage="api",
         email_sender="billing@club.example",
         public_url="https://billing.club.example",
+        stripe_publishable_key="pk_test_51ClubExample",
         alarm_email=None,
         log_retention_days=14,
     )
@@ -83,6 +85,21 @@ def test_queues_take_their_names_and_limits_from_queues_py() -> None:
     assert queues.WORK_QUEUE_VISIBILITY_SECONDS >= 6 * queues.WORKER_TIMEOUT_SECONDS
 
 
+def _role_actions(kind: Kind, stage: StageSettings) -> set[str]:
+    """The actions a function of `kind` is granted on `stage`."""
+    stack = _stack()
+    data = DataResources(stack, "Data", stage)
+    FunctionRole(stack, "Access", LambdaFunction("fn", kind, "Fn"), stage, data)
+    (policy,) = Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
+    return {
+        action
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+
+
 @pytest.mark.parametrize(
     ("kind", "present", "absent"),
     [
@@ -103,20 +120,14 @@ def test_queues_take_their_names_and_limits_from_queues_py() -> None:
 def test_a_role_grants_its_kind_and_nothing_of_another(
     kind: Kind, present: set[str], absent: set[str]
 ) -> None:
-    stack = _stack()
-    stage = _stage("dev")
-    data = DataResources(stack, "Data", stage)
-    FunctionRole(stack, "Access", LambdaFunction("fn", kind, "Fn"), stage, data)
-    (policy,) = Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
-    actions = {
-        action
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        for action in (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-    }
+    actions = _role_actions(kind, _stage("dev"))
     assert present <= actions
     assert not absent & actions
+
+
+def test_the_api_puts_on_the_bus_only_where_a_test_clock_advance_publishes() -> None:
+    assert "events:PutEvents" not in _role_actions(Kind.API, _stage("prod"))
+    assert "events:PutEvents" in _role_actions(Kind.API, replace(_stage("dev"), test_clock=True))
 
 
 def test_error_bodies_are_the_api_envelope() -> None:

@@ -15,11 +15,16 @@ from infra.cdk.stage import StageError, load_stage
 from tests.infra.conftest import REPO_ROOT
 
 WORK_QUEUE = work_queue_name("dev")
-PUBLIC_URL = {"BILLING_PUBLIC_URL": "https://billing.club.example"}
+TEST_KEY = "pk_test_51ClubExample"
+DEPLOY_ENV = {
+    "BILLING_PUBLIC_URL": "https://billing.club.example",
+    "STRIPE_PUBLISHABLE_KEY": TEST_KEY,
+}
+LIVE = {**DEPLOY_ENV, "STRIPE_PUBLISHABLE_KEY": "pk_live_51ClubExample"}
 
 
 def test_dev_and_prod_come_from_the_chalice_config() -> None:
-    dev = load_stage("dev", REPO_ROOT, env=PUBLIC_URL)
+    dev = load_stage("dev", REPO_ROOT, env=DEPLOY_ENV)
     assert (dev.name, dev.stack_name, dev.table_name) == (
         "dev",
         "membership-billing-dev",
@@ -28,17 +33,46 @@ def test_dev_and_prod_come_from_the_chalice_config() -> None:
     assert dev.api_gateway_stage == "api"
     assert not dev.is_production
     assert dev.function_name("worker") == "membership-billing-dev-worker"
+    assert dev.stripe_publishable_key == TEST_KEY
     prod = load_stage(
-        "prod", REPO_ROOT, env={"BILLING_EMAIL_SENDER": "billing@club.example", **PUBLIC_URL}
+        "prod", REPO_ROOT, env={"BILLING_EMAIL_SENDER": "billing@club.example", **LIVE}
     )
     assert prod.is_production
+    # BILLING_TEST_CLOCK of .chalice/config.json, read as the app reads it.
+    assert (dev.test_clock, prod.test_clock) == (True, False)
     assert prod.email_sender == "billing@club.example"
     assert prod.log_retention_days > dev.log_retention_days
 
 
 def test_prod_needs_a_real_sender_address() -> None:
     with pytest.raises(StageError, match="BILLING_EMAIL_SENDER"):
-        load_stage("prod", REPO_ROOT, env=PUBLIC_URL)
+        load_stage("prod", REPO_ROOT, env=LIVE)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_a_deployed_stage_needs_the_publishable_key_its_pay_page_takes_cards_with(
+    stage: str,
+) -> None:
+    """Without it the pay page's Stripe.js cannot start: every emailed pay-now link would open
+    a form that cannot pay."""
+    env = {"BILLING_EMAIL_SENDER": "billing@club.example", **DEPLOY_ENV}
+    del env["STRIPE_PUBLISHABLE_KEY"]
+    with pytest.raises(StageError, match="STRIPE_PUBLISHABLE_KEY"):
+        load_stage(stage, REPO_ROOT, env=env)
+
+
+@pytest.mark.parametrize("key", ["sk_live_51Secret", "rk_live_51Restricted", "51NoPrefix"])
+def test_a_publishable_key_that_is_a_secret_or_no_key_is_refused(key: str) -> None:
+    """A secret key would sit in plain text in every function's configuration."""
+    with pytest.raises(StageError, match="STRIPE_PUBLISHABLE_KEY") as refused:
+        load_stage("dev", REPO_ROOT, env={**DEPLOY_ENV, "STRIPE_PUBLISHABLE_KEY": key})
+    assert key not in str(refused.value)
+
+
+def test_prod_takes_cards_with_a_live_publishable_key() -> None:
+    env = {"BILLING_EMAIL_SENDER": "billing@club.example", **DEPLOY_ENV}
+    with pytest.raises(StageError, match="pk_live_"):
+        load_stage("prod", REPO_ROOT, env=env)
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -76,6 +110,7 @@ def test_the_public_url_comes_from_the_deploy_or_the_chalice_stage(tmp_path: Pat
                 "environment_variables": {
                     "BILLING_STAGE": "dev",
                     "BILLING_PUBLIC_URL": "https://billing.dev.club.example/",
+                    "STRIPE_PUBLISHABLE_KEY": TEST_KEY,
                 }
             }
         },

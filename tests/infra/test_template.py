@@ -11,13 +11,17 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from chalicelib.adapters import queues
+from chalicelib.adapters import queues, webhook_sender
 from chalicelib.adapters.dynamodb import schema
+from chalicelib.adapters.stripe.client import worst_case_call_seconds
+from chalicelib.api import idempotency
+from chalicelib.config import Settings
 from chalicelib.domain.rate_control import LIVE_LIMITS
-from chalicelib.jobs import schedules
+from chalicelib.jobs import reconciliation, schedules, worker
+from chalicelib.services.event_delivery import DRAIN_BUDGET_SECONDS, LEASE_SECONDS
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
-from tests.infra.conftest import PUBLIC_URL, Synthesized
+from tests.infra.conftest import PUBLIC_URL, PUBLISHABLE_KEY, Synthesized
 
 ENV_VARS = (
     "BILLING_STAGE",
@@ -154,6 +158,85 @@ def test_the_functions_that_issue_pay_now_links_know_the_public_url(
     assert issuing == {"Api": 1, "DynamoDB": 1, "SQS": 1}
 
 
+def test_the_pay_page_and_the_console_get_the_stages_publishable_key(
+    synthesized: Synthesized,
+) -> None:
+    """The pay page (`GET /pay/{token}`) and the console's card entry start Stripe.js with
+    STRIPE_PUBLISHABLE_KEY (chalicelib/api/pay_page.py, console.py); without it `Stripe("")`
+    throws and no emailed pay-now link can be paid."""
+    api = synthesized.resources["APIHandler"]
+    assert api["Properties"]["Environment"]["Variables"]["STRIPE_PUBLISHABLE_KEY"] == (
+        PUBLISHABLE_KEY
+    )
+
+
+def test_the_functions_that_drain_deliveries_outlast_a_drain_pass(
+    synthesized: Synthesized,
+) -> None:
+    """A drain pass starts no delivery after DRAIN_BUDGET_SECONDS and a delivery gets 10 s in
+    all: the stream publisher (which publishes its batch first) and `event_deliveries` must
+    outlast that, and so must each endpoint's lease (else a second drainer sends its queue)."""
+    longest_pass = DRAIN_BUDGET_SECONDS + webhook_sender.TIMEOUT_SECONDS
+    assert longest_pass < LEASE_SECONDS
+    for logical_id in ("EventPublisher", "EventDeliveries"):
+        timeout = synthesized.resources[logical_id]["Properties"]["Timeout"]
+        assert timeout >= longest_pass + 60, (logical_id, timeout)
+
+
+def test_webhook_reconciliation_has_the_time_to_reach_every_account(
+    synthesized: Synthesized,
+) -> None:
+    """Each run starts from the platform account and stops LAMBDA_SAFETY_SECONDS before its
+    timeout; with chalice's 30 s it had 10 s, about 20 accounts, and the communities after
+    them were never reconciled. It ends before the next run (every 15 minutes) starts."""
+    timeout = synthesized.resources["WebhookReconciliation"]["Properties"]["Timeout"]
+    assert timeout == reconciliation.TIMEOUT_SECONDS
+    budget = timeout - reconciliation.LAMBDA_SAFETY_SECONDS
+    assert budget >= reconciliation.ACCOUNTS_PER_RUN * reconciliation.ACCOUNT_SECONDS
+    assert timeout < reconciliation.EVERY_MINUTES * 60
+
+
+def test_each_function_outlasts_its_stripe_calls_and_the_api_its_idempotency_claim(
+    synthesized: Synthesized,
+) -> None:
+    """The API (API Gateway gives up at 29 s) may make a charge and a cancel against a Stripe
+    that hangs; an `Idempotency-Key` claim outlives the API function, so a live request's key is
+    never taken over; a worker message's worst case fits its Lambda many times over."""
+    stripe_timeout = Settings.from_env({}).stripe_timeout_seconds
+    api_timeout = synthesized.resources["APIHandler"]["Properties"]["Timeout"]
+    assert 2 * worst_case_call_seconds(stripe_timeout) < 29 <= api_timeout
+    assert api_timeout < idempotency.LOCK_SECONDS
+    worker_timeout = synthesized.resources["Worker"]["Properties"]["Timeout"]
+    assert worker.message_time_budget(stripe_timeout) < worker_timeout
+    for logical_id, fn in synthesized.functions.items():
+        variables = fn["Properties"]["Environment"]["Variables"]
+        assert "STRIPE_TIMEOUT_SECONDS" not in variables, logical_id  # the default, 5 s
+
+
+def test_a_scheduled_tick_runs_once_and_never_beside_the_next(synthesized: Synthesized) -> None:
+    """No retry of a failed run and no delayed run past the next tick's time: the next tick
+    is the retry, and two runs of one sweep at once send its due items twice."""
+    seconds = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400}
+    scheduled = 0
+    for logical_id, fn in synthesized.functions.items():
+        [*schedules_of] = (
+            e["Properties"]["Schedule"]
+            for e in fn["Properties"].get("Events", {}).values()
+            if e["Type"] == "Schedule"
+        )
+        if not schedules_of:
+            continue
+        [expression] = schedules_of
+        value, unit = expression.removeprefix("rate(").removesuffix(")").split()
+        config = fn["Properties"]["EventInvokeConfig"]
+        assert config == {
+            "MaximumRetryAttempts": 0,
+            "MaximumEventAgeInSeconds": int(value) * seconds[unit],
+        }, logical_id
+        scheduled += 1
+    assert scheduled == 6  # README, "Scheduled jobs"
+
+
 def test_the_secret_holds_the_json_the_app_reads(synthesized: Synthesized) -> None:
     _, secret = synthesized.only("AWS::SecretsManager::Secret")
     generate = secret["Properties"]["GenerateSecretString"]
@@ -258,9 +341,30 @@ def test_alarms_cover_dead_letters_function_errors_and_5xx(synthesized: Synthesi
             "Method": "POST",
         } in api_5xx
         # Per-method metrics exist only where they are switched on.
-        assert api["Properties"]["MethodSettings"] == [
-            {"ResourcePath": "/~1webhooks~1stripe", "HttpMethod": "POST", "MetricsEnabled": True}
+        metrics = [s for s in api["Properties"]["MethodSettings"] if s.get("MetricsEnabled")]
+        assert [(s["ResourcePath"], s["HttpMethod"]) for s in metrics] == [
+            ("/~1webhooks~1stripe", "POST")
         ]
+
+
+def test_every_route_is_throttled_above_the_webhooks_of_a_full_fleet(
+    synthesized: Synthesized,
+) -> None:
+    """Without a stage limit a flood of the unauthenticated routes (webhooks, pay pages) took
+    the shared Lambda concurrency the sweeps, the authorizer and the publisher need; the
+    limit stays above what Stripe sends while the worker fleet charges at its full rate."""
+    _, api = synthesized.only("AWS::Serverless::Api")
+    settings = api["Properties"]["MethodSettings"]
+    assert {"ResourcePath": "/*", "HttpMethod": "*"}.items() <= settings[0].items()
+    peak_charges = (
+        schedules.WORKER_MAXIMUM_CONCURRENCY * schedules.WORKER_THREADS / schedules.RENEWAL_SECONDS
+    )
+    for setting in settings:  # a method's own settings would leave it unthrottled
+        assert setting["ThrottlingRateLimit"] >= 2 * peak_charges, setting
+        assert setting["ThrottlingBurstLimit"] >= setting["ThrottlingRateLimit"], setting
+    throttled = api["Properties"]["GatewayResponses"]["THROTTLED"]
+    assert throttled["StatusCode"] == "429"
+    assert throttled["ResponseParameters"] == {"Headers": {"Retry-After": "'1'"}}
 
 
 def test_gateway_responses_use_the_error_envelope(synthesized: Synthesized) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,12 @@ from chalicelib.adapters.webhook_sender import Answer, post
 from chalicelib.domain.errors import Unavailable
 from chalicelib.domain.platform_events import PlatformEvent
 from chalicelib.jobs.event_publisher import handle_stream, publish_now
-from chalicelib.services.event_delivery import EventPublisher, MailNotifier, ProfileAccess
+from chalicelib.services.event_delivery import (
+    DRAIN_BUDGET_SECONDS,
+    EventPublisher,
+    MailNotifier,
+    ProfileAccess,
+)
 from receivers.billing_signature import verify_signature
 from tests.integration.conftest import PLATFORM_KEY, Env, moto_app_env
 from tests.support.holding import DynamoRequests, Held
@@ -551,7 +557,10 @@ def test_publishing_now_publishes_every_pending_record_not_just_one_pass(env: En
 
 
 def publisher_for(
-    env: Env, listeners: Sequence[Any] = (), send: Callable[..., Answer] = post
+    env: Env,
+    listeners: Sequence[Any] = (),
+    send: Callable[..., Answer] = post,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> EventPublisher:
     box = env.container
     return EventPublisher(
@@ -563,7 +572,40 @@ def publisher_for(
         MailNotifier(box.mailer, SENDER),
         env.clock,
         listeners=listeners,
+        monotonic=monotonic,
     )
+
+
+def test_a_drain_pass_over_slow_receivers_ends_within_its_budget(
+    env: Env, receiver: Receiver
+) -> None:
+    """The functions that drain (the stream publisher, `event_deliveries`) have 300 s. Two
+    endpoints whose receiver takes 150 s a delivery (inside the 10 s cut-off's scale, sped up
+    here): the pass starts no delivery past DRAIN_BUDGET_SECONDS from its start, so the second
+    endpoint waits, still due, for the next pass (the budget was one per endpoint, and the
+    pass started the second endpoint at 300 s: the Lambda was killed mid-delivery)."""
+    _, key = community(env.client, PLATFORM_KEY)
+    for _ in range(2):
+        register(env, key, receiver.url, ["plan.created"])
+    for name in ("Gold", "Silver"):
+        ok(env.client, "post", "/v1/plans", key, {"name": name, "prices": {"month": 100}})
+    elapsed = [0.0]
+    sent_at: list[float] = []
+
+    def slow_post(url: str, body: bytes, headers: Any) -> Answer:
+        sent_at.append(elapsed[0])
+        elapsed[0] += 150.0
+        return post(url, body, headers)
+
+    drainer = publisher_for(env, send=slow_post, monotonic=lambda: elapsed[0])
+    assert drainer.publish_pending() == 2
+
+    first = drainer.drain_due()
+
+    assert first.delivered == 2
+    assert all(at <= DRAIN_BUDGET_SECONDS for at in sent_at), sent_at
+    assert drainer.drain_due().delivered == 2  # the next pass: the other endpoint
+    assert len(receiver.events()) == 4
 
 
 def test_a_pass_publishes_its_records_together_in_a_few_requests(
