@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from chalicelib.adapters.stripe.payments import RefundResult
-from chalicelib.domain.errors import InvalidRequest, Unavailable
+from chalicelib.domain.errors import AccountDisconnected, InvalidRequest, Unavailable
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.payments import (
     PENDING_RECOVERY_DELAY,
@@ -184,7 +184,9 @@ class Refunds:
             result = self._gateway.refund(
                 intent_id, refund.amount, payment.stripe.account_id, refund.id, metadata
             )
-        except InvalidRequest:
+        except (InvalidRequest, AccountDisconnected):
+            # Stripe refused it (or the account that took the charge no longer lets us in):
+            # nothing was refunded, the reservation is released.
             self.settle(community_id, payment.id, [Settlement(refund, False, None)], actor)
             raise
         except Unavailable as error:
@@ -234,7 +236,8 @@ class Refunds:
 
     def recover(self, community_id: str, payment_id: str, now: datetime, actor: Actor) -> str:
         """The recovery pass for one payment's pending refunds.
-        -> "refunds_settled" | "still_pending" | "not_pending" | "missing"."""
+        -> "refunds_settled" | "still_pending" | "account_disconnected" | "not_pending"
+        | "missing"."""
         with self._uow() as uow:
             payment = uow.payments.find(community_id, payment_id)
             if payment is None:
@@ -244,7 +247,17 @@ class Refunds:
             ]
         if not pending:
             return "not_pending"
-        answers = self.stripe_answers(payment, pending)
+        try:
+            answers = self.stripe_answers(payment, pending)
+        except AccountDisconnected:
+            # Stripe may have made them before the account disconnected the platform: they
+            # stay pending and reserved (never settled blind, never sent again) until the
+            # account is reconnected and Stripe can tell (docs/rules/money.md).
+            logger.warning(
+                "pending refunds on a disconnected Stripe account",
+                extra={"payment_id": payment_id, "account": payment.stripe.account_id},
+            )
+            return "account_disconnected"
         settlements: list[Settlement] = []
         resend: list[Refund] = []
         for refund in pending:
@@ -267,7 +280,7 @@ class Refunds:
                 sent += 1
             except RefundPending:
                 continue
-            except InvalidRequest as error:  # Stripe refused; settled failed, audited
+            except (InvalidRequest, AccountDisconnected) as error:  # refused; settled failed
                 logger.warning(
                     "automatic refund refused by Stripe",
                     extra={

@@ -13,7 +13,7 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots
 from chalicelib.config import Settings
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import PaymentFailed
+from chalicelib.domain.errors import AccountDisconnected, PaymentFailed
 from chalicelib.domain.plans import Plan
 from chalicelib.domain.profiles import Profile
 from tests.support.stripe_recorder import StripeRecorder, stripe_recorder
@@ -179,3 +179,58 @@ def test_a_refund_stripe_refuses_undoes_the_reservation(
     assert [(r.amount, r.status) for r in refunds] == [(3500, "failed")]
     trail = [e["type"] for e in container.audit_events.list(CID, sub_id, 100, None).items]
     assert trail[-2:] == ["payment.refund_started", "payment.refund_failed"]
+
+
+NO_ACCESS = {
+    "error": {
+        "type": "invalid_request_error",
+        "message": "The provided key 'sk_test_***' does not have access to account 'acct_dojo' "
+        "(or that account does not exist). Application access may have been revoked.",
+    }
+}
+
+
+def test_an_account_that_disconnected_the_platform_refuses_the_refund_a_409_reserving_nothing(
+    connected: tuple[bootstrap.Container, StripeRecorder],
+) -> None:
+    """Stripe answers 403 to a platform the account deauthorized (we may not have heard of it:
+    a lost webhook, or an account the community has left). That is a refusal, not an outage:
+    409, nothing reserved, nothing left pending for a recovery pass that cannot read it."""
+    container, stripe = connected
+    sub_id = new_subscription(container)
+    stripe.reply(
+        200,
+        {"id": "pi_d", "object": "payment_intent", "status": "succeeded", "amount": 3500},
+    )
+    payment = container.subscription_service.activate(CID, sub_id, None).payment
+    assert payment is not None
+    stripe.reply(403, NO_ACCESS)
+
+    with pytest.raises(AccountDisconnected, match="acct_dojo"):
+        container.payment_service.refund(CID, payment.id, 1000, None)
+
+    assert stripe.requests[-1].headers["stripe-account"] == "acct_dojo"
+    after = container.payment_service.get(CID, payment.id)
+    assert (after.amount_refunded, after.amount_refund_pending) == (0, 0)
+    assert after.refund_pending_since is None
+    assert [(r.amount, r.status) for r in container.payments.refunds(CID, payment.id)] == [
+        (1000, "failed")
+    ]
+
+
+def test_a_charge_the_account_refuses_us_is_a_failed_payment_not_a_pending_one(
+    connected: tuple[bootstrap.Container, StripeRecorder],
+) -> None:
+    """Stripe made no PaymentIntent: the payment fails `account_disconnected` (a 402 here), it
+    does not wait for a recovery pass that could never read the account."""
+    container, stripe = connected
+    sub_id = new_subscription(container)
+    stripe.reply(403, NO_ACCESS)
+
+    with pytest.raises(PaymentFailed) as failed:
+        container.subscription_service.activate(CID, sub_id, None)
+
+    shown = failed.value.payment
+    assert shown is not None
+    assert (shown["status"], shown["failure"]["code"]) == ("failed", "account_disconnected")
+    assert container.subscription_service.get(CID, sub_id).status == "inactive"
