@@ -13,7 +13,9 @@ event of the window is read and de-duplicated by id.
 An event fed here that fails transiently (throttling, Stripe or DynamoDB down) is stored as a
 transient failure, and Stripe will not deliver it: it never did. So a later run feeds it again
 (`settled_ids` leaves transient failures out), the account's cursor stays at or before it, and
-the run goes on with the other events and accounts.
+the run goes on with the other events and accounts. An account whose events cannot be listed
+(it disconnected the platform: Stripe answers 403; or Stripe failed) keeps its cursor and the
+run goes on with the other accounts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.bootstrap import Container, container
-from chalicelib.domain.errors import Unavailable
+from chalicelib.domain.errors import AccountDisconnected, Unavailable
 from chalicelib.domain.webhook_events import WebhookEvent
 from chalicelib.observability import count, flush_metrics, logger
 
@@ -40,6 +42,7 @@ class ReconciliationResult:
     events_listed: int = 0
     events_fed: int = 0
     failed: int = 0
+    unreadable: int = 0  # accounts whose events could not be listed this run
     complete: bool = True
 
 
@@ -63,10 +66,22 @@ def reconcile(
         since = max(cursor - OVERLAP_SECONDS, 0) if cursor is not None else 0
         newest = cursor or 0
         retry_from: int | None = None  # the oldest event to feed again next time
-        for page in events.pages(since, account):
-            newest = max(newest, *(int(e.get("created") or 0) for e in page))
-            for created in _feed(box, service, store, page, result):
-                retry_from = created if retry_from is None else min(retry_from, created)
+        try:
+            for page in events.pages(since, account):
+                newest = max(newest, *(int(e.get("created") or 0) for e in page))
+                for created in _feed(box, service, store, page, result):
+                    retry_from = created if retry_from is None else min(retry_from, created)
+        except (AccountDisconnected, Unavailable) as error:
+            # This account cannot be read now (it disconnected the platform, or Stripe failed):
+            # its cursor stays (pages come newest first, so older events may be unread) and
+            # the run goes on with the other accounts.
+            result.unreadable += 1
+            result.complete = result.complete and isinstance(error, AccountDisconnected)
+            logger.warning(
+                "webhook_reconciliation_account_unreadable",
+                extra={"account": account, "error": error.message},
+            )
+            continue
         if retry_from is not None:
             newest = min(newest, retry_from)
         if newest:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,12 +14,12 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.jobs.local_runner import JOBS
 from chalicelib.jobs.reconciliation import reconcile
-from tests.integration.conftest import Env
+from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support import stripe_events as se
 from tests.support.localstripe import card_on_customer, localstripe_url, stripe_for
-from tests.support.webhook_flow import throttled_once
+from tests.support.webhook_flow import Billing, billing, community, throttled_once
 
-__all__ = ["localstripe_url"]
+__all__ = ["billing", "localstripe_url"]
 SECRET = "whsec_integration"
 
 
@@ -131,3 +132,22 @@ def test_reconciliation_is_a_registered_sweep(stripe_env: Env) -> None:
 
     assert JOBS.sweeps["webhook_reconciliation"](stripe_env.container) >= 0
     assert "webhook_reconciliation" in {f.name for f in app.app.event_sources}
+
+
+def test_an_account_that_disconnected_the_platform_does_not_stop_the_run(billing: Billing) -> None:
+    """A community whose connected account deauthorized the platform keeps that account (so a
+    reconnect can lift the flag), and Stripe answers its Events API 403. That account is
+    skipped (its cursor stays where it was); the run goes on with every other account."""
+    env = billing.env
+    readable = "acct_readable" + se.unique("x").replace("_", "")
+    community(env.client, PLATFORM_KEY, account=readable)
+    env.clock.advance(timedelta(seconds=1))  # listed newest first: the revoked one is read first
+    revoked = "acct_revoked" + se.unique("x").replace("_", "")
+    community(env.client, PLATFORM_KEY, account=revoked)
+    billing.cutoff.disconnected.add(revoked)
+
+    result = reconcile(env.container)
+
+    assert result.complete
+    assert env.container.webhook_events.reconciliation_cursor(revoked) is None
+    assert env.container.webhook_events.reconciliation_cursor(readable) is not None

@@ -181,7 +181,7 @@ def no_access(error: Any, stripe_account_id: str | None) -> AccountDisconnected 
     )
 
 
-def _unavailable(error: Any, stripe_account_id: str | None) -> DomainError:
+def stripe_failure(error: Any, stripe_account_id: str | None) -> DomainError:
     """A Stripe failure that is not an answer about the request itself: the account refusing
     us (AccountDisconnected), else a transient failure (Unavailable)."""
     refused = no_access(error, stripe_account_id)
@@ -287,7 +287,7 @@ class StripePaymentGateway:
                 f"PaymentIntent {intent_id} cannot be confirmed: {error.user_message or error}"
             ) from None
         except stripe.StripeError as error:
-            raise _unavailable(error, stripe_account_id) from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _to_dict(intent)
 
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
@@ -300,7 +300,7 @@ class StripePaymentGateway:
         except stripe.InvalidRequestError:
             raise NotFound(f"The Stripe account has no PaymentIntent {intent_id}.") from None
         except stripe.StripeError as error:
-            raise _unavailable(error, stripe_account_id) from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _to_dict(intent)
 
     def find_intents_by_metadata(
@@ -320,7 +320,7 @@ class StripePaymentGateway:
             except stripe.InvalidRequestError:
                 return self._list_and_filter(key, value, options)
         except stripe.StripeError as error:
-            raise _unavailable(error, stripe_account_id) from None
+            raise stripe_failure(error, stripe_account_id) from None
 
     def _list_and_filter(
         self, key: str, value: str, options: dict[str, Any]
@@ -355,7 +355,7 @@ class StripePaymentGateway:
                 "amount", f"Stripe refused the refund: {error.user_message or error}"
             ) from None
         except stripe.StripeError as error:
-            raise _unavailable(error, stripe_account_id) from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _refund_result(refund)
 
     def cancel_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
@@ -370,7 +370,7 @@ class StripePaymentGateway:
                 f"PaymentIntent {intent_id} cannot be canceled: {error.user_message or error}"
             ) from None
         except stripe.StripeError as error:
-            raise _unavailable(error, stripe_account_id) from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _to_dict(intent)
 
     def find_refund(
@@ -394,7 +394,7 @@ class StripePaymentGateway:
             else:
                 raise Unavailable("Too many refunds to list for one PaymentIntent.")
         except stripe.StripeError as error:
-            raise _unavailable(error, stripe_account_id) from None
+            raise stripe_failure(error, stripe_account_id) from None
         if not found:
             return None
         chosen = next((r for r in found if r.get("status") == "succeeded"), found[0])
