@@ -2,7 +2,8 @@
 
 Scheduled (app.py) and run by the local runner as a sweep (`reconciliation_sweep`). For the
 platform account and every community's connected account it pages Stripe's Events API (`GET
-/v1/events`, filtered by `created >= cursor - overlap`), looks up which of those event ids are
+/v1/events`, filtered by `created >= cursor - overlap`; a community's previous connected
+accounts too), looks up which of those event ids are
 stored (one BatchGetItem per page) and feeds each missing event of a handled type through the
 same pipeline as a webhook delivery. The cursor is Stripe's own `created` time of the newest
 event seen (never our clock), stored per account; the overlap re-reads a few minutes because an
@@ -127,14 +128,18 @@ def _feed(
 
 
 def _accounts(box: Container) -> Iterator[str | None]:
-    """The platform account, then every community's connected account."""
+    """The platform account, then every connected account a community charges on or has
+    charged on (payments taken on an account a community left are still reported there)."""
     yield None
     cursor: str | None = None
+    seen: set[str] = set()
     while True:
         page = box.communities.list(COMMUNITY_PAGE, cursor)
         for community in page.communities:
-            if community.stripe_account_id:
-                yield community.stripe_account_id
+            for account in community.stripe_accounts():
+                if account not in seen:
+                    seen.add(account)
+                    yield account
         if not page.has_more:
             return
         cursor = page.next_cursor
