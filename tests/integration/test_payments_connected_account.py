@@ -116,6 +116,10 @@ def test_the_fee_and_the_account_header_are_sent_and_recorded(
     assert refund_request.headers["idempotency-key"] == refund.id
     assert refund_request.form["payment_intent"] == "pi_dojo"
     assert refund_request.form["metadata[reason]"] == "goodwill"
+    # The platform's fee is not refunded (Stripe's default; docs/rules/money.md).
+    assert "refund_application_fee" not in refund_request.form
+    after = container.payment_service.get(CID, payment.id)
+    assert (after.amount_refunded, after.application_fee_amount) == (500, 88)
 
 
 def test_a_decline_on_the_connected_account_records_a_failed_payment(
