@@ -225,7 +225,7 @@ class Charging:
         self._billing = billing
         self._clock = clock
         self._follow_ups = follow_ups or uow
-        self.refunds = Refunds(self._follow_ups, gateway, clock)
+        self.refunds = Refunds(self._follow_ups, gateway, clock, self.known_disconnected)
 
     def committing_with(self, uow: UnitOfWorkFactory) -> Charging:
         """The same flow, committing through another unit of work (a webhook's, which

@@ -19,7 +19,7 @@ recovery pass and `charge.refunded`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -150,10 +150,19 @@ def still_at_stripe(refund: Refund, found: RefundResult | None) -> int:
 
 
 class Refunds:
-    def __init__(self, uow: UnitOfWorkFactory, gateway: PaymentGateway, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        gateway: PaymentGateway,
+        clock: Clock,
+        known_disconnected: Callable[[Payment], bool] = lambda payment: False,
+    ) -> None:
+        """`known_disconnected(payment)`: whether we know the account that took the payment
+        has disconnected the platform (then the recovery pass does not ask Stripe)."""
         self._uow = uow
         self._gateway = gateway
         self._clock = clock
+        self._known_disconnected = known_disconnected
 
     def stripe_answers(
         self, payment: Payment, pending: Sequence[Refund]
@@ -247,17 +256,16 @@ class Refunds:
             ]
         if not pending:
             return "not_pending"
+        # Stripe may have made them before the account disconnected the platform: they stay
+        # pending and reserved (never settled blind, never sent again) until the account is
+        # reconnected and Stripe can tell (docs/rules/money.md). A known disconnect is not
+        # even asked about.
+        if self._known_disconnected(payment):
+            return _left_pending(payment)
         try:
             answers = self.stripe_answers(payment, pending)
         except AccountDisconnected:
-            # Stripe may have made them before the account disconnected the platform: they
-            # stay pending and reserved (never settled blind, never sent again) until the
-            # account is reconnected and Stripe can tell (docs/rules/money.md).
-            logger.warning(
-                "pending refunds on a disconnected Stripe account",
-                extra={"payment_id": payment_id, "account": payment.stripe.account_id},
-            )
-            return "account_disconnected"
+            return _left_pending(payment)
         settlements: list[Settlement] = []
         resend: list[Refund] = []
         for refund in pending:
@@ -291,3 +299,12 @@ class Refunds:
                 )
                 sent += 1
         return "refunds_settled" if settlements or sent else "still_pending"
+
+
+def _left_pending(payment: Payment) -> str:
+    """The recovery's outcome for refunds on an account that no longer lets us in."""
+    logger.warning(
+        "pending refunds on a disconnected Stripe account",
+        extra={"payment_id": payment.id, "account": payment.stripe.account_id},
+    )
+    return "account_disconnected"

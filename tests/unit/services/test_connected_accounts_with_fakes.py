@@ -150,3 +150,27 @@ def test_a_pending_renewal_whose_account_disconnected_fails_and_a_late_success_i
     world.payments.resolve_payment_from_intent(CID, renewal.id, intent)
     assert [(r["account"], r["amount"]) for r in world.gateway.refunds] == [(GYM, renewal.total)]
     assert world.store.subscriptions[(CID, sub_id)].status == "failed_payment"
+
+
+def test_the_recovery_pass_does_not_ask_an_account_known_to_have_disconnected() -> None:
+    """`account.application.deauthorized` told us: each run leaves the pending refund as it
+    is without calling Stripe (which could only refuse); the reconnect lifts it."""
+    world = World()
+    _, payment = paid_on_gym(world)
+    world.gateway.fail_next = ["after"]
+    with pytest.raises(RefundPending):
+        world.payments.refund(CID, payment.id, 1500, None)
+    world.store.deauthorized[CID] = GYM
+    world.gateway.disconnected.add(GYM)
+    later = world.clock.now() + timedelta(minutes=6)
+
+    for _ in range(3):
+        assert world.scheduled.recover_pending_refunds(CID, payment.id, later) == (
+            "account_disconnected"
+        )
+
+    assert world.gateway.refused == []
+    assert refund_records(world, payment) == [(1500, "pending")]
+    del world.store.deauthorized[CID]
+    world.gateway.disconnected.clear()
+    assert world.scheduled.recover_pending_refunds(CID, payment.id, later) == "refunds_settled"
