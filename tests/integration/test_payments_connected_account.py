@@ -16,6 +16,7 @@ from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import AccountDisconnected, PaymentFailed
 from chalicelib.domain.plans import Plan
 from chalicelib.domain.profiles import Profile
+from chalicelib.services.refunds import RefundPending
 from tests.support.stripe_recorder import StripeRecorder, stripe_recorder
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -238,3 +239,28 @@ def test_a_charge_the_account_refuses_us_is_a_failed_payment_not_a_pending_one(
     assert shown is not None
     assert (shown["status"], shown["failure"]["code"]) == ("failed", "account_disconnected")
     assert container.subscription_service.get(CID, sub_id).status == "inactive"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "refused"),
+    [
+        (401, NO_ACCESS["error"]["message"], True),  # Stripe names the account: it left us
+        (401, "Invalid API Key provided: sk_test_***", False),  # our key: not the account's
+        (503, "Stripe is down", False),
+    ],
+)
+def test_only_stripe_naming_the_account_reads_as_a_disconnect(
+    connected: tuple[bootstrap.Container, StripeRecorder], status: int, message: str, refused: bool
+) -> None:
+    container, stripe = connected
+    sub_id = new_subscription(container)
+    stripe.reply(200, {"id": "pi_k", "object": "payment_intent", "status": "succeeded"})
+    payment = container.subscription_service.activate(CID, sub_id, None).payment
+    assert payment is not None
+    kind = "invalid_request_error" if status == 401 else "api_error"
+    for _ in range(2):  # one network retry of a 503
+        stripe.reply(status, {"error": {"type": kind, "message": message}})
+
+    expected = AccountDisconnected if refused else RefundPending
+    with pytest.raises(expected):
+        container.payment_service.refund(CID, payment.id, 1000, None)
