@@ -248,8 +248,13 @@ class WebhookHandlers:
         PaymentIntent, else by metadata ids, else by the metadata of the PaymentIntent Stripe
         has. A payment still pending is resolved from that PaymentIntent first: news of a
         refund or dispute proves the charge was made, and applied to a pending payment it
-        would change nothing and be lost. An account no community has now may be one a
-        community has left: a payment taken there is still ours, and only such a payment."""
+        would change nothing and be lost.
+
+        An account changes hands: a community may connect another one, and another community
+        may connect the one it left. A payment taken on the event's account is found wherever
+        its community is now: on an account no community has, by its PaymentIntent or our ids;
+        on an account another community has now, by its PaymentIntent only (that community
+        writes the account's metadata now). Only a payment taken on that account is touched."""
         community_id = None
         left_account = None
         if event.account:
@@ -260,6 +265,10 @@ class WebhookHandlers:
         intent_id = _id_of(obj.get("payment_intent"))
         intent = {"id": intent_id, "metadata": metadata_ids(obj)}
         found = self._payments.find_payment_for_intent(intent, community_id)
+        if found is None and community_id is not None and intent_id:
+            taken_here = self._payments.find_payment_for_intent({"id": intent_id}, None)
+            if taken_here is not None and taken_here.stripe.account_id == event.account:
+                found, community_id = taken_here, taken_here.community_id
         if left_account is not None and (found is None or found.stripe.account_id != event.account):
             return left_account
         if (found is None or found.status == "pending") and intent_id:

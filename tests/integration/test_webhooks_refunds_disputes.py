@@ -8,7 +8,7 @@ from typing import Any
 from tests.integration.conftest import PLATFORM_KEY
 from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url
-from tests.support.webhook_flow import Billing, Pending, billing, call
+from tests.support.webhook_flow import Billing, Pending, billing, call, community
 
 __all__ = ["billing", "localstripe_url"]
 
@@ -147,6 +147,28 @@ def test_news_of_a_charge_on_the_account_a_community_has_left_still_reaches_its_
         other = dispute(billing, paid, "charge.dispute.closed", "won", account=account)
         assert result(billing, other) == "ignored"
     assert billing.payment(paid)["status"] == "disputed"
+
+
+def test_news_of_a_charge_on_an_account_now_another_communitys_reaches_the_payment_taken_there(
+    billing: Billing,
+) -> None:
+    """The community left an account that another community then connected. A refund Stripe
+    reports on that account of a charge the first community took there is the first
+    community's payment's news (found by its PaymentIntent, never by metadata the account's
+    new holder could write)."""
+    paid = billing.paid(account="acct_passedon")
+    status, _ = call(
+        billing.env.client,
+        "patch",
+        f"/v1/communities/{paid.community_id}",
+        PLATFORM_KEY,
+        {"stripe_account_id": "acct_keptgym"},
+    )
+    assert status == 200
+    community(billing.env.client, PLATFORM_KEY, account="acct_passedon")
+
+    assert result(billing, billing.charge_refunded(paid, 1000)) == "processed"
+    assert billing.payment(paid)["amount_refunded"] == 1000
 
 
 # --- news of a charge that overtakes the payment's own resolution ------------------------------
