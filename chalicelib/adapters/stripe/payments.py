@@ -37,10 +37,10 @@ from chalicelib.domain.errors import (
     StripeRateLimited,
     Unavailable,
 )
+from chalicelib.domain.payments import ACCOUNT_DISCONNECTED
 
 IntentStatus = Literal["succeeded", "failed", "pending", "requires_action"]
 AUTHENTICATION_REQUIRED = "authentication_required"
-ACCOUNT_DISCONNECTED = "account_disconnected"
 # What Stripe says (401 or 403) to a platform a connected account has deauthorized.
 _NO_ACCESS_TEXT = "does not have access to account"
 LIST_PAGE_SIZE = 100
@@ -255,7 +255,10 @@ class StripePaymentGateway:
             refused = no_access(error, request.stripe_account_id)
             if refused is not None:  # Stripe made no PaymentIntent: a failure, never pending
                 return IntentOutcome(
-                    "failed", None, None, ChargeFailure(ACCOUNT_DISCONNECTED, None, refused.message)
+                    "failed",
+                    None,
+                    None,
+                    ChargeFailure(ACCOUNT_DISCONNECTED.code, None, refused.message),
                 )
             raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
         answer = _to_dict(intent)
