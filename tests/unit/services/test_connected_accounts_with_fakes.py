@@ -14,6 +14,7 @@ from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import AccountDisconnected, Conflict
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.profiles import Profile
+from chalicelib.domain.rate_control import Deferred
 from chalicelib.services.refunds import RefundPending
 from tests.support.world import CID, START, World
 
@@ -174,3 +175,29 @@ def test_the_recovery_pass_does_not_ask_an_account_known_to_have_disconnected() 
     del world.store.deauthorized[CID]
     world.gateway.disconnected.clear()
     assert world.scheduled.recover_pending_refunds(CID, payment.id, later) == "refunds_settled"
+
+
+def test_a_charge_resumed_after_the_community_moved_to_another_account_fails_unsent() -> None:
+    """A 429 left the renewal in flight on GYM; the community then moved to another account
+    and its owner's card with it. The resumed charge has no customer on GYM to charge: it
+    fails `no_card_on_account` (the 429 made no PaymentIntent) and the failed-payment flow
+    follows, instead of an error that sends the message back until the resume window ends."""
+    world = World()
+    sub_id, _ = paid_on_gym(world)
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end)
+    world.gateway.fail_next = ["429"]
+    with pytest.raises(Deferred):
+        world.scheduled.renew(CID, sub_id, world.clock.now())
+    on_account(world, "acct_new")
+    sent_before = len(world.gateway.requests)
+    world.clock.advance(timedelta(seconds=20))
+
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+
+    assert len(world.gateway.requests) == sent_before
+    [renewal] = [p for p in world.store.payments.values() if p.kind == "renewal"]
+    assert renewal.stripe.account_id == GYM
+    assert renewal.failure is not None and renewal.failure.code == "no_card_on_account"
+    assert world.store.subscriptions[(CID, sub_id)].status == "failed_payment"
