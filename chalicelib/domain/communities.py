@@ -19,6 +19,14 @@ class Community:
     stripe_account_id: str | None
     application_fee_bps: int
     created_at: datetime
+    # Connected accounts the community charged on before its current one: payments taken
+    # there keep their account, and their news (refunds, disputes) is that account's events.
+    past_stripe_account_ids: frozenset[str] = frozenset()
+
+    def stripe_accounts(self) -> tuple[str, ...]:
+        """Every connected account the community has charged on (current first)."""
+        current = (self.stripe_account_id,) if self.stripe_account_id else ()
+        return current + tuple(sorted(self.past_stripe_account_ids - set(current)))
 
     @property
     def charges_on_connected_account(self) -> bool:

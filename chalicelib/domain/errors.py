@@ -59,6 +59,12 @@ class ChargeInProgress(Conflict):
     by the services' own loop (the charge takes as long as Stripe does)."""
 
 
+class AccountDisconnected(Conflict):
+    """Stripe refuses the platform access to the connected account a request names (it
+    deauthorized the platform): Stripe did nothing, and nothing can be done there until the
+    community reconnects it."""
+
+
 class PaymentFailed(DomainError):
     """The charge was declined or needs authentication; the payment is recorded as failed."""
 

@@ -119,6 +119,17 @@ ACCOUNT_DISCONNECTED = PaymentFailure(
     decline_code=None,
     message="The community's Stripe account has disconnected the platform.",
 )
+# A payment left pending whose account disconnected the platform before the recovery pass
+# could read what Stripe did: it cannot stay pending (its subscription waits for it), so it
+# fails; should Stripe report it paid after a reconnect, the late success is refunded.
+OUTCOME_UNREADABLE = PaymentFailure(
+    code="account_disconnected",
+    decline_code=None,
+    message=(
+        "The Stripe account disconnected the platform before the payment's outcome could be "
+        "read; a success Stripe reports after a reconnect is refunded."
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Scheduled (app.py) and run by the local runner as a sweep (`reconciliation_sweep`). For the
 platform account and every community's connected account it pages Stripe's Events API (`GET
-/v1/events`, filtered by `created >= cursor - overlap`), looks up which of those event ids are
+/v1/events`, filtered by `created >= cursor - overlap`; a community's previous connected
+accounts too), looks up which of those event ids are
 stored (one BatchGetItem per page) and feeds each missing event of a handled type through the
 same pipeline as a webhook delivery. The cursor is Stripe's own `created` time of the newest
 event seen (never our clock), stored per account; the overlap re-reads a few minutes because an
@@ -13,7 +14,9 @@ event of the window is read and de-duplicated by id.
 An event fed here that fails transiently (throttling, Stripe or DynamoDB down) is stored as a
 transient failure, and Stripe will not deliver it: it never did. So a later run feeds it again
 (`settled_ids` leaves transient failures out), the account's cursor stays at or before it, and
-the run goes on with the other events and accounts.
+the run goes on with the other events and accounts. An account whose events cannot be listed
+(it disconnected the platform: Stripe answers 403; or Stripe failed) keeps its cursor and the
+run goes on with the other accounts.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.bootstrap import Container, container
-from chalicelib.domain.errors import Unavailable
+from chalicelib.domain.errors import AccountDisconnected, Unavailable
 from chalicelib.domain.webhook_events import WebhookEvent
 from chalicelib.observability import count, flush_metrics, logger
 
@@ -48,6 +51,7 @@ class ReconciliationResult:
     events_listed: int = 0
     events_fed: int = 0
     failed: int = 0
+    unreadable: int = 0  # accounts whose events could not be listed this run
     complete: bool = True
 
 
@@ -71,10 +75,22 @@ def reconcile(
         since = max(cursor - OVERLAP_SECONDS, 0) if cursor is not None else 0
         newest = cursor or 0
         retry_from: int | None = None  # the oldest event to feed again next time
-        for page in events.pages(since, account):
-            newest = max(newest, *(int(e.get("created") or 0) for e in page))
-            for created in _feed(box, service, store, page, result):
-                retry_from = created if retry_from is None else min(retry_from, created)
+        try:
+            for page in events.pages(since, account):
+                newest = max(newest, *(int(e.get("created") or 0) for e in page))
+                for created in _feed(box, service, store, page, result):
+                    retry_from = created if retry_from is None else min(retry_from, created)
+        except (AccountDisconnected, Unavailable) as error:
+            # This account cannot be read now (it disconnected the platform, or Stripe failed):
+            # its cursor stays (pages come newest first, so older events may be unread) and
+            # the run goes on with the other accounts.
+            result.unreadable += 1
+            result.complete = result.complete and isinstance(error, AccountDisconnected)
+            logger.warning(
+                "webhook_reconciliation_account_unreadable",
+                extra={"account": account, "error": error.message},
+            )
+            continue
         if retry_from is not None:
             newest = min(newest, retry_from)
         if newest:
@@ -120,14 +136,18 @@ def _feed(
 
 
 def _accounts(box: Container) -> Iterator[str | None]:
-    """The platform account, then every community's connected account."""
+    """The platform account, then every connected account a community charges on or has
+    charged on (payments taken on an account a community left are still reported there)."""
     yield None
     cursor: str | None = None
+    seen: set[str] = set()
     while True:
         page = box.communities.list(COMMUNITY_PAGE, cursor)
         for community in page.communities:
-            if community.stripe_account_id:
-                yield community.stripe_account_id
+            for account in community.stripe_accounts():
+                if account not in seen:
+                    seen.add(account)
+                    yield account
         if not page.has_more:
             return
         cursor = page.next_cursor

@@ -194,8 +194,8 @@ def card_summary(context: BillingContext) -> PaymentMethodSummary:
     )
 
 
-def _failed_before_stripe(failure: PaymentFailure) -> IntentOutcome:
-    """The outcome of a charge that was never sent to Stripe."""
+def failed_before_stripe(failure: PaymentFailure) -> IntentOutcome:
+    """A failed outcome that is ours, not Stripe's answer (nothing sent, or nothing to read)."""
     return IntentOutcome(
         "failed", None, None, ChargeFailure(failure.code, failure.decline_code, failure.message)
     )
@@ -227,7 +227,7 @@ class Charging:
         self._billing = billing
         self._clock = clock
         self._follow_ups = follow_ups or uow
-        self.refunds = Refunds(self._follow_ups, gateway, clock)
+        self.refunds = Refunds(self._follow_ups, gateway, clock, self.known_disconnected)
 
     def committing_with(self, uow: UnitOfWorkFactory) -> Charging:
         """The same flow, committing through another unit of work (a webhook's, which
@@ -242,6 +242,16 @@ class Charging:
         plan_id: str | None = None,
     ) -> BillingContext:
         return self._billing.billing_context(community_id, profile_id, payment_method_id, plan_id)
+
+    def known_disconnected(self, payment: Payment) -> bool:
+        """Whether the Stripe account `payment` was taken on is known to have disconnected the
+        platform: it is still the community's account and `account.application.deauthorized`
+        flagged it (an account the community left is not followed: Stripe's refusal says it)."""
+        account = payment.stripe.account_id
+        if account is None:
+            return False
+        context = self.context(payment.community_id, payment.billed_to.profile_id, None)
+        return context.community_disconnected and context.community.stripe_account_id == account
 
     # --- phase 1 and 2 ----------------------------------------------------------------------
     def charge(
@@ -318,7 +328,7 @@ class Charging:
             uow.commit()
         known = (replace(payment, revision=1), begun)
         if refused is not None or customer_id is None:
-            outcome = _failed_before_stripe(refused or NO_CARD_ON_ACCOUNT)
+            outcome = failed_before_stripe(refused or NO_CARD_ON_ACCOUNT)
         else:
             request = charge_request(
                 payment, customer_id, plan.payment_method_id, on_session=on_session
@@ -386,12 +396,25 @@ class Charging:
     ) -> ChargeResult:
         """Phase 2 and 3 again for a payment phase 1 wrote and Stripe rate limited: the same
         request with the same idempotency key (the payment id), so Stripe makes at most one
-        PaymentIntent for it whatever happened before."""
+        PaymentIntent for it whatever happened before. Like a new scheduled charge, it is
+        not sent to an account that disconnected the platform since (`account_disconnected`)
+        nor for an owner with no customer on the payment's account (`no_card_on_account`):
+        the 429 made no PaymentIntent, so it fails unsent and the failed-payment flow follows."""
         pending = sub.pending_charge
         assert pending is not None
-        customer_id = stripe_customer_of(context.billed, payment.stripe.account_id)
-        request = charge_request(payment, customer_id, pending.payment_method_id)
-        outcome = self._send(request, before_send)
+        account = payment.stripe.account_id
+        refused: PaymentFailure | None = None
+        if context.community_disconnected and context.community.stripe_account_id == account:
+            refused = ACCOUNT_DISCONNECTED
+        try:
+            customer_id = stripe_customer_of(context.billed, account)
+        except InvalidRequest:
+            refused = refused or NO_CARD_ON_ACCOUNT
+        if refused is not None:
+            outcome = failed_before_stripe(refused)
+        else:
+            request = charge_request(payment, customer_id, pending.payment_method_id)
+            outcome = self._send(request, before_send)
         result = self.resolve(
             sub.community_id, payment.id, outcome, actor=actor, known=(payment, sub)
         )

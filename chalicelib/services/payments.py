@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from chalicelib.adapters.stripe.payments import IntentOutcome, outcome_from_intent
-from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.errors import AccountDisconnected, Conflict, NotFound
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.payments import Payment, PaymentChange, Refund
@@ -301,7 +301,17 @@ class PaymentService:
     ) -> Refund:
         """Reserve the amount with a pending refund (one unit of work), refund on Stripe with
         the refund id as idempotency key, then resolve (services/refunds.py). Stripe refusing
-        releases the reservation (400); no answer leaves the refund pending (503)."""
+        releases the reservation (400); no answer leaves the refund pending (503). A refund
+        goes to the account that took the charge (the payment's, not the community's current
+        one); when that account has disconnected the platform it is a 409 (AccountDisconnected)
+        and nothing is written, or, when only Stripe's refusal tells, nothing is reserved."""
+        with self._uow() as uow:
+            found = uow.payments.find(community_id, payment_id)
+        if found is not None and self._charging.known_disconnected(found):
+            raise AccountDisconnected(
+                f"Payment {payment_id} was taken on Stripe account {found.stripe.account_id}, "
+                "which has disconnected the platform; nothing was refunded. Reconnect it first."
+            )
 
         def reserve() -> tuple[Payment, Refund]:
             with self._uow() as uow:

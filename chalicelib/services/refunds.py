@@ -19,12 +19,12 @@ recovery pass and `charge.refunded`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from chalicelib.adapters.stripe.payments import RefundResult
-from chalicelib.domain.errors import InvalidRequest, Unavailable
+from chalicelib.domain.errors import AccountDisconnected, InvalidRequest, Unavailable
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.payments import (
     PENDING_RECOVERY_DELAY,
@@ -150,10 +150,19 @@ def still_at_stripe(refund: Refund, found: RefundResult | None) -> int:
 
 
 class Refunds:
-    def __init__(self, uow: UnitOfWorkFactory, gateway: PaymentGateway, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        gateway: PaymentGateway,
+        clock: Clock,
+        known_disconnected: Callable[[Payment], bool] = lambda payment: False,
+    ) -> None:
+        """`known_disconnected(payment)`: whether we know the account that took the payment
+        has disconnected the platform (then the recovery pass does not ask Stripe)."""
         self._uow = uow
         self._gateway = gateway
         self._clock = clock
+        self._known_disconnected = known_disconnected
 
     def stripe_answers(
         self, payment: Payment, pending: Sequence[Refund]
@@ -184,7 +193,9 @@ class Refunds:
             result = self._gateway.refund(
                 intent_id, refund.amount, payment.stripe.account_id, refund.id, metadata
             )
-        except InvalidRequest:
+        except (InvalidRequest, AccountDisconnected):
+            # Stripe refused it (or the account that took the charge no longer lets us in):
+            # nothing was refunded, the reservation is released.
             self.settle(community_id, payment.id, [Settlement(refund, False, None)], actor)
             raise
         except Unavailable as error:
@@ -234,7 +245,8 @@ class Refunds:
 
     def recover(self, community_id: str, payment_id: str, now: datetime, actor: Actor) -> str:
         """The recovery pass for one payment's pending refunds.
-        -> "refunds_settled" | "still_pending" | "not_pending" | "missing"."""
+        -> "refunds_settled" | "still_pending" | "account_disconnected" | "not_pending"
+        | "missing"."""
         with self._uow() as uow:
             payment = uow.payments.find(community_id, payment_id)
             if payment is None:
@@ -244,7 +256,16 @@ class Refunds:
             ]
         if not pending:
             return "not_pending"
-        answers = self.stripe_answers(payment, pending)
+        # Stripe may have made them before the account disconnected the platform: they stay
+        # pending and reserved (never settled blind, never sent again) until the account is
+        # reconnected and Stripe can tell (docs/rules/money.md). A known disconnect is not
+        # even asked about.
+        if self._known_disconnected(payment):
+            return _left_pending(payment)
+        try:
+            answers = self.stripe_answers(payment, pending)
+        except AccountDisconnected:
+            return _left_pending(payment)
         settlements: list[Settlement] = []
         resend: list[Refund] = []
         for refund in pending:
@@ -267,7 +288,7 @@ class Refunds:
                 sent += 1
             except RefundPending:
                 continue
-            except InvalidRequest as error:  # Stripe refused; settled failed, audited
+            except (InvalidRequest, AccountDisconnected) as error:  # refused; settled failed
                 logger.warning(
                     "automatic refund refused by Stripe",
                     extra={
@@ -278,3 +299,12 @@ class Refunds:
                 )
                 sent += 1
         return "refunds_settled" if settlements or sent else "still_pending"
+
+
+def _left_pending(payment: Payment) -> str:
+    """The recovery's outcome for refunds on an account that no longer lets us in."""
+    logger.warning(
+        "pending refunds on a disconnected Stripe account",
+        extra={"payment_id": payment.id, "account": payment.stripe.account_id},
+    )
+    return "account_disconnected"

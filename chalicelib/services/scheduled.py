@@ -22,11 +22,13 @@ always says what is due next. The jobs reach them through chalicelib/jobs/regist
   for authentication fails as `authentication_required` (and is canceled). When Stripe
   provably has none (searched after the 5-minute delay), the payment fails as
   `not_attempted` and the normal failed-payment flow follows.
-  -> "recovered_succeeded" | "recovered_failed" | "not_attempted" | "still_pending"
-     | "not_pending" | "missing"
+  The account that took it no longer lets us in (it disconnected the platform): the payment
+  fails as `account_disconnected` (docs/rules/money.md).
+  -> "recovered_succeeded" | "recovered_failed" | "not_attempted" | "account_disconnected"
+     | "still_pending" | "not_pending" | "missing"
 - `recover_pending_refunds(cid, payment_id, now)` (group pending_refund): settles a payment's
   refunds left pending from what Stripe did (services/refunds.py, `Refunds.recover`).
-  -> "refunds_settled" | "still_pending" | "not_pending" | "missing"
+  -> "refunds_settled" | "still_pending" | "account_disconnected" | "not_pending" | "missing"
 
 Raises Unavailable only for transient failures before anything was written (retry the message).
 
@@ -43,14 +45,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
-from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome, outcome_from_intent
+from chalicelib.adapters.stripe.payments import outcome_from_intent
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.charge_planning import plan_renewal, plan_retry
-from chalicelib.domain.errors import Conflict
+from chalicelib.domain.errors import AccountDisconnected, Conflict
 from chalicelib.domain.events import Actor
-from chalicelib.domain.payments import NOT_ATTEMPTED, PENDING_RECOVERY_DELAY
+from chalicelib.domain.payments import (
+    NOT_ATTEMPTED,
+    OUTCOME_UNREADABLE,
+    PENDING_RECOVERY_DELAY,
+    Payment,
+)
 from chalicelib.domain.rate_control import PLATFORM_ACCOUNT, Deferred
 from chalicelib.domain.subscriptions import Outcome, Subscription
 from chalicelib.services.charging import (
@@ -58,6 +66,7 @@ from chalicelib.services.charging import (
     ChargeResult,
     Charging,
     PaymentPending,
+    failed_before_stripe,
     stage_change,
 )
 from chalicelib.services.ports import PaymentGateway, StripeCallBudget, UnitOfWorkFactory
@@ -276,6 +285,25 @@ class ScheduledActions:
     def recover_pending_refunds(self, community_id: str, payment_id: str, now: datetime) -> str:
         return self._charging.refunds.recover(community_id, payment_id, now, ACTOR)
 
+    def _what_stripe_holds(self, payment: Payment) -> dict[str, Any] | None:
+        """The PaymentIntent Stripe holds for a pending payment, on the account that took it
+        (None: none)."""
+        account = payment.stripe.account_id
+        if payment.stripe.payment_intent_id:
+            intents = [self._gateway.retrieve_intent(payment.stripe.payment_intent_id, account)]
+        else:
+            intents = self._gateway.find_intents_by_metadata("payment_id", payment.id, account)
+        if not intents:
+            return None
+        # Our idempotency key makes one intent per payment on Stripe; should a second one
+        # exist (localstripe ignores the key), the money follows the one that succeeded.
+        chosen = next((i for i in intents if i.get("status") == "succeeded"), intents[0])
+        if chosen.get("status") == "requires_confirmation":
+            # An on-session payment the customer authenticated whose page never came back
+            # to confirm it (closed tab): confirming finishes what they asked for.
+            chosen = self._gateway.confirm_intent(str(chosen["id"]), account)
+        return chosen
+
     def recover_pending_payment(self, community_id: str, payment_id: str, now: datetime) -> str:
         with self._uow() as uow:
             payment = uow.payments.find(community_id, payment_id)
@@ -285,33 +313,22 @@ class ScheduledActions:
             return "not_pending"
         if now < payment.created_at + PENDING_RECOVERY_DELAY:
             return "not_due"  # Stripe's search may not show an intent made moments ago
-        account = payment.stripe.account_id
-        if payment.stripe.payment_intent_id:
-            intents = [self._gateway.retrieve_intent(payment.stripe.payment_intent_id, account)]
-        else:
-            intents = self._gateway.find_intents_by_metadata("payment_id", payment_id, account)
-        if intents:
-            # Our idempotency key makes one intent per payment on Stripe; should a second one
-            # exist (localstripe ignores the key), the money follows the one that succeeded.
-            chosen = next((i for i in intents if i.get("status") == "succeeded"), intents[0])
-            if chosen.get("status") == "requires_confirmation":
-                # An on-session payment the customer authenticated whose page never came back
-                # to confirm it (closed tab): confirming finishes what they asked for.
-                chosen = self._gateway.confirm_intent(str(chosen["id"]), account)
-            outcome = outcome_from_intent(chosen)
-            if outcome.status == "pending":
-                return "still_pending"
-        else:
-            failure = NOT_ATTEMPTED
-            outcome = IntentOutcome(
-                "failed",
-                None,
-                None,
-                ChargeFailure(failure.code, failure.decline_code, failure.message),
-            )
-        result = self._charging.resolve(community_id, payment_id, outcome, actor=ACTOR)
-        if not intents:
+        try:
+            intent = self._what_stripe_holds(payment)
+        except AccountDisconnected:
+            # The account that took it no longer lets us read it: fail it (a success Stripe
+            # reports after a reconnect is refunded) rather than ask it again forever.
+            unread = failed_before_stripe(OUTCOME_UNREADABLE)
+            result = self._charging.resolve(community_id, payment_id, unread, actor=ACTOR)
+            return "account_disconnected" if result.changed else "not_pending"
+        if intent is None:
+            not_attempted = failed_before_stripe(NOT_ATTEMPTED)
+            self._charging.resolve(community_id, payment_id, not_attempted, actor=ACTOR)
             return "not_attempted"
+        outcome = outcome_from_intent(intent)
+        if outcome.status == "pending":
+            return "still_pending"
+        result = self._charging.resolve(community_id, payment_id, outcome, actor=ACTOR)
         if not result.changed:
             return "not_pending"
         return "recovered_succeeded" if result.payment.status == "succeeded" else "recovered_failed"

@@ -7,7 +7,9 @@ the event record first, so the de-duplication marker and the effect are written 
 not at all.
 
 Routing: a Connect event carries `account`; it belongs to the community whose connected account
-that is, else it is ignored. A platform-account event is routed by the ids our PaymentIntents
+that is. News of a charge (refund, dispute) on an account no community has now still reaches
+the payment taken on it (the community connected another account since); anything else on
+such an account is ignored. A platform-account event is routed by the ids our PaymentIntents
 carry in their metadata (charges copy them), or by the PaymentIntent id. A payment is only
 touched by an event of the Stripe account it was charged on.
 """
@@ -273,16 +275,29 @@ class WebhookHandlers:
         PaymentIntent, else by metadata ids, else by the metadata of the PaymentIntent Stripe
         has. A payment still pending is resolved from that PaymentIntent first: news of a
         refund or dispute proves the charge was made, and applied to a pending payment it
-        would change nothing and be lost."""
+        would change nothing and be lost.
+
+        An account changes hands: a community may connect another one, and another community
+        may connect the one it left. A payment taken on the event's account is found wherever
+        its community is now: on an account no community has, by its PaymentIntent or our ids;
+        on an account another community has now, by its PaymentIntent only (that community
+        writes the account's metadata now). Only a payment taken on that account is touched."""
         community_id = None
+        left_account = None
         if event.account:
             route = self.route_by_account(event.account)
             if route.community_id is None:
-                return route
+                left_account = route
             community_id = route.community_id
         intent_id = _id_of(obj.get("payment_intent"))
         intent = {"id": intent_id, "metadata": metadata_ids(obj)}
         found = self._payments.find_payment_for_intent(intent, community_id)
+        if found is None and community_id is not None and intent_id:
+            taken_here = self._payments.find_payment_for_intent({"id": intent_id}, None)
+            if taken_here is not None and taken_here.stripe.account_id == event.account:
+                found, community_id = taken_here, taken_here.community_id
+        if left_account is not None and (found is None or found.stripe.account_id != event.account):
+            return left_account
         if (found is None or found.status == "pending") and intent_id:
             found = self._payments.settle_from_stripe(intent_id, event.account, community_id)
         if found is None:

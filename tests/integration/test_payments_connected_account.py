@@ -13,9 +13,10 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.card_snapshots import CardSnapshots
 from chalicelib.config import Settings
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import PaymentFailed
+from chalicelib.domain.errors import AccountDisconnected, PaymentFailed
 from chalicelib.domain.plans import Plan
 from chalicelib.domain.profiles import Profile
+from chalicelib.services.refunds import RefundPending
 from tests.support.stripe_recorder import StripeRecorder, stripe_recorder
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -116,6 +117,10 @@ def test_the_fee_and_the_account_header_are_sent_and_recorded(
     assert refund_request.headers["idempotency-key"] == refund.id
     assert refund_request.form["payment_intent"] == "pi_dojo"
     assert refund_request.form["metadata[reason]"] == "goodwill"
+    # The platform's fee is not refunded (Stripe's default; docs/rules/money.md).
+    assert "refund_application_fee" not in refund_request.form
+    after = container.payment_service.get(CID, payment.id)
+    assert (after.amount_refunded, after.application_fee_amount) == (500, 88)
 
 
 def test_a_decline_on_the_connected_account_records_a_failed_payment(
@@ -179,3 +184,83 @@ def test_a_refund_stripe_refuses_undoes_the_reservation(
     assert [(r.amount, r.status) for r in refunds] == [(3500, "failed")]
     trail = [e["type"] for e in container.audit_events.list(CID, sub_id, 100, None).items]
     assert trail[-2:] == ["payment.refund_started", "payment.refund_failed"]
+
+
+NO_ACCESS = {
+    "error": {
+        "type": "invalid_request_error",
+        "message": "The provided key 'sk_test_***' does not have access to account 'acct_dojo' "
+        "(or that account does not exist). Application access may have been revoked.",
+    }
+}
+
+
+def test_an_account_that_disconnected_the_platform_refuses_the_refund_a_409_reserving_nothing(
+    connected: tuple[bootstrap.Container, StripeRecorder],
+) -> None:
+    """Stripe answers 403 to a platform the account deauthorized (we may not have heard of it:
+    a lost webhook, or an account the community has left). That is a refusal, not an outage:
+    409, nothing reserved, nothing left pending for a recovery pass that cannot read it."""
+    container, stripe = connected
+    sub_id = new_subscription(container)
+    stripe.reply(
+        200,
+        {"id": "pi_d", "object": "payment_intent", "status": "succeeded", "amount": 3500},
+    )
+    payment = container.subscription_service.activate(CID, sub_id, None).payment
+    assert payment is not None
+    stripe.reply(403, NO_ACCESS)
+
+    with pytest.raises(AccountDisconnected, match="acct_dojo"):
+        container.payment_service.refund(CID, payment.id, 1000, None)
+
+    assert stripe.requests[-1].headers["stripe-account"] == "acct_dojo"
+    after = container.payment_service.get(CID, payment.id)
+    assert (after.amount_refunded, after.amount_refund_pending) == (0, 0)
+    assert after.refund_pending_since is None
+    assert [(r.amount, r.status) for r in container.payments.refunds(CID, payment.id)] == [
+        (1000, "failed")
+    ]
+
+
+def test_a_charge_the_account_refuses_us_is_a_failed_payment_not_a_pending_one(
+    connected: tuple[bootstrap.Container, StripeRecorder],
+) -> None:
+    """Stripe made no PaymentIntent: the payment fails `account_disconnected` (a 402 here), it
+    does not wait for a recovery pass that could never read the account."""
+    container, stripe = connected
+    sub_id = new_subscription(container)
+    stripe.reply(403, NO_ACCESS)
+
+    with pytest.raises(PaymentFailed) as failed:
+        container.subscription_service.activate(CID, sub_id, None)
+
+    shown = failed.value.payment
+    assert shown is not None
+    assert (shown["status"], shown["failure"]["code"]) == ("failed", "account_disconnected")
+    assert container.subscription_service.get(CID, sub_id).status == "inactive"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "refused"),
+    [
+        (401, NO_ACCESS["error"]["message"], True),  # Stripe names the account: it left us
+        (401, "Invalid API Key provided: sk_test_***", False),  # our key: not the account's
+        (503, "Stripe is down", False),
+    ],
+)
+def test_only_stripe_naming_the_account_reads_as_a_disconnect(
+    connected: tuple[bootstrap.Container, StripeRecorder], status: int, message: str, refused: bool
+) -> None:
+    container, stripe = connected
+    sub_id = new_subscription(container)
+    stripe.reply(200, {"id": "pi_k", "object": "payment_intent", "status": "succeeded"})
+    payment = container.subscription_service.activate(CID, sub_id, None).payment
+    assert payment is not None
+    kind = "invalid_request_error" if status == 401 else "api_error"
+    for _ in range(2):  # one network retry of a 503
+        stripe.reply(status, {"error": {"type": kind, "message": message}})
+
+    expected = AccountDisconnected if refused else RefundPending
+    with pytest.raises(expected):
+        container.payment_service.refund(CID, payment.id, 1000, None)

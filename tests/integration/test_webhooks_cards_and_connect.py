@@ -228,3 +228,30 @@ def test_a_card_detached_through_our_api_is_flagged_and_never_charged(billing: B
     assert status == 400, answer
     assert answer["error"]["details"][0]["field"] == "payment_method_id"
     assert ok(client, "get", f"/v1/payments?subscription_id={sub['id']}", key)["data"] == []
+
+
+def test_a_refund_while_the_account_is_disconnected_is_a_409_until_it_reconnects(
+    billing: Billing,
+) -> None:
+    client = billing.env.client
+    community_id, key = community(client, PLATFORM_KEY, "acct_refunding")
+    sub = inactive_subscription(client, key, billing.cutoff.target, "4242424242424242")
+    ok(client, "post", f"/v1/subscriptions/{sub['id']}/activate", key, {})
+    [payment] = ok(client, "get", f"/v1/payments?subscription_id={sub['id']}", key)["data"]
+    assert result(billing, deauthorization("acct_refunding")) == "processed"
+
+    status, answer = call(client, "post", f"/v1/payments/{payment['id']}/refunds", key, {})
+
+    assert status == 409, answer
+    assert "acct_refunding" in answer["error"]["message"]
+    after = ok(client, "get", f"/v1/payments/{payment['id']}", key)
+    assert (after["amount_refunded"], after["amount_refund_pending"]) == (0, 0)
+    ok(
+        client,
+        "patch",
+        f"/v1/communities/{community_id}",
+        PLATFORM_KEY,
+        {"stripe_account_id": "acct_refunding"},
+    )
+    refund = ok(client, "post", f"/v1/payments/{payment['id']}/refunds", key, {})
+    assert (refund["status"], refund["amount"]) == ("succeeded", payment["amount_paid"])

@@ -4,8 +4,10 @@ event we never received through the same pipeline as a webhook delivery."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,12 +15,12 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.jobs.local_runner import JOBS
 from chalicelib.jobs.reconciliation import reconcile
-from tests.integration.conftest import Env
+from tests.integration.conftest import PLATFORM_KEY, Env
 from tests.support import stripe_events as se
 from tests.support.localstripe import card_on_customer, localstripe_url, stripe_for
-from tests.support.webhook_flow import throttled_once
+from tests.support.webhook_flow import Billing, billing, call, community, throttled_once
 
-__all__ = ["localstripe_url"]
+__all__ = ["billing", "localstripe_url"]
 SECRET = "whsec_integration"
 
 
@@ -131,3 +133,51 @@ def test_reconciliation_is_a_registered_sweep(stripe_env: Env) -> None:
 
     assert JOBS.sweeps["webhook_reconciliation"](stripe_env.container) >= 0
     assert "webhook_reconciliation" in {f.name for f in app.app.event_sources}
+
+
+def test_an_account_that_disconnected_the_platform_does_not_stop_the_run(billing: Billing) -> None:
+    """A community whose connected account deauthorized the platform keeps that account (so a
+    reconnect can lift the flag), and Stripe answers its Events API 403. That account is
+    skipped (its cursor stays where it was); the run goes on with every other account."""
+    env = billing.env
+    readable = "acct_readable" + se.unique("x").replace("_", "")
+    community(env.client, PLATFORM_KEY, account=readable)
+    env.clock.advance(timedelta(seconds=1))  # listed newest first: the revoked one is read first
+    revoked = "acct_revoked" + se.unique("x").replace("_", "")
+    community(env.client, PLATFORM_KEY, account=revoked)
+    billing.cutoff.disconnected.add(revoked)
+
+    result = reconcile(env.container)
+
+    assert result.complete
+    assert env.container.webhook_events.reconciliation_cursor(revoked) is None
+    assert env.container.webhook_events.reconciliation_cursor(readable) is not None
+
+
+def test_the_events_of_an_account_a_community_has_left_are_still_read(billing: Billing) -> None:
+    """Payments taken on a community's previous connected account stay there: their refunds,
+    disputes and late outcomes are that account's events. After the community connects another
+    account, the job still reads the old one's (localstripe answers every account with the same
+    events, so what shows it is the old account's cursor moving on)."""
+    env = billing.env
+    left = "acct_left" + se.unique("x").replace("_", "")
+    community_id, _ = community(env.client, PLATFORM_KEY, account=left)
+    charge_on_localstripe(env.settings.stripe_api_base or "", {"community_id": "com_left"})
+    reconcile(env.container)
+    before = env.container.webhook_events.reconciliation_cursor(left)
+    assert before is not None
+    status, _ = call(
+        env.client,
+        "patch",
+        f"/v1/communities/{community_id}",
+        PLATFORM_KEY,
+        {"stripe_account_id": "acct_joined" + se.unique("x").replace("_", "")},
+    )
+    assert status == 200
+    time.sleep(1.1)  # Stripe's `created` is whole seconds: the next event is a second later
+    charge_on_localstripe(env.settings.stripe_api_base or "", {"community_id": "com_left"})
+
+    reconcile(env.container)
+
+    after = env.container.webhook_events.reconciliation_cursor(left)
+    assert after is not None and after > before

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.integration.conftest import PLATFORM_KEY
 from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url
-from tests.support.webhook_flow import Billing, Pending, billing
+from tests.support.webhook_flow import Billing, Pending, billing, call, community
 
 __all__ = ["billing", "localstripe_url"]
 
@@ -117,6 +118,57 @@ def test_a_connect_dispute_is_routed_by_account_and_lost_stays_disputed(
     assert result(billing, lost) == "processed"
     assert billing.payment(paid)["status"] == "disputed"
     assert "payment.dispute_lost" in {e["type"] for e in billing.audit(paid)}
+
+
+def test_news_of_a_charge_on_the_account_a_community_has_left_still_reaches_its_payment(
+    billing: Billing,
+) -> None:
+    """The community moved to another connected account; the charge it took on the old one
+    is refunded and disputed there later. Stripe reports that on the old account (`account`
+    names it): the payment taken there records it, though no community has that account now.
+    An event naming an account that is not the payment's still changes nothing."""
+    paid = billing.paid(account="acct_leftgym")
+    status, _ = call(
+        billing.env.client,
+        "patch",
+        f"/v1/communities/{paid.community_id}",
+        PLATFORM_KEY,
+        {"stripe_account_id": "acct_newgym"},
+    )
+    assert status == 200
+
+    assert result(billing, billing.charge_refunded(paid, 1000)) == "processed"
+    assert billing.payment(paid)["amount_refunded"] == 1000
+    opened = dispute(billing, paid, "charge.dispute.created", "needs_response")
+    assert result(billing, opened) == "processed"
+    assert billing.payment(paid)["status"] == "disputed"
+    # The community's new account, or one nobody has, is not where that charge was taken.
+    for account in ("acct_newgym", "acct_unknown"):
+        other = dispute(billing, paid, "charge.dispute.closed", "won", account=account)
+        assert result(billing, other) == "ignored"
+    assert billing.payment(paid)["status"] == "disputed"
+
+
+def test_news_of_a_charge_on_an_account_now_another_communitys_reaches_the_payment_taken_there(
+    billing: Billing,
+) -> None:
+    """The community left an account that another community then connected. A refund Stripe
+    reports on that account of a charge the first community took there is the first
+    community's payment's news (found by its PaymentIntent, never by metadata the account's
+    new holder could write)."""
+    paid = billing.paid(account="acct_passedon")
+    status, _ = call(
+        billing.env.client,
+        "patch",
+        f"/v1/communities/{paid.community_id}",
+        PLATFORM_KEY,
+        {"stripe_account_id": "acct_keptgym"},
+    )
+    assert status == 200
+    community(billing.env.client, PLATFORM_KEY, account="acct_passedon")
+
+    assert result(billing, billing.charge_refunded(paid, 1000)) == "processed"
+    assert billing.payment(paid)["amount_refunded"] == 1000
 
 
 # --- news of a charge that overtakes the payment's own resolution ------------------------------

@@ -416,7 +416,8 @@ class FakePaymentGateway:
     "429" (Stripe refused it unseen: StripeRateLimited) or "" (this call goes through). Refunds
     honour the idempotency key and refuse more than the charge; `cancel_intent` refuses a
     succeeded or canceled intent; `complete_authentication` plays the customer finishing an
-    intent that needed it."""
+    intent that needed it. An account in `disconnected` deauthorized the platform: Stripe
+    refuses every call on it (AccountDisconnected; a charge fails `account_disconnected`)."""
 
     def __init__(self) -> None:
         self.intents: dict[str, dict[str, Any]] = {}
@@ -424,14 +425,29 @@ class FakePaymentGateway:
         self.refunds: list[dict[str, Any]] = []
         self.fail_next: list[str] = []
         self.rate_limited: list[Any] = []  # requests answered 429
+        self.disconnected: set[str] = set()
+        self.refused: list[tuple[str, str]] = []  # (call, account) refused: no access
 
     def _fault(self) -> str | None:
         return self.fail_next.pop(0) if self.fail_next else None
+
+    def _check_access(self, call: str, account: str | None) -> None:
+        from chalicelib.domain.errors import AccountDisconnected
+
+        if account is not None and account in self.disconnected:
+            self.refused.append((call, account))
+            raise AccountDisconnected(f"Stripe account {account} disconnected the platform.")
 
     def charge(self, request: Any) -> Any:
         from chalicelib.adapters.stripe.payments import outcome_from_intent
         from chalicelib.domain.errors import StripeRateLimited, Unavailable
 
+        if request.stripe_account_id in self.disconnected:
+            from chalicelib.adapters.stripe.payments import ChargeFailure, IntentOutcome
+
+            self.refused.append(("charge", request.stripe_account_id))
+            failure = ChargeFailure("account_disconnected", None, "No access to the account.")
+            return IntentOutcome("failed", None, None, failure)
         fault = self._fault()
         if fault == "before":
             raise Unavailable("Stripe is unavailable: Timeout")
@@ -488,6 +504,7 @@ class FakePaymentGateway:
         return outcome_from_intent(intent)
 
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
+        self._check_access("retrieve_intent", stripe_account_id)
         if intent_id not in self.intents:
             raise NotFound(f"The Stripe account has no PaymentIntent {intent_id}.")
         return dict(self.intents[intent_id])
@@ -495,11 +512,13 @@ class FakePaymentGateway:
     def find_intents_by_metadata(
         self, key: str, value: str, stripe_account_id: str | None
     ) -> list[dict[str, Any]]:
+        self._check_access("find_intents_by_metadata", stripe_account_id)
         return [dict(i) for i in self.intents.values() if i["metadata"].get(key) == value]
 
     def cancel_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
         from chalicelib.domain.errors import InvalidRequest, Unavailable
 
+        self._check_access("cancel_intent", stripe_account_id)
         if self._fault() == "before":
             raise Unavailable("Stripe is unavailable: Timeout")
         intent = self.intents[intent_id]
@@ -511,6 +530,7 @@ class FakePaymentGateway:
     def confirm_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
         """Stripe's server-side confirmation after handleCardAction: an intent the customer
         authenticated (`requires_confirmation`) succeeds; any other is answered as it is."""
+        self._check_access("confirm_intent", stripe_account_id)
         intent = self.intents[intent_id]
         if intent["status"] == "requires_confirmation":
             intent.update(
@@ -550,6 +570,7 @@ class FakePaymentGateway:
         from chalicelib.adapters.stripe.payments import RefundResult
         from chalicelib.domain.errors import InvalidRequest, Unavailable
 
+        self._check_access("refund", stripe_account_id)
         fault = self._fault()
         if fault == "before":
             raise Unavailable("Stripe is unavailable: Timeout")
@@ -563,6 +584,7 @@ class FakePaymentGateway:
                 "id": f"re_{len(self.refunds) + 1}",
                 "amount": amount,
                 "intent": payment_intent_id,
+                "account": stripe_account_id,
                 "key": idempotency_key,
                 "status": "succeeded",
                 "metadata": dict(metadata),
@@ -577,6 +599,7 @@ class FakePaymentGateway:
     ) -> Any:
         from chalicelib.adapters.stripe.payments import RefundResult
 
+        self._check_access("find_refund", stripe_account_id)
         for refund in self.refunds:
             if refund["intent"] == payment_intent_id and refund["metadata"].get("refund_id") == (
                 refund_id

@@ -20,6 +20,10 @@ accepts them and never answers (until the proxy stops): a hung Stripe, for clien
 answers e.g. while a connected account's balance cannot cover it): every refund in an answer of
 `/v1/refunds` reads `status: "pending"` (localstripe finishes each refund at once; the refund is
 really made there). Set it back to False and Stripe "finishes" them.
+
+`disconnected` holds connected accounts that deauthorized the platform: every request with one
+of them in its `Stripe-Account` header is answered as Stripe answers it, 403 "does not have
+access to account", and never forwarded (localstripe itself ignores the header).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class StripeCutoff:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: threading.Event = field(default_factory=threading.Event)
     refunds_still_working: bool = False
+    disconnected: set[str] = field(default_factory=set)
 
     def cut_next(self, method: str, path_prefix: str) -> None:
         with self.lock:
@@ -85,6 +90,10 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
             body = self.read_body()
             with proxy.lock:
                 proxy.seen.append(f"{self.command} {self.path}")
+            account = self.headers.get("Stripe-Account")
+            if account in proxy.disconnected:
+                self.answer(403, json.dumps(no_access(account)).encode(), {})
+                return
             refused = proxy._take(self.command, self.path, ("down", "hang", "decline_here"))
             if refused == "decline_here":
                 with proxy.lock:
@@ -120,6 +129,15 @@ def stripe_cutoff(target: str) -> Iterator[StripeCutoff]:
             yield proxy
         finally:
             proxy.stopped.set()  # a hung request returns before the server shuts down
+
+
+def no_access(account: str) -> dict[str, Any]:
+    """Stripe's answer to a platform that a connected account has deauthorized."""
+    message = (
+        f"The provided key 'sk_test_***' does not have access to account '{account}' (or that "
+        "account does not exist). Application access may have been revoked."
+    )
+    return {"error": {"type": "invalid_request_error", "message": message}}
 
 
 def _refunds_pending(value: Any) -> Any:

@@ -3,7 +3,8 @@
 Item layout:
 - community   pk=`C#<cid>#COMMUNITY`  sk=`COMMUNITY`
               attrs: type="community", id, name, currency, stripe_account_id?,
-              application_fee_bps, created_at
+              application_fee_bps, created_at, past_stripe_account_ids? (SS: the accounts
+              it charged on before; added when it changes account, never removed)
               gsi1pk=`COMMUNITIES`  gsi1sk=`<created_at>#<cid>`   (platform list, newest first)
               gsi2pk=`STRIPE_ACCOUNT#<acct_id>`  gsi2sk=`C#<cid>`  (only while it has an account;
               Connect webhooks find the community by `account` through `find_by_stripe_account`)
@@ -101,6 +102,10 @@ class CommunityRepository:
         if reconnect or not after.stripe_account_id:
             removes.append("stripe_deauthorized_at")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        if before.stripe_account_id and before.stripe_account_id != after.stripe_account_id:
+            # Its payments stay on the account it leaves (reconciliation still reads it).
+            expression += " ADD past_stripe_account_ids :left"
+            values[":left"] = {"SS": [before.stripe_account_id]}
         entries: list[dict[str, Any]] = [
             {
                 "Update": {
@@ -231,6 +236,7 @@ def _from_item(item: dict[str, Any]) -> Community:
         stripe_account_id=item.get("stripe_account_id"),
         application_fee_bps=int(item["application_fee_bps"]),
         created_at=parse_time(item["created_at"]),
+        past_stripe_account_ids=frozenset(item.get("past_stripe_account_ids") or ()),
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.adapters.stripe.client import request_options
+from chalicelib.adapters.stripe.payments import stripe_failure
 from chalicelib.domain.errors import InvalidRequest, Unavailable
 
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -90,7 +91,8 @@ class EventsPage:
 
 
 class StripeEvents:
-    """Stripe's Events API (`GET /v1/events`), for the reconciliation job."""
+    """Stripe's Events API (`GET /v1/events`), for the reconciliation job. An account that
+    no longer lets the platform in raises AccountDisconnected; any other failure Unavailable."""
 
     def __init__(self, client: Any, page_size: int = EVENTS_PAGE_SIZE) -> None:
         self._client = client
@@ -102,7 +104,12 @@ class StripeEvents:
         params: dict[str, Any] = {"limit": self._page_size, "created": {"gte": created_gte}}
         if starting_after:
             params["starting_after"] = starting_after
-        result = self._client.v1.events.list(params, request_options(account))
+        import stripe
+
+        try:
+            result = self._client.v1.events.list(params, request_options(account))
+        except stripe.StripeError as error:
+            raise stripe_failure(error, account) from None
         events = [_plain(item) for item in result.data]
         if account:
             # Events read with the Stripe-Account header belong to that account.

@@ -29,10 +29,20 @@ from typing import Any, Literal
 from chalicelib.adapters.secrets import SecretsProvider
 from chalicelib.adapters.stripe.client import request_options, stripe_client
 from chalicelib.config import Settings
-from chalicelib.domain.errors import InvalidRequest, NotFound, StripeRateLimited, Unavailable
+from chalicelib.domain.errors import (
+    AccountDisconnected,
+    DomainError,
+    InvalidRequest,
+    NotFound,
+    StripeRateLimited,
+    Unavailable,
+)
+from chalicelib.domain.payments import ACCOUNT_DISCONNECTED
 
 IntentStatus = Literal["succeeded", "failed", "pending", "requires_action"]
 AUTHENTICATION_REQUIRED = "authentication_required"
+# What Stripe says (401 or 403) to a platform a connected account has deauthorized.
+_NO_ACCESS_TEXT = "does not have access to account"
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 20
 
@@ -152,6 +162,34 @@ def rate_limited(error: Any) -> StripeRateLimited:
     return StripeRateLimited(f"Stripe is rate limiting this account ({code}).", code)
 
 
+def no_access(error: Any, stripe_account_id: str | None) -> AccountDisconnected | None:
+    """Stripe's refusal of a call on a connected account that no longer lets the platform in
+    (it deauthorized us: 403 PermissionError, or 401 naming the account). Stripe did nothing.
+    A 401 that does not name the account is our key's problem, not the account's: None."""
+    import stripe
+
+    if not stripe_account_id:
+        return None
+    refused = isinstance(error, stripe.PermissionError) or (
+        isinstance(error, stripe.AuthenticationError) and _NO_ACCESS_TEXT in str(error)
+    )
+    if not refused:
+        return None
+    return AccountDisconnected(
+        f"Stripe account {stripe_account_id} no longer lets the platform act on it (it "
+        "disconnected the platform); nothing was done there."
+    )
+
+
+def stripe_failure(error: Any, stripe_account_id: str | None) -> DomainError:
+    """A Stripe failure that is not an answer about the request itself: the account refusing
+    us (AccountDisconnected), else a transient failure (Unavailable)."""
+    refused = no_access(error, stripe_account_id)
+    if refused is not None:
+        return refused
+    return Unavailable(f"Stripe is unavailable: {type(error).__name__}")
+
+
 class StripePaymentGateway:
     """`retry_rate_limits=False` (the scheduled worker): stripe-python never sleeps on a 429."""
 
@@ -214,6 +252,14 @@ class StripePaymentGateway:
         except stripe.RateLimitError as error:
             raise rate_limited(error) from None
         except stripe.StripeError as error:
+            refused = no_access(error, request.stripe_account_id)
+            if refused is not None:  # Stripe made no PaymentIntent: a failure, never pending
+                return IntentOutcome(
+                    "failed",
+                    None,
+                    None,
+                    ChargeFailure(ACCOUNT_DISCONNECTED.code, None, refused.message),
+                )
             raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
         answer = _to_dict(intent)
         if request.on_session and answer.get("status") == "requires_action":
@@ -244,7 +290,7 @@ class StripePaymentGateway:
                 f"PaymentIntent {intent_id} cannot be confirmed: {error.user_message or error}"
             ) from None
         except stripe.StripeError as error:
-            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _to_dict(intent)
 
     def retrieve_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
@@ -257,7 +303,7 @@ class StripePaymentGateway:
         except stripe.InvalidRequestError:
             raise NotFound(f"The Stripe account has no PaymentIntent {intent_id}.") from None
         except stripe.StripeError as error:
-            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _to_dict(intent)
 
     def find_intents_by_metadata(
@@ -277,7 +323,7 @@ class StripePaymentGateway:
             except stripe.InvalidRequestError:
                 return self._list_and_filter(key, value, options)
         except stripe.StripeError as error:
-            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+            raise stripe_failure(error, stripe_account_id) from None
 
     def _list_and_filter(
         self, key: str, value: str, options: dict[str, Any]
@@ -312,7 +358,7 @@ class StripePaymentGateway:
                 "amount", f"Stripe refused the refund: {error.user_message or error}"
             ) from None
         except stripe.StripeError as error:
-            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _refund_result(refund)
 
     def cancel_intent(self, intent_id: str, stripe_account_id: str | None) -> dict[str, Any]:
@@ -327,7 +373,7 @@ class StripePaymentGateway:
                 f"PaymentIntent {intent_id} cannot be canceled: {error.user_message or error}"
             ) from None
         except stripe.StripeError as error:
-            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+            raise stripe_failure(error, stripe_account_id) from None
         return _to_dict(intent)
 
     def find_refund(
@@ -351,7 +397,7 @@ class StripePaymentGateway:
             else:
                 raise Unavailable("Too many refunds to list for one PaymentIntent.")
         except stripe.StripeError as error:
-            raise Unavailable(f"Stripe is unavailable: {type(error).__name__}") from None
+            raise stripe_failure(error, stripe_account_id) from None
         if not found:
             return None
         chosen = next((r for r in found if r.get("status") == "succeeded"), found[0])

@@ -141,3 +141,29 @@ def test_a_failed_payment_retry_answered_429_is_resumed_with_the_same_key() -> N
     [refused] = world.gateway.rate_limited
     assert [r.payment_id for r in world.gateway.requests].count(retry.id) == 1
     assert refused.payment_id == retry.id
+
+
+def test_a_charge_resumed_after_the_community_disconnected_stripe_fails_unsent() -> None:
+    """A 429 left the renewal in flight; the community deauthorized the platform before the
+    message came back. The resumed charge is not sent to an account that no longer lets us
+    act on it (Stripe would refuse it and the payment would wait for a recovery that cannot
+    read that account): it fails as `account_disconnected`, like a renewal that starts after
+    the deauthorization, and the failed-payment flow follows."""
+    world = World()
+    sub_id = due_renewal(world)
+    actions = scheduler(world, FakeStripeBudget())
+    world.gateway.fail_next = ["429"]
+    sent_before = len(world.gateway.requests)
+    with pytest.raises(Deferred):
+        actions.renew(CID, sub_id, world.clock.now())
+    world.store.deauthorized[CID] = "acct_gym"
+    world.clock.advance(timedelta(seconds=20))
+
+    assert actions.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+
+    assert len(world.gateway.requests) == sent_before
+    sub = world.store.subscriptions[(CID, sub_id)]
+    assert (sub.status, sub.pending_charge) == ("failed_payment", None)
+    [renewal] = [p for p in world.store.payments.values() if p.kind == "renewal"]
+    assert renewal.status == "failed"
+    assert renewal.failure is not None and renewal.failure.code == "account_disconnected"
