@@ -29,6 +29,7 @@ from chalicelib.domain.subscriptions import (
     Outcome,
     PendingChanges,
     Subscription,
+    changed_values,
     credit_change,
     with_former,
 )
@@ -226,15 +227,7 @@ def _changes_applied(
     details: dict[str, DetailValue] = {}
     if leaving:
         details["removed_member_ids"] = sorted(m.profile_id for m in leaving)
-    if after.owner_id != before.owner_id:
-        details |= {"previous_owner_id": before.owner_id, "owner_id": after.owner_id}
-    if after.plan_id != before.plan_id:
-        details |= {"previous_plan_id": before.plan_id, "plan_id": after.plan_id}
-    if after.billing_cycle != before.billing_cycle:
-        details |= {
-            "previous_billing_cycle": before.billing_cycle,
-            "billing_cycle": after.billing_cycle,
-        }
+    details |= changed_values(before, after, "owner_id", "plan_id", "billing_cycle")
     return details
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from chalicelib.domain.billing.charges import PlanSnapshot, plan_snapshot
 from chalicelib.domain.billing.pricing import initial_fee
 from chalicelib.domain.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.domain.events import Actor, DetailValue, audit_event
+from chalicelib.domain.events import Actor, audit_event
 from chalicelib.domain.members import Member, RemovalTiming, ensure_unique_ids
 from chalicelib.domain.periods import ensure_utc
 from chalicelib.domain.plans import BillingCycle, Plan
@@ -21,6 +21,7 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import (
     Outcome,
     Subscription,
+    changed_values,
     ensure_capacity,
     ensure_cycle,
     with_former,
@@ -58,23 +59,9 @@ def update_subscription(
         sub.status,
         actor,
         changed=changed,
-        **_who_pays(sub, updated),
+        **changed_values(sub, updated, "owner_id", "payment_method_id"),
     )
     return Outcome(updated, event)
-
-
-def _who_pays(before: Subscription, after: Subscription) -> dict[str, DetailValue]:
-    """The owner and card before and after, when they changed: the audit trail names who was
-    billed, and with what, at any time (the profile's billing history reads it too)."""
-    details: dict[str, DetailValue] = {}
-    if before.owner_id != after.owner_id:
-        details |= {"previous_owner_id": before.owner_id, "owner_id": after.owner_id}
-    if before.payment_method_id != after.payment_method_id:
-        details |= {
-            "previous_payment_method_id": before.payment_method_id,
-            "payment_method_id": after.payment_method_id,
-        }
-    return details
 
 
 def _update_inactive(

@@ -40,7 +40,7 @@ from chalicelib.domain.billing.charges import PendingCharge, PlanSnapshot, plan_
 from chalicelib.domain.billing.lines import CarriedAmount
 from chalicelib.domain.billing.pricing import initial_fee
 from chalicelib.domain.errors import ChargeInProgress, Conflict, InvalidRequest
-from chalicelib.domain.events import Actor, AuditEvent, audit_event
+from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
 from chalicelib.domain.members import Member, ensure_unique_ids
 from chalicelib.domain.periods import Period, ensure_utc, period_bounds
 from chalicelib.domain.plans import BILLING_CYCLES, BillingCycle, Plan
@@ -369,6 +369,19 @@ def with_former(sub: Subscription, leaving: tuple[Member, ...]) -> tuple[Member,
     """The subscription's former members with `leaving` added, bounded in number so the
     stored item cannot grow with churn."""
     return (*sub.former_members, *leaving)[-FORMER_MEMBERS_KEPT:]
+
+
+def changed_values(
+    before: Subscription, after: Subscription, *names: str
+) -> dict[str, DetailValue]:
+    """`previous_<name>` and `<name>` for each named field that differs: an audit event names
+    what a change replaced, not only that it changed."""
+    details: dict[str, DetailValue] = {}
+    for name in names:
+        old, new = getattr(before, name), getattr(after, name)
+        if old != new:
+            details |= {f"previous_{name}": old, name: new}
+    return details
 
 
 def credit_change(profile_id: str, delta: int) -> CreditChange | None:
