@@ -31,9 +31,9 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
 from chalicelib.services.charging import ChargeResult, Charging
-from chalicelib.services.dunning import when
 from chalicelib.services.payment_links import IssuedPaymentLink, OpenedLink, PaymentLinks
 from chalicelib.services.ports import Clock, PaymentGateway, UnitOfWorkFactory
+from chalicelib.services.receipts import when
 from chalicelib.services.subscriptions import SubscriptionService, fail_if_declined
 
 PayStatus = Literal["paid", "requires_action", "processing"]

@@ -46,7 +46,8 @@ def test_an_email_subject_is_one_line_whatever_the_plan_is_named(api_at: Any) ->
     )
 
     [welcome] = sent_mail()[mails_before:]
-    assert welcome.subject == "Welcome to Gold Bcc: all@example.net"
+    assert welcome.subject.startswith("Welcome to Gold Bcc: all@example.net at ")
+    assert "\r" not in welcome.subject and "\n" not in welcome.subject
     assert welcome.destinations["ToAddresses"] == ["ben@example.com"]
 
 
