@@ -2,7 +2,7 @@
 
 Emails after a successful addition (SES, best effort; the addition itself is already final),
 to every added member who is a customer (docs/rules/emails.md), naming the community:
-- `send_welcome_email`: a welcome (the plan, the community, the owner who added them);
+- `send_welcome_email`: a welcome (the plan, the community, the owner whose membership it is);
 - `send_receipt_email`: the payment's receipt (who paid, when, the order summary; never the
   owner's card).
 Dependents have no email: every added dependent is listed in `emails_skipped` when any email
@@ -151,8 +151,8 @@ def _welcome(
     membership = f"{sub.plan.name} at {community.name}"
     return (
         f"Welcome to {membership}",
-        f"Hello {member.name},\n\n{owner.name} added you to their membership: you are now a "
-        f"member of {membership}.\n",
+        f"Hello {member.name},\n\nyou are now a member of {membership}, on the membership "
+        f"{owner.name} holds.\n",
     )
 
 

@@ -69,7 +69,7 @@ def test_the_welcome_and_the_receipt_name_the_community_the_plan_the_payer_and_t
     welcome, receipt = world.mailer.sent
     assert welcome.subject == "Welcome to Gold at Harbour gym"
     assert "you are now a member of Gold at Harbour gym" in welcome.body
-    assert "Ada added you" in welcome.body
+    assert "on the membership Ada holds" in welcome.body
     assert receipt.subject == f"Receipt from Harbour gym for payment {added.payment.id}"
     paid_on = world.clock.now().strftime("%B %-d, %Y at %H:%M UTC")
     assert f"Ada paid {'35.00 USD'} for your Gold membership at Harbour gym on {paid_on}" in (
