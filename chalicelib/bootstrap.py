@@ -275,7 +275,7 @@ class Container:
     def member_service(self) -> MemberService:
         from chalicelib.services.members import MemberService
 
-        return MemberService(self.subscription_service, self.mailer)
+        return MemberService(self.subscription_service, self.communities, self.mailer)
 
     @cached_property
     def payment_service(self) -> PaymentService:

@@ -16,6 +16,12 @@ class Email:
     body: str
 
 
+def one_line(subject: str) -> str:
+    """A header is one line: the names a subject is made of (plan, community) may hold line
+    breaks, which SES refuses or a reader's client takes for another header."""
+    return " ".join(subject.split())
+
+
 class SesMailer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -46,7 +52,7 @@ class SesMailer:
             Source=self._settings.email_sender,
             Destination={"ToAddresses": [email.to]},
             Message={
-                "Subject": {"Data": email.subject, "Charset": "UTF-8"},
+                "Subject": {"Data": one_line(email.subject), "Charset": "UTF-8"},
                 "Body": {"Text": {"Data": email.body, "Charset": "UTF-8"}},
             },
         )

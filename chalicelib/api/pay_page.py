@@ -146,7 +146,7 @@ def pay_confirm(ctx: RequestContext, token: str, body: ConfirmBody) -> PayOut:
     auth=Auth.NONE,
     body=NewLinkBody,
     response=NewLinkOut,
-    error_statuses=(404, 409, 429),
+    error_statuses=(404, 409, 429, 503),
     summary="Pay page: email a fresh link to the owner's address on file (expired links)",
     tag=TAG,
 )

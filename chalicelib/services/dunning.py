@@ -46,7 +46,7 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
 from chalicelib.services.ports import Clock, UnitOfWorkFactory
-from chalicelib.services.receipts import card_text, order_summary
+from chalicelib.services.receipts import card_text, order_summary, when
 
 PAYMENT_FAILED = "payment_failed"
 # The charges nobody watches: only their declines are emailed.
@@ -119,10 +119,6 @@ class DunningLedger(Protocol):
 
 
 # --- text ---------------------------------------------------------------------------------------
-def when(moment: datetime) -> str:
-    return moment.strftime("%B %-d, %Y at %H:%M UTC")
-
-
 def _parse(text: Any) -> datetime | None:
     return datetime.fromisoformat(text) if isinstance(text, str) and text else None
 

@@ -35,6 +35,7 @@ from chalicelib.domain.platform_events import PlatformEvent, matches
 from chalicelib.observability import logger
 from chalicelib.services.ports import Clock
 from chalicelib.services.profiles import SubscriptionFinder, current_access
+from chalicelib.services.receipts import when
 
 GIVE_UP_AFTER = timedelta(days=3)
 FIRST_RETRY_SECONDS = 1
@@ -428,7 +429,7 @@ class MailNotifier:
 
         body = (
             f"Every delivery to your webhook endpoint {endpoint.id} ({endpoint.url}) has failed "
-            f"since {failing_since.isoformat()}, so it was disabled. Events keep being recorded "
+            f"since {when(failing_since)}, so it was disabled. Events keep being recorded "
             "(GET /v1/events, 30 days). Fix the receiver, then PATCH the endpoint with "
             '{"status": "enabled"}: the deliveries it missed go out in order.'
         )

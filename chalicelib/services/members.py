@@ -1,15 +1,17 @@
 """Members of an active subscription: add (charged, prorated), remove (period end / now), restore.
 
-Emails after a successful addition (SES, best effort; the addition itself is already final):
-- `send_welcome_email`: a welcome to every added member who is a customer;
-- `send_receipt_email`: the payment's receipt to the profile billed (the owner, a customer).
+Emails after a successful addition (SES, best effort; the addition itself is already final),
+to every added member who is a customer (docs/rules/emails.md), naming the community:
+- `send_welcome_email`: a welcome (the plan, the community, the owner whose membership it is);
+- `send_receipt_email`: the payment's receipt (who paid, when, the order summary; never the
+  owner's card).
 Dependents have no email: every added dependent is listed in `emails_skipped` when any email
 was asked for. `emails_sent` lists the profile ids that were mailed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -17,6 +19,7 @@ from typing import Protocol
 from chalicelib.adapters.email import Email
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.charge_planning import plan_add_members
+from chalicelib.domain.communities import Community
 from chalicelib.domain.currencies import currency
 from chalicelib.domain.members import MemberAddition
 from chalicelib.domain.payments import Payment
@@ -24,12 +27,16 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscription_changes import remove_member, restore_member
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.observability import logger
-from chalicelib.services.receipts import order_lines
+from chalicelib.services.receipts import order_summary, when
 from chalicelib.services.subscriptions import SubscriptionService
 
 
 class Mailer(Protocol):
     def send(self, email: Email) -> str: ...
+
+
+class CommunityReader(Protocol):
+    def get(self, community_id: str) -> Community: ...
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,11 @@ class MembersAdded:
 
 
 class MemberService:
-    def __init__(self, subscriptions: SubscriptionService, mailer: Mailer) -> None:
+    def __init__(
+        self, subscriptions: SubscriptionService, communities: CommunityReader, mailer: Mailer
+    ) -> None:
         self._subscriptions = subscriptions
+        self._communities = communities
         self._mailer = mailer
 
     def add(
@@ -68,29 +78,24 @@ class MemberService:
             )
 
         result = service.charged_change(community_id, subscription_id, planner)
-        sent: list[str] = []
-        skipped: list[str] = []
-        if send_welcome_email or send_receipt_email:
-            skipped = [p.id for p in profiles if not p.is_customer or not p.email]
-        if send_welcome_email:
-            for profile in profiles:
-                if (
-                    profile.is_customer
-                    and profile.email
-                    and self._mail(profile.email, *_welcome(profile, result.subscription))
-                ):
-                    sent.append(profile.id)
-        if send_receipt_email and result.payment is not None:
-            # The seed: the NEW member gets the receipt if they are a customer (not the owner,
-            # who pays and sees the payment anyway).
-            for profile in profiles:
-                if (
-                    profile.is_customer
-                    and profile.email
-                    and self._mail(profile.email, *_receipt(result.payment, profile))
-                    and profile.id not in sent
-                ):
-                    sent.append(profile.id)
+        if not (send_welcome_email or send_receipt_email):
+            return MembersAdded(result.subscription, result.payment)
+        skipped = [p.id for p in profiles if not p.is_customer or not p.email]
+        # The seed: the NEW members get the receipt if they are customers (not the owner, who
+        # pays and sees the payment anyway).
+        recipients = [p for p in profiles if p.is_customer and p.email]
+        emails = self._emails(
+            community_id,
+            result.subscription,
+            result.payment if send_receipt_email else None,
+            welcome=send_welcome_email,
+        )
+        sent = [
+            profile.id
+            for profile in recipients
+            # a list, not any(generator): every email is tried even when one fails
+            if any([self._mail(profile, *compose(profile)) for compose in emails])
+        ]
         return MembersAdded(result.subscription, result.payment, sent, skipped)
 
     def remove(
@@ -109,31 +114,57 @@ class MemberService:
             lambda sub, now: restore_member(sub, profile_id, now),
         )
 
-    def _mail(self, to: str, subject: str, body: str) -> bool:
+    def _emails(
+        self,
+        community_id: str,
+        sub: Subscription,
+        payment: Payment | None,
+        *,
+        welcome: bool,
+    ) -> list[Callable[[Profile], tuple[str, str]]]:
+        """What each new member is sent; none when what they say cannot be read (logged)."""
         try:
-            self._mailer.send(Email(to=to, subject=subject, body=body))
+            community = self._communities.get(community_id)
+            owner = self._subscriptions.profile(community_id, sub.owner_id, "owner_id")
+        except Exception:
+            logger.exception("email_failed", extra={"subscription_id": sub.id})
+            return []
+        emails: list[Callable[[Profile], tuple[str, str]]] = []
+        if welcome:
+            emails.append(lambda member: _welcome(member, owner, sub, community))
+        if payment is not None:
+            emails.append(lambda member: _receipt(payment, member, sub, community))
+        return emails
+
+    def _mail(self, member: Profile, subject: str, body: str) -> bool:
+        try:
+            self._mailer.send(Email(to=member.email or "", subject=subject, body=body))
         except Exception:
             logger.exception("email_failed", extra={"subject": subject})
             return False
         return True
 
 
-def _welcome(profile: Profile, sub: Subscription) -> tuple[str, str]:
+def _welcome(
+    member: Profile, owner: Profile, sub: Subscription, community: Community
+) -> tuple[str, str]:
+    membership = f"{sub.plan.name} at {community.name}"
     return (
-        f"Welcome to {sub.plan.name}",
-        f"Hello {profile.name},\n\nyou are now a member of {sub.plan.name} "
-        f"(subscription {sub.id}).\n",
+        f"Welcome to {membership}",
+        f"Hello {member.name},\n\nyou are now a member of {membership}, on the membership "
+        f"{owner.name} holds.\n",
     )
 
 
-def _receipt(payment: Payment, member: Profile) -> tuple[str, str]:
+def _receipt(
+    payment: Payment, member: Profile, sub: Subscription, community: Community
+) -> tuple[str, str]:
     """The receipt for a new member, amounts with the currency's own decimals (JPY 0, USD 2,
     KWD 3)."""
     money = currency(payment.currency).format
-    lines = order_lines(payment)
     return (
-        f"Receipt for payment {payment.id}",
-        f"Hello {member.name},\n\nhere is the receipt for payment {payment.id}, which "
-        f"{payment.billed_to.name} paid for your membership.\n\n"
-        f"{lines}\n\nTotal: {money(payment.total)}\n",
+        f"Receipt from {community.name} for payment {payment.id}",
+        f"Hello {member.name},\n\n{payment.billed_to.name} paid {money(payment.total)} for your "
+        f"{sub.plan.name} membership at {community.name} on {when(payment.created_at)}.\n\n"
+        f"Receipt for payment {payment.id}:\n{order_summary(payment)}\n",
     )

@@ -25,7 +25,7 @@ from chalicelib.adapters.email import Email
 from chalicelib.adapters.stripe.customers import Card
 from chalicelib.adapters.stripe.payments import outcome_from_intent
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import Conflict, InvalidRequest
+from chalicelib.domain.errors import Conflict, DomainError, InvalidRequest, Unavailable
 from chalicelib.domain.payment_links import LinkState, ensure_link_can_be_issued
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.subscriptions import Subscription
@@ -33,6 +33,7 @@ from chalicelib.observability import logger
 from chalicelib.services.charging import ChargeResult, Charging
 from chalicelib.services.payment_links import IssuedPaymentLink, OpenedLink, PaymentLinks
 from chalicelib.services.ports import Clock, PaymentGateway, UnitOfWorkFactory
+from chalicelib.services.receipts import when
 from chalicelib.services.subscriptions import SubscriptionService, fail_if_declined
 
 PayStatus = Literal["paid", "requires_action", "processing"]
@@ -232,9 +233,18 @@ class PayNow:
         ensure_link_can_be_issued(sub, now)  # before the one resend is used up
         if not self._links.claim_resend(token, now):
             raise Conflict("A new link was already sent for this one; use the newest email.")
-        issued = self._links.issue(sub.community_id, sub.id, now)
-        community = self._communities.get(sub.community_id)
-        self._mailer.send(_new_link_email(owner, community, sub, issued))
+        try:
+            issued = self._links.issue(sub.community_id, sub.id, now)
+            community = self._communities.get(sub.community_id)
+            self._mailer.send(_new_link_email(owner, community, sub, issued))
+        except Exception as error:
+            # Nothing reached the owner: the one resend of this link is given back, so asking
+            # again (the page's button stays) can still send it.
+            self._links.release_resend(token, now)
+            if isinstance(error, DomainError):
+                raise
+            logger.exception("payment_link_email_failed", extra={"subscription_id": sub.id})
+            raise Unavailable("The email could not be sent; please try again later.") from error
         logger.info("payment link re-sent", extra={"subscription_id": sub.id})
         return mask_email(owner.email)
 
@@ -265,7 +275,7 @@ def _new_link_email(
     owner: Profile, community: Community, sub: Subscription, issued: IssuedPaymentLink
 ) -> Email:
     assert owner.email is not None
-    until = issued.expires_at.strftime("%d %B %Y, %H:%M UTC")
+    until = when(issued.expires_at)
     body = (
         f"Hello {owner.name},\n\n"
         f"Here is a new link to pay for your {sub.plan.name} membership at {community.name}:\n\n"

@@ -48,6 +48,7 @@ class LinkStore(Protocol):
     def replace_current(self, link: PaymentLink) -> None: ...
     def find(self, token_hash: str) -> tuple[PaymentLink, bool] | None: ...
     def claim_resend(self, token_hash: str, now: datetime) -> bool: ...
+    def release_resend(self, token_hash: str, claimed_at: datetime) -> None: ...
     def count_request(self, token_hash: str, now: datetime) -> int: ...
 
 
@@ -118,6 +119,10 @@ class PaymentLinks:
 
     def claim_resend(self, token: str, now: datetime) -> bool:
         return self._store.claim_resend(hash_token(token), now)
+
+    def release_resend(self, token: str, claimed_at: datetime) -> None:
+        """Undo `claim_resend(token, claimed_at)`: no new link reached the owner."""
+        self._store.release_resend(hash_token(token), claimed_at)
 
 
 def _plausible(token: str) -> bool:

@@ -1,11 +1,17 @@
-"""The order summary of a payment as plain text, for every email that shows one (the receipt of
-a new member, the dunning "payment received" email): amounts with the currency's own decimals
-(JPY 0, USD 2, KWD 3)."""
+"""The text the emails share: moments (`when`: `February 22, 2026 at 12:00 UTC`, API.md) and
+the order summary of a payment (the receipt of a new member, the dunning "payment received"
+email), amounts with the currency's own decimals (JPY 0, USD 2, KWD 3)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from chalicelib.domain.currencies import currency
 from chalicelib.domain.payments import Payment
+
+
+def when(moment: datetime) -> str:
+    return moment.strftime("%B %-d, %Y at %H:%M UTC")
 
 
 def order_lines(payment: Payment) -> str:

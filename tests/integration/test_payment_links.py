@@ -18,8 +18,9 @@ from moto.ses.models import ses_backends
 from chalicelib.domain.errors import Conflict
 from chalicelib.services.payment_links import REQUESTS_PER_TOKEN_PER_MINUTE
 from tests.support.atomic_requests import AtomicRequests
-from tests.support.billing_api import Api, Reply, api_at, billing_env
+from tests.support.billing_api import SENDER, Api, Reply, api_at, billing_env
 from tests.support.localstripe import localstripe_url, new_card, stripe_for
+from tests.support.moto_clients import moto_client
 
 __all__ = ["api_at", "billing_env", "localstripe_url"]
 
@@ -309,6 +310,53 @@ def test_an_expired_link_emails_a_new_one_to_the_address_on_file(api_at: Any) ->
     assert 'data-state="payable"' in page(api, new_token).body.decode()
     assert pay_call(api, token, "new-link").status == 409  # once per expired link
     assert len(sent_mail()) == sent_before + 1
+
+
+def test_a_new_link_ses_refused_is_a_503_and_can_be_asked_for_again(api_at: Any) -> None:
+    """SES refusing the email (here: the sender is not verified, as in the sandbox) sends
+    nothing, so the one resend of the expired link is not used up: once SES takes it, asking
+    again emails the link. Before, the 500 had used it up and every later ask was a 409 "a new
+    link was already sent", with no link ever sent."""
+    api: Api = api_at(APRIL)
+    owner, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    api.env.clock.advance(timedelta(days=7))
+    ses = moto_client("ses", region_name="us-east-1")
+    sent_before = len(sent_mail())
+    ses.delete_identity(Identity=SENDER)
+    try:
+        refused = pay_call(api, token, "new-link")
+    finally:
+        ses.verify_email_identity(EmailAddress=SENDER)
+
+    assert refused.status == 503, refused.body
+    assert refused.body["error"]["type"] == "unavailable"
+    assert len(sent_mail()) == sent_before
+    again = pay_call(api, token, "new-link")
+    assert again.status == 200, again.body
+    [email] = sent_mail()[sent_before:]
+    assert email.destinations["ToAddresses"] == [owner["email"]]
+    new_token = email.body.split("/pay/", 1)[1].split()[0]
+    assert 'data-state="payable"' in page(api, new_token).body.decode()
+    assert pay_call(api, token, "new-link").status == 409  # still once per expired link
+
+
+def test_the_new_link_email_says_until_when_in_the_emails_time_format(api_at: Any) -> None:
+    """API.md: times in the owner's emails read `February 22, 2026 at 12:00 UTC` (before:
+    `15 May 2026, 00:00 UTC`, unlike the other emails)."""
+    api: Api = api_at(APRIL)
+    _, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    api.env.clock.advance(timedelta(days=7))
+    sent_before = len(sent_mail())
+
+    assert pay_call(api, token, "new-link").status == 200
+    [email] = sent_mail()[sent_before:]
+    cancel_at = datetime.fromisoformat(
+        api.ok("GET", f"/v1/subscriptions/{sub['id']}")["cancel_at"].replace("Z", "+00:00")
+    )
+    expires_at = min(cancel_at, api.env.clock.now() + timedelta(days=7))
+    assert f"It works until {expires_at.strftime('%B %-d, %Y at %H:%M UTC')}." in email.body
 
 
 def test_each_token_is_rate_limited_per_minute_with_the_error_envelope(api_at: Any) -> None:

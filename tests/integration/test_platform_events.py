@@ -5,6 +5,7 @@ signed, delivered in per-subject order, retried after an outage, redelivered on 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -12,6 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
 
 from chalicelib.adapters.event_bus import ensure_event_bus
 from chalicelib.adapters.webhook_sender import Answer, post
@@ -247,6 +250,11 @@ def test_three_days_of_failures_disable_the_endpoint_and_redeliver_sends_one_aga
     current = ok(env.client, "get", f"/v1/webhook-endpoints/{endpoint['id']}", key)
     assert current["status"] == "disabled"
     assert ses.get_send_quota()["SentLast24Hours"] == sent_before + 1  # the community is told
+    told = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages[-1]
+    assert told.destinations["ToAddresses"] == ["ops@gym.example"]
+    assert told.subject == f"Webhook endpoint {endpoint['id']} disabled"
+    # when the failures began, in the emails' time format (rules/emails.md), not ISO 8601
+    assert re.search(r"has failed since [A-Z][a-z]+ \d{1,2}, \d{4} at \d\d:\d\d UTC,", told.body)
     assert {e["type"] for e in receiver.events()} == {"subscription.activated"}
 
     receiver.answer_status = 200

@@ -28,6 +28,29 @@ def run(api: Api, action: str, subscription_id: str) -> str:
     return outcome
 
 
+def test_an_email_subject_is_one_line_whatever_the_plan_is_named(api_at: Any) -> None:
+    """A name may hold line breaks (the API takes any non-blank name); a subject line cannot
+    (a header with a bare CR/LF is refused or read as another header): the subject sent to SES
+    has every run of whitespace as one space."""
+    api: Api = api_at(APRIL)
+    plan = api.plan(name="Gold\r\nBcc: all@example.net")
+    owner = api.customer("Ada")
+    sub = api.active(plan, owner)
+    friend = api.customer("Ben", card=None)
+    mails_before = len(sent_mail())
+
+    api.ok(
+        "POST",
+        f"/v1/subscriptions/{sub['id']}/members",
+        {"members": [{"profile_id": friend["id"]}], "send_welcome_email": True},
+    )
+
+    [welcome] = sent_mail()[mails_before:]
+    assert welcome.subject.startswith("Welcome to Gold Bcc: all@example.net at ")
+    assert "\r" not in welcome.subject and "\n" not in welcome.subject
+    assert welcome.destinations["ToAddresses"] == ["ben@example.com"]
+
+
 def test_a_member_added_on_day_10_pays_the_prorated_price_and_the_fee(api_at: Any) -> None:
     api: Api = api_at(APRIL)
     plan = api.plan(prices={"month": 3000}, activation_fee=500)

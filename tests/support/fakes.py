@@ -794,6 +794,9 @@ class InMemoryPaymentLinkStore:
         self.resent.add(token_hash)
         return True
 
+    def release_resend(self, token_hash: str, claimed_at: datetime) -> None:
+        self.resent.discard(token_hash)
+
     def count_request(self, token_hash: str, now: datetime) -> int:
         minute = now.strftime("%Y%m%d%H%M")
         self.hits[(token_hash, minute)] = self.hits.get((token_hash, minute), 0) + 1

@@ -78,7 +78,7 @@ class World:
             AuditReads(self.store),
             self.clock,
         )
-        self.members = MemberService(self.subscriptions, self.mailer)
+        self.members = MemberService(self.subscriptions, self.directory, self.mailer)
         self.payments = PaymentService(uow, self.charging, self.gateway, NoListing(), self.clock)
         self.scheduled = ScheduledActions(uow, self.charging, self.gateway)
         self.link_store = InMemoryPaymentLinkStore()

@@ -129,6 +129,20 @@ class PaymentLinkStore:
             raise
         return True
 
+    def release_resend(self, token_hash: str, claimed_at: datetime) -> None:
+        """Give back the resend `claim_resend(token_hash, claimed_at)` took (nothing was sent)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=link_key(token_hash),
+                UpdateExpression="REMOVE resent_at",
+                ConditionExpression="resent_at = :claimed",
+                ExpressionAttributeValues={":claimed": to_value(format_time(claimed_at))},
+            )
+        except Exception as error:
+            if not is_condition_failure(error):
+                raise
+
     def count_request(self, token_hash: str, now: datetime) -> int:
         """Count one request of this token in `now`'s minute; the count so far this minute."""
         minute = now.replace(second=0, microsecond=0)

@@ -46,3 +46,34 @@ def test_welcome_and_receipt_go_once_each_to_every_customer_added() -> None:
     assert sorted(to) == ["ben@example.org", "ben@example.org", "cy@example.org", "cy@example.org"]
     assert "ada@example.org" not in to
     assert added.emails_sent == [ben.id, cy.id]
+
+
+def test_the_welcome_and_the_receipt_name_the_community_the_plan_the_payer_and_the_date() -> None:
+    """A new member may belong to several communities, each with a "Gold" plan: both emails
+    say which community wrote, and the receipt when it was paid and by whom (never the
+    owner's card)."""
+    world = World()
+    owner = world.customer("Ada")
+    sub_id = world.active(world.plan(3000, activation_fee=500), owner)
+    ben = world.customer("Ben", card="pm_none")
+
+    added = world.members.add(
+        CID,
+        sub_id,
+        [MemberAddition(ben.id)],
+        send_welcome_email=True,
+        send_receipt_email=True,
+    )
+
+    assert added.payment is not None
+    welcome, receipt = world.mailer.sent
+    assert welcome.subject == "Welcome to Gold at Harbour gym"
+    assert "you are now a member of Gold at Harbour gym" in welcome.body
+    assert "on the membership Ada holds" in welcome.body
+    assert receipt.subject == f"Receipt from Harbour gym for payment {added.payment.id}"
+    paid_on = world.clock.now().strftime("%B %-d, %Y at %H:%M UTC")
+    assert f"Ada paid {'35.00 USD'} for your Gold membership at Harbour gym on {paid_on}" in (
+        receipt.body
+    )
+    assert "Total: 35.00 USD" in receipt.body
+    assert "4242" not in receipt.body  # the owner's card is the owner's business

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.domain.errors import Conflict, InvalidRequest, PaymentFailed
+from chalicelib.domain.errors import Conflict, InvalidRequest, PaymentFailed, Unavailable
 from chalicelib.domain.payments import PENDING_RECOVERY_DELAY
+from tests.support.dunning_world import FlakyMailer
 from tests.support.world import CID, PUBLIC_URL, World
 
 
@@ -151,6 +152,22 @@ def test_an_expired_link_emails_a_new_one_to_the_owner_on_file_once() -> None:
     assert len(world.mailer.sent) == 1
     assert world.pay_now.pay(new_token, "pm_ok").status == "paid"
     assert world.store.subscriptions[(CID, sub_id)].status == "active"
+
+
+def test_ses_throttling_the_new_link_email_keeps_the_one_resend_for_the_next_ask() -> None:
+    world = World(mailer=FlakyMailer())  # type: ignore[arg-type]
+    _, token = failed(world)
+    world.clock.advance(timedelta(days=7))
+    world.mailer.down = 1  # type: ignore[attr-defined]
+    with pytest.raises(Unavailable):
+        world.pay_now.email_new_link(token)
+    assert world.mailer.sent == []
+    assert world.pay_now.email_new_link(token) == "a••••@example.org"
+    [email] = world.mailer.sent
+    new_token = email.body.split(f"{PUBLIC_URL}/pay/")[1].split()[0]
+    assert world.pay_now.page(new_token).state == "payable"
+    with pytest.raises(Conflict):
+        world.pay_now.email_new_link(token)  # still once per expired link
 
 
 def test_recovery_confirms_an_authenticated_payment_whose_page_never_came_back() -> None:
