@@ -89,6 +89,16 @@ def needs_another_card(code: str | None) -> bool:
     return (code or "") in CARD_UNUSABLE_CODES
 
 
+# Failures of the community's side (its Stripe account disconnected the platform): no card the
+# owner gives can be charged until the community reconnects, so the owner is asked for nothing.
+COMMUNITY_SIDE_CODES = frozenset({"account_disconnected"})
+
+
+def waits_on_the_community(code: str | None) -> bool:
+    """Whether only the community can clear this failure (the pay-now page cannot)."""
+    return (code or "") in COMMUNITY_SIDE_CODES
+
+
 def is_hard_decline(code: str | None, decline_code: str | None) -> bool:
     """Whether this failure stops automatic retries of the card (see the module docstring)."""
     return (decline_code or "") in HARD_DECLINE_CODES or (code or "") in HARD_DECLINE_CODES

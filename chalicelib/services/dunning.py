@@ -37,7 +37,12 @@ from chalicelib.adapters.dynamodb.transactions import is_transient
 from chalicelib.adapters.email import Email
 from chalicelib.domain.communities import Community
 from chalicelib.domain.currencies import currency
-from chalicelib.domain.declines import decline_reason, is_hard_decline, needs_another_card
+from chalicelib.domain.declines import (
+    decline_reason,
+    is_hard_decline,
+    needs_another_card,
+    waits_on_the_community,
+)
 from chalicelib.domain.dunning import Reminder, last_reminder_at, next_retry_shown
 from chalicelib.domain.errors import Conflict, NotFound, Unavailable
 from chalicelib.domain.payments import Payment
@@ -313,6 +318,8 @@ class DunningMailer:
             retry_text = (
                 "No automatic retry can charge the card on file: please pay with another card."
             )
+        elif next_retry is not None and waits_on_the_community(code):
+            retry_text = f"We will try again on {when(next_retry)}."
         elif next_retry is not None:
             retry_text = f"We will try the card again on {when(next_retry)}."
         else:
@@ -333,9 +340,21 @@ class DunningMailer:
             f"Reason: {decline_reason(code, decline_code)}\n"
             f"Next attempt: {retry_text}\n"
             f"{cancel_text}\n\n"
-            f"{self._link_text(payment.community_id, str(data['id']))}"
+            f"{self._what_to_do(context, code, payment.community_id, str(data['id']))}"
         )
         return subject, body
+
+    def _what_to_do(
+        self, context: _Context, code: str | None, community_id: str, subscription_id: str
+    ) -> str:
+        """The pay-now link, unless only the community can clear the failure: a link then leads
+        to a page that cannot take the payment, and issuing one would retire a working one."""
+        if waits_on_the_community(code):
+            return (
+                f"Nothing is needed from you now: {context.community.name} has to reconnect its "
+                "payment account before the payment can be taken.\n"
+            )
+        return self._link_text(community_id, subscription_id)
 
     def _reminder_email(
         self, context: _Context, sub: Subscription, reminder: Reminder

@@ -240,3 +240,27 @@ def test_a_detached_card_email_asks_for_another_card_and_blames_no_bank() -> Non
     assert "We will try the card again" not in email.body
     assert "please pay with another card" in email.body
     assert "Pay now: https://pay.example/pay/tok_1" in email.body
+
+
+def test_a_failure_of_the_communitys_account_sends_no_link_that_cannot_work() -> None:
+    """The community's Stripe account disconnected the platform: the renewal fails without
+    Stripe, and nothing the owner does can pay it until the community reconnects (the pay page
+    answers 409 meanwhile). The email says so and carries no pay-now link, and no link is
+    issued; it still says when we try again and when the membership ends."""
+    world = DunningWorld()
+    owner = world.customer("Ada")
+    sub_id = world.active(world.plan(2500, retry_days=(1, 3), grace_days=GRACE_DAYS), owner)
+    world.store.deauthorized[CID] = "acct_gym"
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end)
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    world.publish()
+
+    [email] = world.mailer.sent
+    assert "Reason: The community's payment account is not connected right now" in email.body
+    assert "bank" not in email.body
+    assert "Pay now:" not in email.body
+    assert "Nothing is needed from you now" in email.body
+    assert "We will try again on" in email.body
+    assert "the membership will be cancelled on" in email.body
