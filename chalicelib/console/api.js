@@ -8,10 +8,12 @@ const KIND_STORAGE = "billing-console.key-kind";
 const API_ROOT = new URL("..", window.location.href).href.replace(/\/$/, "");
 
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     const error = (body && body.error) || {};
     super(error.message || `HTTP ${status}`);
     this.status = status;
+    // Set on a refusal that says "try again" (a busy key, a lost race, a rate limit).
+    this.retryAfter = retryAfter;
     this.type = error.type || "internal";
     this.details = error.details || [];
     this.payment = error.payment || null;
@@ -73,7 +75,9 @@ export async function api(method, path, { body, query, idempotencyKey, key } = {
   });
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, payload);
+  if (!response.ok) {
+    throw new ApiError(response.status, payload, response.headers.get("Retry-After"));
+  }
   return payload;
 }
 

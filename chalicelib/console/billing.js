@@ -9,6 +9,7 @@ import {
   StatusBadge,
   confirmAction,
   day,
+  invalidAmount,
   money,
   toMinor,
   useAction,
@@ -42,14 +43,24 @@ function NewPlanForm({ onCreated }) {
 
   async function submit(event) {
     event.preventDefault();
+    const amounts = {
+      "prices.month": toMinor(form.month, form.currency),
+      "prices.year": toMinor(form.year, form.currency),
+      activation_fee: toMinor(form.activation_fee, form.currency),
+    };
+    const unreadable = Object.keys(amounts).find((field) => Number.isNaN(amounts[field]));
+    if (unreadable) {
+      action.setError(invalidAmount(unreadable, form.currency));
+      return;
+    }
     const prices = {};
-    if (form.month.trim() !== "") prices.month = toMinor(form.month, form.currency);
-    if (form.year.trim() !== "") prices.year = toMinor(form.year, form.currency);
+    if (amounts["prices.month"] !== null) prices.month = amounts["prices.month"];
+    if (amounts["prices.year"] !== null) prices.year = amounts["prices.year"];
     const body = {
       name: form.name,
       currency: form.currency.trim().toLowerCase() || undefined,
       prices,
-      activation_fee: toMinor(form.activation_fee, form.currency) ?? 0,
+      activation_fee: amounts.activation_fee ?? 0,
       failed_payment_grace_days: Number(form.grace),
       retry_schedule_days: days(form.retries),
     };
@@ -276,6 +287,10 @@ function RefundForm({ payment, onDone }) {
   async function submit(event) {
     event.preventDefault();
     const minor = toMinor(amount, payment.currency);
+    if (Number.isNaN(minor)) {
+      action.setError(invalidAmount("amount", payment.currency));
+      return;
+    }
     const shown = money(minor ?? left, payment.currency);
     if (!(await confirmAction(`Refund ${shown} to ${payment.billed_to.name}?`, "Refund"))) return;
     const body = {};
@@ -322,7 +337,7 @@ export function PaymentPage({ id }) {
         <dd><small>${p.stripe.payment_intent_id || "no PaymentIntent"} ${p.stripe.charge_id || ""}</small></dd>
       </dl>
       <h2>Order summary</h2>
-      <table aria-label="Order summary">
+      <div class="overflow-auto"><table aria-label="Order summary">
         <thead>
           <tr>
             <th scope="col">Line</th><th scope="col">Unit</th><th scope="col">Quantity</th>
@@ -347,7 +362,7 @@ export function PaymentPage({ id }) {
           <tr><th scope="row" colspan="3">Refunded</th><td data-testid="refunded">${money(p.amount_refunded, p.currency)}</td></tr>
           <tr><th scope="row" colspan="3">Application fee</th><td>${money(p.application_fee_amount, p.currency)}</td></tr>
         </tfoot>
-      </table>
+      </table></div>
       <${RefundForm} key=${p.updated_at} payment=${p} onDone=${state.reload} />
     </section>`}
   <//>`;
@@ -399,18 +414,18 @@ export function ReportsPage() {
           <section aria-labelledby="by-status-title">
             <h2 id="by-status-title">Subscriptions by status</h2>
             <${StatusChart} counts=${r.subscriptions_by_status} />
-            <table aria-label="Subscriptions by status">
+            <div class="overflow-auto"><table aria-label="Subscriptions by status">
               <tbody>
                 ${STATUSES.map(
                   (s) => html`<tr key=${s}><th scope="row">${s.replace("_", " ")}</th>
                     <td>${r.subscriptions_by_status[s] || 0}</td></tr>`,
                 )}
               </tbody>
-            </table>
+            </table></div>
           </section>
           <section aria-labelledby="last30-title">
             <h2 id="last30-title">Payments, last 30 days</h2>
-            <table aria-label="Payments, last 30 days">
+            <div class="overflow-auto"><table aria-label="Payments, last 30 days">
               <tbody>
                 <tr><th scope="row">Payments</th><td>${r.payments_last_30_days.count}</td></tr>
                 <tr><th scope="row">Paid</th><td>${money(r.payments_last_30_days.amount_paid, r.currency)}</td></tr>
@@ -418,7 +433,7 @@ export function ReportsPage() {
                 <tr><th scope="row">Application fees</th>
                   <td>${money(r.payments_last_30_days.application_fees, r.currency)}</td></tr>
               </tbody>
-            </table>
+            </table></div>
           </section>
         </div>`}
     <//>

@@ -49,7 +49,7 @@ export function CommunitiesPage() {
     <h1>Communities</h1>
     <${NewCommunityForm} onCreated=${state.reload} />
     <${Loading} state=${state}>
-      ${(communities) => html`<table class="striped" aria-label="Communities">
+      ${(communities) => html`<div class="overflow-auto"><table class="striped" aria-label="Communities">
         <thead>
           <tr>
             <th scope="col">Name</th><th scope="col">Id</th><th scope="col">Currency</th>
@@ -65,7 +65,7 @@ export function CommunitiesPage() {
             </tr>`,
           )}
         </tbody>
-      </table>`}
+      </table></div>`}
     <//>
   </section>`;
 }
@@ -162,7 +162,7 @@ export function TestClockPage() {
       ? html`<article aria-labelledby="processed-title" role="status">
           <h2 id="processed-title">What the scheduler did</h2>
           <p>Now ${when(result.now)}.</p>
-          <table aria-label="What the scheduler did">
+          <div class="overflow-auto"><table aria-label="What the scheduler did">
             <tbody>
               ${Object.entries(result.processed).map(
                 ([name, count]) => html`<tr key=${name}>
@@ -170,7 +170,7 @@ export function TestClockPage() {
                 </tr>`,
               )}
             </tbody>
-          </table>
+          </table></div>
         </article>`
       : null}
   </section>`;

@@ -21,13 +21,29 @@ export function money(amount, currency) {
   return `${major.toFixed(digits)} ${(currency || "").toUpperCase()}`;
 }
 
-// "12.50" in the currency's major unit -> 1250 minor units; blank -> null.
+// "12.50" in the currency's major unit -> 1250 minor units; blank -> null. Anything else (a
+// decimal comma, a symbol, more decimals than the currency has) -> NaN, never a guess: sent,
+// NaN would go out as null, which a refund reads as "all that is left".
 export function toMinor(text, currency) {
   const trimmed = String(text ?? "").trim();
   if (trimmed === "") return null;
-  const value = Number(trimmed);
-  if (!Number.isFinite(value)) return NaN;
-  return Math.round(value * 10 ** exponent(currency));
+  const digits = exponent(currency);
+  const decimals = digits === 0 ? "" : `(\\.\\d{1,${digits}})?`;
+  if (!new RegExp(`^-?\\d+${decimals}$`).test(trimmed)) return NaN;
+  return Math.round(Number(trimmed) * 10 ** digits);
+}
+
+// The error a form shows under an amount toMinor could not read (before anything is sent).
+export function invalidAmount(field, currency) {
+  const digits = exponent(currency);
+  const units = (currency || "usd").toUpperCase();
+  const message =
+    digits === 0
+      ? `Enter whole ${units}, e.g. ${(12).toFixed(0)} (${units} has no decimals).`
+      : `Enter ${units} with a point and at most ${digits} decimals, e.g. ${(12.5).toFixed(digits)}.`;
+  return new ApiError(400, {
+    error: { type: "invalid_request", message: "Check the amount.", details: [{ field, message }] },
+  });
 }
 
 export function when(moment) {
@@ -141,10 +157,14 @@ export function useAction() {
       if (onDone) await onDone(result);
       return result;
     } catch (caught) {
-      // A definite refusal ends the action; an unknown outcome (no answer, 5xx, or 409 while
-      // the first attempt still runs) keeps the key, so sending it again cannot act twice.
+      // A definite refusal ends the action; an unknown outcome (no answer, 5xx, or a 409 with
+      // Retry-After: the first attempt still runs) keeps the key, so sending it again cannot
+      // act twice. A final 409 (an illegal transition) is stored as the key's answer: sent
+      // again with that key, it would be replayed even after the conflict is gone.
       const outcomeUnknown =
-        !(caught instanceof ApiError) || caught.status >= 500 || caught.status === 409;
+        !(caught instanceof ApiError) ||
+        caught.status >= 500 ||
+        (caught.status === 409 && caught.retryAfter !== null);
       if (!outcomeUnknown) pending.current = { signature: null, key: null };
       setError(caught);
       return undefined;

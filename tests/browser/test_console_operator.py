@@ -1,0 +1,153 @@
+"""What an operator's console must get right beyond the stories: amounts it cannot read, long
+audit trails, a refused action tried again, a phone's screen.
+
+A community of its own (set up through the API, so each test is short), so the stories' counts
+and filters never see these subscriptions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Request, expect
+
+from infra.local.stack import LocalStack
+from tests.browser.conftest import Api, Console, _console
+
+pytestmark = pytest.mark.e2e
+
+GOOD_CARD = "4242424242424242"
+PHONE_WIDTH = 375
+
+
+@pytest.fixture(scope="module")
+def own_api(stack: LocalStack) -> Api:
+    platform = Api(stack, stack.config.platform_api_key)
+    community = platform.ok("POST", "/v1/communities", {"name": "Quay climbing"})
+    return Api(stack, community["api_key"]["secret"])
+
+
+@pytest.fixture(scope="module")
+def own_console(
+    browser: Browser, stack: LocalStack, screenshot_dir: Path, own_api: Api
+) -> Iterator[Console]:
+    for signed_in in _console(browser, stack, screenshot_dir):
+        signed_in.sign_in(own_api.key)
+        yield signed_in
+
+
+@pytest.fixture(scope="module")
+def plan(own_api: Api) -> dict[str, Any]:
+    created: dict[str, Any] = own_api.ok(
+        "POST", "/v1/plans", {"name": "Bouldering", "prices": {"month": 1000}}
+    )
+    return created
+
+
+def active_subscription(api: Api, plan: dict[str, Any], name: str) -> dict[str, Any]:
+    """An active subscription of `name` and one dependent, paid with a good card."""
+    owner = api.customer(name, f"{name.split()[0].lower()}@example.com", GOOD_CARD)
+    dependent = api.ok(
+        "POST",
+        "/v1/profiles",
+        {"kind": "dependent", "name": f"{name} Jr", "account_holder_id": owner["id"]},
+    )
+    sub = api.ok(
+        "POST",
+        "/v1/subscriptions",
+        {
+            "plan_id": plan["id"],
+            "owner_id": owner["id"],
+            "member_ids": [owner["id"], dependent["id"]],
+            "billing_cycle": "month",
+            "payment_method_id": owner["card"],
+        },
+    )
+    activated: dict[str, Any] = api.ok("POST", f"/v1/subscriptions/{sub['id']}/activate", {})
+    activated["dependent_id"] = dependent["id"]
+    return activated
+
+
+def test_a_refund_amount_the_console_cannot_read_is_refused_before_anything_is_sent(
+    own_console: Console, own_api: Api, plan: dict[str, Any]
+) -> None:
+    # "2,50" once went out as {"amount": null} (NaN in JSON), which refunds all that is left,
+    # after a dialog asking to "Refund NaN USD".
+    sub = active_subscription(own_api, plan, "Nora Comma")
+    payment = own_api.ok("GET", f"/v1/payments?subscription_id={sub['id']}")["data"][0]
+    page = own_console.page
+    own_console.open(f"payments/{payment['id']}")
+    refunds: list[Request] = []
+    page.on("request", lambda r: r.url.endswith("/refunds") and refunds.append(r))
+    for unreadable in ("2,50", "$2.50", "2.505"):
+        page.get_by_label("Amount").fill(unreadable)
+        page.get_by_role("button", name="Refund").click()
+        amount = page.get_by_label("Amount")
+        expect(amount).to_have_attribute("aria-invalid", "true")
+        expect(page.locator(f"#{amount.get_attribute('aria-describedby')}")).to_contain_text(
+            "at most 2 decimals, e.g. 12.50"
+        )
+        expect(page.get_by_role("dialog")).to_be_hidden()
+    page.get_by_label("Amount").fill("2.50")
+    page.get_by_role("button", name="Refund").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Refund 2.50 USD to Nora Comma?")
+    own_console.confirm("Refund")
+    expect(page.get_by_test_id("refunded")).to_have_text("2.50 USD")
+    assert len(refunds) == 1
+    assert own_api.ok("GET", f"/v1/payments/{payment['id']}")["amount_refunded"] == 250
+
+
+def test_the_audit_trail_shows_every_event_not_only_the_first_page(
+    own_console: Console, own_api: Api, plan: dict[str, Any]
+) -> None:
+    # The API pages the trail (20 by default, oldest first): the newest events were missing.
+    sub = active_subscription(own_api, plan, "Otto Busy")
+    for _ in range(10):
+        own_api.ok("POST", f"/v1/subscriptions/{sub['id']}/cancel", {"at": "period_end"})
+        own_api.ok("POST", f"/v1/subscriptions/{sub['id']}/resume", {})
+    events = own_api.ok("GET", f"/v1/subscriptions/{sub['id']}/events?limit=100")["data"]
+    assert len(events) > 20
+    own_console.open(f"subscriptions/{sub['id']}")
+    rows = own_console.page.get_by_role("table", name="Audit trail").locator("tbody tr")
+    expect(rows).to_have_count(len(events))
+    expect(rows.last).to_contain_text(events[-1]["type"])
+
+
+def test_an_action_refused_with_a_final_409_is_sent_again_with_a_new_idempotency_key(
+    own_console: Console, own_api: Api, plan: dict[str, Any]
+) -> None:
+    # A final 409 is stored as its key's answer: tried again with that key once the conflict
+    # was gone (here, another tab removed the member again), it was replayed.
+    sub = active_subscription(own_api, plan, "Pia Twotabs")
+    member = f"/v1/subscriptions/{sub['id']}/members/{sub['dependent_id']}"
+    own_api.ok("DELETE", f"{member}?at=period_end")
+    page = own_console.page
+    own_console.open(f"subscriptions/{sub['id']}")
+    own_api.ok("POST", f"{member}/restore", {})  # another tab restores first
+    page.get_by_role("button", name="Restore Pia Twotabs Jr").click()
+    expect(page.get_by_role("alert")).to_contain_text("no pending removal")
+    own_api.ok("DELETE", f"{member}?at=period_end")  # and removes again
+    with page.expect_response(re.compile(r".*/restore$")) as second:
+        page.get_by_role("button", name="Restore Pia Twotabs Jr").click()
+    assert second.value.status == 200, second.value.text()
+    expect(page.get_by_role("button", name="Remove at period end Pia Twotabs Jr")).to_be_visible()
+
+
+def test_on_a_phone_the_page_never_scrolls_sideways(
+    own_console: Console, own_api: Api, plan: dict[str, Any]
+) -> None:
+    # The navigation did not wrap, wide tables and long emails widened the whole page.
+    sub = active_subscription(own_api, plan, "Quinn Phone")
+    page = own_console.page
+    page.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
+    try:
+        for route in ("customers", f"subscriptions/{sub['id']}"):
+            own_console.open(route)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width == PHONE_WIDTH, (route, width)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
