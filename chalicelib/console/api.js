@@ -66,13 +66,20 @@ export async function api(method, path, { body, query, idempotencyKey, key } = {
   const headers = { Authorization: `Bearer ${key || session.key}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
-  const response = await fetch(`${API_ROOT}${path}${queryString(query)}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "omit",
-    cache: "no-store",
-  });
+  let response;
+  try {
+    response = await fetch(`${API_ROOT}${path}${queryString(query)}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch (caught) {
+    // The request may or may not have been done. Sent again, an action reuses its
+    // Idempotency-Key (ui.js, useAction), so it is never done twice.
+    throw new Error(`No answer from the API (${caught.message}); trying again is safe.`);
+  }
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
   if (!response.ok) {

@@ -78,7 +78,9 @@ function Page({ route, kind }) {
     if (route.page === "test-clock") return html`<${TestClockPage} />`;
     return html`<${CommunitiesPage} />`;
   }
-  switch (route.page) {
+  // A profile or subscription route without an id (#/subscriptions) is the customer list.
+  const needsId = route.page === "profiles" || route.page === "subscriptions";
+  switch (needsId && !route.id ? "customers" : route.page) {
     case "profiles":
       return html`<${ProfilePage} id=${route.id} />`;
     case "subscriptions":

@@ -17,6 +17,7 @@ function NewCommunityForm({ onCreated }) {
       application_fee_bps: Number(fee),
     });
     if (community) {
+      setName(""); // a later click creates another community only if a name is typed again
       setCreated(community);
       onCreated();
     }
@@ -34,13 +35,43 @@ function NewCommunityForm({ onCreated }) {
       <${ErrorNote} error=${action.error} fields=${["name", "currency", "application_fee_bps"]} />
       <button type="submit" aria-busy=${action.busy}>Create community</button>
     </form>
-    ${created && created.api_key
-      ? html`<p role="status">
-          ${created.name}'s API key (shown only now):
-          <code data-testid="new-api-key">${created.api_key.secret}</code>
-        </p>`
-      : null}
+    ${created ? html`<${NewKey} community=${created} />` : null}
   </article>`;
+}
+
+// The key a community was created with, shown once. A replay of the creation (its first answer
+// was lost, the same Idempotency-Key sent again) carries no secret: say so and offer a new key.
+function NewKey({ community }) {
+  const [issued, setIssued] = useState(null);
+  const action = useAction();
+  const revoke = useAction();
+  const secret = issued ? issued.secret : community.api_key && community.api_key.secret;
+  if (secret) {
+    return html`<div role="status">
+      <p>
+        ${community.name}'s API key (shown only now):
+        <code data-testid="new-api-key">${secret}</code>
+      </p>
+      <${ErrorNote} error=${revoke.error} />
+    </div>`;
+  }
+  async function issue() {
+    const key = await action.run("POST", `/v1/communities/${community.id}/api-keys`, {});
+    if (!key) return;
+    setIssued(key);
+    // Nobody ever saw the lost key: it is revoked, never left working.
+    await revoke.run("DELETE", `/v1/communities/${community.id}/api-keys/${community.api_key.id}`);
+  }
+  return html`<div role="status">
+    <p>
+      ${community.name} was created by an earlier attempt whose answer was lost. Its key is shown
+      only once, so it cannot be shown again: issue a new key (the lost one is revoked).
+    </p>
+    <button type="button" onClick=${issue} aria-busy=${action.busy}>
+      Issue a new key<span class="visually-hidden"> for ${community.name}</span>
+    </button>
+    <${ErrorNote} error=${action.error} />
+  </div>`;
 }
 
 export function CommunitiesPage() {

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Request, expect
+from playwright.sync_api import Browser, Request, Route, expect
 
 from infra.local.stack import LocalStack
 from tests.browser.conftest import Api, Console, _console
@@ -151,3 +151,47 @@ def test_on_a_phone_the_page_never_scrolls_sideways(
             assert width == PHONE_WIDTH, (route, width)
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_a_community_whose_creation_answer_was_lost_gets_a_new_key_not_a_blank_one(
+    platform_console: Console, stack: LocalStack
+) -> None:
+    # Sent again with the same Idempotency-Key, the creation is replayed with the secret
+    # redacted (null): the console showed "API key (shown only now):" and nothing.
+    page = platform_console.page
+    platform_console.open("communities")
+    lost: list[dict[str, Any]] = []
+
+    def lose_the_first_answer(route: Route) -> None:
+        if route.request.method == "POST" and not lost:
+            lost.append(route.fetch().json())  # the API created it; the browser never hears
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/v1/communities$"), lose_the_first_answer)
+    page.get_by_label("Name").fill("Lost answer club")
+    page.get_by_role("button", name="Create community").click()
+    expect(page.get_by_role("alert")).to_contain_text("No answer from the API")
+    page.get_by_role("button", name="Create community").click()
+    platform_console.settle()
+    page.unroute(re.compile(r".*/v1/communities$"))
+    platform_console.expect_problem("/v1/communities net::ERR_FAILED")
+    expect(page.get_by_role("status")).to_contain_text("cannot be shown again")
+    expect(page.get_by_label("Name")).to_have_value("")
+    page.get_by_role("button", name="Issue a new key for Lost answer club").click()
+    platform_console.settle()
+    new_key = page.get_by_test_id("new-api-key").inner_text()
+    assert new_key.startswith("mbk_")
+    assert Api(stack, new_key).call("GET", "/v1/plans")[0] == 200
+    assert Api(stack, lost[0]["api_key"]["secret"]).call("GET", "/v1/plans")[0] == 401
+
+
+def test_a_subscription_or_profile_route_without_an_id_shows_the_customers_not_null(
+    own_console: Console,
+) -> None:
+    # #/subscriptions asked the API for subscription "null": "Subscription null not found."
+    for route in ("subscriptions", "profiles/"):
+        own_console.open(route)
+        expect(own_console.page.get_by_role("heading", name="Customers")).to_be_visible()
+        expect(own_console.page.locator("main")).not_to_contain_text("null")
