@@ -307,7 +307,11 @@ export function CardForm({ profileId, onSaved }) {
   async function save(event) {
     event.preventDefault();
     setStripeError(null);
-    const intent = await action.run("POST", `/v1/profiles/${profileId}/setup-intents`, {});
+    const path = `/v1/profiles/${profileId}/setup-intents`;
+    let intent = await action.run("POST", path, {});
+    // A replay (the first answer was lost and the same key sent again) carries no client_secret
+    // (it is shown once): ask for a new SetupIntent, with a new key.
+    if (intent && !intent.client_secret) intent = await action.run("POST", path, {});
     if (!intent) return;
     const result = await stripe.current.confirmCardSetup(intent.client_secret, {
       payment_method: { card: card.current },

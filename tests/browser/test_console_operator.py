@@ -195,3 +195,37 @@ def test_a_subscription_or_profile_route_without_an_id_shows_the_customers_not_n
         own_console.open(route)
         expect(own_console.page.get_by_role("heading", name="Customers")).to_be_visible()
         expect(own_console.page.locator("main")).not_to_contain_text("null")
+
+
+def test_a_card_saved_again_after_a_lost_answer_is_saved_not_a_script_error(
+    own_console: Console, own_api: Api
+) -> None:
+    # The SetupIntent's replay has client_secret null (shown once): the console handed null to
+    # Stripe.js and showed "Cannot read properties of null (reading 'match')".
+    owner = own_api.customer("Rosa Retry", "rosa@example.com")
+    page = own_console.page
+    own_console.open(f"profiles/{owner['id']}")
+    lost: list[bool] = []
+
+    def lose_the_first_answer(route: Route) -> None:
+        if not lost:
+            lost.append(route.fetch().ok)  # the API made the SetupIntent; the browser never hears
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/setup-intents$"), lose_the_first_answer)
+    page.get_by_role("button", name="Add a card").click()
+    form = page.get_by_role("form", name="Add a card")
+    for label, value in (("number", GOOD_CARD), ("exp month", "12"), ("exp year", "31")):
+        form.get_by_label(f"Card {label}").fill(value)
+    form.get_by_label("Card cvc").fill("123")
+    form.get_by_label("Card postal code").fill("10001")
+    form.get_by_role("button", name="Save card").click()
+    expect(form.get_by_role("alert")).to_contain_text("trying again is safe")
+    form.get_by_role("button", name="Save card").click()
+    form.wait_for(state="detached")
+    page.unroute(re.compile(r".*/setup-intents$"))
+    own_console.expect_problem("/setup-intents net::ERR_FAILED")
+    expect(page.get_by_role("list", name="Cards")).to_contain_text("•••• 4242")
+    assert len(own_api.ok("GET", f"/v1/profiles/{owner['id']}/payment-methods")["data"]) == 1
