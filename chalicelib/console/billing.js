@@ -337,7 +337,7 @@ export function PaymentPage({ id }) {
         <dd><small>${p.stripe.payment_intent_id || "no PaymentIntent"} ${p.stripe.charge_id || ""}</small></dd>
       </dl>
       <h2>Order summary</h2>
-      <div class="overflow-auto"><table aria-label="Order summary">
+      <div class="overflow-auto" tabindex="0"><table aria-label="Order summary">
         <thead>
           <tr>
             <th scope="col">Line</th><th scope="col">Unit</th><th scope="col">Quantity</th>
@@ -414,7 +414,7 @@ export function ReportsPage() {
           <section aria-labelledby="by-status-title">
             <h2 id="by-status-title">Subscriptions by status</h2>
             <${StatusChart} counts=${r.subscriptions_by_status} />
-            <div class="overflow-auto"><table aria-label="Subscriptions by status">
+            <div class="overflow-auto" tabindex="0"><table aria-label="Subscriptions by status">
               <tbody>
                 ${STATUSES.map(
                   (s) => html`<tr key=${s}><th scope="row">${s.replace("_", " ")}</th>
@@ -425,7 +425,7 @@ export function ReportsPage() {
           </section>
           <section aria-labelledby="last30-title">
             <h2 id="last30-title">Payments, last 30 days</h2>
-            <div class="overflow-auto"><table aria-label="Payments, last 30 days">
+            <div class="overflow-auto" tabindex="0"><table aria-label="Payments, last 30 days">
               <tbody>
                 <tr><th scope="row">Payments</th><td>${r.payments_last_30_days.count}</td></tr>
                 <tr><th scope="row">Paid</th><td>${money(r.payments_last_30_days.amount_paid, r.currency)}</td></tr>

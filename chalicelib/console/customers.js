@@ -386,7 +386,7 @@ function ProfileDetails({ profile, reload }) {
       <h2 id="memberships-title">Memberships</h2>
       ${profile.subscriptions.length === 0
         ? html`<p>No subscriptions.</p>`
-        : html`<div class="overflow-auto"><table aria-label="Memberships">
+        : html`<div class="overflow-auto" tabindex="0"><table aria-label="Memberships">
             <thead>
               <tr><th scope="col">Subscription</th><th scope="col">Role</th><th scope="col">Status</th></tr>
             </thead>
@@ -442,7 +442,7 @@ function ProfileDetails({ profile, reload }) {
               </header>
               ${entry.payments.length === 0
                 ? html`<p>No payments.</p>`
-                : html`<div class="overflow-auto"><table aria-label="Payments of ${entry.subscription.id}">
+                : html`<div class="overflow-auto" tabindex="0"><table aria-label="Payments of ${entry.subscription.id}">
                     <thead>
                       <tr>
                         <th scope="col">Date</th><th scope="col">Kind</th>

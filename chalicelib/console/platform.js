@@ -80,7 +80,7 @@ export function CommunitiesPage() {
     <h1>Communities</h1>
     <${NewCommunityForm} onCreated=${state.reload} />
     <${Loading} state=${state}>
-      ${(communities) => html`<div class="overflow-auto"><table class="striped" aria-label="Communities">
+      ${(communities) => html`<div class="overflow-auto" tabindex="0"><table class="striped" aria-label="Communities">
         <thead>
           <tr>
             <th scope="col">Name</th><th scope="col">Id</th><th scope="col">Currency</th>
@@ -138,7 +138,7 @@ export function WebhookEventsPage() {
       ${(page) =>
         page.data.length === 0
           ? html`<p>No webhook events.</p>`
-          : html`<div class="overflow-auto"><table class="striped" aria-label="Webhook events">
+          : html`<div class="overflow-auto" tabindex="0"><table class="striped" aria-label="Webhook events">
               <thead>
                 <tr>
                   <th scope="col">Received</th><th scope="col">Type</th><th scope="col">Status</th>
@@ -193,7 +193,7 @@ export function TestClockPage() {
       ? html`<article aria-labelledby="processed-title" role="status">
           <h2 id="processed-title">What the scheduler did</h2>
           <p>Now ${when(result.now)}.</p>
-          <div class="overflow-auto"><table aria-label="What the scheduler did">
+          <div class="overflow-auto" tabindex="0"><table aria-label="What the scheduler did">
             <tbody>
               ${Object.entries(result.processed).map(
                 ([name, count]) => html`<tr key=${name}>

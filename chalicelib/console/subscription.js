@@ -77,7 +77,7 @@ function Members({ sub, onChanged }) {
   }
   return html`<section aria-labelledby="members-title">
     <h2 id="members-title">Members</h2>
-    <div class="overflow-auto"><table aria-label="Members">
+    <div class="overflow-auto" tabindex="0"><table aria-label="Members">
       <thead>
         <tr>
           <th scope="col">Name</th><th scope="col">Kind</th><th scope="col">Added</th>
@@ -400,7 +400,7 @@ function PayFlow({ sub, methods, onChanged }) {
     ${preview
       ? html`<article aria-labelledby="preview-title">
           <h3 id="preview-title">Summary</h3>
-          <div class="overflow-auto"><table aria-label="Summary">
+          <div class="overflow-auto" tabindex="0"><table aria-label="Summary">
             <thead>
               <tr><th scope="col">Line</th><th scope="col">Quantity</th><th scope="col">Amount</th></tr>
             </thead>
@@ -431,7 +431,7 @@ function PayFlow({ sub, methods, onChanged }) {
 
 function PaymentsTable({ payments }) {
   if (payments.length === 0) return html`<p>No payments yet.</p>`;
-  return html`<div class="overflow-auto"><table aria-label="Payments of this subscription">
+  return html`<div class="overflow-auto" tabindex="0"><table aria-label="Payments of this subscription">
     <thead>
       <tr>
         <th scope="col">Date</th><th scope="col">Kind</th><th scope="col">Status</th>
@@ -453,7 +453,7 @@ function PaymentsTable({ payments }) {
 }
 
 function AuditTrail({ events }) {
-  return html`<div class="overflow-auto"><table aria-label="Audit trail">
+  return html`<div class="overflow-auto" tabindex="0"><table aria-label="Audit trail">
     <thead>
       <tr>
         <th scope="col">When</th><th scope="col">Event</th><th scope="col">Status</th>
