@@ -352,6 +352,14 @@ function NewSubscriptionForm({ owner, dependents, methods }) {
   </section>`;
 }
 
+// Credit is kept per currency (credit_balance is only the profile's own currency's): every
+// balance held is shown, so credit from a plan in another currency is never hidden.
+function creditText(profile) {
+  const held = Object.entries(profile.credit_balances || {}).filter(([, amount]) => amount !== 0);
+  if (held.length === 0) return money(profile.credit_balance, profile.currency);
+  return held.map(([currency, amount]) => money(amount, currency)).join(", ");
+}
+
 function ProfileDetails({ profile, reload }) {
   const isCustomer = profile.kind === "customer";
   const extra = useLoad(async () => {
@@ -375,7 +383,7 @@ function ProfileDetails({ profile, reload }) {
     <hgroup>
       <h1>${profile.name}</h1>
       <p>
-        ${`${profile.kind} · ${profile.email || "no email"} · credit ${money(profile.credit_balance, profile.currency)}`}
+        ${`${profile.kind} · ${profile.email || "no email"} · credit ${creditText(profile)}`}
         ${profile.account_holder_id
           ? html` · dependent of <a href="#/profiles/${profile.account_holder_id}">the account holder</a>`
           : null}

@@ -230,3 +230,28 @@ def test_a_card_saved_again_after_a_lost_answer_is_saved_not_a_script_error(
     own_console.expect_problem("/setup-intents net::ERR_FAILED")
     expect(page.get_by_role("list", name="Cards")).to_contain_text("•••• 4242")
     assert len(own_api.ok("GET", f"/v1/profiles/{owner['id']}/payment-methods")["data"]) == 1
+
+
+def test_a_profile_shows_credit_held_in_another_currency(
+    own_console: Console, own_api: Api
+) -> None:
+    # Credit is kept per currency; the page showed only credit_balance (the community's USD):
+    # "credit 0.00 USD" for a customer holding 2000 JPY from a downgrade.
+    plans = [
+        own_api.ok(
+            "POST", "/v1/plans", {"name": name, "currency": "jpy", "prices": {"month": price}}
+        )
+        for name, price in (("Dojo", 3000), ("Dojo lite", 1000))
+    ]
+    sub = active_subscription(own_api, plans[0], "Sora Credit")
+    own_api.ok(
+        "POST",
+        f"/v1/subscriptions/{sub['id']}/change-plan",
+        {"plan_id": plans[1]["id"], "effective": "now"},
+    )
+    owner = own_api.ok("GET", f"/v1/profiles/{sub['owner_id']}")
+    assert owner["credit_balances"]["jpy"] > 0
+    own_console.open(f"profiles/{owner['id']}")
+    expect(own_console.page.locator("hgroup")).to_contain_text(
+        f"credit {owner['credit_balances']['jpy']} JPY"
+    )
