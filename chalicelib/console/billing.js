@@ -404,7 +404,12 @@ export function ReportsPage() {
   return html`<section>
     <h1>Reports</h1>
     <${Loading} state=${state}>
-      ${(r) => html`<div class="grid cards">
+      ${(r) => html`<p data-testid="report-currency">
+          Amounts and the payment count are in ${r.currency.toUpperCase()}, the community's
+          currency: plans and payments in other currencies are left out of them. Subscriptions
+          and members are counted whatever their currency.
+        </p>
+        <div class="grid cards">
           <article><header>MRR</header><p class="figure" data-testid="mrr">${money(r.mrr, r.currency)}</p></article>
           <article><header>Members with access</header><p class="figure">${r.members_with_access}</p></article>
           <article><header>Failed, outstanding</header>

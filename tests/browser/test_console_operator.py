@@ -255,3 +255,18 @@ def test_a_profile_shows_credit_held_in_another_currency(
     expect(own_console.page.locator("hgroup")).to_contain_text(
         f"credit {owner['credit_balances']['jpy']} JPY"
     )
+
+
+def test_reports_say_their_amounts_leave_out_other_currencies(
+    own_console: Console, own_api: Api
+) -> None:
+    # MRR counts only the community's currency (API.md): with a JPY subscription active the
+    # page read "MRR 0.00 USD" beside "active 1", with nothing saying why.
+    yen = own_api.ok(
+        "POST", "/v1/plans", {"name": "Onsen", "currency": "jpy", "prices": {"month": 2000}}
+    )
+    active_subscription(own_api, yen, "Taro Yen")
+    own_console.open("reports")
+    expect(own_console.page.get_by_test_id("report-currency")).to_contain_text(
+        "in USD, the community's currency: plans and payments in other currencies are left out"
+    )
