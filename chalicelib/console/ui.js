@@ -28,7 +28,8 @@ export function toMinor(text, currency) {
   const trimmed = String(text ?? "").trim();
   if (trimmed === "") return null;
   const digits = exponent(currency);
-  const decimals = digits === 0 ? "" : `(\\.\\d{1,${digits}})?`;
+  // Zeros past the currency's decimals change nothing ("1500.00" JPY, "12.500" USD).
+  const decimals = digits === 0 ? "(\\.0+)?" : `(\\.\\d{1,${digits}}0*)?`;
   if (!new RegExp(`^-?\\d+${decimals}$`).test(trimmed)) return NaN;
   return Math.round(Number(trimmed) * 10 ** digits);
 }
