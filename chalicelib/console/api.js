@@ -3,6 +3,7 @@
 
 const KEY_STORAGE = "billing-console.api-key";
 const KIND_STORAGE = "billing-console.key-kind";
+export const KEY_REFUSED_EVENT = "billing-console:key-refused";
 
 // The API lives next to the console: /console/ -> / (locally), /api/console/ -> /api/ (AWS).
 const API_ROOT = new URL("..", window.location.href).href.replace(/\/$/, "");
@@ -82,6 +83,12 @@ export async function api(method, path, { body, query, idempotencyKey, key } = {
   }
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
+  if (response.status === 401 && !key && session.key) {
+    // The key this tab signed in with stopped working (revoked or rotated): forget it and go
+    // back to the sign-in, rather than leave every page answering 401.
+    session.clear();
+    window.dispatchEvent(new CustomEvent(KEY_REFUSED_EVENT));
+  }
   if (!response.ok) {
     throw new ApiError(response.status, payload, response.headers.get("Retry-After"));
   }

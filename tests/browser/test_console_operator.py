@@ -270,3 +270,23 @@ def test_reports_say_their_amounts_leave_out_other_currencies(
     expect(own_console.page.get_by_test_id("report-currency")).to_contain_text(
         "in USD, the community's currency: plans and payments in other currencies are left out"
     )
+
+
+def test_a_key_revoked_while_signed_in_sends_the_operator_back_to_sign_in(
+    browser: Browser, stack: LocalStack, screenshot_dir: Path
+) -> None:
+    # Every page answered "Missing or unknown API key." while the tab stayed signed in and kept
+    # the dead key in sessionStorage.
+    platform = Api(stack, stack.config.platform_api_key)
+    created = platform.ok("POST", "/v1/communities", {"name": "Rotating keys"})
+    for tab in _console(browser, stack, screenshot_dir):
+        tab.sign_in(created["api_key"]["secret"])
+        tab.open("plans")
+        platform.call(
+            "DELETE", f"/v1/communities/{created['id']}/api-keys/{created['api_key']['id']}"
+        )
+        tab.open("customers")
+        expect(tab.page.get_by_role("alert")).to_contain_text("The key stopped working")
+        expect(tab.page.get_by_label("API key")).to_be_visible()
+        assert tab.page.evaluate("sessionStorage.length") == 0
+        tab.check_accessibility()
