@@ -150,7 +150,9 @@ function planTerms(plan) {
   const prices = Object.entries(plan.prices)
     .map(([cycle, amount]) => `${money(amount, plan.currency)} / ${cycle}`)
     .join(", ");
-  const retries = plan.retry_schedule_days.length ? plan.retry_schedule_days.join(", ") : "none";
+  const retries = plan.retry_schedule_days.length
+    ? `retries on days ${plan.retry_schedule_days.join(", ")}`
+    : "no retries";
   return [
     prices,
     `activation fee ${money(plan.activation_fee, plan.currency)} per member`,

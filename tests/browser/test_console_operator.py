@@ -290,3 +290,18 @@ def test_a_key_revoked_while_signed_in_sends_the_operator_back_to_sign_in(
         expect(tab.page.get_by_label("API key")).to_be_visible()
         assert tab.page.evaluate("sessionStorage.length") == 0
         tab.check_accessibility()
+
+
+def test_a_plans_terms_name_its_retry_schedule(
+    own_console: Console, own_api: Api, plan: dict[str, Any]
+) -> None:
+    # The terms ended in a bare "none" (or "1, 3"), saying nothing of what it was.
+    own_api.ok(
+        "POST",
+        "/v1/plans",
+        {"name": "Lead", "prices": {"month": 2000}, "retry_schedule_days": [1, 3]},
+    )
+    own_console.open("plans")
+    terms = own_console.page.locator("article")
+    expect(terms.filter(has_text="Bouldering")).to_contain_text("grace 14 days · no retries")
+    expect(terms.filter(has_text="Lead")).to_contain_text("retries on days 1, 3")
