@@ -95,7 +95,8 @@ export async function api(method, path, { body, query, idempotencyKey, key } = {
   return payload;
 }
 
-// Every page of a list, up to `maxPages` (lists are Query pages of at most 100).
+// Every page of a list, up to `maxPages` (lists are Query pages of at most 100). When more is
+// left after that, the array's `truncated` is true, for the page to say so (never silently).
 export async function listAll(path, query = {}, maxPages = 10) {
   const items = [];
   let cursor = null;
@@ -104,9 +105,10 @@ export async function listAll(path, query = {}, maxPages = 10) {
       query: { ...query, limit: 100, starting_after: cursor },
     });
     items.push(...result.data);
-    if (!result.has_more) break;
+    if (!result.has_more) return items;
     cursor = result.next_cursor;
   }
+  items.truncated = true;
   return items;
 }
 

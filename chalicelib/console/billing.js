@@ -5,6 +5,7 @@ import {
   ErrorNote,
   Field,
   Loading,
+  MoreNotShown,
   SelectField,
   StatusBadge,
   confirmAction,
@@ -253,8 +254,9 @@ export function PaymentsPage() {
       <button type="submit">Filter</button>
     </form>
     <${Loading} state=${state}>
-      ${(payments) =>
-        payments.length === 0
+      ${(payments) => html`<${MoreNotShown} items=${payments} what="payments"
+          narrow="Filter by status, kind, subscription or profile to reach the others." />
+        ${payments.length === 0
           ? html`<p>No payments match.</p>`
           : html`<div class="overflow-auto"><table class="striped" aria-label="Payments">
               <thead>
@@ -275,7 +277,7 @@ export function PaymentsPage() {
                   </tr>`,
                 )}
               </tbody>
-            </table></div>`}
+            </table></div>`}`}
     <//>
   </section>`;
 }

@@ -6,6 +6,7 @@ import {
   ErrorNote,
   Field,
   Loading,
+  MoreNotShown,
   SelectField,
   StatusBadge,
   cardLabel,
@@ -105,12 +106,13 @@ export function CustomersPage() {
     if (term.includes("@")) return listAll("/v1/profiles", { ...query, email: term });
     const profiles = await listAll("/v1/profiles", query);
     const needle = term.toLowerCase();
-    return needle
-      ? profiles.filter(
-          (p) =>
-            p.name.toLowerCase().includes(needle) || (p.email || "").toLowerCase().includes(needle),
-        )
-      : profiles;
+    if (!needle) return profiles;
+    const found = profiles.filter(
+      (p) => p.name.toLowerCase().includes(needle) || (p.email || "").toLowerCase().includes(needle),
+    );
+    found.truncated = profiles.truncated;
+    found.read = profiles.length;
+    return found;
   }, [applied, status, kind]);
 
   return html`<section>
@@ -154,8 +156,9 @@ export function CustomersPage() {
     </form>
     <${NewCustomerForm} onCreated=${(p) => (window.location.hash = `#/profiles/${p.id}`)} />
     <${Loading} state=${state}>
-      ${(profiles) =>
-        profiles.length === 0
+      ${(profiles) => html`<${MoreNotShown} items=${profiles} what="profiles"
+          narrow="A name is looked for among these only: search by exact email, or filter by status or kind, to reach the others." />
+        ${profiles.length === 0
           ? html`<p>No profiles match.</p>`
           : html`<div class="overflow-auto">
               <table class="striped" aria-label="Profiles">
@@ -186,7 +189,7 @@ export function CustomersPage() {
                   )}
                 </tbody>
               </table>
-            </div>`}
+            </div>`}`}
     <//>
   </section>`;
 }

@@ -195,6 +195,14 @@ export function useLoad(loader, deps) {
   return { ...state, reload: () => setRound((r) => r + 1) };
 }
 
+// Said under a list that listAll cut short: what is shown is not all there is.
+export function MoreNotShown({ items, what, narrow }) {
+  if (!items.truncated) return null;
+  return html`<p class="error-note" role="status">
+    Only the newest ${items.read ?? items.length} ${what} are read; there are more. ${narrow}
+  </p>`;
+}
+
 export function Loading({ state, children }) {
   if (state.error) return html`<${ErrorNote} error=${state.error} />`;
   if (state.data === null) return html`<p aria-busy="true">Loading…</p>`;

@@ -305,3 +305,29 @@ def test_a_plans_terms_name_its_retry_schedule(
     terms = own_console.page.locator("article")
     expect(terms.filter(has_text="Bouldering")).to_contain_text("grace 14 days · no retries")
     expect(terms.filter(has_text="Lead")).to_contain_text("retries on days 1, 3")
+
+
+def test_a_list_cut_short_says_so_and_a_name_not_found_among_it_is_not_final(
+    browser: Browser, stack: LocalStack, screenshot_dir: Path
+) -> None:
+    # The Customers page reads at most 1,000 profiles (Payments: 300) and matched names among
+    # them only, silently: an older customer was "No profiles match." (and created again).
+    platform = Api(stack, stack.config.platform_api_key)
+    created = platform.ok("POST", "/v1/communities", {"name": "Big gym"})
+    big = Api(stack, created["api_key"]["secret"])
+    oldest = big.customer("Ursula First", "ursula@example.com")
+    for number in range(1000):
+        big.customer(f"Member {number}", f"m{number}@example.com")
+    for tab in _console(browser, stack, screenshot_dir):
+        tab.sign_in(big.key)
+        tab.open("customers")
+        tab.page.get_by_label("Name or email").fill("Ursula")
+        tab.page.get_by_role("button", name="Search").click()
+        tab.settle()
+        expect(tab.page.get_by_role("status")).to_contain_text(
+            "Only the newest 1000 profiles are read; there are more."
+        )
+        tab.page.get_by_label("Name or email").fill(oldest["email"])
+        tab.page.get_by_role("button", name="Search").click()
+        tab.settle()
+        expect(tab.page.get_by_role("link", name="Ursula First")).to_be_visible()
