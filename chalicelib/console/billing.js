@@ -11,20 +11,36 @@ import {
   confirmAction,
   day,
   invalidAmount,
+  invalidWhole,
   money,
   toMinor,
+  toWhole,
   useAction,
   useLoad,
   when,
 } from "./ui.js";
 import { STATUSES } from "./customers.js";
 
-function days(text) {
-  return text
+// A plan form's whole numbers (blank grace: left out), and the first field that does not read
+// as one: a typo ("7 days") is refused under its field, never sent as null.
+function planNumbers(form) {
+  const retries = form.retries
     .split(",")
     .map((part) => part.trim())
     .filter(Boolean)
-    .map(Number);
+    .map(toWhole);
+  const grace = toWhole(form.grace);
+  const maxMembers = toWhole(form.max_members);
+  const unreadable = Number.isNaN(grace)
+    ? "failed_payment_grace_days"
+    : retries.some(Number.isNaN)
+      ? "retry_schedule_days"
+      : Number.isNaN(maxMembers)
+        ? "max_members"
+        : null;
+  const values = { retry_schedule_days: retries, max_members: maxMembers };
+  if (grace !== null) values.failed_payment_grace_days = grace;
+  return { values, unreadable };
 }
 
 function NewPlanForm({ onCreated }) {
@@ -54,6 +70,11 @@ function NewPlanForm({ onCreated }) {
       action.setError(invalidAmount(unreadable, form.currency));
       return;
     }
+    const numbers = planNumbers(form);
+    if (numbers.unreadable) {
+      action.setError(invalidWhole(numbers.unreadable));
+      return;
+    }
     const prices = {};
     if (amounts["prices.month"] !== null) prices.month = amounts["prices.month"];
     if (amounts["prices.year"] !== null) prices.year = amounts["prices.year"];
@@ -62,11 +83,10 @@ function NewPlanForm({ onCreated }) {
       currency: form.currency.trim().toLowerCase() || undefined,
       prices,
       activation_fee: amounts.activation_fee ?? 0,
-      failed_payment_grace_days: Number(form.grace),
-      retry_schedule_days: days(form.retries),
+      ...numbers.values,
     };
     if (form.description.trim()) body.description = form.description;
-    if (form.max_members.trim()) body.max_members = Number(form.max_members);
+    if (body.max_members === null) delete body.max_members;
     const created = await action.run("POST", "/v1/plans", body);
     if (created) onCreated(created);
   }
@@ -116,13 +136,13 @@ function EditPlanForm({ plan, onDone }) {
   const set = (key) => (value) => setForm({ ...form, [key]: value });
   async function submit(event) {
     event.preventDefault();
-    const body = {
-      name: form.name,
-      description: form.description || null,
-      failed_payment_grace_days: Number(form.grace),
-      retry_schedule_days: days(form.retries),
-      max_members: form.max_members.trim() ? Number(form.max_members) : null,
-    };
+    const numbers = planNumbers(form);
+    if (numbers.unreadable) {
+      action.setError(invalidWhole(numbers.unreadable));
+      return;
+    }
+    // A blank maximum is sent as null: the plan has no member limit.
+    const body = { name: form.name, description: form.description || null, ...numbers.values };
     await action.run("PATCH", `/v1/plans/${plan.id}`, body, { onDone });
   }
   const e = action.error;

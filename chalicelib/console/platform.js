@@ -1,7 +1,18 @@
 // Platform key pages: communities, Stripe webhook events, the test clock.
 import { html, useState } from "./vendor/preact-htm.mjs";
 import { api, listAll } from "./api.js";
-import { ErrorNote, Field, Loading, SelectField, StatusBadge, useAction, useLoad, when } from "./ui.js";
+import {
+  ErrorNote,
+  Field,
+  Loading,
+  SelectField,
+  StatusBadge,
+  invalidWhole,
+  toWhole,
+  useAction,
+  useLoad,
+  when,
+} from "./ui.js";
 
 function NewCommunityForm({ onCreated }) {
   const [name, setName] = useState("");
@@ -11,10 +22,15 @@ function NewCommunityForm({ onCreated }) {
   const action = useAction();
   async function submit(event) {
     event.preventDefault();
+    const bps = toWhole(fee);
+    if (Number.isNaN(bps)) {
+      action.setError(invalidWhole("application_fee_bps", "250"));
+      return;
+    }
     const community = await action.run("POST", "/v1/communities", {
       name,
       currency: currency.trim().toLowerCase(),
-      application_fee_bps: Number(fee),
+      application_fee_bps: bps ?? 0,
     });
     if (community) {
       setName(""); // a later click creates another community only if a name is typed again
@@ -170,7 +186,12 @@ export function TestClockPage() {
   const action = useAction();
   async function submit(event) {
     event.preventDefault();
-    const body = unit === "to" ? { to: amount.trim() } : { [unit]: Number(amount) };
+    const count = toWhole(amount);
+    if (unit !== "to" && (count === null || Number.isNaN(count))) {
+      action.setError(invalidWhole(unit, "31"));
+      return;
+    }
+    const body = unit === "to" ? { to: amount.trim() } : { [unit]: count };
     const outcome = await action.run("POST", "/v1/test-clock/advance", body, { onDone: clock.reload });
     if (outcome) setResult(outcome);
   }

@@ -34,7 +34,21 @@ export function toMinor(text, currency) {
   return Math.round(Number(trimmed) * 10 ** digits);
 }
 
-// The error a form shows under an amount toMinor could not read (before anything is sent).
+// "7" -> 7; blank -> null; anything else ("7 days", "1.5") -> NaN, never sent (as null).
+export function toWhole(text) {
+  const trimmed = String(text ?? "").trim();
+  if (trimmed === "") return null;
+  return /^\d+$/.test(trimmed) ? Number(trimmed) : NaN;
+}
+
+// An error found before anything is sent, shown like the API's: under the field it names.
+function fieldError(field, summary, message) {
+  return new ApiError(400, {
+    error: { type: "invalid_request", message: summary, details: [{ field, message }] },
+  });
+}
+
+// The error a form shows under an amount toMinor could not read.
 export function invalidAmount(field, currency) {
   const digits = exponent(currency);
   const units = (currency || "usd").toUpperCase();
@@ -42,9 +56,12 @@ export function invalidAmount(field, currency) {
     digits === 0
       ? `Enter whole ${units}, e.g. ${(12).toFixed(0)} (${units} has no decimals).`
       : `Enter ${units} with a point and at most ${digits} decimals, e.g. ${(12.5).toFixed(digits)}.`;
-  return new ApiError(400, {
-    error: { type: "invalid_request", message: "Check the amount.", details: [{ field, message }] },
-  });
+  return fieldError(field, "Check the amount.", message);
+}
+
+// The error a form shows under a whole number toWhole could not read.
+export function invalidWhole(field, example = "7") {
+  return fieldError(field, "Check the number.", `Enter a whole number, e.g. ${example}.`);
 }
 
 export function when(moment) {

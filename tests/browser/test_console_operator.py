@@ -331,3 +331,24 @@ def test_a_list_cut_short_says_so_and_a_name_not_found_among_it_is_not_final(
         tab.page.get_by_role("button", name="Search").click()
         tab.settle()
         expect(tab.page.get_by_role("link", name="Ursula First")).to_be_visible()
+
+
+def test_a_number_the_console_cannot_read_is_refused_under_its_field_not_sent_as_null(
+    own_console: Console, plan: dict[str, Any]
+) -> None:
+    # "7 days" went out as null (NaN in JSON): "This field cannot be null." for what the
+    # operator typed; a blank grace on a new plan went out as 0 days.
+    page = own_console.page
+    own_console.open("plans")
+    page.get_by_role("button", name="Edit Bouldering").click()
+    edit = page.get_by_role("form", name="Edit Bouldering")
+    sent: list[Request] = []
+    page.on("request", lambda r: r.method == "PATCH" and sent.append(r))
+    edit.get_by_label("Grace days").fill("7 days")
+    edit.get_by_role("button", name="Save plan").click()
+    grace = edit.get_by_label("Grace days")
+    expect(grace).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(f"#{grace.get_attribute('aria-describedby')}")).to_have_text(
+        "Enter a whole number, e.g. 7."
+    )
+    assert sent == []
