@@ -352,3 +352,21 @@ def test_a_number_the_console_cannot_read_is_refused_under_its_field_not_sent_as
         "Enter a whole number, e.g. 7."
     )
     assert sent == []
+
+
+def test_a_new_plan_whose_grace_is_left_blank_gets_the_default_not_zero_days(
+    own_console: Console, own_api: Api
+) -> None:
+    # Number("") is 0: a cleared grace field made a plan that cancels at the first failure.
+    page = own_console.page
+    own_console.open("plans")
+    page.get_by_role("button", name="New plan").click()
+    form = page.get_by_role("form", name="New plan")
+    form.get_by_label("Name", exact=True).fill("Blank grace")
+    form.get_by_label("Monthly price").fill("12.00")
+    form.get_by_label("Grace days after a failed payment").fill("")
+    form.get_by_role("button", name="Create plan").click()
+    form.wait_for(state="detached")
+    plans = own_api.ok("GET", "/v1/plans?limit=100")["data"]
+    created = next(p for p in plans if p["name"] == "Blank grace")
+    assert created["failed_payment_grace_days"] == 14
