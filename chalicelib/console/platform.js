@@ -151,8 +151,13 @@ export function WebhookEventsPage() {
       <button type="submit">Filter</button>
     </form>
     <${Loading} state=${state}>
-      ${(page) =>
-        page.data.length === 0
+      ${(page) => html`${page.has_more
+          ? html`<p class="error-note" role="status">
+              Only the newest ${page.data.length} events are shown; there are more. Filter by
+              status (failed) or type to reach the others.
+            </p>`
+          : null}
+        ${page.data.length === 0
           ? html`<p>No webhook events.</p>`
           : html`<div class="overflow-auto" tabindex="0"><table class="striped" aria-label="Webhook events">
               <thead>
@@ -173,7 +178,7 @@ export function WebhookEventsPage() {
                   </tr>`,
                 )}
               </tbody>
-            </table></div>`}
+            </table></div>`}`}
     <//>
   </section>`;
 }

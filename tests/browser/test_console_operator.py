@@ -8,6 +8,7 @@ and filters never see these subscriptions.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -370,3 +371,19 @@ def test_a_new_plan_whose_grace_is_left_blank_gets_the_default_not_zero_days(
     plans = own_api.ok("GET", "/v1/plans?limit=100")["data"]
     created = next(p for p in plans if p["name"] == "Blank grace")
     assert created["failed_payment_grace_days"] == 14
+
+
+def test_webhook_events_past_the_first_fifty_are_said_to_exist(
+    platform_console: Console, stack: LocalStack, own_api: Api, plan: dict[str, Any]
+) -> None:
+    # The page asks for 50 and showed them as if they were all (a failed event further back
+    # could not be found to replay without knowing it was there).
+    platform = Api(stack, stack.config.platform_api_key)
+    deadline = time.monotonic() + 60
+    while not platform.ok("GET", "/v1/webhook-events?limit=50")["has_more"]:
+        assert time.monotonic() < deadline, "Stripe's webhooks did not arrive"
+        active_subscription(own_api, plan, "Vera Webhook")
+    platform_console.open("webhook-events")
+    expect(platform_console.page.get_by_role("status")).to_contain_text(
+        "Only the newest 50 events are shown; there are more."
+    )
