@@ -1,5 +1,6 @@
-"""What an operator's console must get right beyond the stories: amounts it cannot read, long
-audit trails, a refused action tried again, a phone's screen.
+"""What an operator's console must get right beyond the stories (docs/rules/console.md):
+input it cannot read, lists longer than a page, answers lost on the way, a refused action tried
+again, a key revoked mid-session, money in other currencies, a phone's screen.
 
 A community of its own (set up through the API, so each test is short), so the stories' counts
 and filters never see these subscriptions.
