@@ -10,6 +10,7 @@ import {
   StatusBadge,
   confirmAction,
   day,
+  fieldError,
   invalidAmount,
   invalidWhole,
   money,
@@ -47,7 +48,7 @@ function NewPlanForm({ onCreated }) {
   const [form, setForm] = useState({
     name: "",
     description: "",
-    currency: "usd",
+    currency: null, // untouched: the community's
     month: "",
     year: "",
     activation_fee: "0",
@@ -57,17 +58,27 @@ function NewPlanForm({ onCreated }) {
   });
   const action = useAction();
   const set = (key) => (value) => setForm({ ...form, [key]: value });
+  // Prices are read with the plan currency's decimals, so that currency is always known here:
+  // the community's (what the API defaults to, from the report summary) unless typed.
+  const community = useLoad(() => api("GET", "/v1/reports/summary"), []);
+  const shownCurrency = form.currency ?? (community.data ? community.data.currency : "");
+  const currency = shownCurrency.trim().toLowerCase();
+  const waiting = form.currency === null && community.loading; // for the community's currency
 
   async function submit(event) {
     event.preventDefault();
+    if (!currency) {
+      action.setError(fieldError("currency", "Check the currency.", "Enter the plan's currency, e.g. usd."));
+      return;
+    }
     const amounts = {
-      "prices.month": toMinor(form.month, form.currency),
-      "prices.year": toMinor(form.year, form.currency),
-      activation_fee: toMinor(form.activation_fee, form.currency),
+      "prices.month": toMinor(form.month, currency),
+      "prices.year": toMinor(form.year, currency),
+      activation_fee: toMinor(form.activation_fee, currency),
     };
     const unreadable = Object.keys(amounts).find((field) => Number.isNaN(amounts[field]));
     if (unreadable) {
-      action.setError(invalidAmount(unreadable, form.currency));
+      action.setError(invalidAmount(unreadable, currency));
       return;
     }
     const numbers = planNumbers(form);
@@ -80,7 +91,7 @@ function NewPlanForm({ onCreated }) {
     if (amounts["prices.year"] !== null) prices.year = amounts["prices.year"];
     const body = {
       name: form.name,
-      currency: form.currency.trim().toLowerCase() || undefined,
+      currency,
       prices,
       activation_fee: amounts.activation_fee ?? 0,
       ...numbers.values,
@@ -97,7 +108,7 @@ function NewPlanForm({ onCreated }) {
       <${Field} label="Name" name="name" value=${form.name} onInput=${set("name")} error=${e} />
       <${Field} label="Description" name="description" value=${form.description}
         onInput=${set("description")} error=${e} />
-      <${Field} label="Currency" name="currency" value=${form.currency} onInput=${set("currency")}
+      <${Field} label="Currency" name="currency" value=${shownCurrency} onInput=${set("currency")}
         error=${e} maxlength="3" />
     </div>
     <div class="grid">
@@ -120,7 +131,7 @@ function NewPlanForm({ onCreated }) {
       "name", "description", "currency", "prices", "activation_fee",
       "failed_payment_grace_days", "retry_schedule_days", "max_members",
     ]} />
-    <button type="submit" aria-busy=${action.busy}>Create plan</button>
+    <button type="submit" disabled=${waiting} aria-busy=${waiting || action.busy}>Create plan</button>
   </form>`;
 }
 

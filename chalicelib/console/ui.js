@@ -42,7 +42,7 @@ export function toWhole(text) {
 }
 
 // An error found before anything is sent, shown like the API's: under the field it names.
-function fieldError(field, summary, message) {
+export function fieldError(field, summary, message) {
   return new ApiError(400, {
     error: { type: "invalid_request", message: summary, details: [{ field, message }] },
   });

@@ -388,3 +388,26 @@ def test_webhook_events_past_the_first_fifty_are_said_to_exist(
     expect(platform_console.page.get_by_role("status")).to_contain_text(
         "Only the newest 50 events are shown; there are more."
     )
+
+
+def test_a_new_plan_in_a_yen_community_reads_its_prices_in_yen(
+    browser: Browser, stack: LocalStack, screenshot_dir: Path
+) -> None:
+    # The form's currency was always "usd": in a JPY community "1500" made a USD plan, and with
+    # the field cleared (the community's default) the price was read with 2 decimals and sent
+    # as 150000: a 150,000 JPY plan.
+    platform = Api(stack, stack.config.platform_api_key)
+    created = platform.ok("POST", "/v1/communities", {"name": "Tokyo dojo", "currency": "jpy"})
+    dojo = Api(stack, created["api_key"]["secret"])
+    for tab in _console(browser, stack, screenshot_dir):
+        tab.sign_in(dojo.key)
+        tab.open("plans")
+        tab.page.get_by_role("button", name="New plan").click()
+        form = tab.page.get_by_role("form", name="New plan")
+        expect(form.get_by_label("Currency")).to_have_value("jpy")
+        form.get_by_label("Name", exact=True).fill("Judo")
+        form.get_by_label("Monthly price").fill("1500")
+        form.get_by_role("button", name="Create plan").click()
+        form.wait_for(state="detached")
+        [plan] = dojo.ok("GET", "/v1/plans")["data"]
+        assert (plan["currency"], plan["prices"]) == ("jpy", {"month": 1500})
