@@ -6,11 +6,12 @@ Response models mirror API.md field by field; services build plain dicts in exac
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic.json_schema import SkipJsonSchema
 
-from chalicelib.api.fields import ObjectId
+from chalicelib.api.fields import MAX_AMOUNT, ObjectId
 from chalicelib.api.models import ListQuery, QueryModel, RequestModel, ResponseModel
 from chalicelib.domain.subscriptions import MAX_MEMBERS
 
@@ -96,9 +97,25 @@ class PaymentListQuery(ListQuery):
     kind: PaymentKind | None = None
 
 
+def _without_default(schema: dict[str, Any]) -> None:
+    """A field that may be left out but is never null: its schema names no (null) default."""
+    schema.pop("default", None)
+
+
 class CreateRefund(RequestModel):
-    amount: int | None = Field(default=None, ge=1, le=999_999_999_999)
+    # Left out: all that is left. An explicit null is refused, not read as "all": a client's
+    # unreadable amount (NaN serialises as null) must never become a full refund.
+    amount: Annotated[int, Field(ge=1, le=MAX_AMOUNT)] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_without_default
+    )
     reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount_left_out_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must be an amount; leave it out to refund all that is left")
+        return value
 
 
 # --- responses ------------------------------------------------------------------------------

@@ -3,15 +3,18 @@
 
 const KEY_STORAGE = "billing-console.api-key";
 const KIND_STORAGE = "billing-console.key-kind";
+export const KEY_REFUSED_EVENT = "billing-console:key-refused";
 
 // The API lives next to the console: /console/ -> / (locally), /api/console/ -> /api/ (AWS).
 const API_ROOT = new URL("..", window.location.href).href.replace(/\/$/, "");
 
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     const error = (body && body.error) || {};
     super(error.message || `HTTP ${status}`);
     this.status = status;
+    // Set on a refusal that says "try again" (a busy key, a lost race, a rate limit).
+    this.retryAfter = retryAfter;
     this.type = error.type || "internal";
     this.details = error.details || [];
     this.payment = error.payment || null;
@@ -64,20 +67,36 @@ export async function api(method, path, { body, query, idempotencyKey, key } = {
   const headers = { Authorization: `Bearer ${key || session.key}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
-  const response = await fetch(`${API_ROOT}${path}${queryString(query)}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "omit",
-    cache: "no-store",
-  });
+  let response;
+  try {
+    response = await fetch(`${API_ROOT}${path}${queryString(query)}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch (caught) {
+    // The request may or may not have been done. Sent again, an action reuses its
+    // Idempotency-Key (ui.js, useAction), so it is never done twice.
+    throw new Error(`No answer from the API (${caught.message}); trying again is safe.`);
+  }
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, payload);
+  if (response.status === 401 && !key && session.key) {
+    // The key this tab signed in with stopped working (revoked or rotated): forget it and go
+    // back to the sign-in, rather than leave every page answering 401.
+    session.clear();
+    window.dispatchEvent(new CustomEvent(KEY_REFUSED_EVENT));
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, payload, response.headers.get("Retry-After"));
+  }
   return payload;
 }
 
-// Every page of a list, up to `maxPages` (lists are Query pages of at most 100).
+// Every page of a list, up to `maxPages` (lists are Query pages of at most 100). When more is
+// left after that, the array's `truncated` is true, for the page to say so (never silently).
 export async function listAll(path, query = {}, maxPages = 10) {
   const items = [];
   let cursor = null;
@@ -86,9 +105,10 @@ export async function listAll(path, query = {}, maxPages = 10) {
       query: { ...query, limit: 100, starting_after: cursor },
     });
     items.push(...result.data);
-    if (!result.has_more) break;
+    if (!result.has_more) return items;
     cursor = result.next_cursor;
   }
+  items.truncated = true;
   return items;
 }
 

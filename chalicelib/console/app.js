@@ -1,6 +1,6 @@
 // The console shell: sign-in, navigation and hash routes (#/customers, #/subscriptions/sub_...).
 import { html, render, useEffect, useState } from "./vendor/preact-htm.mjs";
-import { ApiError, identifyKey, session } from "./api.js";
+import { ApiError, KEY_REFUSED_EVENT, identifyKey, session } from "./api.js";
 import { ConfirmHost, ErrorNote } from "./ui.js";
 import { CustomersPage, ProfilePage } from "./customers.js";
 import { SubscriptionPage } from "./subscription.js";
@@ -24,9 +24,9 @@ function currentRoute() {
   return { page: parts[0] || "", id: parts[1] ? decodeURIComponent(parts[1]) : null };
 }
 
-function SignIn({ onSignedIn }) {
+function SignIn({ onSignedIn, notice }) {
   const [key, setKey] = useState("");
-  const [error, setError] = useState(null);
+  const [error, setError] = useState(notice ? new Error(notice) : null);
   const [busy, setBusy] = useState(false);
 
   async function submit(event) {
@@ -78,7 +78,9 @@ function Page({ route, kind }) {
     if (route.page === "test-clock") return html`<${TestClockPage} />`;
     return html`<${CommunitiesPage} />`;
   }
-  switch (route.page) {
+  // A profile or subscription route without an id (#/subscriptions) is the customer list.
+  const needsId = route.page === "profiles" || route.page === "subscriptions";
+  switch (needsId && !route.id ? "customers" : route.page) {
     case "profiles":
       return html`<${ProfilePage} id=${route.id} />`;
     case "subscriptions":
@@ -97,6 +99,16 @@ function Page({ route, kind }) {
 function App() {
   const [route, setRoute] = useState(currentRoute());
   const [kind, setKind] = useState(session.key ? session.kind : null);
+  const [notice, setNotice] = useState(null);
+
+  useEffect(() => {
+    const onRefused = () => {
+      setNotice("The key stopped working (revoked or rotated): sign in again with a valid key.");
+      setKind(null);
+    };
+    window.addEventListener(KEY_REFUSED_EVENT, onRefused);
+    return () => window.removeEventListener(KEY_REFUSED_EVENT, onRefused);
+  }, []);
 
   useEffect(() => {
     const onHash = () => {
@@ -114,7 +126,15 @@ function App() {
     document.title = `${page ? page[1] : route.page || "Console"} · Membership billing`;
   }, [route, kind]);
 
-  if (!kind) return html`<${SignIn} onSignedIn=${() => setKind(session.kind)} />`;
+  if (!kind) {
+    return html`<${SignIn}
+      notice=${notice}
+      onSignedIn=${() => {
+        setNotice(null);
+        setKind(session.kind);
+      }}
+    />`;
+  }
 
   const pages = kind === "platform" ? PLATFORM_PAGES : COMMUNITY_PAGES;
   const active = route.page === "profiles" ? "customers" : route.page || pages[0][0];

@@ -5,31 +5,50 @@ import {
   ErrorNote,
   Field,
   Loading,
+  MoreNotShown,
   SelectField,
   StatusBadge,
   confirmAction,
   day,
+  fieldError,
+  invalidAmount,
+  invalidWhole,
   money,
   toMinor,
+  toWhole,
   useAction,
   useLoad,
   when,
 } from "./ui.js";
 import { STATUSES } from "./customers.js";
 
-function days(text) {
-  return text
+// A plan form's whole numbers (blank grace: left out), and the first field that does not read
+// as one: a typo ("7 days") is refused under its field, never sent as null.
+function planNumbers(form) {
+  const retries = form.retries
     .split(",")
     .map((part) => part.trim())
     .filter(Boolean)
-    .map(Number);
+    .map(toWhole);
+  const grace = toWhole(form.grace);
+  const maxMembers = toWhole(form.max_members);
+  const unreadable = Number.isNaN(grace)
+    ? "failed_payment_grace_days"
+    : retries.some(Number.isNaN)
+      ? "retry_schedule_days"
+      : Number.isNaN(maxMembers)
+        ? "max_members"
+        : null;
+  const values = { retry_schedule_days: retries, max_members: maxMembers };
+  if (grace !== null) values.failed_payment_grace_days = grace;
+  return { values, unreadable };
 }
 
 function NewPlanForm({ onCreated }) {
   const [form, setForm] = useState({
     name: "",
     description: "",
-    currency: "usd",
+    currency: null, // untouched: the community's
     month: "",
     year: "",
     activation_fee: "0",
@@ -39,22 +58,46 @@ function NewPlanForm({ onCreated }) {
   });
   const action = useAction();
   const set = (key) => (value) => setForm({ ...form, [key]: value });
+  // Prices are read with the plan currency's decimals, so that currency is always known here:
+  // the community's (what the API defaults to, from the report summary) unless typed.
+  const community = useLoad(() => api("GET", "/v1/reports/summary"), []);
+  const shownCurrency = form.currency ?? (community.data ? community.data.currency : "");
+  const currency = shownCurrency.trim().toLowerCase();
+  const waiting = form.currency === null && community.loading; // for the community's currency
 
   async function submit(event) {
     event.preventDefault();
+    if (!currency) {
+      action.setError(fieldError("currency", "Check the currency.", "Enter the plan's currency, e.g. usd."));
+      return;
+    }
+    const amounts = {
+      "prices.month": toMinor(form.month, currency),
+      "prices.year": toMinor(form.year, currency),
+      activation_fee: toMinor(form.activation_fee, currency),
+    };
+    const unreadable = Object.keys(amounts).find((field) => Number.isNaN(amounts[field]));
+    if (unreadable) {
+      action.setError(invalidAmount(unreadable, currency));
+      return;
+    }
+    const numbers = planNumbers(form);
+    if (numbers.unreadable) {
+      action.setError(invalidWhole(numbers.unreadable));
+      return;
+    }
     const prices = {};
-    if (form.month.trim() !== "") prices.month = toMinor(form.month, form.currency);
-    if (form.year.trim() !== "") prices.year = toMinor(form.year, form.currency);
+    if (amounts["prices.month"] !== null) prices.month = amounts["prices.month"];
+    if (amounts["prices.year"] !== null) prices.year = amounts["prices.year"];
     const body = {
       name: form.name,
-      currency: form.currency.trim().toLowerCase() || undefined,
+      currency,
       prices,
-      activation_fee: toMinor(form.activation_fee, form.currency) ?? 0,
-      failed_payment_grace_days: Number(form.grace),
-      retry_schedule_days: days(form.retries),
+      activation_fee: amounts.activation_fee ?? 0,
+      ...numbers.values,
     };
     if (form.description.trim()) body.description = form.description;
-    if (form.max_members.trim()) body.max_members = Number(form.max_members);
+    if (body.max_members === null) delete body.max_members;
     const created = await action.run("POST", "/v1/plans", body);
     if (created) onCreated(created);
   }
@@ -65,7 +108,7 @@ function NewPlanForm({ onCreated }) {
       <${Field} label="Name" name="name" value=${form.name} onInput=${set("name")} error=${e} />
       <${Field} label="Description" name="description" value=${form.description}
         onInput=${set("description")} error=${e} />
-      <${Field} label="Currency" name="currency" value=${form.currency} onInput=${set("currency")}
+      <${Field} label="Currency" name="currency" value=${shownCurrency} onInput=${set("currency")}
         error=${e} maxlength="3" />
     </div>
     <div class="grid">
@@ -88,7 +131,7 @@ function NewPlanForm({ onCreated }) {
       "name", "description", "currency", "prices", "activation_fee",
       "failed_payment_grace_days", "retry_schedule_days", "max_members",
     ]} />
-    <button type="submit" aria-busy=${action.busy}>Create plan</button>
+    <button type="submit" disabled=${waiting} aria-busy=${waiting || action.busy}>Create plan</button>
   </form>`;
 }
 
@@ -104,13 +147,13 @@ function EditPlanForm({ plan, onDone }) {
   const set = (key) => (value) => setForm({ ...form, [key]: value });
   async function submit(event) {
     event.preventDefault();
-    const body = {
-      name: form.name,
-      description: form.description || null,
-      failed_payment_grace_days: Number(form.grace),
-      retry_schedule_days: days(form.retries),
-      max_members: form.max_members.trim() ? Number(form.max_members) : null,
-    };
+    const numbers = planNumbers(form);
+    if (numbers.unreadable) {
+      action.setError(invalidWhole(numbers.unreadable));
+      return;
+    }
+    // A blank maximum is sent as null: the plan has no member limit.
+    const body = { name: form.name, description: form.description || null, ...numbers.values };
     await action.run("PATCH", `/v1/plans/${plan.id}`, body, { onDone });
   }
   const e = action.error;
@@ -139,7 +182,9 @@ function planTerms(plan) {
   const prices = Object.entries(plan.prices)
     .map(([cycle, amount]) => `${money(amount, plan.currency)} / ${cycle}`)
     .join(", ");
-  const retries = plan.retry_schedule_days.length ? plan.retry_schedule_days.join(", ") : "none";
+  const retries = plan.retry_schedule_days.length
+    ? `retries on days ${plan.retry_schedule_days.join(", ")}`
+    : "no retries";
   return [
     prices,
     `activation fee ${money(plan.activation_fee, plan.currency)} per member`,
@@ -240,8 +285,9 @@ export function PaymentsPage() {
       <button type="submit">Filter</button>
     </form>
     <${Loading} state=${state}>
-      ${(payments) =>
-        payments.length === 0
+      ${(payments) => html`<${MoreNotShown} items=${payments} what="payments"
+          narrow="Filter by status, kind, subscription or profile to reach the others." />
+        ${payments.length === 0
           ? html`<p>No payments match.</p>`
           : html`<div class="overflow-auto"><table class="striped" aria-label="Payments">
               <thead>
@@ -262,7 +308,7 @@ export function PaymentsPage() {
                   </tr>`,
                 )}
               </tbody>
-            </table></div>`}
+            </table></div>`}`}
     <//>
   </section>`;
 }
@@ -276,6 +322,10 @@ function RefundForm({ payment, onDone }) {
   async function submit(event) {
     event.preventDefault();
     const minor = toMinor(amount, payment.currency);
+    if (Number.isNaN(minor)) {
+      action.setError(invalidAmount("amount", payment.currency));
+      return;
+    }
     const shown = money(minor ?? left, payment.currency);
     if (!(await confirmAction(`Refund ${shown} to ${payment.billed_to.name}?`, "Refund"))) return;
     const body = {};
@@ -322,7 +372,7 @@ export function PaymentPage({ id }) {
         <dd><small>${p.stripe.payment_intent_id || "no PaymentIntent"} ${p.stripe.charge_id || ""}</small></dd>
       </dl>
       <h2>Order summary</h2>
-      <table aria-label="Order summary">
+      <div class="overflow-auto" tabindex="0"><table aria-label="Order summary">
         <thead>
           <tr>
             <th scope="col">Line</th><th scope="col">Unit</th><th scope="col">Quantity</th>
@@ -347,7 +397,7 @@ export function PaymentPage({ id }) {
           <tr><th scope="row" colspan="3">Refunded</th><td data-testid="refunded">${money(p.amount_refunded, p.currency)}</td></tr>
           <tr><th scope="row" colspan="3">Application fee</th><td>${money(p.application_fee_amount, p.currency)}</td></tr>
         </tfoot>
-      </table>
+      </table></div>
       <${RefundForm} key=${p.updated_at} payment=${p} onDone=${state.reload} />
     </section>`}
   <//>`;
@@ -389,7 +439,12 @@ export function ReportsPage() {
   return html`<section>
     <h1>Reports</h1>
     <${Loading} state=${state}>
-      ${(r) => html`<div class="grid cards">
+      ${(r) => html`<p data-testid="report-currency">
+          Amounts and the payment count are in ${r.currency.toUpperCase()}, the community's
+          currency: plans and payments in other currencies are left out of them. Subscriptions
+          and members are counted whatever their currency.
+        </p>
+        <div class="grid cards">
           <article><header>MRR</header><p class="figure" data-testid="mrr">${money(r.mrr, r.currency)}</p></article>
           <article><header>Members with access</header><p class="figure">${r.members_with_access}</p></article>
           <article><header>Failed, outstanding</header>
@@ -399,18 +454,18 @@ export function ReportsPage() {
           <section aria-labelledby="by-status-title">
             <h2 id="by-status-title">Subscriptions by status</h2>
             <${StatusChart} counts=${r.subscriptions_by_status} />
-            <table aria-label="Subscriptions by status">
+            <div class="overflow-auto" tabindex="0"><table aria-label="Subscriptions by status">
               <tbody>
                 ${STATUSES.map(
                   (s) => html`<tr key=${s}><th scope="row">${s.replace("_", " ")}</th>
                     <td>${r.subscriptions_by_status[s] || 0}</td></tr>`,
                 )}
               </tbody>
-            </table>
+            </table></div>
           </section>
           <section aria-labelledby="last30-title">
             <h2 id="last30-title">Payments, last 30 days</h2>
-            <table aria-label="Payments, last 30 days">
+            <div class="overflow-auto" tabindex="0"><table aria-label="Payments, last 30 days">
               <tbody>
                 <tr><th scope="row">Payments</th><td>${r.payments_last_30_days.count}</td></tr>
                 <tr><th scope="row">Paid</th><td>${money(r.payments_last_30_days.amount_paid, r.currency)}</td></tr>
@@ -418,7 +473,7 @@ export function ReportsPage() {
                 <tr><th scope="row">Application fees</th>
                   <td>${money(r.payments_last_30_days.application_fees, r.currency)}</td></tr>
               </tbody>
-            </table>
+            </table></div>
           </section>
         </div>`}
     <//>

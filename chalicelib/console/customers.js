@@ -6,6 +6,7 @@ import {
   ErrorNote,
   Field,
   Loading,
+  MoreNotShown,
   SelectField,
   StatusBadge,
   cardLabel,
@@ -105,12 +106,13 @@ export function CustomersPage() {
     if (term.includes("@")) return listAll("/v1/profiles", { ...query, email: term });
     const profiles = await listAll("/v1/profiles", query);
     const needle = term.toLowerCase();
-    return needle
-      ? profiles.filter(
-          (p) =>
-            p.name.toLowerCase().includes(needle) || (p.email || "").toLowerCase().includes(needle),
-        )
-      : profiles;
+    if (!needle) return profiles;
+    const found = profiles.filter(
+      (p) => p.name.toLowerCase().includes(needle) || (p.email || "").toLowerCase().includes(needle),
+    );
+    found.truncated = profiles.truncated;
+    found.read = profiles.length;
+    return found;
   }, [applied, status, kind]);
 
   return html`<section>
@@ -154,8 +156,9 @@ export function CustomersPage() {
     </form>
     <${NewCustomerForm} onCreated=${(p) => (window.location.hash = `#/profiles/${p.id}`)} />
     <${Loading} state=${state}>
-      ${(profiles) =>
-        profiles.length === 0
+      ${(profiles) => html`<${MoreNotShown} items=${profiles} what="profiles"
+          narrow="A name is looked for among these only: search by exact email, or filter by status or kind, to reach the others." />
+        ${profiles.length === 0
           ? html`<p>No profiles match.</p>`
           : html`<div class="overflow-auto">
               <table class="striped" aria-label="Profiles">
@@ -186,7 +189,7 @@ export function CustomersPage() {
                   )}
                 </tbody>
               </table>
-            </div>`}
+            </div>`}`}
     <//>
   </section>`;
 }
@@ -352,6 +355,14 @@ function NewSubscriptionForm({ owner, dependents, methods }) {
   </section>`;
 }
 
+// Credit is kept per currency (credit_balance is only the profile's own currency's): every
+// balance held is shown, so credit from a plan in another currency is never hidden.
+function creditText(profile) {
+  const held = Object.entries(profile.credit_balances || {}).filter(([, amount]) => amount !== 0);
+  if (held.length === 0) return money(profile.credit_balance, profile.currency);
+  return held.map(([currency, amount]) => money(amount, currency)).join(", ");
+}
+
 function ProfileDetails({ profile, reload }) {
   const isCustomer = profile.kind === "customer";
   const extra = useLoad(async () => {
@@ -375,7 +386,7 @@ function ProfileDetails({ profile, reload }) {
     <hgroup>
       <h1>${profile.name}</h1>
       <p>
-        ${`${profile.kind} · ${profile.email || "no email"} · credit ${money(profile.credit_balance, profile.currency)}`}
+        ${`${profile.kind} · ${profile.email || "no email"} · credit ${creditText(profile)}`}
         ${profile.account_holder_id
           ? html` · dependent of <a href="#/profiles/${profile.account_holder_id}">the account holder</a>`
           : null}
@@ -386,7 +397,7 @@ function ProfileDetails({ profile, reload }) {
       <h2 id="memberships-title">Memberships</h2>
       ${profile.subscriptions.length === 0
         ? html`<p>No subscriptions.</p>`
-        : html`<table aria-label="Memberships">
+        : html`<div class="overflow-auto" tabindex="0"><table aria-label="Memberships">
             <thead>
               <tr><th scope="col">Subscription</th><th scope="col">Role</th><th scope="col">Status</th></tr>
             </thead>
@@ -404,7 +415,7 @@ function ProfileDetails({ profile, reload }) {
                 </tr>`,
               )}
             </tbody>
-          </table>`}
+          </table></div>`}
     </section>
     <${Loading} state=${extra}>
       ${({ history, methods, dependents }) => html`
@@ -442,7 +453,7 @@ function ProfileDetails({ profile, reload }) {
               </header>
               ${entry.payments.length === 0
                 ? html`<p>No payments.</p>`
-                : html`<table aria-label="Payments of ${entry.subscription.id}">
+                : html`<div class="overflow-auto" tabindex="0"><table aria-label="Payments of ${entry.subscription.id}">
                     <thead>
                       <tr>
                         <th scope="col">Date</th><th scope="col">Kind</th>
@@ -459,7 +470,7 @@ function ProfileDetails({ profile, reload }) {
                         </tr>`,
                       )}
                     </tbody>
-                  </table>`}
+                  </table></div>`}
             </article>`,
           )}
         </section>

@@ -1,7 +1,18 @@
 // Platform key pages: communities, Stripe webhook events, the test clock.
 import { html, useState } from "./vendor/preact-htm.mjs";
 import { api, listAll } from "./api.js";
-import { ErrorNote, Field, Loading, SelectField, StatusBadge, useAction, useLoad, when } from "./ui.js";
+import {
+  ErrorNote,
+  Field,
+  Loading,
+  SelectField,
+  StatusBadge,
+  invalidWhole,
+  toWhole,
+  useAction,
+  useLoad,
+  when,
+} from "./ui.js";
 
 function NewCommunityForm({ onCreated }) {
   const [name, setName] = useState("");
@@ -11,12 +22,18 @@ function NewCommunityForm({ onCreated }) {
   const action = useAction();
   async function submit(event) {
     event.preventDefault();
+    const bps = toWhole(fee);
+    if (Number.isNaN(bps)) {
+      action.setError(invalidWhole("application_fee_bps", "250"));
+      return;
+    }
     const community = await action.run("POST", "/v1/communities", {
       name,
       currency: currency.trim().toLowerCase(),
-      application_fee_bps: Number(fee),
+      application_fee_bps: bps ?? 0,
     });
     if (community) {
+      setName(""); // a later click creates another community only if a name is typed again
       setCreated(community);
       onCreated();
     }
@@ -34,13 +51,43 @@ function NewCommunityForm({ onCreated }) {
       <${ErrorNote} error=${action.error} fields=${["name", "currency", "application_fee_bps"]} />
       <button type="submit" aria-busy=${action.busy}>Create community</button>
     </form>
-    ${created && created.api_key
-      ? html`<p role="status">
-          ${created.name}'s API key (shown only now):
-          <code data-testid="new-api-key">${created.api_key.secret}</code>
-        </p>`
-      : null}
+    ${created ? html`<${NewKey} community=${created} />` : null}
   </article>`;
+}
+
+// The key a community was created with, shown once. A replay of the creation (its first answer
+// was lost, the same Idempotency-Key sent again) carries no secret: say so and offer a new key.
+function NewKey({ community }) {
+  const [issued, setIssued] = useState(null);
+  const action = useAction();
+  const revoke = useAction();
+  const secret = issued ? issued.secret : community.api_key && community.api_key.secret;
+  if (secret) {
+    return html`<div role="status">
+      <p>
+        ${community.name}'s API key (shown only now):
+        <code data-testid="new-api-key">${secret}</code>
+      </p>
+      <${ErrorNote} error=${revoke.error} />
+    </div>`;
+  }
+  async function issue() {
+    const key = await action.run("POST", `/v1/communities/${community.id}/api-keys`, {});
+    if (!key) return;
+    setIssued(key);
+    // Nobody ever saw the lost key: it is revoked, never left working.
+    await revoke.run("DELETE", `/v1/communities/${community.id}/api-keys/${community.api_key.id}`);
+  }
+  return html`<div role="status">
+    <p>
+      ${community.name} was created by an earlier attempt whose answer was lost. Its key is shown
+      only once, so it cannot be shown again: issue a new key (the lost one is revoked).
+    </p>
+    <button type="button" onClick=${issue} aria-busy=${action.busy}>
+      Issue a new key<span class="visually-hidden"> for ${community.name}</span>
+    </button>
+    <${ErrorNote} error=${action.error} />
+  </div>`;
 }
 
 export function CommunitiesPage() {
@@ -49,7 +96,7 @@ export function CommunitiesPage() {
     <h1>Communities</h1>
     <${NewCommunityForm} onCreated=${state.reload} />
     <${Loading} state=${state}>
-      ${(communities) => html`<table class="striped" aria-label="Communities">
+      ${(communities) => html`<div class="overflow-auto" tabindex="0"><table class="striped" aria-label="Communities">
         <thead>
           <tr>
             <th scope="col">Name</th><th scope="col">Id</th><th scope="col">Currency</th>
@@ -65,7 +112,7 @@ export function CommunitiesPage() {
             </tr>`,
           )}
         </tbody>
-      </table>`}
+      </table></div>`}
     <//>
   </section>`;
 }
@@ -104,10 +151,15 @@ export function WebhookEventsPage() {
       <button type="submit">Filter</button>
     </form>
     <${Loading} state=${state}>
-      ${(page) =>
-        page.data.length === 0
+      ${(page) => html`${page.has_more
+          ? html`<p class="error-note" role="status">
+              Only the newest ${page.data.length} events are shown; there are more. Filter by
+              status (failed) or type to reach the others.
+            </p>`
+          : null}
+        ${page.data.length === 0
           ? html`<p>No webhook events.</p>`
-          : html`<div class="overflow-auto"><table class="striped" aria-label="Webhook events">
+          : html`<div class="overflow-auto" tabindex="0"><table class="striped" aria-label="Webhook events">
               <thead>
                 <tr>
                   <th scope="col">Received</th><th scope="col">Type</th><th scope="col">Status</th>
@@ -126,7 +178,7 @@ export function WebhookEventsPage() {
                   </tr>`,
                 )}
               </tbody>
-            </table></div>`}
+            </table></div>`}`}
     <//>
   </section>`;
 }
@@ -139,7 +191,12 @@ export function TestClockPage() {
   const action = useAction();
   async function submit(event) {
     event.preventDefault();
-    const body = unit === "to" ? { to: amount.trim() } : { [unit]: Number(amount) };
+    const count = toWhole(amount);
+    if (unit !== "to" && (count === null || Number.isNaN(count))) {
+      action.setError(invalidWhole(unit, "31"));
+      return;
+    }
+    const body = unit === "to" ? { to: amount.trim() } : { [unit]: count };
     const outcome = await action.run("POST", "/v1/test-clock/advance", body, { onDone: clock.reload });
     if (outcome) setResult(outcome);
   }
@@ -162,7 +219,7 @@ export function TestClockPage() {
       ? html`<article aria-labelledby="processed-title" role="status">
           <h2 id="processed-title">What the scheduler did</h2>
           <p>Now ${when(result.now)}.</p>
-          <table aria-label="What the scheduler did">
+          <div class="overflow-auto" tabindex="0"><table aria-label="What the scheduler did">
             <tbody>
               ${Object.entries(result.processed).map(
                 ([name, count]) => html`<tr key=${name}>
@@ -170,7 +227,7 @@ export function TestClockPage() {
                 </tr>`,
               )}
             </tbody>
-          </table>
+          </table></div>
         </article>`
       : null}
   </section>`;

@@ -77,7 +77,7 @@ function Members({ sub, onChanged }) {
   }
   return html`<section aria-labelledby="members-title">
     <h2 id="members-title">Members</h2>
-    <table aria-label="Members">
+    <div class="overflow-auto" tabindex="0"><table aria-label="Members">
       <thead>
         <tr>
           <th scope="col">Name</th><th scope="col">Kind</th><th scope="col">Added</th>
@@ -116,7 +116,7 @@ function Members({ sub, onChanged }) {
           </tr>`,
         )}
       </tbody>
-    </table>
+    </table></div>
     <${ErrorNote} error=${action.error} />
   </section>`;
 }
@@ -400,7 +400,7 @@ function PayFlow({ sub, methods, onChanged }) {
     ${preview
       ? html`<article aria-labelledby="preview-title">
           <h3 id="preview-title">Summary</h3>
-          <table aria-label="Summary">
+          <div class="overflow-auto" tabindex="0"><table aria-label="Summary">
             <thead>
               <tr><th scope="col">Line</th><th scope="col">Quantity</th><th scope="col">Amount</th></tr>
             </thead>
@@ -418,7 +418,7 @@ function PayFlow({ sub, methods, onChanged }) {
               <tr><th scope="row" colspan="2">Credit applied</th><td>${money(preview.credit_applied, preview.currency)}</td></tr>
               <tr><th scope="row" colspan="2">Total</th><td><strong>${money(preview.total, preview.currency)}</strong></td></tr>
             </tfoot>
-          </table>
+          </table></div>
           <p>Period: ${day(preview.period.start)} → ${day(preview.period.end)}</p>
           <button type="button" onClick=${pay} disabled=${payAction.busy} aria-busy=${payAction.busy}>
             Confirm & Pay
@@ -431,7 +431,7 @@ function PayFlow({ sub, methods, onChanged }) {
 
 function PaymentsTable({ payments }) {
   if (payments.length === 0) return html`<p>No payments yet.</p>`;
-  return html`<table aria-label="Payments of this subscription">
+  return html`<div class="overflow-auto" tabindex="0"><table aria-label="Payments of this subscription">
     <thead>
       <tr>
         <th scope="col">Date</th><th scope="col">Kind</th><th scope="col">Status</th>
@@ -449,11 +449,11 @@ function PaymentsTable({ payments }) {
         </tr>`,
       )}
     </tbody>
-  </table>`;
+  </table></div>`;
 }
 
 function AuditTrail({ events }) {
-  return html`<table aria-label="Audit trail">
+  return html`<div class="overflow-auto" tabindex="0"><table aria-label="Audit trail">
     <thead>
       <tr>
         <th scope="col">When</th><th scope="col">Event</th><th scope="col">Status</th>
@@ -470,14 +470,14 @@ function AuditTrail({ events }) {
         </tr>`,
       )}
     </tbody>
-  </table>`;
+  </table></div>`;
 }
 
 export function SubscriptionPage({ id }) {
   const state = useLoad(async () => {
     const sub = await api("GET", `/v1/subscriptions/${id}`);
     const [events, payments, methods, plans, owner, dependents, customers] = await Promise.all([
-      api("GET", `/v1/subscriptions/${id}/events`),
+      listAll(`/v1/subscriptions/${id}/events`),
       listAll("/v1/payments", { subscription_id: id }),
       listAll(`/v1/profiles/${sub.owner_id}/payment-methods`),
       listAll("/v1/plans", { status: "active" }),
@@ -487,7 +487,7 @@ export function SubscriptionPage({ id }) {
     ]);
     return {
       sub,
-      events: events.data || events,
+      events,
       payments,
       methods,
       plans,

@@ -21,13 +21,47 @@ export function money(amount, currency) {
   return `${major.toFixed(digits)} ${(currency || "").toUpperCase()}`;
 }
 
-// "12.50" in the currency's major unit -> 1250 minor units; blank -> null.
+// "12.50" in the currency's major unit -> 1250 minor units; blank -> null. Anything else (a
+// decimal comma, a symbol, more decimals than the currency has) -> NaN, never a guess: sent,
+// NaN would go out as null, which a refund reads as "all that is left".
 export function toMinor(text, currency) {
   const trimmed = String(text ?? "").trim();
   if (trimmed === "") return null;
-  const value = Number(trimmed);
-  if (!Number.isFinite(value)) return NaN;
-  return Math.round(value * 10 ** exponent(currency));
+  const digits = exponent(currency);
+  // Zeros past the currency's decimals change nothing ("1500.00" JPY, "12.500" USD).
+  const decimals = digits === 0 ? "(\\.0+)?" : `(\\.\\d{1,${digits}}0*)?`;
+  if (!new RegExp(`^-?\\d+${decimals}$`).test(trimmed)) return NaN;
+  return Math.round(Number(trimmed) * 10 ** digits);
+}
+
+// "7" -> 7; blank -> null; anything else ("7 days", "1.5") -> NaN, never sent (as null).
+export function toWhole(text) {
+  const trimmed = String(text ?? "").trim();
+  if (trimmed === "") return null;
+  return /^\d+$/.test(trimmed) ? Number(trimmed) : NaN;
+}
+
+// An error found before anything is sent, shown like the API's: under the field it names.
+export function fieldError(field, summary, message) {
+  return new ApiError(400, {
+    error: { type: "invalid_request", message: summary, details: [{ field, message }] },
+  });
+}
+
+// The error a form shows under an amount toMinor could not read.
+export function invalidAmount(field, currency) {
+  const digits = exponent(currency);
+  const units = (currency || "usd").toUpperCase();
+  const message =
+    digits === 0
+      ? `Enter whole ${units}, e.g. ${(12).toFixed(0)} (${units} has no decimals).`
+      : `Enter ${units} with a point and at most ${digits} decimals, e.g. ${(12.5).toFixed(digits)}.`;
+  return fieldError(field, "Check the amount.", message);
+}
+
+// The error a form shows under a whole number toWhole could not read.
+export function invalidWhole(field, example = "7") {
+  return fieldError(field, "Check the number.", `Enter a whole number, e.g. ${example}.`);
 }
 
 export function when(moment) {
@@ -141,10 +175,14 @@ export function useAction() {
       if (onDone) await onDone(result);
       return result;
     } catch (caught) {
-      // A definite refusal ends the action; an unknown outcome (no answer, 5xx, or 409 while
-      // the first attempt still runs) keeps the key, so sending it again cannot act twice.
+      // A definite refusal ends the action; an unknown outcome (no answer, 5xx, or a 409 with
+      // Retry-After: the first attempt still runs) keeps the key, so sending it again cannot
+      // act twice. A final 409 (an illegal transition) is stored as the key's answer: sent
+      // again with that key, it would be replayed even after the conflict is gone.
       const outcomeUnknown =
-        !(caught instanceof ApiError) || caught.status >= 500 || caught.status === 409;
+        !(caught instanceof ApiError) ||
+        caught.status >= 500 ||
+        (caught.status === 409 && caught.retryAfter !== null);
       if (!outcomeUnknown) pending.current = { signature: null, key: null };
       setError(caught);
       return undefined;
@@ -172,6 +210,14 @@ export function useLoad(loader, deps) {
     };
   }, [...deps, round]);
   return { ...state, reload: () => setRound((r) => r + 1) };
+}
+
+// Said under a list that listAll cut short: what is shown is not all there is.
+export function MoreNotShown({ items, what, narrow }) {
+  if (!items.truncated) return null;
+  return html`<p class="error-note" role="status">
+    Only the newest ${items.read ?? items.length} ${what} are read; there are more. ${narrow}
+  </p>`;
 }
 
 export function Loading({ state, children }) {
@@ -287,7 +333,11 @@ export function CardForm({ profileId, onSaved }) {
   async function save(event) {
     event.preventDefault();
     setStripeError(null);
-    const intent = await action.run("POST", `/v1/profiles/${profileId}/setup-intents`, {});
+    const path = `/v1/profiles/${profileId}/setup-intents`;
+    let intent = await action.run("POST", path, {});
+    // A replay (the first answer was lost and the same key sent again) carries no client_secret
+    // (it is shown once): ask for a new SetupIntent, with a new key.
+    if (intent && !intent.client_secret) intent = await action.run("POST", path, {});
     if (!intent) return;
     const result = await stripe.current.confirmCardSetup(intent.client_secret, {
       payment_method: { card: card.current },

@@ -40,6 +40,11 @@ def test_partial_then_full_refund_and_never_more_than_is_left(api_at: Any) -> No
     assert too_much.body["error"]["details"][0]["field"] == "amount"
     assert api.ok("GET", f"/v1/payments/{payment['id']}")["amount_refunded"] == 1000
     assert api.call("POST", path, {"amount": 0}).status == 400
+    # null is no amount (a client's NaN goes out as null): refused, never "all that is left".
+    null_amount = api.call("POST", path, {"amount": None})
+    assert null_amount.status == 400
+    assert null_amount.body["error"]["details"][0]["field"] == "amount"
+    assert api.ok("GET", f"/v1/payments/{payment['id']}")["amount_refunded"] == 1000
 
     rest = api.ok("POST", path, {}, 201)
     assert rest["amount"] == 2000
