@@ -314,7 +314,8 @@ export function PaymentsPage() {
 }
 
 function RefundForm({ payment, onDone }) {
-  const left = payment.amount_paid - payment.amount_refunded;
+  // Refunds waiting for Stripe's answer hold their amount already (API.md).
+  const left = payment.amount_paid - payment.amount_refunded - (payment.amount_refund_pending || 0);
   const [amount, setAmount] = useState("");
   const [reason, setReason] = useState("");
   const action = useAction();

@@ -449,7 +449,7 @@ function ProfileDetails({ profile, reload }) {
             (entry) => html`<article key=${entry.subscription.id}>
               <header>
                 <a href="#/subscriptions/${entry.subscription.id}">${entry.subscription.plan.name}</a>
-                ${` (${entry.role}) `}<${StatusBadge} status=${entry.subscription.status} />
+                ${` (${entry.former ? `former ${entry.role}` : entry.role}) `}<${StatusBadge} status=${entry.subscription.status} />
               </header>
               ${entry.payments.length === 0
                 ? html`<p>No payments.</p>`

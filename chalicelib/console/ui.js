@@ -370,5 +370,7 @@ export function CardForm({ profileId, onSaved }) {
 
 export function cardLabel(pm) {
   if (!pm) return "no card";
-  return `${pm.brand || pm.type || "card"} •••• ${pm.last4}${pm.exp_month ? ` (${pm.exp_month}/${pm.exp_year})` : ""}`;
+  const label = `${pm.brand || pm.type || "card"} •••• ${pm.last4}${pm.exp_month ? ` (${pm.exp_month}/${pm.exp_year})` : ""}`;
+  // A detached card is never charged again (docs/rules/money.md): say so wherever it shows.
+  return pm.detached ? `${label}: removed, cannot be charged` : label;
 }

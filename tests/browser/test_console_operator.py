@@ -411,3 +411,38 @@ def test_a_new_plan_in_a_yen_community_reads_its_prices_in_yen(
         form.wait_for(state="detached")
         [plan] = dojo.ok("GET", "/v1/plans")["data"]
         assert (plan["currency"], plan["prices"]) == ("jpy", {"month": 1500})
+
+
+def test_a_removed_card_and_a_former_owner_read_as_such(
+    own_console: Console, own_api: Api, plan: dict[str, Any]
+) -> None:
+    # A card detached from its customer is never charged again, and a replaced owner keeps the
+    # subscription in their billing history as a former part (docs/rules/money.md, history.md):
+    # the console showed the card like any other and a former part as a current one.
+    owner = own_api.customer("Nia Detach", "nia@example.com", GOOD_CARD)
+    inactive = own_api.ok(
+        "POST",
+        "/v1/subscriptions",
+        {
+            "plan_id": plan["id"],
+            "owner_id": owner["id"],
+            "member_ids": [owner["id"]],
+            "billing_cycle": "month",
+            "payment_method_id": owner["card"],
+        },
+    )
+    own_api.ok("DELETE", f"/v1/profiles/{owner['id']}/payment-methods/{owner['card']}")
+    own_console.open(f"subscriptions/{inactive['id']}")
+    expect(own_console.page.locator("dl.summary")).to_contain_text("removed, cannot be charged")
+
+    sub = active_subscription(own_api, plan, "Ole Former")
+    successor = own_api.customer("Pia Successor", "pia@example.com", GOOD_CARD)
+    own_api.ok(
+        "PATCH",
+        f"/v1/subscriptions/{sub['id']}",
+        {"owner_id": successor["id"], "payment_method_id": successor["card"]},
+    )
+    own_api.ok("DELETE", f"/v1/subscriptions/{sub['id']}/members/{sub['owner_id']}?at=now")
+    own_console.open(f"profiles/{sub['owner_id']}")
+    history = own_console.page.locator("section[aria-labelledby='history-title']")
+    expect(history).to_contain_text("Bouldering (former ")
