@@ -475,6 +475,8 @@ class FakePaymentGateway:
             "amount": request.amount,
             "amount_received": request.amount if status == "succeeded" else 0,
             "currency": request.currency,
+            # Stripe shows it on every PaymentIntent: null without a fee.
+            "application_fee_amount": request.application_fee_amount or None,
             "latest_charge": f"ch_{len(self.intents) + 1}" if status == "succeeded" else None,
             "metadata": dict(request.metadata),
         }

@@ -37,6 +37,7 @@ from chalicelib.domain.errors import (
     StripeRateLimited,
     Unavailable,
 )
+from chalicelib.domain.payment_reports import IntentClaim
 from chalicelib.domain.payments import ACCOUNT_DISCONNECTED
 
 IntentStatus = Literal["succeeded", "failed", "pending", "requires_action"]
@@ -147,6 +148,26 @@ def outcome_from_intent(intent: Mapping[str, Any]) -> IntentOutcome:
             ),
         )
     return IntentOutcome("pending", intent_id, charge_id)
+
+
+def intent_claim(intent: Mapping[str, Any], account: str | None) -> IntentClaim:
+    """What a PaymentIntent (dict) on `account` says it is (domain/payment_reports.py).
+    Stripe shows `application_fee_amount` on every PaymentIntent (null: no fee)."""
+    fee: int | None = None
+    if "application_fee_amount" in intent:
+        fee = _amount_of(intent.get("application_fee_amount")) or 0
+    currency = intent.get("currency")
+    return IntentClaim(
+        payment_intent_id=_id_of(intent.get("id")),
+        account_id=account or None,
+        amount=_amount_of(intent.get("amount")),
+        currency=currency if isinstance(currency, str) else None,
+        application_fee_amount=fee,
+    )
+
+
+def _amount_of(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:
