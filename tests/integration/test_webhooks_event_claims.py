@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from chalicelib.adapters.dynamodb.communities import community_key
+from tests.integration.conftest import PLATFORM_KEY
 from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url
-from tests.support.webhook_flow import Billing, Pending, billing, failed_twin
+from tests.support.webhook_flow import Billing, Pending, billing, community, failed_twin
 
 __all__ = ["billing", "localstripe_url"]
 
@@ -128,3 +132,42 @@ def test_a_dispute_of_another_charge_naming_our_payment_is_ignored(billing: Bill
     assert result(billing, opened) == "ignored"
 
     assert state(billing, paid) == before
+
+
+def deauthorization(account: str, *, livemode: bool) -> dict[str, Any]:
+    application = {"id": "ca_membership", "object": "application", "name": "Membership billing"}
+    event = se.event("account.application.deauthorized", application, account=account)
+    return {**event, "livemode": livemode}
+
+
+def deauthorized(billing: Billing, community_id: str) -> bool:
+    item = billing.env.container.dynamodb.get_item(
+        TableName=billing.env.settings.table_name, Key=community_key(community_id)
+    )["Item"]
+    return "stripe_deauthorized_at" in item
+
+
+def test_a_live_stage_believes_no_test_mode_event(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripe sends a live Connect endpoint the connected accounts' test-mode events too
+    (signed with its live secret), and its objects cost the account's owner nothing to make:
+    on a stage whose Stripe key is live, a test-mode event is ignored and changes nothing."""
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_integration")
+    community_id, _ = community(billing.env.client, PLATFORM_KEY, ACCOUNT)
+
+    status, body = billing.deliver(deauthorization(ACCOUNT, livemode=False))
+
+    assert (status, body["result"]) == (200, "ignored")
+    assert not deauthorized(billing, community_id)
+    assert result(billing, deauthorization(ACCOUNT, livemode=True)) == "processed"
+    assert deauthorized(billing, community_id)
+
+
+def test_a_test_stage_believes_no_live_event(billing: Billing) -> None:
+    community_id, _ = community(billing.env.client, PLATFORM_KEY, ACCOUNT)
+
+    assert result(billing, deauthorization(ACCOUNT, livemode=True)) == "ignored"
+
+    assert not deauthorized(billing, community_id)
+    assert result(billing, deauthorization(ACCOUNT, livemode=False)) == "processed"
