@@ -79,7 +79,8 @@ def test_a_success_for_a_payment_not_knowing_its_intent_must_be_for_what_we_aske
 ) -> None:
     """Stripe's answer to the charge was lost: the payment records no PaymentIntent yet. A
     success counts only on the payment's account, for its amount and currency (and, where
-    Stripe's object shows it, its application fee, which only the platform can set)."""
+    Stripe's object shows them, its application fee, which only the platform can set, and a
+    platform as its maker)."""
     pending = billing.pending(account=ACCOUNT)  # no fee: localstripe refuses one
     payment = billing.payment(pending)
     assert payment["stripe"]["payment_intent_id"] is None
@@ -90,6 +91,7 @@ def test_a_success_for_a_payment_not_knowing_its_intent_must_be_for_what_we_aske
         {"amount": 1, "amount_received": 1},
         {"currency": "eur"},
         {"application_fee_amount": 125},
+        {"application": None},  # the account made it itself (ours name our Connect app)
     ):
         assert result(billing, owners_own_success(pending, **claim)) == "ignored", claim
         assert state(billing, pending) == before, claim

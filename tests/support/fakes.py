@@ -475,8 +475,10 @@ class FakePaymentGateway:
             "amount": request.amount,
             "amount_received": request.amount if status == "succeeded" else 0,
             "currency": request.currency,
-            # Stripe shows it on every PaymentIntent: null without a fee.
+            # Stripe shows both on every PaymentIntent: null without a fee, and null for one
+            # the account made itself (ours, on a connected account, name our application).
             "application_fee_amount": request.application_fee_amount or None,
+            "application": "ca_platform" if request.stripe_account_id else None,
             "latest_charge": f"ch_{len(self.intents) + 1}" if status == "succeeded" else None,
             "metadata": dict(request.metadata),
         }

@@ -152,10 +152,14 @@ def outcome_from_intent(intent: Mapping[str, Any]) -> IntentOutcome:
 
 def intent_claim(intent: Mapping[str, Any], account: str | None) -> IntentClaim:
     """What a PaymentIntent (dict) on `account` says it is (domain/payment_reports.py).
-    Stripe shows `application_fee_amount` on every PaymentIntent (null: no fee)."""
+    Stripe shows `application_fee_amount` (null: no fee) and `application` (null: the account
+    made it itself) on every PaymentIntent; localstripe shows neither."""
     fee: int | None = None
     if "application_fee_amount" in intent:
         fee = _amount_of(intent.get("application_fee_amount")) or 0
+    made_by_a_platform: bool | None = None
+    if "application" in intent:
+        made_by_a_platform = _id_of(intent.get("application")) is not None
     currency = intent.get("currency")
     return IntentClaim(
         payment_intent_id=_id_of(intent.get("id")),
@@ -163,6 +167,7 @@ def intent_claim(intent: Mapping[str, Any], account: str | None) -> IntentClaim:
         amount=_amount_of(intent.get("amount")),
         currency=currency if isinstance(currency, str) else None,
         application_fee_amount=fee,
+        made_by_a_platform=made_by_a_platform,
     )
 
 

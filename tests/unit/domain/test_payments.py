@@ -341,9 +341,9 @@ def connected_payment() -> Payment:
 def test_a_payment_intent_counts_for_a_payment_only_if_it_is_the_payments() -> None:
     """docs/rules/money.md "What a Stripe event may claim"."""
     payment = connected_payment()
-    asked = IntentClaim("pi_owner", "acct_1", 3500, "usd", 88)
+    asked = IntentClaim("pi_owner", "acct_1", 3500, "usd", 88, made_by_a_platform=True)
     assert asked.refusal(payment) is None  # no intent recorded yet: what we asked counts
-    assert IntentClaim("pi_owner", "acct_1", 3500, "USD", None).refusal(payment) is None
+    assert IntentClaim("pi_owner", "acct_1", 3500, "USD").refusal(payment) is None
     for claim in (
         replace(asked, account_id=None),
         replace(asked, account_id="acct_2"),
@@ -352,6 +352,7 @@ def test_a_payment_intent_counts_for_a_payment_only_if_it_is_the_payments() -> N
         replace(asked, currency="eur"),
         replace(asked, application_fee_amount=0),  # the owner's own: Stripe shows null, 0
         replace(asked, application_fee_amount=87),
+        replace(asked, made_by_a_platform=False),  # the account's own: Stripe shows null
     ):
         assert claim.refusal(payment) is not None, claim
     recorded = replace(payment, stripe=replace(payment.stripe, payment_intent_id="pi_ours"))

@@ -218,7 +218,11 @@ def test_the_recovery_pass_believes_no_payment_intent_the_accounts_owner_made() 
     payment = world.store.payments[(CID, pending.value.payment_id)]
     [ours] = world.gateway.intents.values()
     owners = {**ours, "id": "pi_owner", "status": "succeeded", "amount_received": ours["amount"]}
-    world.gateway.intents["pi_owner"] = {**owners, "application_fee_amount": None}
+    world.gateway.intents["pi_owner"] = {
+        **owners,
+        "application_fee_amount": None,
+        "application": None,
+    }
     later = world.clock.now() + timedelta(minutes=6)
 
     assert world.scheduled.recover_pending_payment(CID, payment.id, later) == "recovered_failed"
