@@ -599,14 +599,16 @@ class FakePaymentGateway:
         return RefundResult(existing["id"], existing["amount"], existing["status"])
 
     def find_refund(
-        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+        self, payment_intent_id: str, refund_id: str, amount: int, stripe_account_id: str | None
     ) -> Any:
         from chalicelib.adapters.stripe.payments import RefundResult
 
         self._check_access("find_refund", stripe_account_id)
         for refund in self.refunds:
-            if refund["intent"] == payment_intent_id and refund["metadata"].get("refund_id") == (
-                refund_id
+            if (
+                refund["intent"] == payment_intent_id
+                and refund["metadata"].get("refund_id") == refund_id
+                and refund["amount"] == amount
             ):
                 return RefundResult(refund["id"], refund["amount"], refund["status"])
         return None

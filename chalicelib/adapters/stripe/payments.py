@@ -403,10 +403,11 @@ class StripePaymentGateway:
         return _to_dict(intent)
 
     def find_refund(
-        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+        self, payment_intent_id: str, refund_id: str, amount: int, stripe_account_id: str | None
     ) -> RefundResult | None:
-        """Our refund on Stripe (metadata.refund_id): a succeeded one wins should Stripe hold
-        two (localstripe ignores idempotency keys)."""
+        """Our refund on Stripe (metadata.refund_id, for `amount`: on a connected account the
+        owner can refund the charge with our id in the metadata, and that is not ours); a
+        succeeded one wins should Stripe hold two (localstripe ignores idempotency keys)."""
         import stripe
 
         options = request_options(stripe_account_id)
@@ -416,7 +417,11 @@ class StripePaymentGateway:
             for _ in range(LIST_MAX_PAGES):
                 page = self._client.v1.refunds.list(params=params, options=options)
                 items = [_to_dict(item) for item in page.data]
-                found += [r for r in items if _metadata(r).get("refund_id") == refund_id]
+                found += [
+                    r
+                    for r in items
+                    if _metadata(r).get("refund_id") == refund_id and r.get("amount") == amount
+                ]
                 if not page.has_more or not items:
                     break
                 params["starting_after"] = items[-1]["id"]

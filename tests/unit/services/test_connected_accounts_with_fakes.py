@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import AccountDisconnected, Conflict
+from chalicelib.domain.errors import AccountDisconnected, Conflict, Unavailable
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.rate_control import Deferred
@@ -230,3 +230,35 @@ def test_the_recovery_pass_believes_no_payment_intent_the_accounts_owner_made() 
     recovered = stored(world, payment)
     assert (recovered.status, recovered.stripe.payment_intent_id) == ("failed", ours["id"])
     assert world.store.subscriptions[(CID, sub_id)].status == "inactive"
+
+
+def test_a_refund_the_accounts_owner_made_under_our_refund_id_never_settles_ours() -> None:
+    """Our refund of 15.00 never reached Stripe. The account's owner refunded 0.01 of the
+    charge themselves, with our refund's id in the metadata: that is not our refund, so the
+    recovery pass finds none of ours and releases the reservation; 15.00 is never recorded
+    refunded for 0.01 refunded."""
+    world = World()
+    _, payment = paid_on_gym(world)
+    world.gateway.fail_next = ["before"]
+    with pytest.raises(Unavailable):
+        world.payments.refund(CID, payment.id, 1500, "goodwill")
+    with world.store.unit_of_work() as uow:
+        [ours] = uow.payments.refunds(CID, payment.id)
+    world.gateway.refunds.append(
+        {
+            "id": "re_owner",
+            "amount": 1,
+            "intent": payment.stripe.payment_intent_id,
+            "account": GYM,
+            "key": "owner",
+            "status": "succeeded",
+            "metadata": {"refund_id": ours.id},
+        }
+    )
+    later = world.clock.now() + timedelta(minutes=6)
+
+    assert world.scheduled.recover_pending_refunds(CID, payment.id, later) == "refunds_settled"
+
+    settled = stored(world, payment)
+    assert (settled.amount_refunded, settled.amount_refund_pending) == (0, 0)
+    assert refund_records(world, payment) == [(1500, "failed")]
