@@ -173,3 +173,17 @@ def test_a_test_stage_believes_no_live_event(billing: Billing) -> None:
 
     assert not deauthorized(billing, community_id)
     assert result(billing, deauthorization(ACCOUNT, livemode=False)) == "processed"
+
+
+def test_news_of_a_connected_accounts_payment_without_the_account_is_ignored(
+    billing: Billing,
+) -> None:
+    """The payment was charged on the connected account: the same PaymentIntent's news from
+    the platform account (no `account`) is not that payment's."""
+    pending = billing.pending(account=ACCOUNT)
+    assert "account" not in pending.succeeded_event
+    before = state(billing, pending)
+
+    assert result(billing, pending.succeeded_event) == "ignored"
+
+    assert state(billing, pending) == before
