@@ -168,6 +168,7 @@ class Container:
             handlers=handlers.registry(),
             clock=self.clock,
             secrets=lambda: self.secrets.get().webhook_secrets,
+            livemode=lambda: self.secrets.get().stripe_livemode,
         )
 
     # --- subscriptions and payments: repositories and the unit of work ---

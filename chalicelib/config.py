@@ -24,6 +24,12 @@ class Secrets:
     webhook_secrets: tuple[str, ...]
     platform_api_key: str
 
+    @property
+    def stripe_livemode(self) -> bool:
+        """Whether our Stripe key is a live one: the mode of every object we make, and of
+        every event we believe (docs/rules/money.md "What a Stripe event may claim")."""
+        return self.stripe_secret_key.startswith(("sk_live_", "rk_live_"))
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -44,3 +44,61 @@ class PaymentReport:
             subscription.pending_charge is None
             or subscription.pending_charge.payment_id != self.payment_id
         )
+
+
+@dataclass(frozen=True)
+class IntentClaim:
+    """What a Stripe PaymentIntent says about itself, read from an event or from Stripe.
+
+    On a connected account its contents are written by whoever controls that account: the
+    owner can make PaymentIntents there with any amount and our ids in their metadata, and
+    Stripe signs the events about them like any other. `application_fee_amount` is the one
+    field only the platform can set (it takes the Stripe-Account header or an OAuth key), and
+    `made_by_a_platform` says whether a Connect application made it (Stripe's `application`);
+    each None when the object does not show the field (localstripe's)."""
+
+    payment_intent_id: str | None
+    account_id: str | None
+    amount: int | None
+    currency: str | None
+    application_fee_amount: int | None = None
+    made_by_a_platform: bool | None = None
+
+    def refusal(self, payment: Payment) -> str | None:
+        """Why this PaymentIntent's news is not `payment`'s; None when it is. It is when it
+        happened on the payment's Stripe account and is the PaymentIntent the payment records,
+        or, while the payment records none yet (Stripe's answer to the charge was lost), is
+        for what we asked: the payment's amount, currency and application fee, and, on a
+        connected account, made by a platform rather than by the account itself."""
+        if payment.stripe.account_id != (self.account_id or None):
+            return (
+                f"payment {payment.id} is on Stripe account "
+                f"{payment.stripe.account_id or 'platform'}, "
+                f"the PaymentIntent on {self.account_id or 'platform'}"
+            )
+        recorded = payment.stripe.payment_intent_id
+        if recorded is not None:
+            if self.payment_intent_id != recorded:
+                return (
+                    f"PaymentIntent {self.payment_intent_id} is not payment {payment.id}'s "
+                    f"({recorded})"
+                )
+            return None
+        asked = (payment.total, payment.currency.lower())
+        if (self.amount, (self.currency or "").lower()) != asked:
+            return (
+                f"PaymentIntent {self.payment_intent_id} is for {self.amount} "
+                f"{self.currency}, payment {payment.id} asked {asked[0]} {asked[1]}"
+            )
+        fee = self.application_fee_amount
+        if fee is not None and fee != payment.application_fee_amount:
+            return (
+                f"PaymentIntent {self.payment_intent_id} carries an application fee of {fee}, "
+                f"payment {payment.id} asked {payment.application_fee_amount}"
+            )
+        if payment.stripe.account_id and self.made_by_a_platform is False:
+            return (
+                f"PaymentIntent {self.payment_intent_id} was made by account "
+                f"{payment.stripe.account_id} itself, not by the platform"
+            )
+        return None

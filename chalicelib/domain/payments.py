@@ -179,8 +179,9 @@ class Payment:
         payment_method: PaymentMethodSummary | None = None,
     ) -> PaymentChange:
         """pending/failed -> succeeded (a PaymentIntent can succeed after an earlier failure,
-        e.g. after authentication: the ledger follows the money). Later statuses: no change."""
-        if self.status in SETTLED_FOR["succeeded"]:
+        e.g. after authentication: the ledger follows the money). Later statuses, or news of
+        another PaymentIntent than the one the payment records: no change."""
+        if self.status in SETTLED_FOR["succeeded"] or self._another_intent(payment_intent_id):
             return PaymentChange(self, changed=False)
         stripe = replace(
             self.stripe,
@@ -201,14 +202,21 @@ class Payment:
     def fail(
         self, failure: PaymentFailure, now: datetime, *, payment_intent_id: str | None = None
     ) -> PaymentChange:
-        """pending -> failed. Anything else (already failed, succeeded, refunded...): no change."""
-        if self.status in SETTLED_FOR["failed"]:
+        """pending -> failed. Anything else (already failed, succeeded, refunded...), or news of
+        another PaymentIntent than the one the payment records: no change."""
+        if self.status in SETTLED_FOR["failed"] or self._another_intent(payment_intent_id):
             return PaymentChange(self, changed=False)
         stripe = replace(
             self.stripe, payment_intent_id=payment_intent_id or self.stripe.payment_intent_id
         )
         updated = replace(self, status="failed", failure=failure, stripe=stripe, updated_at=now)
         return PaymentChange(updated, changed=True, previous_status=self.status)
+
+    def _another_intent(self, payment_intent_id: str | None) -> bool:
+        """A payment has one PaymentIntent (its id is the idempotency key): once recorded,
+        news of another one is not this payment's, whatever its metadata says."""
+        recorded = self.stripe.payment_intent_id
+        return None not in (recorded, payment_intent_id) and payment_intent_id != recorded
 
     @property
     def refundable_amount(self) -> int:

@@ -9,13 +9,14 @@ audit event in one unit of work, the event's own when bound with `committing_wit
   (`metadata.community_id`, `metadata.payment_id`; we put `community_id`, `subscription_id`,
   `payment_id` and `kind` on every PaymentIntent). Pass `community_id` when the event names a
   connected account, so another community's payment is never touched.
-- `resolve_payment_from_intent(community_id, payment_id, intent, actor="webhook")
+- `resolve_payment_from_intent(community_id, payment_id, intent, account, actor="webhook")
   -> Resolution | None`
   For `payment_intent.succeeded` / `payment_intent.payment_failed` (and anything carrying a
   PaymentIntent dict). The same code path the API uses after calling Stripe: a pending payment
   becomes succeeded/failed and the subscription takes its transition; an already resolved
   payment is left alone (`Resolution.changed == False`). Returns None when the intent is not
-  final yet (processing) or the payment is unknown.
+  final yet (processing), the payment is unknown, or the intent (on `account`) is not the
+  payment's (`IntentClaim.refusal`, domain/payment_reports.py).
 - `record_refunded_total(community_id, payment_intent_id, amount_refunded,
   actor="webhook") -> bool`
   For `charge.refunded` / `charge.refund.updated`: Stripe's cumulative `amount_refunded` of the
@@ -35,7 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Literal, Protocol
 
-from chalicelib.adapters.stripe.payments import IntentOutcome, outcome_from_intent
+from chalicelib.adapters.stripe.payments import IntentOutcome, intent_claim, outcome_from_intent
 from chalicelib.domain.errors import AccountDisconnected, Conflict, NotFound
 from chalicelib.domain.events import Actor, AuditEvent
 from chalicelib.domain.ids import new_id
@@ -163,6 +164,7 @@ class PaymentService:
         community_id: str,
         payment_id: str,
         intent: dict[str, Any],
+        account: str | None,
         actor: Actor = "webhook",
     ) -> Resolution | None:
         outcome = outcome_from_intent(intent)
@@ -172,10 +174,8 @@ class PaymentService:
             payment = uow.payments.find(community_id, payment_id)
         if payment is None:
             return None
-        known = payment.stripe.payment_intent_id
-        named = (intent.get("metadata") or {}).get("payment_id")
-        if known not in (None, outcome.payment_intent_id) and named != payment_id:
-            return None  # an intent that is not this payment's
+        if intent_claim(intent, account).refusal(payment) is not None:
+            return None  # an intent that is not this payment's (docs/rules/money.md)
         return self._charging.resolve(community_id, payment_id, outcome, actor=actor)
 
     def settle_from_stripe(
@@ -196,7 +196,7 @@ class PaymentService:
         )
         if found is None or found.status != "pending":
             return found
-        self.resolve_payment_from_intent(found.community_id, found.id, intent)
+        self.resolve_payment_from_intent(found.community_id, found.id, intent, account)
         return self.get(found.community_id, found.id)
 
     def resolve_known(

@@ -282,8 +282,9 @@ class PaymentGateway(Protocol):
         metadata: Mapping[str, str],
     ) -> RefundResult: ...
     def find_refund(
-        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+        self, payment_intent_id: str, refund_id: str, amount: int, stripe_account_id: str | None
     ) -> RefundResult | None:
-        """The Stripe refund we sent for our refund `refund_id` (metadata.refund_id), or None
-        when Stripe has none."""
+        """The Stripe refund we sent for our refund `refund_id` of `amount` (metadata.refund_id
+        and the amount: the account's owner can refund the charge under our id), or None when
+        Stripe has none."""
         ...

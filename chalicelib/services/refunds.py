@@ -173,7 +173,7 @@ class Refunds:
             return {refund.id: None for refund in pending}
         account = payment.stripe.account_id
         return {
-            refund.id: self._gateway.find_refund(intent_id, refund.id, account)
+            refund.id: self._gateway.find_refund(intent_id, refund.id, refund.amount, account)
             for refund in pending
         }
 

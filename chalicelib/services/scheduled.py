@@ -48,7 +48,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.adapters.dynamodb.billing_context import BillingContext
-from chalicelib.adapters.stripe.payments import outcome_from_intent
+from chalicelib.adapters.stripe.payments import intent_claim, outcome_from_intent
 from chalicelib.domain.billing.charges import ChargePlan
 from chalicelib.domain.charge_planning import plan_renewal, plan_retry
 from chalicelib.domain.errors import AccountDisconnected, Conflict
@@ -292,7 +292,10 @@ class ScheduledActions:
         if payment.stripe.payment_intent_id:
             intents = [self._gateway.retrieve_intent(payment.stripe.payment_intent_id, account)]
         else:
-            intents = self._gateway.find_intents_by_metadata("payment_id", payment.id, account)
+            named = self._gateway.find_intents_by_metadata("payment_id", payment.id, account)
+            # The account's owner can put our ids on a PaymentIntent of their own: only one
+            # for what we asked counts (IntentClaim.refusal).
+            intents = [i for i in named if intent_claim(i, account).refusal(payment) is None]
         if not intents:
             return None
         # Our idempotency key makes one intent per payment on Stripe; should a second one

@@ -11,7 +11,9 @@ that is. News of a charge (refund, dispute) on an account no community has now s
 the payment taken on it (the community connected another account since); anything else on
 such an account is ignored. A platform-account event is routed by the ids our PaymentIntents
 carry in their metadata (charges copy them), or by the PaymentIntent id. A payment is only
-touched by an event of the Stripe account it was charged on.
+touched by an event of the Stripe account it was charged on, and only by news of its own
+PaymentIntent: the owner of a connected account can put our ids on objects of their own
+(`IntentClaim.refusal`, docs/rules/money.md "What a Stripe event may claim").
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from chalicelib.adapters.stripe.payments import IntentOutcome, outcome_from_intent
+from chalicelib.adapters.stripe.payments import IntentOutcome, intent_claim, outcome_from_intent
 from chalicelib.domain.communities import Community
 from chalicelib.domain.errors import ConcurrentChange, Unavailable
 from chalicelib.domain.payment_reports import PaymentReport
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.domain.webhook_events import Outcome, WebhookEvent
+from chalicelib.observability import logger
 from chalicelib.services.payments import PaymentService
 from chalicelib.services.ports import Clock, UnitOfWorkFactory
 from chalicelib.services.webhooks import Effect, EventHandler, EventScope
@@ -139,8 +142,9 @@ class WebhookHandlers:
                     f"no payment {payment_id} in community {community_id}", community_id
                 )
             )
-        if payment.stripe.account_id != event.account:
-            return Effect(Outcome.ignored(_other_account(payment, event.account)))
+        refusal = intent_claim(intent, event.account).refusal(payment)
+        if refusal is not None:
+            return Effect(Outcome.ignored(_refused(event, refusal)))
         charging = self._payments_in(scope, community_id)
         charging.resolve_known(community_id, payment_id, outcome, known)
         return Effect(Outcome.processed(community_id))
@@ -298,6 +302,8 @@ class WebhookHandlers:
                 found, community_id = taken_here, taken_here.community_id
         if left_account is not None and (found is None or found.stripe.account_id != event.account):
             return left_account
+        if found is not None and found.stripe.payment_intent_id not in (None, intent_id):
+            return Route(None, _refused(event, _not_its_intent(found, intent_id)))
         if (found is None or found.status == "pending") and intent_id:
             found = self._payments.settle_from_stripe(intent_id, event.account, community_id)
         if found is None:
@@ -307,6 +313,8 @@ class WebhookHandlers:
             raise Unavailable(f"Payment {found.id} is not settled yet; deliver the event later.")
         if found.stripe.account_id != event.account:
             return Route(None, _other_account(found, event.account))
+        if intent_id is None or found.stripe.payment_intent_id != intent_id:
+            return Route(None, _refused(event, _not_its_intent(found, intent_id)))
         return found
 
 
@@ -365,4 +373,18 @@ def _other_account(payment: Payment, account: str | None) -> str:
     return (
         f"payment {payment.id} is on Stripe account "
         f"{payment.stripe.account_id or 'platform'}, the event on {account or 'platform'}"
+    )
+
+
+def _refused(event: WebhookEvent, reason: str) -> str:
+    """An event whose object is not about the payment it names (stored ignored, and logged:
+    on a connected account it may be the account's owner claiming what did not happen)."""
+    logger.warning("webhook_claim_refused", extra={"event_id": event.id, "reason": reason})
+    return reason
+
+
+def _not_its_intent(payment: Payment, intent_id: str | None) -> str:
+    return (
+        f"the charge's PaymentIntent {intent_id or '(none)'} is not payment {payment.id}'s "
+        f"({payment.stripe.payment_intent_id or 'none recorded'})"
     )

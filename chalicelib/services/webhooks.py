@@ -15,6 +15,8 @@ One pipeline serves every source (a webhook delivery, a replay, the reconciliati
    applies the effect then; so do conflicts that outlast the shared code's own retries. Any
    other error is a bug or bad data: stored as failed and answered 200 (Stripe retrying cannot
    help); an operator lists and replays it once it is fixed.
+5. An event of the other Stripe mode (`livemode` not that of our Stripe key) is ignored before
+   any handler: Stripe sends a live Connect endpoint the accounts' test-mode events too.
 """
 
 from __future__ import annotations
@@ -117,12 +119,14 @@ class WebhookService:
         handlers: dict[str, EventHandler],
         clock: Clock,
         secrets: Callable[[], tuple[str, ...]],
+        livemode: Callable[[], bool],
     ) -> None:
         self._store = store
         self._uow = uow
         self._handlers = handlers
         self._clock = clock
         self._secrets = secrets
+        self._livemode = livemode
 
     def handles(self, event_type: str) -> bool:
         return event_type in self._handlers
@@ -151,6 +155,10 @@ class WebhookService:
 
     def process(self, event: WebhookEvent) -> Delivery:
         handler = self._handlers.get(event.type, ignore_unhandled_type)
+        livemode = event.payload.get("livemode")
+        if isinstance(livemode, bool) and livemode != self._livemode():
+            # Stripe sends a live Connect endpoint the accounts' test-mode events too.
+            handler = ignore_other_mode
 
         def apply_once() -> Delivery:
             """Run the handler from its reads; a lost race (ConcurrentChange) runs it again."""
@@ -209,6 +217,11 @@ class _EffectKeptChanging(Exception):
 
 def ignore_unhandled_type(event: WebhookEvent, scope: EventScope) -> Effect:
     return Effect(Outcome.ignored(f"event type {event.type} is not handled"))
+
+
+def ignore_other_mode(event: WebhookEvent, scope: EventScope) -> Effect:
+    mode = "live" if event.payload.get("livemode") else "test"
+    return Effect(Outcome.ignored(f"a {mode}-mode event; this stage's Stripe key is not {mode}"))
 
 
 def is_transient(error: BaseException) -> bool:

@@ -131,3 +131,26 @@ def test_a_refund_stripe_is_still_working_on_is_counted_once_with_charge_refunde
     assert (status, body["amount"]) == (201, 1500)
     assert stripe_refunds(billing, paid) == [1000, 1500]
     assert billing.payment(paid)["amount_refunded"] == 2500
+
+
+def test_a_refund_the_accounts_owner_made_under_our_refund_id_is_not_ours(
+    billing: Billing,
+) -> None:
+    """Our refund of 10.00 never reached Stripe; someone who can refund on the account refunded
+    0.01 with our refund's id in its metadata. The recovery pass does not take it for ours:
+    the reservation is released, 10.00 is never recorded refunded."""
+    paid = billing.paid()
+    billing.cutoff.down_next("POST", "/v1/refunds")
+    assert refund(billing, paid, {"amount": 1000})[0] == 503
+    with billing.env.container.unit_of_work() as uow:
+        [ours] = uow.payments.refunds(paid.community_id, paid.payment_id)
+    stripe_for(billing.cutoff.target).v1.refunds.create(
+        params={"payment_intent": paid.intent_id, "amount": 1, "metadata": {"refund_id": ours.id}}
+    )
+
+    billing.env.clock.advance(timedelta(minutes=6))
+    run_once(billing.env.container)
+
+    payment = billing.payment(paid)
+    assert (payment["amount_refunded"], payment["amount_refund_pending"]) == (0, 0)
+    assert "payment.refund_failed" in {e["type"] for e in billing.audit(paid)}

@@ -475,6 +475,10 @@ class FakePaymentGateway:
             "amount": request.amount,
             "amount_received": request.amount if status == "succeeded" else 0,
             "currency": request.currency,
+            # Stripe shows both on every PaymentIntent: null without a fee, and null for one
+            # the account made itself (ours, on a connected account, name our application).
+            "application_fee_amount": request.application_fee_amount or None,
+            "application": "ca_platform" if request.stripe_account_id else None,
             "latest_charge": f"ch_{len(self.intents) + 1}" if status == "succeeded" else None,
             "metadata": dict(request.metadata),
         }
@@ -595,14 +599,16 @@ class FakePaymentGateway:
         return RefundResult(existing["id"], existing["amount"], existing["status"])
 
     def find_refund(
-        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+        self, payment_intent_id: str, refund_id: str, amount: int, stripe_account_id: str | None
     ) -> Any:
         from chalicelib.adapters.stripe.payments import RefundResult
 
         self._check_access("find_refund", stripe_account_id)
         for refund in self.refunds:
-            if refund["intent"] == payment_intent_id and refund["metadata"].get("refund_id") == (
-                refund_id
+            if (
+                refund["intent"] == payment_intent_id
+                and refund["metadata"].get("refund_id") == refund_id
+                and refund["amount"] == amount
             ):
                 return RefundResult(refund["id"], refund["amount"], refund["status"])
         return None

@@ -44,7 +44,12 @@ def service(handler: Any) -> tuple[WebhookService, InMemoryStore, InMemoryEventS
     store = InMemoryStore()
     events = InMemoryEventStore(store)
     svc = WebhookService(
-        events, store.unit_of_work, {"thing.happened": handler}, FixedClock(NOW), lambda: ()
+        events,
+        store.unit_of_work,
+        {"thing.happened": handler},
+        FixedClock(NOW),
+        lambda: (),
+        livemode=lambda: False,
     )
     return svc, store, events
 

@@ -37,6 +37,7 @@ from chalicelib.domain.errors import (
     StripeRateLimited,
     Unavailable,
 )
+from chalicelib.domain.payment_reports import IntentClaim
 from chalicelib.domain.payments import ACCOUNT_DISCONNECTED
 
 IntentStatus = Literal["succeeded", "failed", "pending", "requires_action"]
@@ -147,6 +148,31 @@ def outcome_from_intent(intent: Mapping[str, Any]) -> IntentOutcome:
             ),
         )
     return IntentOutcome("pending", intent_id, charge_id)
+
+
+def intent_claim(intent: Mapping[str, Any], account: str | None) -> IntentClaim:
+    """What a PaymentIntent (dict) on `account` says it is (domain/payment_reports.py).
+    Stripe shows `application_fee_amount` (null: no fee) and `application` (null: the account
+    made it itself) on every PaymentIntent; localstripe shows neither."""
+    fee: int | None = None
+    if "application_fee_amount" in intent:
+        fee = _amount_of(intent.get("application_fee_amount")) or 0
+    made_by_a_platform: bool | None = None
+    if "application" in intent:
+        made_by_a_platform = _id_of(intent.get("application")) is not None
+    currency = intent.get("currency")
+    return IntentClaim(
+        payment_intent_id=_id_of(intent.get("id")),
+        account_id=account or None,
+        amount=_amount_of(intent.get("amount")),
+        currency=currency if isinstance(currency, str) else None,
+        application_fee_amount=fee,
+        made_by_a_platform=made_by_a_platform,
+    )
+
+
+def _amount_of(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:
@@ -377,10 +403,11 @@ class StripePaymentGateway:
         return _to_dict(intent)
 
     def find_refund(
-        self, payment_intent_id: str, refund_id: str, stripe_account_id: str | None
+        self, payment_intent_id: str, refund_id: str, amount: int, stripe_account_id: str | None
     ) -> RefundResult | None:
-        """Our refund on Stripe (metadata.refund_id): a succeeded one wins should Stripe hold
-        two (localstripe ignores idempotency keys)."""
+        """Our refund on Stripe (metadata.refund_id, for `amount`: on a connected account the
+        owner can refund the charge with our id in the metadata, and that is not ours); a
+        succeeded one wins should Stripe hold two (localstripe ignores idempotency keys)."""
         import stripe
 
         options = request_options(stripe_account_id)
@@ -390,7 +417,11 @@ class StripePaymentGateway:
             for _ in range(LIST_MAX_PAGES):
                 page = self._client.v1.refunds.list(params=params, options=options)
                 items = [_to_dict(item) for item in page.data]
-                found += [r for r in items if _metadata(r).get("refund_id") == refund_id]
+                found += [
+                    r
+                    for r in items
+                    if _metadata(r).get("refund_id") == refund_id and r.get("amount") == amount
+                ]
                 if not page.has_more or not items:
                     break
                 params["starting_after"] = items[-1]["id"]

@@ -9,7 +9,7 @@ from chalicelib.domain.billing.lines import PaymentLine, charge_key
 from chalicelib.domain.charge_outcomes import begin_charge
 from chalicelib.domain.charge_planning import plan_activation, plan_add_members, plan_renewal
 from chalicelib.domain.errors import Conflict, InvalidRequest
-from chalicelib.domain.payment_reports import PaymentReport
+from chalicelib.domain.payment_reports import IntentClaim, PaymentReport
 from chalicelib.domain.payments import (
     PAYMENT_STATUSES,
     SETTLED_FOR,
@@ -329,3 +329,41 @@ def test_a_report_changes_nothing_only_on_a_settled_payment_with_its_intent_and_
     assert replace(report, outcome="failed").changes_nothing(paid, sub)
     failed = pending.fail(DECLINE, T0, payment_intent_id="pi_1").payment
     assert not report.changes_nothing(failed, sub)
+
+
+def connected_payment() -> Payment:
+    """A pending payment of 3500 usd on acct_1 with an application fee of 88."""
+    charge = plan_activation(stored(new_sub()), T0, owner_credit=0)
+    billed = BilledTo("prof_owner", "Owner", "o@example.com")
+    return new_payment(charge, "pay_1", billed, None, "acct_1", 250, T0)
+
+
+def test_a_payment_intent_counts_for_a_payment_only_if_it_is_the_payments() -> None:
+    """docs/rules/money.md "What a Stripe event may claim"."""
+    payment = connected_payment()
+    asked = IntentClaim("pi_owner", "acct_1", 3500, "usd", 88, made_by_a_platform=True)
+    assert asked.refusal(payment) is None  # no intent recorded yet: what we asked counts
+    assert IntentClaim("pi_owner", "acct_1", 3500, "USD").refusal(payment) is None
+    for claim in (
+        replace(asked, account_id=None),
+        replace(asked, account_id="acct_2"),
+        replace(asked, amount=3499),
+        replace(asked, amount=None),
+        replace(asked, currency="eur"),
+        replace(asked, application_fee_amount=0),  # the owner's own: Stripe shows null, 0
+        replace(asked, application_fee_amount=87),
+        replace(asked, made_by_a_platform=False),  # the account's own: Stripe shows null
+    ):
+        assert claim.refusal(payment) is not None, claim
+    recorded = replace(payment, stripe=replace(payment.stripe, payment_intent_id="pi_ours"))
+    assert replace(asked, payment_intent_id="pi_ours").refusal(recorded) is None
+    assert "not payment pay_1's (pi_ours)" in (asked.refusal(recorded) or "")
+
+
+def test_news_of_another_payment_intent_never_moves_the_payment() -> None:
+    payment = pending_payment().fail(DECLINE, T0, payment_intent_id="pi_ours").payment
+    assert not payment.succeed(T0, payment_intent_id="pi_owner").changed
+    assert payment.succeed(T0, payment_intent_id="pi_ours").changed
+    assert payment.succeed(T0).changed  # our own settlement, naming no intent
+    pending = replace(payment, status="pending", failure=None)
+    assert not pending.fail(DECLINE, T0, payment_intent_id="pi_owner").changed

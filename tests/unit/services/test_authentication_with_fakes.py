@@ -63,7 +63,7 @@ def test_a_success_after_a_recorded_failure_is_refunded_automatically_once() -> 
     assert world.gateway.intents[intent_id]["status"] == "requires_action"
 
     succeeded = world.gateway.complete_authentication(intent_id)  # the customer pays later
-    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded)  # its webhook
+    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded, None)  # its webhook
 
     late = stored(world, renewal)
     assert (late.status, late.amount_paid, late.amount_refunded) == ("refunded", 3000, 3000)
@@ -79,7 +79,7 @@ def test_a_success_after_a_recorded_failure_is_refunded_automatically_once() -> 
     assert "did not get" in str(started[-1].details["reason"])
 
     # The same webhook again, and the recovery pass: nothing more is refunded.
-    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded)
+    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded, None)
     later = world.clock.now() + timedelta(minutes=6)
     assert world.scheduled.recover_pending_refunds(CID, renewal.id, later) == "not_pending"
     assert len(world.gateway.refunds) == 1
@@ -93,7 +93,7 @@ def test_an_automatic_refund_whose_answer_is_lost_is_settled_not_sent_again() ->
     succeeded = world.gateway.complete_authentication(intent_id)
     world.gateway.fail_next = ["after"]  # Stripe refunds; the answer is lost
 
-    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded)
+    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded, None)
 
     pending = stored(world, renewal)
     assert (pending.status, pending.amount_refunded, pending.amount_refund_pending) == (
@@ -115,7 +115,7 @@ def test_an_automatic_refund_stripe_never_received_is_sent_by_the_recovery_pass(
     succeeded = world.gateway.complete_authentication(intent_id)
     world.gateway.fail_next = ["before"]  # Stripe is down for the refund
 
-    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded)
+    world.payments.resolve_payment_from_intent(CID, renewal.id, succeeded, None)
 
     assert world.gateway.refunds == []
     assert stored(world, renewal).amount_refund_pending == 3000
@@ -139,7 +139,7 @@ def test_a_late_success_delivered_by_a_webhook_is_refunded_outside_the_events_co
     scope = EventScope(world.store.unit_of_work, event, world.clock)
     in_event = world.payments.committing_with(scope.unit_of_work(CID))
 
-    resolved = in_event.resolve_payment_from_intent(CID, renewal.id, succeeded)
+    resolved = in_event.resolve_payment_from_intent(CID, renewal.id, succeeded, None)
 
     assert resolved is not None and resolved.changed
     assert world.store.webhook_events["evt_late"].status == "processed"

@@ -11,10 +11,11 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.communities import Community
-from chalicelib.domain.errors import AccountDisconnected, Conflict
+from chalicelib.domain.errors import AccountDisconnected, Conflict, Unavailable
 from chalicelib.domain.payments import Payment
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.rate_control import Deferred
+from chalicelib.services.charging import PaymentPending
 from chalicelib.services.refunds import RefundPending
 from tests.support.world import CID, START, World
 
@@ -148,7 +149,7 @@ def test_a_pending_renewal_whose_account_disconnected_fails_and_a_late_success_i
     [intent] = [
         i for i in world.gateway.intents.values() if i["metadata"]["payment_id"] == renewal.id
     ]
-    world.payments.resolve_payment_from_intent(CID, renewal.id, intent)
+    world.payments.resolve_payment_from_intent(CID, renewal.id, intent, GYM)
     assert [(r["account"], r["amount"]) for r in world.gateway.refunds] == [(GYM, renewal.total)]
     assert world.store.subscriptions[(CID, sub_id)].status == "failed_payment"
 
@@ -201,3 +202,63 @@ def test_a_charge_resumed_after_the_community_moved_to_another_account_fails_uns
     assert renewal.stripe.account_id == GYM
     assert renewal.failure is not None and renewal.failure.code == "no_card_on_account"
     assert world.store.subscriptions[(CID, sub_id)].status == "failed_payment"
+
+
+def test_the_recovery_pass_believes_no_payment_intent_the_accounts_owner_made() -> None:
+    """Our charge's answer was lost and Stripe declined it. The account's owner made a
+    PaymentIntent of their own with our ids in its metadata, succeeded, without the platform's
+    fee (only the platform can set one): the recovery pass resolves the payment from ours."""
+    world = World()
+    owner = world.customer("Ivy", card="pm_decline")
+    on_account(world, GYM)
+    sub_id = world.inactive(world.plan(4000), owner, card="pm_decline")
+    world.gateway.fail_next = ["after"]
+    with pytest.raises(PaymentPending) as pending:
+        world.subscriptions.activate(CID, sub_id, None)
+    payment = world.store.payments[(CID, pending.value.payment_id)]
+    [ours] = world.gateway.intents.values()
+    owners = {**ours, "id": "pi_owner", "status": "succeeded", "amount_received": ours["amount"]}
+    world.gateway.intents["pi_owner"] = {
+        **owners,
+        "application_fee_amount": None,
+        "application": None,
+    }
+    later = world.clock.now() + timedelta(minutes=6)
+
+    assert world.scheduled.recover_pending_payment(CID, payment.id, later) == "recovered_failed"
+
+    recovered = stored(world, payment)
+    assert (recovered.status, recovered.stripe.payment_intent_id) == ("failed", ours["id"])
+    assert world.store.subscriptions[(CID, sub_id)].status == "inactive"
+
+
+def test_a_refund_the_accounts_owner_made_under_our_refund_id_never_settles_ours() -> None:
+    """Our refund of 15.00 never reached Stripe. The account's owner refunded 0.01 of the
+    charge themselves, with our refund's id in the metadata: that is not our refund, so the
+    recovery pass finds none of ours and releases the reservation; 15.00 is never recorded
+    refunded for 0.01 refunded."""
+    world = World()
+    _, payment = paid_on_gym(world)
+    world.gateway.fail_next = ["before"]
+    with pytest.raises(Unavailable):
+        world.payments.refund(CID, payment.id, 1500, "goodwill")
+    with world.store.unit_of_work() as uow:
+        [ours] = uow.payments.refunds(CID, payment.id)
+    world.gateway.refunds.append(
+        {
+            "id": "re_owner",
+            "amount": 1,
+            "intent": payment.stripe.payment_intent_id,
+            "account": GYM,
+            "key": "owner",
+            "status": "succeeded",
+            "metadata": {"refund_id": ours.id},
+        }
+    )
+    later = world.clock.now() + timedelta(minutes=6)
+
+    assert world.scheduled.recover_pending_refunds(CID, payment.id, later) == "refunds_settled"
+
+    settled = stored(world, payment)
+    assert (settled.amount_refunded, settled.amount_refund_pending) == (0, 0)
+    assert refund_records(world, payment) == [(1500, "failed")]

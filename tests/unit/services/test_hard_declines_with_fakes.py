@@ -77,7 +77,7 @@ def test_a_stolen_card_reported_by_webhook_for_a_pending_renewal_stops_the_retri
     event = WebhookEvent.received({**payload, "data": {"object": intent}}, world.clock.now())
     scope = EventScope(world.store.unit_of_work, event, world.clock)
     in_event = world.payments.committing_with(scope.unit_of_work(CID))
-    resolved = in_event.resolve_payment_from_intent(CID, renewal.id, intent)
+    resolved = in_event.resolve_payment_from_intent(CID, renewal.id, intent, None)
 
     assert resolved is not None and resolved.changed
     failed = world.store.subscriptions[(CID, sub_id)]

@@ -122,10 +122,10 @@ def test_the_webhook_resolves_through_the_same_code_and_a_repeat_changes_nothing
     event = WebhookEvent.received({**payload, "data": {"object": intent}}, world.clock.now())
     scope = EventScope(world.store.unit_of_work, event, world.clock)
     in_event = world.payments.committing_with(scope.unit_of_work(CID))
-    first = in_event.resolve_payment_from_intent(CID, pending.value.payment_id, intent)
+    first = in_event.resolve_payment_from_intent(CID, pending.value.payment_id, intent, None)
     assert first is not None and first.changed
     assert world.store.webhook_events["evt_1"].community_id == CID
-    again = world.payments.resolve_payment_from_intent(CID, pending.value.payment_id, intent)
+    again = world.payments.resolve_payment_from_intent(CID, pending.value.payment_id, intent, None)
     assert again is not None and not again.changed
     assert world.store.subscriptions[(CID, sub_id)].status == "active"
 
