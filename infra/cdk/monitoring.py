@@ -1,4 +1,5 @@
-"""Alarms, all sent to one SNS topic: a dead-lettered message, a failing function, 5xx answers."""
+"""Alarms, all sent to one SNS topic: a dead-lettered message, late scheduled work, a failing
+function, 5xx answers."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ PERIOD = cdk.Duration.minutes(5)
 API_5XX_RATE = 0.05
 WEBHOOK_5XX_RATE = 0.05
 STREAM_LAG_MS = 60_000
+# The work queue's oldest message: a message waits at most SQS's longest delay (900 s, what rate
+# control and the sweeps' `not_before` use) before a worker may take it, so half an hour means
+# the workers are not keeping up (throttled, failing slowly, a backlog beyond the fleet).
+WORK_BACKLOG_AGE_SECONDS = 1800
 
 
 class Monitoring(Construct):
@@ -44,6 +49,23 @@ class Monitoring(Construct):
             period=PERIOD, statistic="Maximum"
         )
         return self._alarm(construct_id, suffix, metric, threshold=1, description=description)
+
+    def work_backlog(self, queue: sqs.Queue) -> cloudwatch.Alarm:
+        """Renewals, retries and cancellations fall behind: the work queue's oldest message.
+        A dead-letter alarm fires only once a message has failed every retry; this one fires
+        while the work is still late (a worker failing slowly, throttled, or outpaced)."""
+        metric = queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")
+        return self._alarm(
+            "WorkQueueBacklogAge",
+            "work-queue-backlog-age",
+            metric,
+            threshold=WORK_BACKLOG_AGE_SECONDS,
+            description=(
+                f"The work queue's oldest message is over {WORK_BACKLOG_AGE_SECONDS // 60} minutes"
+                " old: scheduled work is late."
+            ),
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
 
     def stream_lag(self, construct_id: str, function_name: str) -> cloudwatch.Alarm:
         """Events to the platform fall behind: the publisher's oldest unread stream record."""

@@ -72,6 +72,7 @@ class BillingStack(cdk.Stack):
             self._configure(function)
         self._refuse_unconfigured()
         self.monitoring.dead_letters(self.data.dead_letter_queue)
+        self.monitoring.work_backlog(self.data.work_queue)
         self.monitoring.dead_letters(
             self.data.publisher_dead_letter_queue,
             "PublisherDeadLetterQueueNotEmpty",

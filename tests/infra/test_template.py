@@ -450,3 +450,27 @@ def test_the_outbox_stream_feeds_the_publisher_with_retries_a_dlq_and_alarms(
     assert len(lag) == 1
     assert lag[0]["Dimensions"][0]["Value"] == publisher["Properties"]["FunctionName"]
     assert publisher_id
+
+
+def test_late_scheduled_work_raises_an_alarm_before_anything_dead_letters(
+    synthesized: Synthesized,
+) -> None:
+    """A worker failing slowly or outpaced leaves renewals late long before a message
+    dead-letters: the work queue's oldest message past half an hour (twice SQS's longest delay,
+    which rate control uses) alarms."""
+    work_queue_id = next(
+        logical_id
+        for logical_id, q in synthesized.of_type("AWS::SQS::Queue").items()
+        if q["Properties"]["QueueName"] == queues.work_queue_name(synthesized.stage)
+    )
+    [alarm] = [
+        a["Properties"]
+        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+    ]
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [work_queue_id, "QueueName"]}}
+    ]
+    assert (alarm["Statistic"], alarm["Threshold"]) == ("Maximum", 1800)
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Threshold"] >= 2 * 900  # never for a message merely waiting out its delay
