@@ -183,13 +183,14 @@ def test_the_events_of_an_account_a_community_has_left_are_still_read(billing: B
     assert after is not None and after > before
 
 
-def every_account(env: Env) -> set[str]:
-    accounts: set[str] = set()
+def every_account(env: Env) -> list[str]:
+    """Each community's accounts, in list order (an account two communities had: twice)."""
+    accounts: list[str] = []
     cursor: str | None = None
     while True:
         page = env.container.communities.list(100, cursor)
         for listed in page.communities:
-            accounts.update(listed.stripe_accounts())
+            accounts.extend(listed.stripe_accounts())
         if not page.has_more:
             return accounts
         cursor = page.next_cursor
@@ -213,7 +214,7 @@ def test_runs_that_each_reach_a_few_accounts_read_every_account_in_turn(billing:
         env.clock.advance(timedelta(seconds=1))
     accounts = every_account(env)
     per_run = 2  # connected accounts a run reaches, besides the platform's
-    runs = -(-len(accounts) // per_run) + 1  # once round, from wherever an earlier test stopped
+    runs = -(-len(accounts) // per_run)  # enough to go round once
 
     results = [reconcile(env.container, max_accounts=1 + per_run) for _ in range(runs)]
 
@@ -222,3 +223,19 @@ def test_runs_that_each_reach_a_few_accounts_read_every_account_in_turn(billing:
     unread = [a for a in oldest if env.container.webhook_events.reconciliation_cursor(a) is None]
     assert unread == []
     assert all(env.container.webhook_events.reconciliation_cursor(a) for a in accounts)
+    assert reconcile(env.container, max_accounts=1 + per_run).accounts == 1 + per_run
+
+
+def test_a_resume_place_that_no_longer_decodes_starts_the_run_at_the_top(billing: Billing) -> None:
+    """The stored place is a signed list cursor; after the signing secret is rotated it no
+    longer decodes, and the run starts from the newest community instead of failing."""
+    env = billing.env
+    charge_on_localstripe(env.settings.stripe_api_base or "", {"community_id": "com_resume"})
+    newest = "acct_top" + se.unique("x").replace("_", "")
+    community(env.client, PLATFORM_KEY, account=newest)
+    env.container.webhook_events.save_reconciliation_resume("signed.with-an-old-key")
+
+    result = reconcile(env.container, max_accounts=2)
+
+    assert result.accounts == 2
+    assert env.container.webhook_events.reconciliation_cursor(newest) is not None
