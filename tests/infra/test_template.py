@@ -188,9 +188,10 @@ def test_the_functions_that_drain_deliveries_outlast_a_drain_pass(
 def test_webhook_reconciliation_has_the_time_to_reach_every_account(
     synthesized: Synthesized,
 ) -> None:
-    """Each run starts from the platform account and stops LAMBDA_SAFETY_SECONDS before its
-    timeout; with chalice's 30 s it had 10 s, about 20 accounts, and the communities after
-    them were never reconciled. It ends before the next run (every 15 minutes) starts."""
+    """Each run stops LAMBDA_SAFETY_SECONDS before its timeout and the next goes on from where
+    it stopped; with chalice's 30 s it had 10 s, about 20 accounts a run (and, before runs
+    resumed, the communities after them were never reconciled). It ends before the next run
+    (every 15 minutes) starts."""
     timeout = synthesized.resources["WebhookReconciliation"]["Properties"]["Timeout"]
     assert timeout == reconciliation.TIMEOUT_SECONDS
     budget = timeout - reconciliation.LAMBDA_SAFETY_SECONDS
