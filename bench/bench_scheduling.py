@@ -15,6 +15,9 @@ Sweep figures, on in-process moto with the real table definition and queues:
   figure is reported beside it as `sweep_time_ratio_100k_vs_10k_moto_wall`.
 Counts come from a botocore event hook: moto reports constant ConsumedCapacity.
 
+Send-rate figures (`sweep_messages_per_second`, `sweep_messages_per_renewal_tick`,
+`sweep_hours_to_queue_1m_renewals`): bench/scheduling_send_rate.py.
+
 Renewal figures (`ddb_requests_per_renewal`, `stripe_calls_per_renewal`,
 `renewals_per_second_one_worker`) run the real renewal action through the worker against
 localstripe; see `renewal_figures`.
@@ -166,7 +169,14 @@ def renewal_figures() -> dict[str, float | int | str]:
     return measure()
 
 
+def send_rate_figures() -> dict[str, float | int | str]:
+    from bench.scheduling_send_rate import send_rate_figures as measure
+
+    return measure()
+
+
 def run() -> dict[str, float | int | str]:
     figures = sweep_figures()
+    figures.update(send_rate_figures())
     figures.update(renewal_figures())
     return figures

@@ -3,7 +3,9 @@
 Scheduled (app.py) and run by the local runner as a sweep (`reconciliation_sweep`). For the
 platform account and every community's connected account it pages Stripe's Events API (`GET
 /v1/events`, filtered by `created >= cursor - overlap`; a community's previous connected
-accounts too), looks up which of those event ids are
+accounts too). A run that runs out of time stores the community it got to, and the next run
+goes on from there (after the platform account, read every run); once the community list's end
+is reached the next run starts from the top. For each account it looks up which event ids are
 stored (one BatchGetItem per page) and feeds each missing event of a handled type through the
 same pipeline as a webhook delivery. The cursor is Stripe's own `created` time of the newest
 event seen (never our clock), stored per account; the overlap re-reads a few minutes because an
@@ -27,18 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.bootstrap import Container, container
-from chalicelib.domain.errors import AccountDisconnected, Unavailable
+from chalicelib.domain.communities import Community
+from chalicelib.domain.errors import AccountDisconnected, InvalidRequest, Unavailable
 from chalicelib.domain.webhook_events import WebhookEvent
 from chalicelib.observability import count, flush_metrics, logger
 
 OVERLAP_SECONDS = 600
 EVERY_MINUTES = 15
 LAMBDA_SAFETY_SECONDS = 20.0
-# Every run starts again from the platform account, so it must reach every account within one
-# invocation: the accounts a run leaves out are left out by every run. Each account costs at
-# least one Events API page (ACCOUNT_SECONDS). The deployed function's timeout
-# (infra/cdk/stack.py) gives ACCOUNTS_PER_RUN accounts that time after the safety margin, and
-# ends before the next run starts.
+# Each run reads the platform account, then the connected accounts from where the last run
+# stopped (a stored community-list cursor), so successive runs read every account in turn,
+# however many there are. Each account costs at least one Events API page (ACCOUNT_SECONDS);
+# the deployed function's timeout (infra/cdk/stack.py) gives ACCOUNTS_PER_RUN accounts that time
+# after the safety margin, and ends before the next run starts.
 ACCOUNT_SECONDS = 0.5
 ACCOUNTS_PER_RUN = 1_000
 TIMEOUT_SECONDS = 600
@@ -56,29 +59,67 @@ class ReconciliationResult:
 
 
 def reconcile(
-    box: Container, deadline: float | None = None, page_size: int = 100
+    box: Container,
+    deadline: float | None = None,
+    page_size: int = 100,
+    max_accounts: int | None = None,
 ) -> ReconciliationResult:
+    """Read the platform account, then the connected accounts from where the last run stopped,
+    until `deadline` (time.monotonic()) or `max_accounts` accounts read in all."""
     from chalicelib.adapters.stripe.client import stripe_client
     from chalicelib.adapters.stripe.events import StripeEvents
 
     client = stripe_client(box.settings, box.secrets.get().stripe_secret_key)
-    events = StripeEvents(client, page_size)
+    reader = _AccountReader(box, StripeEvents(client, page_size))
+    result = reader.result
+
+    def out_of_time() -> bool:
+        over = (deadline is not None and time.monotonic() > deadline) or (
+            max_accounts is not None and result.accounts >= max_accounts
+        )
+        result.complete = result.complete and not over
+        return over
+
+    if out_of_time():
+        return result
+    reader.read(None)
     store = box.webhook_events
-    service = box.webhooks
-    result = ReconciliationResult()
-    for account in _accounts(box):
-        if deadline is not None and time.monotonic() > deadline:
-            result.complete = False
-            break
+    resume = store.reconciliation_resume()
+    seen: set[str] = set()
+    for community in _communities(box, resume):
+        for account in community.stripe_accounts():
+            if account in seen:
+                continue
+            if out_of_time():
+                return result
+            seen.add(account)
+            reader.read(account)
+        # Saved as each community is done, so a run its Lambda stops still leaves its place.
+        store.save_reconciliation_resume(box.communities.cursor_after(community))
+    store.save_reconciliation_resume(None)  # the list's end: the next run starts at the top
+    return result
+
+
+class _AccountReader:
+    """Reads one account's events since its cursor, feeds what we never stored, moves its
+    cursor."""
+
+    def __init__(self, box: Container, events: Any) -> None:
+        self.box = box
+        self.events = events
+        self.result = ReconciliationResult()
+
+    def read(self, account: str | None) -> None:
+        box, store, result = self.box, self.box.webhook_events, self.result
         result.accounts += 1
         cursor = store.reconciliation_cursor(account)
         since = max(cursor - OVERLAP_SECONDS, 0) if cursor is not None else 0
         newest = cursor or 0
         retry_from: int | None = None  # the oldest event to feed again next time
         try:
-            for page in events.pages(since, account):
+            for page in self.events.pages(since, account):
                 newest = max(newest, *(int(e.get("created") or 0) for e in page))
-                for created in _feed(box, service, store, page, result):
+                for created in _feed(box, box.webhooks, store, page, result):
                     retry_from = created if retry_from is None else min(retry_from, created)
         except (AccountDisconnected, Unavailable) as error:
             # This account cannot be read now (it disconnected the platform, or Stripe failed):
@@ -90,12 +131,11 @@ def reconcile(
                 "webhook_reconciliation_account_unreadable",
                 extra={"account": account, "error": error.message},
             )
-            continue
+            return
         if retry_from is not None:
             newest = min(newest, retry_from)
         if newest:
             store.save_reconciliation_cursor(account, newest)
-    return result
 
 
 def _feed(
@@ -135,19 +175,17 @@ def _feed(
     return again
 
 
-def _accounts(box: Container) -> Iterator[str | None]:
-    """The platform account, then every connected account a community charges on or has
-    charged on (payments taken on an account a community left are still reported there)."""
-    yield None
-    cursor: str | None = None
-    seen: set[str] = set()
+def _communities(box: Container, resume: str | None) -> Iterator[Community]:
+    """Every community from `resume` (a `list` cursor; None: the newest) to the list's end."""
+    cursor = resume
     while True:
-        page = box.communities.list(COMMUNITY_PAGE, cursor)
-        for community in page.communities:
-            for account in community.stripe_accounts():
-                if account not in seen:
-                    seen.add(account)
-                    yield account
+        try:
+            page = box.communities.list(COMMUNITY_PAGE, cursor)
+        except InvalidRequest:
+            # A cursor signed with a key since rotated: start from the top.
+            logger.warning("webhook_reconciliation_resume_unreadable")
+            page = box.communities.list(COMMUNITY_PAGE, None)
+        yield from page.communities
         if not page.has_more:
             return
         cursor = page.next_cursor

@@ -40,4 +40,17 @@ RENEWALS_EVERY_MINUTES = 5
 FAILED_PAYMENTS_EVERY_MINUTES = 15
 EXPIRATIONS_EVERY_MINUTES = 15
 RECOVERY_EVERY_MINUTES = 5
+# A sweep's Lambda runs until just before its schedule's next tick (infra/cdk/stack.py): a tick
+# that ended sooner left the rest of a big backlog to later ticks (chalice's 30 s gave a
+# renewal tick ~10 s of sending: ~1 million due renewals took most of a day to be queued), and
+# one that ran into the next would sweep beside it (the same due items sent twice).
+TICK_MARGIN_SECONDS = 30
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+
+
+def sweep_timeout_seconds(period_seconds: int) -> int:
+    """The Lambda timeout of a sweep scheduled every `period_seconds`."""
+    return min(period_seconds - TICK_MARGIN_SECONDS, LAMBDA_MAX_TIMEOUT_SECONDS)
+
+
 # The groups each sweep reads: chalicelib/jobs/registry.py (`SWEEP_GROUPS`).

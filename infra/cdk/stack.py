@@ -4,7 +4,8 @@
 into a SAM template; this stack adds the table, queues, secret, roles, log groups and alarms,
 and then adjusts chalice's resources: each function gets its own role, name, log group and
 error alarm, the worker a timeout the queue's visibility timeout covers six times over and a
-concurrency sized from the Stripe budgets.
+concurrency sized from the Stripe budgets, each sweep a timeout that ends just before its next
+tick.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from constructs import Construct
 
 from chalicelib.adapters import queues
 from chalicelib.jobs import event_publisher, reconciliation, schedules
+from chalicelib.jobs.registry import SWEEP_GROUPS
 from infra.cdk.api_gateway import configure_rest_api
 from infra.cdk.data import DataResources
 from infra.cdk.functions import (
@@ -148,7 +150,10 @@ class BillingStack(cdk.Stack):
         if function.kind is Kind.PUBLISHER or function.name == "event_deliveries":
             cfn.timeout = PUBLISHER_TIMEOUT_SECONDS  # deliveries take up to 10 s each
         if function.name == "webhook_reconciliation":
-            cfn.timeout = reconciliation.TIMEOUT_SECONDS  # every account, every run
+            cfn.timeout = reconciliation.TIMEOUT_SECONDS
+        if function.name in SWEEP_GROUPS and function.period_seconds is not None:
+            # Until just before the next tick: chalice's 30 s left ~10 s of sending a tick.
+            cfn.timeout = schedules.sweep_timeout_seconds(function.period_seconds)
         # Created after its log group and its policy (the role it references already), so no
         # invocation runs without them.
         cfn.node.add_dependency(log_group, access.cfn_policy)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
+from chalice.utils import to_cfn_resource_name
 
 from chalicelib.adapters import queues, webhook_sender
 from chalicelib.adapters.dynamodb import schema
@@ -17,7 +18,8 @@ from chalicelib.adapters.stripe.client import worst_case_call_seconds
 from chalicelib.api import idempotency
 from chalicelib.config import Settings
 from chalicelib.domain.rate_control import LIVE_LIMITS
-from chalicelib.jobs import reconciliation, schedules, worker
+from chalicelib.jobs import reconciliation, schedules, sweeps, worker
+from chalicelib.jobs.registry import SWEEP_GROUPS
 from chalicelib.services.event_delivery import DRAIN_BUDGET_SECONDS, LEASE_SECONDS
 from infra.cdk.data import GENERATED_SECRET_KEY, SECRET_TEMPLATE
 from infra.cdk.stack import WEBHOOK_PATH
@@ -186,14 +188,37 @@ def test_the_functions_that_drain_deliveries_outlast_a_drain_pass(
 def test_webhook_reconciliation_has_the_time_to_reach_every_account(
     synthesized: Synthesized,
 ) -> None:
-    """Each run starts from the platform account and stops LAMBDA_SAFETY_SECONDS before its
-    timeout; with chalice's 30 s it had 10 s, about 20 accounts, and the communities after
-    them were never reconciled. It ends before the next run (every 15 minutes) starts."""
+    """Each run stops LAMBDA_SAFETY_SECONDS before its timeout and the next goes on from where
+    it stopped; with chalice's 30 s it had 10 s, about 20 accounts a run (and, before runs
+    resumed, the communities after them were never reconciled). It ends before the next run
+    (every 15 minutes) starts."""
     timeout = synthesized.resources["WebhookReconciliation"]["Properties"]["Timeout"]
     assert timeout == reconciliation.TIMEOUT_SECONDS
     budget = timeout - reconciliation.LAMBDA_SAFETY_SECONDS
     assert budget >= reconciliation.ACCOUNTS_PER_RUN * reconciliation.ACCOUNT_SECONDS
     assert timeout < reconciliation.EVERY_MINUTES * 60
+
+
+def test_each_sweep_runs_until_just_before_its_next_tick(synthesized: Synthesized) -> None:
+    """A sweep stops LAMBDA_SAFETY_SECONDS before its timeout and the next tick goes on from
+    its cursors. With chalice's 30 s a renewal tick had ~10 s of sending (~3,000 messages,
+    bench/README.md): a million renewals due at once took more than a day to be queued. Each
+    sweep now runs until shortly before its schedule's next tick (never into it: two ticks at
+    once send the same due items twice), within Lambda's 900 s."""
+    periods = {
+        "Renewals": schedules.RENEWALS_EVERY_MINUTES,
+        "FailedPayments": schedules.FAILED_PAYMENTS_EVERY_MINUTES,
+        "Expirations": schedules.EXPIRATIONS_EVERY_MINUTES,
+        "PendingPayments": schedules.RECOVERY_EVERY_MINUTES,
+    }
+    assert set(periods) == {to_cfn_resource_name(name) for name in SWEEP_GROUPS}
+    for logical_id, minutes in periods.items():
+        timeout = synthesized.resources[logical_id]["Properties"]["Timeout"]
+        assert min(minutes * 60 - 60, 840) <= timeout < min(minutes * 60, 901), (
+            logical_id,
+            timeout,
+        )
+        assert timeout - sweeps.LAMBDA_SAFETY_SECONDS >= 0.8 * min(minutes * 60, 900)
 
 
 def test_each_function_outlasts_its_stripe_calls_and_the_api_its_idempotency_claim(

@@ -181,3 +181,61 @@ def test_the_events_of_an_account_a_community_has_left_are_still_read(billing: B
 
     after = env.container.webhook_events.reconciliation_cursor(left)
     assert after is not None and after > before
+
+
+def every_account(env: Env) -> list[str]:
+    """Each community's accounts, in list order (an account two communities had: twice)."""
+    accounts: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = env.container.communities.list(100, cursor)
+        for listed in page.communities:
+            accounts.extend(listed.stripe_accounts())
+        if not page.has_more:
+            return accounts
+        cursor = page.next_cursor
+
+
+def test_runs_that_each_reach_a_few_accounts_read_every_account_in_turn(billing: Billing) -> None:
+    """A run reads the platform account, then the connected accounts from where the previous
+    run stopped (DESIGN.md 7). Before, every run started again from the newest community:
+    with more accounts than one run reaches, the older communities' accounts were never read.
+    Here a run reaches 3 accounts (the platform's and 2), the oldest communities are ours, and
+    enough runs to go round once read every account."""
+    env = billing.env
+    charge_on_localstripe(env.settings.stripe_api_base or "", {"community_id": "com_turns"})
+    oldest = []
+    for _ in range(3):
+        oldest.append("acct_old" + se.unique("x").replace("_", ""))
+        community(env.client, PLATFORM_KEY, account=oldest[-1])
+        env.clock.advance(timedelta(seconds=1))
+    for _ in range(6):  # newer: listed first
+        community(env.client, PLATFORM_KEY, account="acct_new" + se.unique("x").replace("_", ""))
+        env.clock.advance(timedelta(seconds=1))
+    accounts = every_account(env)
+    per_run = 2  # connected accounts a run reaches, besides the platform's
+    runs = -(-len(accounts) // per_run)  # enough to go round once
+
+    results = [reconcile(env.container, max_accounts=1 + per_run) for _ in range(runs)]
+
+    assert all(r.accounts <= 1 + per_run for r in results)
+    assert not results[0].complete
+    unread = [a for a in oldest if env.container.webhook_events.reconciliation_cursor(a) is None]
+    assert unread == []
+    assert all(env.container.webhook_events.reconciliation_cursor(a) for a in accounts)
+    assert reconcile(env.container, max_accounts=1 + per_run).accounts == 1 + per_run
+
+
+def test_a_resume_place_that_no_longer_decodes_starts_the_run_at_the_top(billing: Billing) -> None:
+    """The stored place is a signed list cursor; after the signing secret is rotated it no
+    longer decodes, and the run starts from the newest community instead of failing."""
+    env = billing.env
+    charge_on_localstripe(env.settings.stripe_api_base or "", {"community_id": "com_resume"})
+    newest = "acct_top" + se.unique("x").replace("_", "")
+    community(env.client, PLATFORM_KEY, account=newest)
+    env.container.webhook_events.save_reconciliation_resume("signed.with-an-old-key")
+
+    result = reconcile(env.container, max_accounts=2)
+
+    assert result.accounts == 2
+    assert env.container.webhook_events.reconciliation_cursor(newest) is not None

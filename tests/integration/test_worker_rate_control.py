@@ -223,6 +223,41 @@ def test_the_sweep_spaces_each_communitys_charges_at_its_budget(env: Env, box: C
     assert DueMessage.from_json(groups["expiration"]["MessageBody"]).not_before is None
 
 
+def test_a_sweep_sends_its_batches_on_several_threads_each_item_once_with_its_delay(
+    env: Env, box: Container
+) -> None:
+    """One SendMessageBatch at a time left a deployed sweep waiting on SQS most of its tick
+    (~300 messages/s, bench/README.md); it now sends a round's batches on SEND_THREADS
+    threads. Every due item is still sent once, its delay still from its own slot, and the
+    cursor still at the last item sent."""
+    billing = FakeBilling(box)
+    now = env.clock.now()
+    due = [f"sub_t{i:03d}" for i in range(250)]
+    for i, sub_id in enumerate(due):
+        billing.add(sub_id, "renewal", now - timedelta(seconds=i + 1))
+    box.stripe_budget = FakeStripeBudget(spacing=0.1)
+    sent = SentMessages(box.sqs)
+    threads: set[str] = set()
+    box.sqs.meta.events.register(
+        "before-call.sqs.SendMessageBatch",
+        lambda **_: threads.add(threading.current_thread().name),
+    )
+
+    result = sweeps.sweep(box, ("renewal",), wall=lambda: WALL)
+
+    entries = [e for batch in sent.batches for e in batch]
+    messages = [DueMessage.from_json(e["MessageBody"]) for e in entries]
+    assert sorted(m.subject_id for m in messages) == sorted(due)
+    assert all(
+        e["DelaySeconds"] == min(int((m.not_before or WALL) - WALL), 900)
+        for e, m in zip(entries, messages, strict=True)
+    )
+    assert len(threads) > 1 and threading.current_thread().name not in threads
+    assert result.sent == len(due)
+    newest_due = max(m.due_at for m in messages)
+    assert newest_due in result.cursors["renewal"].values()
+
+
 def test_the_sweep_sends_each_communitys_next_charges_first_whatever_shard_they_are_in(
     env: Env, box: Container
 ) -> None:

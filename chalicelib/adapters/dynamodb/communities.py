@@ -192,6 +192,15 @@ class CommunityRepository:
         )
         return CommunityPage([_from_item(i) for i in page.items], page.has_more, page.next_cursor)
 
+    def cursor_after(self, community: Community) -> str:
+        """The `list` cursor that goes on with the communities listed after `community` (the
+        webhook reconciliation resumes there)."""
+        position = {
+            **{name: value["S"] for name, value in community_key(community.id).items()},
+            **{name: str(self._attributes(community)[name]) for name in ("gsi1pk", "gsi1sk")},
+        }
+        return self._cursors.encode("communities", position)
+
     def find_by_stripe_account(self, stripe_account_id: str) -> Community | None:
         """The community whose connected account is `stripe_account_id` (one GSI Query).
 

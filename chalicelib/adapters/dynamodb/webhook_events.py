@@ -49,6 +49,10 @@ def _cursor_key(account: str | None) -> dict[str, Any]:
     return {"pk": {"S": "PLATFORM"}, "sk": {"S": f"WHEVT_CURSOR#{account or 'platform'}"}}
 
 
+# Where the next reconciliation run goes on in the community list (a `list` cursor).
+_RESUME_KEY = {"pk": {"S": "PLATFORM"}, "sk": {"S": "WHEVT_RESUME"}}
+
+
 def _timestamp(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -267,4 +271,19 @@ class WebhookEventRepository:
         self._ddb.put_item(
             TableName=self._table,
             Item={**_cursor_key(account), "created_gte": {"N": str(created_gte)}},
+        )
+
+    def reconciliation_resume(self) -> str | None:
+        """The community-list cursor the next reconciliation run starts from (None: the top)."""
+        item = self._ddb.get_item(TableName=self._table, Key=_RESUME_KEY, ConsistentRead=True)
+        found = item.get("Item")
+        return found["communities_after"]["S"] if found else None
+
+    def save_reconciliation_resume(self, communities_after: str | None) -> None:
+        if communities_after is None:
+            self._ddb.delete_item(TableName=self._table, Key=_RESUME_KEY)
+            return
+        self._ddb.put_item(
+            TableName=self._table,
+            Item={**_RESUME_KEY, "communities_after": {"S": communities_after}},
         )
