@@ -122,6 +122,8 @@ def test_on_a_connected_account_the_header_and_application_fee_are_sent() -> Non
     assert (sent.method, sent.path) == ("POST", "/v1/payment_intents")
     assert sent.headers["stripe-account"] == "acct_123"
     assert sent.headers["idempotency-key"] == "pay_rec_1"
+    # The API version is ours, not whatever the installed stripe-python pins.
+    assert sent.headers["stripe-version"] == "2026-10-28.endive"
     assert sent.form == {
         "amount": "2500",
         "currency": "usd",
