@@ -3,8 +3,9 @@
 Used as STRIPE_API_BASE where localstripe falls short (it ignores the Stripe-Account header
 and idempotency keys), so tests can assert the exact request our Stripe adapter sends: path,
 headers, form fields. Like Stripe, it answers a POST whose Idempotency-Key it has seen with the
-first answer, or with a 400 `idempotency_error` when the parameters differ; `lose_answers`
-makes it do a request and then answer 500, as when Stripe's answer is lost on the way.
+first answer (a 4xx is not kept), or with a 400 `idempotency_error` when the parameters
+differ; `lose_answers` makes it do a request and then answer 500, as when Stripe's answer is
+lost on the way.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class FakeStripe:
                 }
             return first_answer
         answer = self._answer(rec)
-        if key is not None:
+        if key is not None and not 400 <= answer[0] < 500:
+            # Stripe keeps no result for a request refused before it ran (a 4xx).
             self.idempotent[key] = (rec.form, answer)
         if self.lose_answers:
             self.lose_answers -= 1

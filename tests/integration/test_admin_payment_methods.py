@@ -159,6 +159,24 @@ def test_a_customer_whose_first_create_lost_its_answer_is_created_with_the_detai
     assert stripe.payment_methods == {"pm_1": "cus_rec1", "pm_2": "cus_rec3"}
 
 
+def test_a_stripe_answer_the_card_calls_do_not_know_is_never_a_500(
+    stripe_env: tuple[Env, FakeStripe],
+) -> None:
+    env, stripe = stripe_env
+    tenant = new_community(env)
+    profile = _customer(env, tenant)
+    path = f"/v1/profiles/{profile}/payment-methods"
+    key_refused = {"error": {"type": "idempotency_error", "message": "Keys for idempotent..."}}
+    unknown = {"error": {"type": "something_new", "message": "?"}}
+    stripe.fail_next += [(400, key_refused), (418, unknown)]
+
+    refused = call(env, "POST", path, {"stripe_payment_method_id": "pm_x"}, key=tenant.key)
+    strange = call(env, "POST", path, {"stripe_payment_method_id": "pm_x"}, key=tenant.key)
+
+    assert (refused.status, refused.body["error"]["type"]) == (409, "conflict"), refused.body
+    assert strange.status == 503, strange.body
+
+
 def test_detach_is_refused_while_a_live_subscription_charges_the_card(
     stripe_env: tuple[Env, FakeStripe],
 ) -> None:
