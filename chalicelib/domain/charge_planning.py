@@ -39,6 +39,7 @@ from chalicelib.domain.billing.pricing import (
     rest_of_period,
     with_credit,
 )
+from chalicelib.domain.currencies import ensure_within_maximum
 from chalicelib.domain.errors import Conflict, InvalidRequest
 from chalicelib.domain.members import Member, MemberAddition, ensure_unique_ids
 from chalicelib.domain.periods import ensure_utc, period_bounds
@@ -346,6 +347,16 @@ def plan_change_now(
     )
 
 
+# The request field a caller changes to bring a charge of each kind within Stripe's maximum.
+# Renewals and retries have no caller: `ensure_capacity` keeps a whole period within it.
+_FIELD_OF_A_TOO_LARGE_CHARGE: dict[PaymentKind, str] = {
+    "activation": "member_ids",
+    "reactivation": "member_ids",
+    "proration": "members",
+    "plan_change": "plan_id",
+}
+
+
 def _charge_plan(
     sub: Subscription,
     kind: PaymentKind,
@@ -370,6 +381,9 @@ def _charge_plan(
     all_lines, subtotal, credit, total, carried_forward = with_credit(
         [*carried_in, *lines], owner_credit, sub.currency
     )
+    too_large_field = _FIELD_OF_A_TOO_LARGE_CHARGE.get(kind)
+    if too_large_field is not None:
+        ensure_within_maximum(sub.currency, total, too_large_field, f"The {kind} charge")
     carried_after: tuple[CarriedAmount, ...] = ()
     if carried_forward:
         # Nothing is charged now: everything on the order is carried, once, to the next one.

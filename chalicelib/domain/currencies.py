@@ -11,6 +11,10 @@ Three-decimal currencies: Stripe wants amounts whose last digit is 0 (`charge_st
 and fees entered in them must be multiples of 10; amounts we compute (prorations, plan-change
 differences and credit) are rounded half up to a multiple of 10 (`round_to_step`).
 Adding a currency is one row here.
+
+Maximum: Stripe takes at most eight digits of minor units in one charge (99,999,999: 999,999.99
+USD, 99,999,999 JPY) and refuses more with `amount_too_large`; in three-decimal currencies the
+largest amount ending in 0 (99,999,990). No price, fee or charge above it is accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chalicelib.domain.errors import InvalidRequest
+
+# Stripe's largest charge: eight digits of minor units (its PaymentIntent `amount`).
+STRIPE_MAXIMUM_AMOUNT = 99_999_999
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,11 @@ class Currency:
     def charge_step(self) -> int:
         """Every amount sent to Stripe is a multiple of this (10 for three-decimal ones)."""
         return 10 if self.exponent == 3 else 1
+
+    @property
+    def maximum_charge(self) -> int:
+        """The largest amount one Stripe charge takes (Stripe refuses more)."""
+        return STRIPE_MAXIMUM_AMOUNT // self.charge_step * self.charge_step
 
     def format(self, amount: int, *, thousands: bool = False) -> str:
         """`amount` minor units in major units with the currency's own decimals: "0.17 USD",
@@ -101,11 +113,23 @@ def supported_currency(code: str, field_name: str = "currency") -> Currency:
 
 
 def ensure_chargeable_amount(code: str, amount: int, field_name: str) -> None:
-    """A price or fee entered in `code`: three-decimal currencies need a multiple of 10."""
+    """An amount entered in `code`: three-decimal currencies need a multiple of 10."""
     step = currency(code).charge_step
     if amount % step:
         raise InvalidRequest.for_field(
             field_name, f"Amounts in {code.upper()} end in 0 (a multiple of {step})."
+        )
+
+
+def ensure_within_maximum(code: str, amount: int, field_name: str, what: str) -> None:
+    """400 naming `field_name` when `amount` is more than one Stripe charge takes (Stripe would
+    refuse it with `amount_too_large`, every time); `what` names the amount in the message."""
+    chargeable = currency(code)
+    if amount > chargeable.maximum_charge:
+        raise InvalidRequest.for_field(
+            field_name,
+            f"{what} ({chargeable.format(amount, thousands=True)}) is more than Stripe takes in "
+            f"one charge ({chargeable.format(chargeable.maximum_charge, thousands=True)}).",
         )
 
 

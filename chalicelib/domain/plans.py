@@ -7,7 +7,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from chalicelib.domain.currencies import ensure_chargeable_amount, supported_currency
+from chalicelib.domain.currencies import (
+    ensure_chargeable_amount,
+    ensure_within_maximum,
+    supported_currency,
+)
 from chalicelib.domain.errors import Conflict, InvalidRequest
 
 BillingCycle = Literal["month", "year"]
@@ -108,7 +112,9 @@ def new_plan(
         raise InvalidRequest.for_field("activation_fee", "An activation fee is never negative.")
     for cycle, amount in prices.items():
         ensure_chargeable_amount(currency, amount, f"prices.{cycle}")
+        ensure_within_maximum(currency, amount, f"prices.{cycle}", "This price")
     ensure_chargeable_amount(currency, activation_fee, "activation_fee")
+    ensure_within_maximum(currency, activation_fee, "activation_fee", "This activation fee")
     if max_members is not None:
         validate_max_members(max_members)
     cycles: dict[BillingCycle, int] = {}

@@ -39,6 +39,7 @@ from typing import Literal
 from chalicelib.domain.billing.charges import PendingCharge, PlanSnapshot, plan_snapshot
 from chalicelib.domain.billing.lines import CarriedAmount
 from chalicelib.domain.billing.pricing import initial_fee
+from chalicelib.domain.currencies import ensure_within_maximum
 from chalicelib.domain.errors import ChargeInProgress, Conflict, InvalidRequest
 from chalicelib.domain.events import Actor, AuditEvent, DetailValue, audit_event
 from chalicelib.domain.members import Member, ensure_unique_ids
@@ -394,6 +395,9 @@ def ensure_cycle(cycle: str) -> None:
 
 
 def ensure_capacity(plan: PlanSnapshot, count: int, field_name: str) -> None:
+    """`count` members fit the plan: its `max_members`, ours, and one Stripe charge for a whole
+    period at its dearest price (the subscription may switch to that cycle at any time, and a
+    renewal Stripe refuses as too large would fail every retry and cancel the subscription)."""
     if plan.max_members is not None and count > plan.max_members:
         raise InvalidRequest.for_field(
             field_name, f"Plan {plan.plan_id} allows at most {plan.max_members} members."
@@ -401,4 +405,12 @@ def ensure_capacity(plan: PlanSnapshot, count: int, field_name: str) -> None:
     if count > MAX_MEMBERS:
         raise InvalidRequest.for_field(
             field_name, f"A subscription has at most {MAX_MEMBERS} members."
+        )
+    if plan.prices:
+        cycle, price = max(plan.prices.items(), key=lambda item: item[1])
+        ensure_within_maximum(
+            plan.currency,
+            price * count,
+            field_name,
+            f"A {cycle} of {count} member(s) on plan {plan.plan_id}",
         )

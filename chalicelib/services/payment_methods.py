@@ -11,6 +11,7 @@ shows it usable and no charge sends it to Stripe again (services/charging.py: `c
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol
 
 from chalicelib.adapters.stripe.customers import PM_FIELD, Card
@@ -65,11 +66,18 @@ class CardGateway(Protocol):
 
 def _customer_key(profile: Profile, account: str | None) -> str:
     """The idempotency key of the profile's customer on `account`; after Stripe deleted one,
-    another key (Stripe would answer a reused key with the deleted customer for 24 hours)."""
+    another key (Stripe would answer a reused key with the deleted customer for 24 hours).
+
+    It ends with a digest of the name and email the request carries: Stripe refuses a key sent
+    again with other parameters (400 `idempotency_error`, for 24 hours), and a first request
+    whose answer was lost is sent again after the profile's name or email changed. The same
+    details keep the same key (one customer however often it is retried); new ones make a new
+    customer (the first stays unused on Stripe, with our ids in its metadata)."""
     key = f"customer-{profile.id}-{account or 'platform'}"
     if profile.stripe_customer_deleted:
         key += f"-after-{profile.stripe_customer_deleted}"
-    return key
+    details = f"{profile.name}\n{profile.email or ''}".encode()
+    return f"{key}-{hashlib.sha256(details).hexdigest()[:16]}"
 
 
 class PaymentMethodService:

@@ -1,7 +1,11 @@
 """A tiny HTTP server that answers like Stripe and records every request it gets.
 
-Used as STRIPE_API_BASE where localstripe falls short (it ignores the Stripe-Account header),
-so tests can assert the exact request our Stripe adapter sends: path, headers, form fields.
+Used as STRIPE_API_BASE where localstripe falls short (it ignores the Stripe-Account header
+and idempotency keys), so tests can assert the exact request our Stripe adapter sends: path,
+headers, form fields. Like Stripe, it answers a POST whose Idempotency-Key it has seen with the
+first answer (a 4xx is not kept), or with a 400 `idempotency_error` when the parameters
+differ; `lose_answers` makes it do a request and then answer 500, as when Stripe's answer is
+lost on the way.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ class FakeStripe:
     payment_methods: dict[str, str | None] = field(default_factory=dict)
     fail_next: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     customers: int = 0
+    lose_answers: int = 0
+    # idempotency key -> (the form first sent with it, the answer it got)
+    idempotent: dict[str, tuple[dict[str, str], tuple[int, dict[str, Any]]]] = field(
+        default_factory=dict
+    )
 
     def card(self, pm_id: str) -> dict[str, Any]:
         return {
@@ -44,6 +53,28 @@ class FakeStripe:
         }
 
     def answer(self, rec: Recorded) -> tuple[int, dict[str, Any]]:
+        key = rec.headers.get("idempotency-key") if rec.method == "POST" else None
+        if key is not None and key in self.idempotent:
+            form, first_answer = self.idempotent[key]
+            if form != rec.form:
+                return 400, {
+                    "error": {
+                        "type": "idempotency_error",
+                        "message": "Keys for idempotent requests can only be used with the same "
+                        "parameters they were first used with.",
+                    }
+                }
+            return first_answer
+        answer = self._answer(rec)
+        if key is not None and not 400 <= answer[0] < 500:
+            # Stripe keeps no result for a request refused before it ran (a 4xx).
+            self.idempotent[key] = (rec.form, answer)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return 500, {"error": {"type": "api_error", "message": "The answer was lost."}}
+        return answer
+
+    def _answer(self, rec: Recorded) -> tuple[int, dict[str, Any]]:
         if self.fail_next:
             return self.fail_next.pop(0)
         parts = rec.path.strip("/").split("/")

@@ -59,7 +59,7 @@ def test_connected_account_requests_carry_the_stripe_account_header(
     assert (create.method, create.path) == ("POST", "/v1/customers")
     assert create.headers["stripe-account"] == "acct_conn1"
     assert create.headers["authorization"] == "Bearer sk_test_integration"
-    assert create.headers["idempotency-key"] == f"customer-{profile}-acct_conn1"
+    assert create.headers["idempotency-key"].startswith(f"customer-{profile}-acct_conn1-")
     assert create.form == {
         "name": "Ann Lee",
         "email": "ann@example.com",
@@ -111,7 +111,7 @@ def test_platform_account_has_no_header_and_a_new_account_gets_a_new_customer(
         call(env, "POST", path, {"stripe_payment_method_id": "pm_p"}, key=tenant.key).status == 201
     )
     assert all("stripe-account" not in r.headers for r in stripe.requests)
-    assert stripe.requests[0].headers["idempotency-key"] == f"customer-{profile}-platform"
+    assert stripe.requests[0].headers["idempotency-key"].startswith(f"customer-{profile}-platform-")
     # The community connects its own account: cards now live on a customer there.
     call(env, "PATCH", f"/v1/communities/{tenant.id}", {"stripe_account_id": "acct_new"})
     assert call(env, "GET", path, key=tenant.key).body["data"] == []
@@ -120,6 +120,61 @@ def test_platform_account_has_no_header_and_a_new_account_gets_a_new_customer(
     )
     create = [r for r in stripe.requests if r.path == "/v1/customers"]
     assert len(create) == 2 and create[1].headers["stripe-account"] == "acct_new"
+
+
+def test_a_customer_whose_first_create_lost_its_answer_is_created_with_the_details_now(
+    stripe_env: tuple[Env, FakeStripe],
+) -> None:
+    """Stripe answers a reused idempotency key with other parameters 400 `idempotency_error`
+    for 24 hours: a profile whose name or email changed after a lost answer must not reuse it."""
+    env, stripe = stripe_env
+    tenant = new_community(env)
+    stripe.payment_methods.update(pm_1=None, pm_2=None)
+    same, changed = _customer(env, tenant), _customer(env, tenant)
+    for profile in (same, changed):
+        stripe.lose_answers = 1
+        path = f"/v1/profiles/{profile}/payment-methods"
+        lost = call(env, "POST", path, {"stripe_payment_method_id": "pm_1"}, key=tenant.key)
+        assert lost.status == 503, lost.body
+        stripe.payment_methods["pm_1"] = None
+    fixed = {"email": "ann.lee@example.com"}
+    assert call(env, "PATCH", f"/v1/profiles/{changed}", fixed, key=tenant.key).status == 200
+    sent_before = len(stripe.requests)
+
+    # Unchanged: the same request, same key; Stripe answers with the customer it made.
+    again = f"/v1/profiles/{same}/payment-methods"
+    retried = call(env, "POST", again, {"stripe_payment_method_id": "pm_1"}, key=tenant.key)
+    # Changed: a request of its own (the first one's customer stays unused on Stripe).
+    path = f"/v1/profiles/{changed}/payment-methods"
+    reply = call(env, "POST", path, {"stripe_payment_method_id": "pm_2"}, key=tenant.key)
+
+    assert retried.status == 201, retried.body
+    assert reply.status == 201, reply.body
+    creates = [r for r in stripe.requests[sent_before:] if r.path == "/v1/customers"]
+    first_keys = [r.headers["idempotency-key"] for r in stripe.requests[:sent_before]]
+    assert creates[0].headers["idempotency-key"] == first_keys[0]
+    assert creates[1].headers["idempotency-key"] not in first_keys
+    assert creates[1].form["email"] == "ann.lee@example.com"
+    assert len(creates[1].headers["idempotency-key"]) <= 255
+    assert stripe.payment_methods == {"pm_1": "cus_rec1", "pm_2": "cus_rec3"}
+
+
+def test_a_stripe_answer_the_card_calls_do_not_know_is_never_a_500(
+    stripe_env: tuple[Env, FakeStripe],
+) -> None:
+    env, stripe = stripe_env
+    tenant = new_community(env)
+    profile = _customer(env, tenant)
+    path = f"/v1/profiles/{profile}/payment-methods"
+    key_refused = {"error": {"type": "idempotency_error", "message": "Keys for idempotent..."}}
+    unknown = {"error": {"type": "something_new", "message": "?"}}
+    stripe.fail_next += [(400, key_refused), (418, unknown)]
+
+    refused = call(env, "POST", path, {"stripe_payment_method_id": "pm_x"}, key=tenant.key)
+    strange = call(env, "POST", path, {"stripe_payment_method_id": "pm_x"}, key=tenant.key)
+
+    assert (refused.status, refused.body["error"]["type"]) == (409, "conflict"), refused.body
+    assert strange.status == 503, strange.body
 
 
 def test_detach_is_refused_while_a_live_subscription_charges_the_card(

@@ -122,6 +122,8 @@ def test_on_a_connected_account_the_header_and_application_fee_are_sent() -> Non
     assert (sent.method, sent.path) == ("POST", "/v1/payment_intents")
     assert sent.headers["stripe-account"] == "acct_123"
     assert sent.headers["idempotency-key"] == "pay_rec_1"
+    # The API version is ours, not whatever the installed stripe-python pins.
+    assert sent.headers["stripe-version"] == "2026-10-28.endive"
     assert sent.form == {
         "amount": "2500",
         "currency": "usd",
@@ -129,6 +131,7 @@ def test_on_a_connected_account_the_header_and_application_fee_are_sent() -> Non
         "payment_method": "pm_1",
         "confirm": "true",
         "off_session": "true",
+        "payment_method_types[0]": "card",
         "application_fee_amount": "125",
         "metadata[community_id]": "com_1",
         "metadata[subscription_id]": "sub_1",
@@ -217,6 +220,11 @@ def test_an_on_session_charge_asks_for_manual_confirmation_and_answers_the_clien
         assert confirmed["status"] == "succeeded"
         created, confirm = stripe.requests
     assert "off_session" not in created.form
+    # Cards only: without the list Stripe asks for a `return_url` when the Dashboard enables a
+    # payment method that may redirect (confirm=true on the server).
+    assert created.form["payment_method_types[0]"] == "card"
+    assert "payment_method_types[1]" not in created.form
+    assert "automatic_payment_methods[enabled]" not in created.form
     assert created.form["confirmation_method"] == "manual"
     assert created.form["confirm"] == "true"
     assert (confirm.method, confirm.path) == ("POST", "/v1/payment_intents/pi_rec_3/confirm")
@@ -276,6 +284,11 @@ def test_on_a_connected_account_the_pay_pages_manual_confirmation_stays_on_that_
     assert (created.form["confirmation_method"], created.form["confirm"]) == ("manual", "true")
     assert created.form["application_fee_amount"] == "150"
     assert "off_session" not in created.form
+    # Cards only: without the list Stripe asks for a `return_url` when the Dashboard enables a
+    # payment method that may redirect (confirm=true on the server).
+    assert created.form["payment_method_types[0]"] == "card"
+    assert "payment_method_types[1]" not in created.form
+    assert "automatic_payment_methods[enabled]" not in created.form
     assert (retrieved.method, retrieved.path) == ("GET", "/v1/payment_intents/pi_rec_5")
     assert (confirmed.method, confirmed.path) == ("POST", "/v1/payment_intents/pi_rec_5/confirm")
 

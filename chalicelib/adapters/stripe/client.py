@@ -18,6 +18,12 @@ from typing import Any
 
 from chalicelib.config import Settings
 
+# The Stripe API version every request names (the Stripe-Version header). stripe-python sends
+# its own pinned version otherwise, so upgrading the library would silently change what Stripe
+# accepts and answers (e.g. 2023-08-16 made automatic payment methods the default). Move it
+# on purpose, after reading Stripe's changelog: tests/integration/test_payments_stripe_gateway.py
+# checks the header.
+STRIPE_API_VERSION = "2026-10-28.endive"
 _clients: dict[tuple[str, str | None, float, bool], Any] = {}
 _lock = threading.Lock()
 MAX_NETWORK_RETRIES = 1
@@ -80,6 +86,7 @@ def stripe_client(settings: Settings, secret_key: str, *, retry_rate_limits: boo
                 )
                 client = stripe.StripeClient(
                     secret_key,
+                    stripe_version=STRIPE_API_VERSION,
                     base_addresses=base_addresses,  # type: ignore[arg-type]
                     max_network_retries=MAX_NETWORK_RETRIES,
                     http_client=_requests_client(

@@ -90,7 +90,12 @@ def stripe_errors(field: str, missing: str = "invalid") -> Iterator[None]:
         raise RateLimited("Stripe is rate limiting requests; retry shortly.") from None
     except stripe.PermissionError:
         raise Conflict("The community's Stripe account does not allow this request.") from None
-    except (stripe.APIConnectionError, stripe.APIError, stripe.AuthenticationError):
+    except stripe.IdempotencyError:
+        raise Conflict(
+            "Stripe holds an earlier request with this idempotency key and other details; "
+            "retry in 24 hours."
+        ) from None
+    except stripe.StripeError:  # unreachable, or an answer we do not know: never a 500
         raise Unavailable("Stripe is not reachable right now; retry shortly.") from None
 
 

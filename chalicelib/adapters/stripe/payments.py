@@ -243,6 +243,11 @@ class StripePaymentGateway:
             "customer": request.customer_id,
             "payment_method": request.payment_method_id,
             "confirm": True,
+            # Cards only, as our SetupIntents save them. Without the list, Stripe (API versions
+            # since 2023-08-16) takes the payment methods enabled in the account's Dashboard
+            # (a connected account's own settings) and refuses `confirm=true` without a
+            # `return_url` when any of them may redirect: every charge would depend on it.
+            "payment_method_types": ["card"],
             "metadata": dict(request.metadata),
         }
         if not request.on_session:
