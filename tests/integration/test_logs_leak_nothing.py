@@ -21,6 +21,7 @@ from tests.support.billing_api import Api, api_at, billing_env
 from tests.support.localstripe import localstripe_url
 from tests.support.log_capture import EmittedLogs, emitted_logs
 from tests.support.receiver import Receiver
+from tests.support.webhook_flow import throttled_once
 
 __all__ = ["api_at", "billing_env", "emitted_logs", "localstripe_url"]
 
@@ -152,3 +153,27 @@ def test_a_refused_webhook_logs_why_and_never_its_body_or_signature(
     assert deliver(api, body, se.signed_headers(body, WEBHOOK_SECRET)) == 200
     [ignored] = emitted_logs.named("webhook_event")
     assert ignored["result"] == "ignored" and ignored["error"]  # why it was not applied
+
+
+def test_a_busy_table_on_the_pay_page_is_the_pages_503_and_a_logged_warning(
+    api_at: Any, emitted_logs: EmittedLogs
+) -> None:
+    """Before: DynamoDB throttling past botocore's retries reached Chalice, which answered the
+    member a bare JSON 500 and logged the traceback without the request's id; the JSON routes
+    answer the same throttling 503."""
+    api: Api = api_at(APRIL)
+    _, sub = failed_subscription(api)
+    api.env.clock.advance(timedelta(hours=5))
+    token = issued_token(api, sub["id"])
+
+    with throttled_once(api.env.container.dynamodb, "GetItem") as fired:
+        busy = page(api, token)
+
+    assert fired == ["GetItem"]
+    assert busy.status_code == 503
+    assert busy.headers["Content-Type"].startswith("text/html")
+    assert "Please try again" in busy.body.decode()
+    [warning] = emitted_logs.named("dependency_unavailable")
+    assert warning["request_id"] and token not in emitted_logs.text()
+    assert not [line for line in emitted_logs.lines() if line["level"] == "ERROR"]
+    assert 'data-state="payable"' in page(api, token).body.decode()  # once DynamoDB answers
