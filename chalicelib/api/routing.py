@@ -211,8 +211,8 @@ def _serve(
             )
         except DomainError as error:
             return _domain_error(error)
-        except Exception:
-            return _internal_error(spec)
+        except Exception as error:
+            return _unexpected_error(spec, error)
         finally:
             flush_metrics()
 
@@ -236,9 +236,14 @@ def _execute(
     except DomainError as error:
         return _domain_error(error)
     except Exception as error:
-        if transient_aws_error(error):
-            return _domain_error(Unavailable("The database is busy; retry shortly."))
-        return _internal_error(spec)
+        return _unexpected_error(spec, error)
+
+
+def _unexpected_error(spec: RouteSpec, error: Exception) -> Response:
+    """The handler's, or the idempotency store's around it (its claim is a write too)."""
+    if transient_aws_error(error):
+        return _domain_error(Unavailable("The database is busy; retry shortly."))
+    return _internal_error(spec)
 
 
 # Refusals that say "try again" rather than "no": lost races and busy dependencies. They carry
