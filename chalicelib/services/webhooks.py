@@ -40,7 +40,7 @@ from chalicelib.domain.webhook_events import (
     Outcome,
     WebhookEvent,
 )
-from chalicelib.observability import count, logger
+from chalicelib.observability import correlation, count, logger
 from chalicelib.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from chalicelib.services.retrying import retrying
 
@@ -162,6 +162,11 @@ class WebhookService:
         return found
 
     def process(self, event: WebhookEvent) -> Delivery:
+        """Apply one event; every line logged meanwhile (a `state_change` it caused) names it."""
+        with correlation(stripe_event_id=event.id):
+            return self._process(event)
+
+    def _process(self, event: WebhookEvent) -> Delivery:
         handler = self._handlers.get(event.type, ignore_unhandled_type)
         livemode = event.payload.get("livemode")
         if isinstance(livemode, bool) and livemode != self._livemode():
