@@ -1,7 +1,7 @@
 """Structured JSON logs and CloudWatch EMF metrics (Powertools), with correlation ids.
 
-Never log card data, secrets or personal data: `redact` masks known-sensitive keys in anything
-logged as structured data, and callers log ids, not payloads (docs/rules/logs.md).
+Never log card data, secrets or personal data: callers log ids and outcomes, not payloads
+(docs/rules/logs.md); `redact` masks known-sensitive keys of a structure that must be logged.
 """
 
 from __future__ import annotations
