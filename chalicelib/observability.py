@@ -75,6 +75,12 @@ def log_state_change(
     )
 
 
+def log_config_change(action: str, community_id: str, **ids: str | list[str] | int | None) -> None:
+    """A credential or a setting that decides where money goes changed: issued or revoked keys,
+    webhook endpoints (never their secret or URL), a community's Stripe account or fee."""
+    logger.info("config_change", extra={"action": action, "community_id": community_id, **ids})
+
+
 @contextmanager
 def correlation(**ids: str | None) -> Iterator[None]:
     """Attach correlation ids to every log line written inside the block (this thread's: the

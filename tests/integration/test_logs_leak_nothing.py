@@ -56,6 +56,7 @@ def test_no_credential_card_or_personal_data_reaches_a_log_line_or_metric(
     finally:
         receiver.down()
     secrets["webhook endpoint secret"] = endpoint["secret"]
+    secrets["webhook endpoint URL"] = endpoint["url"]  # a platform may put a token in it
     owner, sub = failed_subscription(api)  # signup, card, activation, a declined renewal
     setup = api.ok("POST", f"/v1/profiles/{owner['id']}/setup-intents", {}, 201)
     secrets["profile SetupIntent client_secret"] = setup["client_secret"]
@@ -177,3 +178,52 @@ def test_a_busy_table_on_the_pay_page_is_the_pages_503_and_a_logged_warning(
     assert warning["request_id"] and token not in emitted_logs.text()
     assert not [line for line in emitted_logs.lines() if line["level"] == "ERROR"]
     assert 'data-state="payable"' in page(api, token).body.decode()  # once DynamoDB answers
+
+
+def test_issued_and_revoked_credentials_and_endpoints_are_logged_by_id(
+    api_at: Any, emitted_logs: EmittedLogs
+) -> None:
+    """Who can call the API or receive the events changed: the auditor finds each by id."""
+    api: Api = api_at(APRIL)
+    path = f"/v1/communities/{api.community_id}/api-keys"
+    fee = api.call(
+        "PATCH",
+        f"/v1/communities/{api.community_id}",
+        {"application_fee_bps": 150},
+        key=PLATFORM_KEY,
+    )
+    assert fee.status == 200, fee.body
+    issued = api.call("POST", path, {}, key=PLATFORM_KEY).body
+    assert api.call("DELETE", f"{path}/{issued['id']}", key=PLATFORM_KEY).status == 204
+    receiver = Receiver().up()
+    try:
+        endpoint = api.ok(
+            "POST", "/v1/webhook-endpoints", {"url": receiver.url, "enabled_events": ["*"]}, 201
+        )
+    finally:
+        receiver.down()
+    endpoint_path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    api.ok("PATCH", endpoint_path, {"status": "disabled"})
+    assert api.call("DELETE", endpoint_path).status == 204
+
+    changes = [
+        (line["action"], line["community_id"], line.get("key_id") or line.get("endpoint_id"))
+        for line in emitted_logs.named("config_change")
+    ]
+    assert changes[0][:2] == ("community_created", api.community_id)
+    assert api.key.startswith(f"mbk_{changes[0][2]}_")  # the first key, by its id
+    assert changes[1:] == [
+        ("community_updated", api.community_id, None),
+        ("api_key_issued", api.community_id, issued["id"]),
+        ("api_key_revoked", api.community_id, issued["id"]),
+        ("webhook_endpoint_created", api.community_id, endpoint["id"]),
+        ("webhook_endpoint_updated", api.community_id, endpoint["id"]),
+        ("webhook_endpoint_deleted", api.community_id, endpoint["id"]),
+    ]
+    updates = [line for line in emitted_logs.named("config_change") if "changed" in line]
+    fee_line, endpoint_line = updates
+    assert (fee_line["changed"], fee_line["application_fee_bps"]) == (["application_fee_bps"], 150)
+    assert (endpoint_line["changed"], endpoint_line["status"]) == (["status"], "disabled")
+    text = emitted_logs.text()
+    assert issued["secret"] not in text and endpoint["secret"] not in text
+    assert endpoint["url"] not in text
