@@ -17,9 +17,10 @@ from tests.integration.test_payment_links import (
     set_up_card,
 )
 from tests.support import stripe_events as se
-from tests.support.billing_api import Api, api_at, billing_env
+from tests.support.billing_api import SENDER, Api, api_at, billing_env
 from tests.support.localstripe import localstripe_url
 from tests.support.log_capture import EmittedLogs, emitted_logs
+from tests.support.moto_clients import moto_client
 from tests.support.receiver import Receiver
 from tests.support.webhook_flow import throttled_once
 
@@ -227,3 +228,30 @@ def test_issued_and_revoked_credentials_and_endpoints_are_logged_by_id(
     text = emitted_logs.text()
     assert issued["secret"] not in text and endpoint["secret"] not in text
     assert endpoint["url"] not in text
+
+
+def test_an_email_ses_refuses_is_logged_by_profile_and_code_never_by_address(
+    api_at: Any, emitted_logs: EmittedLogs
+) -> None:
+    """SES's refusal message names addresses (the sandbox lists every recipient it refused;
+    moto names the sender): the logged traceback keeps SES's code only."""
+    api: Api = api_at(APRIL)
+    plan = api.plan(prices={"month": 3000})
+    owner = api.customer("Ada")
+    sub = api.active(plan, owner)
+    member = api.customer("Grace", card=None)
+    ses = moto_client("ses", region_name="us-east-1")
+    ses.delete_identity(Identity=SENDER)
+    try:
+        body = {"members": [{"profile_id": member["id"]}], "send_welcome_email": True}
+        added = api.call("POST", f"/v1/subscriptions/{sub['id']}/members", body)
+    finally:
+        ses.verify_email_identity(EmailAddress=SENDER)
+
+    assert added.status in (200, 201), added.body
+    [failed] = emitted_logs.named("email_failed")
+    assert failed["profile_id"] == member["id"]
+    assert "MessageRejected" in failed["exception"]
+    text = emitted_logs.text()
+    for address in (SENDER, member["email"], owner["email"]):
+        assert address not in text, address
