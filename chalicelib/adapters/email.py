@@ -22,6 +22,16 @@ def one_line(subject: str) -> str:
     return " ".join(subject.split())
 
 
+class EmailRefused(Exception):
+    """SES refused the email for good. Only SES's error code is kept: its message can name the
+    addresses (the sandbox's `MessageRejected` lists each recipient it refused), and a refusal
+    is logged with its traceback (docs/rules/logs.md)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"SES refused the email: {code}")
+        self.code = code
+
+
 class SesMailer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -37,7 +47,9 @@ class SesMailer:
     def send(self, email: Email) -> str:
         """Send one plain-text email; returns SES's message id. A failure a retry can fix
         (throttling, 5xx, a lost connection) raises Unavailable; others (an address SES
-        refuses) raise as they are."""
+        refuses) raise EmailRefused, without SES's message."""
+        from botocore.exceptions import ClientError
+
         from chalicelib.adapters.dynamodb.transactions import is_transient
 
         try:
@@ -45,6 +57,8 @@ class SesMailer:
         except Exception as error:
             if is_transient(error):
                 raise Unavailable("SES is unavailable; try again.") from error
+            if isinstance(error, ClientError):
+                raise EmailRefused(error.response.get("Error", {}).get("Code", "")) from None
             raise
 
     def _send(self, email: Email) -> str:

@@ -36,11 +36,20 @@ from chalicelib.api.console import (
     stripe_js_url,
 )
 from chalicelib.api.models import RequestModel, ResponseModel
-from chalicelib.api.routing import Auth, RequestContext, retry_after, route
+from chalicelib.api.routing import (
+    Auth,
+    RequestContext,
+    log_unhandled_error,
+    request_id_of,
+    retry_after,
+    route,
+    transient_aws_error,
+)
 from chalicelib.bootstrap import container
 from chalicelib.config import LOCAL_STAGES
 from chalicelib.domain.currencies import currency
 from chalicelib.domain.errors import DomainError, NotFound, RateLimited, Unavailable
+from chalicelib.observability import correlation, flush_metrics, logger
 
 if TYPE_CHECKING:
     from chalicelib.services.pay_now import PayNow, PayPage
@@ -191,6 +200,21 @@ def pay_asset(name: str) -> Response:
 
 @blueprint.route("/pay/{token}", methods=["GET"])
 def pay_page(token: str) -> Response:
+    """The page, or one in its own look for every refusal; a 5xx is logged like the API's."""
+    with correlation(request_id=request_id_of(blueprint.current_request)):
+        try:
+            return _pay_page(token)
+        except Exception as error:
+            if not transient_aws_error(error):
+                log_unhandled_error("GET /pay/{token}")
+                return _html(500, _shell("Try again", _message("Please try again", _BUSY)))
+            logger.warning("dependency_unavailable", extra={"reason": type(error).__name__})
+            return _html(503, _shell("Try again", _message("Please try again", _BUSY)))
+        finally:
+            flush_metrics()
+
+
+def _pay_page(token: str) -> Response:
     try:
         page = container().pay_now.page(token)
     except RateLimited as error:

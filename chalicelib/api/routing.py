@@ -171,7 +171,7 @@ def route(
 def _serve(
     spec: RouteSpec, handler: Handler, request: Request, path_params: dict[str, str]
 ) -> Response:
-    request_id = _request_id(request)
+    request_id = request_id_of(request)
     principal = principal_from_request(request)
     with correlation(request_id=request_id, community_id=principal.community_id):
         try:
@@ -211,8 +211,8 @@ def _serve(
             )
         except DomainError as error:
             return _domain_error(error)
-        except Exception:
-            return _internal_error(spec)
+        except Exception as error:
+            return _unexpected_error(spec, error)
         finally:
             flush_metrics()
 
@@ -236,9 +236,14 @@ def _execute(
     except DomainError as error:
         return _domain_error(error)
     except Exception as error:
-        if _transient_aws_error(error):
-            return _domain_error(Unavailable("The database is busy; retry shortly."))
-        return _internal_error(spec)
+        return _unexpected_error(spec, error)
+
+
+def _unexpected_error(spec: RouteSpec, error: Exception) -> Response:
+    """The handler's, or the idempotency store's around it (its claim is a write too)."""
+    if transient_aws_error(error):
+        return _domain_error(Unavailable("The database is busy; retry shortly."))
+    return _internal_error(spec)
 
 
 # Refusals that say "try again" rather than "no": lost races and busy dependencies. They carry
@@ -247,7 +252,7 @@ RETRYABLE_ERRORS = (ConcurrentChange, ChargeInProgress, RateLimited, Unavailable
 RETRY_AFTER_SECONDS = "1"
 
 
-def _transient_aws_error(error: Exception) -> bool:
+def transient_aws_error(error: Exception) -> bool:
     """A ClientError that a retry can fix (throttling, DynamoDB's own failures) once botocore's
     own retries are spent: a 503, never a 500. Checked by name first, so importing the app
     loads no SDK; the codes are the adapters' one list (adapters/dynamodb/transactions.py)."""
@@ -275,9 +280,14 @@ def retry_after(error: DomainError) -> str:
 
 
 def _internal_error(spec: RouteSpec) -> Response:
-    logger.exception("unhandled_error", extra={"route": f"{spec.method} {spec.path}"})
-    count("UnhandledErrors")
+    log_unhandled_error(f"{spec.method} {spec.path}")
     return error_response("internal", "Internal error; it has been logged.")
+
+
+def log_unhandled_error(route: str) -> None:
+    """A 500: the traceback, the route's template (never a token in its path) and the metric."""
+    logger.exception("unhandled_error", extra={"route": route})
+    count("UnhandledErrors")
 
 
 MAX_PATH_PARAM_CHARS = 255
@@ -304,7 +314,7 @@ def _concrete_path(template: str, path_params: dict[str, str]) -> str:
     return _PATH_PARAM.sub(lambda m: path_params.get(m.group(1), m.group(0)), template)
 
 
-def _request_id(request: Request) -> str:
+def request_id_of(request: Request) -> str:
     context = request.context or {}
     return str(context.get("requestId") or uuid.uuid4())
 

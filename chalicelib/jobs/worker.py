@@ -157,34 +157,59 @@ def handle_batch(
         with ThreadPoolExecutor(max_workers=min(threads, len(batch))) as pool:
             list(pool.map(run, batch))
     for name, value in result.outcomes.items():
-        count("WorkMessages", value, outcome=name)
+        # One metric per outcome (a failed message must be countable on its own).
+        count(f"WorkMessages_{name}", value)
     return result
 
 
 def _run_one(box: Container, record: Received, wall: Callable[[], float]) -> tuple[str, str | None]:
-    """(outcome, None) or ("failed"/DEFERRED, why) for one message."""
-    try:
-        message = DueMessage.from_json(record.body)
-        if message.not_before is not None and message.not_before - wall() > NOT_BEFORE_SLACK:
-            _send_back(box, message, message.not_before - wall(), deferred=False)
-            return WAITING, None
+    """(outcome, None) or ("failed"/DEFERRED, why) for one message; every line it logs names the
+    message (SQS's id) and, once it is read, its group, community and subject."""
+    with correlation(message_id=record.message_id):
         try:
-            return process_message(box, message), None
-        except Deferred as deferral:
-            if message.deferrals >= MAX_DEFERRALS:
-                raise
-            delay = deferral_delay(
-                message.deferrals, resume=deferral.written, retry_after=deferral.retry_after
-            )
-            _send_back(box, message, delay, deferred=True)
-            logger.info(
-                "work_message_deferred",
-                extra={"reason": deferral.reason, "delay_s": round(delay, 1)},
-            )
-            return RATE_DEFERRED, None
-    except Exception as error:
-        logger.exception("work_message_failed")
-        return "failed", f"{type(error).__name__}: {error}"
+            message = DueMessage.from_json(record.body)
+        except Exception as error:
+            return _failed(error)
+        with correlation(
+            due_group=message.group,
+            community_id=message.community_id,
+            subject_id=message.subject_id,
+        ):
+            try:
+                return _run_message(box, message, wall)
+            except Exception as error:
+                return _failed(error)
+
+
+def _failed(error: Exception) -> tuple[str, str]:
+    logger.exception("work_message_failed")
+    return "failed", f"{type(error).__name__}: {error}"
+
+
+def _run_message(
+    box: Container, message: DueMessage, wall: Callable[[], float]
+) -> tuple[str, str | None]:
+    if message.not_before is not None and message.not_before - wall() > NOT_BEFORE_SLACK:
+        _send_back(box, message, message.not_before - wall(), deferred=False)
+        return WAITING, None
+    try:
+        return process_message(box, message), None
+    except Deferred as deferral:
+        if message.deferrals >= MAX_DEFERRALS:
+            raise
+        delay = deferral_delay(
+            message.deferrals, resume=deferral.written, retry_after=deferral.retry_after
+        )
+        _send_back(box, message, delay, deferred=True)
+        logger.info(
+            "work_message_deferred",
+            extra={
+                "reason": deferral.reason,
+                "delay_s": round(delay, 1),
+                "deferrals": message.deferrals + 1,
+            },
+        )
+        return RATE_DEFERRED, None
 
 
 def deferral_delay(deferrals: int, *, resume: bool, retry_after: float | None = None) -> float:

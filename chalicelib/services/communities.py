@@ -9,6 +9,7 @@ from chalicelib.adapters.dynamodb.codec import whole_seconds
 from chalicelib.domain.communities import Community, validate_fee_bps
 from chalicelib.domain.currencies import supported_currency
 from chalicelib.domain.ids import new_id
+from chalicelib.observability import log_config_change
 from chalicelib.services.api_keys import ApiKeyService, IssuedKey
 from chalicelib.services.ports import Clock
 
@@ -49,6 +50,13 @@ class CommunityService:
         )
         key, key_entry = self._keys.new_key(community.id)
         self._store.create(community, extra=[key_entry])
+        log_config_change(
+            "community_created",
+            community.id,
+            key_id=key.id,
+            stripe_account_id=stripe_account_id,
+            application_fee_bps=application_fee_bps,
+        )
         return community, key
 
     def update(
@@ -72,13 +80,26 @@ class CommunityService:
         reconnect = stripe_account_id is not _UNSET and stripe_account_id is not None
         if after != before or reconnect:
             self._store.save_changes(before, after, reconnect=reconnect)
+            log_config_change(
+                "community_updated",
+                community_id,
+                changed=sorted(
+                    name
+                    for name in ("name", "stripe_account_id", "application_fee_bps")
+                    if getattr(after, name) != getattr(before, name)
+                ),
+                stripe_account_id=after.stripe_account_id,
+                application_fee_bps=after.application_fee_bps,
+            )
         return after
 
     def issue_key(self, community_id: str) -> IssuedKey:
         key, entry = self._keys.new_key(community_id)
         self._store.write_if_exists(community_id, [entry])
+        log_config_change("api_key_issued", community_id, key_id=key.id)
         return key
 
     def revoke_key(self, community_id: str, key_id: str) -> None:
         self._store.get(community_id)
         self._keys.revoke(community_id, key_id)
+        log_config_change("api_key_revoked", community_id, key_id=key_id)

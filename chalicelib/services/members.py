@@ -140,7 +140,7 @@ class MemberService:
         try:
             self._mailer.send(Email(to=member.email or "", subject=subject, body=body))
         except Exception:
-            logger.exception("email_failed", extra={"subject": subject})
+            logger.exception("email_failed", extra={"profile_id": member.id, "subject": subject})
             return False
         return True
 

@@ -16,6 +16,7 @@ from chalicelib.adapters.dynamodb.platform_events import (
 from chalicelib.adapters.webhook_sender import UnsafeUrl
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.platform_events import EVENT_TYPES
+from chalicelib.observability import log_config_change
 from chalicelib.services.ports import Clock
 
 STATUSES = ("enabled", "disabled")
@@ -80,6 +81,7 @@ class WebhookEndpoints:
             notification_email=notification_email,
         )
         self._store.create_endpoint(endpoint)
+        log_config_change("webhook_endpoint_created", community_id, endpoint_id=endpoint.id)
         return endpoint
 
     def page(
@@ -107,12 +109,21 @@ class WebhookEndpoints:
                 raise InvalidRequest.for_field("status", "enabled or disabled")
             stored["status"] = changes["status"]
         reenable = stored.get("status") == "enabled" and current.status != "enabled"
-        return self._store.update_endpoint(
+        updated = self._store.update_endpoint(
             community_id, endpoint_id, stored, now=self._clock.now(), reenable=reenable
         )
+        log_config_change(
+            "webhook_endpoint_updated",
+            community_id,
+            endpoint_id=endpoint_id,
+            changed=sorted(stored),
+            status=updated.status,
+        )
+        return updated
 
     def delete(self, community_id: str, endpoint_id: str) -> None:
         self._store.delete_endpoint(community_id, endpoint_id)
+        log_config_change("webhook_endpoint_deleted", community_id, endpoint_id=endpoint_id)
 
     def events(
         self,

@@ -40,7 +40,7 @@ from chalicelib.domain.webhook_events import (
     Outcome,
     WebhookEvent,
 )
-from chalicelib.observability import count, logger
+from chalicelib.observability import correlation, count, logger
 from chalicelib.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from chalicelib.services.retrying import retrying
 
@@ -135,11 +135,19 @@ class WebhookService:
         """A delivery to POST /webhooks/stripe: 400 (InvalidRequest) before anything is stored."""
         from chalicelib.adapters.stripe.events import verify_event
 
-        payload = verify_event(raw_body, signature, self._secrets())
-        event = WebhookEvent.received(payload, self._clock.now())
-        if not self._store.fits(event):
-            # Refused before anything runs: answered 200, it would be applied and then lost.
-            raise InvalidRequest.for_field("body", "The event is too large to store.")
+        try:
+            payload = verify_event(raw_body, signature, self._secrets())
+            event = WebhookEvent.received(payload, self._clock.now())
+            if not self._store.fits(event):
+                # Refused before anything runs: answered 200, it would be applied and then lost.
+                raise InvalidRequest.for_field("body", "The event is too large to store.")
+        except InvalidRequest as refused:
+            # Our own words only: never the body, the header or the secret (docs/rules/logs.md).
+            count("WebhookRejected")
+            logger.warning(
+                "webhook_rejected", extra={"reason": refused.message, "bytes": len(raw_body)}
+            )
+            raise
         return self.process(event)
 
     def replay(self, event_id: str) -> WebhookEvent:
@@ -154,6 +162,11 @@ class WebhookService:
         return found
 
     def process(self, event: WebhookEvent) -> Delivery:
+        """Apply one event; every line logged meanwhile (a `state_change` it caused) names it."""
+        with correlation(stripe_event_id=event.id):
+            return self._process(event)
+
+    def _process(self, event: WebhookEvent) -> Delivery:
         handler = self._handlers.get(event.type, ignore_unhandled_type)
         livemode = event.payload.get("livemode")
         if isinstance(livemode, bool) and livemode != self._livemode():
@@ -195,7 +208,14 @@ class WebhookService:
         count(f"Webhook_{status}")
         logger.info(
             "webhook_event",
-            extra={"event_id": event.id, "type": event.type, "result": status},
+            extra={
+                "event_id": event.id,
+                "type": event.type,
+                "result": status,
+                "community_id": event.community_id,
+                "stripe_account": event.account,
+                "error": event.error,
+            },
         )
         return Delivery(event.id, status, event.community_id)
 

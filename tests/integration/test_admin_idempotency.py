@@ -18,6 +18,7 @@ from chalicelib.api.routing import ROUTES, ApiResponse, Auth, RequestContext, ro
 from chalicelib.domain.errors import Unavailable
 from tests.integration.admin_helpers import call, item_count, new_community, shared_env
 from tests.integration.conftest import PLATFORM_KEY, Env
+from tests.support.webhook_flow import throttled_once
 
 __all__ = ["shared_env"]
 
@@ -141,6 +142,25 @@ def test_bad_keys_and_bad_bodies_store_nothing(shared_env: Env) -> None:
     assert call(env, "POST", path, key=tenant.key, headers={"Idempotency-Key": "k5"}).status == 404
     again = call(env, "POST", path, key=tenant.key, headers={"Idempotency-Key": "k5"})
     assert (again.status, again.headers["idempotent-replayed"]) == (404, "true")
+
+
+def test_a_throttled_idempotency_claim_is_a_503_to_retry_and_creates_nothing(
+    shared_env: Env,
+) -> None:
+    """The claim is the request's first write (PutItem); throttling past botocore's retries was
+    a 500 "internal" (an alarm, a client that gives up) where every other write answers 503."""
+    env = shared_env
+    tenant = new_community(env)
+    with throttled_once(env.container.dynamodb, "PutItem") as fired:
+        busy = call(
+            env, "POST", "/v1/plans", PLAN, key=tenant.key, headers={"Idempotency-Key": "t"}
+        )
+    assert fired == ["PutItem"]
+    assert (busy.status, busy.body["error"]["type"]) == (503, "unavailable")
+    assert busy.headers["retry-after"] == "1"
+    assert call(env, "GET", "/v1/plans", key=tenant.key).body["data"] == []
+    again = call(env, "POST", "/v1/plans", PLAN, key=tenant.key, headers={"Idempotency-Key": "t"})
+    assert again.status == 201 and "idempotent-replayed" not in again.headers
 
 
 def test_server_errors_are_not_stored_and_can_be_retried(probe_client: Client) -> None:

@@ -20,10 +20,14 @@ from chalicelib.jobs import sweeps, worker
 from chalicelib.jobs.local_runner import JOBS, JobRegistry, drain_work_queue, run_once
 from chalicelib.jobs.messages import BatchFailed, DueMessage, Received
 from chalicelib.jobs.registry import SCHEDULED_JOBS, SWEEP_GROUPS, override_jobs
+from chalicelib.observability import flush_metrics
 from tests.integration.conftest import Env
 from tests.integration.scheduling_fakes import COMMUNITY, FakeBilling, sub_key
 from tests.support.atomic_requests import AtomicRequests
 from tests.support.holding import DynamoRequests
+from tests.support.log_capture import EmittedLogs, emitted_logs
+
+__all__ = ["emitted_logs"]
 
 
 @dataclass
@@ -208,6 +212,55 @@ def test_a_failing_action_is_retried_then_dead_lettered(sched: Sched) -> None:
     (dead,) = sched.queue_bodies(sched.dlq_url)
     assert DueMessage.from_json(dead).subject_id == "sub_broken"
     assert len(attempts) == 5  # maxReceiveCount of the work queue's redrive policy
+
+
+def test_a_failing_message_logs_why_with_its_message_community_and_subject(
+    sched: Sched, emitted_logs: EmittedLogs
+) -> None:
+    """The on-call engineer finds the message and the subscription a failure was about."""
+    now = sched.env.clock.now()
+    sched.billing.add("sub_broken", "expiration", now - timedelta(seconds=1), status="expiring")
+
+    def broken(box: bootstrap.Container, community_id: str, sub_id: str, when: Any) -> str:
+        raise ConnectionError("Stripe timed out")
+
+    override_jobs(
+        {**sched.billing.jobs(), "expiration": SCHEDULED_JOBS["expiration"].with_action(broken)}
+    )
+    sweeps.sweep(sched.box, ("expiration",))
+    [message] = sched.box.sqs.receive_message(
+        QueueUrl=sched.env.settings.work_queue_url, MaxNumberOfMessages=10
+    )["Messages"]
+    record = Received(message["Body"], message["ReceiptHandle"], message["MessageId"])
+
+    result = worker.handle_batch(sched.box, [record])
+
+    assert result.errors == ["ConnectionError: Stripe timed out"]
+    [failed] = emitted_logs.named("work_message_failed")
+    assert failed["message_id"] == message["MessageId"]
+    assert (failed["due_group"], failed["community_id"], failed["subject_id"]) == (
+        "expiration",
+        COMMUNITY,
+        "sub_broken",
+    )
+    assert "Stripe timed out" in failed["exception"]
+
+
+def test_a_batchs_metrics_count_each_outcome_apart(sched: Sched, emitted_logs: EmittedLogs) -> None:
+    """A failed message is its own metric, not lost in a total with the renewals."""
+    now = sched.env.clock.now()
+    sched.billing.add("sub_ok", "renewal", now - timedelta(seconds=1))
+    sweeps.sweep(sched.box, ("renewal",))
+    queue_url = sched.env.settings.work_queue_url
+    sched.box.sqs.send_message(QueueUrl=queue_url, MessageBody="poison")
+    received = sched.box.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+    records = [Received(m["Body"], m["ReceiptHandle"]) for m in received["Messages"]]
+
+    worker.handle_batch(sched.box, records)
+    flush_metrics()
+
+    [line] = [json.loads(text) for text in emitted_logs.metric_lines()]
+    assert (line["WorkMessages_renewed"], line["WorkMessages_failed"]) == ([1.0], [1.0])
 
 
 def test_run_once_sweeps_and_drains_through_sqs(sched: Sched) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 
 from tests.support import stripe_events as se
 from tests.support.localstripe import localstripe_url
+from tests.support.log_capture import EmittedLogs, emitted_logs
 from tests.support.webhook_flow import Billing, Pending, billing, failed_twin, ok, throttled_once
 
-__all__ = ["billing", "localstripe_url"]
+__all__ = ["billing", "emitted_logs", "localstripe_url"]
 
 
 def test_localstripes_own_event_resolves_the_pending_payment_once(billing: Billing) -> None:
@@ -38,6 +39,26 @@ def test_localstripes_own_event_resolves_the_pending_payment_once(billing: Billi
     assert (status, body["result"]) == (200, "duplicate")
     assert billing.subscription(pending)["version"] == subscription["version"]
     assert len(billing.audit(pending)) == len(audit)
+
+
+def test_what_an_event_changed_is_logged_with_the_events_id(
+    billing: Billing, emitted_logs: EmittedLogs
+) -> None:
+    """From a payment's `state_change` line the on-call engineer finds the Stripe event."""
+    pending = billing.pending()
+    status, _ = billing.deliver(pending.succeeded_event)
+    assert status == 200
+
+    by_webhook = [line for line in emitted_logs.named("state_change") if line["actor"] == "webhook"]
+    assert {line["event_type"] for line in by_webhook} >= {"subscription.activated"}
+    for line in by_webhook:
+        assert line["stripe_event_id"] == pending.succeeded_event["id"]
+        assert (line["subscription_id"], line["payment_id"]) == (
+            pending.subscription_id,
+            pending.payment_id,
+        )
+    [delivered] = emitted_logs.named("webhook_event")
+    assert (delivered["result"], delivered["community_id"]) == ("processed", pending.community_id)
 
 
 @contextmanager

@@ -58,6 +58,7 @@ from chalicelib.domain.events import AuditEvent
 from chalicelib.domain.payments import Payment, Refund
 from chalicelib.domain.platform_events import AccessCheck, PlatformEvent
 from chalicelib.domain.subscriptions import Subscription
+from chalicelib.observability import log_state_change
 
 if TYPE_CHECKING:
     from chalicelib.adapters.dynamodb.webhook_events import WebhookEventRepository
@@ -224,6 +225,7 @@ class UowAudit:
     def __init__(self, table: str, staged: _Staged) -> None:
         self._table = table
         self._staged = staged
+        self.recorded: list[tuple[Subscription, AuditEvent]] = []
 
     def record(self, sub: Subscription, event: AuditEvent, *, changes_state: bool) -> None:
         self._staged.add(
@@ -231,6 +233,11 @@ class UowAudit:
                 self._table, sub.community_id, sub.id, event, sub.version, changes_state
             )
         )
+        self.recorded.append((sub, event))
+
+    def log_committed(self) -> None:
+        for sub, event in self.recorded:
+            log_state_change(sub.community_id, sub.id, sub.version, event)
 
 
 class UowCredit:
@@ -391,6 +398,7 @@ class DynamoUnitOfWork:
             plan = self._link_plan(entries, inline=False)
             commit_transaction(self._client, plan.entries, guarded_first=guarded_first)
         self.committed = True
+        self.audit.log_committed()
         for change in plan.after_commit:
             self._links.apply(change, self._now)
 
