@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,15 +45,27 @@ RATIO_DUE = 1000  # the same due count in both tables: 10% of 10k, 1% of 100k
 
 def load_subscriptions(ddb: Any, table: str, count: int) -> None:
     """`count` subscription items, each with a renewal due date, written 25 at a time."""
+    step = SPREAD / count
+    write_due_subscriptions(
+        ddb,
+        table,
+        ((COMMUNITY, f"sub_b{i:07d}", T0 + step * (i + 1)) for i in range(count)),
+        SHARDS,
+    )
+
+
+def write_due_subscriptions(
+    ddb: Any, table: str, subscriptions: Iterable[tuple[str, str, datetime]], shards: int
+) -> None:
+    """Active subscription items (community id, subscription id, renewal due at), each on the
+    due index, written 25 at a time."""
     from chalicelib.adapters.dynamodb.due_index import due_attributes
 
-    step = SPREAD / count
     batch: list[dict[str, Any]] = []
-    for i in range(count):
-        sub_id = f"sub_b{i:07d}"
-        due = due_attributes(sub_id, "renewal", T0 + step * (i + 1), SHARDS)
+    for community_id, sub_id, due_at in subscriptions:
+        due = due_attributes(sub_id, "renewal", due_at, shards)
         item = {
-            "pk": {"S": f"C#{COMMUNITY}#SUB#{sub_id}"},
+            "pk": {"S": f"C#{community_id}#SUB#{sub_id}"},
             "sk": {"S": "SUB"},
             "id": {"S": sub_id},
             "status": {"S": "active"},

@@ -44,10 +44,9 @@ def send_rate_figures() -> dict[str, float | int | str]:
 
 
 def _send_rate_figures() -> dict[str, float | int | str]:
-    from bench.bench_scheduling import _write
+    from bench.bench_scheduling import write_due_subscriptions
     from chalicelib.adapters.aws import reset_clients
     from chalicelib.adapters.clock import FixedClock
-    from chalicelib.adapters.dynamodb.due_index import due_attributes
     from chalicelib.adapters.dynamodb.schema import ensure_table
     from chalicelib.adapters.queues import ensure_queues
     from chalicelib.bootstrap import Container
@@ -61,22 +60,15 @@ def _send_rate_figures() -> dict[str, float | int | str]:
     settings = replace(base, table_name="bench-send-rate", work_queue_url=queues["work_queue_url"])
     box = Container(settings, clock=FixedClock(T0))
     ensure_table(box.dynamodb, settings.table_name)
-    batch: list[dict[str, Any]] = []
-    for i in range(DUE):
-        sub_id = f"sub_r{i:07d}"
-        due = due_attributes(sub_id, "renewal", T0 - timedelta(seconds=DUE - i), SHARDS)
-        item = {
-            "pk": {"S": f"C#com_r{i % COMMUNITIES:04d}#SUB#{sub_id}"},
-            "sk": {"S": "SUB"},
-            "id": {"S": sub_id},
-            "status": {"S": "active"},
-            "version": {"N": "3"},
-            **{name: {"S": value} for name, value in due.items()},
-        }
-        batch.append({"PutRequest": {"Item": item}})
-        if len(batch) == 25:
-            _write(box.dynamodb, settings.table_name, batch)
-    _write(box.dynamodb, settings.table_name, batch)
+    write_due_subscriptions(
+        box.dynamodb,
+        settings.table_name,
+        (
+            (f"com_r{i % COMMUNITIES:04d}", f"sub_r{i:07d}", T0 - timedelta(seconds=DUE - i))
+            for i in range(DUE)
+        ),
+        SHARDS,
+    )
     queue = LatencyQueue()
     box.sqs = queue  # the container's cached client, replaced
     box.dynamodb.meta.events.register_first("before-send", _sleeper(DYNAMODB_LATENCY_SECONDS))

@@ -3,12 +3,14 @@ and once per event however often a record is published."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from chalicelib.adapters.email import Email
 from chalicelib.domain.errors import Unavailable
 from tests.support.dunning_world import DunningWorld, FlakyMailer
 from tests.support.world import CID
@@ -220,21 +222,38 @@ def test_a_declined_payment_the_owner_attempts_sends_no_email_and_keeps_the_link
     assert len(world.links.issued) == 1
 
 
-def test_a_detached_card_email_asks_for_another_card_and_blames_no_bank() -> None:
-    """A renewal of a card detached from the owner's customer fails without Stripe: the
-    email must not say the bank declined, nor promise to try the same card again."""
+def _failure_email_of_a_renewal_failed_without_stripe(
+    make_it_fail: Callable[[DunningWorld], None],
+) -> tuple[DunningWorld, Email]:
+    """An active subscription whose renewal `make_it_fail` turns into a failure decided without
+    Stripe; the one email the failure sends."""
     world = DunningWorld()
     owner = world.customer("Ada")
     sub_id = world.active(world.plan(2500, retry_days=(1, 3), grace_days=GRACE_DAYS), owner)
-    snapshot = world.store.cards[(CID, "pm_ok")]
-    world.store.cards[(CID, "pm_ok")] = {**snapshot, "detached_at": world.clock.now().isoformat()}
+    make_it_fail(world)
     period = world.store.subscriptions[(CID, sub_id)].current_period
     assert period is not None
     world.clock.advance_to(period.end)
     assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
     world.publish()
-
     [email] = world.mailer.sent
+    return world, email
+
+
+def _detach_the_card(world: DunningWorld) -> None:
+    snapshot = world.store.cards[(CID, "pm_ok")]
+    world.store.cards[(CID, "pm_ok")] = {**snapshot, "detached_at": world.clock.now().isoformat()}
+
+
+def _disconnect_the_communitys_account(world: DunningWorld) -> None:
+    world.store.deauthorized[CID] = "acct_gym"
+
+
+def test_a_detached_card_email_asks_for_another_card_and_blames_no_bank() -> None:
+    """A renewal of a card detached from the owner's customer fails without Stripe: the
+    email must not say the bank declined, nor promise to try the same card again."""
+    _, email = _failure_email_of_a_renewal_failed_without_stripe(_detach_the_card)
+
     assert "Reason: The card was removed from your account" in email.body
     assert "bank" not in email.body
     assert "We will try the card again" not in email.body
@@ -247,20 +266,14 @@ def test_a_failure_of_the_communitys_account_sends_no_link_that_cannot_work() ->
     Stripe, and nothing the owner does can pay it until the community reconnects (the pay page
     answers 409 meanwhile). The email says so and carries no pay-now link, and no link is
     issued; it still says when we try again and when the membership ends."""
-    world = DunningWorld()
-    owner = world.customer("Ada")
-    sub_id = world.active(world.plan(2500, retry_days=(1, 3), grace_days=GRACE_DAYS), owner)
-    world.store.deauthorized[CID] = "acct_gym"
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end)
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
-    world.publish()
+    world, email = _failure_email_of_a_renewal_failed_without_stripe(
+        _disconnect_the_communitys_account
+    )
 
-    [email] = world.mailer.sent
     assert "Reason: The community's payment account is not connected right now" in email.body
     assert "bank" not in email.body
     assert "Pay now:" not in email.body
+    assert world.links.issued == []
     assert "Nothing is needed from you now" in email.body
     assert "We will try again on" in email.body
     assert "the membership will be cancelled on" in email.body
