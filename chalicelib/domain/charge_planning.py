@@ -17,11 +17,11 @@ changes until `charge_outcomes` applies it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from chalicelib.domain.billing.charges import ChargePlan, PendingCharge, PlanSnapshot
+from chalicelib.domain.billing.charges import ChargePlan, PendingCharge, PlanSnapshot, plan_snapshot
 from chalicelib.domain.billing.lines import (
     CarriedAmount,
     PaymentKind,
@@ -224,7 +224,8 @@ def plan_reactivation(
             existing.get(pid) or Member(pid, now, initial_fee(plan, sub.waive_activation_fee))
             for pid in member_ids
         )
-    ensure_capacity(plan, len(members), "member_ids")
+    kept = len(sub.members) if plan.plan_id == sub.plan_id else 0
+    ensure_capacity(plan, len(members), "member_ids", members_kept=kept)
     lines = [plan_line(plan, cycle, len(members)), *fee_lines(plan, members)]
     return _charge_plan(
         sub,
@@ -244,10 +245,17 @@ def plan_reactivation(
 
 
 def plan_add_members(
-    sub: Subscription, additions: Sequence[MemberAddition], now: datetime, *, owner_credit: int
+    sub: Subscription,
+    additions: Sequence[MemberAddition],
+    now: datetime,
+    *,
+    owner_credit: int,
+    current_plans: Mapping[str, Plan] | None = None,
 ) -> ChargePlan:
     """active: add members now; each pays the prorated unit price for the rest of the
-    period plus the activation fee unless waived. Nobody is added if the charge fails."""
+    period plus the activation fee unless waived. Nobody is added if the charge fails.
+    `current_plans` (the stored plans, by id): the additions must fit the latest
+    `max_members` of the subscription's plan and of a queued one (lowered since: 400)."""
     ensure_utc(now)
     sub.ensure_status("active", "members are added")
     sub.ensure_no_pending_charge()
@@ -272,10 +280,11 @@ def plan_add_members(
             raise InvalidRequest.for_field(
                 f"members[{index}].activation_fee", "Must be charge or waive."
             )
-    ensure_capacity(sub.plan, len(sub.members) + len(additions), "members")
+    latest = current_plans or {}
+    ensure_capacity(_latest_terms(sub.plan, latest), len(sub.members) + len(additions), "members")
     if sub.pending_changes.plan is not None:  # the queued plan must fit them too
         staying = len(sub.staying_members()) + len(additions)
-        ensure_capacity(sub.pending_changes.plan, staying, "members")
+        ensure_capacity(_latest_terms(sub.pending_changes.plan, latest), staying, "members")
     unit = rest_of_period(sub.unit_amount, sub.require_period(), now, sub.currency)
     new_members = tuple(
         Member(a.profile_id, now, initial_fee(sub.plan, waive=a.activation_fee == "waive"))
@@ -300,6 +309,12 @@ def plan_add_members(
         index=sub.period_index,
         pending_changes=sub.pending_changes,
     )
+
+
+def _latest_terms(snapshot: PlanSnapshot, current_plans: Mapping[str, Plan]) -> PlanSnapshot:
+    """The stored plan's terms when given (a PATCH changed them since), else the snapshot's."""
+    current = current_plans.get(snapshot.plan_id)
+    return snapshot if current is None else plan_snapshot(current)
 
 
 def plan_change_now(

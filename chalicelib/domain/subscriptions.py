@@ -394,11 +394,15 @@ def ensure_cycle(cycle: str) -> None:
         raise InvalidRequest.for_field("billing_cycle", "Must be month or year.")
 
 
-def ensure_capacity(plan: PlanSnapshot, count: int, field_name: str) -> None:
+def ensure_capacity(
+    plan: PlanSnapshot, count: int, field_name: str, *, members_kept: int = 0
+) -> None:
     """`count` members fit the plan: its `max_members`, ours, and one Stripe charge for a whole
     period at its dearest price (the subscription may switch to that cycle at any time, and a
-    renewal Stripe refuses as too large would fail every retry and cancel the subscription)."""
-    if plan.max_members is not None and count > plan.max_members:
+    renewal Stripe refuses as too large would fail every retry and cancel the subscription).
+    `members_kept`: the members the subscription already has on this plan; a `max_members`
+    lowered below them since refuses only growing beyond them (docs/rules/state.md, 6)."""
+    if plan.max_members is not None and count > max(plan.max_members, members_kept):
         raise InvalidRequest.for_field(
             field_name, f"Plan {plan.plan_id} allows at most {plan.max_members} members."
         )

@@ -75,6 +75,7 @@ class MemberService:
                 list(additions),
                 now,
                 owner_credit=service.owner_credit(community_id, sub.owner_id, sub.currency),
+                current_plans=service.stored_plans(community_id, sub),
             )
 
         result = service.charged_change(community_id, subscription_id, planner)

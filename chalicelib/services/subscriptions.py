@@ -125,6 +125,13 @@ class SubscriptionService:
             raise InvalidRequest.for_field("plan_id", f"Plan {plan_id} not found.")
         return plan
 
+    def stored_plans(self, community_id: str, sub: Subscription) -> dict[str, Plan]:
+        """The stored plans of the subscription and of its queued plan change, by id: their
+        latest terms (a PATCH may have changed them since the subscription's snapshot)."""
+        ids = {sub.plan_id, *([sub.pending_changes.plan_id] if sub.pending_changes.plan_id else [])}
+        found = {plan_id: self._plans.find(community_id, plan_id) for plan_id in ids}
+        return {plan_id: plan for plan_id, plan in found.items() if plan is not None}
+
     def profiles(
         self, community_id: str, ids: Sequence[str], field: str, suffix: str = ""
     ) -> list[Profile]:

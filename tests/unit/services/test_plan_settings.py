@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.errors import Conflict, InvalidRequest
+from chalicelib.domain.members import MemberAddition
 from tests.support.world import CID, World
 
 
@@ -83,3 +84,84 @@ def test_a_max_members_lowered_on_the_plan_holds_at_activation() -> None:
         assert refused.value.details[0].field == "member_ids"
     assert world.store.subscriptions[(CID, sub.id)].status == "inactive"
     assert world.gateway.requests == []
+
+
+def test_a_max_members_lowered_on_the_plan_refuses_more_members_and_keeps_the_existing() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    kid = world.dependent("Kid", owner)
+    extra = world.dependent("Extra", owner)
+    plan = world.plan(3000, max_members=5)
+    sub_id = world.active(plan, owner, owner, kid)
+    world.directory.plans[(CID, plan.id)] = plan.with_terms(max_members=1)
+    charges_before = len(world.gateway.requests)
+
+    with pytest.raises(InvalidRequest, match="at most 1 members") as refused:
+        world.members.add(
+            CID,
+            sub_id,
+            [MemberAddition(extra.id)],
+            send_welcome_email=False,
+            send_receipt_email=False,
+        )
+    assert refused.value.details[0].field == "members"
+    kept = world.store.subscriptions[(CID, sub_id)]
+    assert [m.profile_id for m in kept.members] == [owner.id, kid.id]  # the existing stay
+    assert len(world.gateway.requests) == charges_before  # nothing charged
+
+
+def test_a_max_members_lowered_on_a_queued_plan_refuses_more_members() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    kid = world.dependent("Kid", owner)
+    plan = world.plan(3000)
+    queued = world.plan(2000, name="Silver", max_members=5)
+    sub_id = world.active(plan, owner)
+    world.subscriptions.change_plan(CID, sub_id, queued.id, "period_end")
+    world.directory.plans[(CID, queued.id)] = queued.with_terms(max_members=1)
+
+    with pytest.raises(InvalidRequest, match="at most 1 members") as refused:
+        world.members.add(
+            CID,
+            sub_id,
+            [MemberAddition(kid.id)],
+            send_welcome_email=False,
+            send_receipt_email=False,
+        )
+    assert refused.value.details[0].field == "members"
+    assert len(world.store.subscriptions[(CID, sub_id)].members) == 1
+
+
+def test_a_max_members_lowered_below_a_failed_subscription_still_lets_it_reactivate() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    kid = world.dependent("Kid", owner)
+    extra = world.dependent("Extra", owner)
+    plan = world.plan(3000, max_members=5)
+    sub_id = world.active(plan, owner, owner, kid)
+    world.directory.plans[(CID, plan.id)] = plan.with_terms(max_members=1)
+    world.card_checks.on_stripe["pm_decline"] = owner.stripe_customer_id or ""
+    world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end + timedelta(minutes=1))
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+
+    assert world.subscriptions.preview(CID, sub_id, "reactivate")["total"] == 2 * 3000
+    with pytest.raises(InvalidRequest, match="at most 1 members") as refused:  # no growing
+        world.subscriptions.reactivate(
+            CID,
+            sub_id,
+            payment_method_id="pm_ok",
+            owner_id=None,
+            billing_cycle=None,
+            member_ids=[owner.id, kid.id, extra.id],
+        )
+    assert refused.value.details[0].field == "member_ids"
+    reactivated = world.subscriptions.reactivate(
+        CID, sub_id, payment_method_id="pm_ok", owner_id=None, billing_cycle=None, member_ids=None
+    )
+
+    assert reactivated.subscription.status == "active"
+    assert [m.profile_id for m in reactivated.subscription.members] == [owner.id, kid.id]
+    assert reactivated.payment is not None and reactivated.payment.total == 2 * 3000
