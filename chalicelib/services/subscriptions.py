@@ -409,7 +409,13 @@ class SubscriptionService:
             period = sub.current_period
             if sub.status != "active" or period is None:
                 raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
-            plan = plan_renewal(sub, max(now, period.end), owner_credit=credit)
+            # The stored plan's latest terms (its name), as the renewal itself reads them.
+            plan = plan_renewal(
+                sub,
+                max(now, period.end),
+                owner_credit=credit,
+                current_plan=self._plan(community_id, sub.plan_id),
+            )
         fee = application_fee(
             plan.total, community.fee_bps_for_charges(), currency(plan.currency).charge_step
         )

@@ -165,3 +165,43 @@ def test_a_max_members_lowered_below_a_failed_subscription_still_lets_it_reactiv
     assert reactivated.subscription.status == "active"
     assert [m.profile_id for m in reactivated.subscription.members] == [owner.id, kid.id]
     assert reactivated.payment is not None and reactivated.payment.total == 2 * 3000
+
+
+def test_the_renewal_preview_names_the_plan_as_the_renewal_then_charges_it() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    plan = world.plan(3000)
+    sub_id = world.active(plan, owner)
+    world.directory.plans[(CID, plan.id)] = plan.with_terms(name="Platinum")
+
+    preview = world.subscriptions.preview(CID, sub_id, "renew")
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end + timedelta(minutes=1))
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewed"
+
+    renewal = next(p for p in world.store.payments.values() if p.kind == "renewal")
+    assert (
+        [(line["plan_name"], line["amount"]) for line in preview["lines"]]
+        == [(line.plan_name, line.amount) for line in renewal.lines]
+        == [("Platinum", 3000)]
+    )
+    assert preview["total"] == renewal.total
+
+
+def test_a_plan_change_queued_before_its_plan_was_archived_still_applies_at_renewal() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    plan = world.plan(3000)
+    queued = world.plan(2000, name="Silver")
+    sub_id = world.active(plan, owner)
+    world.subscriptions.change_plan(CID, sub_id, queued.id, "period_end")
+    world.directory.plans[(CID, queued.id)] = queued.archived()
+
+    assert world.subscriptions.preview(CID, sub_id, "renew")["total"] == 2000
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end + timedelta(minutes=1))
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewed"
+    renewed = world.store.subscriptions[(CID, sub_id)]
+    assert (renewed.status, renewed.plan_id) == ("active", queued.id)
