@@ -72,7 +72,14 @@ class ErrorDetail(ResponseModel):
     message: str
 
 
+def _payment_not_required(schema: dict[str, Any]) -> None:
+    """`payment` is in a `payment_failed` answer only: no other error carries it."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "payment"]
+
+
 class ErrorBody(ResponseModel):
+    model_config = ConfigDict(json_schema_extra=_payment_not_required)
+
     type: str
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
