@@ -107,7 +107,7 @@ class NewLinkOut(ResponseModel):
     auth=Auth.NONE,
     body=SetupIntentBody,
     response=SetupIntentOut,
-    error_statuses=(404, 409, 429),
+    error_statuses=(404, 409, 429, 503),
     summary="Pay page: a SetupIntent for the owner's new card",
     tag=TAG,
 )

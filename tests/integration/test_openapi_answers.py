@@ -10,6 +10,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from tests.integration.test_payment_links import failed_subscription, issued_token, pay_call
 from tests.support.billing_api import Api, Reply, api_at, billing_env
 from tests.support.localstripe import localstripe_url
 from tests.support.webhook_flow import throttled_once
@@ -186,3 +187,18 @@ def test_the_document_refuses_a_price_above_stripes_maximum_as_the_api_does(api_
         assert list(validator(doc, body_schema["schema"]).iter_errors(too_much)) != [], too_much
     at_the_maximum = {"name": "Gold", "prices": {"month": 99_999_999}}
     assert list(validator(doc, body_schema["schema"]).iter_errors(at_the_maximum)) == []
+
+
+def test_the_pay_pages_calls_declare_the_503_of_a_busy_database(api_at: Any) -> None:
+    """The page's JSON calls read and write the table (the link, its rate count): throttled
+    past the SDK's retries they answer 503 `unavailable` like any route; setup-intent's
+    declared statuses had no 503."""
+    api: Api = api_at(APRIL)
+    doc = document(api)
+    _, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    with throttled_once(api.env.container.dynamodb, "UpdateItem") as fired:
+        busy = pay_call(api, token, "setup-intent")
+
+    assert fired and busy.status == 503, busy
+    assert declared_answer_errors(doc, "POST", "/pay/{token}/setup-intent", busy) == []
