@@ -202,3 +202,12 @@ def test_the_pay_pages_calls_declare_the_503_of_a_busy_database(api_at: Any) -> 
 
     assert fired and busy.status == 503, busy
     assert declared_answer_errors(doc, "POST", "/pay/{token}/setup-intent", busy) == []
+
+
+def test_the_documents_enumerations_are_the_apis(api_at: Any) -> None:
+    """An endpoint's `status` is "enabled" or "disabled" (API.md, Events to the platform), as
+    the PATCH that sets it says; the answer's schema named any string."""
+    schemas = document(api_at(APRIL))["components"]["schemas"]
+    endpoint_status = schemas["EndpointOut"]["properties"]["status"]
+    patch_status = schemas["UpdateEndpoint"]["properties"]["status"]["anyOf"][0]
+    assert endpoint_status["enum"] == patch_status["enum"] == ["enabled", "disabled"]
