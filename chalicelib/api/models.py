@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.api.errors import STATUS_BY_TYPE
+
 # Marks a response field that holds a credential shown once (an API key's secret, a pay-now
 # link, a SetupIntent's client secret): never stored, so an idempotent replay answers null.
 SHOWN_ONCE = "x-shown-once"
@@ -80,7 +82,7 @@ def _payment_not_required(schema: dict[str, Any]) -> None:
 class ErrorBody(ResponseModel):
     model_config = ConfigDict(json_schema_extra=_payment_not_required)
 
-    type: str
+    type: str = Field(json_schema_extra={"enum": list(STATUS_BY_TYPE)})
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
     payment: dict[str, Any] | None = Field(

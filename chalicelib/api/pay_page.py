@@ -23,7 +23,7 @@ import os
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from chalice import Blueprint, Response
 from pydantic import Field
@@ -84,7 +84,7 @@ class ConfirmBody(RequestModel):
 
 
 class PayOut(ResponseModel):
-    status: str
+    status: Literal["paid", "requires_action", "processing"]
     client_secret: str | None = None
 
 

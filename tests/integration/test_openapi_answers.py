@@ -211,3 +211,25 @@ def test_the_documents_enumerations_are_the_apis(api_at: Any) -> None:
     endpoint_status = schemas["EndpointOut"]["properties"]["status"]
     patch_status = schemas["UpdateEndpoint"]["properties"]["status"]["anyOf"][0]
     assert endpoint_status["enum"] == patch_status["enum"] == ["enabled", "disabled"]
+
+
+def test_error_types_and_pay_statuses_are_enumerated_as_api_md_lists_them(api_at: Any) -> None:
+    """API.md names every error `type` and the pay page's `status` values; the document named
+    any string for both."""
+    schemas = document(api_at(APRIL))["components"]["schemas"]
+    assert set(schemas["ErrorBody"]["properties"]["type"]["enum"]) == {
+        "invalid_request",
+        "unauthorized",
+        "payment_failed",
+        "forbidden",
+        "not_found",
+        "conflict",
+        "rate_limited",
+        "internal",
+        "unavailable",
+    }
+    assert set(schemas["PayOut"]["properties"]["status"]["enum"]) == {
+        "paid",
+        "requires_action",
+        "processing",
+    }
