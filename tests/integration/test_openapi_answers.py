@@ -233,3 +233,13 @@ def test_error_types_and_pay_statuses_are_enumerated_as_api_md_lists_them(api_at
         "requires_action",
         "processing",
     }
+
+
+def test_the_document_names_our_own_failure_codes(api_at: Any) -> None:
+    """`failure.code` is Stripe's code or one of ours (API.md, Payments): card_detached,
+    no_card_on_account, account_disconnected and not_attempted. The document said only
+    "a string", so a client could not learn the codes no Stripe documentation lists."""
+    schemas = document(api_at(APRIL))["components"]["schemas"]
+    description = schemas["FailureOut"]["properties"]["code"]["description"]
+    for code in ("card_detached", "no_card_on_account", "account_disconnected", "not_attempted"):
+        assert code in description, description
