@@ -11,7 +11,8 @@ from chalicelib.api.models import ErrorResponse
 from chalicelib.api.routing import ROUTES, Auth, RouteSpec, takes_idempotency_key
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-COMMON_ERROR_STATUSES = (400, 401, 403, 404, 500)
+# 429: the deployed stage's throttle answers it on any route (infra/cdk/api_gateway.py).
+COMMON_ERROR_STATUSES = (400, 401, 403, 404, 429, 500)
 # Any authenticated route: the key could not be checked, or the database stayed busy (503).
 AUTHENTICATED_ERROR_STATUSES = (503,)
 # Any route taking Idempotency-Key: the key reused with another body or still in use (409),

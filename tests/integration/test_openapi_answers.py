@@ -243,3 +243,17 @@ def test_the_document_names_our_own_failure_codes(api_at: Any) -> None:
     description = schemas["FailureOut"]["properties"]["code"]["description"]
     for code in ("card_detached", "no_card_on_account", "account_disconnected", "not_attempted"):
         assert code in description, description
+
+
+def test_every_route_declares_the_429_of_the_stages_throttle(api_at: Any) -> None:
+    """Above the stage's 2,500 requests/s API Gateway answers any route 429 `rate_limited` in
+    the envelope (API.md, Throttling); only the routes with a 429 of their own (the pay page's
+    calls, a profile's card and Stripe calls) declared it."""
+    doc = document(api_at(APRIL))
+    undeclared = [
+        f"{method.upper()} {path}"
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+        if "429" not in operation["responses"]
+    ]
+    assert undeclared == []
