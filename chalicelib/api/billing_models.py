@@ -13,6 +13,12 @@ from pydantic.json_schema import SkipJsonSchema
 
 from chalicelib.api.fields import MAX_AMOUNT, ObjectId
 from chalicelib.api.models import ListQuery, QueryModel, RequestModel, ResponseModel
+from chalicelib.domain.payments import (
+    ACCOUNT_DISCONNECTED,
+    CARD_DETACHED,
+    NO_CARD_ON_ACCOUNT,
+    NOT_ATTEMPTED,
+)
 from chalicelib.domain.subscriptions import MAX_MEMBERS
 
 BillingCycle = Literal["month", "year"]
@@ -234,8 +240,14 @@ class StripeRefsOut(ResponseModel):
     charge_id: str | None
 
 
+OUR_FAILURES = (NOT_ATTEMPTED, CARD_DETACHED, NO_CARD_ON_ACCOUNT, ACCOUNT_DISCONNECTED)
+
+
 class FailureOut(ResponseModel):
-    code: str
+    code: str = Field(
+        description="Stripe's error code (card_declined, expired_card, ...) or one of ours for a "
+        "charge never sent to Stripe: " + ", ".join(failure.code for failure in OUR_FAILURES)
+    )
     decline_code: str | None
     message: str
 

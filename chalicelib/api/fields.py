@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
+from chalicelib.domain.currencies import STRIPE_MAXIMUM_AMOUNT
+
 MAX_AMOUNT = 999_999_999_999  # minor units; far above any real price, far below DynamoDB's limit
 
 
@@ -31,7 +33,11 @@ Email = Annotated[
     str,
     StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
 ]
-Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+# A price or fee: the document states Stripe's maximum, which the domain refuses naming the
+# currency's amount ("999,999.99 USD"); the model's own bound only keeps absurd numbers out.
+Amount = Annotated[
+    int, Field(ge=0, le=MAX_AMOUNT, json_schema_extra={"maximum": STRIPE_MAXIMUM_AMOUNT})
+]
 ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # A time with its offset, converted to UTC (a time without an offset is refused).
 UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]

@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.api.errors import STATUS_BY_TYPE
+
 # Marks a response field that holds a credential shown once (an API key's secret, a pay-now
 # link, a SetupIntent's client secret): never stored, so an idempotent replay answers null.
 SHOWN_ONCE = "x-shown-once"
@@ -72,8 +74,15 @@ class ErrorDetail(ResponseModel):
     message: str
 
 
+def _payment_not_required(schema: dict[str, Any]) -> None:
+    """`payment` is in a `payment_failed` answer only: no other error carries it."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "payment"]
+
+
 class ErrorBody(ResponseModel):
-    type: str
+    model_config = ConfigDict(json_schema_extra=_payment_not_required)
+
+    type: str = Field(json_schema_extra={"enum": list(STATUS_BY_TYPE)})
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
     payment: dict[str, Any] | None = Field(

@@ -8,10 +8,16 @@ from pydantic import BaseModel
 
 from chalicelib.api.errors import STATUS_BY_TYPE
 from chalicelib.api.models import ErrorResponse
-from chalicelib.api.routing import ROUTES, Auth, RouteSpec
+from chalicelib.api.routing import ROUTES, Auth, RouteSpec, takes_idempotency_key
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-COMMON_ERROR_STATUSES = (400, 401, 403, 404, 500)
+# 429: the deployed stage's throttle answers it on any route (infra/cdk/api_gateway.py).
+COMMON_ERROR_STATUSES = (400, 401, 403, 404, 429, 500)
+# Any authenticated route: the key could not be checked, or the database stayed busy (503).
+AUTHENTICATED_ERROR_STATUSES = (503,)
+# Any route taking Idempotency-Key: the key reused with another body or still in use (409),
+# its claim throttled (503).
+IDEMPOTENT_ERROR_STATUSES = (409, 503)
 _REASONS = {status: error_type for error_type, status in STATUS_BY_TYPE.items()}
 
 
@@ -53,7 +59,7 @@ def _operation(spec: RouteSpec, schemas: dict[str, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _add_schema(spec.body, schemas)}},
         }
-    if spec.method == "POST":
+    if takes_idempotency_key(spec):
         operation["parameters"].append(
             {
                 "name": "Idempotency-Key",
@@ -96,6 +102,10 @@ def _responses(spec: RouteSpec, schemas: dict[str, Any]) -> dict[str, Any]:
     statuses = set(COMMON_ERROR_STATUSES) | set(spec.error_statuses)
     if spec.auth is Auth.NONE:
         statuses -= {401, 403}
+    else:
+        statuses |= set(AUTHENTICATED_ERROR_STATUSES)
+    if takes_idempotency_key(spec):
+        statuses |= set(IDEMPOTENT_ERROR_STATUSES)
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": _REASONS.get(status, "error"),

@@ -23,7 +23,7 @@ import os
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from chalice import Blueprint, Response
 from pydantic import Field
@@ -84,7 +84,7 @@ class ConfirmBody(RequestModel):
 
 
 class PayOut(ResponseModel):
-    status: str
+    status: Literal["paid", "requires_action", "processing"]
     client_secret: str | None = None
 
 
@@ -107,7 +107,7 @@ class NewLinkOut(ResponseModel):
     auth=Auth.NONE,
     body=SetupIntentBody,
     response=SetupIntentOut,
-    error_statuses=(404, 409, 429),
+    error_statuses=(404, 409, 429, 503),
     summary="Pay page: a SetupIntent for the owner's new card",
     tag=TAG,
 )

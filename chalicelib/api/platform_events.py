@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from chalice import Blueprint
 from pydantic import Field
@@ -37,11 +37,14 @@ class CreateEndpoint(RequestModel):
     )
 
 
+EndpointStatus = Literal["enabled", "disabled"]
+
+
 class UpdateEndpoint(RequestModel):
     url: str | None = Field(default=None, min_length=8, max_length=2048)
     enabled_events: list[str] | None = Field(default=None, min_length=1, max_length=64)
     description: Description | None = None
-    status: Literal["enabled", "disabled"] | None = None
+    status: EndpointStatus | None = None
     notification_email: str | None = Field(default=None, max_length=254)
 
 
@@ -50,7 +53,7 @@ class EndpointOut(ResponseModel):
     object: Literal["webhook_endpoint"] = "webhook_endpoint"
     url: str
     enabled_events: list[str]
-    status: str
+    status: EndpointStatus
     description: str | None
     notification_email: str | None
     created_at: str
@@ -102,7 +105,7 @@ def endpoint_out(endpoint: Endpoint) -> EndpointOut:
         id=endpoint.id,
         url=endpoint.url,
         enabled_events=list(endpoint.enabled_events),
-        status=endpoint.status,
+        status=cast(EndpointStatus, endpoint.status),  # checked: the model validates it
         description=endpoint.description,
         notification_email=endpoint.notification_email,
         created_at=utc_text(endpoint.created_at),

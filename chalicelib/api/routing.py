@@ -177,7 +177,7 @@ def _serve(
         try:
             _check_auth(spec, principal)
             _check_path_params(path_params)
-            key = idempotency_key(request) if _idempotent(spec) else None
+            key = idempotency_key(request) if takes_idempotency_key(spec) else None
             kwargs: dict[str, Any] = dict(path_params)
             if spec.query is not None:
                 kwargs["query"] = parse_query(request, spec.query)
@@ -305,7 +305,7 @@ def _raw_bytes(request: Request) -> bytes:
     return raw.encode() if isinstance(raw, str) else raw
 
 
-def _idempotent(spec: RouteSpec) -> bool:
+def takes_idempotency_key(spec: RouteSpec) -> bool:
     """Every authenticated POST honours Idempotency-Key (see chalicelib/api/idempotency.py)."""
     return spec.method == "POST" and spec.auth is not Auth.NONE
 
