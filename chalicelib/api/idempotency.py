@@ -76,12 +76,16 @@ def stored_body(body: Any, redact: Callable[[Any], Any]) -> str:
     return json.dumps(redact(decoded))
 
 
+def kept_status(status: int) -> bool:
+    """A status whose answers may be kept as a key's: not 400 (nothing changed; fix the body
+    and retry), not a retryable refusal (429, 5xx)."""
+    return status < 500 and status not in (400, 429)
+
+
 def _should_store(response: Response) -> bool:
-    """Only final answers are kept: not 400 (nothing changed; fix the body and retry), not a
-    retryable refusal (429, 5xx, or anything with Retry-After: a lost race, a busy key)."""
-    status = response.status_code
+    """Only final answers are kept: a kept status without Retry-After (a lost race, a busy key)."""
     retryable = any(str(name).lower() == "retry-after" for name in response.headers or {})
-    return status < 500 and status not in (400, 429) and not retryable
+    return kept_status(response.status_code) and not retryable
 
 
 def run_idempotent(

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from chalicelib.api.errors import STATUS_BY_TYPE
+from chalicelib.api.idempotency import REPLAYED_HEADER, kept_status
 from chalicelib.api.models import ErrorResponse
 from chalicelib.api.routing import ROUTES, Auth, RouteSpec, takes_idempotency_key
 
@@ -19,6 +20,9 @@ AUTHENTICATED_ERROR_STATUSES = (503,)
 # its claim throttled (503).
 IDEMPOTENT_ERROR_STATUSES = (409, 503)
 _REASONS = {status: error_type for error_type, status in STATUS_BY_TYPE.items()}
+# Answered before an Idempotency-Key is claimed, so never a key's replayed answer.
+AUTH_STATUSES = (401, 403)
+_SECONDS = {"type": "integer", "minimum": 1}
 
 
 def build_openapi(version: str) -> dict[str, Any]:
@@ -111,7 +115,40 @@ def _responses(spec: RouteSpec, schemas: dict[str, Any]) -> dict[str, Any]:
             "description": _REASONS.get(status, "error"),
             "content": {"application/json": {"schema": error_ref}},
         }
+    for status_text, response in responses.items():
+        headers = _response_headers(spec, int(status_text))
+        if headers:
+            response["headers"] = headers
     return responses
+
+
+def _response_headers(spec: RouteSpec, status: int) -> dict[str, Any]:
+    """The headers an answer of `status` carries besides Content-Type (API.md, Conventions)."""
+    headers: dict[str, Any] = {}
+    if status in (429, 503):
+        headers["Retry-After"] = _header("Seconds to wait before trying again.", _SECONDS, True)
+    if status == 409:
+        headers["Retry-After"] = _header(
+            "On a refusal that a retry can overcome (a concurrent change; a payment, or this"
+            " Idempotency-Key's first request, still in progress): seconds to wait before trying"
+            " again. Absent: the same request will be refused again.",
+            _SECONDS,
+        )
+    if status == 401:
+        headers["WWW-Authenticate"] = _header(
+            "`Bearer`, when the request had no Authorization header (API Gateway's own 401).",
+            {"type": "string", "enum": ["Bearer"]},
+        )
+    if takes_idempotency_key(spec) and kept_status(status) and status not in AUTH_STATUSES:
+        headers[REPLAYED_HEADER] = _header(
+            "`true` on the first answer to this Idempotency-Key, replayed.",
+            {"type": "string", "enum": ["true"]},
+        )
+    return headers
+
+
+def _header(description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema}
 
 
 def _add_schema(

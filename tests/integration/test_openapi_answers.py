@@ -10,8 +10,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from tests.integration.test_payment_links import failed_subscription, issued_token, pay_call
-from tests.support.billing_api import Api, Reply, api_at, billing_env
+from chalicelib.api.idempotency import request_fingerprint
+from chalicelib.services.payment_links import REQUESTS_PER_TOKEN_PER_MINUTE
+from tests.integration.test_payment_links import failed_subscription, issued_token, page, pay_call
+from tests.support.billing_api import Api, Reply, api_at, billing_env, reply_of
 from tests.support.localstripe import localstripe_url
 from tests.support.webhook_flow import throttled_once
 
@@ -56,20 +58,51 @@ def test_fields_always_in_an_answer_are_required_in_the_document(api_at: Any) ->
         assert fields <= set(schemas[name]["required"]), (name, schemas[name]["required"])
 
 
+# OpenAPI ignores a response header named Content-Type: the content's media type says it.
+UNDECLARED_HEADERS = {"content-type"}
+
+
 def declared_answer_errors(doc: dict[str, Any], method: str, path: str, reply: Reply) -> list[str]:
-    """What the document gets wrong about a real answer: its status undeclared, or its body
-    outside the schema declared for that status."""
+    """What the document gets wrong about a real answer: its status undeclared, its body
+    outside the schema declared for that status, or its headers not those declared for it."""
     responses = doc["paths"][path][method.lower()]["responses"]
     if str(reply.status) not in responses:
         return [f"{method} {path}: {reply.status} not declared ({sorted(responses)})"]
-    content = responses[str(reply.status)].get("content")
+    response = responses[str(reply.status)]
+    errors = [
+        f"{method} {path} {reply.status}: {problem}"
+        for problem in header_errors(doc, response.get("headers", {}), reply.headers)
+    ]
+    content = response.get("content")
     if content is None:
-        return []
+        return errors
     schema = content["application/json"]["schema"]
-    return [
+    return errors + [
         f"{method} {path} {reply.status}: {error.message}"
         for error in validator(doc, schema).iter_errors(reply.body)
     ]
+
+
+def header_errors(doc: dict[str, Any], declared: dict[str, Any], sent: dict[str, str]) -> list[str]:
+    """A header sent but not declared, a required one missing, or a value outside its schema."""
+    by_name = {name.lower(): header for name, header in declared.items()}
+    errors = [
+        f"header {name} not declared ({sorted(declared)})"
+        for name in sent
+        if name not in by_name and name not in UNDECLARED_HEADERS
+    ]
+    for name, header in by_name.items():
+        if name not in sent:
+            errors += [f"required header {name} missing"] if header.get("required") else []
+            continue
+        value: Any = sent[name]
+        if header["schema"].get("type") == "integer" and value.isdigit():
+            value = int(value)
+        errors += [
+            f"header {name}: {error.message}"
+            for error in validator(doc, header["schema"]).iter_errors(value)
+        ]
+    return errors
 
 
 def idempotent_post(api: Api, path: str, body: Any, key: str) -> Reply:
@@ -82,7 +115,7 @@ def idempotent_post(api: Api, path: str, body: Any, key: str) -> Reply:
         },
         body=json.dumps(body),
     )
-    return Reply(response.status_code, json.loads(response.body))
+    return reply_of(response)
 
 
 def test_every_authenticated_post_declares_the_idempotency_keys_409_and_503(api_at: Any) -> None:
@@ -257,3 +290,46 @@ def test_every_route_declares_the_429_of_the_stages_throttle(api_at: Any) -> Non
         if "429" not in operation["responses"]
     ]
     assert undeclared == []
+
+
+def test_the_headers_an_answer_carries_are_declared_for_its_status(api_at: Any) -> None:
+    """API.md promises headers a client acts on: `Retry-After` on a 429, a 503 and a 409 that a
+    retry can overcome, `Idempotent-Replayed: true` on a replayed answer. The document declared
+    no response header at all, so a client built from it never learned when to come back."""
+    api: Api = api_at(APRIL)
+    doc = document(api)
+    plan = {"name": "Gold", "prices": {"month": 3000}}
+    first = idempotent_post(api, "/v1/plans", plan, "once")
+    replayed = idempotent_post(api, "/v1/plans", plan, "once")
+    fingerprint = request_fingerprint("POST", "/v1/plans", {}, json.dumps(plan).encode())
+    now = int(api.env.clock.now().timestamp())
+    store = api.env.container.idempotency
+    assert store.claim(api.community_id, "running", fingerprint, now, 60, 86_400).outcome
+    in_progress = idempotent_post(api, "/v1/plans", plan, "running")
+    with throttled_once(api.env.container.dynamodb, "PutItem"):
+        busy = idempotent_post(api, "/v1/plans", plan, "busy")
+    _, sub = failed_subscription(api)
+    token = issued_token(api, sub["id"])
+    for _ in range(REQUESTS_PER_TOKEN_PER_MINUTE):
+        page(api, token)
+    limited = pay_call(api, token, "setup-intent")
+
+    assert (first.status, replayed.headers["idempotent-replayed"]) == (201, "true")
+    assert (in_progress.status, in_progress.headers["retry-after"]) == (409, "1")
+    assert (busy.status, busy.headers["retry-after"]) == (503, "1")
+    assert limited.status == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
+    errors = [
+        *declared_answer_errors(doc, "POST", "/v1/plans", first),
+        *declared_answer_errors(doc, "POST", "/v1/plans", replayed),
+        *declared_answer_errors(doc, "POST", "/v1/plans", in_progress),
+        *declared_answer_errors(doc, "POST", "/v1/plans", busy),
+        *declared_answer_errors(doc, "POST", "/pay/{token}/setup-intent", limited),
+    ]
+    assert errors == []
+    without_retry_after = Reply(busy.status, busy.body, {"content-type": "application/json"})
+    assert declared_answer_errors(doc, "POST", "/v1/plans", without_retry_after) != []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            for status in {"429", "503"} & set(operation["responses"]):
+                header = operation["responses"][status].get("headers", {}).get("Retry-After")
+                assert header is not None and header["required"], (method, path, status)

@@ -18,7 +18,7 @@ from moto.ses.models import ses_backends
 from chalicelib.domain.errors import Conflict
 from chalicelib.services.payment_links import REQUESTS_PER_TOKEN_PER_MINUTE
 from tests.support.atomic_requests import AtomicRequests
-from tests.support.billing_api import SENDER, Api, Reply, api_at, billing_env
+from tests.support.billing_api import SENDER, Api, Reply, api_at, billing_env, reply_of
 from tests.support.localstripe import localstripe_url, new_card, stripe_for
 from tests.support.moto_clients import moto_client
 
@@ -105,8 +105,7 @@ def pay_call(api: Api, token: str, action: str, body: Any = None) -> Reply:
         headers={"Content-Type": "application/json"},
         body=json.dumps(body or {}),
     )
-    text = response.body.decode() if isinstance(response.body, bytes) else response.body
-    return Reply(response.status_code, json.loads(text) if text else None)
+    return reply_of(response)
 
 
 def issued_token(api: Api, subscription_id: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,14 @@ def billing_env(localstripe_url: str) -> Iterator[Env]:
 class Reply:
     status: int
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
+
+
+def reply_of(response: Any) -> Reply:
+    """A Chalice test client's answer: its status, JSON body and headers."""
+    text = response.body.decode() if isinstance(response.body, bytes) else response.body
+    headers = {str(name).lower(): str(value) for name, value in response.headers.items()}
+    return Reply(response.status_code, json.loads(text) if text else None, headers)
 
 
 @dataclass
@@ -51,8 +59,7 @@ class Api:
             },
             body=json.dumps(body) if body is not None else None,
         )
-        text = response.body.decode() if isinstance(response.body, bytes) else response.body
-        return Reply(response.status_code, json.loads(text) if text else None)
+        return reply_of(response)
 
     def ok(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
         reply = self.call(method, path, body)
