@@ -50,6 +50,9 @@ def test_a_missing_authorization_header_is_a_401_envelope(
     assert status == 401
     _assert_envelope(body, "unauthorized")
     assert headers.get("WWW-Authenticate") == "Bearer"
+    _, _, document = _request(f"{stack.config.api_url}/v1/openapi.json")
+    declared = document["paths"][path][method.lower()]["responses"]["401"]["headers"]
+    assert declared["WWW-Authenticate"]["schema"]["enum"] == ["Bearer"]
 
 
 def test_an_unknown_route_is_a_404_envelope(stack: LocalStack) -> None:
