@@ -102,18 +102,25 @@ def apply_charge_failed(
     if hard:
         details["retries_stopped"] = decline_code or code
     if pending.kind == "renewal":
-        # The plan's terms when the renewal was planned (a PATCHed plan applies to
-        # subscriptions that fail afterwards), else the subscription's snapshot.
-        terms = pending.failure_terms
-        if terms is None or terms.plan_id != sub.plan_id:
-            terms = sub.plan
+        # Grace and retries follow the plan this renewal moved to (a queued plan change, else
+        # its own plan), on its terms when the renewal was planned (a PATCHed plan applies to
+        # subscriptions that fail afterwards). The failed subscription keeps its plan and the
+        # queued change (the retries charge it), both on those latest terms.
+        terms = pending.plan
+        own_plan = pending.failure_terms
+        if own_plan is None or own_plan.plan_id != sub.plan_id:
+            own_plan = sub.plan
+        queued = sub.pending_changes
+        if queued.plan_id == terms.plan_id and terms.plan_id != sub.plan_id:
+            queued = replace(queued, plan=terms)
         grace = timedelta(days=terms.failed_payment_grace_days)
         staying = {m.profile_id for m in pending.members}
         leaving = [m for m in sub.members if m.profile_id not in staying]
         failed = replace(
             cleared,
             status="failed_payment",
-            plan=terms,
+            plan=own_plan,
+            pending_changes=queued,
             members=pending.members,
             former_members=with_former(sub, _removed(leaving, pending.period.start)),
             failed_at=now,
@@ -134,7 +141,7 @@ def apply_charge_failed(
         retried = replace(
             cleared,
             retry_count=attempts,
-            next_retry_at=None if hard else _retry_at(sub.plan, failed_at, attempts, now),
+            next_retry_at=None if hard else _retry_at(sub.next_plan, failed_at, attempts, now),
         )
         event = AuditEvent(now, "subscription.retry_failed", sub.status, sub.status, actor, details)
         return Outcome(retried, event, refund_credit)

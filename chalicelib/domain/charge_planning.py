@@ -4,8 +4,8 @@ Every function checks the subscription can take the operation and returns a `Cha
 charges.py) holding the lines, the totals and the pending charge to store meanwhile; nothing
 changes until `charge_outcomes` applies it:
 - `plan_activation(sub, now, owner_credit=, payment_method_id=None, current_plan=None)`
-  (and `plan_renewal(..., current_plan=None)`: the plan's latest failed-payment terms)
-- `plan_renewal(sub, now, owner_credit=)` (`preview_renewal` for GET .../preview: not due-checked)
+- `plan_renewal(sub, now, owner_credit=, current_plans=None)` (the stored plans' latest terms;
+  `preview_renewal` for GET .../preview: not due-checked)
 - `plan_retry(sub, now, owner_credit=)`
 - `plan_reactivation(sub, now, owner_credit=, owner=None, payment_method_id=None,
   billing_cycle=None, member_ids=None)`
@@ -111,18 +111,21 @@ def plan_activation(
 
 
 def plan_renewal(
-    sub: Subscription, now: datetime, *, owner_credit: int, current_plan: Plan | None = None
+    sub: Subscription,
+    now: datetime,
+    *,
+    owner_credit: int,
+    current_plans: Mapping[str, Plan] | None = None,
 ) -> ChargePlan:
     """active, period ended -> next period on the (possibly queued) plan and cycle, billing
-    the members without a pending removal. `current_plan` (the stored plan of the
-    subscription): its latest terms (grace days, retry schedule) apply if this renewal fails
-    and from then on."""
+    the members without a pending removal. `current_plans` (the stored plans of the
+    subscription and of its queued plan change, by id): the renewal charges the plan it
+    moves to on its latest terms (name; grace days and retry schedule if it fails)."""
     ensure_utc(now)
     period = sub.require_period() if sub.status == "active" else None
     if period is not None and now < period.end:
         raise Conflict(f"Subscription {sub.id} is not due for renewal before {period.end}.")
-    if current_plan is not None and current_plan.id == sub.plan_id:
-        sub = sub.refresh_plan_terms(current_plan)
+    sub = sub.with_latest_plan_terms(current_plans or {})
     charge = preview_renewal(sub, now, owner_credit=owner_credit)
     return replace(charge, pending=replace(charge.pending, failure_terms=sub.plan))
 
@@ -133,7 +136,7 @@ def preview_renewal(sub: Subscription, now: datetime, *, owner_credit: int) -> C
     sub.ensure_status("active", "subscriptions renew")
     sub.ensure_no_pending_charge()
     period = sub.require_period()
-    plan = sub.pending_changes.plan or sub.plan
+    plan = sub.next_plan
     cycle = sub.pending_changes.billing_cycle or sub.billing_cycle
     anchor = sub.require_anchor()
     index = sub.period_index + 1
@@ -168,7 +171,7 @@ def plan_retry(sub: Subscription, now: datetime, *, owner_credit: int) -> Charge
         raise Conflict(f"The next retry is not due before {sub.next_retry_at}.")
     if sub.grace_ends_at is not None and now >= sub.grace_ends_at:
         raise Conflict("The grace period has ended; the subscription is cancelled instead.")
-    plan = sub.pending_changes.plan or sub.plan
+    plan = sub.next_plan
     cycle = sub.pending_changes.billing_cycle or sub.billing_cycle
     return _charge_plan(
         sub,
@@ -203,7 +206,7 @@ def plan_reactivation(
     ensure_utc(now)
     sub.ensure_status("failed_payment", "subscriptions are reactivated")
     sub.ensure_no_pending_charge()
-    plan = sub.pending_changes.plan or sub.plan
+    plan = sub.next_plan
     cycle = billing_cycle or sub.pending_changes.billing_cycle or sub.billing_cycle
     ensure_cycle(cycle)
     if not plan.offers(cycle):

@@ -144,7 +144,7 @@ def _update_active(
     if changes.billing_cycle is not None:
         cycle = changes.billing_cycle
         ensure_cycle(cycle)
-        target_plan = sub.pending_changes.plan or sub.plan
+        target_plan = sub.next_plan
         if not target_plan.offers(cycle):
             raise InvalidRequest.for_field(
                 "billing_cycle", f"Plan {target_plan.plan_id} has no {cycle} price."

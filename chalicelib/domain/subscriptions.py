@@ -31,7 +31,7 @@ repository writes `version + 1` conditioned on it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
@@ -144,6 +144,17 @@ class Subscription:
     @property
     def unit_amount(self) -> int:
         return self.plan.unit_amount(self.billing_cycle)
+
+    @property
+    def plan_ids(self) -> tuple[str, ...]:
+        """Its plan's id and that of a queued plan change (the plans a renewal may read)."""
+        queued = self.pending_changes.plan_id
+        return (self.plan_id,) if queued is None else (self.plan_id, queued)
+
+    @property
+    def next_plan(self) -> PlanSnapshot:
+        """The plan its next renewal or retry charges: a queued plan change, else its own."""
+        return self.pending_changes.plan or self.plan
 
     @property
     def current_period(self) -> Period | None:
@@ -326,6 +337,18 @@ class Subscription:
         if plan.id != self.plan_id:
             raise ValueError("refresh_plan_terms takes the subscription's own plan")
         return replace(self, plan=plan_snapshot(plan))
+
+    def with_latest_plan_terms(self, stored_plans: Mapping[str, Plan]) -> Subscription:
+        """Its plan and its queued plan change on the stored plans' latest terms (name, grace
+        days, retry schedule, max members), for those of `stored_plans` (by id) given."""
+        current = stored_plans.get(self.plan_id)
+        refreshed = self if current is None else self.refresh_plan_terms(current)
+        queued = self.pending_changes.plan_id
+        latest_queued = stored_plans.get(queued) if queued is not None else None
+        if latest_queued is None:
+            return refreshed
+        pending = replace(self.pending_changes, plan=plan_snapshot(latest_queued))
+        return replace(refreshed, pending_changes=pending)
 
     # ------------------------------------------------------------ guards (also for the
     # operations in subscription_changes and billing)

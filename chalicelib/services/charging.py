@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -239,9 +239,9 @@ class Charging:
         community_id: str,
         profile_id: str,
         payment_method_id: str | None,
-        plan_id: str | None = None,
+        plan_ids: Sequence[str] = (),
     ) -> BillingContext:
-        return self._billing.billing_context(community_id, profile_id, payment_method_id, plan_id)
+        return self._billing.billing_context(community_id, profile_id, payment_method_id, plan_ids)
 
     def known_disconnected(self, payment: Payment) -> bool:
         """Whether the Stripe account `payment` was taken on is known to have disconnected the

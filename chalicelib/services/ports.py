@@ -21,7 +21,7 @@ reports a transaction conflict): the caller reads again and re-decides (`retryin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -220,9 +220,9 @@ class BillingReader(Protocol):
         community_id: str,
         profile_id: str,
         payment_method_id: str | None,
-        plan_id: str | None = None,
+        plan_ids: Sequence[str] = (),
     ) -> BillingContext:
-        """Community, billed profile, card snapshot (and the plan, when named): one read."""
+        """Community, billed profile, card snapshot (and the stored plans named): one read."""
         ...
 
 

@@ -73,14 +73,14 @@ class ReportService:
             for sub in subs.all_with_status(community_id, status):
                 with_access |= {m.profile_id for m in sub.members if m.is_current(now)}
                 if status == "active" and sub.currency == currency:
-                    plan = sub.pending_changes.plan or sub.plan
+                    plan = sub.next_plan
                     cycle = sub.pending_changes.billing_cycle or sub.billing_cycle
                     billed = plan.unit_amount(cycle) * len(sub.staying_members())
                     mrr += monthly_equivalent(billed, cycle)
         outstanding = 0
         for sub in subs.all_with_status(community_id, "failed_payment"):
             if sub.currency == currency:
-                plan = sub.pending_changes.plan or sub.plan
+                plan = sub.next_plan
                 cycle = sub.pending_changes.billing_cycle or sub.billing_cycle
                 outstanding += plan.unit_amount(cycle) * len(sub.members)
         recent = [

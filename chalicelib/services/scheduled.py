@@ -226,16 +226,19 @@ class ScheduledActions:
         known_account = self._accounts.get(community_id)
         taken = None if known_account is None else (known_account, self._token(known_account))
         try:
-            # The plan as stored now (read with the rest, no extra request): its latest grace
-            # days and retries apply if this renewal fails.
+            # Its plan and a queued one as stored now (read with the rest, no extra request):
+            # the plan it renews onto is named, and fails, on its latest terms.
             context = self._charging.context(
-                community_id, sub.owner_id, sub.payment_method_id, plan_id=sub.plan_id
+                community_id,
+                sub.owner_id,
+                sub.payment_method_id,
+                plan_ids=sub.plan_ids,
             )
             plan = plan_renewal(
                 sub,
                 now,
                 owner_credit=context.billed.credit_in(sub.currency),
-                current_plan=context.plan,
+                current_plans=context.plans,
             )
             outcome = self._charge(sub, plan, context, now, taken)
         except Conflict:

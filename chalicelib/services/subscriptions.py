@@ -128,8 +128,7 @@ class SubscriptionService:
     def stored_plans(self, community_id: str, sub: Subscription) -> dict[str, Plan]:
         """The stored plans of the subscription and of its queued plan change, by id: their
         latest terms (a PATCH may have changed them since the subscription's snapshot)."""
-        ids = {sub.plan_id, *([sub.pending_changes.plan_id] if sub.pending_changes.plan_id else [])}
-        found = {plan_id: self._plans.find(community_id, plan_id) for plan_id in ids}
+        found = {plan_id: self._plans.find(community_id, plan_id) for plan_id in sub.plan_ids}
         return {plan_id: plan for plan_id, plan in found.items() if plan is not None}
 
     def profiles(
@@ -409,12 +408,13 @@ class SubscriptionService:
             period = sub.current_period
             if sub.status != "active" or period is None:
                 raise Conflict(f"Only active subscriptions renew; this one is {sub.status}.")
-            # The stored plan's latest terms (its name), as the renewal itself reads them.
+            # The stored plans' latest terms (the name of the plan it renews onto), as the
+            # renewal itself reads them.
             plan = plan_renewal(
                 sub,
                 max(now, period.end),
                 owner_credit=credit,
-                current_plan=self._plan(community_id, sub.plan_id),
+                current_plans=self.stored_plans(community_id, sub),
             )
         fee = application_fee(
             plan.total, community.fee_bps_for_charges(), currency(plan.currency).charge_step

@@ -223,6 +223,63 @@ def test_a_queued_cycle_change_shows_in_pending_changes_and_applies_at_renewal(
     assert api.payments(sub["id"])[0]["total"] == 30000
 
 
+def test_a_renewal_onto_a_queued_plan_reads_its_latest_terms_in_the_same_one_read(
+    api_at: Any,
+) -> None:
+    """docs/rules/state.md rule 6: a plan PATCHed after a change to it was queued names the
+    renewal onto it, and its grace and retries apply when that renewal fails; read with the
+    rest of the renewal's context (GetItem, BatchGetItem, two transactions)."""
+    api: Api = api_at(APRIL)
+    gold = api.plan(name="Gold", prices={"month": 3000}, failed_payment_grace_days=14)
+    silver = api.plan(
+        name="Silver",
+        prices={"month": 2000},
+        failed_payment_grace_days=14,
+        retry_schedule_days=[3, 7],
+    )
+    owner = api.customer("Ada")
+    sub = api.active(gold, owner)
+    path = f"/v1/subscriptions/{sub['id']}"
+    api.ok("POST", f"{path}/change-plan", {"plan_id": silver["id"], "effective": "period_end"})
+    api.ok(
+        "PATCH",
+        f"/v1/plans/{silver['id']}",
+        {"name": "Silver Plus", "failed_payment_grace_days": 5, "retry_schedule_days": [1, 2]},
+    )
+    api.ok("PATCH", path, {"payment_method_id": api.card(owner["id"], "4000000000000341")})
+    preview = api.ok("GET", f"{path}/preview?action=renew")
+
+    api.env.clock.advance_to(datetime(2026, 5, 1, tzinfo=UTC))
+    calls: list[str] = []
+
+    def count(event_name: str, **_: Any) -> None:
+        calls.append(event_name.rsplit(".", 1)[-1])
+
+    events = api.env.container.dynamodb.meta.events
+    events.register("before-call.dynamodb", count)
+    try:
+        assert run(api, "renew", sub["id"]) == "renewal_failed"
+    finally:
+        events.unregister("before-call.dynamodb", count)
+    assert calls == ["GetItem", "BatchGetItem"] + ["TransactWriteItems"] * 2
+
+    failed = api.ok("GET", path)
+    assert (failed["status"], failed["pending_changes"]) == (
+        "failed_payment",
+        {"plan_id": silver["id"]},
+    )
+    assert (failed["cancel_at"], failed["next_retry_at"]) == (  # grace: 5 days, retry: day 1
+        "2026-05-06T00:00:00Z",
+        "2026-05-02T00:00:00Z",
+    )
+    [renewal] = [p for p in api.payments(sub["id"]) if p["kind"] == "renewal"]
+    assert (
+        [(line["plan_name"], line["amount"]) for line in preview["lines"]]
+        == [(line["plan_name"], line["amount"]) for line in renewal["lines"]]
+        == [("Silver Plus", 2000)]
+    )
+
+
 def test_change_plan_now_up_charges_the_difference_and_down_credits_the_next_charge(
     api_at: Any,
 ) -> None:

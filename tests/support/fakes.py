@@ -13,7 +13,7 @@ all-or-nothing at `commit()` with the same conditions the DynamoDB adapter write
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
@@ -673,7 +673,7 @@ class InMemoryDirectory:
         community_id: str,
         profile_id: str,
         payment_method_id: str | None,
-        plan_id: str | None = None,
+        plan_ids: Sequence[str] = (),
     ) -> Any:
         from chalicelib.adapters.dynamodb.billing_context import BillingContext
 
@@ -684,7 +684,11 @@ class InMemoryDirectory:
             community_disconnected=community_id in self._store.deauthorized,
             billed=profile,
             card=card,
-            plan=self.plans.get((community_id, plan_id)) if plan_id else None,
+            plans={
+                plan_id: self.plans[(community_id, plan_id)]
+                for plan_id in plan_ids
+                if (community_id, plan_id) in self.plans
+            },
         )
 
     def profile(self, community_id: str, profile_id: str) -> Any:

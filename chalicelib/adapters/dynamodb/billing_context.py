@@ -1,14 +1,16 @@
 """Everything a charge needs besides the subscription, in ONE BatchGetItem (consistent):
-the community (Stripe account, fee), the billed profile (credit, Stripe customer) and the card
-snapshot. A renewal is then: read the subscription, this, and the two transactions.
+the community (Stripe account, fee), the billed profile (credit, Stripe customer), the card
+snapshot and, for a renewal, the stored plans it may charge (its own and a queued plan change).
+A renewal is then: read the subscription, this, and the two transactions.
 
-Reads the items of communities.py, profiles.py (the profile item alone, not its links) and
-card_snapshots.py by their documented keys.
+Reads the items of communities.py, profiles.py (the profile item alone, not its links),
+card_snapshots.py and plans.py by their documented keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.adapters.dynamodb.card_snapshots import card_key
@@ -29,7 +31,8 @@ class BillingContext:
     community_disconnected: bool  # the connected account deauthorized the platform
     billed: Profile
     card: dict[str, Any] | None  # the card snapshot item, if the card was ever checked
-    plan: Plan | None = None  # the plan as stored now, when asked for (renewals)
+    # The plans as stored now, by id, of those asked for (renewals) that exist.
+    plans: Mapping[str, Plan] = field(default_factory=dict)
 
 
 def load_billing_context(
@@ -38,12 +41,12 @@ def load_billing_context(
     community_id: str,
     profile_id: str,
     payment_method_id: str | None,
-    plan_id: str | None = None,
+    plan_ids: Sequence[str] = (),
 ) -> BillingContext:
     keys = [community_key(community_id), profile_key(community_id, profile_id)]
     card = card_key(community_id, payment_method_id) if payment_method_id else None
-    plan = plan_key(community_id, plan_id) if plan_id else None
-    keys += [key for key in (card, plan) if key is not None]
+    plans = [plan_key(community_id, plan_id) for plan_id in dict.fromkeys(plan_ids)]
+    keys += [key for key in (card, *plans) if key is not None]
     request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
     items: list[dict[str, Any]] = []
     while request:
@@ -69,17 +72,19 @@ def load_billing_context(
         application_fee_bps=int(community_item["application_fee_bps"]),
         created_at=parse_time(community_item["created_at"]),
     )
+    stored_plans = [item for item in map(find, plans) if item is not None]
     return BillingContext(
         community=community,
         community_disconnected=bool(community_item.get("stripe_deauthorized_at")),
         billed=profile_from_item(profile_item),
         card=find(card) if card else None,
-        plan=plan_from_item(found) if plan and (found := find(plan)) else None,
+        plans={plan.id: plan for plan in map(plan_from_item, stored_plans)},
     )
 
 
 class DynamoBillingReader:
-    """The BillingReader port: `billing_context(community_id, profile_id, payment_method_id)`."""
+    """The BillingReader port: `billing_context(community_id, profile_id, payment_method_id,
+    plan_ids=())`."""
 
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
@@ -90,8 +95,8 @@ class DynamoBillingReader:
         community_id: str,
         profile_id: str,
         payment_method_id: str | None,
-        plan_id: str | None = None,
+        plan_ids: Sequence[str] = (),
     ) -> BillingContext:
         return load_billing_context(
-            self._client, self._table, community_id, profile_id, payment_method_id, plan_id
+            self._client, self._table, community_id, profile_id, payment_method_id, plan_ids
         )

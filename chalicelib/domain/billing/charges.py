@@ -69,9 +69,10 @@ class PendingCharge:
     fee is charged by this payment have fee status `due` here and become `paid` on success.
     `period_anchor`/`period_index` describe `period` (period_index-th period of the anchor);
     `pending_changes_*` are the subscription's queued changes after success.
-    `failure_terms`: the subscription's own plan as it stood when a renewal was planned (the
-    plan's latest grace days and retry schedule); a failed renewal starts its grace and
-    retries on them (None: the subscription's snapshot).
+    For a renewal, `plan` holds the plan it moves to (a queued plan change, else its own) on
+    that plan's latest terms when planned: a failed renewal starts its grace and retries on
+    them. `failure_terms`: the subscription's own plan on its latest terms, which the failed
+    subscription keeps (None: the subscription's snapshot).
     """
 
     kind: PaymentKind

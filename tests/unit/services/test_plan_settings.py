@@ -205,3 +205,70 @@ def test_a_plan_change_queued_before_its_plan_was_archived_still_applies_at_rene
     assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewed"
     renewed = world.store.subscriptions[(CID, sub_id)]
     assert (renewed.status, renewed.plan_id) == ("active", queued.id)
+
+
+def test_a_renewal_onto_a_queued_plan_takes_that_plans_latest_terms() -> None:
+    """The queued plan renamed and its `max_members` lowered since the change was queued: the
+    renewal (and its preview) names it as it is now, and the subscription renews onto those
+    terms with the members it has."""
+    world = World()
+    owner = world.customer("Ada")
+    kid = world.dependent("Kid", owner)
+    plan = world.plan(3000)
+    queued = world.plan(2000, name="Silver", max_members=5)
+    sub_id = world.active(plan, owner, owner, kid)
+    world.subscriptions.change_plan(CID, sub_id, queued.id, "period_end")
+    latest = queued.with_terms(name="Silver Plus", max_members=1)
+    world.directory.plans[(CID, queued.id)] = latest
+
+    preview = world.subscriptions.preview(CID, sub_id, "renew")
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end + timedelta(minutes=1))
+    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewed"
+
+    renewal = next(p for p in world.store.payments.values() if p.kind == "renewal")
+    assert (
+        [(line["plan_name"], line["amount"]) for line in preview["lines"]]
+        == [(line.plan_name, line.amount) for line in renewal.lines]
+        == [("Silver Plus", 2 * 2000)]
+    )
+    renewed = world.store.subscriptions[(CID, sub_id)]
+    assert (renewed.plan_id, renewed.plan.name, renewed.plan.max_members) == (
+        queued.id,
+        "Silver Plus",
+        1,
+    )
+    assert len(renewed.members) == 2  # a lowered limit never drops the members it has
+
+
+def test_a_failed_renewal_onto_a_queued_plan_takes_that_plans_latest_grace_and_retries() -> None:
+    world = World()
+    owner = world.customer("Ada")
+    plan = world.plan(3000, grace_days=14, retry_days=(3, 7))
+    queued = world.plan(2000, name="Silver", grace_days=14, retry_days=(3, 7))
+    sub_id = world.active(plan, owner)
+    world.subscriptions.change_plan(CID, sub_id, queued.id, "period_end")
+    world.directory.plans[(CID, queued.id)] = queued.with_terms(
+        name="Silver Plus", failed_payment_grace_days=5, retry_schedule_days=(1, 2)
+    )
+    world.card_checks.on_stripe["pm_decline"] = owner.stripe_customer_id or ""
+    world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
+    period = world.store.subscriptions[(CID, sub_id)].current_period
+    assert period is not None
+    world.clock.advance_to(period.end + timedelta(minutes=1))
+    failed_at = world.clock.now()
+
+    assert world.scheduled.renew(CID, sub_id, failed_at) == "renewal_failed"
+
+    failed = world.store.subscriptions[(CID, sub_id)]
+    assert failed.status == "failed_payment"
+    assert failed.grace_ends_at == failed_at + timedelta(days=5)
+    assert failed.next_retry_at == failed_at + timedelta(days=1)
+    renewal = next(p for p in world.store.payments.values() if p.kind == "renewal")
+    assert [line.plan_name for line in renewal.lines] == ["Silver Plus"]
+
+    world.clock.advance_to(failed_at + timedelta(days=1))
+    assert world.scheduled.process_failed_payment(CID, sub_id, world.clock.now()) == "retry_failed"
+    retried = world.store.subscriptions[(CID, sub_id)]
+    assert retried.next_retry_at == failed_at + timedelta(days=2)  # the queued plan's schedule
