@@ -42,6 +42,8 @@ class Snapshot:
     intents: dict[str, dict[str, Any]]  # PaymentIntents Stripe made for this community
     charges: dict[str, dict[str, Any]]  # charge id -> charge (of succeeded intents)
     versions_before: dict[str, int] = field(default_factory=dict)
+    # Detached card -> the PaymentIntents Stripe had made before it was detached.
+    detached_cards: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def ledger_equals_stripe(snap: Snapshot) -> list[Violation]:
@@ -153,6 +155,21 @@ def no_double_charge(snap: Snapshot) -> list[Violation]:
     ]
 
 
+def no_charge_on_a_detached_card(snap: Snapshot) -> list[Violation]:
+    """API.md: a detached card is never sent to Stripe again (no PaymentIntent names it after
+    the detach; localstripe would charge it, Stripe would refuse it)."""
+    return [
+        Violation(
+            "detached-card",
+            f"{intent['id']} (payment {(intent.get('metadata') or {}).get('payment_id')})",
+            f"charged {intent['amount']} on {method}, detached before",
+        )
+        for intent in snap.intents.values()
+        if (method := _id(intent.get("payment_method"))) in snap.detached_cards
+        and intent["id"] not in snap.detached_cards[method]
+    ]
+
+
 def left_pending(payment: dict[str, Any]) -> bool:
     """A payment, or a refund of it, still waits for what Stripe did."""
     return payment["status"] == "pending" or payment.get("amount_refund_pending", 0) > 0
@@ -261,6 +278,7 @@ INVARIANTS = (
     ledger_equals_stripe,
     no_charge_under_the_minimum,
     no_double_charge,
+    no_charge_on_a_detached_card,
     nothing_pending,
     credit_sane,
     access_follows_the_rule,

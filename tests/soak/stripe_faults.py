@@ -27,6 +27,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -114,8 +115,11 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
                 return
             path = self.path.split("?")[0]
             answer: dict[str, Any] = json.loads(data)
-            # A decline answers 402 with the PaymentIntent Stripe made inside the error.
+            # A decline answers 402 with the PaymentIntent Stripe made inside the error
+            # (localstripe names only its charge: the intent is read from that).
             created = answer.get("error", {}).get("payment_intent") if status >= 300 else answer
+            if created is None and path == "/v1/payment_intents" and status == 402:
+                created = self._intent_of_charge(answer.get("error", {}).get("charge"))
             if not isinstance(created, dict) or "id" not in created:
                 return
             if path == "/v1/payment_intents":
@@ -126,6 +130,23 @@ def stripe_faults(target: str) -> Iterator[StripeFaults]:
             elif path == "/v1/refunds":
                 with proxy.lock:
                     proxy.refunds_created.append(str(created["id"]))
+
+        def _intent_of_charge(self, charge_id: Any) -> dict[str, Any] | None:
+            """The PaymentIntent of a declined charge, read from localstripe as this request's
+            caller would (its key and account)."""
+            if not isinstance(charge_id, str):
+                return None
+            wanted = ("Authorization", "Stripe-Account")
+            headers = {name: self.headers[name] for name in wanted if self.headers.get(name)}
+
+            def read(path: str) -> dict[str, Any]:
+                request = urllib.request.Request(proxy.target + path, headers=headers)
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    found: dict[str, Any] = json.loads(response.read())
+                    return found
+
+            intent_id = read(f"/v1/charges/{charge_id}").get("payment_intent")
+            return read(f"/v1/payment_intents/{intent_id}") if intent_id else None
 
         def _handle(self) -> None:
             body = self.read_body()
