@@ -4,7 +4,7 @@ wires them to DynamoDB and Stripe: lifecycle tests that run in milliseconds, wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.clock import FixedClock
@@ -171,3 +171,11 @@ class World:
         sub_id = self.inactive(plan, owner, *members, card=card)
         self.subscriptions.activate(CID, sub_id, None)
         return sub_id
+
+    def renew_at_period_end(self, sub_id: str, late: timedelta = timedelta(0)) -> str:
+        """Move the clock to the end of the subscription's period (and `late` past it), then run
+        its renewal as the worker would; the renewal's outcome."""
+        period = self.store.subscriptions[(CID, sub_id)].current_period
+        assert period is not None
+        self.clock.advance_to(period.end + late)
+        return self.scheduled.renew(CID, sub_id, self.clock.now())

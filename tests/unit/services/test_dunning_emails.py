@@ -27,10 +27,7 @@ def failed_renewal(world: DunningWorld, card: str = "pm_decline", **plan: Any) -
     sub_id = world.active(world.plan(2500, **terms), owner, owner, kid)
     world.card_checks.on_stripe[card] = owner.stripe_customer_id or ""
     world.subscriptions.update(CID, sub_id, {"payment_method_id": card})
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end)
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    assert world.renew_at_period_end(sub_id) == "renewal_failed"
     world.publish()
     return sub_id
 
@@ -175,10 +172,7 @@ def test_an_email_for_a_subscription_paid_since_says_there_is_nothing_to_pay() -
     sub_id = world.active(world.plan(2500, retry_days=(1,), grace_days=7), owner)
     world.card_checks.on_stripe["pm_decline"] = owner.stripe_customer_id or ""
     world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end)
-    world.scheduled.renew(CID, sub_id, world.clock.now())
+    world.renew_at_period_end(sub_id)
     world.subscriptions.cancel(CID, sub_id, "now")  # before the failure was published
 
     world.publish()
@@ -231,10 +225,7 @@ def _failure_email_of_a_renewal_failed_without_stripe(
     owner = world.customer("Ada")
     sub_id = world.active(world.plan(2500, retry_days=(1, 3), grace_days=GRACE_DAYS), owner)
     make_it_fail(world)
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end)
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    assert world.renew_at_period_end(sub_id) == "renewal_failed"
     world.publish()
     [email] = world.mailer.sent
     return world, email

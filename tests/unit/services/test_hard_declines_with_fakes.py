@@ -15,10 +15,7 @@ def renewal_declined_with(world: World, card: str) -> str:
     sub_id = world.active(world.plan(2500, retry_days=(1, 3, 5), grace_days=7), owner)
     world.card_checks.on_stripe[card] = owner.stripe_customer_id or ""
     world.subscriptions.update(CID, sub_id, {"payment_method_id": card})
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end)
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    assert world.renew_at_period_end(sub_id) == "renewal_failed"
     return sub_id
 
 

@@ -19,10 +19,7 @@ def failed(world: World, grace_days: int = 14) -> tuple[str, str]:
     sub_id = world.active(world.plan(2500, retry_days=(1,), grace_days=grace_days), owner)
     world.card_checks.on_stripe["pm_decline"] = owner.stripe_customer_id or ""
     world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end)
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    assert world.renew_at_period_end(sub_id) == "renewal_failed"
     world.clock.advance(timedelta(hours=2))
     issued = world.payment_links.issue(CID, sub_id, world.clock.now())
     return sub_id, issued.url.removeprefix(f"{PUBLIC_URL}/pay/")

@@ -142,10 +142,7 @@ def test_a_max_members_lowered_below_a_failed_subscription_still_lets_it_reactiv
     world.directory.plans[(CID, plan.id)] = plan.with_terms(max_members=1)
     world.card_checks.on_stripe["pm_decline"] = owner.stripe_customer_id or ""
     world.subscriptions.update(CID, sub_id, {"payment_method_id": "pm_decline"})
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end + timedelta(minutes=1))
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewal_failed"
+    assert world.renew_at_period_end(sub_id, timedelta(minutes=1)) == "renewal_failed"
 
     assert world.subscriptions.preview(CID, sub_id, "reactivate")["total"] == 2 * 3000
     with pytest.raises(InvalidRequest, match="at most 1 members") as refused:  # no growing
@@ -175,10 +172,7 @@ def test_the_renewal_preview_names_the_plan_as_the_renewal_then_charges_it() -> 
     world.directory.plans[(CID, plan.id)] = plan.with_terms(name="Platinum")
 
     preview = world.subscriptions.preview(CID, sub_id, "renew")
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end + timedelta(minutes=1))
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewed"
+    assert world.renew_at_period_end(sub_id, timedelta(minutes=1)) == "renewed"
 
     renewal = next(p for p in world.store.payments.values() if p.kind == "renewal")
     assert (
@@ -199,10 +193,7 @@ def test_a_plan_change_queued_before_its_plan_was_archived_still_applies_at_rene
     world.directory.plans[(CID, queued.id)] = queued.archived()
 
     assert world.subscriptions.preview(CID, sub_id, "renew")["total"] == 2000
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end + timedelta(minutes=1))
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewed"
+    assert world.renew_at_period_end(sub_id, timedelta(minutes=1)) == "renewed"
     renewed = world.store.subscriptions[(CID, sub_id)]
     assert (renewed.status, renewed.plan_id) == ("active", queued.id)
 
@@ -222,10 +213,7 @@ def test_a_renewal_onto_a_queued_plan_takes_that_plans_latest_terms() -> None:
     world.directory.plans[(CID, queued.id)] = latest
 
     preview = world.subscriptions.preview(CID, sub_id, "renew")
-    period = world.store.subscriptions[(CID, sub_id)].current_period
-    assert period is not None
-    world.clock.advance_to(period.end + timedelta(minutes=1))
-    assert world.scheduled.renew(CID, sub_id, world.clock.now()) == "renewed"
+    assert world.renew_at_period_end(sub_id, timedelta(minutes=1)) == "renewed"
 
     renewal = next(p for p in world.store.payments.values() if p.kind == "renewal")
     assert (
