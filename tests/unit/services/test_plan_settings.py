@@ -12,6 +12,16 @@ from chalicelib.domain.members import MemberAddition
 from tests.support.world import CID, World
 
 
+def _add_member(world: World, sub_id: str, profile_id: str) -> None:
+    world.members.add(
+        CID,
+        sub_id,
+        [MemberAddition(profile_id)],
+        send_welcome_email=False,
+        send_receipt_email=False,
+    )
+
+
 def test_grace_and_retries_changed_on_the_plan_apply_to_a_later_failure() -> None:
     world = World()
     owner = world.customer("Ada")
@@ -97,13 +107,7 @@ def test_a_max_members_lowered_on_the_plan_refuses_more_members_and_keeps_the_ex
     charges_before = len(world.gateway.requests)
 
     with pytest.raises(InvalidRequest, match="at most 1 members") as refused:
-        world.members.add(
-            CID,
-            sub_id,
-            [MemberAddition(extra.id)],
-            send_welcome_email=False,
-            send_receipt_email=False,
-        )
+        _add_member(world, sub_id, extra.id)
     assert refused.value.details[0].field == "members"
     kept = world.store.subscriptions[(CID, sub_id)]
     assert [m.profile_id for m in kept.members] == [owner.id, kid.id]  # the existing stay
@@ -121,13 +125,7 @@ def test_a_max_members_lowered_on_a_queued_plan_refuses_more_members() -> None:
     world.directory.plans[(CID, queued.id)] = queued.with_terms(max_members=1)
 
     with pytest.raises(InvalidRequest, match="at most 1 members") as refused:
-        world.members.add(
-            CID,
-            sub_id,
-            [MemberAddition(kid.id)],
-            send_welcome_email=False,
-            send_receipt_email=False,
-        )
+        _add_member(world, sub_id, kid.id)
     assert refused.value.details[0].field == "members"
     assert len(world.store.subscriptions[(CID, sub_id)].members) == 1
 
